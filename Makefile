@@ -1,0 +1,40 @@
+# Every target makes its own virtualenv in $(VENV) the first time.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+FL := $(BIN)/fl
+DEMO := results/demo
+
+.PHONY: venv install demo test lint bench clean
+
+venv: $(BIN)/python
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+demo: install
+	$(FL) partition digits --clients 10 --scheme iid --seed 0 --out $(DEMO)/iid
+	$(FL) partition digits --clients 10 --scheme dirichlet --alpha 0.1 --seed 0 --out $(DEMO)/dirichlet-0.1
+	$(FL) train $(DEMO)/iid --algo fedavg --rounds 20 --seed 0 --out $(DEMO)/runs/fedavg-iid
+	$(FL) train $(DEMO)/dirichlet-0.1 --algo fedavg --rounds 20 --seed 0 --out $(DEMO)/runs/fedavg-dirichlet-0.1
+	$(FL) plot $(DEMO)/runs --out $(DEMO)/accuracy.png
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check flcli tests benchmarks
+	$(BIN)/ruff format --check flcli tests benchmarks
+
+bench: install
+	$(BIN)/python benchmarks/engine.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build *.egg-info
+	find results -mindepth 1 ! -name .gitkeep -delete

@@ -1,0 +1,3 @@
+from flcli.cli import main
+
+main()

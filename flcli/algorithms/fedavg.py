@@ -1,0 +1,21 @@
+"""FedAvg (McMahan et al. 2017, "Communication-Efficient Learning of Deep Networks from
+Decentralized Data").
+
+Each sampled client k runs E epochs of minibatch SGD from the global model w_t; the server takes
+the sample-size-weighted mean of the local models: w_{t+1} = sum_k n_k w_k / sum_k n_k
+(equivalently w_t + sum_k n_k (w_k - w_t) / sum_k n_k).
+"""
+
+from flcli.algorithms.aggregate import weighted_mean
+from flcli.algorithms.base import Algorithm, ClientUpdates, ServerState
+
+
+def fedavg() -> Algorithm:
+    def server_init(params):
+        return ServerState(params=params.copy())
+
+    def server_update(state: ServerState, updates: ClientUpdates) -> ServerState:
+        step = weighted_mean(updates.deltas, updates.num_samples)
+        return ServerState(params=state.params + step)
+
+    return Algorithm(name="fedavg", server_init=server_init, server_update=server_update)

@@ -1,0 +1,115 @@
+"""The partition dir: partition.json (metadata), data.npz (arrays), partition.png (heatmap).
+
+All training samples live in one array, ordered by client; client i holds rows
+offsets[i]:offsets[i + 1]. No pickles are written or read.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from flcli.errors import FLError
+from flcli.fileio import atomic_write
+
+ARRAYS = ("x_train", "y_train", "offsets", "x_test", "y_test")
+
+
+@dataclass(frozen=True)
+class Partition:
+    meta: dict
+    x_train: np.ndarray  # [n, d], rows grouped by client
+    y_train: np.ndarray  # [n]
+    offsets: np.ndarray  # [num_clients + 1]
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+    @property
+    def num_clients(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def client_sizes(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.meta["num_classes"])
+
+    @property
+    def num_features(self) -> int:
+        return int(self.x_train.shape[1])
+
+    @property
+    def hash(self) -> str:
+        return self.meta["hash"]
+
+
+def array_hash(arrays: dict[str, np.ndarray]) -> str:
+    digest = hashlib.sha256()
+    for name in ARRAYS:
+        a = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}:{a.dtype.str}:{a.shape}".encode())
+        digest.update(a.tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _same_partition(out: Path, meta: dict) -> bool:
+    try:
+        existing = json.loads((out / "partition.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return existing.get("hash") == meta["hash"] and existing.get("params") == meta["params"]
+
+
+def write_partition(partition: Partition, out: Path, draw_heatmap=None) -> bool:
+    """Write the partition dir atomically (built in a temporary dir, then renamed).
+
+    Returns False when out already holds this very partition (nothing written); raises FLError when
+    out exists and holds anything else.
+    """
+    out = Path(out)
+    if out.exists():
+        if _same_partition(out, partition.meta):
+            return False
+        raise FLError(
+            f"--out {out} already exists and is not this partition; choose a new --out or delete it"
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        arrays = {name: getattr(partition, name) for name in ARRAYS}
+        atomic_write(tmp / "data.npz", lambda f: np.savez_compressed(f, **arrays))
+        (tmp / "partition.json").write_text(json.dumps(partition.meta, indent=2) + "\n")
+        if draw_heatmap is not None:
+            draw_heatmap(partition, tmp / "partition.png")
+        os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return True
+
+
+def load_partition(path: Path) -> Partition:
+    """Read and check a partition dir; every problem is an FLError saying what to do."""
+    path = Path(path)
+    hint = f"create one with: fl partition digits --clients 10 --scheme iid --out {path}"
+    if not path.is_dir():
+        raise FLError(f"partition dir {path} does not exist; {hint}")
+    meta_file, data_file = path / "partition.json", path / "data.npz"
+    if not meta_file.is_file() or not data_file.is_file():
+        raise FLError(f"{path} is not a partition dir (partition.json or data.npz missing); {hint}")
+    try:
+        meta = json.loads(meta_file.read_text())
+        with np.load(data_file, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in ARRAYS}
+    except (OSError, ValueError, KeyError) as e:
+        raise FLError(f"{path} holds an unreadable partition ({e}); re-create it") from None
+    if not isinstance(meta, dict) or meta.get("hash") != array_hash(arrays):
+        raise FLError(f"{data_file} does not match {meta_file}'s hash; re-create the partition")
+    return Partition(meta=meta, **arrays)

@@ -1,0 +1,39 @@
+"""The serial reference backend: one client at a time, one minibatch at a time, plain loops.
+
+It shares nothing with the vectorized engine but the model and the batch orders, so agreement
+between the two checks the gathers and masks of the vectorized one.
+"""
+
+import numpy as np
+
+from flcli.engine.local import Cohort, CohortResult, LocalSpec, epoch_orders
+
+
+def train_serial(
+    model,
+    x: np.ndarray,
+    y: np.ndarray,
+    cohort: Cohort,
+    w_global: np.ndarray,
+    spec: LocalSpec,
+    seed: int,
+    round: int,
+    correction=None,
+) -> CohortResult:
+    params, steps = [], []
+    for client, start, size in zip(cohort.ids, cohort.starts, cohort.sizes, strict=True):
+        w = w_global.copy()
+        taken = 0
+        orders = epoch_orders(seed, round, [client], [size], spec.epochs)
+        for order in orders.reshape(spec.epochs, size):
+            for first in range(0, int(size), spec.batch_size):
+                rows = start + order[first : first + spec.batch_size]
+                mask = np.ones((1, len(rows)), dtype=x.dtype)
+                _, grad = model.loss_grad(w[None], x[rows][None], y[rows][None], mask)
+                if correction is not None:
+                    grad += correction(w[None], w_global)
+                w = w - spec.lr * grad[0]
+                taken += 1
+        params.append(w)
+        steps.append(taken)
+    return CohortResult(params=np.stack(params), num_steps=np.array(steps, dtype=np.int64))

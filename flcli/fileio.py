@@ -1,0 +1,38 @@
+"""Atomic file writes: write a temporary file in the same directory, then rename it into place.
+
+A killed process leaves either the old file or the new one, never a torn one. (No fsync: that
+guards against power loss, not against a killed run, and costs milliseconds per round.)"""
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+
+def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
+    """Call write(file) on a temporary file beside path, then rename it to path."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def atomic_save_figure(path: Path, figure: Any, **savefig_kwargs: Any) -> None:
+    """Save a matplotlib figure atomically; the format follows the extension of path."""
+    fmt = Path(path).suffix.lstrip(".").lower() or "png"
+    atomic_write(path, lambda f: figure.savefig(f, format=fmt, **savefig_kwargs))

@@ -1,0 +1,142 @@
+"""The run dir: run.json (config, status, versions), rounds.csv (one row per round) and
+checkpoint.npz (the server state of the last completed round). Every write is atomic."""
+
+import csv
+import io
+import json
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from flcli import __version__
+from flcli.algorithms.base import ServerState
+from flcli.config import TrainConfig
+from flcli.errors import FLError
+from flcli.fileio import atomic_write, atomic_write_json, atomic_write_text
+
+COLUMNS = [
+    "round",
+    "test_accuracy",
+    "test_loss",
+    "train_loss",
+    "clients",
+    "bytes_up",
+    "bytes_down",
+    "elapsed_s",
+]
+
+
+def versions() -> dict[str, str]:
+    import sklearn
+
+    return {
+        "flcli": __version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scikit-learn": sklearn.__version__,
+    }
+
+
+@dataclass
+class RunDir:
+    path: Path
+    info: dict  # the content of run.json
+    rows: list[dict]
+    pending_state: ServerState | None = None  # the last appended round's state, not yet on disk
+
+    @property
+    def status(self) -> str:
+        return self.info["status"]
+
+    def set_status(self, status: str, **extra) -> None:
+        self.info.update(status=status, **extra)
+        atomic_write_json(self.path / "run.json", self.info)
+
+    def append(self, record: dict, state: ServerState) -> None:
+        """Keep one round's record and state; they reach the disk at the next flush()."""
+        self.rows.append(record)
+        self.pending_state = state
+
+    def flush(self) -> None:
+        """Write rounds.csv, then the checkpoint it can be resumed from (both atomically)."""
+        state = self.pending_state
+        if state is None:
+            return
+        columns = COLUMNS + [k for k in self.rows[-1] if k not in COLUMNS]
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.rows)
+        atomic_write_text(self.path / "rounds.csv", buffer.getvalue())
+        arrays = {"round": np.array(self.rows[-1]["round"]), "params": state.params}
+        arrays.update({f"extra_{k}": v for k, v in state.extra.items()})
+        atomic_write(self.path / "checkpoint.npz", lambda f: np.savez(f, **arrays))
+        self.pending_state = None
+
+    def checkpoint(self) -> tuple[dict, ServerState] | None:
+        """The last round's record and server state, or None when no round was logged."""
+        file = self.path / "checkpoint.npz"
+        if not file.is_file():
+            return None
+        with np.load(file, allow_pickle=False) as npz:
+            round = int(npz["round"])
+            extra = {k[len("extra_") :]: npz[k] for k in npz.files if k.startswith("extra_")}
+            state = ServerState(params=npz["params"], extra=extra)
+        self.rows = [row for row in self.rows if row["round"] <= round]
+        if not self.rows or self.rows[-1]["round"] != round:
+            raise FLError(f"{self.path} has a checkpoint without its rounds.csv row; start anew")
+        return self.rows[-1], state
+
+
+def _read_rows(file: Path) -> list[dict]:
+    if not file.is_file():
+        return []
+    with file.open(newline="") as f:
+        return [
+            {
+                k: (int(v) if k in ("round", "clients", "bytes_up", "bytes_down") else float(v))
+                for k, v in row.items()
+            }
+            for row in csv.DictReader(f)
+        ]
+
+
+def open_run(out: Path, config: TrainConfig, partition_dir: Path, partition_meta: dict) -> RunDir:
+    """Create the run dir, or reopen it when it holds a run of this same config.
+
+    An --out that holds anything else is refused rather than overwritten.
+    """
+    out = Path(out)
+    identity = {"config_digest": config.digest(), "partition_hash": partition_meta["hash"]}
+    if out.exists():
+        try:
+            info = json.loads((out / "run.json").read_text())
+        except (OSError, ValueError):
+            raise FLError(
+                f"--out {out} already exists and is not a flcli run; choose a new --out"
+            ) from None
+        if any(info.get(k) != v for k, v in identity.items()):
+            raise FLError(
+                f"--out {out} holds a run of a different config or partition; "
+                "choose a new --out or delete it"
+            )
+        info["config"]["backend"] = config.backend
+        return RunDir(out, info, _read_rows(out / "rounds.csv"))
+    out.mkdir(parents=True)
+    info = {
+        "status": "running",
+        "config": config.to_dict(),
+        "partition": str(partition_dir),
+        "partition_meta": {
+            key: partition_meta[key]
+            for key in ("dataset", "scheme", "params", "num_clients", "seed")
+        },
+        **identity,
+        "versions": versions(),
+        "wall_time_s": None,
+    }
+    run = RunDir(out, info, [])
+    run.set_status("running")
+    return run

@@ -1,0 +1,54 @@
+import numpy as np
+import pytest
+
+from flcli import api
+from flcli.cli import main
+
+
+class CliResult:
+    def __init__(self, code: int, out: str, err: str):
+        self.code, self.out, self.err = code, out, err
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run `fl ARGS...` in-process; returns the exit code and what it printed."""
+
+    def run(*args) -> CliResult:
+        capsys.readouterr()
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as done:
+            code = done.code if isinstance(done.code, int) else 1
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def iid_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("parts") / "iid"
+    api.partition(out, "digits", num_clients=10, scheme="iid", seed=0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def dirichlet_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("parts") / "dirichlet"
+    api.partition(out, "digits", num_clients=8, scheme="dirichlet", alpha=0.3, seed=1)
+    return out
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.code == 2, (result.code, result.err)
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1, result.err
+    assert "Traceback" not in result.err
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+def same_numbers(a, b, atol=0.0):
+    return np.allclose(a, b, rtol=0, atol=atol)

@@ -1,0 +1,208 @@
+"""End-to-end: the real `fl` command line, from partition to plot, and its errors."""
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from conftest import assert_one_line_error
+
+TIMING = ["elapsed_s"]
+
+
+def rounds_of(run_dir):
+    return pd.read_csv(run_dir / "rounds.csv").drop(columns=TIMING)
+
+
+def test_partition_train_plot_end_to_end(cli, tmp_path):
+    part = tmp_path / "part"
+    result = cli(
+        "partition",
+        "digits",
+        "--clients",
+        10,
+        "--scheme",
+        "dirichlet",
+        "--alpha",
+        0.1,
+        "--seed",
+        0,
+        "--out",
+        part,
+    )
+    assert result.code == 0, result.err
+    assert "JS divergence" in result.out
+    meta = json.loads((part / "partition.json").read_text())
+    for key in (
+        "dataset",
+        "scheme",
+        "params",
+        "seed",
+        "num_clients",
+        "num_classes",
+        "client_sizes",
+        "label_counts",
+        "heterogeneity",
+        "hash",
+    ):
+        assert key in meta
+    assert sum(meta["client_sizes"]) == meta["num_train"]
+    assert (part / "partition.png").stat().st_size > 10_000
+
+    run = tmp_path / "run"
+    result = cli("train", part, "--rounds", 3, "--out", run)
+    assert result.code == 0, result.err
+    rounds = pd.read_csv(run / "rounds.csv")
+    assert list(rounds["round"]) == [0, 1, 2, 3]
+    for column in (
+        "test_accuracy",
+        "test_loss",
+        "train_loss",
+        "clients",
+        "bytes_up",
+        "bytes_down",
+        "elapsed_s",
+    ):
+        assert column in rounds.columns
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "completed" and info["partition_hash"] == meta["hash"]
+
+    figure = tmp_path / "acc.png"
+    result = cli("plot", run, "--out", figure)
+    assert result.code == 0, result.err
+    assert figure.stat().st_size > 10_000
+
+
+def test_default_fedavg_on_iid_digits_reaches_092(cli, iid_dir, tmp_path):
+    result = cli(
+        "train", iid_dir, "--algo", "fedavg", "--model", "softmax", "--out", tmp_path / "run"
+    )
+    assert result.code == 0, result.err
+    rounds = pd.read_csv(tmp_path / "run" / "rounds.csv")
+    assert len(rounds) == 21
+    assert rounds["test_accuracy"].iloc[-1] >= 0.92
+
+
+def test_same_seed_same_rounds_csv_and_backends_agree(cli, dirichlet_dir, tmp_path):
+    args = ["--rounds", 4, "--fraction", 0.5, "--seed", 3]
+    cli("train", dirichlet_dir, *args, "--out", tmp_path / "a")
+    cli("train", dirichlet_dir, *args, "--out", tmp_path / "b")
+    cli("train", dirichlet_dir, *args, "--backend", "serial", "--out", tmp_path / "c")
+    cli(
+        "train",
+        dirichlet_dir,
+        "--rounds",
+        4,
+        "--fraction",
+        0.5,
+        "--seed",
+        4,
+        "--out",
+        tmp_path / "d",
+    )
+    a, b, c, d = (rounds_of(tmp_path / name) for name in "abcd")
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    pd.testing.assert_frame_equal(a, c, check_exact=False, rtol=0, atol=1e-9)
+    assert not a.equals(d)
+
+
+def test_rerun_of_a_completed_run_does_nothing_and_resume_continues(cli, iid_dir, tmp_path):
+    from flcli import api
+    from flcli.config import TrainConfig
+
+    config = TrainConfig(rounds=5, fraction=0.5, seed=2)
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert (
+        cli("train", iid_dir, "--rounds", 5, "--fraction", 0.5, "--seed", 2, "--out", whole).code
+        == 0
+    )
+    again = cli("train", iid_dir, "--rounds", 5, "--fraction", 0.5, "--seed", 2, "--out", whole)
+    assert again.code == 0 and "nothing to do" in again.out
+
+    training = api.prepare_training(iid_dir, config, cut)
+    rounds = training.rounds()
+    for record in rounds:
+        if record["round"] == 2:
+            break
+    rounds.close()  # as if interrupted after round 2
+    assert json.loads((cut / "run.json").read_text())["status"] == "interrupted"
+    refused = cli("train", iid_dir, "--rounds", 5, "--fraction", 0.5, "--seed", 2, "--out", cut)
+    assert_one_line_error(refused, "--resume")
+    resumed = cli(
+        "train", iid_dir, "--rounds", 5, "--fraction", 0.5, "--seed", 2, "--out", cut, "--resume"
+    )
+    assert resumed.code == 0, resumed.err
+    pd.testing.assert_frame_equal(rounds_of(whole), rounds_of(cut), check_exact=True)
+    assert json.loads((cut / "run.json").read_text())["status"] == "completed"
+
+
+def test_list_names_what_is_available(cli):
+    assert "digits" in cli("list", "datasets").out
+    assert "dirichlet" in cli("list", "schemes").out
+    assert "McMahan" in cli("list", "algorithms").out
+    assert "softmax" in cli("list", "models").out
+    assert_one_line_error(cli("list", "things"), "'things'", "datasets")
+
+
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["partition", "mnist-xl", "--out", "{tmp}/p"], ["'mnist-xl'", "digits"]),
+        (["partition", "--scheme", "zipf", "--out", "{tmp}/p"], ["'zipf'", "dirichlet"]),
+        (
+            ["partition", "--scheme", "dirichlet", "--alpha", "0", "--out", "{tmp}/p"],
+            ["--alpha 0", "> 0"],
+        ),
+        (["partition", "--clients", "5000", "--out", "{tmp}/p"], ["--clients 5000", "at most"]),
+        (["partition", "--test-size", "1.5", "--out", "{tmp}/p"], ["--test-size 1.5"]),
+        (["train", "{tmp}/nope", "--out", "{tmp}/r"], ["nope", "fl partition"]),
+        (["train", "{tmp}", "--out", "{tmp}/r"], ["not a partition dir"]),
+        (["train", "{iid}", "--algo", "fedmagic", "--out", "{tmp}/r"], ["'fedmagic'", "fedavg"]),
+        (["train", "{iid}", "--model", "gpt", "--out", "{tmp}/r"], ["'gpt'", "softmax"]),
+        (["train", "{iid}", "--rounds", "0", "--out", "{tmp}/r"], ["--rounds 0"]),
+        (["train", "{iid}", "--lr", "-1", "--out", "{tmp}/r"], ["--lr -1"]),
+        (["train", "{iid}", "--batch-size", "0", "--out", "{tmp}/r"], ["--batch-size 0"]),
+        (["train", "{iid}", "--backend", "gpu", "--out", "{tmp}/r"], ["'gpu'"]),
+        (["train", "{iid}", "--clients-per-round", "11", "--out", "{tmp}/r"], ["at most 10"]),
+        (["train", "{iid}", "--rounds", "abc", "--out", "{tmp}/r"], ["--rounds", "integer"]),
+        (["train", "{iid}"], ["--out"]),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_code_2(cli, iid_dir, tmp_path, args, fragments):
+    filled = [a.format(tmp=tmp_path, iid=iid_dir) for a in args]
+    assert_one_line_error(cli(*filled), *fragments)
+    assert not (tmp_path / "r").exists()
+
+
+def test_out_holding_another_run_is_refused(cli, iid_dir, tmp_path):
+    assert cli("train", iid_dir, "--rounds", 2, "--out", tmp_path / "r").code == 0
+    before = (tmp_path / "r" / "rounds.csv").read_text()
+    assert_one_line_error(
+        cli("train", iid_dir, "--rounds", 3, "--out", tmp_path / "r"), "different config"
+    )
+    (tmp_path / "other").mkdir()
+    assert_one_line_error(cli("train", iid_dir, "--out", tmp_path / "other"), "not a flcli run")
+    assert (tmp_path / "r" / "rounds.csv").read_text() == before
+
+
+def test_partition_out_holding_another_partition_is_refused(cli, iid_dir):
+    assert_one_line_error(cli("partition", "--clients", 7, "--out", iid_dir), "already exists")
+
+
+def test_console_script_runs_without_traceback(tmp_path):
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flcli",
+            "train",
+            str(tmp_path / "missing"),
+            "--out",
+            str(tmp_path / "r"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr

@@ -1,0 +1,126 @@
+import numpy as np
+import pytest
+
+from flcli import api
+from flcli.algorithms.aggregate import weighted_mean
+from flcli.algorithms.registry import make_algorithm
+from flcli.config import TrainConfig
+from flcli.data.store import load_partition
+from flcli.engine.cohort import train_cohort
+from flcli.engine.local import Cohort, LocalSpec, epoch_orders
+from flcli.engine.loop import run_rounds
+from flcli.engine.serial import train_serial
+from flcli.models.linear import SoftmaxRegression
+
+
+def run(partition, **overrides):
+    config = TrainConfig(**overrides)
+    model = SoftmaxRegression(partition.num_features, partition.num_classes)
+    return list(run_rounds(partition, model, make_algorithm(config.algo), config))
+
+
+def test_vectorized_equals_serial_on_clients_of_different_sizes(dirichlet_dir):
+    partition = load_partition(dirichlet_dir)
+    assert len(set(partition.client_sizes)) > 1
+    settings = dict(rounds=3, local_epochs=2, batch_size=7, lr=0.3, fraction=0.75, seed=4)
+    vectorized = run(partition, backend="vectorized", **settings)
+    serial = run(partition, backend="serial", **settings)
+    for a, b in zip(vectorized, serial, strict=True):
+        assert np.allclose(a.state.params, b.state.params, rtol=0, atol=1e-9)
+        assert a.record["test_accuracy"] == b.record["test_accuracy"]
+
+
+def test_a_clients_training_does_not_depend_on_the_rest_of_the_cohort(dirichlet_dir):
+    partition = load_partition(dirichlet_dir)
+    model = SoftmaxRegression(partition.num_features, partition.num_classes)
+    w = np.random.default_rng(0).normal(size=model.num_params) * 0.1
+    spec = LocalSpec(epochs=2, batch_size=5, lr=0.2)
+    alone = train_cohort(
+        model,
+        partition.x_train,
+        partition.y_train,
+        Cohort.of(np.array([3]), partition.offsets),
+        w,
+        spec,
+        seed=1,
+        round=2,
+    )
+    crowd = train_cohort(
+        model,
+        partition.x_train,
+        partition.y_train,
+        Cohort.of(np.array([0, 3, 5]), partition.offsets),
+        w,
+        spec,
+        seed=1,
+        round=2,
+    )
+    assert np.allclose(alone.params[0], crowd.params[1], rtol=0, atol=1e-12)
+
+
+def test_fedavg_on_one_client_equals_plain_minibatch_sgd(tmp_path):
+    out = tmp_path / "one"
+    api.partition(out, "digits", num_clients=1, scheme="iid", seed=0)
+    partition = load_partition(out)
+    rounds, epochs, batch, lr, seed = 3, 2, 32, 0.2, 5
+    results = run(partition, rounds=rounds, local_epochs=epochs, batch_size=batch, lr=lr, seed=seed)
+    model = SoftmaxRegression(partition.num_features, partition.num_classes)
+    x, y, n = partition.x_train, partition.y_train, len(partition.y_train)
+    w = np.zeros(model.num_params)
+    for round in range(1, rounds + 1):
+        for order in epoch_orders(seed, round, [0], [n], epochs).reshape(epochs, n):
+            for first in range(0, n, batch):
+                rows = order[first : first + batch]
+                _, grad = model.loss_grad(
+                    w[None], x[rows][None], y[rows][None], np.ones((1, len(rows)))
+                )
+                w = w - lr * grad[0]
+        assert np.allclose(results[round].state.params, w, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["vectorized", "serial"])
+def test_full_batch_single_step_fedavg_equals_centralized_gradient_descent(iid_dir, backend):
+    partition = load_partition(iid_dir)
+    lr = 0.5
+    results = run(partition, rounds=2, local_epochs=1, batch_size=10_000, lr=lr, backend=backend)
+    model = SoftmaxRegression(partition.num_features, partition.num_classes)
+    x, y = partition.x_train[None], partition.y_train[None]
+    w = np.zeros(model.num_params)
+    for round in (1, 2):
+        _, grad = model.loss_grad(w[None], x, y, np.ones(y.shape))
+        w = w - lr * grad[0]
+        assert np.allclose(results[round].state.params, w, rtol=0, atol=1e-12)
+
+
+def test_weighted_mean_weights_by_sample_count():
+    vectors = np.array([[1.0, 0.0], [0.0, 1.0], [4.0, 4.0]])
+    assert np.allclose(weighted_mean(vectors, np.array([1, 1, 2])), [2.25, 2.25])
+    assert np.allclose(weighted_mean(vectors[:2], np.array([3, 1])), [0.75, 0.25])
+
+
+def test_clients_sampled_per_round_follow_the_config(iid_dir):
+    partition = load_partition(iid_dir)
+    results = run(partition, rounds=4, clients_per_round=3)
+    assert [r.record["clients"] for r in results] == [0, 3, 3, 3, 3]
+    per_model = 8 * (partition.num_features + 1) * partition.num_classes
+    assert results[-1].record["bytes_up"] == 4 * 3 * per_model
+    assert results[-1].record["bytes_down"] == 4 * 3 * per_model
+
+
+def test_serial_engine_counts_steps(iid_dir):
+    partition = load_partition(iid_dir)
+    model = SoftmaxRegression(partition.num_features, partition.num_classes)
+    cohort = Cohort.of(np.array([0, 1]), partition.offsets)
+    spec = LocalSpec(epochs=3, batch_size=50, lr=0.1)
+    for train in (train_serial, train_cohort):
+        result = train(
+            model,
+            partition.x_train,
+            partition.y_train,
+            cohort,
+            np.zeros(model.num_params),
+            spec,
+            seed=0,
+            round=1,
+        )
+        assert list(result.num_steps) == [3 * int(np.ceil(n / 50)) for n in cohort.sizes]
