@@ -30,6 +30,13 @@ DEFAULTS = TrainConfig()
 out = Console()
 err = Console(stderr=True)
 
+
+def Default(help: str, key: str):
+    """An option whose default is TrainConfig's `key` (shown in --help); None means "not given",
+    so that a config file's value is not overridden by a default."""
+    return typer.Option(help=help, show_default=str(getattr(DEFAULTS, key)))
+
+
 OutDir = Annotated[Path, typer.Option("--out", help="Directory to write.", show_default=False)]
 Seed = Annotated[int, typer.Option(help="Seed of every random stream (same seed, same results).")]
 
@@ -104,25 +111,24 @@ def train(
     partition_dir: Annotated[Path, typer.Argument(help="A dir written by fl partition.")],
     out_dir: OutDir,
     algo: Annotated[
-        str, typer.Option(help="Aggregation algorithm (see: fl list algorithms).")
-    ] = DEFAULTS.algo,
-    model: Annotated[str, typer.Option(help="Model (see: fl list models).")] = DEFAULTS.model,
-    rounds: Annotated[int, typer.Option(help="Communication rounds.")] = DEFAULTS.rounds,
-    local_epochs: Annotated[
-        int, typer.Option(help="Local epochs per round.")
-    ] = DEFAULTS.local_epochs,
-    batch_size: Annotated[int, typer.Option(help="Local minibatch size.")] = DEFAULTS.batch_size,
-    lr: Annotated[float, typer.Option(help="Local SGD learning rate.")] = DEFAULTS.lr,
+        str | None, Default("Aggregation algorithm (see: fl list algorithms).", "algo")
+    ] = None,
+    model: Annotated[str | None, Default("Model (see: fl list models).", "model")] = None,
+    rounds: Annotated[int | None, Default("Communication rounds.", "rounds")] = None,
+    local_epochs: Annotated[int | None, Default("Local epochs per round.", "local_epochs")] = None,
+    batch_size: Annotated[int | None, Default("Local minibatch size.", "batch_size")] = None,
+    lr: Annotated[float | None, Default("Local SGD learning rate.", "lr")] = None,
     clients_per_round: Annotated[
         int | None, typer.Option(help="Clients sampled per round.", show_default="all")
     ] = None,
     fraction: Annotated[
-        float | None, typer.Option(help="Fraction of clients sampled per round.")
+        float | None,
+        typer.Option(help="Fraction of clients sampled per round.", show_default="all"),
     ] = None,
-    seed: Seed = DEFAULTS.seed,
+    seed: Annotated[int | None, Default("Seed of every random stream.", "seed")] = None,
     backend: Annotated[
-        str, typer.Option(help="vectorized (fast) or serial (reference).")
-    ] = DEFAULTS.backend,
+        str | None, Default("vectorized (fast) or serial (reference).", "backend")
+    ] = None,
     checkpoint_every: Annotated[
         int | None,
         typer.Option(
@@ -136,18 +142,21 @@ def train(
 
     from flcli import api
 
-    config = TrainConfig(
-        algo=algo,
-        model=model,
-        rounds=rounds,
-        local_epochs=local_epochs,
-        batch_size=batch_size,
-        lr=lr,
-        clients_per_round=clients_per_round,
-        fraction=fraction,
-        seed=seed,
-        backend=backend,
-        checkpoint_every=checkpoint_every,
+    flags = {
+        "algo": algo,
+        "model": model,
+        "rounds": rounds,
+        "local_epochs": local_epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "clients_per_round": clients_per_round,
+        "fraction": fraction,
+        "seed": seed,
+        "backend": backend,
+        "checkpoint_every": checkpoint_every,
+    }
+    config = TrainConfig.from_dict(
+        {key: value for key, value in flags.items() if value is not None}
     )
     training = api.prepare_training(partition_dir, config, out_dir, resume=resume)
     if training.already_completed:
@@ -161,7 +170,7 @@ def train(
     ]
     record = {}
     with Progress(*columns, console=err, transient=False) as progress:
-        task = progress.add_task(f"{algo} rounds", total=rounds, acc="-", loss="-")
+        task = progress.add_task(f"{config.algo} rounds", total=config.rounds, acc="-", loss="-")
         try:
             for record in training.rounds():
                 progress.update(
