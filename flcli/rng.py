@@ -19,6 +19,9 @@ class Purpose(IntEnum):
     STRAGGLE = 7  # systems heterogeneity
     NOISE = 8  # privacy noise, feature noise
     ATTACK = 9  # malicious clients and their behaviour
+    # 20+ for privacy and faults, kept apart from other additions (IntEnum aliases duplicates)
+    DROPOUT = 20  # clients failing mid-round
+    SECAGG = 21  # secure aggregation's simulated client keys and secret-sharing polynomials
 
 
 def rng(seed: int, purpose: Purpose, round: int = 0, client: int = 0) -> np.random.Generator:
