@@ -73,7 +73,7 @@ def test_adaptive_clipping_splits_the_noise_between_the_two_queries():
     assert spec.update_noise_multiplier == pytest.approx((1.0 - 0.25) ** -0.5)
     small = dp.DPSpec(noise_multiplier=1.0, sampling_rate=0.1, expected_clients=10.0)
     with pytest.raises(FLError, match="more clients per round"):
-        small.update_noise_multiplier
+        _ = small.update_noise_multiplier
 
 
 def test_poisson_sampling_has_rate_q_and_is_addressed():

@@ -32,20 +32,20 @@ def trimmed_mean(X: np.ndarray, f: int) -> np.ndarray:
     """Coordinate-wise trimmed mean (Yin et al. 2018): in every coordinate drop the f largest and
     the f smallest values and average the K - 2f left."""
     X = np.asarray(X, dtype=np.float64)
-    K = len(X)
-    if not 0 <= f or 2 * f >= K:
-        raise FLError(f"trimmed-mean of {K} clients cannot trim {f} from each side; need K > 2f")
-    return np.sort(X, axis=0)[f : K - f].mean(axis=0)
+    n = len(X)
+    if f < 0 or 2 * f >= n:
+        raise FLError(f"trimmed-mean of {n} clients cannot trim {f} from each side; need K > 2f")
+    return np.sort(X, axis=0)[f : n - f].mean(axis=0)
 
 
 def krum_scores(X: np.ndarray, f: int) -> np.ndarray:
     """Krum's score of every update: the sum of squared distances to its K - f - 2 nearest other
     updates (Blanchard et al. 2017)."""
     X = np.asarray(X, dtype=np.float64)
-    K = len(X)
-    if K <= 2 * f + 2:
-        raise FLError(f"krum needs more than 2f+2 = {2 * f + 2} clients per round, got {K}")
-    return nearest_distance_sums(X, K - f - 2)
+    n = len(X)
+    if n <= 2 * f + 2:
+        raise FLError(f"krum needs more than 2f+2 = {2 * f + 2} clients per round, got {n}")
+    return nearest_distance_sums(X, n - f - 2)
 
 
 def nearest_distance_sums(X: np.ndarray, neighbours: int) -> np.ndarray:
@@ -81,14 +81,14 @@ def bulyan(X: np.ndarray, f: int) -> np.ndarray:
     2. In every coordinate, average the beta = theta - 2f selected values closest to their median.
     """
     X = np.asarray(X, dtype=np.float64)
-    K = len(X)
-    if K < 4 * f + 3:
+    n = len(X)
+    if n < 4 * f + 3:
         raise FLError(
             f"bulyan tolerating f={f} Byzantine clients needs at least 4f+3 = {4 * f + 3} "
-            f"clients per round, got {K}; sample more clients or lower --byzantine"
+            f"clients per round, got {n}; sample more clients or lower --byzantine"
         )
-    theta = K - 2 * f
-    remaining = list(range(K))
+    theta = n - 2 * f
+    remaining = list(range(n))
     selected = []
     for _ in range(theta):
         # Krum over the candidates left: n - f - 2 nearest neighbours of the current set (at

@@ -150,7 +150,7 @@ def secure_sum(
     vectors = np.asarray(vectors, dtype=np.float64)
     survived = np.asarray(survived, dtype=bool)
     K, P = vectors.shape
-    if K > fixed.max_clients():
+    if fixed.max_clients() < K:
         raise ValueError(f"{K} clients overflow the fixed-point sum; lower the bound")
     if not 1 <= threshold <= K:
         raise ValueError(f"threshold {threshold} must be between 1 and the cohort's {K} clients")
