@@ -27,6 +27,20 @@ class TrainConfig:
     backend: str = "vectorized"
     checkpoint_every: int | None = None
     algo_params: dict[str, Any] = field(default_factory=dict)
+    # privacy and robustness (flcli.engine.uplink)
+    dp_clip: float | str | None = None  # a norm, or "adaptive"
+    dp_noise: float | None = None
+    dp_epsilon: float | None = None
+    dp_delta: float | None = None  # default 1 / number of clients
+    dp_accountant: str = "rdp"
+    secure_agg: bool = False
+    secagg_threshold: int | None = None  # default: a majority of the cohort
+    aggregator: str = "mean"
+    byzantine: float | None = None  # fraction the aggregator tolerates; default --malicious or 0.1
+    attack: str | None = None
+    malicious: float | None = None
+    attack_strength: float | None = None
+    dropout: float = 0.0
 
     def __post_init__(self) -> None:
         positive = {
@@ -49,6 +63,10 @@ class TrainConfig:
             raise FLError(f"--checkpoint-every {self.checkpoint_every} must be at least 1")
         if self.backend not in BACKENDS:
             raise FLError(f"unknown backend {self.backend!r}; choose one of: {', '.join(BACKENDS)}")
+        from flcli.privacy.options import check_options
+
+        clip = check_options(self)
+        object.__setattr__(self, "dp_clip", clip)
 
     def cohort_size(self, num_clients: int) -> int:
         """Clients sampled per round: --clients-per-round, or --fraction of all (default all)."""

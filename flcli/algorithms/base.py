@@ -13,6 +13,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from flcli.algorithms.aggregate import weighted_mean
+
+# (vectors [K, P], weights [K]) -> [P]: how the server may combine what the clients sent
+Aggregate = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
 
 @dataclass(frozen=True)
 class ServerState:
@@ -28,6 +33,10 @@ class ClientUpdates:
     deltas: np.ndarray  # [K, P] local model minus the global model it started from
     num_samples: np.ndarray  # [K] training samples each client holds
     num_steps: np.ndarray  # [K] local steps each client took
+    # The server's only way to combine per-client vectors: the weighted mean by default; a robust
+    # rule, a secure sum or a noised DP mean when the run asks for one (flcli.engine.uplink).
+    # Server updates call updates.aggregate(vectors, weights) wherever the paper averages.
+    aggregate: Aggregate = weighted_mean
 
 
 Correction = Callable[[np.ndarray, np.ndarray], np.ndarray]

@@ -80,6 +80,21 @@ class SecAggResult:
     bytes_down: int  # everything the server relayed: the key list and the shares
 
 
+def protocol_traffic(cohort: int, survivors: int, length: int, aborted: bool) -> tuple[int, int]:
+    """(bytes up, bytes down) of one run of the protocol on vectors of `length` words: public keys,
+    encrypted shares, masked vectors and, unless it aborted, the unmasking shares."""
+    pair_of_shares = 2 * shamir.SHARE_BYTES + ENCRYPTION_OVERHEAD
+    up = (
+        cohort * KEY_BYTES
+        + cohort * (cohort - 1) * pair_of_shares
+        + survivors * length * WORD_BYTES
+    )
+    down = cohort * cohort * KEY_BYTES + cohort * (cohort - 1) * pair_of_shares
+    if not aborted:
+        up += survivors * (cohort - 1) * shamir.SHARE_BYTES
+    return up, down
+
+
 def prg(key: bytes, length: int, context: bytes) -> np.ndarray:
     """length uint64 words of the ChaCha20 key stream under HKDF-SHA256(key, info=context)."""
     stream_key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=context).derive(key)
@@ -155,12 +170,8 @@ def secure_sum(
     if not 1 <= threshold <= K:
         raise ValueError(f"threshold {threshold} must be between 1 and the cohort's {K} clients")
     secrets = [client_secrets(seed, round, int(c), threshold, K) for c in ids]
-    share_bytes = 2 * shamir.SHARE_BYTES + ENCRYPTION_OVERHEAD
-    bytes_up = K * KEY_BYTES + K * (K - 1) * share_bytes
-    bytes_down = K * K * KEY_BYTES + K * (K - 1) * share_bytes
     alive = np.flatnonzero(survived)
     dropped = np.flatnonzero(~survived)
-    bytes_up += len(alive) * P * WORD_BYTES
     if len(alive) < threshold:
         raise SecAggAborted(
             f"secure aggregation aborted in round {round}: {len(alive)} of {K} clients survived, "
@@ -169,8 +180,6 @@ def secure_sum(
     total = np.zeros(P, dtype=np.uint64)
     for u in alive:
         total += masked_input(u, vectors[u], secrets, fixed)
-    # Unmasking: each survivor sends one share per other client of the cohort.
-    bytes_up += len(alive) * (K - 1) * shamir.SHARE_BYTES
     helpers = alive[:threshold]
     for u in alive:
         points = [secrets[u].seed_shares[h] for h in helpers]
@@ -183,6 +192,5 @@ def secure_sum(
         for u in alive:
             mask = pairwise_mask(key_v, secrets[u].public, P)  # = s_uv, by symmetry of X25519
             total = total - mask if v > u else total + mask
-    return SecAggResult(
-        total=fixed.decode(total), survivors=survived, bytes_up=bytes_up, bytes_down=bytes_down
-    )
+    up, down = protocol_traffic(K, len(alive), P, aborted=False)
+    return SecAggResult(total=fixed.decode(total), survivors=survived, bytes_up=up, bytes_down=down)
