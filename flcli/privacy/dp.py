@@ -65,7 +65,7 @@ class DPSpec:
             return z
         if z >= 2 * self.count_std:
             raise FLError(
-                f"adaptive clipping with --dp-noise {z:g} needs a noise multiplier below "
+                f"adaptive clipping with noise multiplier z={z:g} needs z below "
                 f"2 sigma_b = {2 * self.count_std:g} (sigma_b = expected clients per round / 20); "
                 "sample more clients per round or give a fixed --dp-clip"
             )
