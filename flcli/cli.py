@@ -167,7 +167,11 @@ def train(
     ] = None,
     dp_accountant: Annotated[
         str | None,
-        Default("rdp or pld (dp-accounting's accountants).", "dp_accountant"),
+        typer.Option(
+            help="rdp or pld (dp-accounting's accountants).",
+            rich_help_panel="Privacy",
+            show_default=DEFAULTS.dp_accountant,
+        ),
     ] = None,
     secure_agg: Annotated[
         bool | None,

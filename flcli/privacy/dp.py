@@ -21,6 +21,7 @@ pair of queries, the updates get z_delta = (z^-2 - (2 sigma_b)^-2)^(-1/2) (Andre
 """
 
 import contextlib
+import functools
 import logging
 import math
 from collections.abc import Iterator
@@ -143,6 +144,7 @@ def epsilon(
         return float(ledger.get_epsilon(delta))
 
 
+@functools.lru_cache(maxsize=32)  # a run resolves it twice: when checked and when started
 def noise_for_epsilon(
     sampling_rate: float, rounds: int, target_epsilon: float, delta: float, accountant="rdp"
 ) -> float:
