@@ -166,7 +166,8 @@ class EstimatorModel:
                 batch = estimator.get_params().get("batch_size", 1)
                 return -(-len(y) // (batch if isinstance(batch, int) else min(200, len(y))))
             estimator.fit(*self.with_every_class(x, y))
-        return int(np.max(getattr(estimator, "n_iter_", 1)))
+        iterations = getattr(estimator, "n_iter_", None)  # None for closed-form solvers
+        return 1 if iterations is None else int(np.max(iterations))
 
     def with_every_class(self, x, y) -> tuple:
         """(x, y[, sample_weight]) with one zero-weight row per class the client lacks."""
