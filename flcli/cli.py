@@ -7,6 +7,7 @@ from typing import Annotated
 
 import numpy as np
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -246,6 +247,7 @@ def plot(
 
 
 REPORT_SUFFIXES = {".md": "markdown", ".csv": "csv"}
+WIDE = 240  # columns of a table that goes to a file or a pipe rather than a terminal
 
 
 @app.command(
@@ -297,10 +299,10 @@ def report(
         err.print(f"note: {note}", highlight=False, soft_wrap=True, markup=False)
     if format == "table":
         table = report_table(summary)
-        out.print(table)
+        (out if out.is_terminal else Console(width=WIDE)).print(table)
         text = None
         if out_file:
-            plain = Console(file=io.StringIO(), width=200, color_system=None)
+            plain = Console(file=io.StringIO(), width=WIDE, color_system=None)
             plain.print(table)
             text = plain.file.getvalue()
     else:
@@ -316,10 +318,11 @@ def report_table(summary) -> Table:
     from flcli.report import caption, text_cells
 
     header, rows = text_cells(summary)
-    table = Table(caption=caption(summary), caption_justify="left", box=None)
+    table = Table(caption=caption(summary), caption_justify="left", box=box.SIMPLE_HEAD)
     for i, name in enumerate(header):
         right = i >= max(len(summary.keys), 1) and name != "status"
-        table.add_column(name, justify="right" if right else "left")
+        widest = max((len(row[i]) for row in rows), default=0)  # values never wrap; headers may
+        table.add_column(name, justify="right" if right else "left", min_width=widest)
     for row in rows:
         table.add_row(*map(Text, row))
     return table

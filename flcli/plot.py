@@ -15,6 +15,7 @@ from flcli.runs import (
     describe,
     group_runs,
     mean_std,
+    pooling_notes,
     seed_table,
     split_by,
     unfinished,
@@ -137,21 +138,33 @@ def panels_of(runs: list[Run], facet: str | None) -> list[tuple[Any, list[Run]]]
     return [(None, runs)] if facet is None else split_by(runs, facet)
 
 
-def plot_runs(
+@dataclass(frozen=True)
+class Figure:
+    """Everything render() needs: what goes in which panel, and how it looks."""
+
+    panels: list[tuple[Any, list[Group]]]  # (facet value, its groups)
+    styles: dict[str, tuple[str, str]]  # group label -> (colour, line style)
+    legend: dict[str, str]  # group label -> legend entry (with unfinished runs noted)
+    facet: str | None
+    metric: str
+    x_column: str
+    x_label: str
+    title: str
+    smooth: int | None
+    logy: bool
+    notes: list[str]  # runs skipped, groups pooling settings
+
+
+def plan_figure(
     runs: list[Run],
-    out: Path,
     metric: str = "test_accuracy",
     x: str = "round",
     group_by: list[str] | None = None,
     facet: str | None = None,
     smooth: int | None = None,
     logy: bool = False,
-) -> PlotSummary:
-    """Draw `metric` against `x` for each group of runs (mean line, ±1 std band over seeds),
-    one panel per value of `facet` with shared axes, the legend below the panels."""
-    out = Path(out)
-    if out.suffix.lower() not in FORMATS:
-        raise FLError(f"--out {out}: give a file ending in {', '.join(FORMATS)}")
+) -> Figure:
+    """Check the options against the runs, split them into panels and groups, pick styles."""
     if x not in X_AXES:
         raise FLError(f"--x {x!r} is not one of: {', '.join(X_AXES)}")
     if smooth is not None and smooth < 1:
@@ -167,46 +180,39 @@ def plot_runs(
     x_column, x_label = X_AXES[x]
     for run in logged:
         run.column(metric), run.column(x_column)
-
     keys = default_keys(logged, facet) if group_by is None else group_by
     panels = [(value, group_runs(members, keys)) for value, members in panels_of(logged, facet)]
     every_group = [g for _, groups in panels for g in groups]
-    for group in every_group:
-        if group.mixed:
-            notes.append(
-                f"group {group.label!r} pools runs that differ in {', '.join(group.mixed)}; "
-                "add them to --group-by or --facet to separate them"
-            )
     styles = line_styles(every_group)
     legend = {}
     for label in styles:
         status = unfinished([run for g in every_group if g.label == label for run in g.runs])
         legend[label] = f"{label} ({status})" if status else label
-    figure = Figure(
+    return Figure(
         panels, styles, legend, facet, metric, x_column, x_label,
         title_of(logged, facet, every_group, smooth), smooth, logy,
+        notes + pooling_notes(every_group, "--group-by or --facet"),
     )  # fmt: skip
-    draw(figure, out)
-    return PlotSummary(len(logged), len(styles), len(panels), notes)
 
 
-@dataclass(frozen=True)
-class Figure:
-    """Everything draw() needs: what goes in which panel, and how it looks."""
+def plot_runs(runs: list[Run], out: Path, **options: Any) -> PlotSummary:
+    """Draw the options' metric for each group of runs (a mean line and a ±1 std band over
+    seeds), one panel per facet value with shared axes, the legend below; write it to `out`."""
+    out = Path(out)
+    if out.suffix.lower() not in FORMATS:
+        raise FLError(f"--out {out}: give a file ending in {', '.join(FORMATS)}")
+    figure = plan_figure(runs, **options)
+    drawn = render(figure)
+    import matplotlib.pyplot as plt
 
-    panels: list[tuple[Any, list[Group]]]  # (facet value, groups)
-    styles: dict[str, tuple[str, str]]  # group label -> (colour, line style)
-    legend: dict[str, str]  # group label -> legend entry (with unfinished runs noted)
-    facet: str | None
-    metric: str
-    x_column: str
-    x_label: str
-    title: str
-    smooth: int | None
-    logy: bool
+    atomic_save_figure(out, drawn, dpi=200)
+    plt.close(drawn)
+    runs_drawn = sum(len(g.runs) for _, groups in figure.panels for g in groups)
+    return PlotSummary(runs_drawn, len(figure.styles), len(figure.panels), figure.notes)
 
 
-def draw(figure: Figure, out: Path) -> None:
+def render(figure: Figure):
+    """The matplotlib figure (the caller saves and closes it)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -258,8 +264,7 @@ def draw(figure: Figure, out: Path) -> None:
                 ncols=min(len(handles), 4),
                 frameon=False,
             )
-        atomic_save_figure(out, fig, dpi=200)
-        plt.close(fig)
+    return fig
 
 
 def style_axes(ax, figure: Figure) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from flcli.errors import FLError
-from flcli.runs import Group, Run, lower_is_better, spread
+from flcli.runs import Group, Run, lower_is_better, pooling_notes, spread
 
 FORMATS = ("table", "markdown", "csv")
 FAIRNESS = "client_accuracy_p10"
@@ -26,6 +26,11 @@ class Report:
     baseline: str | None  # the baseline group's value, e.g. "fedavg"; None: no speed-up column
     rows: list[dict[str, Any]]  # raw numbers, one dict per group (see summarize_group)
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def show_status(self) -> bool:
+        """A status column only when some run is not completed (or has no rounds.csv)."""
+        return any(row["status"] != "completed" for row in self.rows)
 
     @property
     def optional(self) -> list[str]:
@@ -83,8 +88,9 @@ def summarize_group(group: Group, metric: str, target: float | None) -> dict[str
 
 def baseline_groups(groups: list[Group], baseline: str, explicit: bool) -> list[Group | None]:
     """For each group, its baseline: the group whose value of some group key equals `baseline`
-    (e.g. algo = fedavg; "key=value" names the key) and whose other keys match this group's
-    (so fedprox at α=0.1 is compared with fedavg at α=0.1). None where there is none."""
+    (e.g. algo = fedavg; "key=value" names the key) and whose other keys match this group's, or
+    are unset in the baseline (so fedprox, μ=0.01 at α=0.1 is compared with fedavg at α=0.1).
+    None where there is none."""
     keys = list(groups[0].values) if groups else []
     if "=" in baseline:
         key, wanted = baseline.split("=", 1)
@@ -99,12 +105,13 @@ def baseline_groups(groups: list[Group], baseline: str, explicit: bool) -> list[
         return [None] * len(groups)
     key = candidates[0]
     matches = [g for g in groups if str(g.values[key]) == wanted]
-    out: list[Group | None] = []
+    found: list[Group | None] = []
     for group in groups:
-        rest = {k: v for k, v in group.values.items() if k != key}
-        same = [b for b in matches if {k: v for k, v in b.values.items() if k != key} == rest]
-        out.append(same[0] if same else matches[0] if len(matches) == 1 else None)
-    return out
+        others = [k for k in keys if k != key]
+        fits = [b for b in matches if all(b.values[k] in (group.values[k], None) for k in others)]
+        fits.sort(key=lambda b: -sum(b.values[k] == group.values[k] for k in others))
+        found.append(fits[0] if fits else None)
+    return found
 
 
 def summarize(
@@ -133,13 +140,7 @@ def summarize(
             matched = baseline or "fedavg"
             for row, base in zip(rows, bases, strict=True):
                 row["speedup"] = speedup(rows[groups.index(base)] if base else None, row)
-    notes = [
-        f"group {g.label!r} pools runs that differ in {', '.join(g.mixed)}; "
-        "add them to --group-by to separate them"
-        for g in groups
-        if g.mixed
-    ]
-    return Report(metric, keys, target, matched, rows, notes)
+    return Report(metric, keys, target, matched, rows, pooling_notes(groups, "--group-by"))
 
 
 def speedup(base: dict | None, row: dict) -> float:
@@ -197,7 +198,8 @@ def metric_name(metric: str) -> str:
 def header_of(report: Report) -> list[str]:
     name = metric_name(report.metric)
     header = [k if k != "algo" else "algorithm" for k in report.keys] or ["runs"]
-    header += ["seeds", "status", "rounds", f"final {name}", f"best {name}"]
+    header += ["seeds", "status"] if report.show_status else ["seeds"]
+    header += ["rounds", f"final {name}", f"best {name}"]
     if report.target is not None:
         goal = f"{report.target:g}"
         header += [f"rounds to {goal}", f"bytes up to {goal}", f"seconds to {goal}"]
@@ -235,7 +237,8 @@ def to_markdown(report: Report) -> str:
     header, rows = text_cells(report)
     width = len(report.keys) or 1
     align = ["---"] * width + ["---:"] * (len(header) - width)
-    align[width + 1] = "---"  # status is text
+    if report.show_status:
+        align[width + 1] = "---"  # status is text
     lines = [header, align, *rows]
     table = "\n".join(
         "| " + " | ".join(cell.replace("|", "\\|") for cell in line) + " |" for line in lines
@@ -263,7 +266,7 @@ def to_csv(report: Report) -> str:
 def cells_of(report: Report, row: dict) -> list[str]:
     cells = [str(row[k]) if row[k] is not None else "–" for k in report.keys]
     cells = cells or ["all runs"]
-    cells += [str(row["seeds"]), row["status"]]
+    cells += [str(row["seeds"]), row["status"]] if report.show_status else [str(row["seeds"])]
     if "final_mean" not in row:
         return cells + ["–"] * (len(header_of(report)) - len(cells))
     low, high = row["rounds_min"], row["rounds_max"]

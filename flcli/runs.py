@@ -109,6 +109,16 @@ def unfinished(runs: list[Run]) -> str:
     return ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
 
 
+def pooling_notes(groups: list[Group], remedy: str) -> list[str]:
+    """A note for each group that averages runs differing in more than their seed."""
+    return [
+        f"group {g.label!r} pools runs that differ in {', '.join(g.mixed)}; "
+        f"add them to {remedy} to separate them"
+        for g in groups
+        if g.mixed
+    ]
+
+
 def settings_of(info: dict) -> dict[str, Any]:
     """Flatten run.json into name -> value: config keys, partition keys (dataset, scheme,
     num_clients, partition_seed, and the scheme's params such as alpha), `partition` (the
