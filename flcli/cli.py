@@ -243,7 +243,9 @@ def plot(
     for note in summary.notes:
         err.print(f"note: {note}", highlight=False, soft_wrap=True, markup=False)
     panels = f", {summary.panels} panels" if summary.panels > 1 else ""
-    out.print(f"wrote {out_file} ({summary.runs} runs, {summary.groups} lines{panels})")
+    out.print(
+        f"wrote {out_file} ({summary.runs} runs, {summary.groups} lines{panels})", soft_wrap=True
+    )
 
 
 REPORT_SUFFIXES = {".md": "markdown", ".csv": "csv"}
