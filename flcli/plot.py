@@ -16,6 +16,7 @@ from flcli.runs import (
     group_runs,
     mean_std,
     pooling_notes,
+    require_columns,
     seed_table,
     split_by,
     unfinished,
@@ -84,26 +85,29 @@ def line_styles(groups: list[Group]) -> dict[str, tuple[str, str]]:
     """Group label -> (colour, line style). When groups differ in algorithm, colour means the
     algorithm (fixed per name) and line style tells its variants apart; otherwise groups take
     palette colours in their sorted order."""
-    labels = list(dict.fromkeys(g.label for g in groups))
     algos = {g.values.get("algo") for g in groups}
-    styles: dict[str, tuple[str, str]] = {}
     if len(algos) > 1 and None not in algos:
-        variants: dict[Any, list[str]] = {}
+
+        def variant(group: Group) -> str:
+            return describe({k: v for k, v in group.values.items() if k != "algo"})
+
+        variants: dict[str, list[str]] = {}
         for group in groups:
-            variant = describe({k: v for k, v in group.values.items() if k != "algo"})
-            if variant not in variants.setdefault(group.values["algo"], []):
-                variants[group.values["algo"]].append(variant)
-        for group in groups:
-            rest = describe({k: v for k, v in group.values.items() if k != "algo"})
-            rank = variants[group.values["algo"]].index(rest)
-            styles[group.label] = (
-                algorithm_color(group.values["algo"]),
-                LINESTYLES[rank % len(LINESTYLES)],
+            seen = variants.setdefault(group.values["algo"], [])
+            if variant(group) not in seen:
+                seen.append(variant(group))
+        return {
+            g.label: (
+                algorithm_color(g.values["algo"]),
+                LINESTYLES[variants[g.values["algo"]].index(variant(g)) % len(LINESTYLES)],
             )
-        return styles
-    for rank, label in enumerate(labels):
-        styles[label] = (PALETTE[rank % len(PALETTE)], LINESTYLES[rank // len(PALETTE) % 4])
-    return styles
+            for g in groups
+        }
+    labels = list(dict.fromkeys(g.label for g in groups))
+    return {
+        label: (PALETTE[rank % len(PALETTE)], LINESTYLES[rank // len(PALETTE) % len(LINESTYLES)])
+        for rank, label in enumerate(labels)
+    }
 
 
 def title_of(runs: list[Run], facet: str | None, groups: list[Group], smooth: int | None) -> str:
@@ -178,8 +182,7 @@ def plan_figure(
     if not logged:
         raise FLError(f"none of the {len(runs)} runs found has a rounds.csv yet; train them first")
     x_column, x_label = X_AXES[x]
-    for run in logged:
-        run.column(metric), run.column(x_column)
+    require_columns(logged, [metric, x_column])
     keys = default_keys(logged, facet) if group_by is None else group_by
     panels = [(value, group_runs(members, keys)) for value, members in panels_of(logged, facet)]
     every_group = [g for _, groups in panels for g in groups]
@@ -221,10 +224,9 @@ def render(figure: Figure):
     count = len(figure.panels)
     ncols = min(count, 3)
     nrows = -(-count // ncols)
-    legend_rows = -(-len(figure.styles) // 4)
     width = 6.4 if count == 1 else 3.6 * ncols + 0.6
     height = 4.0 if count == 1 else 3.0 * nrows + 0.4
-    height += 0.25 * legend_rows + 0.3 * figure.title.count("\n")
+    height += 0.3 * figure.title.count("\n")
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(
             nrows,
@@ -257,14 +259,28 @@ def render(figure: Figure):
                 ax.set_xlabel(figure.x_label)
         fig.suptitle(figure.title)
         if len(handles) > 1 or any(figure.legend[k] != k for k in figure.legend):
-            fig.legend(
-                handles.values(),
-                handles.keys(),
-                loc="outside lower center",
-                ncols=min(len(handles), 4),
-                frameon=False,
-            )
+            add_legend(fig, handles)
     return fig
+
+
+def add_legend(fig, handles: dict[str, Any]) -> None:
+    """Below the panels, in as many columns (up to 4) as fit the figure's width; the figure
+    grows by the legend's rows so that the panels keep their size."""
+    renderer = fig.canvas.get_renderer()
+    for ncols in range(min(len(handles), 4), 0, -1):
+        legend = fig.legend(
+            handles.values(),
+            handles.keys(),
+            loc="outside lower center",
+            ncols=ncols,
+            frameon=False,
+        )
+        if ncols == 1 or legend.get_window_extent(renderer).width <= 0.97 * fig.bbox.width:
+            break
+        legend.remove()
+    rows = -(-len(handles) // ncols)
+    width, height = fig.get_size_inches()
+    fig.set_size_inches(width, height + 0.3 + 0.22 * rows)
 
 
 def style_axes(ax, figure: Figure) -> None:
@@ -278,7 +294,7 @@ def style_axes(ax, figure: Figure) -> None:
 
     ax.grid(True, alpha=0.3, linewidth=0.6)
     if figure.x_column == "round":
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
     elif figure.x_column == "bytes_up":
         ax.xaxis.set_major_formatter(EngFormatter(unit="B"))
     if figure.logy:

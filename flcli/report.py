@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from flcli.errors import FLError
-from flcli.runs import Group, Run, lower_is_better, pooling_notes, spread
+from flcli.runs import Group, Run, lower_is_better, pooling_notes, require_columns, spread
 
 FORMATS = ("table", "markdown", "csv")
 FAIRNESS = "client_accuracy_p10"
@@ -126,11 +126,8 @@ def summarize(
         raise FLError(f"--target-accuracy {target} must be a fraction in (0, 1], e.g. 0.9")
     if baseline is not None and target is None:
         raise FLError("--baseline compares rounds to reach a target; give --target-accuracy T")
-    for group in groups:
-        for run in group.logged:
-            run.column(metric)
-            if target is not None:
-                run.column("bytes_up"), run.column("elapsed_s")
+    needed = [metric] if target is None else [metric, "bytes_up", "elapsed_s"]
+    require_columns([run for group in groups for run in group.logged], needed)
     rows = [summarize_group(group, metric, target) for group in groups]
     keys = list(groups[0].values) if groups else []
     matched = None

@@ -205,6 +205,13 @@ def read_run(run_dir: Path) -> Run:
     return Run(run_dir, info, rounds.sort_values("round", ignore_index=True))
 
 
+def require_columns(runs: list[Run], columns: list[str]) -> None:
+    """Fail early, naming the first file and column missing, before anything is drawn."""
+    for run in runs:
+        for column in columns:
+            run.column(column)
+
+
 def check_keys(runs: list[Run], keys: list[str], flag: str) -> None:
     """Each key must be a setting of some run (runs without it get None, e.g. fedavg's mu)."""
     known: list[str] = []
