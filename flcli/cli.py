@@ -361,10 +361,15 @@ def main(argv: list[str] | None = None) -> None:
     command = typer.main.get_command(app)
     try:
         code = command.main(args=argv, prog_name="fl", standalone_mode=False)
+    except click_errors.NoArgsIsHelpError:  # the help was already shown
+        sys.exit(2)
     except click_errors.UsageError as usage:
         hint = f" (see: fl {usage.ctx.info_name} --help)" if usage.ctx else ""
         err.print(f"error: {usage.format_message()}{hint}", highlight=False, soft_wrap=True)
         sys.exit(2)
+    except click_errors.ClickException as failure:
+        err.print(f"error: {failure.format_message()}", highlight=False, soft_wrap=True)
+        sys.exit(failure.exit_code)
     except FLError as bad_input:
         err.print(f"error: {bad_input}", highlight=False, soft_wrap=True, markup=False)
         sys.exit(2)
