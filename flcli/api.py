@@ -32,6 +32,7 @@ class Training:
     run: RunDir
     partition: Partition
     config: TrainConfig
+    model: object
     resume_from: RoundResult | None
 
     @property
@@ -39,9 +40,7 @@ class Training:
         return self.run.status == "completed"
 
     def rounds(self) -> Iterator[dict]:
-        model = make_model(
-            self.config.model, self.partition.num_features, self.partition.num_classes
-        )
+        model = self.model
         algorithm = make_algorithm(self.config.algo, self.config.algo_params)
         every = self.config.checkpoint_every
         finished = False
@@ -76,7 +75,7 @@ def prepare_training(
 ) -> Training:
     """Check everything a run needs before it starts; refuse an --out that holds another run."""
     data = load_partition(partition_dir)
-    make_model(config.model, data.num_features, data.num_classes)
+    model = model_for(config, data)
     make_algorithm(config.algo, config.algo_params)
     config.cohort_size(data.num_clients)
     run = open_run(out, config, Path(partition_dir), data.meta)
@@ -90,7 +89,20 @@ def prepare_training(
         saved = run.checkpoint()
         if saved is not None:
             resume_from = RoundResult(*saved)
-    return Training(run=run, partition=data, config=config, resume_from=resume_from)
+    return Training(run=run, partition=data, config=config, model=model, resume_from=resume_from)
+
+
+def model_for(config: TrainConfig, data: Partition):
+    """The configured model, shaped for the partition's features, classes and task."""
+    return make_model(
+        config.model,
+        data.num_features,
+        data.num_classes,
+        task=data.task,
+        hidden=config.hidden,
+        dtype=config.dtype,
+        model_args=config.model_args,
+    )
 
 
 def plot(

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from flcli.config import TrainConfig
+from flcli.config import TrainConfig, parse_model_args
 from flcli.errors import FLError, RunFailed
 
 try:  # typer >= 0.22 vendors click
@@ -38,6 +38,16 @@ def Default(help: str, key: str):
     """An option whose default is TrainConfig's `key` (shown in --help); None means "not given",
     so that a config file's value is not overridden by a default."""
     return typer.Option(help=help, show_default=str(getattr(DEFAULTS, key)))
+
+
+def lr_defaults() -> str:
+    from flcli.models.registry import MODELS, SKLEARN_LR
+
+    by_lr: dict[float, list[str]] = {}
+    for name, spec in MODELS.items():
+        by_lr.setdefault(spec.lr, []).append(name)
+    shown = [f"{'/'.join(names)} {lr:g}" for lr, names in by_lr.items()]
+    return ", ".join([*shown, f"sklearn {SKLEARN_LR:g}"])
 
 
 OutDir = Annotated[Path, typer.Option("--out", help="Directory to write.", show_default=False)]
@@ -107,8 +117,9 @@ def partition_table(meta: dict) -> Table:
 
 
 @app.command(
-    epilog="Example: fl train results/digits-iid --algo fedavg --model softmax "
-    "--rounds 20 --seed 0 --out results/runs/fedavg-iid"
+    epilog="Example: fl train results/digits-iid --algo fedavg --model mlp --hidden 128,64 "
+    "--rounds 30 --seed 0 --out results/runs/fedavg-mlp  ·  scikit-learn: --model "
+    "sklearn:SGDClassifier --model-arg alpha=0.001"
 )
 def train(
     partition_dir: Annotated[Path, typer.Argument(help="A dir written by fl partition.")],
@@ -120,7 +131,14 @@ def train(
     rounds: Annotated[int | None, Default("Communication rounds.", "rounds")] = None,
     local_epochs: Annotated[int | None, Default("Local epochs per round.", "local_epochs")] = None,
     batch_size: Annotated[int | None, Default("Local minibatch size.", "batch_size")] = None,
-    lr: Annotated[float | None, Default("Local SGD learning rate.", "lr")] = None,
+    lr: Annotated[
+        float | None,
+        typer.Option(
+            help="Local SGD learning rate; the default depends on --model (for sklearn:NAME it "
+            "only scales an algorithm's correction step).",
+            show_default=lr_defaults(),
+        ),
+    ] = None,
     clients_per_round: Annotated[
         int | None, typer.Option(help="Clients sampled per round.", show_default="all")
     ] = None,
@@ -136,6 +154,23 @@ def train(
         int | None,
         typer.Option(
             help="Save rounds.csv and checkpoint.npz every N rounds.", show_default="each second"
+        ),
+    ] = None,
+    hidden: Annotated[
+        str | None,
+        typer.Option(
+            help="Hidden layer sizes of --model mlp, e.g. 256,128.", show_default="128,64"
+        ),
+    ] = None,
+    dtype: Annotated[
+        str | None, Default("float64, or float32 (half the memory, faster).", "dtype")
+    ] = None,
+    model_arg: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Constructor argument of a sklearn:NAME model, key=value (a Python literal or a "
+            "string); repeatable.",
+            show_default=False,
         ),
     ] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --out.")] = False,
@@ -157,6 +192,9 @@ def train(
         "seed": seed,
         "backend": backend,
         "checkpoint_every": checkpoint_every,
+        "hidden": hidden,
+        "dtype": dtype,
+        "model_args": parse_model_args(model_arg) if model_arg else None,
     }
     config = TrainConfig.from_dict(
         {key: value for key, value in flags.items() if value is not None}
@@ -169,17 +207,21 @@ def train(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("acc {task.fields[acc]}  loss {task.fields[loss]}"),
+        TextColumn("{task.fields[short]} {task.fields[metric]}  loss {task.fields[loss]}"),
     ]
     record = {}
+    metric = "test_r2" if training.partition.task == "regression" else "test_accuracy"
+    short = {"test_r2": "r2", "test_accuracy": "acc"}[metric]
     with Progress(*columns, console=err, transient=False) as progress:
-        task = progress.add_task(f"{config.algo} rounds", total=config.rounds, acc="-", loss="-")
+        task = progress.add_task(
+            f"{config.algo} rounds", total=config.rounds, short=short, metric="-", loss="-"
+        )
         try:
             for record in training.rounds():
                 progress.update(
                     task,
                     completed=record["round"],
-                    acc=f"{record['test_accuracy']:.4f}",
+                    metric=f"{record[metric]:.4f}",
                     loss=f"{record['train_loss']:.4f}",
                 )
         except KeyboardInterrupt:
@@ -188,7 +230,7 @@ def train(
                 "command and --resume"
             ) from None
     out.print(
-        f"round {record['round']}: test accuracy {record['test_accuracy']:.4f}, "
+        f"round {record['round']}: {metric.replace('_', ' ')} {record[metric]:.4f}, "
         f"train loss {record['train_loss']:.4f} -> {out_dir / 'rounds.csv'}"
     )
 
@@ -338,13 +380,13 @@ def list_(
     from flcli.algorithms.registry import ALGORITHMS
     from flcli.data.datasets import DATASETS
     from flcli.data.partition import SCHEMES
-    from flcli.models.registry import MODELS
+    from flcli.models.registry import describe_models
 
     catalogues = {
         "datasets": {name: text for name, (_, text) in DATASETS.items()},
         "schemes": SCHEMES,
         "algorithms": {name: text for name, (_, text) in ALGORITHMS.items()},
-        "models": MODELS,
+        "models": describe_models(list(ALGORITHMS)),
     }
     if what not in catalogues:
         raise FLError(f"cannot list {what!r}; choose one of: {', '.join(catalogues)}")

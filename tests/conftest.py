@@ -54,6 +54,35 @@ def same_numbers(a, b, atol=0.0):
     return np.allclose(a, b, rtol=0, atol=atol)
 
 
+def write_regression_partition(out, num_clients=5, seed=0, noise=10.0):
+    """A regression partition dir from generated data (make_regression), IID clients."""
+    from sklearn.datasets import make_regression
+
+    from flcli.data.store import Partition, array_hash, write_partition
+
+    x, y = make_regression(n_samples=600, n_features=6, noise=noise, bias=30.0, random_state=seed)
+    x_train, y_train, x_test, y_test = x[:500], y[:500], x[500:], y[500:]
+    offsets = np.linspace(0, 500, num_clients + 1).astype(np.int64)
+    arrays = dict(x_train=x_train, y_train=y_train, offsets=offsets, x_test=x_test, y_test=y_test)
+    meta = {
+        "dataset": "make_regression",
+        "task": "regression",
+        "scheme": "iid",
+        "params": {},
+        "seed": seed,
+        "num_clients": num_clients,
+        "client_sizes": np.diff(offsets).tolist(),
+        "hash": array_hash(arrays),
+    }
+    write_partition(Partition(meta=meta, **arrays), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def regression_dir(tmp_path_factory):
+    return write_regression_partition(tmp_path_factory.mktemp("parts") / "regression")
+
+
 def write_run(
     path,
     accuracy,
