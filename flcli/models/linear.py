@@ -47,3 +47,13 @@ class SoftmaxRegression:
     def predict_proba(self, w, X):
         weights, bias = self._unpack(w)
         return np.exp(_log_softmax(X @ weights + bias))
+
+    def distill_loss_grad(self, w, X, targets, temperature):
+        """Knowledge distillation towards soft targets [N, C] (Hinton et al. 2015): the mean over
+        rows of T^2 KL(targets || softmax(logits / T)), and its gradient with respect to w [P]."""
+        weights, bias = self._unpack(w)
+        log_student = _log_softmax((X @ weights + bias) / temperature)
+        safe = np.where(targets > 0, targets, 1.0)
+        kl = (targets * (np.log(safe) - log_student)).sum(axis=1).mean()
+        residual = temperature * (np.exp(log_student) - targets) / len(X)  # d loss / d logits
+        return temperature**2 * kl, np.concatenate([(X.T @ residual).ravel(), residual.sum(0)])
