@@ -52,3 +52,19 @@ def assert_one_line_error(result, *fragments):
 
 def same_numbers(a, b, atol=0.0):
     return np.allclose(a, b, rtol=0, atol=atol)
+
+
+@pytest.fixture(scope="session")
+def personal_dir(tmp_path_factory):
+    """Dirichlet(0.1) digits with a local test split on every client."""
+    out = tmp_path_factory.mktemp("parts") / "personal"
+    api.partition(
+        out,
+        "digits",
+        num_clients=10,
+        scheme="dirichlet",
+        alpha=0.1,
+        seed=0,
+        client_test_fraction=0.2,
+    )
+    return out

@@ -36,7 +36,7 @@ class AlgorithmInfo:
         return f"{self.paper}: {self.use_when}"
 
 
-ADAPTIVE = {"server_lr": 0.03, "beta1": 0.9, "beta2": 0.99, "tau": 1e-3}
+ADAPTIVE = {"server_lr": 0.1, "beta1": 0.9, "beta2": 0.99, "tau": 1e-3}
 
 ALGORITHMS = {
     "fedavg": AlgorithmInfo(
@@ -72,13 +72,13 @@ ALGORITHMS = {
         fedavgm,
         "Hsu et al. 2019 (FedAvgM)",
         "server momentum --server-momentum on the averaged update; non-IID, partial sampling",
-        {"server_lr": 1.0, "server_momentum": 0.5},
+        {"server_lr": 1.0, "server_momentum": 0.9},
     ),
     "fedadagrad": AlgorithmInfo(
         fedadagrad,
         "Reddi et al. 2021 (FedOpt)",
         "Adagrad on the server; sparse or rarely seen features",
-        {k: ADAPTIVE[k] for k in ("server_lr", "beta1", "tau")},
+        {"server_lr": 0.3, "beta1": 0.9, "tau": 1e-3},
     ),
     "fedadam": AlgorithmInfo(
         fedadam,
@@ -102,7 +102,7 @@ ALGORITHMS = {
         qfedavg,
         "Li et al. 2020 (q-FFL)",
         "weighs clients with a high loss more (--q); when the worst clients matter (fairness)",
-        {"q": 1.0},
+        {"q": 0.1},
     ),
     "ditto": AlgorithmInfo(
         ditto,
