@@ -36,7 +36,11 @@ def client_scores(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(mean loss [K], accuracy [K]) of one model w on each client's rows."""
     rows = client_rows(starts, sizes)
-    nll, correct = per_sample(model, w, x[rows], y[rows])
+    return per_client(*per_sample(model, w, x[rows], y[rows]), sizes)
+
+
+def per_client(nll: np.ndarray, correct: np.ndarray, sizes: np.ndarray):
+    """(mean loss [K], accuracy [K]) from per-sample scores laid out client after client."""
     owner = np.repeat(np.arange(len(sizes)), sizes)
     count = np.maximum(sizes, 1)
     loss = np.bincount(owner, nll, minlength=len(sizes)) / count

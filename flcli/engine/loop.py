@@ -17,7 +17,14 @@ from flcli.config import TrainConfig
 from flcli.data.holdout import hold_out_proxy
 from flcli.data.store import Partition
 from flcli.engine.backends import BACKENDS
-from flcli.engine.evaluate import client_scores, evaluate, personal_scores
+from flcli.engine.evaluate import (
+    client_rows,
+    client_scores,
+    evaluate,
+    per_client,
+    per_sample,
+    personal_scores,
+)
 from flcli.engine.local import Cohort, LocalSpec, LocalWork, steps_per_epoch
 from flcli.engine.stragglers import straggler_budgets
 from flcli.errors import FLError, RunFailed
@@ -75,14 +82,16 @@ def run_rounds(
 
     def measure(state, round, ids, personal, totals) -> tuple[dict, dict]:
         test_loss, test_accuracy = evaluate(model, state.params, partition.x_test, partition.y_test)
-        train_loss, _ = evaluate(model, state.params, x, y)
+        nll, correct = per_sample(model, state.params, x, y)  # the clients' scores come along
+        train_loss = float(nll.mean())
         if not (math.isfinite(train_loss) and np.isfinite(state.params).all()):
             raise RunFailed(
                 f"training diverged at round {round} (loss {train_loss}); "
                 f"try a smaller --lr, e.g. {config.lr / 10:g}"
             )
         cohort = Cohort.of(ids, partition.offsets)
-        loss, accuracy = client_scores(model, state.params, x, y, cohort.starts, cohort.sizes)
+        rows = client_rows(cohort.starts, cohort.sizes)
+        loss, accuracy = per_client(nll[rows], correct[rows], cohort.sizes)
         record = {
             "round": round,
             "test_accuracy": test_accuracy,
