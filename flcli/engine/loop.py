@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from flcli.algorithms.base import Algorithm, ClientUpdates, Context, ServerState
-from flcli.algorithms.registry import make_algorithm
+from flcli.algorithms.registry import algorithm_info, make_algorithm
 from flcli.config import TrainConfig
 from flcli.data.holdout import hold_out_proxy
 from flcli.data.store import Partition
@@ -43,8 +43,9 @@ def sample_clients(seed: int, round: int, num_clients: int, cohort_size: int) ->
     return np.sort(chosen)
 
 
-def training_data(partition: Partition, config: TrainConfig) -> tuple[Partition, Context]:
-    """What the clients train on (FedDF's proxy rows held out) and what the algorithm is told."""
+def training_data(partition: Partition, config: TrainConfig) -> tuple[Partition, np.ndarray | None]:
+    """What the clients train on and FedDF's proxy set (rows held out of every client's shard;
+    train_loss and the client metrics are then measured on what the clients keep)."""
     x_proxy = None
     if config.proxy_fraction is not None:
         partition, x_proxy = hold_out_proxy(partition, config.proxy_fraction, config.seed)
@@ -52,8 +53,6 @@ def training_data(partition: Partition, config: TrainConfig) -> tuple[Partition,
 
 
 def build_algorithm(partition: Partition, model, config: TrainConfig, x_proxy=None) -> Algorithm:
-    from flcli.algorithms.registry import algorithm_info
-
     if algorithm_info(config.algo).personalizes and not partition.has_client_test:
         raise FLError(
             f"--algo {config.algo} scores personal models on clients' local test splits, which "
