@@ -13,7 +13,10 @@ from flcli.data.store import Partition, load_partition, write_partition
 from flcli.engine.loop import RoundResult, build_algorithm, run_rounds
 from flcli.errors import FLError, RunFailed
 from flcli.models.registry import make_model
+from flcli.plot import PlotSummary, plot_runs
+from flcli.report import Report, summarize
 from flcli.runlog import RunDir, open_run
+from flcli.runs import default_metric, find_runs, group_runs, parse_keys
 
 
 def partition(
@@ -93,3 +96,40 @@ def prepare_training(
         if saved is not None:
             resume_from = RoundResult(*saved)
     return Training(run=run, partition=data, config=config, resume_from=resume_from)
+
+
+def plot(
+    paths: list[Path],
+    out: Path,
+    metric: str | None = None,
+    x: str = "round",
+    group_by: str | None = None,
+    facet: str | None = None,
+    smooth: int | None = None,
+    logy: bool = False,
+) -> PlotSummary:
+    """Find the runs under `paths`, group them and draw the figure `out`."""
+    runs = find_runs(paths)
+    return plot_runs(
+        runs,
+        out,
+        metric=metric or default_metric(runs),
+        x=x,
+        group_by=parse_keys(group_by, "--group-by"),
+        facet=facet,
+        smooth=smooth,
+        logy=logy,
+    )
+
+
+def report(
+    paths: list[Path],
+    metric: str | None = None,
+    target: float | None = None,
+    baseline: str | None = None,
+    group_by: str | None = None,
+) -> Report:
+    """Find the runs under `paths`, group them and summarize each group."""
+    runs = find_runs(paths)
+    groups = group_runs(runs, parse_keys(group_by, "--group-by"))
+    return summarize(groups, metric or default_metric(runs), target, baseline)

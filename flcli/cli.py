@@ -1,13 +1,16 @@
 """The `fl` command line: options -> config -> one library call -> rich output."""
 
+import io
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import numpy as np
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from flcli.config import HYPERPARAMETERS, TrainConfig
 from flcli.errors import FLError, RunFailed
@@ -261,19 +264,141 @@ def train(
     )
 
 
-@app.command(epilog="Example: fl plot results/runs --out results/accuracy.png")
-def plot(
-    runs: Annotated[list[Path], typer.Argument(help="Run dirs, or folders searched for runs.")],
-    out_file: Annotated[Path, typer.Option("--out", help="Figure to write (.png, .svg, .pdf).")],
-    metric: Annotated[str, typer.Option(help="rounds.csv column on the y axis.")] = "test_accuracy",
-    x: Annotated[str, typer.Option(help="round, bytes or time.")] = "round",
-) -> None:
-    """Plot a metric per round, one line per run."""
-    from flcli.plot import find_runs, plot_runs
+RunPaths = Annotated[
+    list[Path], typer.Argument(help="Run dirs, or folders searched recursively for runs.")
+]
+GroupBy = Annotated[
+    str | None,
+    typer.Option(
+        help="Setting(s) whose values make a group, comma-separated: algo, or any config or "
+        "partition key (lr, mu, alpha, partition, ...). Runs of a group are averaged over seeds.",
+        show_default="every setting that differs, seeds aside",
+    ),
+]
+Metric = Annotated[
+    str | None,
+    typer.Option(
+        help="rounds.csv column to show.",
+        show_default="test_accuracy; test_r2 or test_mse for regression runs",
+    ),
+]
 
-    found = find_runs(runs)
-    plot_runs(found, out_file, metric=metric, x=x)
-    out.print(f"wrote {out_file} ({len(found)} runs)")
+
+@app.command(
+    epilog="Examples: fl plot results/runs --out results/accuracy.png  ·  "
+    "fl plot results/sweep --group-by algo --facet partition --out results/sweep.pdf  ·  "
+    "fl plot results/sweep --metric train_loss --logy --x bytes --out results/loss.svg"
+)
+def plot(
+    runs: RunPaths,
+    out_file: Annotated[
+        Path,
+        typer.Option("--out", help="Figure to write (.png, .svg or .pdf).", show_default=False),
+    ],
+    metric: Metric = None,
+    x: Annotated[str, typer.Option(help="round, bytes (sent up) or time.")] = "round",
+    group_by: GroupBy = None,
+    facet: Annotated[
+        str | None,
+        typer.Option(help="Setting with one panel per value (e.g. partition, alpha); shared axes."),
+    ] = None,
+    smooth: Annotated[
+        int | None, typer.Option(help="Centred moving average over W rounds.", metavar="W")
+    ] = None,
+    logy: Annotated[bool, typer.Option("--logy", help="Logarithmic y axis.")] = False,
+) -> None:
+    """Plot a metric per round: one line per group of runs, mean ± 1 std over seeds."""
+    from flcli import api
+
+    summary = api.plot(runs, out_file, metric, x, group_by, facet, smooth, logy)
+    for note in summary.notes:
+        err.print(f"note: {note}", highlight=False, soft_wrap=True, markup=False)
+    panels = f", {summary.panels} panels" if summary.panels > 1 else ""
+    out.print(
+        f"wrote {out_file} ({summary.runs} runs, {summary.groups} lines{panels})", soft_wrap=True
+    )
+
+
+REPORT_SUFFIXES = {".md": "markdown", ".csv": "csv"}
+WIDE = 240  # columns of a table that goes to a file or a pipe rather than a terminal
+
+
+@app.command(
+    epilog="Example: fl report results/sweep --target-accuracy 0.9 --baseline fedavg "
+    "--format markdown --out results/sweep.md"
+)
+def report(
+    runs: RunPaths,
+    target_accuracy: Annotated[
+        float | None,
+        typer.Option(
+            help="Target of the metric (at most it, for losses and MSE) for the rounds, bytes "
+            "and seconds to reach it.",
+            show_default="none: no to-target columns",
+        ),
+    ] = None,
+    baseline: Annotated[
+        str | None,
+        typer.Option(
+            help="Group to compare rounds-to-target with (a value such as fedavg, or key=value).",
+            show_default="fedavg when there is such a group",
+        ),
+    ] = None,
+    format: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help="table, markdown or csv.",
+            show_default="from --out's extension (.md, .csv), else table",
+        ),
+    ] = None,
+    group_by: GroupBy = None,
+    metric: Metric = None,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Also write the report to this file.")
+    ] = None,
+) -> None:
+    """Summarize runs per group: final and best metric, rounds/bytes/seconds to a target."""
+    from flcli import api
+    from flcli.fileio import atomic_write_text
+    from flcli.report import FORMATS, to_csv, to_markdown
+
+    suffix = out_file.suffix.lower() if out_file else ""
+    format = format or REPORT_SUFFIXES.get(suffix, "table")
+    if format not in FORMATS:
+        raise FLError(f"--format {format!r} is not one of: {', '.join(FORMATS)}")
+    summary = api.report(runs, metric, target_accuracy, baseline, group_by)
+    for note in summary.notes:
+        err.print(f"note: {note}", highlight=False, soft_wrap=True, markup=False)
+    if format == "table":
+        table = report_table(summary)
+        (out if out.is_terminal else Console(width=WIDE)).print(table)
+        text = None
+        if out_file:
+            plain = Console(file=io.StringIO(), width=WIDE, color_system=None)
+            plain.print(table)
+            text = plain.file.getvalue()
+    else:
+        text = to_markdown(summary) if format == "markdown" else to_csv(summary)
+        if not out_file:
+            out.print(text, end="", markup=False, highlight=False, soft_wrap=True)
+    if out_file:
+        atomic_write_text(out_file, text)
+        err.print(f"wrote {out_file}", highlight=False)
+
+
+def report_table(summary) -> Table:
+    from flcli.report import caption, text_cells
+
+    header, rows = text_cells(summary)
+    table = Table(caption=caption(summary), caption_justify="left", box=box.SIMPLE_HEAD)
+    for i, name in enumerate(header):
+        right = i >= max(len(summary.keys), 1) and name != "status"
+        widest = max((len(row[i]) for row in rows), default=0)  # values never wrap; headers may
+        table.add_column(name, justify="right" if right else "left", min_width=widest)
+    for row in rows:
+        table.add_row(*map(Text, row))
+    return table
 
 
 @app.command(name="list", epilog="Example: fl list algorithms")
@@ -315,16 +440,21 @@ def main(argv: list[str] | None = None) -> None:
     command = typer.main.get_command(app)
     try:
         code = command.main(args=argv, prog_name="fl", standalone_mode=False)
+    except click_errors.NoArgsIsHelpError:  # the help was already shown
+        sys.exit(2)
     except click_errors.UsageError as usage:
         hint = f" (see: fl {usage.ctx.info_name} --help)" if usage.ctx else ""
         err.print(f"error: {usage.format_message()}{hint}", highlight=False, soft_wrap=True)
         sys.exit(2)
+    except click_errors.ClickException as failure:
+        err.print(f"error: {failure.format_message()}", highlight=False, soft_wrap=True)
+        sys.exit(failure.exit_code)
     except FLError as bad_input:
         err.print(f"error: {bad_input}", highlight=False, soft_wrap=True, markup=False)
         sys.exit(2)
     except RunFailed as failure:
         err.print(f"error: {failure}", highlight=False, soft_wrap=True, markup=False)
         sys.exit(1)
-    except click_errors.Abort:
+    except typer.Abort:
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)

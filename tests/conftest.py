@@ -68,3 +68,70 @@ def personal_dir(tmp_path_factory):
         client_test_fraction=0.2,
     )
     return out
+
+
+def write_run(
+    path,
+    accuracy,
+    *,
+    algo="fedavg",
+    seed=0,
+    scheme="iid",
+    alpha=None,
+    lr=0.5,
+    status="completed",
+    algo_params=None,
+    extra=None,
+    drop=(),
+    with_rounds=True,
+    rounds=None,
+):
+    """A small fake run dir: run.json and a rounds.csv whose test_accuracy is `accuracy`
+    (round r sent 1000 * r bytes up after 0.5 * r seconds); `extra` adds columns, `drop` removes
+    them; with_rounds=False writes no rounds.csv. Returns the path."""
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    path = Path(path)
+    path.mkdir(parents=True)
+    params = {"test_size": 0.2, "min_samples": 10}
+    if alpha is not None:
+        params["alpha"] = alpha
+    info = {
+        "status": status,
+        "config": {
+            "algo": algo,
+            "model": "softmax",
+            "rounds": rounds or len(accuracy) - 1,
+            "lr": lr,
+            "seed": seed,
+            "backend": "vectorized",
+            "algo_params": algo_params or {},
+        },
+        "partition_meta": {
+            "dataset": "digits",
+            "scheme": scheme,
+            "params": params,
+            "num_clients": 10,
+            "seed": seed,
+        },
+    }
+    (path / "run.json").write_text(json.dumps(info))
+    n = len(accuracy)
+    columns = {
+        "round": range(n),
+        "test_accuracy": accuracy,
+        "test_loss": [1.0] * n,
+        "train_loss": [1.0] * n,
+        "clients": [10] * n,
+        "bytes_up": [1000 * r for r in range(n)],
+        "bytes_down": [1000 * r for r in range(n)],
+        "elapsed_s": [0.5 * r for r in range(n)],
+        **(extra or {}),
+    }
+    frame = pd.DataFrame(columns).drop(columns=list(drop))
+    if with_rounds:
+        frame.to_csv(path / "rounds.csv", index=False)
+    return path

@@ -306,3 +306,55 @@ def test_algorithm_flags_log_clients_and_resume_of_per_client_state(cli, tmp_pat
     assert resumed.code == 0, resumed.err
     pd.testing.assert_frame_equal(rounds, rounds_of(tmp_path / "cut"), check_exact=True)
     pd.testing.assert_frame_equal(clients, pd.read_csv(tmp_path / "cut" / "clients.csv"))
+
+
+def test_plot_and_report_from_real_training_runs(cli, iid_dir, tmp_path):
+    runs = tmp_path / "runs"
+    for lr in (0.1, 0.5):
+        for seed in (0, 1):
+            args = ["--rounds", 3, "--fraction", 0.5, "--lr", lr, "--seed", seed]
+            result = cli("train", iid_dir, *args, "--out", runs / f"lr{lr}-s{seed}")
+            assert result.code == 0, result.err
+
+    figure = tmp_path / "by-lr.png"
+    result = cli("plot", runs, "--group-by", "lr", "--smooth", 2, "--out", figure)
+    assert result.code == 0, result.err
+    assert "4 runs, 2 lines" in result.out and figure.stat().st_size > 10_000
+
+    result = cli("report", runs, "--target-accuracy", 0.5, "--format", "markdown")
+    assert result.code == 0, result.err
+    lines = [line for line in result.out.splitlines() if line.startswith("| 0.5 ")]
+    cells = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    finals = [
+        pd.read_csv(runs / f"lr0.5-s{seed}" / "rounds.csv")["test_accuracy"].iloc[-1]
+        for seed in (0, 1)
+    ]
+    assert cells[:3] == ["0.5", "2", "3"]  # lr, seeds, rounds
+    assert cells[3] == f"{sum(finals) / 2:.3f} ± {abs(finals[0] - finals[1]) / 2**0.5:.3f}"
+
+    table = cli("report", runs, "--target-accuracy", 0.5, "--out", tmp_path / "report.csv")
+    assert table.code == 0, table.err
+    frame = pd.read_csv(tmp_path / "report.csv")
+    assert list(frame["lr"]) == [0.1, 0.5] and list(frame["seeds"]) == [2, 2]
+    assert "final accuracy" in cli("report", runs).out
+
+
+def test_plot_and_report_errors_are_one_line(cli, tmp_path):
+    from conftest import write_run
+
+    (tmp_path / "empty").mkdir()
+    assert_one_line_error(cli("plot", tmp_path / "empty", "--out", tmp_path / "f.png"), "empty")
+    assert_one_line_error(cli("report", tmp_path / "empty"), "no runs", "empty")
+    run = write_run(tmp_path / "runs" / "r", [0.1, 0.5])
+    assert_one_line_error(
+        cli("plot", run, "--metric", "nope", "--out", tmp_path / "f.png"), "rounds.csv", "'nope'"
+    )
+    assert_one_line_error(cli("report", run, "--format", "xml"), "--format 'xml'")
+    assert_one_line_error(cli("report", run, "--target-accuracy", 90), "--target-accuracy 90")
+    assert not (tmp_path / "f.png").exists()
+
+
+def test_fl_help_does_not_import_matplotlib_or_pandas():
+    code = "import sys, flcli.cli; print('matplotlib' in sys.modules, 'pandas' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.split() == ["False", "False"], done.stderr
