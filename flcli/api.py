@@ -5,12 +5,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from flcli.algorithms.registry import make_algorithm
 from flcli.config import FLUSH_SECONDS, TrainConfig
 from flcli.data.build import build_partition
 from flcli.data.heatmap import draw_heatmap
+from flcli.data.holdout import with_client_test
 from flcli.data.store import Partition, load_partition, write_partition
-from flcli.engine.loop import RoundResult, run_rounds
+from flcli.engine.loop import RoundResult, build_algorithm, run_rounds
 from flcli.errors import FLError, RunFailed
 from flcli.models.registry import make_model
 from flcli.plot import PlotSummary, plot_runs
@@ -19,9 +19,16 @@ from flcli.runlog import RunDir, open_run
 from flcli.runs import default_metric, find_runs, group_runs, parse_keys
 
 
-def partition(out: Path, dataset: str = "digits", **options) -> tuple[Partition, bool]:
-    """Build a partition and write its dir; returns it and whether anything was written."""
+def partition(
+    out: Path, dataset: str = "digits", client_test_fraction: float = 0.0, **options
+) -> tuple[Partition, bool]:
+    """Build a partition and write its dir; returns it and whether anything was written.
+
+    client_test_fraction > 0 keeps that fraction of every client's shard as its local test split.
+    """
     built = build_partition(dataset, **options)
+    if client_test_fraction:
+        built = with_client_test(built, client_test_fraction, options.get("seed", 0))
     return built, write_partition(built, out, draw_heatmap=draw_heatmap)
 
 
@@ -41,16 +48,14 @@ class Training:
 
     def rounds(self) -> Iterator[dict]:
         model = self.model
-        algorithm = make_algorithm(self.config.algo, self.config.algo_params)
         every = self.config.checkpoint_every
         finished = False
         last_flush = time.monotonic()
         try:
             self.run.set_status("running")
-            for result in run_rounds(
-                self.partition, model, algorithm, self.config, self.resume_from
-            ):
-                self.run.append(result.record, result.state)
+            for result in run_rounds(self.partition, model, self.config, self.resume_from):
+                clients = result.clients if self.config.log_clients else None
+                self.run.append(result.record, result.state, clients)
                 round = result.record["round"]
                 due = round % every == 0 if every else time.monotonic() - last_flush > FLUSH_SECONDS
                 if due or round == self.config.rounds:
@@ -76,7 +81,7 @@ def prepare_training(
     """Check everything a run needs before it starts; refuse an --out that holds another run."""
     data = load_partition(partition_dir)
     model = model_for(config, data)
-    make_algorithm(config.algo, config.algo_params)
+    build_algorithm(data, model, config)
     config.cohort_size(data.num_clients)
     run = open_run(out, config, Path(partition_dir), data.meta)
     resume_from = None

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from flcli.config import TrainConfig, parse_model_args
+from flcli.config import HYPERPARAMETERS, TrainConfig, parse_model_args
 from flcli.errors import FLError, RunFailed
 
 try:  # typer >= 0.22 vendors click
@@ -30,6 +30,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 DEFAULTS = TrainConfig()
+HYPER_FLAGS = {name: flag for name, (flag, _, _) in HYPERPARAMETERS.items()}
 out = Console()
 err = Console(stderr=True)
 
@@ -48,6 +49,11 @@ def lr_defaults() -> str:
         by_lr.setdefault(spec.lr, []).append(name)
     shown = [f"{'/'.join(names)} {lr:g}" for lr, names in by_lr.items()]
     return ", ".join([*shown, f"sklearn {SKLEARN_LR:g}"])
+
+
+def Hyper(help: str):
+    """An algorithm hyperparameter: its default depends on --algo (see: fl list algorithms)."""
+    return typer.Option(help=help, show_default="per algorithm: fl list algorithms")
 
 
 OutDir = Annotated[Path, typer.Option("--out", help="Directory to write.", show_default=False)]
@@ -73,6 +79,14 @@ def partition(
         int | None,
         typer.Option(help="Least samples per client.", show_default="min(10, n / 3 clients)"),
     ] = None,
+    client_test_fraction: Annotated[
+        float,
+        typer.Option(
+            help="Fraction of each client's shard kept as its local test split "
+            "(for personalization: ditto, fedavglu).",
+            show_default="0: none",
+        ),
+    ] = 0.0,
     seed: Seed = 0,
 ) -> None:
     """Split a dataset into client shards and write a partition dir."""
@@ -86,6 +100,7 @@ def partition(
         alpha=alpha,
         test_size=test_size,
         min_samples=min_samples,
+        client_test_fraction=client_test_fraction,
         seed=seed,
     )
     out.print(partition_table(built.meta))
@@ -173,6 +188,46 @@ def train(
             show_default=False,
         ),
     ] = None,
+    stragglers: Annotated[
+        float | None,
+        Default("Fraction of each round's clients doing fewer local steps.", "stragglers"),
+    ] = None,
+    drop_stragglers: Annotated[
+        bool | None,
+        typer.Option(
+            "--drop-stragglers/--keep-stragglers",
+            help="Leave stragglers out of the aggregate, or use their partial work.",
+            show_default="drop for fedavg, keep for the others",
+        ),
+    ] = None,
+    log_clients: Annotated[
+        bool | None,
+        typer.Option("--log-clients", help="Write clients.csv (each client, each round)."),
+    ] = None,
+    server_lr: Annotated[float | None, Hyper("Server learning rate.")] = None,
+    server_momentum: Annotated[float | None, Hyper("Server momentum (fedavgm).")] = None,
+    mu: Annotated[float | None, Hyper("Proximal term weight (fedprox).")] = None,
+    beta1: Annotated[float | None, Hyper("First-moment decay (fedadagrad/adam/yogi).")] = None,
+    beta2: Annotated[float | None, Hyper("Second-moment decay (fedadam, fedyogi).")] = None,
+    tau: Annotated[float | None, Hyper("Adaptivity floor (fedadagrad/adam/yogi).")] = None,
+    alpha_dyn: Annotated[float | None, Hyper("Dynamic regularization weight (feddyn).")] = None,
+    q: Annotated[float | None, Hyper("Fairness exponent (qfedavg).")] = None,
+    lam: Annotated[
+        float | None,
+        typer.Option(
+            "--lambda",
+            help="Pull of personal models to the global one (ditto).",
+            show_default="per algorithm: fl list algorithms",
+        ),
+    ] = None,
+    temperature: Annotated[float | None, Hyper("Distillation temperature (feddist).")] = None,
+    distill_steps: Annotated[int | None, Hyper("Server distillation steps (feddist).")] = None,
+    proxy_fraction: Annotated[
+        float | None, Hyper("Fraction of each shard held out as the proxy set (feddist).")
+    ] = None,
+    personal_epochs: Annotated[
+        int | None, Hyper("Epochs of personal training (ditto, fedavglu).")
+    ] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --out.")] = False,
 ) -> None:
     """Simulate federated training rounds and log each round to rounds.csv."""
@@ -195,6 +250,22 @@ def train(
         "hidden": hidden,
         "dtype": dtype,
         "model_args": parse_model_args(model_arg) if model_arg else None,
+        "stragglers": stragglers,
+        "drop_stragglers": drop_stragglers,
+        "log_clients": log_clients,
+        "server_lr": server_lr,
+        "server_momentum": server_momentum,
+        "mu": mu,
+        "beta1": beta1,
+        "beta2": beta2,
+        "tau": tau,
+        "alpha_dyn": alpha_dyn,
+        "q": q,
+        "lam": lam,
+        "temperature": temperature,
+        "distill_steps": distill_steps,
+        "proxy_fraction": proxy_fraction,
+        "personal_epochs": personal_epochs,
     }
     config = TrainConfig.from_dict(
         {key: value for key, value in flags.items() if value is not None}
@@ -385,7 +456,7 @@ def list_(
     catalogues = {
         "datasets": {name: text for name, (_, text) in DATASETS.items()},
         "schemes": SCHEMES,
-        "algorithms": {name: text for name, (_, text) in ALGORITHMS.items()},
+        "algorithms": {name: algorithm_line(info) for name, info in ALGORITHMS.items()},
         "models": describe_models(list(ALGORITHMS)),
     }
     if what not in catalogues:
@@ -396,6 +467,14 @@ def list_(
     for name, text in catalogues[what].items():
         table.add_row(name, text)
     out.print(table)
+
+
+def algorithm_line(info) -> str:
+    defaults = ", ".join(
+        f"{HYPER_FLAGS[name]} {'= --local-epochs' if callable(v) else v}"
+        for name, v in info.defaults.items()
+    )
+    return info.description + (f" [{defaults}]" if defaults else "")
 
 
 def main(argv: list[str] | None = None) -> None:

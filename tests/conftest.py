@@ -83,6 +83,22 @@ def regression_dir(tmp_path_factory):
     return write_regression_partition(tmp_path_factory.mktemp("parts") / "regression")
 
 
+@pytest.fixture(scope="session")
+def personal_dir(tmp_path_factory):
+    """Dirichlet(0.1) digits with a local test split on every client."""
+    out = tmp_path_factory.mktemp("parts") / "personal"
+    api.partition(
+        out,
+        "digits",
+        num_clients=10,
+        scheme="dirichlet",
+        alpha=0.1,
+        seed=0,
+        client_test_fraction=0.2,
+    )
+    return out
+
+
 def write_run(
     path,
     accuracy,

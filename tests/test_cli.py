@@ -167,6 +167,40 @@ def test_list_names_what_is_available(cli):
         (["train", "{iid}", "--clients-per-round", "11", "--out", "{tmp}/r"], ["at most 10"]),
         (["train", "{iid}", "--rounds", "abc", "--out", "{tmp}/r"], ["--rounds", "integer"]),
         (["train", "{iid}"], ["--out"]),
+        (["train", "{iid}", "--mu", "0.1", "--out", "{tmp}/r"], ["--mu", "fedavg", "fedprox"]),
+        (
+            ["train", "{iid}", "--algo", "fedprox", "--mu", "-1", "--out", "{tmp}/r"],
+            ["--mu -1", ">= 0"],
+        ),
+        (
+            ["train", "{iid}", "--algo", "fedadam", "--beta1", "1", "--out", "{tmp}/r"],
+            ["--beta1 1", "[0, 1)"],
+        ),
+        (
+            ["train", "{iid}", "--algo", "fedyogi", "--beta2", "-0.1", "--out", "{tmp}/r"],
+            ["--beta2 -0.1", "[0, 1)"],
+        ),
+        (
+            ["train", "{iid}", "--algo", "fedadagrad", "--beta2", "0.9", "--out", "{tmp}/r"],
+            ["--beta2", "fedadagrad", "fedadam"],
+        ),
+        (
+            ["train", "{iid}", "--algo", "fedprox", "--lambda", "0.1", "--out", "{tmp}/r"],
+            ["--lambda", "fedprox", "ditto"],
+        ),
+        (["train", "{iid}", "--stragglers", "1.5", "--out", "{tmp}/r"], ["--stragglers 1.5"]),
+        (
+            ["train", "{iid}", "--algo", "fedavgm", "--server-momentum", "1", "--out", "{tmp}/r"],
+            ["--server-momentum 1"],
+        ),
+        (
+            ["train", "{iid}", "--algo", "ditto", "--out", "{tmp}/r"],
+            ["local test splits", "--client-test-fraction"],
+        ),
+        (
+            ["partition", "--client-test-fraction", "1", "--out", "{tmp}/p"],
+            ["--client-test-fraction 1"],
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(cli, iid_dir, tmp_path, args, fragments):
@@ -261,6 +295,72 @@ def test_list_models_names_each_model_and_the_algorithms(cli):
     for name in ("softmax", "logistic", "linear", "mlp", "sklearn:SGDClassifier", "sklearn:Ridge"):
         assert name in result.out
     assert "fedavg" in result.out or "all algorithms" in result.out
+
+
+def test_algorithm_flags_log_clients_and_resume_of_per_client_state(cli, tmp_path):
+    part = tmp_path / "part"
+    made = cli(
+        "partition",
+        "--clients",
+        6,
+        "--scheme",
+        "dirichlet",
+        "--alpha",
+        0.3,
+        "--client-test-fraction",
+        0.2,
+        "--out",
+        part,
+    )
+    assert made.code == 0, made.err
+    args = [
+        "--algo",
+        "ditto",
+        "--lambda",
+        0.5,
+        "--rounds",
+        4,
+        "--fraction",
+        0.5,
+        "--stragglers",
+        0.5,
+        "--log-clients",
+        "--seed",
+        1,
+    ]
+    whole = cli("train", part, *args, "--out", tmp_path / "whole")
+    assert whole.code == 0, whole.err
+    rounds = rounds_of(tmp_path / "whole")
+    for column in (
+        "client_accuracy_mean",
+        "client_accuracy_std",
+        "client_accuracy_p10",
+        "personal_accuracy",
+    ):
+        assert column in rounds.columns
+    clients = pd.read_csv(tmp_path / "whole" / "clients.csv")
+    assert list(clients.columns[:5]) == ["round", "client", "n", "loss", "accuracy"]
+    assert len(clients) == 6 + 4 * 3  # round 0: every client; then 3 sampled per round
+    means = clients.groupby("round")["accuracy"].mean()
+    assert means.to_numpy() == pytest.approx(rounds["client_accuracy_mean"].to_numpy())
+    info = json.loads((tmp_path / "whole" / "run.json").read_text())
+    assert info["config"]["lam"] == 0.5 and info["config"]["personal_epochs"] == 2
+
+    from flcli import api
+    from flcli.config import TrainConfig
+
+    config = TrainConfig(
+        algo="ditto", lam=0.5, rounds=4, fraction=0.5, stragglers=0.5, log_clients=True, seed=1
+    )
+    rounds_iter = api.prepare_training(part, config, tmp_path / "cut").rounds()
+    for record in rounds_iter:
+        if record["round"] == 2:
+            break
+    rounds_iter.close()
+    resumed = cli("train", part, *args, "--out", tmp_path / "cut", "--resume")
+    assert resumed.code == 0, resumed.err
+    pd.testing.assert_frame_equal(rounds, rounds_of(tmp_path / "cut"), check_exact=True)
+    pd.testing.assert_frame_equal(clients, pd.read_csv(tmp_path / "cut" / "clients.csv"))
 
 
 def test_plot_and_report_from_real_training_runs(cli, iid_dir, tmp_path):

@@ -3,7 +3,6 @@ import pytest
 
 from flcli import api
 from flcli.algorithms.aggregate import weighted_mean
-from flcli.algorithms.registry import make_algorithm
 from flcli.config import TrainConfig
 from flcli.data.store import load_partition
 from flcli.engine.cohort import train_cohort
@@ -16,7 +15,7 @@ from flcli.models.linear import SoftmaxRegression
 def run(partition, **overrides):
     config = TrainConfig(**overrides)
     model = SoftmaxRegression(partition.num_features, partition.num_classes)
-    return list(run_rounds(partition, model, make_algorithm(config.algo), config))
+    return list(run_rounds(partition, model, config))
 
 
 def test_vectorized_equals_serial_on_clients_of_different_sizes(dirichlet_dir):
@@ -131,7 +130,7 @@ def run_model(partition, model_name, **overrides):
 
     config = TrainConfig(model=model_name, **overrides)
     model = model_for(config, partition)
-    return list(run_rounds(partition, model, make_algorithm(config.algo), config))
+    return list(run_rounds(partition, model, config))
 
 
 def test_mlp_vectorized_equals_serial_on_clients_of_different_sizes(dirichlet_dir):

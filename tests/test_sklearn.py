@@ -4,13 +4,11 @@ and FedAvg with sklearn estimators against the NumPy softmax model."""
 import numpy as np
 import pytest
 
-from flcli.algorithms.base import Algorithm
-from flcli.algorithms.registry import make_algorithm
 from flcli.api import model_for
 from flcli.config import TrainConfig
 from flcli.data.store import load_partition
 from flcli.engine.estimators import train_estimators
-from flcli.engine.local import Cohort, LocalSpec
+from flcli.engine.local import Cohort, LocalSpec, LocalWork
 from flcli.engine.loop import run_rounds
 from flcli.errors import FLError
 from flcli.models.registry import make_model
@@ -19,7 +17,7 @@ from flcli.models.registry import make_model
 def final_record(partition, **settings):
     config = TrainConfig(**settings)
     model = model_for(config, partition)
-    return list(run_rounds(partition, model, make_algorithm(config.algo), config))[-1].record
+    return list(run_rounds(partition, model, config))[-1].record
 
 
 def test_sgd_and_logistic_regression_under_fedavg_within_two_points_of_numpy_softmax(iid_dir):
@@ -60,8 +58,9 @@ def test_linear_layout_is_coef_then_intercept(iid_dir):
 def train(model, partition, ids, w, correction=None, epochs=2, lr=0.1, round=1):
     cohort = Cohort.of(np.array(ids), partition.offsets)
     spec = LocalSpec(epochs=epochs, batch_size=16, lr=lr)
+    work = LocalWork(correction=correction)
     return train_estimators(
-        model, partition.x_train, partition.y_train, cohort, w, spec, 0, round, correction
+        model, partition.x_train, partition.y_train, cohort, w, spec, 0, round, work
     )
 
 
@@ -103,14 +102,11 @@ def test_the_correction_is_applied_after_each_local_pass(iid_dir):
     assert np.allclose(half.params, free.params / 2)
 
 
-def test_a_correcting_algorithm_runs_with_an_sklearn_model(iid_dir):
+@pytest.mark.parametrize("algo", ["fedprox", "scaffold"])
+def test_correcting_algorithms_run_with_an_sklearn_model(iid_dir, algo):
     partition = load_partition(iid_dir)
-    config = TrainConfig(model="sklearn:LogisticRegression", rounds=2)
-    fedavg = make_algorithm("fedavg")
-    prox = Algorithm(
-        "prox", fedavg.server_init, fedavg.server_update, correction=lambda W, a: 0.1 * (W - a)
-    )
-    records = [r.record for r in run_rounds(partition, model_for(config, partition), prox, config)]
+    config = TrainConfig(model="sklearn:LogisticRegression", algo=algo, rounds=2)
+    records = [r.record for r in run_rounds(partition, model_for(config, partition), config)]
     assert records[-1]["test_accuracy"] > 0.9
 
 

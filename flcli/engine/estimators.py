@@ -3,13 +3,20 @@ partial_fit or fit (see flcli.models.sklearn). Same signature and result as the 
 
 An algorithm's gradient correction (FedProx's proximal pull, SCAFFOLD's control variates) cannot
 reach inside partial_fit, so it is applied after each local pass: one step
-w <- w - lr * correction(w, w_global) with lr = --lr.
+w <- w - lr * correction(w, w_global, per-client inputs) with lr = --lr.
 """
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from flcli.engine.local import Cohort, CohortResult, LocalSpec, epoch_orders
+from flcli.engine.local import (
+    Cohort,
+    CohortResult,
+    LocalSpec,
+    LocalWork,
+    epoch_orders,
+    steps_per_epoch,
+)
 from flcli.errors import RunFailed
 from flcli.rng import Purpose, rng
 
@@ -23,21 +30,32 @@ def train_estimators(
     spec: LocalSpec,
     seed: int,
     round: int,
-    correction=None,
+    work: LocalWork | None = None,
 ) -> CohortResult:
     with threadpool_limits(limits=1):  # small per-client fits: BLAS threads only contend
-        return train_one_by_one(model, x, y, cohort, w_global, spec, seed, round, correction)
+        return train_one_by_one(
+            model, x, y, cohort, w_global, spec, seed, round, work or LocalWork()
+        )
 
 
-def train_one_by_one(model, x, y, cohort, w_global, spec, seed, round, correction):
-    passes = spec.epochs if model.mode != "fit" else 1  # a plain refit ignores its start
+def train_one_by_one(model, x, y, cohort, w_global, spec, seed, round, work: LocalWork):
+    """A straggler's step budget (work.max_steps) is honoured in whole local passes."""
+    full_passes = spec.epochs if model.mode != "fit" else 1  # a plain refit ignores its start
+    per_pass = steps_per_epoch(cohort.sizes, spec.batch_size)
     params, steps = [], []
-    for client, start, size in zip(cohort.ids, cohort.starts, cohort.sizes, strict=True):
+    for k, (client, start, size) in enumerate(
+        zip(cohort.ids, cohort.starts, cohort.sizes, strict=True)
+    ):
         random_state = int(rng(seed, Purpose.SHUFFLE, round, client).integers(2**31 - 1))
-        estimator = model.estimator_at(w_global, random_state, spec.batch_size)
-        orders = epoch_orders(seed, round, [client], [size], passes).reshape(passes, size)
+        anchor = w_global if work.start is None else work.start[k]
+        estimator = model.estimator_at(anchor, random_state, spec.batch_size)
+        passes = full_passes
+        if work.max_steps is not None:
+            passes = min(passes, int(work.max_steps[k]) // int(per_pass[k]))
+        inputs = {name: value[k : k + 1] for name, value in work.inputs.items()}
+        orders = epoch_orders(seed, round, [client], [size], full_passes).reshape(-1, size)
         taken = 0
-        for order in orders:
+        for order in orders[:passes]:
             rows = start + order
             try:
                 taken += model.local_pass(estimator, x[rows], y[rows])
@@ -45,9 +63,10 @@ def train_one_by_one(model, x, y, cohort, w_global, spec, seed, round, correctio
                 raise RunFailed(
                     f"sklearn:{model.name} failed on client {client} in round {round}: {failure}"
                 ) from None
-            if correction is not None:
+            if work.correction is not None:
                 w = model.params_of(estimator)
-                model.set_params(estimator, w - spec.lr * correction(w[None], w_global)[0])
+                pull = work.correction(w[None], w_global, **inputs)[0]
+                model.set_params(estimator, w - spec.lr * pull)
         params.append(model.params_of(estimator))
         steps.append(taken)
     return CohortResult(

@@ -11,6 +11,7 @@
 import numpy as np
 
 from flcli.models.heads import (
+    log_softmax,
     sigmoid,
     sigmoid_cross_entropy,
     softmax,
@@ -50,6 +51,16 @@ class SoftmaxRegression:
 
     def predict(self, w, X):
         return self.predict_proba(w, X).argmax(axis=1)
+
+    def distill_loss_grad(self, w, X, targets, temperature):
+        """Knowledge distillation towards soft targets [N, C] (Hinton et al. 2015): the mean over
+        rows of T^2 KL(targets || softmax(logits / T)), and its gradient with respect to w [P]."""
+        weights, bias = self._unpack(w)
+        log_student = log_softmax((X @ weights + bias) / temperature)
+        safe = np.where(targets > 0, targets, 1.0)
+        kl = (targets * (np.log(safe) - log_student)).sum(axis=1).mean()
+        residual = temperature * (np.exp(log_student) - targets) / len(X)  # d loss / d logits
+        return temperature**2 * kl, np.concatenate([(X.T @ residual).ravel(), residual.sum(0)])
 
 
 class _AffineScore:
