@@ -38,7 +38,16 @@ class Partition:
         return np.diff(self.offsets)
 
     @property
+    def task(self) -> str:
+        return self.meta.get("task", "classification")
+
+    @property
     def num_classes(self) -> int:
+        if self.task != "classification":
+            raise FLError(
+                f"this partition of {self.meta.get('dataset')} has a {self.task} target; "
+                "it needs a regression model"
+            )
         return int(self.meta["num_classes"])
 
     @property
@@ -93,6 +102,23 @@ def write_partition(partition: Partition, out: Path, draw_heatmap=None) -> bool:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return True
+
+
+def read_meta(path: Path) -> dict:
+    """partition.json of a partition dir (without reading the arrays)."""
+    path = Path(path)
+    try:
+        meta = json.loads((path / "partition.json").read_text())
+    except OSError:
+        raise FLError(
+            f"{path} is not a partition dir (no partition.json); create one with: "
+            f"fl partition digits --clients 10 --out {path}"
+        ) from None
+    except ValueError as e:
+        raise FLError(f"{path}/partition.json is not valid JSON ({e}); re-create it") from None
+    if not isinstance(meta, dict) or "client_sizes" not in meta:
+        raise FLError(f"{path}/partition.json is not a partition description; re-create it")
+    return meta
 
 
 def load_partition(path: Path) -> Partition:
