@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from flcli.data.dataset import Dataset
-from flcli.data.files import FILE_TYPES, dataset_from_frame, load_file, load_openml, standardize
+from flcli.data.files import dataset_from_frame, load_file, load_openml, standardize
 from flcli.data.generators import GENERATORS, generate
 from flcli.errors import FLError
 from flcli.rng import Purpose, rng
@@ -83,9 +83,7 @@ def load_dataset(
     family = name.split(":", 1)[0]
     if family == "openml":
         return load_openml(name, target, encode, group_by)
-    if Path(name).suffix.lower() in FILE_TYPES:
-        return load_file(name, target, encode, group_by)
-    if target is not None or encode:
+    if (family in GENERATORS or name in DATASETS) and (target is not None or encode):
         raise FLError(f"--target and --encode apply to files and openml:NAME, not to {name!r}")
     if family in GENERATORS:
         if group_by is not None:
@@ -97,5 +95,7 @@ def load_dataset(
     if name in DATASETS:
         loader, _ = DATASETS[name]
         return loader(name, group_by)
+    if Path(name).suffix or "/" in name:
+        return load_file(name, target, encode, group_by)
     known = ", ".join([*DATASETS, *GENERATORS, "FILE.csv", "openml:NAME"])
     raise FLError(f"unknown dataset {name!r}; choose one of: {known} (see: fl list datasets)")
