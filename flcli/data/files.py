@@ -32,22 +32,13 @@ def read_table(path: Path) -> pd.DataFrame:
         raise FLError(f"file {path} does not exist; check the path")
     try:
         if path.suffix.lower() == ".csv":
-            return pd.read_csv(path, engine=csv_engine())
+            return pd.read_csv(path, engine="c")
         if path.suffix.lower() == ".parquet":
             return read_parquet(path)
         return read_npz(path)
     except (OSError, ValueError, pd.errors.ParserError) as e:
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise FLError(f"cannot read {path}: {first_line}") from None
-
-
-def csv_engine() -> str:
-    """pyarrow's multithreaded CSV reader when it is installed, else pandas' C engine."""
-    try:
-        import pyarrow  # noqa: F401
-    except ImportError:
-        return "c"
-    return "pyarrow"
 
 
 def read_parquet(path: Path) -> pd.DataFrame:

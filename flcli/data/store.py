@@ -93,7 +93,7 @@ def write_partition(partition: Partition, out: Path, draw_heatmap=None) -> bool:
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
         arrays = {name: getattr(partition, name) for name in ARRAYS}
-        atomic_write(tmp / "data.npz", lambda f: np.savez_compressed(f, **arrays))
+        atomic_write(tmp / "data.npz", lambda f: np.savez(f, **arrays))  # uncompressed: fast
         (tmp / "partition.json").write_text(json.dumps(partition.meta, indent=2) + "\n")
         if draw_heatmap is not None:
             draw_heatmap(partition, tmp / "partition.png")
