@@ -13,7 +13,10 @@ from flcli.data.store import Partition, load_partition, write_partition
 from flcli.engine.loop import RoundResult, run_rounds
 from flcli.errors import FLError, RunFailed
 from flcli.models.registry import make_model
+from flcli.plot import PlotSummary, plot_runs
+from flcli.report import Report, summarize
 from flcli.runlog import RunDir, open_run
+from flcli.runs import default_metric, find_runs, group_runs, parse_keys
 
 
 def partition(out: Path, dataset: str = "digits", **options) -> tuple[Partition, bool]:
@@ -29,6 +32,7 @@ class Training:
     run: RunDir
     partition: Partition
     config: TrainConfig
+    model: object
     resume_from: RoundResult | None
 
     @property
@@ -36,9 +40,7 @@ class Training:
         return self.run.status == "completed"
 
     def rounds(self) -> Iterator[dict]:
-        model = make_model(
-            self.config.model, self.partition.num_features, self.partition.num_classes
-        )
+        model = self.model
         algorithm = make_algorithm(self.config.algo, self.config.algo_params)
         every = self.config.checkpoint_every
         finished = False
@@ -73,7 +75,7 @@ def prepare_training(
 ) -> Training:
     """Check everything a run needs before it starts; refuse an --out that holds another run."""
     data = load_partition(partition_dir)
-    make_model(config.model, data.num_features, data.num_classes)
+    model = model_for(config, data)
     make_algorithm(config.algo, config.algo_params)
     config.cohort_size(data.num_clients)
     run = open_run(out, config, Path(partition_dir), data.meta)
@@ -87,4 +89,54 @@ def prepare_training(
         saved = run.checkpoint()
         if saved is not None:
             resume_from = RoundResult(*saved)
-    return Training(run=run, partition=data, config=config, resume_from=resume_from)
+    return Training(run=run, partition=data, config=config, model=model, resume_from=resume_from)
+
+
+def model_for(config: TrainConfig, data: Partition):
+    """The configured model, shaped for the partition's features, classes and task."""
+    return make_model(
+        config.model,
+        data.num_features,
+        data.num_classes,
+        task=data.task,
+        hidden=config.hidden,
+        dtype=config.dtype,
+        model_args=config.model_args,
+    )
+
+
+def plot(
+    paths: list[Path],
+    out: Path,
+    metric: str | None = None,
+    x: str = "round",
+    group_by: str | None = None,
+    facet: str | None = None,
+    smooth: int | None = None,
+    logy: bool = False,
+) -> PlotSummary:
+    """Find the runs under `paths`, group them and draw the figure `out`."""
+    runs = find_runs(paths)
+    return plot_runs(
+        runs,
+        out,
+        metric=metric or default_metric(runs),
+        x=x,
+        group_by=parse_keys(group_by, "--group-by"),
+        facet=facet,
+        smooth=smooth,
+        logy=logy,
+    )
+
+
+def report(
+    paths: list[Path],
+    metric: str | None = None,
+    target: float | None = None,
+    baseline: str | None = None,
+    group_by: str | None = None,
+) -> Report:
+    """Find the runs under `paths`, group them and summarize each group."""
+    runs = find_runs(paths)
+    groups = group_runs(runs, parse_keys(group_by, "--group-by"))
+    return summarize(groups, metric or default_metric(runs), target, baseline)

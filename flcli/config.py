@@ -1,5 +1,6 @@
 """The training configuration: frozen, validated at construction, serializable to run.json."""
 
+import ast
 import dataclasses
 import hashlib
 import json
@@ -9,6 +10,7 @@ from typing import Any
 from flcli.errors import FLError
 
 BACKENDS = ("vectorized", "serial")
+DTYPES = ("float64", "float32")
 NOT_IN_DIGEST = ("backend", "checkpoint_every")
 FLUSH_SECONDS = 1.0  # without --checkpoint-every, rounds.csv and the checkpoint lag at most this
 
@@ -20,15 +22,19 @@ class TrainConfig:
     rounds: int = 20
     local_epochs: int = 2
     batch_size: int = 16
-    lr: float = 0.5
+    lr: float | None = None  # None: the model's default (see models.registry.default_lr)
     clients_per_round: int | None = None
     fraction: float | None = None
     seed: int = 0
     backend: str = "vectorized"
     checkpoint_every: int | None = None
     algo_params: dict[str, Any] = field(default_factory=dict)
+    hidden: tuple[int, ...] | None = None  # --model mlp only; None: (128, 64)
+    dtype: str = "float64"
+    model_args: dict[str, Any] = field(default_factory=dict)  # --model sklearn:NAME only
 
     def __post_init__(self) -> None:
+        self._resolve_model_options()
         positive = {
             "--rounds": self.rounds,
             "--local-epochs": self.local_epochs,
@@ -49,6 +55,23 @@ class TrainConfig:
             raise FLError(f"--checkpoint-every {self.checkpoint_every} must be at least 1")
         if self.backend not in BACKENDS:
             raise FLError(f"unknown backend {self.backend!r}; choose one of: {', '.join(BACKENDS)}")
+
+    def _resolve_model_options(self) -> None:
+        """Fill the model-dependent defaults (lr, hidden) so run.json records what ran."""
+        from flcli.models.registry import DEFAULT_HIDDEN, SKLEARN_PREFIX, default_lr
+
+        if self.lr is None:
+            object.__setattr__(self, "lr", default_lr(self.model))
+        if self.dtype not in DTYPES:
+            raise FLError(f"--dtype {self.dtype!r} is not one of: {', '.join(DTYPES)}")
+        if self.hidden is not None and self.model != "mlp":
+            raise FLError(f"--hidden applies to --model mlp only, not {self.model}; drop it")
+        if self.model == "mlp":
+            object.__setattr__(self, "hidden", parse_hidden(self.hidden or DEFAULT_HIDDEN))
+        if self.model_args and not self.model.startswith(SKLEARN_PREFIX):
+            raise FLError(
+                f"--model-arg applies to sklearn:NAME models only, not {self.model}; drop it"
+            )
 
     def cohort_size(self, num_clients: int) -> int:
         """Clients sampled per round: --clients-per-round, or --fraction of all (default all)."""
@@ -76,3 +99,32 @@ class TrainConfig:
         """Hash of what determines the results (how they are computed and saved does not)."""
         values = {k: v for k, v in self.to_dict().items() if k not in NOT_IN_DIGEST}
         return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def parse_hidden(value) -> tuple[int, ...]:
+    """--hidden "128,64" (or a list from a config file) -> (128, 64)."""
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    try:
+        sizes = tuple(int(str(part).strip()) for part in parts)
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise FLError(
+            f"--hidden {value!r} must be positive layer sizes separated by commas, e.g. 128,64"
+        )
+    return sizes
+
+
+def parse_model_args(items: list[str]) -> dict[str, Any]:
+    """["alpha=1e-4", "loss=log_loss"] -> {"alpha": 0.0001, "loss": "log_loss"}: each value is a
+    Python literal (ast.literal_eval), or else the plain string."""
+    args = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise FLError(f"--model-arg {item!r} must be key=value, e.g. --model-arg alpha=0.001")
+        try:
+            args[key.strip()] = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError):
+            args[key.strip()] = text.strip()
+    return args

@@ -18,7 +18,9 @@ from flcli.fileio import atomic_write, atomic_write_json, atomic_write_text
 
 COLUMNS = [
     "round",
-    "test_accuracy",
+    "test_accuracy",  # classification
+    "test_mse",  # regression
+    "test_r2",  # regression
     "test_loss",
     "train_loss",
     "clients",
@@ -64,7 +66,8 @@ class RunDir:
         state = self.pending_state
         if state is None:
             return
-        columns = COLUMNS + [k for k in self.rows[-1] if k not in COLUMNS]
+        row = self.rows[-1]
+        columns = [k for k in COLUMNS if k in row] + [k for k in row if k not in COLUMNS]
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
         writer.writeheader()

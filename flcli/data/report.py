@@ -29,7 +29,7 @@ def label_bar(counts: np.ndarray) -> str:
 def summary_table(meta: dict) -> Table:
     """The partition's figures, one per line."""
     sizes = np.asarray(meta["client_sizes"])
-    skew = meta["heterogeneity"]
+    skew = meta.get("heterogeneity") or {"size_cv": float(sizes.std() / sizes.mean())}
     table = Table(
         title=f"{meta['dataset']} · {meta['scheme']} ({params_text(meta['params'])})",
         box=None,
@@ -38,8 +38,9 @@ def summary_table(meta: dict) -> Table:
     )
     table.add_column(style="bold")
     table.add_column()
-    table.add_row("clients", f"{meta['num_clients']}  (seed {meta['seed']})")
-    table.add_row("train / test samples", f"{meta['num_train']} / {meta['num_test']}")
+    table.add_row("clients", f"{meta['num_clients']}  (seed {meta.get('seed', '-')})")
+    train, test = meta.get("num_train", sizes.sum()), meta.get("num_test", "-")
+    table.add_row("train / test samples", f"{train} / {test}")
     table.add_row(
         "client size min / median / max",
         f"{sizes.min()} / {np.median(sizes):g} / {sizes.max()}   (CV {skew['size_cv']:.2f})",
@@ -51,7 +52,7 @@ def summary_table(meta: dict) -> Table:
             f"{labels.min()} / {labels.mean():.1f} / {labels.max()}   (of {meta['num_classes']})",
         )
         table.add_row("JS divergence to global labels", f"{skew['js_divergence']:.3f}  (0 = IID)")
-    else:
+    elif "target_shift" in skew:
         table.add_row("target shift", f"{skew['target_shift']:.2f}  (std of client means / std)")
     return table
 

@@ -4,6 +4,7 @@ All training samples live in one array, ordered by client; client i holds rows
 offsets[i]:offsets[i + 1]. No pickles are written or read.
 """
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -39,16 +40,13 @@ class Partition:
 
     @property
     def task(self) -> str:
+        """classification (the default when partition.json does not say) or regression."""
         return self.meta.get("task", "classification")
 
     @property
-    def num_classes(self) -> int:
-        if self.task != "classification":
-            raise FLError(
-                f"this partition of {self.meta.get('dataset')} has a {self.task} target; "
-                "it needs a regression model"
-            )
-        return int(self.meta["num_classes"])
+    def num_classes(self) -> int | None:
+        """Number of classes; None for regression."""
+        return None if self.task == "regression" else int(self.meta["num_classes"])
 
     @property
     def num_features(self) -> int:
@@ -57,6 +55,18 @@ class Partition:
     @property
     def hash(self) -> str:
         return self.meta["hash"]
+
+    def astype(self, dtype) -> "Partition":
+        """The same partition with features (and real-valued targets) in dtype; self if they
+        already are."""
+
+        def cast(a: np.ndarray) -> np.ndarray:
+            return a.astype(dtype, copy=False) if a.dtype.kind == "f" else a
+
+        arrays = {name: cast(getattr(self, name)) for name in ARRAYS}
+        if all(arrays[name] is getattr(self, name) for name in ARRAYS):
+            return self
+        return dataclasses.replace(self, **arrays)
 
 
 def array_hash(arrays: dict[str, np.ndarray]) -> str:

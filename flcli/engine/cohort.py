@@ -22,6 +22,7 @@ def train_cohort(
     round: int,
     correction=None,
 ) -> CohortResult:
+    w_global = np.asarray(w_global, dtype=x.dtype)  # the data's dtype is the compute dtype
     sizes = cohort.sizes
     batch = int(min(spec.batch_size, sizes.max()))
     per_epoch = steps_per_epoch(sizes, batch)

@@ -14,7 +14,7 @@ import numpy as np
 from flcli.algorithms.base import Algorithm, ClientUpdates, ServerState
 from flcli.config import TrainConfig
 from flcli.data.store import Partition
-from flcli.engine.backends import BACKENDS
+from flcli.engine.backends import trainer_for
 from flcli.engine.evaluate import evaluate
 from flcli.engine.local import Cohort, LocalSpec
 from flcli.errors import RunFailed
@@ -41,14 +41,15 @@ def run_rounds(
 ) -> Iterator[RoundResult]:
     """Yield round 0 (the initial model) and every round up to config.rounds, or continue after
     resume_from (the last round a previous run completed)."""
-    train_cohort = BACKENDS[config.backend]
+    train_cohort = trainer_for(model, config.backend)
+    partition = partition.astype(config.dtype)
     spec = LocalSpec(config.local_epochs, config.batch_size, config.lr)
     cohort_size = config.cohort_size(partition.num_clients)
-    bytes_per_model = model.num_params * 8
+    bytes_per_model = model.num_params * np.dtype(config.dtype).itemsize
 
     def measure(state: ServerState, round: int, clients: int, totals: dict) -> dict:
-        test_loss, test_accuracy = evaluate(model, state.params, partition.x_test, partition.y_test)
-        train_loss, _ = evaluate(model, state.params, partition.x_train, partition.y_train)
+        test = evaluate(model, state.params, partition.x_test, partition.y_test)
+        train_loss = evaluate(model, state.params, partition.x_train, partition.y_train)["loss"]
         if not (math.isfinite(train_loss) and np.isfinite(state.params).all()):
             raise RunFailed(
                 f"training diverged at round {round} (loss {train_loss}); "
@@ -56,8 +57,7 @@ def run_rounds(
             )
         return {
             "round": round,
-            "test_accuracy": test_accuracy,
-            "test_loss": test_loss,
+            **{f"test_{name}": value for name, value in test.items()},
             "train_loss": train_loss,
             "clients": clients,
             **totals,

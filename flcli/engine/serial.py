@@ -20,6 +20,7 @@ def train_serial(
     round: int,
     correction=None,
 ) -> CohortResult:
+    w_global = np.asarray(w_global, dtype=x.dtype)  # the data's dtype is the compute dtype
     params, steps = [], []
     for client, start, size in zip(cohort.ids, cohort.starts, cohort.sizes, strict=True):
         w = w_global.copy()
