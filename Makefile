@@ -24,6 +24,7 @@ demo: install
 	$(FL) train $(DEMO)/iid --algo fedavg --rounds 20 --seed 0 --out $(DEMO)/runs/fedavg-iid
 	$(FL) train $(DEMO)/dirichlet-0.1 --algo fedavg --rounds 20 --seed 0 --out $(DEMO)/runs/fedavg-dirichlet-0.1
 	$(FL) plot $(DEMO)/runs --out $(DEMO)/accuracy.png
+	$(FL) report $(DEMO)/runs --target-accuracy 0.9
 
 test: install
 	$(BIN)/python -m pytest -q
@@ -34,6 +35,7 @@ lint: install
 
 bench: install
 	$(BIN)/python benchmarks/engine.py
+	$(BIN)/python benchmarks/partition.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build *.egg-info

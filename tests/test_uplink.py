@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 from dp_accounting import rdp
 
-from flcli.algorithms.registry import make_algorithm
 from flcli.config import TrainConfig
 from flcli.data.store import load_partition
 from flcli.engine.loop import run_rounds
@@ -69,17 +68,22 @@ def test_secure_aggregation_gives_the_plain_runs_curve(cli, iid_dir, tmp_path):
     assert int(secure[-1]["bytes_up"]) > int(plain[-1]["bytes_up"])  # keys, shares, words
 
 
-def test_a_round_where_nobody_returns_keeps_the_model(iid_dir):
-    partition = load_partition(iid_dir)
+def run(partition_dir, **settings):
+    partition = load_partition(partition_dir)
     model = SoftmaxRegression(partition.num_features, partition.num_classes)
-    config = TrainConfig(rounds=6, dropout=0.85, seed=2)
-    results = list(run_rounds(partition, model, make_algorithm("fedavg"), config))
-    empty = [r for r in results[1:] if r.record["clients"] == 0]
+    return list(run_rounds(partition, model, TrainConfig(**settings)))
+
+
+@pytest.mark.parametrize("algo", ["fedavg", "fedadam", "fednova"])
+def test_a_round_where_nobody_returns_keeps_the_model(iid_dir, algo):
+    results = run(iid_dir, algo=algo, rounds=6, dropout=0.85, seed=2)
+    empty = [r for r in results[1:] if r.record["dropped"] == 10]
     assert empty, "expected a round where every sampled client fails"
     for r in empty:
         before = results[r.record["round"] - 1]
         assert np.array_equal(r.state.params, before.state.params)
-        assert r.record["dropped"] == 10
+        assert r.record["clients"] == 10
+    assert not np.array_equal(results[-1].state.params, results[0].state.params)
 
 
 def test_secure_aggregation_below_threshold_keeps_the_model_and_logs_it(cli, iid_dir, tmp_path):
@@ -87,8 +91,8 @@ def test_secure_aggregation_below_threshold_keeps_the_model_and_logs_it(cli, iid
         cli, iid_dir, tmp_path / "abort", "--rounds", "3", "--secure-agg",
         "--secagg-threshold", "10", "--dropout", "0.3", "--seed", "1",
     )  # fmt: skip
-    aborted = [row for row in logged[1:] if row["clients"] == "0"]
-    assert aborted and all(row["dropped"] == "10" for row in aborted)
+    aborted = [row for row in logged[1:] if row["dropped"] == "10"]
+    assert aborted and all(row["clients"] == "10" for row in aborted)
 
 
 def test_labelflip_and_gaussian_attacks_run(cli, iid_dir, tmp_path):
@@ -125,3 +129,63 @@ def test_options_are_checked_when_the_config_is_built():
     with pytest.raises(FLError, match="--secagg-threshold needs --secure-agg"):
         TrainConfig(secagg_threshold=3)
     assert TrainConfig(dp_clip="2", dp_noise=1.0).dp_clip == 2.0
+
+
+@pytest.mark.parametrize(
+    "algo, flags",
+    [
+        ("scaffold", ["--dp-clip", "1.0", "--dp-noise", "1.0"]),
+        ("qfedavg", ["--secure-agg"]),
+        ("feddyn", ["--aggregator", "median"]),
+        ("fednova", ["--aggregator", "krum"]),
+        ("feddist", ["--dp-clip", "1.0", "--dp-noise", "1.0"]),
+    ],
+)
+def test_algorithms_reading_single_clients_refuse_what_replaces_the_aggregate(
+    cli, iid_dir, tmp_path, algo, flags
+):
+    result = cli("train", iid_dir, "--out", tmp_path / "bad", "--algo", algo, *flags)
+    assert_one_line_error(result, flags[0], f"--algo {algo}", "fedavg")
+
+
+@pytest.mark.parametrize("algo", ["fedprox", "fedadam"])
+def test_a_robust_aggregator_protects_every_algorithm_that_averages(iid_dir, algo):
+    attack = dict(attack="signflip", malicious=0.2, rounds=10)
+    mean = run(iid_dir, algo=algo, **attack)[-1].record["test_accuracy"]
+    median = run(iid_dir, algo=algo, aggregator="median", **attack)[-1].record["test_accuracy"]
+    assert mean < 0.5 < 0.85 < median
+
+
+@pytest.mark.parametrize("algo", ["ditto", "fedadam"])
+def test_dp_rounds_that_sample_nobody_still_add_noise_on_both_backends(personal_dir, algo):
+    settings = dict(algo=algo, rounds=6, clients_per_round=1, dp_clip="adaptive", dp_noise=0.02)
+    vectorized = run(personal_dir, backend="vectorized", **settings)
+    serial = run(personal_dir, backend="serial", **settings)
+    for a, b in zip(vectorized, serial, strict=True):
+        assert np.allclose(a.state.params, b.state.params, rtol=0, atol=1e-9)
+        assert a.state.extra["dp_clip"] == pytest.approx(b.state.extra["dp_clip"], abs=1e-12)
+    empty = [r for r in vectorized[1:] if r.record["clients"] == 0]
+    assert empty, "expected a round that samples nobody at q = 0.1"
+    for r in empty:
+        assert np.isnan(r.record["client_accuracy_mean"])
+        assert not np.array_equal(r.state.params, vectorized[r.record["round"] - 1].state.params)
+    clips = {float(r.state.extra["dp_clip"]) for r in vectorized}
+    assert len(clips) > 1  # adaptive clipping moved the norm
+
+
+def test_resume_of_an_adaptive_dp_run_is_exact(cli, iid_dir, tmp_path):
+    from flcli import api
+
+    flags = ["--rounds", "4", "--fraction", "0.5", "--dp-clip", "adaptive", "--dp-noise", "0.1"]
+    whole = train(cli, iid_dir, tmp_path / "whole", *flags)
+    config = TrainConfig(rounds=4, fraction=0.5, dp_clip="adaptive", dp_noise=0.1)
+    rounds = api.prepare_training(iid_dir, config, tmp_path / "cut").rounds()
+    for record in rounds:
+        if record["round"] == 2:
+            break
+    rounds.close()  # as if interrupted after round 2
+    resumed = train(cli, iid_dir, tmp_path / "cut", *flags, "--resume")
+    for a, b in zip(whole, resumed, strict=True):
+        assert {k: v for k, v in a.items() if k != "elapsed_s"} == {
+            k: v for k, v in b.items() if k != "elapsed_s"
+        }

@@ -11,69 +11,144 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from flcli.algorithms.base import Algorithm, ServerState
+from flcli.algorithms.base import Algorithm, ClientUpdates, Context, ServerState
+from flcli.algorithms.registry import algorithm_info, make_algorithm
 from flcli.config import TrainConfig
+from flcli.data.holdout import hold_out_proxy
 from flcli.data.store import Partition
-from flcli.engine.backends import BACKENDS
-from flcli.engine.evaluate import evaluate
-from flcli.engine.local import Cohort, LocalSpec
+from flcli.engine.backends import trainer_for
+from flcli.engine.evaluate import (
+    client_rows,
+    client_scores,
+    evaluate,
+    per_client,
+    per_sample,
+    personal_scores,
+)
+from flcli.engine.local import Cohort, CohortResult, LocalSpec, LocalWork, steps_per_epoch
+from flcli.engine.stragglers import straggler_budgets
 from flcli.engine.uplink import (
     build_uplink,
     deliver,
     epsilon_after,
-    initial_clip,
+    initial_extra,
     sample,
     training_labels,
 )
-from flcli.errors import RunFailed
+from flcli.errors import FLError, RunFailed
 from flcli.rng import Purpose, rng
+
+FAIRNESS = ("client_accuracy_mean", "client_accuracy_std", "client_accuracy_p10")
 
 
 @dataclass(frozen=True)
 class RoundResult:
     record: dict  # one row of rounds.csv
     state: ServerState  # the server state after this round
+    clients: dict[str, np.ndarray] | None = None  # the round's rows of clients.csv, by column
+
+
+def training_data(partition: Partition, config: TrainConfig) -> tuple[Partition, np.ndarray | None]:
+    """What the clients train on and FedDF's proxy set (rows held out of every client's shard;
+    train_loss and the client metrics are then measured on what the clients keep)."""
+    x_proxy = None
+    if config.proxy_fraction is not None:
+        partition, x_proxy = hold_out_proxy(partition, config.proxy_fraction, config.seed)
+    return partition, x_proxy
+
+
+def build_algorithm(partition: Partition, model, config: TrainConfig, x_proxy=None) -> Algorithm:
+    if algorithm_info(config.algo).personalizes and not partition.has_client_test:
+        raise FLError(
+            f"--algo {config.algo} scores personal models on clients' local test splits, which "
+            "this partition lacks; re-create it with fl partition ... --client-test-fraction 0.2"
+        )
+    context = Context(model, partition.num_clients, config.lr, x_proxy)
+    return make_algorithm(config.algo, config.hyperparameters(), context)
+
+
+def fairness(accuracy: np.ndarray) -> dict[str, float]:
+    """The spread of the sampled clients' accuracies (NaN in a round that sampled nobody)."""
+    if not len(accuracy):
+        return dict.fromkeys(FAIRNESS, math.nan)
+    values = (accuracy.mean(), accuracy.std(), np.percentile(accuracy, 10))
+    return {name: float(value) for name, value in zip(FAIRNESS, values, strict=True)}
 
 
 def run_rounds(
     partition: Partition,
     model,
-    algorithm: Algorithm,
     config: TrainConfig,
     resume_from: RoundResult | None = None,
 ) -> Iterator[RoundResult]:
     """Yield round 0 (the initial model) and every round up to config.rounds, or continue after
     resume_from (the last round a previous run completed)."""
-    train_cohort = BACKENDS[config.backend]
-    spec = LocalSpec(config.local_epochs, config.batch_size, config.lr)
-    bytes_per_model = model.num_params * 8
+    partition, x_proxy = training_data(partition.astype(config.dtype), config)
+    algorithm = build_algorithm(partition, model, config, x_proxy)
+    train = trainer_for(model, config.backend)
     uplink = build_uplink(config, partition.num_clients)
-    x = partition.x_train
-    y = training_labels(uplink, partition.y_train, partition.offsets, partition.num_classes)
+    x, y = partition.x_train, partition.y_train
+    y_local = training_labels(uplink, y, partition.offsets, partition.num_classes)  # labelflip
 
-    def measure(state: ServerState, round: int, clients: int, totals: dict) -> dict:
-        test_loss, test_accuracy = evaluate(model, state.params, partition.x_test, partition.y_test)
-        train_loss, _ = evaluate(model, state.params, partition.x_train, partition.y_train)
+    def fit(cohort: Cohort, w: np.ndarray, spec: LocalSpec, round: int, work) -> CohortResult:
+        if not len(cohort.ids):  # DP's Poisson sampling can sample nobody
+            return CohortResult(np.empty((0, w.size), w.dtype), np.zeros(0, dtype=np.int64))
+        return train(model, x, y_local, cohort, w, spec, config.seed, round, work)
+
+    base_spec = LocalSpec(config.local_epochs, config.batch_size, config.lr)
+    spec = algorithm.local_spec(base_spec)
+    bytes_per_message = model.num_params * np.dtype(config.dtype).itemsize
+    bytes_per_message *= algorithm.models_per_message
+
+    def measure(state, round, ids, personal, totals) -> tuple[dict, dict]:
+        test = evaluate(model, state.params, partition.x_test, partition.y_test)
+        losses, correct = per_sample(model, state.params, x, y)  # the clients' scores come along
+        train_loss = float(losses.mean())
         if not (math.isfinite(train_loss) and np.isfinite(state.params).all()):
             raise RunFailed(
                 f"training diverged at round {round} (loss {train_loss}); "
                 f"try a smaller --lr, e.g. {config.lr / 10:g}"
             )
-        return {
+        cohort = Cohort.of(ids, partition.offsets)
+        rows = client_rows(cohort.starts, cohort.sizes)
+        loss, accuracy = per_client(
+            losses[rows], None if correct is None else correct[rows], cohort.sizes
+        )
+        record = {
             "round": round,
-            "test_accuracy": test_accuracy,
-            "test_loss": test_loss,
+            **{f"test_{name}": value for name, value in test.items()},
             "train_loss": train_loss,
-            "clients": clients,
+            "clients": len(ids) if round else 0,
             **totals,
         }
+        clients = {"round": np.full(len(ids), round), "client": ids, "n": cohort.sizes}
+        clients["loss"] = loss
+        if accuracy is not None:
+            record.update(fairness(accuracy))
+            clients["accuracy"] = accuracy
+        if algorithm.personalize is not None:
+            offsets = partition.client_test_offsets
+            starts, sizes = offsets[ids], offsets[ids + 1] - offsets[ids]
+            correct = personal_scores(
+                model, personal, partition.x_client_test, partition.y_client_test, starts, sizes
+            )
+            tested = sizes.sum()  # 0 in a round that sampled nobody (DP's Poisson sampling)
+            record["personal_accuracy"] = float(correct.sum() / tested) if tested else math.nan
+            clients["personal_accuracy"] = correct / np.maximum(sizes, 1)
+        if uplink.dp is not None:
+            record["epsilon"] = epsilon_after(uplink, round)
+        return record, clients
 
     if resume_from is None:
-        state = algorithm.server_init(model.init(rng(config.seed, Purpose.INIT)))
-        state = replace(state, extra={**state.extra, **initial_clip(uplink)})
+        initial = model.init(rng(config.seed, Purpose.INIT))
+        state = algorithm.server_init(initial, partition.num_clients)
+        state = replace(state, extra={**state.extra, **initial_extra(uplink)})
+        everyone = np.arange(partition.num_clients)
         totals = {"bytes_up": 0, "bytes_down": 0, "elapsed_s": 0.0}
-        extra_columns = dict.fromkeys(uplink.columns, 0)
-        result = RoundResult({**measure(state, 0, 0, totals), **extra_columns}, state)
+        personal = np.tile(state.params, (len(everyone), 1))  # nothing personalized yet
+        record, clients = measure(state, 0, everyone, personal, totals)
+        record.update(dict.fromkeys(uplink.counts, 0))
+        result = RoundResult(record, state, clients)
         yield result
     else:
         result = resume_from
@@ -83,30 +158,42 @@ def run_rounds(
     for round in range(record["round"] + 1, config.rounds + 1):
         ids = sample(uplink, round)
         cohort = Cohort.of(ids, partition.offsets)
-        params = np.empty((0, model.num_params))
-        steps = np.zeros(0, dtype=np.int64)
-        if len(ids):
-            local = train_cohort(
-                model, x, y, cohort, state.params, spec, config.seed, round, algorithm.correction
+        work = algorithm.client_work(state, ids)
+        straggling = np.zeros(len(ids), dtype=bool)
+        if config.stragglers > 0:
+            full = steps_per_epoch(cohort.sizes, spec.batch_size) * spec.epochs
+            budgets, straggling = straggler_budgets(
+                config.seed, round, ids, full, config.stragglers
             )
-            params, steps = local.params, local.num_steps
-        uplink_state = {key: state.extra[key] for key in initial_clip(uplink)}
-        delivery = deliver(
-            uplink, round, ids, cohort.sizes, params - state.params, steps, uplink_state
+            work = replace(work, max_steps=budgets)
+        losses = None
+        if algorithm.needs_client_losses:
+            losses, _ = client_scores(model, state.params, x, y_local, cohort.starts, cohort.sizes)
+        local = fit(cohort, state.params, spec, round, work)
+        updates = ClientUpdates(
+            ids=ids,
+            deltas=local.params - state.params,
+            num_samples=cohort.sizes,
+            num_steps=local.num_steps,
+            losses=losses,
         )
+        sent = ~straggling if config.drop_stragglers else np.ones(len(ids), dtype=bool)
+        delivery = deliver(uplink, round, updates, sent, state.extra)
+        new_state = state
         if delivery.updates is not None:
-            state = algorithm.server_update(state, delivery.updates)
-        state = replace(state, extra={**state.extra, **delivery.extra})
-        totals["bytes_down"] += len(ids) * bytes_per_model
-        if delivery.traffic:
-            totals["bytes_up"] += sum(up for up, _ in delivery.traffic)
-            totals["bytes_down"] += sum(down for _, down in delivery.traffic)
-        else:
-            totals["bytes_up"] += delivery.arrived * bytes_per_model
+            new_state = algorithm.server_update(state, delivery.updates)
+        personal = None
+        if algorithm.personalize is not None:
+
+            def train_personal(anchor, personal_work: LocalWork, epochs: int, at=(cohort, round)):
+                personal_spec = replace(base_spec, epochs=epochs)
+                return fit(at[0], anchor, personal_spec, at[1], personal_work)
+
+            new_state, personal = algorithm.personalize(state, new_state, ids, train_personal)
+        state = replace(new_state, extra={**new_state.extra, **delivery.extra})
+        totals["bytes_down"] += len(ids) * bytes_per_message + delivery.bytes_down
+        totals["bytes_up"] += delivery.messages_up * bytes_per_message + delivery.bytes_up
         totals["elapsed_s"] = time.perf_counter() - clock
-        record = measure(state, round, delivery.arrived, dict(totals))
-        if uplink.dp is not None:
-            record["epsilon"] = epsilon_after(uplink, round)
-        if "dropped" in uplink.columns:
-            record["dropped"] = delivery.dropped
-        yield RoundResult(record, state)
+        record, clients = measure(state, round, ids, personal, dict(totals))
+        record.update(delivery.counts)
+        yield RoundResult(record, state, clients)

@@ -50,12 +50,9 @@ class Uplink:
     dropout: float = 0.0
 
     @property
-    def columns(self) -> list[str]:
-        """The extra rounds.csv columns this run logs."""
-        extra = ["epsilon"] if self.dp is not None else []
-        if self.dropout > 0 or self.secagg_threshold is not None:
-            extra.append("dropped")
-        return extra
+    def counts(self) -> list[str]:
+        """The count columns this run adds to rounds.csv (epsilon comes from the accounting)."""
+        return ["dropped"] if self.dropout > 0 or self.secagg_threshold is not None else []
 
 
 def byzantine_count(fraction: float, clients: int) -> int:
@@ -140,8 +137,9 @@ def training_labels(uplink: Uplink, y: np.ndarray, offsets: np.ndarray, num_clas
     return flip_labels(y, offsets, uplink.malicious, num_classes)
 
 
-def initial_clip(uplink: Uplink) -> dict[str, np.ndarray]:
-    """Server state the uplink keeps across rounds (adaptive clipping's current norm)."""
+def initial_extra(uplink: Uplink) -> dict[str, np.ndarray]:
+    """Server state the uplink keeps across rounds, in ServerState.extra so that a checkpoint
+    holds it (DP's current clipping norm, which adaptive clipping moves)."""
     if uplink.dp is None:
         return {}
     clip = uplink.dp.initial_clip if uplink.dp.adaptive else uplink.dp.clip
@@ -160,10 +158,20 @@ class Delivery:
     """What reached the server in one round."""
 
     updates: ClientUpdates | None  # None: nothing to aggregate, the model stays
-    arrived: int
-    dropped: int
     extra: dict[str, np.ndarray]  # the uplink's server state after the round
-    traffic: list[tuple[int, int]]  # (up, down) bytes of each secure aggregation run
+    counts: dict[str, int]  # the round's values of Uplink.counts
+    messages_up: int  # plain updates that arrived (0 under secure aggregation)
+    # (up, down) bytes of each secure aggregation, instead of the plain updates; filled in when
+    # the server update calls the aggregate, so read it after that
+    traffic: list[tuple[int, int]]
+
+    @property
+    def bytes_up(self) -> int:
+        return sum(up for up, _ in self.traffic)
+
+    @property
+    def bytes_down(self) -> int:
+        return sum(down for _, down in self.traffic)
 
 
 def robust_rule(name: str, byzantine: float) -> Aggregate:
@@ -187,32 +195,43 @@ def robust_rule(name: str, byzantine: float) -> Aggregate:
     return aggregate
 
 
+def in_dtype_of_vectors(rule: Aggregate) -> Aggregate:
+    """The rule, returning the dtype it was given (a float32 run stays float32)."""
+
+    def aggregate(vectors: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        return rule(vectors, weights).astype(vectors.dtype, copy=False)
+
+    return aggregate
+
+
 def deliver(
     uplink: Uplink,
     round: int,
-    ids: np.ndarray,
-    num_samples: np.ndarray,
-    deltas: np.ndarray,
-    num_steps: np.ndarray,
+    updates: ClientUpdates,
+    sent: np.ndarray,
     extra: dict[str, np.ndarray],
 ) -> Delivery:
-    """Attacks, dropouts, clipping, and the aggregate the server update will use."""
-    seed = uplink.seed
+    """Attacks, failures, clipping, and the aggregate the server update will use. updates holds
+    the whole sampled cohort; sent [K] marks the clients that send theirs (the loop leaves out
+    dropped stragglers). The updates that arrive reach the server update with the aggregate."""
+    seed, ids, deltas = uplink.seed, updates.ids, updates.deltas
     if uplink.attack is not None and uplink.attack != "labelflip":
-        deltas = attack_updates(
+        sent_deltas = attack_updates(
             uplink.attack, deltas, ids, uplink.malicious, seed, round, uplink.attack_strength
         )
-    alive = survivors(seed, round, ids, uplink.dropout)
+        deltas = sent_deltas.astype(deltas.dtype, copy=False)
+    alive = sent & survivors(seed, round, ids, uplink.dropout)
     traffic: list[tuple[int, int]] = []
     threshold = uplink.secagg_threshold
     if threshold is not None and len(ids) and alive.sum() < threshold:
         # the protocol aborts after the masked inputs: keys, shares and vectors were sent
         traffic.append(protocol_traffic(len(ids), int(alive.sum()), deltas.shape[1] + 1, True))
         alive = np.zeros(len(ids), dtype=bool)
-    spec, new_extra = uplink.dp, dict(extra)
+    spec, new_extra = uplink.dp, {key: extra[key] for key in initial_extra(uplink)}
     if spec is not None:
         clip = float(extra["dp_clip"])
-        deltas, norms = dpfedavg.clip_updates(deltas, clip)
+        clipped, norms = dpfedavg.clip_updates(deltas, clip)
+        deltas = clipped.astype(deltas.dtype, copy=False)
         if spec.adaptive:
             new_extra["dp_clip"] = np.array(
                 dpfedavg.next_clip(clip, norms[alive], spec, seed, round)
@@ -247,13 +266,16 @@ def deliver(
     else:
         aggregate = weighted_mean
     arrived = int(alive.sum())
-    updates = None
-    if arrived or spec is not None:
-        updates = ClientUpdates(
+    arrivals = None
+    if arrived or spec is not None:  # under DP the noise is added even to an empty round
+        arrivals = ClientUpdates(
             ids=ids[alive],
             deltas=deltas[alive],
-            num_samples=num_samples[alive],
-            num_steps=num_steps[alive],
-            aggregate=aggregate,
+            num_samples=updates.num_samples[alive],
+            num_steps=updates.num_steps[alive],
+            losses=None if updates.losses is None else updates.losses[alive],
+            aggregate=in_dtype_of_vectors(aggregate),
         )
-    return Delivery(updates, arrived, len(ids) - arrived, new_extra, traffic)
+    dropped = dict.fromkeys(uplink.counts, len(ids) - arrived)
+    messages = 0 if threshold is not None else arrived
+    return Delivery(arrivals, new_extra, dropped, messages, traffic)

@@ -28,6 +28,29 @@ def parse_clip(value) -> float | str | None:
     return clip
 
 
+def refuse_for_algorithm(config, dp: bool, robust: bool) -> None:
+    """DP, secure aggregation and robust aggregators replace the server's aggregate of the
+    clients' updates: an algorithm that reads single clients' values besides it cannot have them."""
+    from flcli.algorithms.registry import ALGORITHMS, algorithm_info
+
+    reads = algorithm_info(config.algo).reads_clients
+    asked = [
+        flag
+        for flag, given in (
+            ("--dp-clip", dp),
+            ("--secure-agg", config.secure_agg),
+            (f"--aggregator {config.aggregator}", robust),
+        )
+        if given
+    ]
+    if reads is not None and asked:
+        able = [name for name, info in ALGORITHMS.items() if info.reads_clients is None]
+        raise FLError(
+            f"{asked[0]} does not apply to --algo {config.algo}: its server reads {reads}, "
+            f"not only their aggregate; use one of: {', '.join(able)}"
+        )
+
+
 def check_options(config) -> float | str | None:
     """Raise FLError on a bad value or combination; returns --dp-clip parsed."""
     clip = parse_clip(config.dp_clip)
@@ -66,6 +89,7 @@ def check_options(config) -> float | str | None:
             f"--aggregator {config.aggregator} with --secure-agg: the server sees only the sum "
             "of the updates; drop one of them"
         )
+    refuse_for_algorithm(config, dp, robust)
     if config.secagg_threshold is not None:
         if not config.secure_agg:
             raise FLError("--secagg-threshold needs --secure-agg")
