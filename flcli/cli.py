@@ -639,7 +639,8 @@ def algorithm_line(info) -> str:
         f"{HYPER_FLAGS[name]} {'= --local-epochs' if callable(v) else v}"
         for name, v in info.defaults.items()
     )
-    return info.description + (f" [{defaults}]" if defaults else "")
+    refuses = " (no --dp-clip, --secure-agg, --aggregator)" if info.reads_clients else ""
+    return info.description + (f" [{defaults}]" if defaults else "") + refuses
 
 
 def main(argv: list[str] | None = None) -> None:
