@@ -1,6 +1,7 @@
 """Checks of the privacy, robustness and fault options that need nothing but the options
 themselves (the ones that depend on the partition are in flcli.engine.uplink)."""
 
+from flcli.engine.attacks import check_attack
 from flcli.errors import FLError
 
 AGGREGATORS = {
@@ -12,7 +13,6 @@ AGGREGATORS = {
     "bulyan": "iterated Krum, then a trimmed mean around the median (El Mhamdi et al. 2018)",
     "geomed": "geometric median by smoothed Weiszfeld (RFA, Pillutla et al. 2022)",
 }
-ATTACKS = ("signflip", "gaussian", "scale", "labelflip")
 ACCOUNTANTS = ("rdp", "pld")
 
 
@@ -95,8 +95,8 @@ def check_options(config) -> float | str | None:
             raise FLError("--secagg-threshold needs --secure-agg")
         if config.secagg_threshold < 2:
             raise FLError(f"--secagg-threshold {config.secagg_threshold} must be at least 2")
-    if config.attack is not None and config.attack not in ATTACKS:
-        raise FLError(f"unknown --attack {config.attack!r}; choose one of: {', '.join(ATTACKS)}")
+    if config.attack is not None:
+        check_attack(config.attack)
     if (config.attack is None) != (config.malicious is None):
         raise FLError(
             "--attack and --malicious F go together (e.g. --attack signflip --malicious 0.2)"
