@@ -10,6 +10,7 @@ from flcli.config import FLUSH_SECONDS, TrainConfig
 from flcli.data.build import build_partition
 from flcli.data.heatmap import draw_heatmap
 from flcli.data.store import Partition, load_partition, write_partition
+from flcli.engine.backends import check_backend
 from flcli.engine.loop import RoundResult, run_rounds
 from flcli.errors import FLError, RunFailed
 from flcli.models.registry import make_model
@@ -76,6 +77,7 @@ def prepare_training(
     make_model(config.model, data.num_features, data.num_classes)
     make_algorithm(config.algo, config.algo_params)
     config.cohort_size(data.num_clients)
+    check_backend(config.backend)
     run = open_run(out, config, Path(partition_dir), data.meta)
     resume_from = None
     if run.status != "completed" and run.rows:

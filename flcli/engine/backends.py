@@ -1,4 +1,8 @@
-"""--backend names -> the function that trains a cohort."""
+"""--backend names -> the function that trains a cohort.
+
+vectorized and serial are plain functions; process and ray are trainers with the same signature
+that hold a run's shared data and workers (make_backend builds one per run).
+"""
 
 from flcli.engine.cohort import train_cohort
 from flcli.engine.serial import train_serial
@@ -7,3 +11,24 @@ BACKENDS = {
     "vectorized": train_cohort,
     "serial": train_serial,
 }
+
+
+def make_backend(name: str, jobs: int | None = None, ray_address: str | None = None):
+    """The trainer of --backend `name` for one run."""
+    if name == "process":
+        from flcli.engine.process import ProcessTrainer
+
+        return ProcessTrainer(jobs)
+    if name == "ray":
+        from flcli.engine.raybackend import RayTrainer
+
+        return RayTrainer(jobs, ray_address)
+    return BACKENDS[name]
+
+
+def check_backend(name: str) -> None:
+    """Raise FLError now, before a run starts, when the backend cannot work here."""
+    if name == "ray":
+        from flcli.engine.raybackend import import_ray
+
+        import_ray()

@@ -14,7 +14,7 @@ import numpy as np
 from flcli.algorithms.base import Algorithm, ClientUpdates, ServerState
 from flcli.config import TrainConfig
 from flcli.data.store import Partition
-from flcli.engine.backends import BACKENDS
+from flcli.engine.backends import make_backend
 from flcli.engine.evaluate import evaluate
 from flcli.engine.local import Cohort, LocalSpec
 from flcli.errors import RunFailed
@@ -41,7 +41,7 @@ def run_rounds(
 ) -> Iterator[RoundResult]:
     """Yield round 0 (the initial model) and every round up to config.rounds, or continue after
     resume_from (the last round a previous run completed)."""
-    train_cohort = BACKENDS[config.backend]
+    train_cohort = make_backend(config.backend, config.jobs, config.ray_address)
     spec = LocalSpec(config.local_epochs, config.batch_size, config.lr)
     cohort_size = config.cohort_size(partition.num_clients)
     bytes_per_model = model.num_params * 8
