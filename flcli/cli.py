@@ -204,7 +204,8 @@ def train(
         TextColumn("acc {task.fields[acc]}  loss {task.fields[loss]}"),
     ]
     record = {}
-    with Progress(*columns, console=err, transient=False) as progress:
+    # overflow shows up as a NaN loss, which stops the run with advice: no numpy warnings
+    with Progress(*columns, console=err, transient=False) as progress, np.errstate(all="ignore"):
         task = progress.add_task(f"{config.algo} rounds", total=config.rounds, acc="-", loss="-")
         rounds = training.rounds()
         try:

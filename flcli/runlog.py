@@ -123,6 +123,8 @@ def open_run(out: Path, config: TrainConfig, partition_dir: Path, partition_meta
                 f"--out {out} holds a run of a different config or partition; "
                 "choose a new --out or delete it"
             )
+        for leftover in out.glob(".*.tmp"):  # a write cut short by a killed process
+            leftover.unlink(missing_ok=True)
         resolved = config.to_dict()  # how this session computes and saves may differ
         info["config"].update({key: resolved[key] for key in NOT_IN_DIGEST})
         return RunDir(out, info, _read_rows(out / "rounds.csv"))
