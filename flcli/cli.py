@@ -319,10 +319,15 @@ def sweep(
     )
     if failures:
         for failure in failures:
-            err.print(f"failed: {failure.kind} {failure.id}: {failure.message}", markup=False)
+            err.print(
+                f"failed: {failure.kind} {failure.id}: {failure.message}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
         raise RunFailed(
-            f"{len(failures)} of the sweep's partitions and runs failed (listed above); fix them "
-            f"and run the same command again: completed runs are skipped"
+            f"{counts['failed']} of {len(plan.runs)} runs failed (listed above); fix them and "
+            "run the same command again: completed runs are skipped"
         )
 
 

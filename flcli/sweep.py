@@ -246,15 +246,15 @@ def run_sweep(sweep: Sweep, jobs: int = 1) -> Iterator[Outcome]:
         else:
             todo.append(run)
     needed = [run for run in _first_per_partition(todo) if not run.partition_dir.is_dir()]
-    broken: dict[str, str] = {}
+    broken: set[str] = set()
     for outcome in _parallel(min(jobs, max(len(needed), 1)))(delayed(_build)(r) for r in needed):
         if outcome.status == "failed":
-            broken[outcome.id] = outcome.message
+            broken.add(outcome.id)
         yield outcome
     ready = []
     for run in todo:
         if run.partition_id in broken:
-            message = f"its partition {run.partition_id} failed: {broken[run.partition_id]}"
+            message = f"its partition {run.partition_id} failed (see above)"
             yield Outcome("run", run.run_id, "failed", message)
         else:
             ready.append(run)
