@@ -14,7 +14,8 @@ import weakref
 from pathlib import Path
 
 import numpy as np
-from joblib.externals.loky import cpu_count, get_reusable_executor
+from joblib.executor import get_memmapping_executor
+from joblib.externals.loky import cpu_count
 
 from flcli.engine.chunks import chunks_of, join
 from flcli.engine.cohort import train_cohort
@@ -53,7 +54,8 @@ class ProcessTrainer:
         correction=None,
     ) -> CohortResult:
         x_path, y_path = self._share(x, y)
-        executor = get_reusable_executor(max_workers=self.jobs)
+        # joblib's own reusable executor: the one joblib.Parallel (fl sweep) uses too
+        executor = get_memmapping_executor(self.jobs)
         futures = [
             executor.submit(
                 _train_chunk, model, x_path, y_path, chunk, w_global, spec, seed, round, correction
