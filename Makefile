@@ -27,6 +27,7 @@ demo: install
 	$(FL) train $(DEMO)/iid --algo fedavg --rounds 20 --seed 0 --out $(DEMO)/runs/fedavg-iid
 	$(FL) train $(DEMO)/dirichlet-0.1 --algo fedavg --rounds 20 --seed 0 --out $(DEMO)/runs/fedavg-dirichlet-0.1
 	$(FL) plot $(DEMO)/runs --out $(DEMO)/accuracy.png
+	$(FL) report $(DEMO)/runs --target-accuracy 0.9
 
 sweep: install
 	$(FL) sweep $(SWEEP) --jobs $(JOBS)

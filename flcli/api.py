@@ -5,21 +5,31 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from flcli.algorithms.registry import make_algorithm
 from flcli.config import FLUSH_SECONDS, TrainConfig
 from flcli.data.build import build_partition
 from flcli.data.heatmap import draw_heatmap
+from flcli.data.holdout import with_client_test
 from flcli.data.store import Partition, load_partition, write_partition
 from flcli.engine.backends import check_backend
-from flcli.engine.loop import RoundResult, run_rounds
+from flcli.engine.loop import RoundResult, build_algorithm, run_rounds
 from flcli.errors import FLError, RunFailed
 from flcli.models.registry import make_model
+from flcli.plot import PlotSummary, plot_runs
+from flcli.report import Report, summarize
 from flcli.runlog import RunDir, open_run
+from flcli.runs import default_metric, find_runs, group_runs, parse_keys
 
 
-def partition(out: Path, dataset: str = "digits", **options) -> tuple[Partition, bool]:
-    """Build a partition and write its dir; returns it and whether anything was written."""
+def partition(
+    out: Path, dataset: str = "digits", client_test_fraction: float = 0.0, **options
+) -> tuple[Partition, bool]:
+    """Build a partition and write its dir; returns it and whether anything was written.
+
+    client_test_fraction > 0 keeps that fraction of every client's shard as its local test split.
+    """
     built = build_partition(dataset, **options)
+    if client_test_fraction:
+        built = with_client_test(built, client_test_fraction, options.get("seed", 0))
     return built, write_partition(built, out, draw_heatmap=draw_heatmap)
 
 
@@ -30,6 +40,7 @@ class Training:
     run: RunDir
     partition: Partition
     config: TrainConfig
+    model: object
     resume_from: RoundResult | None
 
     @property
@@ -37,19 +48,15 @@ class Training:
         return self.run.status == "completed"
 
     def rounds(self) -> Iterator[dict]:
-        model = make_model(
-            self.config.model, self.partition.num_features, self.partition.num_classes
-        )
-        algorithm = make_algorithm(self.config.algo, self.config.algo_params)
+        model = self.model
         every = self.config.checkpoint_every
         finished = False
         last_flush = time.monotonic()
         try:
             self.run.set_status("running")
-            for result in run_rounds(
-                self.partition, model, algorithm, self.config, self.resume_from
-            ):
-                self.run.append(result.record, result.state)
+            for result in run_rounds(self.partition, model, self.config, self.resume_from):
+                clients = result.clients if self.config.log_clients else None
+                self.run.append(result.record, result.state, clients)
                 round = result.record["round"]
                 due = round % every == 0 if every else time.monotonic() - last_flush > FLUSH_SECONDS
                 if due or round == self.config.rounds:
@@ -74,8 +81,8 @@ def prepare_training(
 ) -> Training:
     """Check everything a run needs before it starts; refuse an --out that holds another run."""
     data = load_partition(partition_dir)
-    make_model(config.model, data.num_features, data.num_classes)
-    make_algorithm(config.algo, config.algo_params)
+    model = model_for(config, data)
+    build_algorithm(data, model, config)
     config.cohort_size(data.num_clients)
     check_backend(config.backend)
     run = open_run(out, config, Path(partition_dir), data.meta)
@@ -89,4 +96,54 @@ def prepare_training(
         saved = run.checkpoint()
         if saved is not None:
             resume_from = RoundResult(*saved)
-    return Training(run=run, partition=data, config=config, resume_from=resume_from)
+    return Training(run=run, partition=data, config=config, model=model, resume_from=resume_from)
+
+
+def model_for(config: TrainConfig, data: Partition):
+    """The configured model, shaped for the partition's features, classes and task."""
+    return make_model(
+        config.model,
+        data.num_features,
+        data.num_classes,
+        task=data.task,
+        hidden=config.hidden,
+        dtype=config.dtype,
+        model_args=config.model_args,
+    )
+
+
+def plot(
+    paths: list[Path],
+    out: Path,
+    metric: str | None = None,
+    x: str = "round",
+    group_by: str | None = None,
+    facet: str | None = None,
+    smooth: int | None = None,
+    logy: bool = False,
+) -> PlotSummary:
+    """Find the runs under `paths`, group them and draw the figure `out`."""
+    runs = find_runs(paths)
+    return plot_runs(
+        runs,
+        out,
+        metric=metric or default_metric(runs),
+        x=x,
+        group_by=parse_keys(group_by, "--group-by"),
+        facet=facet,
+        smooth=smooth,
+        logy=logy,
+    )
+
+
+def report(
+    paths: list[Path],
+    metric: str | None = None,
+    target: float | None = None,
+    baseline: str | None = None,
+    group_by: str | None = None,
+) -> Report:
+    """Find the runs under `paths`, group them and summarize each group."""
+    runs = find_runs(paths)
+    groups = group_runs(runs, parse_keys(group_by, "--group-by"))
+    return summarize(groups, metric or default_metric(runs), target, baseline)

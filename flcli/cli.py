@@ -1,5 +1,6 @@
 """The `fl` command line: options -> config -> one library call -> rich output."""
 
+import io
 import shlex
 import sys
 from pathlib import Path
@@ -7,10 +8,12 @@ from typing import Annotated
 
 import numpy as np
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from flcli.config import TrainConfig
+from flcli.config import HYPERPARAMETERS, TrainConfig, parse_model_args
 from flcli.configfile import resolve_train_config
 from flcli.errors import FLError, RunFailed
 
@@ -29,6 +32,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 DEFAULTS = TrainConfig()
+HYPER_FLAGS = {name: flag for name, (flag, _, _) in HYPERPARAMETERS.items()}
 out = Console()
 err = Console(stderr=True)
 invocation: list[str] = []  # the arguments of this `fl` call, to print how to resume it
@@ -38,6 +42,21 @@ def Default(help: str, key: str):
     """An option whose default is TrainConfig's `key` (shown in --help); None means "not given",
     so that a config file's value is not overridden by a default."""
     return typer.Option(help=help, show_default=str(getattr(DEFAULTS, key)))
+
+
+def lr_defaults() -> str:
+    from flcli.models.registry import MODELS, SKLEARN_LR
+
+    by_lr: dict[float, list[str]] = {}
+    for name, spec in MODELS.items():
+        by_lr.setdefault(spec.lr, []).append(name)
+    shown = [f"{'/'.join(names)} {lr:g}" for lr, names in by_lr.items()]
+    return ", ".join([*shown, f"sklearn {SKLEARN_LR:g}"])
+
+
+def Hyper(help: str):
+    """An algorithm hyperparameter: its default depends on --algo (see: fl list algorithms)."""
+    return typer.Option(help=help, show_default="per algorithm: fl list algorithms")
 
 
 OutDir = Annotated[Path, typer.Option("--out", help="Directory to write.", show_default=False)]
@@ -63,6 +82,14 @@ def partition(
         int | None,
         typer.Option(help="Least samples per client.", show_default="min(10, n / 3 clients)"),
     ] = None,
+    client_test_fraction: Annotated[
+        float,
+        typer.Option(
+            help="Fraction of each client's shard kept as its local test split "
+            "(for personalization: ditto, fedavglu).",
+            show_default="0: none",
+        ),
+    ] = 0.0,
     seed: Seed = 0,
 ) -> None:
     """Split a dataset into client shards and write a partition dir."""
@@ -76,6 +103,7 @@ def partition(
         alpha=alpha,
         test_size=test_size,
         min_samples=min_samples,
+        client_test_fraction=client_test_fraction,
         seed=seed,
     )
     out.print(partition_table(built.meta))
@@ -107,9 +135,10 @@ def partition_table(meta: dict) -> Table:
 
 
 @app.command(
-    epilog="Example: fl train results/digits-iid --algo fedavg --model softmax "
-    "--rounds 20 --seed 0 --out results/runs/fedavg-iid  ·  repeat a run: "
-    "fl train --config results/runs/fedavg-iid/run.json --out results/runs/again"
+    epilog="Example: fl train results/digits-iid --algo fedavg --model mlp --hidden 128,64 "
+    "--rounds 30 --seed 0 --out results/runs/fedavg-mlp  ·  scikit-learn: --model "
+    "sklearn:SGDClassifier --model-arg alpha=0.001  ·  repeat a run: "
+    "fl train --config results/runs/fedavg-mlp/run.json --out results/runs/again"
 )
 def train(
     out_dir: OutDir,
@@ -136,7 +165,14 @@ def train(
     rounds: Annotated[int | None, Default("Communication rounds.", "rounds")] = None,
     local_epochs: Annotated[int | None, Default("Local epochs per round.", "local_epochs")] = None,
     batch_size: Annotated[int | None, Default("Local minibatch size.", "batch_size")] = None,
-    lr: Annotated[float | None, Default("Local SGD learning rate.", "lr")] = None,
+    lr: Annotated[
+        float | None,
+        typer.Option(
+            help="Local SGD learning rate; the default depends on --model (for sklearn:NAME it "
+            "only scales an algorithm's correction step).",
+            show_default=lr_defaults(),
+        ),
+    ] = None,
     clients_per_round: Annotated[
         int | None, typer.Option(help="Clients sampled per round.", show_default="all")
     ] = None,
@@ -170,6 +206,63 @@ def train(
             help="Save rounds.csv and checkpoint.npz every N rounds.", show_default="each second"
         ),
     ] = None,
+    hidden: Annotated[
+        str | None,
+        typer.Option(
+            help="Hidden layer sizes of --model mlp, e.g. 256,128.", show_default="128,64"
+        ),
+    ] = None,
+    dtype: Annotated[
+        str | None, Default("float64, or float32 (half the memory, faster).", "dtype")
+    ] = None,
+    model_arg: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Constructor argument of a sklearn:NAME model, key=value (a Python literal or a "
+            "string); repeatable.",
+            show_default=False,
+        ),
+    ] = None,
+    stragglers: Annotated[
+        float | None,
+        Default("Fraction of each round's clients doing fewer local steps.", "stragglers"),
+    ] = None,
+    drop_stragglers: Annotated[
+        bool | None,
+        typer.Option(
+            "--drop-stragglers/--keep-stragglers",
+            help="Leave stragglers out of the aggregate, or use their partial work.",
+            show_default="drop for fedavg, keep for the others",
+        ),
+    ] = None,
+    log_clients: Annotated[
+        bool | None,
+        typer.Option("--log-clients", help="Write clients.csv (each client, each round)."),
+    ] = None,
+    server_lr: Annotated[float | None, Hyper("Server learning rate.")] = None,
+    server_momentum: Annotated[float | None, Hyper("Server momentum (fedavgm).")] = None,
+    mu: Annotated[float | None, Hyper("Proximal term weight (fedprox).")] = None,
+    beta1: Annotated[float | None, Hyper("First-moment decay (fedadagrad/adam/yogi).")] = None,
+    beta2: Annotated[float | None, Hyper("Second-moment decay (fedadam, fedyogi).")] = None,
+    tau: Annotated[float | None, Hyper("Adaptivity floor (fedadagrad/adam/yogi).")] = None,
+    alpha_dyn: Annotated[float | None, Hyper("Dynamic regularization weight (feddyn).")] = None,
+    q: Annotated[float | None, Hyper("Fairness exponent (qfedavg).")] = None,
+    lam: Annotated[
+        float | None,
+        typer.Option(
+            "--lambda",
+            help="Pull of personal models to the global one (ditto).",
+            show_default="per algorithm: fl list algorithms",
+        ),
+    ] = None,
+    temperature: Annotated[float | None, Hyper("Distillation temperature (feddist).")] = None,
+    distill_steps: Annotated[int | None, Hyper("Server distillation steps (feddist).")] = None,
+    proxy_fraction: Annotated[
+        float | None, Hyper("Fraction of each shard held out as the proxy set (feddist).")
+    ] = None,
+    personal_epochs: Annotated[
+        int | None, Hyper("Epochs of personal training (ditto, fedavglu).")
+    ] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --out.")] = False,
 ) -> None:
     """Simulate federated training rounds and log each round to rounds.csv."""
@@ -191,6 +284,25 @@ def train(
         "jobs": jobs,
         "ray_address": ray_address,
         "checkpoint_every": checkpoint_every,
+        "hidden": hidden,
+        "dtype": dtype,
+        "model_args": parse_model_args(model_arg) if model_arg else None,
+        "stragglers": stragglers,
+        "drop_stragglers": drop_stragglers,
+        "log_clients": log_clients,
+        "server_lr": server_lr,
+        "server_momentum": server_momentum,
+        "mu": mu,
+        "beta1": beta1,
+        "beta2": beta2,
+        "tau": tau,
+        "alpha_dyn": alpha_dyn,
+        "q": q,
+        "lam": lam,
+        "temperature": temperature,
+        "distill_steps": distill_steps,
+        "proxy_fraction": proxy_fraction,
+        "personal_epochs": personal_epochs,
     }
     config, partition_dir = resolve_train_config(flags, config_file, partition_dir)
     training = api.prepare_training(partition_dir, config, out_dir, resume=resume)
@@ -201,19 +313,23 @@ def train(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("acc {task.fields[acc]}  loss {task.fields[loss]}"),
+        TextColumn("{task.fields[short]} {task.fields[metric]}  loss {task.fields[loss]}"),
     ]
     record = {}
+    metric = "test_r2" if training.partition.task == "regression" else "test_accuracy"
+    short = {"test_r2": "r2", "test_accuracy": "acc"}[metric]
     # overflow shows up as a NaN loss, which stops the run with advice: no numpy warnings
     with Progress(*columns, console=err, transient=False) as progress, np.errstate(all="ignore"):
-        task = progress.add_task(f"{config.algo} rounds", total=config.rounds, acc="-", loss="-")
+        task = progress.add_task(
+            f"{config.algo} rounds", total=config.rounds, short=short, metric="-", loss="-"
+        )
         rounds = training.rounds()
         try:
             for record in rounds:
                 progress.update(
                     task,
                     completed=record["round"],
-                    acc=f"{record['test_accuracy']:.4f}",
+                    metric=f"{record[metric]:.4f}",
                     loss=f"{record['train_loss']:.4f}",
                 )
         except KeyboardInterrupt:
@@ -224,24 +340,146 @@ def train(
                 f"continue it with: {again}"
             ) from None
     out.print(
-        f"round {record['round']}: test accuracy {record['test_accuracy']:.4f}, "
+        f"round {record['round']}: {metric.replace('_', ' ')} {record[metric]:.4f}, "
         f"train loss {record['train_loss']:.4f} -> {out_dir / 'rounds.csv'}"
     )
 
 
-@app.command(epilog="Example: fl plot results/runs --out results/accuracy.png")
-def plot(
-    runs: Annotated[list[Path], typer.Argument(help="Run dirs, or folders searched for runs.")],
-    out_file: Annotated[Path, typer.Option("--out", help="Figure to write (.png, .svg, .pdf).")],
-    metric: Annotated[str, typer.Option(help="rounds.csv column on the y axis.")] = "test_accuracy",
-    x: Annotated[str, typer.Option(help="round, bytes or time.")] = "round",
-) -> None:
-    """Plot a metric per round, one line per run."""
-    from flcli.plot import find_runs, plot_runs
+RunPaths = Annotated[
+    list[Path], typer.Argument(help="Run dirs, or folders searched recursively for runs.")
+]
+GroupBy = Annotated[
+    str | None,
+    typer.Option(
+        help="Setting(s) whose values make a group, comma-separated: algo, or any config or "
+        "partition key (lr, mu, alpha, partition, ...). Runs of a group are averaged over seeds.",
+        show_default="every setting that differs, seeds aside",
+    ),
+]
+Metric = Annotated[
+    str | None,
+    typer.Option(
+        help="rounds.csv column to show.",
+        show_default="test_accuracy; test_r2 or test_mse for regression runs",
+    ),
+]
 
-    found = find_runs(runs)
-    plot_runs(found, out_file, metric=metric, x=x)
-    out.print(f"wrote {out_file} ({len(found)} runs)")
+
+@app.command(
+    epilog="Examples: fl plot results/runs --out results/accuracy.png  ·  "
+    "fl plot results/sweep --group-by algo --facet partition --out results/sweep.pdf  ·  "
+    "fl plot results/sweep --metric train_loss --logy --x bytes --out results/loss.svg"
+)
+def plot(
+    runs: RunPaths,
+    out_file: Annotated[
+        Path,
+        typer.Option("--out", help="Figure to write (.png, .svg or .pdf).", show_default=False),
+    ],
+    metric: Metric = None,
+    x: Annotated[str, typer.Option(help="round, bytes (sent up) or time.")] = "round",
+    group_by: GroupBy = None,
+    facet: Annotated[
+        str | None,
+        typer.Option(help="Setting with one panel per value (e.g. partition, alpha); shared axes."),
+    ] = None,
+    smooth: Annotated[
+        int | None, typer.Option(help="Centred moving average over W rounds.", metavar="W")
+    ] = None,
+    logy: Annotated[bool, typer.Option("--logy", help="Logarithmic y axis.")] = False,
+) -> None:
+    """Plot a metric per round: one line per group of runs, mean ± 1 std over seeds."""
+    from flcli import api
+
+    summary = api.plot(runs, out_file, metric, x, group_by, facet, smooth, logy)
+    for note in summary.notes:
+        err.print(f"note: {note}", highlight=False, soft_wrap=True, markup=False)
+    panels = f", {summary.panels} panels" if summary.panels > 1 else ""
+    out.print(
+        f"wrote {out_file} ({summary.runs} runs, {summary.groups} lines{panels})", soft_wrap=True
+    )
+
+
+REPORT_SUFFIXES = {".md": "markdown", ".csv": "csv"}
+WIDE = 240  # columns of a table that goes to a file or a pipe rather than a terminal
+
+
+@app.command(
+    epilog="Example: fl report results/sweep --target-accuracy 0.9 --baseline fedavg "
+    "--format markdown --out results/sweep.md"
+)
+def report(
+    runs: RunPaths,
+    target_accuracy: Annotated[
+        float | None,
+        typer.Option(
+            help="Target of the metric (at most it, for losses and MSE) for the rounds, bytes "
+            "and seconds to reach it.",
+            show_default="none: no to-target columns",
+        ),
+    ] = None,
+    baseline: Annotated[
+        str | None,
+        typer.Option(
+            help="Group to compare rounds-to-target with (a value such as fedavg, or key=value).",
+            show_default="fedavg when there is such a group",
+        ),
+    ] = None,
+    format: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help="table, markdown or csv.",
+            show_default="from --out's extension (.md, .csv), else table",
+        ),
+    ] = None,
+    group_by: GroupBy = None,
+    metric: Metric = None,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Also write the report to this file.")
+    ] = None,
+) -> None:
+    """Summarize runs per group: final and best metric, rounds/bytes/seconds to a target."""
+    from flcli import api
+    from flcli.fileio import atomic_write_text
+    from flcli.report import FORMATS, to_csv, to_markdown
+
+    suffix = out_file.suffix.lower() if out_file else ""
+    format = format or REPORT_SUFFIXES.get(suffix, "table")
+    if format not in FORMATS:
+        raise FLError(f"--format {format!r} is not one of: {', '.join(FORMATS)}")
+    summary = api.report(runs, metric, target_accuracy, baseline, group_by)
+    for note in summary.notes:
+        err.print(f"note: {note}", highlight=False, soft_wrap=True, markup=False)
+    if format == "table":
+        table = report_table(summary)
+        (out if out.is_terminal else Console(width=WIDE)).print(table)
+        text = None
+        if out_file:
+            plain = Console(file=io.StringIO(), width=WIDE, color_system=None)
+            plain.print(table)
+            text = plain.file.getvalue()
+    else:
+        text = to_markdown(summary) if format == "markdown" else to_csv(summary)
+        if not out_file:
+            out.print(text, end="", markup=False, highlight=False, soft_wrap=True)
+    if out_file:
+        atomic_write_text(out_file, text)
+        err.print(f"wrote {out_file}", highlight=False)
+
+
+def report_table(summary) -> Table:
+    from flcli.report import caption, text_cells
+
+    header, rows = text_cells(summary)
+    table = Table(caption=caption(summary), caption_justify="left", box=box.SIMPLE_HEAD)
+    for i, name in enumerate(header):
+        right = i >= max(len(summary.keys), 1) and name != "status"
+        widest = max((len(row[i]) for row in rows), default=0)  # values never wrap; headers may
+        table.add_column(name, justify="right" if right else "left", min_width=widest)
+    for row in rows:
+        table.add_row(*map(Text, row))
+    return table
 
 
 @app.command(
@@ -352,13 +590,13 @@ def list_(
     from flcli.algorithms.registry import ALGORITHMS
     from flcli.data.datasets import DATASETS
     from flcli.data.partition import SCHEMES
-    from flcli.models.registry import MODELS
+    from flcli.models.registry import describe_models
 
     catalogues = {
         "datasets": {name: text for name, (_, text) in DATASETS.items()},
         "schemes": SCHEMES,
-        "algorithms": {name: text for name, (_, text) in ALGORITHMS.items()},
-        "models": MODELS,
+        "algorithms": {name: algorithm_line(info) for name, info in ALGORITHMS.items()},
+        "models": describe_models(list(ALGORITHMS)),
     }
     if what not in catalogues:
         raise FLError(f"cannot list {what!r}; choose one of: {', '.join(catalogues)}")
@@ -370,22 +608,35 @@ def list_(
     out.print(table)
 
 
+def algorithm_line(info) -> str:
+    defaults = ", ".join(
+        f"{HYPER_FLAGS[name]} {'= --local-epochs' if callable(v) else v}"
+        for name, v in info.defaults.items()
+    )
+    return info.description + (f" [{defaults}]" if defaults else "")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of `fl`: errors become one line on stderr and an exit code, never a traceback."""
     command = typer.main.get_command(app)
     invocation[:] = sys.argv[1:] if argv is None else argv
     try:
         code = command.main(args=argv, prog_name="fl", standalone_mode=False)
+    except click_errors.NoArgsIsHelpError:  # the help was already shown
+        sys.exit(2)
     except click_errors.UsageError as usage:
         hint = f" (see: fl {usage.ctx.info_name} --help)" if usage.ctx else ""
         err.print(f"error: {usage.format_message()}{hint}", highlight=False, soft_wrap=True)
         sys.exit(2)
+    except click_errors.ClickException as failure:
+        err.print(f"error: {failure.format_message()}", highlight=False, soft_wrap=True)
+        sys.exit(failure.exit_code)
     except FLError as bad_input:
         err.print(f"error: {bad_input}", highlight=False, soft_wrap=True, markup=False)
         sys.exit(2)
     except RunFailed as failure:
         err.print(f"error: {failure}", highlight=False, soft_wrap=True, markup=False)
         sys.exit(1)
-    except click_errors.Abort:
+    except typer.Abort:
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)

@@ -1,5 +1,6 @@
 """The training configuration: frozen, validated at construction, serializable to run.json."""
 
+import ast
 import dataclasses
 import hashlib
 import json
@@ -8,7 +9,34 @@ from typing import Any
 
 from flcli.errors import FLError
 
+# Algorithm hyperparameters: TrainConfig field -> (flag, check, what a good value is). A field left
+# None takes the chosen algorithm's default; one the algorithm does not accept is an error.
+HYPERPARAMETERS = {
+    "server_lr": ("--server-lr", lambda v: v > 0, "must be > 0, e.g. 1.0"),
+    "server_momentum": ("--server-momentum", lambda v: 0 <= v < 1, "must be in [0, 1), e.g. 0.9"),
+    "mu": ("--mu", lambda v: v >= 0, "must be >= 0, e.g. 0.01"),
+    "beta1": ("--beta1", lambda v: 0 <= v < 1, "must be in [0, 1), e.g. 0.9"),
+    "beta2": ("--beta2", lambda v: 0 <= v < 1, "must be in [0, 1), e.g. 0.99"),
+    "tau": ("--tau", lambda v: v > 0, "must be > 0, e.g. 0.001"),
+    "alpha_dyn": ("--alpha-dyn", lambda v: v > 0, "must be > 0, e.g. 0.01"),
+    "q": ("--q", lambda v: v >= 0, "must be >= 0, e.g. 1"),
+    "lam": ("--lambda", lambda v: v >= 0, "must be >= 0, e.g. 0.1"),
+    "temperature": ("--temperature", lambda v: v > 0, "must be > 0, e.g. 1"),
+    "distill_steps": (
+        "--distill-steps",
+        lambda v: isinstance(v, int) and v >= 0,
+        "must be an integer >= 0, e.g. 50",
+    ),
+    "proxy_fraction": ("--proxy-fraction", lambda v: 0 < v < 1, "must be in (0, 1), e.g. 0.1"),
+    "personal_epochs": (
+        "--personal-epochs",
+        lambda v: isinstance(v, int) and v >= 1,
+        "must be a positive integer, e.g. 1",
+    ),
+}
+
 BACKENDS = ("vectorized", "serial", "process", "ray")
+DTYPES = ("float64", "float32")
 NOT_IN_DIGEST = ("backend", "jobs", "ray_address", "checkpoint_every")
 FLUSH_SECONDS = 1.0  # without --checkpoint-every, rounds.csv and the checkpoint lag at most this
 
@@ -20,7 +48,7 @@ class TrainConfig:
     rounds: int = 20
     local_epochs: int = 2
     batch_size: int = 16
-    lr: float = 0.5
+    lr: float | None = None  # None: the model's default (see models.registry.default_lr)
     clients_per_round: int | None = None
     fraction: float | None = None
     seed: int = 0
@@ -28,9 +56,30 @@ class TrainConfig:
     jobs: int | None = None  # worker processes (process) or CPUs of a local Ray (ray)
     ray_address: str | None = None  # join this Ray cluster instead of starting a local one
     checkpoint_every: int | None = None
-    algo_params: dict[str, Any] = field(default_factory=dict)
+    hidden: tuple[int, ...] | None = None  # --model mlp only; None: (128, 64)
+    dtype: str = "float64"
+    model_args: dict[str, Any] = field(default_factory=dict)  # --model sklearn:NAME only
+    # systems heterogeneity and per-client logging, shared by every algorithm
+    stragglers: float = 0.0
+    drop_stragglers: bool | None = None  # None: the algorithm's default (fedavg drops them)
+    log_clients: bool = False
+    # algorithm hyperparameters (see HYPERPARAMETERS); None until resolved for the algorithm
+    server_lr: float | None = None
+    server_momentum: float | None = None
+    mu: float | None = None
+    beta1: float | None = None
+    beta2: float | None = None
+    tau: float | None = None
+    alpha_dyn: float | None = None
+    q: float | None = None
+    lam: float | None = None
+    temperature: float | None = None
+    distill_steps: int | None = None
+    proxy_fraction: float | None = None
+    personal_epochs: int | None = None
 
     def __post_init__(self) -> None:
+        self._resolve_model_options()
         positive = {
             "--rounds": self.rounds,
             "--local-epochs": self.local_epochs,
@@ -53,6 +102,55 @@ class TrainConfig:
             raise FLError(f"--jobs {self.jobs} must be a positive integer, e.g. 2")
         if self.backend not in BACKENDS:
             raise FLError(f"unknown backend {self.backend!r}; choose one of: {', '.join(BACKENDS)}")
+        if not 0 <= self.stragglers <= 1:
+            raise FLError(f"--stragglers {self.stragglers} must be a fraction in [0, 1], e.g. 0.5")
+        self._resolve_hyperparameters()
+
+    def _resolve_hyperparameters(self) -> None:
+        """Check the algorithm's hyperparameters and fill in its defaults (so run.json shows the
+        values used, and giving a default explicitly is the same run)."""
+        from flcli.algorithms.registry import ALGORITHMS, algorithm_info
+
+        info = algorithm_info(self.algo)
+        for name, (flag, check, hint) in HYPERPARAMETERS.items():
+            value = getattr(self, name)
+            if value is None:
+                default = info.defaults.get(name)
+                object.__setattr__(self, name, default(self) if callable(default) else default)
+                continue
+            if name not in info.defaults:
+                users = [a for a, other in ALGORITHMS.items() if name in other.defaults]
+                raise FLError(
+                    f"{flag} does not apply to --algo {self.algo}; it is a hyperparameter of "
+                    f"{', '.join(users)}"
+                )
+            if not check(value):
+                raise FLError(f"{flag} {value} {hint}")
+        if self.drop_stragglers is None:
+            object.__setattr__(self, "drop_stragglers", info.drop_stragglers)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The resolved hyperparameters of the chosen algorithm, as its factory takes them."""
+        from flcli.algorithms.registry import algorithm_info
+
+        return {name: getattr(self, name) for name in algorithm_info(self.algo).defaults}
+
+    def _resolve_model_options(self) -> None:
+        """Fill the model-dependent defaults (lr, hidden) so run.json records what ran."""
+        from flcli.models.registry import DEFAULT_HIDDEN, SKLEARN_PREFIX, default_lr
+
+        if self.lr is None:
+            object.__setattr__(self, "lr", default_lr(self.model))
+        if self.dtype not in DTYPES:
+            raise FLError(f"--dtype {self.dtype!r} is not one of: {', '.join(DTYPES)}")
+        if self.hidden is not None and self.model != "mlp":
+            raise FLError(f"--hidden applies to --model mlp only, not {self.model}; drop it")
+        if self.model == "mlp":
+            object.__setattr__(self, "hidden", parse_hidden(self.hidden or DEFAULT_HIDDEN))
+        if self.model_args and not self.model.startswith(SKLEARN_PREFIX):
+            raise FLError(
+                f"--model-arg applies to sklearn:NAME models only, not {self.model}; drop it"
+            )
 
     def cohort_size(self, num_clients: int) -> int:
         """Clients sampled per round: --clients-per-round, or --fraction of all (default all)."""
@@ -80,3 +178,32 @@ class TrainConfig:
         """Hash of what determines the results (how they are computed and saved does not)."""
         values = {k: v for k, v in self.to_dict().items() if k not in NOT_IN_DIGEST}
         return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def parse_hidden(value) -> tuple[int, ...]:
+    """--hidden "128,64" (or a list from a config file) -> (128, 64)."""
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    try:
+        sizes = tuple(int(str(part).strip()) for part in parts)
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise FLError(
+            f"--hidden {value!r} must be positive layer sizes separated by commas, e.g. 128,64"
+        )
+    return sizes
+
+
+def parse_model_args(items: list[str]) -> dict[str, Any]:
+    """["alpha=1e-4", "loss=log_loss"] -> {"alpha": 0.0001, "loss": "log_loss"}: each value is a
+    Python literal (ast.literal_eval), or else the plain string."""
+    args = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise FLError(f"--model-arg {item!r} must be key=value, e.g. --model-arg alpha=0.001")
+        try:
+            args[key.strip()] = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError):
+            args[key.strip()] = text.strip()
+    return args

@@ -19,6 +19,8 @@ class Purpose(IntEnum):
     STRAGGLE = 7  # systems heterogeneity
     NOISE = 8  # privacy noise, feature noise
     ATTACK = 9  # malicious clients and their behaviour
+    CLIENT_TEST = 10  # rows of a client's shard held out as its local test split
+    PROXY = 11  # rows of a client's shard held out as FedDF's proxy set
 
 
 def rng(seed: int, purpose: Purpose, round: int = 0, client: int = 0) -> np.random.Generator:

@@ -1,11 +1,12 @@
-"""The run dir: run.json (config, status, versions), rounds.csv (one row per round) and
-checkpoint.npz (the server state of the last completed round). Every write is atomic."""
+"""The run dir: run.json (config, status, versions), rounds.csv (one row per round), clients.csv
+(with --log-clients: one row per client per round) and checkpoint.npz (the server state of the last
+completed round). Every write is atomic."""
 
 import csv
 import io
 import json
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,9 @@ from flcli.fileio import atomic_write, atomic_write_json, atomic_write_text
 
 COLUMNS = [
     "round",
-    "test_accuracy",
+    "test_accuracy",  # classification
+    "test_mse",  # regression
+    "test_r2",  # regression
     "test_loss",
     "train_loss",
     "clients",
@@ -26,6 +29,8 @@ COLUMNS = [
     "bytes_down",
     "elapsed_s",
 ]
+CLIENT_COLUMNS = ["round", "client", "n", "loss", "accuracy"]
+INTEGER_COLUMNS = ("round", "clients", "bytes_up", "bytes_down", "client", "n")
 
 
 def versions() -> dict[str, str]:
@@ -44,6 +49,7 @@ class RunDir:
     path: Path
     info: dict  # the content of run.json
     rows: list[dict]
+    client_rows: list[dict] = field(default_factory=list)  # clients.csv, when clients are logged
     pending_state: ServerState | None = None  # the last appended round's state, not yet on disk
 
     @property
@@ -54,9 +60,16 @@ class RunDir:
         self.info.update(status=status, **extra)
         atomic_write_json(self.path / "run.json", self.info)
 
-    def append(self, record: dict, state: ServerState) -> None:
-        """Keep one round's record and state; they reach the disk at the next flush()."""
+    def append(self, record: dict, state: ServerState, clients: dict | None = None) -> None:
+        """Keep one round's record and state (and its clients' rows, by column, for clients.csv);
+        they reach the disk at the next flush()."""
         self.rows.append(record)
+        if clients is not None:
+            names = list(clients)
+            self.client_rows.extend(
+                {name: value.item() for name, value in zip(names, values, strict=True)}
+                for values in zip(*(np.asarray(clients[n]) for n in names), strict=True)
+            )
         self.pending_state = state
 
     def flush(self) -> None:
@@ -64,12 +77,9 @@ class RunDir:
         state = self.pending_state
         if state is None:
             return
-        columns = COLUMNS + [k for k in self.rows[-1] if k not in COLUMNS]
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(self.rows)
-        atomic_write_text(self.path / "rounds.csv", buffer.getvalue())
+        if self.client_rows:  # first, so that clients.csv never lags the checkpoint
+            atomic_write_text(self.path / "clients.csv", csv_text(self.client_rows, CLIENT_COLUMNS))
+        atomic_write_text(self.path / "rounds.csv", csv_text(self.rows, COLUMNS))
         arrays = {"round": np.array(self.rows[-1]["round"]), "params": state.params}
         arrays.update({f"extra_{k}": v for k, v in state.extra.items()})
         atomic_write(self.path / "checkpoint.npz", lambda f: np.savez(f, **arrays))
@@ -79,16 +89,27 @@ class RunDir:
         """The last round's record and server state, or None when no round was logged."""
         file = self.path / "checkpoint.npz"
         if not file.is_file():  # killed before the first checkpoint: start from round 0
-            self.rows = []
+            self.rows, self.client_rows = [], []
             return None
         with np.load(file, allow_pickle=False) as npz:
             round = int(npz["round"])
             extra = {k[len("extra_") :]: npz[k] for k in npz.files if k.startswith("extra_")}
             state = ServerState(params=npz["params"], extra=extra)
         self.rows = [row for row in self.rows if row["round"] <= round]
+        self.client_rows = [row for row in self.client_rows if row["round"] <= round]
         if not self.rows or self.rows[-1]["round"] != round:
             raise FLError(f"{self.path} has a checkpoint without its rounds.csv row; start anew")
         return self.rows[-1], state
+
+
+def csv_text(rows: list[dict], first_columns: list[str]) -> str:
+    last = rows[-1]
+    columns = [k for k in first_columns if k in last] + [k for k in last if k not in first_columns]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
 
 
 def _read_rows(file: Path) -> list[dict]:
@@ -96,10 +117,7 @@ def _read_rows(file: Path) -> list[dict]:
         return []
     with file.open(newline="") as f:
         return [
-            {
-                k: (int(v) if k in ("round", "clients", "bytes_up", "bytes_down") else float(v))
-                for k, v in row.items()
-            }
+            {k: (int(v) if k in INTEGER_COLUMNS else float(v)) for k, v in row.items()}
             for row in csv.DictReader(f)
         ]
 
@@ -127,7 +145,7 @@ def open_run(out: Path, config: TrainConfig, partition_dir: Path, partition_meta
             leftover.unlink(missing_ok=True)
         resolved = config.to_dict()  # how this session computes and saves may differ
         info["config"].update({key: resolved[key] for key in NOT_IN_DIGEST})
-        return RunDir(out, info, _read_rows(out / "rounds.csv"))
+        return RunDir(out, info, _read_rows(out / "rounds.csv"), _read_rows(out / "clients.csv"))
     out.mkdir(parents=True)
     info = {
         "status": "running",

@@ -54,6 +54,118 @@ def same_numbers(a, b, atol=0.0):
     return np.allclose(a, b, rtol=0, atol=atol)
 
 
+def write_regression_partition(out, num_clients=5, seed=0, noise=10.0):
+    """A regression partition dir from generated data (make_regression), IID clients."""
+    from sklearn.datasets import make_regression
+
+    from flcli.data.store import Partition, array_hash, write_partition
+
+    x, y = make_regression(n_samples=600, n_features=6, noise=noise, bias=30.0, random_state=seed)
+    x_train, y_train, x_test, y_test = x[:500], y[:500], x[500:], y[500:]
+    offsets = np.linspace(0, 500, num_clients + 1).astype(np.int64)
+    arrays = dict(x_train=x_train, y_train=y_train, offsets=offsets, x_test=x_test, y_test=y_test)
+    meta = {
+        "dataset": "make_regression",
+        "task": "regression",
+        "scheme": "iid",
+        "params": {},
+        "seed": seed,
+        "num_clients": num_clients,
+        "client_sizes": np.diff(offsets).tolist(),
+        "hash": array_hash(arrays),
+    }
+    write_partition(Partition(meta=meta, **arrays), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def regression_dir(tmp_path_factory):
+    return write_regression_partition(tmp_path_factory.mktemp("parts") / "regression")
+
+
+@pytest.fixture(scope="session")
+def personal_dir(tmp_path_factory):
+    """Dirichlet(0.1) digits with a local test split on every client."""
+    out = tmp_path_factory.mktemp("parts") / "personal"
+    api.partition(
+        out,
+        "digits",
+        num_clients=10,
+        scheme="dirichlet",
+        alpha=0.1,
+        seed=0,
+        client_test_fraction=0.2,
+    )
+    return out
+
+
+def write_run(
+    path,
+    accuracy,
+    *,
+    algo="fedavg",
+    seed=0,
+    scheme="iid",
+    alpha=None,
+    lr=0.5,
+    status="completed",
+    algo_params=None,
+    extra=None,
+    drop=(),
+    with_rounds=True,
+    rounds=None,
+):
+    """A small fake run dir: run.json and a rounds.csv whose test_accuracy is `accuracy`
+    (round r sent 1000 * r bytes up after 0.5 * r seconds); `extra` adds columns, `drop` removes
+    them; with_rounds=False writes no rounds.csv. Returns the path."""
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    path = Path(path)
+    path.mkdir(parents=True)
+    params = {"test_size": 0.2, "min_samples": 10}
+    if alpha is not None:
+        params["alpha"] = alpha
+    info = {
+        "status": status,
+        "config": {
+            "algo": algo,
+            "model": "softmax",
+            "rounds": rounds or len(accuracy) - 1,
+            "lr": lr,
+            "seed": seed,
+            "backend": "vectorized",
+            "algo_params": algo_params or {},
+        },
+        "partition_meta": {
+            "dataset": "digits",
+            "scheme": scheme,
+            "params": params,
+            "num_clients": 10,
+            "seed": seed,
+        },
+    }
+    (path / "run.json").write_text(json.dumps(info))
+    n = len(accuracy)
+    columns = {
+        "round": range(n),
+        "test_accuracy": accuracy,
+        "test_loss": [1.0] * n,
+        "train_loss": [1.0] * n,
+        "clients": [10] * n,
+        "bytes_up": [1000 * r for r in range(n)],
+        "bytes_down": [1000 * r for r in range(n)],
+        "elapsed_s": [0.5 * r for r in range(n)],
+        **(extra or {}),
+    }
+    frame = pd.DataFrame(columns).drop(columns=list(drop))
+    if with_rounds:
+        frame.to_csv(path / "rounds.csv", index=False)
+    return path
+
+
 def write_generated_partition(out, x_train, y_train, sizes, x_test, y_test, num_classes):
     """A partition dir from arrays (rows already grouped by client), without a dataset loader."""
     from flcli.data.partition import heterogeneity, label_counts

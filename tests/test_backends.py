@@ -62,6 +62,23 @@ def test_process_backend_same_rounds_csv(cli, dirichlet_dir, tmp_path, vectorize
     pd.testing.assert_frame_equal(vectorized_run, rounds_of(out), check_exact=True)
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--algo", "scaffold"],  # per-client correction inputs and state, cut into chunks
+        ["--algo", "fedprox", "--mu", 0.1, "--stragglers", 0.5],  # per-client step budgets
+    ],
+)
+def test_process_backend_chunks_the_algorithms_client_work(cli, dirichlet_dir, tmp_path, extra):
+    runs = {}
+    for backend in ("vectorized", "process"):
+        out = tmp_path / backend
+        result = cli("train", dirichlet_dir, *ARGS, *extra, "--backend", backend, "--out", out)
+        assert result.code == 0, result.err
+        runs[backend] = rounds_of(out)
+    pd.testing.assert_frame_equal(runs["vectorized"], runs["process"], check_exact=True)
+
+
 def test_ray_backend_same_rounds_csv(cli, dirichlet_dir, tmp_path, vectorized_run):
     ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'flcli[ray]'")
     out = tmp_path / "run"

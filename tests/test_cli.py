@@ -167,6 +167,40 @@ def test_list_names_what_is_available(cli):
         (["train", "{iid}", "--clients-per-round", "11", "--out", "{tmp}/r"], ["at most 10"]),
         (["train", "{iid}", "--rounds", "abc", "--out", "{tmp}/r"], ["--rounds", "integer"]),
         (["train", "{iid}"], ["--out"]),
+        (["train", "{iid}", "--mu", "0.1", "--out", "{tmp}/r"], ["--mu", "fedavg", "fedprox"]),
+        (
+            ["train", "{iid}", "--algo", "fedprox", "--mu", "-1", "--out", "{tmp}/r"],
+            ["--mu -1", ">= 0"],
+        ),
+        (
+            ["train", "{iid}", "--algo", "fedadam", "--beta1", "1", "--out", "{tmp}/r"],
+            ["--beta1 1", "[0, 1)"],
+        ),
+        (
+            ["train", "{iid}", "--algo", "fedyogi", "--beta2", "-0.1", "--out", "{tmp}/r"],
+            ["--beta2 -0.1", "[0, 1)"],
+        ),
+        (
+            ["train", "{iid}", "--algo", "fedadagrad", "--beta2", "0.9", "--out", "{tmp}/r"],
+            ["--beta2", "fedadagrad", "fedadam"],
+        ),
+        (
+            ["train", "{iid}", "--algo", "fedprox", "--lambda", "0.1", "--out", "{tmp}/r"],
+            ["--lambda", "fedprox", "ditto"],
+        ),
+        (["train", "{iid}", "--stragglers", "1.5", "--out", "{tmp}/r"], ["--stragglers 1.5"]),
+        (
+            ["train", "{iid}", "--algo", "fedavgm", "--server-momentum", "1", "--out", "{tmp}/r"],
+            ["--server-momentum 1"],
+        ),
+        (
+            ["train", "{iid}", "--algo", "ditto", "--out", "{tmp}/r"],
+            ["local test splits", "--client-test-fraction"],
+        ),
+        (
+            ["partition", "--client-test-fraction", "1", "--out", "{tmp}/p"],
+            ["--client-test-fraction 1"],
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(cli, iid_dir, tmp_path, args, fragments):
@@ -206,3 +240,176 @@ def test_console_script_runs_without_traceback(tmp_path):
     )
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+
+
+def test_a_wrong_model_arg_is_a_one_line_error_naming_the_parameter(cli, iid_dir, tmp_path):
+    sgd = ("--model", "sklearn:SGDClassifier", "--out", tmp_path / "r")
+    result = cli("train", iid_dir, *sgd, "--model-arg", "alpah=0.1")
+    assert_one_line_error(result, "--model-arg alpah", "alpha")
+    result = cli("train", iid_dir, *sgd, "--model-arg", "alpha=-1")
+    assert_one_line_error(result, "alpha", "-1")
+    result = cli("train", iid_dir, *sgd, "--model-arg", "penalty=l3")
+    assert_one_line_error(result, "penalty", "l3")
+    result = cli("train", iid_dir, *sgd, "--model-arg", "alpha")
+    assert_one_line_error(result, "--model-arg 'alpha'", "key=value")
+    result = cli("train", iid_dir, "--out", tmp_path / "r", "--model-arg", "alpha=1")
+    assert_one_line_error(result, "--model-arg", "sklearn:NAME")
+    assert not (tmp_path / "r").exists()
+
+
+def test_model_options_are_checked(cli, iid_dir, regression_dir, tmp_path):
+    out = ("--out", tmp_path / "r")
+    assert_one_line_error(cli("train", iid_dir, "--hidden", "64,x", "--model", "mlp", *out), "64,x")
+    assert_one_line_error(cli("train", iid_dir, "--hidden", "64", *out), "--hidden", "mlp")
+    assert_one_line_error(cli("train", iid_dir, "--dtype", "float16", *out), "float16")
+    assert_one_line_error(cli("train", regression_dir, *out), "regression", "--model linear")
+    assert_one_line_error(cli("train", iid_dir, "--model", "linear", *out), "--model softmax")
+    assert_one_line_error(cli("train", iid_dir, "--model", "svm", *out), "svm", "sklearn:")
+    assert not (tmp_path / "r").exists()
+
+
+def test_regression_run_logs_mse_and_r2(cli, regression_dir, tmp_path):
+    result = cli(
+        "train", regression_dir, "--model", "linear", "--rounds", "3", "--out", tmp_path / "r"
+    )
+    assert result.code == 0, result.err
+    assert "test r2" in result.out
+    header = (tmp_path / "r" / "rounds.csv").read_text().splitlines()[0].split(",")
+    assert header[:5] == ["round", "test_mse", "test_r2", "test_loss", "train_loss"]
+    assert "test_accuracy" not in header
+
+
+def test_mlp_run_records_its_resolved_options(cli, iid_dir, tmp_path):
+    args = ("--model", "mlp", "--hidden", "32", "--dtype", "float32", "--rounds", "2")
+    result = cli("train", iid_dir, *args, "--out", tmp_path / "r")
+    assert result.code == 0, result.err
+    config = json.loads((tmp_path / "r" / "run.json").read_text())["config"]
+    assert config["hidden"] == [32] and config["dtype"] == "float32" and config["lr"] == 0.2
+    again = cli("train", iid_dir, *args, "--out", tmp_path / "r")
+    assert again.code == 0 and "nothing to do" in again.out
+
+
+def test_list_models_names_each_model_and_the_algorithms(cli):
+    result = cli("list", "models")
+    assert result.code == 0
+    for name in ("softmax", "logistic", "linear", "mlp", "sklearn:SGDClassifier", "sklearn:Ridge"):
+        assert name in result.out
+    assert "fedavg" in result.out or "all algorithms" in result.out
+
+
+def test_algorithm_flags_log_clients_and_resume_of_per_client_state(cli, tmp_path):
+    part = tmp_path / "part"
+    made = cli(
+        "partition",
+        "--clients",
+        6,
+        "--scheme",
+        "dirichlet",
+        "--alpha",
+        0.3,
+        "--client-test-fraction",
+        0.2,
+        "--out",
+        part,
+    )
+    assert made.code == 0, made.err
+    args = [
+        "--algo",
+        "ditto",
+        "--lambda",
+        0.5,
+        "--rounds",
+        4,
+        "--fraction",
+        0.5,
+        "--stragglers",
+        0.5,
+        "--log-clients",
+        "--seed",
+        1,
+    ]
+    whole = cli("train", part, *args, "--out", tmp_path / "whole")
+    assert whole.code == 0, whole.err
+    rounds = rounds_of(tmp_path / "whole")
+    for column in (
+        "client_accuracy_mean",
+        "client_accuracy_std",
+        "client_accuracy_p10",
+        "personal_accuracy",
+    ):
+        assert column in rounds.columns
+    clients = pd.read_csv(tmp_path / "whole" / "clients.csv")
+    assert list(clients.columns[:5]) == ["round", "client", "n", "loss", "accuracy"]
+    assert len(clients) == 6 + 4 * 3  # round 0: every client; then 3 sampled per round
+    means = clients.groupby("round")["accuracy"].mean()
+    assert means.to_numpy() == pytest.approx(rounds["client_accuracy_mean"].to_numpy())
+    info = json.loads((tmp_path / "whole" / "run.json").read_text())
+    assert info["config"]["lam"] == 0.5 and info["config"]["personal_epochs"] == 2
+
+    from flcli import api
+    from flcli.config import TrainConfig
+
+    config = TrainConfig(
+        algo="ditto", lam=0.5, rounds=4, fraction=0.5, stragglers=0.5, log_clients=True, seed=1
+    )
+    rounds_iter = api.prepare_training(part, config, tmp_path / "cut").rounds()
+    for record in rounds_iter:
+        if record["round"] == 2:
+            break
+    rounds_iter.close()
+    resumed = cli("train", part, *args, "--out", tmp_path / "cut", "--resume")
+    assert resumed.code == 0, resumed.err
+    pd.testing.assert_frame_equal(rounds, rounds_of(tmp_path / "cut"), check_exact=True)
+    pd.testing.assert_frame_equal(clients, pd.read_csv(tmp_path / "cut" / "clients.csv"))
+
+
+def test_plot_and_report_from_real_training_runs(cli, iid_dir, tmp_path):
+    runs = tmp_path / "runs"
+    for lr in (0.1, 0.5):
+        for seed in (0, 1):
+            args = ["--rounds", 3, "--fraction", 0.5, "--lr", lr, "--seed", seed]
+            result = cli("train", iid_dir, *args, "--out", runs / f"lr{lr}-s{seed}")
+            assert result.code == 0, result.err
+
+    figure = tmp_path / "by-lr.png"
+    result = cli("plot", runs, "--group-by", "lr", "--smooth", 2, "--out", figure)
+    assert result.code == 0, result.err
+    assert "4 runs, 2 lines" in result.out and figure.stat().st_size > 10_000
+
+    result = cli("report", runs, "--target-accuracy", 0.5, "--format", "markdown")
+    assert result.code == 0, result.err
+    lines = [line for line in result.out.splitlines() if line.startswith("| 0.5 ")]
+    cells = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    finals = [
+        pd.read_csv(runs / f"lr0.5-s{seed}" / "rounds.csv")["test_accuracy"].iloc[-1]
+        for seed in (0, 1)
+    ]
+    assert cells[:3] == ["0.5", "2", "3"]  # lr, seeds, rounds
+    assert cells[3] == f"{sum(finals) / 2:.3f} ± {abs(finals[0] - finals[1]) / 2**0.5:.3f}"
+
+    table = cli("report", runs, "--target-accuracy", 0.5, "--out", tmp_path / "report.csv")
+    assert table.code == 0, table.err
+    frame = pd.read_csv(tmp_path / "report.csv")
+    assert list(frame["lr"]) == [0.1, 0.5] and list(frame["seeds"]) == [2, 2]
+    assert "final accuracy" in cli("report", runs).out
+
+
+def test_plot_and_report_errors_are_one_line(cli, tmp_path):
+    from conftest import write_run
+
+    (tmp_path / "empty").mkdir()
+    assert_one_line_error(cli("plot", tmp_path / "empty", "--out", tmp_path / "f.png"), "empty")
+    assert_one_line_error(cli("report", tmp_path / "empty"), "no runs", "empty")
+    run = write_run(tmp_path / "runs" / "r", [0.1, 0.5])
+    assert_one_line_error(
+        cli("plot", run, "--metric", "nope", "--out", tmp_path / "f.png"), "rounds.csv", "'nope'"
+    )
+    assert_one_line_error(cli("report", run, "--format", "xml"), "--format 'xml'")
+    assert_one_line_error(cli("report", run, "--target-accuracy", 90), "--target-accuracy 90")
+    assert not (tmp_path / "f.png").exists()
+
+
+def test_fl_help_does_not_import_matplotlib_or_pandas():
+    code = "import sys, flcli.cli; print('matplotlib' in sys.modules, 'pandas' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.split() == ["False", "False"], done.stderr

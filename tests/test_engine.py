@@ -3,7 +3,6 @@ import pytest
 
 from flcli import api
 from flcli.algorithms.aggregate import weighted_mean
-from flcli.algorithms.registry import make_algorithm
 from flcli.config import TrainConfig
 from flcli.data.store import load_partition
 from flcli.engine.cohort import train_cohort
@@ -16,7 +15,7 @@ from flcli.models.linear import SoftmaxRegression
 def run(partition, **overrides):
     config = TrainConfig(**overrides)
     model = SoftmaxRegression(partition.num_features, partition.num_classes)
-    return list(run_rounds(partition, model, make_algorithm(config.algo), config))
+    return list(run_rounds(partition, model, config))
 
 
 def test_vectorized_equals_serial_on_clients_of_different_sizes(dirichlet_dir):
@@ -124,3 +123,53 @@ def test_serial_engine_counts_steps(iid_dir):
             round=1,
         )
         assert list(result.num_steps) == [3 * int(np.ceil(n / 50)) for n in cohort.sizes]
+
+
+def run_model(partition, model_name, **overrides):
+    from flcli.api import model_for
+
+    config = TrainConfig(model=model_name, **overrides)
+    model = model_for(config, partition)
+    return list(run_rounds(partition, model, config))
+
+
+def test_mlp_vectorized_equals_serial_on_clients_of_different_sizes(dirichlet_dir):
+    partition = load_partition(dirichlet_dir)
+    settings = dict(rounds=2, batch_size=7, fraction=0.75, seed=3, hidden=(16, 8))
+    vectorized = run_model(partition, "mlp", backend="vectorized", **settings)
+    serial = run_model(partition, "mlp", backend="serial", **settings)
+    for a, b in zip(vectorized, serial, strict=True):
+        assert np.allclose(a.state.params, b.state.params, rtol=0, atol=1e-9)
+
+
+def test_float32_runs_in_float32_and_agrees_with_serial_and_float64(dirichlet_dir):
+    partition = load_partition(dirichlet_dir)
+    settings = dict(rounds=2, batch_size=7, fraction=0.75, seed=3, hidden=(16,))
+    single = run_model(partition, "mlp", dtype="float32", **settings)
+    serial = run_model(partition, "mlp", dtype="float32", backend="serial", **settings)
+    double = run_model(partition, "mlp", **settings)
+    assert all(r.state.params.dtype == np.float32 for r in single)
+    for a, b, c in zip(single, serial, double, strict=True):
+        assert np.allclose(a.state.params, b.state.params, rtol=0, atol=1e-4)
+        assert np.allclose(a.state.params, c.state.params, rtol=0, atol=1e-3)
+    assert single[-1].record["bytes_up"] * 2 == double[-1].record["bytes_up"]
+
+
+def test_regression_rounds_report_mse_and_r2_and_reach_least_squares(regression_dir):
+    partition = load_partition(regression_dir)
+    results = run_model(partition, "linear", rounds=15)
+    record = results[-1].record
+    assert "test_accuracy" not in record
+    assert record["test_mse"] == record["test_loss"]
+    x, y = np.c_[partition.x_train, np.ones(len(partition.y_train))], partition.y_train
+    w = np.linalg.lstsq(x, y, rcond=None)[0]
+    residual = partition.y_test - np.c_[partition.x_test, np.ones(len(partition.y_test))] @ w
+    centralized_r2 = 1 - (residual**2).mean() / partition.y_test.var()
+    assert abs(record["test_r2"] - centralized_r2) < 0.05
+    train_mse = ((partition.y_train - x @ results[-1].state.params) ** 2).mean()
+    assert np.isclose(record["train_loss"], train_mse)
+
+
+def test_mlp_fedavg_on_iid_digits_reaches_096_in_30_rounds_with_defaults(iid_dir):
+    results = run_model(load_partition(iid_dir), "mlp", rounds=30)
+    assert results[-1].record["test_accuracy"] >= 0.96

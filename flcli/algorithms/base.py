@@ -1,11 +1,17 @@
 """The shape of an algorithm, in the spirit of fedjax: a factory closes over hyperparameters and
 returns pure functions over explicit state.
 
-- server_init(params) -> ServerState: the state the server keeps (the global model and, for
-  server optimizers, their moments).
-- server_update(state, updates) -> ServerState: the next state from the clients' updates.
-- correction (optional): a picklable function (W [K, P], anchor [P]) -> [K, P] added to the
-  gradient in every local step (FedProx's mu (w - w_global), for instance).
+- server_init(params, num_clients) -> ServerState: the state the server keeps. ALL run state lives
+  here (the global model, server optimizer moments, per-client state such as SCAFFOLD's control
+  variates), as NumPy arrays, so a checkpoint captures it and a resumed run is exact.
+- client_work(state, ids) -> LocalWork: what the sampled clients get besides the global model: an
+  optional gradient correction used in every local step (a picklable module-level function bound
+  with functools.partial, so a process backend can ship it) and its per-client inputs.
+- server_update(state, updates) -> ServerState: the next state from what the clients sent back
+  (per-client state of the participants is updated here too).
+- local_spec(spec) -> LocalSpec: the local training the algorithm wants (FedSGD: one full batch).
+- personalize (optional): after the server update, trains personal models of the round's clients
+  (Ditto, FedAvgLU); gets a `train` callable that runs the backend on the cohort.
 """
 
 from collections.abc import Callable
@@ -13,29 +19,61 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from flcli.engine.local import LocalSpec, LocalWork
+
 
 @dataclass(frozen=True)
 class ServerState:
     params: np.ndarray  # the global model, [P]
-    extra: dict[str, np.ndarray] = field(default_factory=dict)  # optimizer moments etc.
+    extra: dict[str, np.ndarray] = field(default_factory=dict)  # moments, per-client state
 
 
 @dataclass(frozen=True)
 class ClientUpdates:
-    """What the sampled clients send back in one round."""
+    """What the sampled clients send back in one round (dropped stragglers are left out)."""
 
     ids: np.ndarray  # [K] client ids
     deltas: np.ndarray  # [K, P] local model minus the global model it started from
     num_samples: np.ndarray  # [K] training samples each client holds
     num_steps: np.ndarray  # [K] local steps each client took
+    losses: np.ndarray | None = None  # [K] global model's loss on each client's data (q-FFL)
 
 
-Correction = Callable[[np.ndarray, np.ndarray], np.ndarray]
+@dataclass(frozen=True)
+class Context:
+    """What a run gives an algorithm beyond its hyperparameters."""
+
+    model: object
+    num_clients: int
+    lr: float  # the clients' learning rate
+    x_proxy: np.ndarray | None = None  # FedDF's unlabeled proxy set
+
+
+# train(w_anchor [P], work, epochs) -> CohortResult, on the round's cohort and backend
+Train = Callable[[np.ndarray, LocalWork, int], object]
+# personalize(state before the round, state after it, ids, train) -> (state, personal models)
+Personalize = Callable[[ServerState, ServerState, np.ndarray, Train], tuple]
+
+
+def no_work(state: ServerState, ids: np.ndarray) -> LocalWork:
+    return LocalWork()
+
+
+def same_spec(spec: LocalSpec) -> LocalSpec:
+    return spec
+
+
+def plain_init(params: np.ndarray, num_clients: int) -> ServerState:
+    return ServerState(params=params.copy())
 
 
 @dataclass(frozen=True)
 class Algorithm:
     name: str
-    server_init: Callable[[np.ndarray], ServerState]
+    server_init: Callable[[np.ndarray, int], ServerState]
     server_update: Callable[[ServerState, ClientUpdates], ServerState]
-    correction: Correction | None = None
+    client_work: Callable[[ServerState, np.ndarray], LocalWork] = no_work
+    local_spec: Callable[[LocalSpec], LocalSpec] = same_spec
+    personalize: Personalize | None = None
+    needs_client_losses: bool = False
+    models_per_message: int = 1  # SCAFFOLD sends a control variate with each model

@@ -7,15 +7,13 @@ the sample-size-weighted mean of the local models: w_{t+1} = sum_k n_k w_k / sum
 """
 
 from flcli.algorithms.aggregate import weighted_mean
-from flcli.algorithms.base import Algorithm, ClientUpdates, ServerState
+from flcli.algorithms.base import Algorithm, ClientUpdates, Context, ServerState, plain_init
 
 
-def fedavg() -> Algorithm:
-    def server_init(params):
-        return ServerState(params=params.copy())
+def fedavg_update(state: ServerState, updates: ClientUpdates) -> ServerState:
+    step = weighted_mean(updates.deltas, updates.num_samples)
+    return ServerState(params=state.params + step, extra=state.extra)
 
-    def server_update(state: ServerState, updates: ClientUpdates) -> ServerState:
-        step = weighted_mean(updates.deltas, updates.num_samples)
-        return ServerState(params=state.params + step)
 
-    return Algorithm(name="fedavg", server_init=server_init, server_update=server_update)
+def fedavg(ctx: Context) -> Algorithm:
+    return Algorithm(name="fedavg", server_init=plain_init, server_update=fedavg_update)

@@ -1,20 +1,138 @@
-"""--algo names -> factories, with the paper and when to use each."""
+"""--algo names -> factories, with the paper, when to use each, and the hyperparameters each takes.
 
-from flcli.algorithms.base import Algorithm
+`defaults` lists every hyperparameter (a TrainConfig field) the algorithm accepts, with its
+default; a callable default is computed from the config (Ditto: personal epochs = local epochs).
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flcli.algorithms.base import Algorithm, Context
 from flcli.algorithms.fedavg import fedavg
+from flcli.algorithms.feddf import feddist
+from flcli.algorithms.feddyn import feddyn
+from flcli.algorithms.fednova import fednova
+from flcli.algorithms.fedopt import fedadagrad, fedadam, fedavgm, fedyogi
+from flcli.algorithms.fedprox import fedprox
+from flcli.algorithms.fedsgd import fedsgd
+from flcli.algorithms.personal import ditto, fedavglu
+from flcli.algorithms.qfedavg import qfedavg
+from flcli.algorithms.scaffold import scaffold
 from flcli.errors import FLError
 
+
+@dataclass(frozen=True)
+class AlgorithmInfo:
+    factory: Callable[..., Algorithm]
+    paper: str
+    use_when: str
+    defaults: dict[str, Any] = field(default_factory=dict)
+    drop_stragglers: bool = False  # what it does with stragglers unless told
+    personalizes: bool = False  # needs clients' local test splits; logs personal_accuracy
+
+    @property
+    def description(self) -> str:
+        return f"{self.paper}: {self.use_when}"
+
+
+ADAPTIVE = {"server_lr": 0.1, "beta1": 0.9, "beta2": 0.99, "tau": 1e-3}
+
 ALGORITHMS = {
-    "fedavg": (
+    "fedavg": AlgorithmInfo(
         fedavg,
-        "McMahan et al. 2017: weighted mean of locally trained models; the baseline to beat",
+        "McMahan et al. 2017",
+        "weighted mean of locally trained models; the baseline to beat (drops stragglers)",
+        drop_stragglers=True,
+    ),
+    "fedsgd": AlgorithmInfo(
+        fedsgd,
+        "McMahan et al. 2017",
+        "one full-batch gradient per client, a server step; the no-local-work reference",
+        {"server_lr": 0.5},
+    ),
+    "fedprox": AlgorithmInfo(
+        fedprox,
+        "Li et al. 2020 (FedProx)",
+        "proximal term --mu keeps local models near the global one; non-IID data, stragglers",
+        {"mu": 0.01},
+    ),
+    "scaffold": AlgorithmInfo(
+        scaffold,
+        "Karimireddy et al. 2020 (SCAFFOLD)",
+        "control variates cancel client drift; strong label skew, many local steps",
+        {"server_lr": 1.0},
+    ),
+    "fednova": AlgorithmInfo(
+        fednova,
+        "Wang et al. 2020 (FedNova)",
+        "averages updates normalized by local steps; clients doing unequal work",
+    ),
+    "fedavgm": AlgorithmInfo(
+        fedavgm,
+        "Hsu et al. 2019 (FedAvgM)",
+        "server momentum --server-momentum on the averaged update; non-IID, partial sampling",
+        {"server_lr": 1.0, "server_momentum": 0.9},
+    ),
+    "fedadagrad": AlgorithmInfo(
+        fedadagrad,
+        "Reddi et al. 2021 (FedOpt)",
+        "Adagrad on the server; sparse or rarely seen features",
+        {"server_lr": 0.3, "beta1": 0.9, "tau": 1e-3},
+    ),
+    "fedadam": AlgorithmInfo(
+        fedadam,
+        "Reddi et al. 2021 (FedOpt)",
+        "Adam on the server; less tuning of the client --lr, heterogeneous data",
+        dict(ADAPTIVE),
+    ),
+    "fedyogi": AlgorithmInfo(
+        fedyogi,
+        "Reddi et al. 2021 (FedOpt)",
+        "Yogi on the server; like fedadam with a steadier effective step",
+        dict(ADAPTIVE),
+    ),
+    "feddyn": AlgorithmInfo(
+        feddyn,
+        "Acar et al. 2021 (FedDyn)",
+        "dynamic regularization --alpha-dyn aligns local and global optima; full participation",
+        {"alpha_dyn": 0.01},
+    ),
+    "qfedavg": AlgorithmInfo(
+        qfedavg,
+        "Li et al. 2020 (q-FFL)",
+        "weighs clients with a high loss more (--q); when the worst clients matter (fairness)",
+        {"q": 0.1},
+    ),
+    "ditto": AlgorithmInfo(
+        ditto,
+        "Li et al. 2021 (Ditto)",
+        "a personal model per client pulled to the global one by --lambda; personalization",
+        {"lam": 0.1, "personal_epochs": lambda config: config.local_epochs},
+        personalizes=True,
+    ),
+    "feddist": AlgorithmInfo(
+        feddist,
+        "Lin et al. 2020 (FedDF)",
+        "averages, then distills the clients' ensemble on a proxy set; models hard to average",
+        {"temperature": 1.0, "distill_steps": 50, "proxy_fraction": 0.1},
+    ),
+    "fedavglu": AlgorithmInfo(
+        fedavglu,
+        "FedAvg with a local update",
+        "each client fine-tunes the global model (--personal-epochs); cheap personalization",
+        {"personal_epochs": 1},
+        personalizes=True,
     ),
 }
 
 
-def make_algorithm(name: str, params: dict | None = None) -> Algorithm:
+def algorithm_info(name: str) -> AlgorithmInfo:
     if name not in ALGORITHMS:
         raise FLError(f"unknown algorithm {name!r}; choose one of: {', '.join(ALGORITHMS)}")
-    factory, _ = ALGORITHMS[name]
-    params = dict(params or {})
-    return factory(**params)
+    return ALGORITHMS[name]
+
+
+def make_algorithm(name: str, hyperparameters: dict[str, Any], context: Context) -> Algorithm:
+    """The algorithm `name` with its hyperparameters (already resolved and validated)."""
+    return algorithm_info(name).factory(context, **hyperparameters)

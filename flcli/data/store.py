@@ -4,6 +4,7 @@ All training samples live in one array, ordered by client; client i holds rows
 offsets[i]:offsets[i + 1]. No pickles are written or read.
 """
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -18,6 +19,9 @@ from flcli.errors import FLError
 from flcli.fileio import atomic_write
 
 ARRAYS = ("x_train", "y_train", "offsets", "x_test", "y_test")
+# clients' local test splits (fl partition --client-test-fraction): client i's test rows are
+# client_test_offsets[i]:client_test_offsets[i + 1]
+OPTIONAL_ARRAYS = ("x_client_test", "y_client_test", "client_test_offsets")
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,18 @@ class Partition:
     offsets: np.ndarray  # [num_clients + 1]
     x_test: np.ndarray
     y_test: np.ndarray
+    x_client_test: np.ndarray | None = None
+    y_client_test: np.ndarray | None = None
+    client_test_offsets: np.ndarray | None = None
+
+    @property
+    def has_client_test(self) -> bool:
+        return self.client_test_offsets is not None
+
+    @property
+    def arrays(self) -> dict[str, np.ndarray]:
+        names = ARRAYS + (OPTIONAL_ARRAYS if self.has_client_test else ())
+        return {name: getattr(self, name) for name in names}
 
     @property
     def num_clients(self) -> int:
@@ -38,8 +54,14 @@ class Partition:
         return np.diff(self.offsets)
 
     @property
-    def num_classes(self) -> int:
-        return int(self.meta["num_classes"])
+    def task(self) -> str:
+        """classification (the default when partition.json does not say) or regression."""
+        return self.meta.get("task", "classification")
+
+    @property
+    def num_classes(self) -> int | None:
+        """Number of classes; None for regression."""
+        return None if self.task == "regression" else int(self.meta["num_classes"])
 
     @property
     def num_features(self) -> int:
@@ -49,10 +71,22 @@ class Partition:
     def hash(self) -> str:
         return self.meta["hash"]
 
+    def astype(self, dtype) -> "Partition":
+        """The same partition with features (and real-valued targets) in dtype; self if they
+        already are."""
+
+        def cast(a: np.ndarray) -> np.ndarray:
+            return a.astype(dtype, copy=False) if a.dtype.kind == "f" else a
+
+        arrays = {name: cast(getattr(self, name)) for name in ARRAYS}
+        if all(arrays[name] is getattr(self, name) for name in ARRAYS):
+            return self
+        return dataclasses.replace(self, **arrays)
+
 
 def array_hash(arrays: dict[str, np.ndarray]) -> str:
     digest = hashlib.sha256()
-    for name in ARRAYS:
+    for name in ARRAYS + tuple(n for n in OPTIONAL_ARRAYS if n in arrays):
         a = np.ascontiguousarray(arrays[name])
         digest.update(f"{name}:{a.dtype.str}:{a.shape}".encode())
         digest.update(memoryview(a).cast("B"))  # no copy of the (possibly large) array
@@ -83,7 +117,7 @@ def write_partition(partition: Partition, out: Path, draw_heatmap=None) -> bool:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
-        arrays = {name: getattr(partition, name) for name in ARRAYS}
+        arrays = partition.arrays
         atomic_write(tmp / "data.npz", lambda f: np.savez_compressed(f, **arrays))
         (tmp / "partition.json").write_text(json.dumps(partition.meta, indent=2) + "\n")
         if draw_heatmap is not None:
@@ -107,7 +141,8 @@ def load_partition(path: Path) -> Partition:
     try:
         meta = json.loads(meta_file.read_text())
         with np.load(data_file, allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in ARRAYS}
+            names = ARRAYS + tuple(n for n in OPTIONAL_ARRAYS if n in npz.files)
+            arrays = {name: npz[name] for name in names}
     except (OSError, ValueError, KeyError) as e:
         raise FLError(f"{path} holds an unreadable partition ({e}); re-create it") from None
     if not isinstance(meta, dict) or meta.get("hash") != array_hash(arrays):

@@ -32,3 +32,13 @@ def check_backend(name: str) -> None:
         from flcli.engine.raybackend import import_ray
 
         import_ray()
+
+
+def trainer_for(model, backend: str, jobs: int | None = None, ray_address: str | None = None):
+    """The trainer of a run's cohorts: the backend's, unless the model trains itself client by
+    client (scikit-learn estimators, which cannot be vectorized over a cohort)."""
+    if getattr(model, "trains_client_by_client", False):
+        from flcli.engine.estimators import train_estimators
+
+        return train_estimators
+    return make_backend(backend, jobs, ray_address)

@@ -7,7 +7,7 @@ so the joined result is the same, bit for bit, as training the whole cohort at o
 
 import numpy as np
 
-from flcli.engine.local import Cohort, CohortResult
+from flcli.engine.local import Cohort, CohortResult, LocalWork
 
 
 def chunk_indices(cohort_size: int, chunks: int) -> list[np.ndarray]:
@@ -22,5 +22,11 @@ def join(results: list[CohortResult]) -> CohortResult:
     )
 
 
-def chunks_of(cohort: Cohort, chunks: int) -> list[Cohort]:
-    return [cohort.chunk(index) for index in chunk_indices(len(cohort.ids), chunks)]
+def chunks_of(
+    cohort: Cohort, work: LocalWork | None, chunks: int
+) -> list[tuple[Cohort, LocalWork | None]]:
+    """The cohort and the algorithm's per-client work, cut into the same chunks."""
+    return [
+        (cohort.chunk(index), None if work is None else work.chunk(index))
+        for index in chunk_indices(len(cohort.ids), chunks)
+    ]

@@ -1,17 +1,76 @@
-"""Central evaluation of one parameter vector on a dataset, in chunks to bound memory."""
+"""Evaluation of parameter vectors on data, in chunks to bound memory: on a whole dataset, and
+per client (the fairness view, q-FFL's losses, personal models on local test splits).
+
+The metrics depend on the task: classification gives loss (mean cross-entropy) and accuracy;
+regression gives loss (the mean squared error the models minimise), mse and r2.
+"""
 
 import numpy as np
 
 CHUNK = 8192
 
 
-def evaluate(model, w: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) of the model with parameters w on (x, y)."""
-    loss_sum, correct = 0.0, 0
+def per_sample(model, w: np.ndarray, x: np.ndarray, y: np.ndarray):
+    """(loss [N], correct [N] as 0/1) of the model with parameters w on each row; for regression
+    the loss is the squared error and correct is None."""
+    loss = np.empty(len(y))
+    correct = None if model.task == "regression" else np.empty(len(y))
     for start in range(0, len(y), CHUNK):
-        proba = model.predict_proba(w, x[start : start + CHUNK])
-        labels = y[start : start + CHUNK]
-        picked = proba[np.arange(len(labels)), labels]
-        loss_sum += float(-np.log(np.maximum(picked, 1e-300)).sum())
-        correct += int((proba.argmax(axis=1) == labels).sum())
-    return loss_sum / len(y), correct / len(y)
+        stop = start + CHUNK
+        labels = y[start:stop]
+        if correct is None:
+            prediction = model.predict(w, x[start:stop]).astype(np.float64)
+            loss[start:stop] = (prediction - labels) ** 2
+            continue
+        proba = model.predict_proba(w, x[start:stop])
+        picked = proba[np.arange(len(labels)), labels].astype(np.float64)
+        loss[start:stop] = -np.log(np.maximum(picked, 1e-300))
+        correct[start:stop] = proba.argmax(axis=1) == labels
+    return loss, correct
+
+
+def evaluate(model, w: np.ndarray, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """The task's metrics of the model with parameters w on (x, y)."""
+    loss, correct = per_sample(model, w, x, y)
+    if correct is not None:
+        return {"loss": float(loss.mean()), "accuracy": float(correct.mean())}
+    mse = float(loss.mean())
+    variance = float(np.var(y.astype(np.float64)))
+    r2 = 1.0 - mse / variance if variance > 0 else float("nan")
+    return {"loss": mse, "mse": mse, "r2": r2}
+
+
+def client_rows(starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """The rows of clients whose shards are rows starts[k]:starts[k] + sizes[k], concatenated."""
+    first = np.repeat(starts - np.concatenate([[0], np.cumsum(sizes)[:-1]]), sizes)
+    return first + np.arange(sizes.sum())
+
+
+def client_scores(
+    model, w: np.ndarray, x: np.ndarray, y: np.ndarray, starts: np.ndarray, sizes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(mean loss [K], accuracy [K] or None for regression) of one model w on each client's rows."""
+    rows = client_rows(starts, sizes)
+    return per_client(*per_sample(model, w, x[rows], y[rows]), sizes)
+
+
+def per_client(loss: np.ndarray, correct: np.ndarray | None, sizes: np.ndarray):
+    """(mean loss [K], accuracy [K] or None) from per-sample scores laid out client by client."""
+    owner = np.repeat(np.arange(len(sizes)), sizes)
+    count = np.maximum(sizes, 1)
+    mean_loss = np.bincount(owner, loss, minlength=len(sizes)) / count
+    if correct is None:
+        return mean_loss, None
+    return mean_loss, np.bincount(owner, correct, minlength=len(sizes)) / count
+
+
+def personal_scores(
+    model, W: np.ndarray, x: np.ndarray, y: np.ndarray, starts: np.ndarray, sizes: np.ndarray
+) -> np.ndarray:
+    """[K] number of correct predictions of client k's own model W[k] on its rows."""
+    return np.array(
+        [
+            per_sample(model, w, x[s : s + n], y[s : s + n])[1].sum()
+            for w, s, n in zip(W, starts, sizes, strict=True)
+        ]
+    )

@@ -7,17 +7,27 @@ initial model) and the caller logs, checkpoints and draws progress.
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from flcli.algorithms.base import Algorithm, ClientUpdates, ServerState
+from flcli.algorithms.base import Algorithm, ClientUpdates, Context, ServerState
+from flcli.algorithms.registry import algorithm_info, make_algorithm
 from flcli.config import TrainConfig
+from flcli.data.holdout import hold_out_proxy
 from flcli.data.store import Partition
-from flcli.engine.backends import make_backend
-from flcli.engine.evaluate import evaluate
-from flcli.engine.local import Cohort, LocalSpec
-from flcli.errors import RunFailed
+from flcli.engine.backends import trainer_for
+from flcli.engine.evaluate import (
+    client_rows,
+    client_scores,
+    evaluate,
+    per_client,
+    per_sample,
+    personal_scores,
+)
+from flcli.engine.local import Cohort, LocalSpec, LocalWork, steps_per_epoch
+from flcli.engine.stragglers import straggler_budgets
+from flcli.errors import FLError, RunFailed
 from flcli.rng import Purpose, rng
 
 
@@ -25,6 +35,7 @@ from flcli.rng import Purpose, rng
 class RoundResult:
     record: dict  # one row of rounds.csv
     state: ServerState  # the server state after this round
+    clients: dict[str, np.ndarray] | None = None  # the round's rows of clients.csv, by column
 
 
 def sample_clients(seed: int, round: int, num_clients: int, cohort_size: int) -> np.ndarray:
@@ -32,41 +43,89 @@ def sample_clients(seed: int, round: int, num_clients: int, cohort_size: int) ->
     return np.sort(chosen)
 
 
+def training_data(partition: Partition, config: TrainConfig) -> tuple[Partition, np.ndarray | None]:
+    """What the clients train on and FedDF's proxy set (rows held out of every client's shard;
+    train_loss and the client metrics are then measured on what the clients keep)."""
+    x_proxy = None
+    if config.proxy_fraction is not None:
+        partition, x_proxy = hold_out_proxy(partition, config.proxy_fraction, config.seed)
+    return partition, x_proxy
+
+
+def build_algorithm(partition: Partition, model, config: TrainConfig, x_proxy=None) -> Algorithm:
+    if algorithm_info(config.algo).personalizes and not partition.has_client_test:
+        raise FLError(
+            f"--algo {config.algo} scores personal models on clients' local test splits, which "
+            "this partition lacks; re-create it with fl partition ... --client-test-fraction 0.2"
+        )
+    context = Context(model, partition.num_clients, config.lr, x_proxy)
+    return make_algorithm(config.algo, config.hyperparameters(), context)
+
+
 def run_rounds(
     partition: Partition,
     model,
-    algorithm: Algorithm,
     config: TrainConfig,
     resume_from: RoundResult | None = None,
 ) -> Iterator[RoundResult]:
     """Yield round 0 (the initial model) and every round up to config.rounds, or continue after
     resume_from (the last round a previous run completed)."""
-    train_cohort = make_backend(config.backend, config.jobs, config.ray_address)
-    spec = LocalSpec(config.local_epochs, config.batch_size, config.lr)
+    partition, x_proxy = training_data(partition.astype(config.dtype), config)
+    algorithm = build_algorithm(partition, model, config, x_proxy)
+    train = trainer_for(model, config.backend, config.jobs, config.ray_address)
+    x, y = partition.x_train, partition.y_train
+    base_spec = LocalSpec(config.local_epochs, config.batch_size, config.lr)
+    spec = algorithm.local_spec(base_spec)
     cohort_size = config.cohort_size(partition.num_clients)
-    bytes_per_model = model.num_params * 8
+    bytes_per_message = model.num_params * np.dtype(config.dtype).itemsize
+    bytes_per_message *= algorithm.models_per_message
 
-    def measure(state: ServerState, round: int, clients: int, totals: dict) -> dict:
-        test_loss, test_accuracy = evaluate(model, state.params, partition.x_test, partition.y_test)
-        train_loss, _ = evaluate(model, state.params, partition.x_train, partition.y_train)
+    def measure(state, round, ids, personal, totals) -> tuple[dict, dict]:
+        test = evaluate(model, state.params, partition.x_test, partition.y_test)
+        losses, correct = per_sample(model, state.params, x, y)  # the clients' scores come along
+        train_loss = float(losses.mean())
         if not (math.isfinite(train_loss) and np.isfinite(state.params).all()):
             raise RunFailed(
                 f"training diverged at round {round} (loss {train_loss}); "
                 f"try a smaller --lr, e.g. {config.lr / 10:g}"
             )
-        return {
+        cohort = Cohort.of(ids, partition.offsets)
+        rows = client_rows(cohort.starts, cohort.sizes)
+        loss, accuracy = per_client(
+            losses[rows], None if correct is None else correct[rows], cohort.sizes
+        )
+        record = {
             "round": round,
-            "test_accuracy": test_accuracy,
-            "test_loss": test_loss,
+            **{f"test_{name}": value for name, value in test.items()},
             "train_loss": train_loss,
-            "clients": clients,
+            "clients": len(ids) if round else 0,
             **totals,
         }
+        clients = {"round": np.full(len(ids), round), "client": ids, "n": cohort.sizes}
+        clients["loss"] = loss
+        if accuracy is not None:
+            record["client_accuracy_mean"] = float(accuracy.mean())
+            record["client_accuracy_std"] = float(accuracy.std())
+            record["client_accuracy_p10"] = float(np.percentile(accuracy, 10))
+            clients["accuracy"] = accuracy
+        if algorithm.personalize is not None:
+            offsets = partition.client_test_offsets
+            starts, sizes = offsets[ids], offsets[ids + 1] - offsets[ids]
+            correct = personal_scores(
+                model, personal, partition.x_client_test, partition.y_client_test, starts, sizes
+            )
+            record["personal_accuracy"] = float(correct.sum() / max(sizes.sum(), 1))
+            clients["personal_accuracy"] = correct / np.maximum(sizes, 1)
+        return record, clients
 
     if resume_from is None:
-        state = algorithm.server_init(model.init(rng(config.seed, Purpose.INIT)))
+        initial = model.init(rng(config.seed, Purpose.INIT))
+        state = algorithm.server_init(initial, partition.num_clients)
+        everyone = np.arange(partition.num_clients)
         totals = {"bytes_up": 0, "bytes_down": 0, "elapsed_s": 0.0}
-        result = RoundResult(measure(state, 0, 0, totals), state)
+        personal = np.tile(state.params, (len(everyone), 1))  # nothing personalized yet
+        record, clients = measure(state, 0, everyone, personal, totals)
+        result = RoundResult(record, state, clients)
         yield result
     else:
         result = resume_from
@@ -76,25 +135,42 @@ def run_rounds(
     for round in range(record["round"] + 1, config.rounds + 1):
         ids = sample_clients(config.seed, round, partition.num_clients, cohort_size)
         cohort = Cohort.of(ids, partition.offsets)
-        local = train_cohort(
-            model,
-            partition.x_train,
-            partition.y_train,
-            cohort,
-            state.params,
-            spec,
-            config.seed,
-            round,
-            correction=algorithm.correction,
-        )
-        updates = ClientUpdates(
-            ids=ids,
-            deltas=local.params - state.params,
-            num_samples=cohort.sizes,
-            num_steps=local.num_steps,
-        )
-        state = algorithm.server_update(state, updates)
-        totals["bytes_down"] += len(ids) * bytes_per_model
-        totals["bytes_up"] += len(ids) * bytes_per_model
+        work = algorithm.client_work(state, ids)
+        straggling = np.zeros(len(ids), dtype=bool)
+        if config.stragglers > 0:
+            full = steps_per_epoch(cohort.sizes, spec.batch_size) * spec.epochs
+            budgets, straggling = straggler_budgets(
+                config.seed, round, ids, full, config.stragglers
+            )
+            work = replace(work, max_steps=budgets)
+        losses = None
+        if algorithm.needs_client_losses:
+            losses, _ = client_scores(model, state.params, x, y, cohort.starts, cohort.sizes)
+        local = train(model, x, y, cohort, state.params, spec, config.seed, round, work)
+        kept = ~straggling if config.drop_stragglers else np.ones(len(ids), dtype=bool)
+        new_state = state
+        if kept.any():
+            updates = ClientUpdates(
+                ids=ids[kept],
+                deltas=local.params[kept] - state.params,
+                num_samples=cohort.sizes[kept],
+                num_steps=local.num_steps[kept],
+                losses=None if losses is None else losses[kept],
+            )
+            new_state = algorithm.server_update(state, updates)
+        personal = None
+        if algorithm.personalize is not None:
+
+            def train_personal(anchor, personal_work: LocalWork, epochs: int, at=(cohort, round)):
+                personal_spec = replace(base_spec, epochs=epochs)
+                return train(
+                    model, x, y, at[0], anchor, personal_spec, config.seed, at[1], personal_work
+                )
+
+            new_state, personal = algorithm.personalize(state, new_state, ids, train_personal)
+        state = new_state
+        totals["bytes_down"] += len(ids) * bytes_per_message
+        totals["bytes_up"] += int(kept.sum()) * bytes_per_message
         totals["elapsed_s"] = time.perf_counter() - clock
-        yield RoundResult(measure(state, round, len(ids), dict(totals)), state)
+        record, clients = measure(state, round, ids, personal, dict(totals))
+        yield RoundResult(record, state, clients)

@@ -2,8 +2,9 @@
 
 The training arrays are written once per run to .npy files that every worker memory-maps (the
 operating system shares their pages; nothing is copied per round or per worker), and the loky
-workers are reused from round to round. Each round a worker receives only its chunk of the cohort,
-the global model and the local spec, and runs the same vectorized trainer on its chunk.
+workers are reused from round to round. Each round a worker receives only its chunk of the cohort
+and of the algorithm's per-client work, the global model and the local spec, and runs the same
+vectorized trainer on its chunk.
 """
 
 import functools
@@ -19,7 +20,7 @@ from joblib.externals.loky import cpu_count
 
 from flcli.engine.chunks import chunks_of, join
 from flcli.engine.cohort import train_cohort
-from flcli.engine.local import Cohort, CohortResult, LocalSpec
+from flcli.engine.local import Cohort, CohortResult, LocalSpec, LocalWork
 
 
 @functools.lru_cache(maxsize=4)  # a worker keeps the last few runs' arrays mapped
@@ -27,9 +28,9 @@ def _mapped(path: str) -> np.ndarray:
     return np.asarray(np.load(path, mmap_mode="r"))
 
 
-def _train_chunk(model, x_path, y_path, cohort, w_global, spec, seed, round, correction):
+def _train_chunk(model, x_path, y_path, cohort, w_global, spec, seed, round, work):
     x, y = _mapped(x_path), _mapped(y_path)
-    return train_cohort(model, x, y, cohort, w_global, spec, seed, round, correction=correction)
+    return train_cohort(model, x, y, cohort, w_global, spec, seed, round, work)
 
 
 class ProcessTrainer:
@@ -51,16 +52,16 @@ class ProcessTrainer:
         spec: LocalSpec,
         seed: int,
         round: int,
-        correction=None,
+        work: LocalWork | None = None,
     ) -> CohortResult:
         x_path, y_path = self._share(x, y)
         # joblib's own reusable executor: the one joblib.Parallel (fl sweep) uses too
         executor = get_memmapping_executor(self.jobs)
         futures = [
             executor.submit(
-                _train_chunk, model, x_path, y_path, chunk, w_global, spec, seed, round, correction
+                _train_chunk, model, x_path, y_path, chunk, w_global, spec, seed, round, part
             )
-            for chunk in chunks_of(cohort, self.jobs)
+            for chunk, part in chunks_of(cohort, work, self.jobs)
         ]
         return join([future.result() for future in futures])
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from flcli.engine.chunks import chunks_of, join
 from flcli.engine.cohort import train_cohort
-from flcli.engine.local import Cohort, CohortResult, LocalSpec
+from flcli.engine.local import Cohort, CohortResult, LocalSpec, LocalWork
 from flcli.errors import FLError
 
 LOCAL_CPUS = 2
@@ -29,8 +29,8 @@ def import_ray():
     return ray
 
 
-def _train_chunk(model, x, y, cohort, w_global, spec, seed, round, correction):
-    return train_cohort(model, x, y, cohort, w_global, spec, seed, round, correction=correction)
+def _train_chunk(model, x, y, cohort, w_global, spec, seed, round, work):
+    return train_cohort(model, x, y, cohort, w_global, spec, seed, round, work)
 
 
 class RayTrainer:
@@ -53,14 +53,13 @@ class RayTrainer:
         spec: LocalSpec,
         seed: int,
         round: int,
-        correction=None,
+        work: LocalWork | None = None,
     ) -> CohortResult:
         ray = self._start()
         x_ref, y_ref = self._share(ray, x, y)
-        chunks = chunks_of(cohort, self._parallelism(ray))
         futures = [
-            self._remote.remote(model, x_ref, y_ref, chunk, w_global, spec, seed, round, correction)
-            for chunk in chunks
+            self._remote.remote(model, x_ref, y_ref, chunk, w_global, spec, seed, round, part)
+            for chunk, part in chunks_of(cohort, work, self._parallelism(ray))
         ]
         return join(ray.get(futures))
 

@@ -6,7 +6,7 @@ between the two checks the gathers and masks of the vectorized one.
 
 import numpy as np
 
-from flcli.engine.local import Cohort, CohortResult, LocalSpec, epoch_orders
+from flcli.engine.local import Cohort, CohortResult, LocalSpec, LocalWork, epoch_orders
 
 
 def train_serial(
@@ -18,20 +18,28 @@ def train_serial(
     spec: LocalSpec,
     seed: int,
     round: int,
-    correction=None,
+    work: LocalWork | None = None,
 ) -> CohortResult:
+    w_global = np.asarray(w_global, dtype=x.dtype)  # the data's dtype is the compute dtype
+    work = work or LocalWork()
     params, steps = [], []
-    for client, start, size in zip(cohort.ids, cohort.starts, cohort.sizes, strict=True):
-        w = w_global.copy()
+    for k, (client, start, size) in enumerate(
+        zip(cohort.ids, cohort.starts, cohort.sizes, strict=True)
+    ):
+        w = w_global.copy() if work.start is None else work.start[k].astype(x.dtype)
+        inputs = {name: value[k : k + 1] for name, value in work.inputs.items()}
+        budget = None if work.max_steps is None else int(work.max_steps[k])
         taken = 0
         orders = epoch_orders(seed, round, [client], [size], spec.epochs)
         for order in orders.reshape(spec.epochs, size):
             for first in range(0, int(size), spec.batch_size):
+                if taken == budget:
+                    break
                 rows = start + order[first : first + spec.batch_size]
                 mask = np.ones((1, len(rows)), dtype=x.dtype)
                 _, grad = model.loss_grad(w[None], x[rows][None], y[rows][None], mask)
-                if correction is not None:
-                    grad += correction(w[None], w_global)
+                if work.correction is not None:
+                    grad += work.correction(w[None], w_global, **inputs)
                 w = w - spec.lr * grad[0]
                 taken += 1
         params.append(w)

@@ -1,25 +1,36 @@
-"""Softmax (multinomial logistic) regression on a flat parameter vector.
+"""Linear models on a flat parameter vector: softmax, logistic and least-squares regression.
 
-Parameters: w = [vec(W) (D x C, row-major), b (C)]. Loss per client: mean cross-entropy of
-softmax(x W + b) over its masked batch; gradient X^T (p - onehot(y)) / n and sum(p - onehot(y)) / n.
+- softmax: w = [vec(W) (D x C, row-major), b (C)]; mean cross-entropy of softmax(x W + b);
+  gradient X^T (p - onehot(y)) / n and sum(p - onehot(y)) / n.
+- logistic (binary): w = [v (D), b]; mean cross-entropy of sigmoid(x v + b); gradient
+  X^T (p - y) / n and sum(p - y) / n.
+- linear (least squares): w = [v (D), b]; mean squared error of x v + b; gradient
+  2 X^T (x v + b - y) / n and 2 sum(x v + b - y) / n.
 """
 
 import numpy as np
 
-
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+from flcli.models.heads import (
+    log_softmax,
+    sigmoid,
+    sigmoid_cross_entropy,
+    softmax,
+    softmax_cross_entropy,
+    squared_error,
+)
 
 
 class SoftmaxRegression:
-    def __init__(self, num_features: int, num_classes: int):
+    task = "classification"
+
+    def __init__(self, num_features: int, num_classes: int, dtype="float64"):
         self.num_features = num_features
         self.num_classes = num_classes
+        self.dtype = np.dtype(dtype)
         self.num_params = num_features * num_classes + num_classes
 
     def init(self, rng: np.random.Generator) -> np.ndarray:
-        return np.zeros(self.num_params)
+        return np.zeros(self.num_params, dtype=self.dtype)
 
     def _unpack(self, W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         d, c = self.num_features, self.num_classes
@@ -27,17 +38,7 @@ class SoftmaxRegression:
 
     def loss_grad(self, W, X, y, mask):
         weights, bias = self._unpack(W)  # [K, D, C], [K, C]
-        logits = X @ weights + bias[:, None, :]  # [K, B, C]
-        logits -= logits.max(axis=-1, keepdims=True)
-        exp = np.exp(logits)
-        total = exp.sum(axis=-1)  # [K, B]
-        at_label = np.arange(y.size) * self.num_classes + y.ravel()
-        counts = np.maximum(mask.sum(axis=1), 1.0)  # [K]
-        nll = np.log(total) - logits.reshape(-1)[at_label].reshape(y.shape)
-        loss = (nll * mask).sum(axis=1) / counts
-        residual = exp / total[..., None]  # softmax probabilities, then minus the one-hot label
-        residual.reshape(-1)[at_label] -= 1.0
-        residual *= (mask / counts[:, None])[..., None]
+        loss, residual = softmax_cross_entropy(X @ weights + bias[:, None, :], y, mask)
         grad = np.empty_like(W)
         grad_w, grad_b = self._unpack(grad)
         np.matmul(np.swapaxes(X, 1, 2), residual, out=grad_w)
@@ -46,4 +47,69 @@ class SoftmaxRegression:
 
     def predict_proba(self, w, X):
         weights, bias = self._unpack(w)
-        return np.exp(_log_softmax(X @ weights + bias))
+        return softmax(X @ weights + bias)
+
+    def predict(self, w, X):
+        return self.predict_proba(w, X).argmax(axis=1)
+
+    def distill_loss_grad(self, w, X, targets, temperature):
+        """Knowledge distillation towards soft targets [N, C] (Hinton et al. 2015): the mean over
+        rows of T^2 KL(targets || softmax(logits / T)), and its gradient with respect to w [P]."""
+        weights, bias = self._unpack(w)
+        log_student = log_softmax((X @ weights + bias) / temperature)
+        safe = np.where(targets > 0, targets, 1.0)
+        kl = (targets * (np.log(safe) - log_student)).sum(axis=1).mean()
+        residual = temperature * (np.exp(log_student) - targets) / len(X)  # d loss / d logits
+        return temperature**2 * kl, np.concatenate([(X.T @ residual).ravel(), residual.sum(0)])
+
+
+class _AffineScore:
+    """A score x v + b per sample, shared by the logistic and the least-squares model."""
+
+    def __init__(self, num_features: int, dtype="float64"):
+        self.num_features = num_features
+        self.dtype = np.dtype(dtype)
+        self.num_params = num_features + 1
+
+    def init(self, rng: np.random.Generator) -> np.ndarray:
+        return np.zeros(self.num_params, dtype=self.dtype)
+
+    def score(self, W, X):
+        """x v + b for W [K, P] and X [K, B, D] -> [K, B]; or w [P] and X [N, D] -> [N]."""
+        v, b = W[..., : self.num_features], W[..., self.num_features]
+        if W.ndim == 1:
+            return X @ v + b
+        return (X @ v[:, :, None])[..., 0] + b[:, None]
+
+    def grad_from(self, W, X, dscore):
+        grad = np.empty_like(W)
+        grad[:, : self.num_features] = (np.swapaxes(X, 1, 2) @ dscore[:, :, None])[..., 0]
+        grad[:, self.num_features] = dscore.sum(axis=1)
+        return grad
+
+
+class LogisticRegression(_AffineScore):
+    task = "classification"
+    num_classes = 2
+
+    def loss_grad(self, W, X, y, mask):
+        loss, dscore = sigmoid_cross_entropy(self.score(W, X), y, mask)
+        return loss, self.grad_from(W, X, dscore)
+
+    def predict_proba(self, w, X):
+        p = sigmoid(self.score(w, X))
+        return np.stack([1 - p, p], axis=1)
+
+    def predict(self, w, X):
+        return (self.score(w, X) > 0).astype(np.int64)
+
+
+class LinearRegression(_AffineScore):
+    task = "regression"
+
+    def loss_grad(self, W, X, y, mask):
+        loss, dscore = squared_error(self.score(W, X), y, mask)
+        return loss, self.grad_from(W, X, dscore)
+
+    def predict(self, w, X):
+        return self.score(w, X)

@@ -1,14 +1,115 @@
-"""Model names for --model."""
+"""Model names for --model: the NumPy models, and any scikit-learn estimator as sklearn:NAME."""
+
+from dataclasses import dataclass
 
 from flcli.errors import FLError
-from flcli.models.linear import SoftmaxRegression
+from flcli.models.linear import LinearRegression, LogisticRegression, SoftmaxRegression
+from flcli.models.mlp import MLP
+
+SKLEARN_PREFIX = "sklearn:"
+DEFAULT_HIDDEN = (128, 64)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    tasks: tuple[str, ...]  # the partition tasks it can train on
+    lr: float  # the default --lr
+    description: str
+
 
 MODELS = {
-    "softmax": "multinomial logistic regression (NumPy, convex; the default for classification)",
+    "softmax": ModelSpec(
+        ("classification",),
+        0.5,
+        "multinomial logistic regression (NumPy; the default)",
+    ),
+    "logistic": ModelSpec(
+        ("classification",), 0.5, "binary logistic regression (NumPy; two classes)"
+    ),
+    "linear": ModelSpec(("regression",), 0.05, "least-squares linear regression (NumPy)"),
+    "mlp": ModelSpec(
+        ("classification", "regression"),
+        0.2,
+        "ReLU multilayer perceptron, --hidden 128,64, He init (NumPy)",
+    ),
 }
+SKLEARN_MODELS = {  # name: (tasks, description)
+    "sklearn:SGDClassifier": ("classification", "linear model, partial_fit per minibatch"),
+    "sklearn:LogisticRegression": ("classification", "warm-started fit on each client"),
+    "sklearn:MLPClassifier": ("classification", "partial_fit per minibatch"),
+    "sklearn:SGDRegressor": ("regression", "linear model, partial_fit per minibatch"),
+    "sklearn:Ridge": ("regression", "refitted on each client (no warm start)"),
+    "sklearn:NAME": (
+        "either",
+        "any estimator with coef_/intercept_ or coefs_/intercepts_; --model-arg key=value",
+    ),
+}
+SKLEARN_LR = 0.1  # for sklearn models --lr only scales the algorithm's correction step
 
 
-def make_model(name: str, num_features: int, num_classes: int):
+def default_lr(name: str) -> float:
+    """The default --lr of a model (models differ in scale: an MLP needs smaller steps)."""
+    if name.startswith(SKLEARN_PREFIX):
+        return SKLEARN_LR
+    return MODELS[name].lr if name in MODELS else MODELS["softmax"].lr
+
+
+def check_model_name(name: str) -> None:
+    if name not in MODELS and not name.startswith(SKLEARN_PREFIX):
+        raise FLError(
+            f"unknown model {name!r}; choose one of: {', '.join(MODELS)} or sklearn:ESTIMATOR "
+            "(see: fl list models)"
+        )
+
+
+def make_model(
+    name: str,
+    num_features: int,
+    num_classes: int | None,
+    task: str = "classification",
+    hidden: tuple[int, ...] | None = None,
+    dtype: str = "float64",
+    model_args: dict | None = None,
+):
+    """The model `name` for data with num_features inputs and the given task (num_classes is None
+    for regression). Raises FLError when the model does not fit the task."""
+    check_model_name(name)
+    if name.startswith(SKLEARN_PREFIX):
+        from flcli.models.sklearn import make_estimator_model
+
+        return make_estimator_model(
+            name[len(SKLEARN_PREFIX) :], num_features, num_classes, task, model_args or {}, dtype
+        )
+    spec = MODELS[name]
+    if task not in spec.tasks:
+        fits = [other for other, s in MODELS.items() if task in s.tasks]
+        raise FLError(
+            f"--model {name} is a {spec.tasks[0]} model but the partition's task is {task}; "
+            f"use --model {' or '.join(fits)}"
+        )
     if name == "softmax":
-        return SoftmaxRegression(num_features, num_classes)
-    raise FLError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
+        return SoftmaxRegression(num_features, num_classes, dtype)
+    if name == "logistic":
+        if num_classes != 2:
+            raise FLError(
+                f"--model logistic is binary but the partition has {num_classes} classes; "
+                "use --model softmax"
+            )
+        return LogisticRegression(num_features, dtype)
+    if name == "linear":
+        return LinearRegression(num_features, dtype)
+    return MLP(num_features, tuple(hidden or DEFAULT_HIDDEN), num_classes, dtype)
+
+
+def describe_models(algorithms: list[str]) -> dict[str, str]:
+    """One line per model for `fl list models`: its task, the algorithms that accept it, what it
+    is. Every model here is parametric (a flat parameter vector), so every --algo accepts it; with
+    sklearn models a gradient correction (FedProx, SCAFFOLD) is applied after each local pass."""
+    every = "all algorithms" if len(algorithms) > 1 else ", ".join(algorithms)
+    lines = {}
+    for name, spec in MODELS.items():
+        tasks = "either" if len(spec.tasks) > 1 else spec.tasks[0]
+        lines[name] = f"{tasks:<15} {every:<15} {spec.description}"
+    for name, (tasks, text) in SKLEARN_MODELS.items():
+        lines[name] = f"{tasks:<15} {every:<15} {text}"
+    return lines

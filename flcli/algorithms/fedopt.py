@@ -1,0 +1,64 @@
+"""Server optimizers over the averaged client update (the FedOpt family).
+
+The clients train as in FedAvg; the server treats Delta_t = sum_k n_k (w_k - w_t) / sum_k n_k as a
+pseudo-gradient (an ascent direction) and steps with its own optimizer:
+
+- fedavgm (Hsu et al. 2019, "Measuring the Effects of Non-Identical Data Distribution for Federated
+  Visual Classification"): v <- beta v + Delta_t; w <- w + eta_s v. eta_s = 1, beta = 0 is FedAvg.
+- fedadagrad, fedadam, fedyogi (Reddi et al. 2021, "Adaptive Federated Optimization", ICLR,
+  Algorithm 2): m <- beta1 m + (1 - beta1) Delta_t, then
+  Adagrad v <- v + Delta_t^2, Adam v <- beta2 v + (1 - beta2) Delta_t^2,
+  Yogi v <- v - (1 - beta2) Delta_t^2 sign(v - Delta_t^2); w <- w + eta_s m / (sqrt(v) + tau).
+  As in the paper: no bias correction, v starts at tau^2 (m at 0).
+"""
+
+import numpy as np
+
+from flcli.algorithms.aggregate import weighted_mean
+from flcli.algorithms.base import Algorithm, ClientUpdates, Context, ServerState
+
+
+def fedavgm(ctx: Context, server_lr: float, server_momentum: float) -> Algorithm:
+    def server_init(params: np.ndarray, num_clients: int) -> ServerState:
+        return ServerState(params=params.copy(), extra={"momentum": np.zeros_like(params)})
+
+    def server_update(state: ServerState, updates: ClientUpdates) -> ServerState:
+        delta = weighted_mean(updates.deltas, updates.num_samples)
+        velocity = server_momentum * state.extra["momentum"] + delta
+        return ServerState(state.params + server_lr * velocity, {"momentum": velocity})
+
+    return Algorithm(name="fedavgm", server_init=server_init, server_update=server_update)
+
+
+def second_moment(kind: str, v: np.ndarray, square: np.ndarray, beta2: float) -> np.ndarray:
+    if kind == "adagrad":
+        return v + square
+    if kind == "adam":
+        return beta2 * v + (1 - beta2) * square
+    return v - (1 - beta2) * square * np.sign(v - square)  # yogi
+
+
+def adaptive(kind: str):
+    def factory(
+        ctx: Context, server_lr: float, beta1: float, tau: float, beta2: float = 0.0
+    ) -> Algorithm:
+        def server_init(params: np.ndarray, num_clients: int) -> ServerState:
+            extra = {"m": np.zeros_like(params), "v": np.full_like(params, tau**2)}
+            return ServerState(params=params.copy(), extra=extra)
+
+        def server_update(state: ServerState, updates: ClientUpdates) -> ServerState:
+            delta = weighted_mean(updates.deltas, updates.num_samples)
+            m = beta1 * state.extra["m"] + (1 - beta1) * delta
+            v = second_moment(kind, state.extra["v"], delta * delta, beta2)
+            params = state.params + server_lr * m / (np.sqrt(v) + tau)
+            return ServerState(params=params, extra={"m": m, "v": v})
+
+        return Algorithm(name=f"fed{kind}", server_init=server_init, server_update=server_update)
+
+    factory.__name__ = f"fed{kind}"
+    return factory
+
+
+fedadagrad = adaptive("adagrad")
+fedadam = adaptive("adam")
+fedyogi = adaptive("yogi")

@@ -1,0 +1,57 @@
+"""Personalization: every client of a round also ends up with a model of its own, scored on its
+local test split (personal_accuracy in rounds.csv).
+
+- ditto (Li, Hu, Beirami, Smith 2021, "Ditto: Fair and Robust Federated Learning Through
+  Personalization", ICML): the global model is trained as in FedAvg; each sampled client k also
+  updates its personal model v_k (kept across rounds, starting at the initial model) for
+  --personal-epochs of SGD on F_k(v) + lambda/2 ||v - w_t||^2:
+  v_k <- v_k - eta (grad F_k(v_k) + lambda (v_k - w_t)), w_t the global model it received.
+- fedavglu (FedAvg with a local update, the seed article's personalization baseline): after the
+  server's FedAvg step, each sampled client fine-tunes the new global model w_{t+1} on its own data
+  for --personal-epochs of plain SGD; the fine-tuned model is scored, then discarded.
+"""
+
+from functools import partial
+
+import numpy as np
+
+from flcli.algorithms.aggregate import scatter
+from flcli.algorithms.base import Algorithm, Context, ServerState, Train
+from flcli.algorithms.fedavg import fedavg_update
+from flcli.algorithms.fedprox import proximal
+from flcli.engine.local import LocalWork
+
+
+def ditto(ctx: Context, lam: float, personal_epochs: int) -> Algorithm:
+    correction = partial(proximal, mu=lam)
+
+    def server_init(params: np.ndarray, num_clients: int) -> ServerState:
+        return ServerState(params.copy(), {"personal": np.tile(params, (num_clients, 1))})
+
+    def personalize(before: ServerState, after: ServerState, ids: np.ndarray, train: Train):
+        work = LocalWork(correction=correction, start=before.extra["personal"][ids])
+        personal = train(before.params, work, personal_epochs).params
+        extra = {**after.extra, "personal": scatter(after.extra["personal"], ids, personal)}
+        return ServerState(params=after.params, extra=extra), personal
+
+    return Algorithm(
+        name="ditto",
+        server_init=server_init,
+        server_update=fedavg_update,
+        personalize=personalize,
+    )
+
+
+def fedavglu(ctx: Context, personal_epochs: int) -> Algorithm:
+    def personalize(before: ServerState, after: ServerState, ids: np.ndarray, train: Train):
+        return after, train(after.params, LocalWork(), personal_epochs).params
+
+    def server_init(params: np.ndarray, num_clients: int) -> ServerState:
+        return ServerState(params=params.copy())
+
+    return Algorithm(
+        name="fedavglu",
+        server_init=server_init,
+        server_update=fedavg_update,
+        personalize=personalize,
+    )

@@ -1,0 +1,74 @@
+"""Local training of scikit-learn estimators: client by client, through the estimator's own
+partial_fit or fit (see flcli.models.sklearn). Same signature and result as the engine's trainers.
+
+An algorithm's gradient correction (FedProx's proximal pull, SCAFFOLD's control variates) cannot
+reach inside partial_fit, so it is applied after each local pass: one step
+w <- w - lr * correction(w, w_global, per-client inputs) with lr = --lr.
+"""
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from flcli.engine.local import (
+    Cohort,
+    CohortResult,
+    LocalSpec,
+    LocalWork,
+    epoch_orders,
+    steps_per_epoch,
+)
+from flcli.errors import RunFailed
+from flcli.rng import Purpose, rng
+
+
+def train_estimators(
+    model,
+    x: np.ndarray,
+    y: np.ndarray,
+    cohort: Cohort,
+    w_global: np.ndarray,
+    spec: LocalSpec,
+    seed: int,
+    round: int,
+    work: LocalWork | None = None,
+) -> CohortResult:
+    with threadpool_limits(limits=1):  # small per-client fits: BLAS threads only contend
+        return train_one_by_one(
+            model, x, y, cohort, w_global, spec, seed, round, work or LocalWork()
+        )
+
+
+def train_one_by_one(model, x, y, cohort, w_global, spec, seed, round, work: LocalWork):
+    """A straggler's step budget (work.max_steps) is honoured in whole local passes."""
+    full_passes = spec.epochs if model.mode != "fit" else 1  # a plain refit ignores its start
+    per_pass = steps_per_epoch(cohort.sizes, spec.batch_size)
+    params, steps = [], []
+    for k, (client, start, size) in enumerate(
+        zip(cohort.ids, cohort.starts, cohort.sizes, strict=True)
+    ):
+        random_state = int(rng(seed, Purpose.SHUFFLE, round, client).integers(2**31 - 1))
+        anchor = w_global if work.start is None else work.start[k]
+        estimator = model.estimator_at(anchor, random_state, spec.batch_size)
+        passes = full_passes
+        if work.max_steps is not None:
+            passes = min(passes, int(work.max_steps[k]) // int(per_pass[k]))
+        inputs = {name: value[k : k + 1] for name, value in work.inputs.items()}
+        orders = epoch_orders(seed, round, [client], [size], full_passes).reshape(-1, size)
+        taken = 0
+        for order in orders[:passes]:
+            rows = start + order
+            try:
+                taken += model.local_pass(estimator, x[rows], y[rows])
+            except ValueError as failure:
+                raise RunFailed(
+                    f"sklearn:{model.name} failed on client {client} in round {round}: {failure}"
+                ) from None
+            if work.correction is not None:
+                w = model.params_of(estimator)
+                pull = work.correction(w[None], w_global, **inputs)[0]
+                model.set_params(estimator, w - spec.lr * pull)
+        params.append(model.params_of(estimator))
+        steps.append(taken)
+    return CohortResult(
+        params=np.stack(params).astype(x.dtype), num_steps=np.array(steps, dtype=np.int64)
+    )

@@ -1,0 +1,60 @@
+"""Output layers and their losses, for a whole cohort at once.
+
+Each head maps the network's outputs on a [K, B] batch to the mean loss of each client over its
+masked samples, [K], and the gradient of that loss with respect to the outputs (already scaled by
+mask / count, so a backward pass only multiplies it through the layers).
+"""
+
+import numpy as np
+
+
+def sample_weights(mask: np.ndarray) -> np.ndarray:
+    """mask / (samples per client): the weight of each slot in a client's mean, [K, B]."""
+    return mask / np.maximum(mask.sum(axis=1), 1.0)[:, None]
+
+
+def softmax_cross_entropy(logits: np.ndarray, y: np.ndarray, mask: np.ndarray):
+    """Cross-entropy of softmax(logits) [K, B, C] against integer labels y [K, B]."""
+    num_classes = logits.shape[-1]
+    logits = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(logits)
+    total = exp.sum(axis=-1)  # [K, B]
+    at_label = np.arange(y.size) * num_classes + y.ravel()
+    counts = np.maximum(mask.sum(axis=1), 1.0)  # [K]
+    nll = np.log(total) - logits.reshape(-1)[at_label].reshape(y.shape)
+    loss = (nll * mask).sum(axis=1) / counts
+    residual = exp / total[..., None]  # softmax probabilities, then minus the one-hot label
+    residual.reshape(-1)[at_label] -= 1.0
+    residual *= (mask / counts[:, None])[..., None]
+    return loss, residual
+
+
+def sigmoid_cross_entropy(z: np.ndarray, y: np.ndarray, mask: np.ndarray):
+    """Binary cross-entropy of sigmoid(z) [K, B] against labels y in {0, 1} [K, B]."""
+    target = y.astype(z.dtype)
+    nll = np.maximum(z, 0) - target * z + np.log1p(np.exp(-np.abs(z)))
+    weights = sample_weights(mask)
+    return (nll * weights).sum(axis=1), (sigmoid(z) - target) * weights
+
+
+def squared_error(prediction: np.ndarray, y: np.ndarray, mask: np.ndarray):
+    """Mean squared error of prediction [K, B] against real targets y [K, B]."""
+    residual = prediction - y.astype(prediction.dtype)
+    weights = sample_weights(mask)
+    return (residual**2 * weights).sum(axis=1), 2 * residual * weights
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))

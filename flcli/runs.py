@@ -1,0 +1,354 @@
+"""Finding run dirs and grouping them over seeds: what `fl plot` and `fl report` share.
+
+Reads run.json and rounds.csv only, never the models. A run's *settings* are its config, its
+algorithm's parameters and its partition's description, flattened into one dict, so that any of
+them can name a group (`--group-by algo,alpha`) or a panel (`--facet partition`).
+"""
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from flcli.errors import FLError
+
+RUN_FILE = "run.json"
+ROUNDS_FILE = "rounds.csv"
+# Settings in which the repeats of one experiment differ: never a default group key.
+REPEAT_KEYS = ("seed", "partition_seed", "backend", "checkpoint_every")
+# Partition params about the split rather than the scheme's shape: not part of `partition`.
+SPLIT_PARAMS = ("test_size", "min_samples", "client_test_fraction")
+# Metrics whose smaller values are better (the others: larger is better).
+LOWER_IS_BETTER = re.compile(r"loss|mse|mae|rmse|error|epsilon")
+# The order algorithms are listed in (baselines first); other names follow alphabetically.
+ALGORITHM_ORDER = (
+    "fedavg",
+    "fedsgd",
+    "fedprox",
+    "scaffold",
+    "fedavgm",
+    "fedadam",
+    "fedyogi",
+    "fedadagrad",
+    "fednova",
+    "feddyn",
+    "fedavglu",
+    "feddist",
+    "feddf",
+)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run dir: run.json's content and its rounds.csv (None when none was written yet)."""
+
+    path: Path
+    info: dict
+    rounds: pd.DataFrame | None
+
+    @property
+    def status(self) -> str:
+        return str(self.info.get("status", "unknown"))
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return settings_of(self.info)
+
+    def column(self, name: str) -> pd.Series:
+        """A rounds.csv column; a one-line FLError naming the file and the column if absent."""
+        if self.rounds is None:
+            raise FLError(f"{self.path} has no {ROUNDS_FILE} yet (status {self.status})")
+        if name not in self.rounds.columns:
+            raise FLError(
+                f"{self.path / ROUNDS_FILE} has no column {name!r}; "
+                f"its columns: {', '.join(self.rounds.columns)}"
+            )
+        return self.rounds[name]
+
+
+@dataclass(frozen=True)
+class Group:
+    """Runs that differ only in their seed (or in settings the user chose to pool)."""
+
+    values: dict[str, Any]  # group key -> value
+    runs: tuple[Run, ...]
+    mixed: tuple[str, ...] = ()  # settings that differ inside the group besides the seed
+
+    @property
+    def label(self) -> str:
+        return describe(self.values) or "all runs"
+
+    @property
+    def logged(self) -> tuple[Run, ...]:
+        """The runs that have a rounds.csv."""
+        return tuple(run for run in self.runs if run.rounds is not None)
+
+    @property
+    def status(self) -> str:
+        """ "completed" when all runs are, else counts: "2 completed; 1 running, no rounds.csv"."""
+        counts: dict[str, int] = {}
+        for run in self.runs:
+            state = run.status if run.rounds is not None else f"{run.status}, no rounds.csv"
+            counts[state] = counts.get(state, 0) + 1
+        if len(counts) == 1:
+            return next(iter(counts))
+        return "; ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+
+
+def unfinished(runs: list[Run]) -> str:
+    """The status of the runs that are not completed, e.g. "1 running"; empty if all are."""
+    counts: dict[str, int] = {}
+    for run in runs:
+        if run.status != "completed":
+            counts[run.status] = counts.get(run.status, 0) + 1
+    return ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+
+
+def pooling_notes(groups: list[Group], remedy: str) -> list[str]:
+    """A note for each group that averages runs differing in more than their seed."""
+    return [
+        f"group {g.label!r} pools runs that differ in {', '.join(g.mixed)}; "
+        f"add them to {remedy} to separate them"
+        for g in groups
+        if g.mixed
+    ]
+
+
+def settings_of(info: dict) -> dict[str, Any]:
+    """Flatten run.json into name -> value: config keys, partition keys (dataset, scheme,
+    num_clients, partition_seed, and the scheme's params such as alpha), `partition` (the
+    scheme with the params that shape it, e.g. "dirichlet(α=0.1)"), then the algorithm's params
+    (also as algo.NAME; a bare name the partition took, such as alpha, means the partition's)."""
+    config = dict(info.get("config") or {})
+    algo_params = config.pop("algo_params", None) or {}
+    part = dict(info.get("partition_meta") or {})
+    params = part.pop("params", None) or {}
+    if "seed" in part:
+        part["partition_seed"] = part.pop("seed")
+    flat = {**config, **part, **params}
+    if "scheme" in part:
+        flat["partition"] = describe_partition(part["scheme"], params)
+    for name, value in algo_params.items():
+        flat.setdefault(name, value)
+        flat[f"algo.{name}"] = value
+    return flat
+
+
+def describe_partition(scheme: str, params: dict) -> str:
+    shape = {k: v for k, v in sorted(params.items()) if k not in SPLIT_PARAMS and v is not None}
+    inside = ", ".join(describe_value(k, v) for k, v in shape.items())
+    return f"{scheme}({inside})" if inside else str(scheme)
+
+
+GREEK = {"alpha": "α", "beta": "β", "mu": "μ", "sigma": "σ", "epsilon": "ε", "delta": "δ"}
+BARE = ("algo", "partition", "dataset", "model", "scheme")  # shown as the value alone
+
+
+def describe_value(key: str, value: Any) -> str:
+    if key in BARE:
+        return str(value)
+    if key == "num_clients":
+        return f"{value} clients"
+    if isinstance(value, float):
+        value = f"{value:g}"
+    return f"{GREEK.get(key, key)}={value}"
+
+
+def describe(values: dict[str, Any]) -> str:
+    """A short label for a group or panel: "fedprox, μ=0.01, dirichlet(α=0.1)"."""
+    return ", ".join(describe_value(k, v) for k, v in values.items() if v is not None)
+
+
+def find_runs(paths: list[Path]) -> list[Run]:
+    """Every run dir (a dir holding run.json) at or under the given paths, each read once."""
+    found: dict[Path, None] = {}
+    for path in map(Path, paths):
+        if not path.exists():
+            raise FLError(f"{path} does not exist; give run dirs or folders that contain them")
+        for file in sorted(path.rglob(RUN_FILE)) if path.is_dir() else []:
+            found[file.parent.resolve()] = None
+    if not found:
+        searched = ", ".join(str(p) for p in paths)
+        raise FLError(f"no runs ({RUN_FILE}) found under {searched}; run fl train first")
+    return [read_run(run_dir) for run_dir in found]
+
+
+def read_run(run_dir: Path) -> Run:
+    try:
+        info = json.loads((run_dir / RUN_FILE).read_text())
+    except (OSError, ValueError) as bad:
+        raise FLError(
+            f"{run_dir / RUN_FILE} is not readable JSON ({bad}); delete the run"
+        ) from None
+    if not isinstance(info, dict):
+        raise FLError(f"{run_dir / RUN_FILE} does not hold a run description; delete the run")
+    file = run_dir / ROUNDS_FILE
+    if not file.is_file():
+        return Run(run_dir, info, None)
+    try:
+        rounds = pd.read_csv(file)
+    except pd.errors.EmptyDataError:
+        return Run(run_dir, info, None)
+    except (OSError, ValueError) as bad:
+        raise FLError(f"{file} is not a readable CSV ({bad})") from None
+    if "round" not in rounds.columns:
+        raise FLError(f"{file} has no column 'round'; is it a flcli rounds.csv?")
+    numeric = rounds.select_dtypes("number").columns
+    wrong = [c for c in rounds.columns if c not in numeric]
+    if wrong:
+        raise FLError(f"{file} has non-numeric values in column {wrong[0]!r}")
+    return Run(run_dir, info, rounds.sort_values("round", ignore_index=True))
+
+
+def require_columns(runs: list[Run], columns: list[str]) -> None:
+    """Fail early, naming the first file and column missing, before anything is drawn."""
+    for run in runs:
+        for column in columns:
+            run.column(column)
+
+
+def check_keys(runs: list[Run], keys: list[str], flag: str) -> None:
+    """Each key must be a setting of some run (runs without it get None, e.g. fedavg's mu)."""
+    known: list[str] = []
+    for run in runs:
+        known += [k for k in run.settings if k not in known and not k.startswith("algo.")]
+    for key in keys:
+        if not any(key in run.settings for run in runs):
+            where = runs[0].path / RUN_FILE if len(runs) == 1 else f"any of the {len(runs)} runs"
+            raise FLError(f"{flag} {key!r} is not a setting of {where}; known: {', '.join(known)}")
+
+
+def split_by(runs: list[Run], key: str) -> list[tuple[Any, list[Run]]]:
+    """(value, runs) for each value of the setting `key`, values in natural order."""
+    check_keys(runs, [key], "--facet")
+    parts: dict[str, tuple[Any, list[Run]]] = {}
+    for run in runs:
+        value = run.settings.get(key)
+        parts.setdefault(json.dumps(value, sort_keys=True, default=str), (value, []))[1].append(run)
+    return sorted(parts.values(), key=lambda part: sort_key(key, part[0]))
+
+
+def varying_keys(runs: list[Run]) -> list[str]:
+    """Settings whose values differ between runs, apart from seeds and how a run was computed.
+    `partition` stands for scheme and its params; `algo.NAME` duplicates are left out."""
+    all_settings = [run.settings for run in runs]
+    keys: list[str] = []
+    for settings in all_settings:
+        keys += [k for k in settings if k not in keys]
+    partition_parts = {"scheme"} | {
+        k
+        for run in runs
+        for k in (run.info.get("partition_meta") or {}).get("params") or {}
+        if k not in SPLIT_PARAMS
+    }
+    varying = []
+    for key in keys:
+        if key in REPEAT_KEYS or key.startswith("algo.") or key in partition_parts:
+            continue
+        if len({json.dumps(s.get(key), sort_keys=True) for s in all_settings}) > 1:
+            varying.append(key)
+    return varying
+
+
+def group_runs(
+    runs: list[Run], keys: list[str] | None = None, within: str | None = None
+) -> list[Group]:
+    """Group runs by the values of `keys` (default: every setting that varies, seeds aside,
+    within each value of the setting `within` — the facet — which is not itself a key).
+    Groups come sorted: algorithms in ALGORITHM_ORDER, then values in natural order."""
+    if keys is None:
+        keys = default_keys(runs, within)
+    check_keys(runs, keys, "--group-by")
+    buckets: dict[str, list[Run]] = {}
+    values_of: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        values = {key: run.settings.get(key) for key in keys}
+        token = json.dumps(values, sort_keys=True, default=str)
+        buckets.setdefault(token, []).append(run)
+        values_of[token] = values
+    groups = [
+        Group(values_of[token], tuple(members), tuple(varying_keys(members)))
+        for token, members in buckets.items()
+    ]
+    return sorted(groups, key=lambda g: [sort_key(k, v) for k, v in g.values.items()])
+
+
+def default_keys(runs: list[Run], within: str | None) -> list[str]:
+    if within is None:
+        return varying_keys(runs)
+    keys: list[str] = []
+    for _, members in split_by(runs, within):
+        keys += [k for k in varying_keys(members) if k not in keys and k != within]
+    return keys
+
+
+def sort_key(key: str, value: Any) -> tuple:
+    if key == "algo" and value in ALGORITHM_ORDER:
+        return (0, ALGORITHM_ORDER.index(value), "")
+    if key in ("partition", "scheme") and value == "iid":  # the reference comes first
+        return (0, 0.0, "")
+    if value is None:
+        return (1, -math.inf, "")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return (2, float(value), "")
+    return (3, 0.0, str(value))
+
+
+def parse_keys(text: str | None, flag: str) -> list[str] | None:
+    """ "algo,alpha" -> ["algo", "alpha"]; None stays None (the default grouping)."""
+    if text is None:
+        return None
+    keys = [k.strip() for k in text.split(",") if k.strip()]
+    if not keys:
+        raise FLError(f"{flag} {text!r} names no setting; e.g. {flag} algo,alpha")
+    return keys
+
+
+def default_metric(runs: list[Run]) -> str:
+    """test_accuracy for classification runs; for regression runs (no test_accuracy column),
+    test_r2, else test_mse."""
+    columns = {c for run in runs if run.rounds is not None for c in run.rounds.columns}
+    for metric in ("test_accuracy", "test_r2", "test_mse"):
+        if metric in columns:
+            return metric
+    return "test_accuracy"
+
+
+def lower_is_better(metric: str) -> bool:
+    return bool(LOWER_IS_BETTER.search(metric))
+
+
+def seed_table(runs: tuple[Run, ...], column: str, smooth: int | None = None) -> pd.DataFrame:
+    """One row per round, one column per run: `column` of each run's rounds.csv (optionally a
+    centred moving average over `smooth` rounds), aligned on the round number."""
+    series = []
+    for i, run in enumerate(runs):
+        values = run.column(column).set_axis(run.column("round").to_numpy())
+        if smooth and smooth > 1:
+            values = values.rolling(smooth, center=True, min_periods=1).mean()
+        series.append(values.rename(i))
+    return pd.concat(series, axis=1).sort_index()
+
+
+def spread(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (n - 1) over seeds; the std is NaN for one seed."""
+    array = np.asarray(values, dtype=float)
+    if array.size == 0:
+        return math.nan, math.nan
+    return float(array.mean()), float(array.std(ddof=1)) if array.size > 1 else math.nan
+
+
+def mean_std(table: pd.DataFrame) -> pd.DataFrame:
+    """spread() of each row over the seeds (columns) that have a value, and their number n."""
+    return pd.DataFrame(
+        {
+            "mean": table.mean(axis=1),
+            "std": table.std(axis=1, ddof=1),
+            "n": table.notna().sum(axis=1),
+        }
+    )
