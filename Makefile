@@ -33,7 +33,7 @@ sweep: install
 	$(FL) sweep $(SWEEP) --jobs $(JOBS)
 
 figures: install
-	$(FL) plot $(SWEEP_DIR) --out $(SWEEP_DIR)/accuracy.png
+	$(FL) plot $(SWEEP_DIR) --facet partition --out $(SWEEP_DIR)/accuracy.png
 	$(FL) report $(SWEEP_DIR) --out $(SWEEP_DIR)/report.md
 
 test: install
