@@ -45,6 +45,7 @@ lint: install
 
 bench: install
 	$(BIN)/python benchmarks/engine.py
+	$(BIN)/python benchmarks/partition.py
 
 scale: install
 	$(BIN)/python benchmarks/scale.py

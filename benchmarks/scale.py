@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from flcli.data.partition import heterogeneity, label_counts
+from flcli.data.stats import heterogeneity, label_counts_from_offsets
 from flcli.data.store import Partition, array_hash, write_partition
 
 FEATURES, CLASSES = 60, 10
@@ -66,13 +66,13 @@ def write_population(out: Path, num_clients: int) -> Partition:
         "x_test": x_test,
         "y_test": y_test,
     }
-    parts = [np.arange(offsets[i], offsets[i + 1]) for i in range(num_clients)]
-    counts = label_counts(parts, y_train, CLASSES)
+    counts = label_counts_from_offsets(y_train, offsets, CLASSES)
     meta = {
         "dataset": "synthetic-benchmark:alpha=1,beta=1",
         "scheme": "natural",
         "params": {},
         "seed": 0,
+        "task": "classification",
         "num_clients": num_clients,
         "num_classes": CLASSES,
         "num_features": FEATURES,

@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
 from rich import box
 from rich.console import Console
@@ -15,6 +14,8 @@ from rich.text import Text
 
 from flcli.config import HYPERPARAMETERS, TrainConfig, parse_model_args
 from flcli.configfile import resolve_train_config
+from flcli.data.partition import SCHEMES
+from flcli.data.report import partition_report
 from flcli.errors import FLError, RunFailed
 
 try:  # typer >= 0.22 vendors click
@@ -64,20 +65,69 @@ Seed = Annotated[int, typer.Option(help="Seed of every random stream (same seed,
 
 
 @app.command(
-    epilog="Example: fl partition digits --clients 10 --scheme dirichlet --alpha 0.1 "
-    "--seed 0 --out results/digits-dir0.1"
+    epilog="Examples: fl partition digits --clients 10 --scheme dirichlet --alpha 0.1 "
+    "--seed 0 --out results/digits-dir0.1 · fl partition synthetic:alpha=1,beta=1 --scheme natural "
+    "--out results/synthetic · fl partition data.csv --target label --scheme pathological "
+    "--classes-per-client 2 --out results/mine"
 )
 def partition(
     out_dir: OutDir,
     dataset: Annotated[
-        str, typer.Argument(help="Dataset name (see: fl list datasets).")
+        str,
+        typer.Argument(
+            help="Built-in name, generator (synthetic:alpha=1,beta=1), FILE.csv|.parquet|.npz or "
+            "openml:NAME (see: fl list datasets)."
+        ),
     ] = "digits",
-    clients: Annotated[int, typer.Option(help="Number of clients.")] = 10,
-    scheme: Annotated[str, typer.Option(help="iid or dirichlet (see: fl list schemes).")] = "iid",
-    alpha: Annotated[float, typer.Option(help="Dirichlet concentration; small = skewed.")] = 0.5,
+    clients: Annotated[
+        int | None,
+        typer.Option(help="Number of clients.", show_default="10; natural: the data's own"),
+    ] = None,
+    scheme: Annotated[
+        str, typer.Option(help=f"{', '.join(SCHEMES)} (see: fl list schemes).")
+    ] = "iid",
+    alpha: Annotated[
+        float, typer.Option(help="Dirichlet concentration (dirichlet, quantity); small = skewed.")
+    ] = 0.5,
+    classes_per_client: Annotated[
+        int, typer.Option(help="Classes each client holds (pathological).")
+    ] = 2,
+    shards_per_client: Annotated[
+        int, typer.Option(help="Shards dealt to each client (shards).")
+    ] = 2,
+    sizes: Annotated[
+        str,
+        typer.Option(
+            help="Size law (quantity): dirichlet, lognormal[:SIGMA], linear, exponential."
+        ),
+    ] = "dirichlet",
+    noise_std: Annotated[
+        float,
+        typer.Option(help="Noise std of the last client (noise); client i gets i/(N-1) of it."),
+    ] = 0.1,
+    by: Annotated[
+        str | None,
+        typer.Option(
+            help="Column whose values are the clients (natural), or feature to sort by "
+            "(continuous)."
+        ),
+    ] = None,
+    strictness: Annotated[
+        float, typer.Option(help="0 = IID to 1 = strictly sorted by --by (continuous).")
+    ] = 0.5,
+    target: Annotated[
+        str | None, typer.Option(help="Label column of a file or openml: dataset.")
+    ] = None,
+    encode: Annotated[
+        bool, typer.Option(help="One-hot encode non-numeric feature columns of a file.")
+    ] = False,
     test_size: Annotated[
-        float, typer.Option(help="Fraction held out as the central test set.")
-    ] = 0.2,
+        float | None,
+        typer.Option(
+            help="Fraction held out as the central test set.",
+            show_default="0.2, or the dataset's own split",
+        ),
+    ] = None,
     min_samples: Annotated[
         int | None,
         typer.Option(help="Least samples per client.", show_default="min(10, n / 3 clients)"),
@@ -95,43 +145,40 @@ def partition(
     """Split a dataset into client shards and write a partition dir."""
     from flcli import api
 
-    built, written = api.partition(
-        out_dir,
-        dataset,
-        num_clients=clients,
-        scheme=scheme,
-        alpha=alpha,
-        test_size=test_size,
-        min_samples=min_samples,
-        client_test_fraction=client_test_fraction,
-        seed=seed,
-    )
-    out.print(partition_table(built.meta))
+    with err.status(f"partitioning {dataset} ({scheme})"):
+        built, written = api.partition(
+            out_dir,
+            dataset,
+            num_clients=clients,
+            scheme=scheme,
+            alpha=alpha,
+            classes_per_client=classes_per_client,
+            shards_per_client=shards_per_client,
+            sizes=sizes,
+            noise_std=noise_std,
+            by=by,
+            strictness=strictness,
+            target=target,
+            encode=encode,
+            test_size=test_size,
+            min_samples=min_samples,
+            client_test_fraction=client_test_fraction,
+            seed=seed,
+        )
+    out.print(partition_report(built.meta))
     note = "wrote" if written else "already there, identical:"
     out.print(f"{note} {out_dir} (partition.json, data.npz, partition.png)")
 
 
-def partition_table(meta: dict) -> Table:
-    sizes = np.asarray(meta["client_sizes"])
-    labels = (np.asarray(meta["label_counts"]) > 0).sum(axis=1)
-    skew = meta["heterogeneity"]
-    table = Table(title=f"{meta['dataset']} · {meta['scheme']} {meta['params']}", box=None)
-    for column in (
-        "clients",
-        "size min / median / max",
-        "labels per client min / mean / max",
-        "JS divergence",
-        "size CV",
-    ):
-        table.add_column(column, justify="right")
-    table.add_row(
-        str(meta["num_clients"]),
-        f"{sizes.min()} / {np.median(sizes):g} / {sizes.max()}",
-        f"{labels.min()} / {labels.mean():.1f} / {labels.max()}",
-        f"{skew['js_divergence']:.3f}",
-        f"{skew['size_cv']:.2f}",
-    )
-    return table
+@app.command(name="inspect", epilog="Example: fl inspect results/digits-dir0.1")
+def inspect_(
+    partition_dir: Annotated[Path, typer.Argument(help="A dir written by fl partition.")],
+) -> None:
+    """Print the report of an existing partition (sizes, labels per client, skew)."""
+    from flcli.data.store import read_meta
+
+    out.print(partition_report(read_meta(partition_dir)))
+    out.print(f"figure: {partition_dir / 'partition.png'}")
 
 
 @app.command(
@@ -318,6 +365,8 @@ def train(
     record = {}
     metric = "test_r2" if training.partition.task == "regression" else "test_accuracy"
     short = {"test_r2": "r2", "test_accuracy": "acc"}[metric]
+    import numpy as np
+
     # overflow shows up as a NaN loss, which stops the run with advice: no numpy warnings
     with Progress(*columns, console=err, transient=False) as progress, np.errstate(all="ignore"):
         task = progress.add_task(
@@ -588,12 +637,11 @@ def list_(
 ) -> None:
     """Describe the available datasets, schemes, algorithms or models."""
     from flcli.algorithms.registry import ALGORITHMS
-    from flcli.data.datasets import DATASETS
-    from flcli.data.partition import SCHEMES
+    from flcli.data.datasets import catalogue
     from flcli.models.registry import describe_models
 
     catalogues = {
-        "datasets": {name: text for name, (_, text) in DATASETS.items()},
+        "datasets": catalogue(),
         "schemes": SCHEMES,
         "algorithms": {name: algorithm_line(info) for name, info in ALGORITHMS.items()},
         "models": describe_models(list(ALGORITHMS)),

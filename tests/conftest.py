@@ -168,7 +168,7 @@ def write_run(
 
 def write_generated_partition(out, x_train, y_train, sizes, x_test, y_test, num_classes):
     """A partition dir from arrays (rows already grouped by client), without a dataset loader."""
-    from flcli.data.partition import heterogeneity, label_counts
+    from flcli.data.stats import heterogeneity, label_counts_from_offsets
     from flcli.data.store import Partition, array_hash, write_partition
 
     offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
@@ -179,8 +179,7 @@ def write_generated_partition(out, x_train, y_train, sizes, x_test, y_test, num_
         "x_test": x_test,
         "y_test": y_test,
     }
-    parts = [np.arange(offsets[i], offsets[i + 1]) for i in range(len(sizes))]
-    counts = label_counts(parts, y_train, num_classes)
+    counts = label_counts_from_offsets(y_train, offsets, num_classes)
     meta = {
         "dataset": "generated",
         "scheme": "natural",

@@ -1,62 +1,101 @@
-"""Datasets by name: features X (float64, scaled to about unit range) and labels y."""
+"""Datasets by name: scikit-learn's bundled sets, generators with parameters in the name
+(`synthetic:alpha=1,beta=1`), the user's .csv/.parquet/.npz files, and `openml:NAME`."""
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
+from flcli.data.dataset import Dataset
+from flcli.data.files import dataset_from_frame, load_file, load_openml, standardize
+from flcli.data.generators import GENERATORS, generate
 from flcli.errors import FLError
+from flcli.rng import Purpose, rng
+
+__all__ = ["DATASETS", "Dataset", "catalogue", "load_dataset"]
 
 
-@dataclass(frozen=True)
-class Dataset:
-    name: str
-    X: np.ndarray  # [n, d] float64
-    y: np.ndarray  # [n] int64 class ids 0..num_classes-1
-    num_classes: int
-
-
-def _standardize(X: np.ndarray) -> np.ndarray:
-    std = X.std(axis=0)
-    return (X - X.mean(axis=0)) / np.where(std > 0, std, 1.0)
-
-
-def _sklearn_loader(loader_name: str, scale: Callable[[np.ndarray], np.ndarray]):
-    def load(name: str) -> Dataset:
+def _sklearn_loader(
+    loader_name: str, scale: Callable[[np.ndarray], np.ndarray], task: str = "classification"
+):
+    def load(name: str, group_by: str | None = None) -> Dataset:
         import sklearn.datasets
 
         bunch = getattr(sklearn.datasets, loader_name)()
-        X = scale(np.asarray(bunch.data, dtype=np.float64))
-        y = np.asarray(bunch.target, dtype=np.int64)
-        return Dataset(name=name, X=X, y=y, num_classes=int(y.max()) + 1)
+        names = [str(n) for n in getattr(bunch, "feature_names", range(bunch.data.shape[1]))]
+        frame = pd.DataFrame(np.asarray(bunch.data, dtype=np.float64), columns=names)
+        frame["target"] = bunch.target
+        return dataset_from_frame(name, frame, "target", group_by=group_by, scale=scale, task=task)
 
     return load
 
 
-DATASETS: dict[str, tuple[Callable[[str], Dataset], str]] = {
+DATASETS: dict[str, tuple[Callable[..., Dataset], str]] = {
     "digits": (
         _sklearn_loader("load_digits", lambda X: X / 16.0),
         "8x8 handwritten digits, 1,797 images, 64 pixel features in [0, 1], 10 classes (embedded)",
     ),
     "iris": (
-        _sklearn_loader("load_iris", _standardize),
+        _sklearn_loader("load_iris", standardize),
         "Fisher's iris flowers, 150 samples, 4 standardized features, 3 classes",
     ),
     "wine": (
-        _sklearn_loader("load_wine", _standardize),
+        _sklearn_loader("load_wine", standardize),
         "wine cultivars, 178 samples, 13 standardized chemical features, 3 classes",
     ),
     "breast-cancer": (
-        _sklearn_loader("load_breast_cancer", _standardize),
+        _sklearn_loader("load_breast_cancer", standardize),
         "Wisconsin breast cancer, 569 samples, 30 standardized features, 2 classes",
+    ),
+    "diabetes": (
+        _sklearn_loader("load_diabetes", standardize, task="regression"),
+        "diabetes progression, 442 patients, 10 standardized features, regression target",
     ),
 }
 
 
-def load_dataset(name: str) -> Dataset:
-    """Load a built-in dataset by name, or raise FLError listing the known names."""
-    if name not in DATASETS:
-        known = ", ".join(DATASETS)
-        raise FLError(f"unknown dataset {name!r}; choose one of: {known}")
-    loader, _ = DATASETS[name]
-    return loader(name)
+def catalogue() -> dict[str, str]:
+    """What `fl list datasets` shows: name (or pattern) -> one line."""
+    rows = {name: text for name, (_, text) in DATASETS.items()}
+    rows.update({example: text for _, text, example in GENERATORS.values()})
+    rows["FILE.csv|.parquet|.npz"] = (
+        "your own table: --target COLUMN names the label, other columns are standardized numeric "
+        "features (--encode one-hot encodes text columns); .parquet needs flcli[parquet]"
+    )
+    rows["openml:NAME"] = (
+        "an OpenML dataset (name or id) through scikit-learn's fetch_openml and its cache"
+    )
+    return rows
+
+
+def load_dataset(
+    name: str,
+    seed: int = 0,
+    target: str | None = None,
+    encode: bool = False,
+    group_by: str | None = None,
+) -> Dataset:
+    """Load a dataset by name, generator spec, file path or openml:NAME; FLError if unknown.
+
+    target and encode apply to files and OpenML; group_by names a column whose values are the
+    rows' natural clients (removed from the features)."""
+    family = name.split(":", 1)[0]
+    if family == "openml":
+        return load_openml(name, target, encode, group_by)
+    if (family in GENERATORS or name in DATASETS) and (target is not None or encode):
+        raise FLError(f"--target and --encode apply to files and openml:NAME, not to {name!r}")
+    if family in GENERATORS:
+        if group_by is not None:
+            raise FLError(
+                f"--by applies to tables (built-in sets, files, openml:); {family} generates "
+                "its data (synthetic and fcube have their own clients: drop --by)"
+            )
+        return generate(name, rng(seed, Purpose.GENERATE))
+    if name in DATASETS:
+        loader, _ = DATASETS[name]
+        return loader(name, group_by)
+    if Path(name).suffix or "/" in name:
+        return load_file(name, target, encode, group_by)
+    known = ", ".join([*DATASETS, *GENERATORS, "FILE.csv", "openml:NAME"])
+    raise FLError(f"unknown dataset {name!r}; choose one of: {known} (see: fl list datasets)")

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from flcli.data import partition as schemes
+from flcli.data import stats
 from flcli.data.store import Partition, array_hash
 from flcli.errors import FLError
 from flcli.rng import Purpose, rng
@@ -63,10 +63,11 @@ def with_client_test(partition: Partition, fraction: float, seed: int) -> Partit
     meta["client_test_sizes"] = np.diff(test_offsets).tolist()
     meta["num_train"] = int(len(kept))
     if "label_counts" in meta:
-        parts = [np.arange(a, b) for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
-        counts = schemes.label_counts(parts, arrays["y_train"], int(meta["num_classes"]))
+        counts = stats.label_counts_from_offsets(
+            arrays["y_train"], offsets, int(meta["num_classes"])
+        )
         meta["label_counts"] = counts.tolist()
-        meta["heterogeneity"] = schemes.heterogeneity(counts)
+        meta["heterogeneity"] = stats.heterogeneity(counts)
     meta["hash"] = array_hash(arrays)
     return Partition(meta=meta, **arrays)
 

@@ -1,8 +1,11 @@
 """Partition schemes: split training-sample indices among clients.
 
-Each scheme takes the training labels, the number of clients and a Generator, and returns one sorted
-index array per client; together they cover every training sample exactly once.
+Each scheme returns one sorted index array per client; together they cover every training sample
+exactly once. All randomness comes from the Generator passed in (the PARTITION stream of --seed).
+Work is vectorized over samples; loops run over classes, shards or clients only.
 """
+
+import heapq
 
 import numpy as np
 
@@ -12,15 +15,30 @@ MAX_DIRICHLET_DRAWS = 1000
 
 SCHEMES = {
     "iid": "uniformly shuffled, equal-sized shards (sizes differ by at most one)",
-    "dirichlet": "label skew: each class split over clients by proportions ~ Dir(alpha) "
+    "dirichlet": "label skew: each class split over clients by proportions ~ Dir(--alpha) "
     "(NIID-Bench); small alpha = few labels per client",
+    "pathological": "label skew: exactly --classes-per-client K classes per client, each class "
+    "split evenly among its holders (NIID-Bench's #C=k)",
+    "shards": "label skew: sort by label, cut into clients x --shards-per-client shards, deal them "
+    "out at random (McMahan et al. 2017)",
+    "quantity": "size skew, labels IID: sizes ~ Dir(--alpha), or --sizes lognormal[:SIGMA], "
+    "linear or exponential",
+    "noise": "feature skew: IID split, then client i's inputs get Gaussian noise of std "
+    "--noise-std * i / (clients - 1)",
+    "continuous": "feature skew: sorted by feature --by blended with noise, --strictness 0 (IID) "
+    "to 1 (strictly sorted), as Flower Datasets' ContinuousPartitioner",
+    "natural": "the data's own clients: one per value of column --by, or a generator's devices "
+    "(synthetic, fcube); --clients fewer merges them",
 }
+LABEL_SKEW = ("dirichlet", "pathological", "shards")
+SIZE_KINDS = ("dirichlet", "lognormal", "linear", "exponential")
 
 
 def stratified_split(
-    y: np.ndarray, test_size: float, rng: np.random.Generator
+    y: np.ndarray, test_size: float, rng: np.random.Generator, stratify: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of a train/test split that keeps every class's share in both parts."""
+    """Indices of a train/test split that keeps every class's share in both parts (when every
+    class has enough samples to be split; a plain random split otherwise, e.g. regression)."""
     from sklearn.model_selection import train_test_split
 
     if not 0.0 < test_size < 1.0:
@@ -28,15 +46,25 @@ def stratified_split(
             f"--test-size {test_size} is out of range; use a fraction in (0, 1), e.g. 0.2"
         )
     indices = np.arange(len(y))
-    train, test = train_test_split(
-        indices, test_size=test_size, stratify=y, random_state=int(rng.integers(2**31 - 1))
-    )
+    seed = int(rng.integers(2**31 - 1))
+    try:
+        train, test = train_test_split(
+            indices, test_size=test_size, stratify=y if stratify else None, random_state=seed
+        )
+    except ValueError:  # a class too small to stratify, or an empty side
+        if stratify:
+            return stratified_split(y, test_size, rng, stratify=False)
+        raise FLError(
+            f"--test-size {test_size} leaves an empty train or test set of {len(y)} samples"
+        ) from None
     return np.sort(train), np.sort(test)
 
 
 def check_feasible(num_samples: int, num_clients: int, min_samples: int) -> None:
     if num_clients < 1:
         raise FLError(f"--clients {num_clients} must be at least 1")
+    if min_samples < 1:
+        raise FLError(f"--min-samples {min_samples} must be at least 1")
     if num_clients > num_samples:
         raise FLError(
             f"--clients {num_clients} is more than the {num_samples} training samples; "
@@ -47,6 +75,21 @@ def check_feasible(num_samples: int, num_clients: int, min_samples: int) -> None
             f"--min-samples {min_samples} x --clients {num_clients} exceeds the {num_samples} "
             f"training samples; lower --min-samples to at most {num_samples // num_clients}"
         )
+
+
+def check_min_samples(parts: list[np.ndarray], min_samples: int, scheme: str) -> list[np.ndarray]:
+    sizes = np.array([len(p) for p in parts])
+    if sizes.min() < min_samples:
+        client = int(np.argmin(sizes))
+        raise FLError(
+            f"{scheme} leaves client {client} with {sizes[client]} samples, fewer than "
+            f"--min-samples {min_samples}; use fewer --clients or lower --min-samples"
+        )
+    return parts
+
+
+def split_by_sizes(order: np.ndarray, sizes: np.ndarray) -> list[np.ndarray]:
+    return [np.sort(part) for part in np.split(order, np.cumsum(sizes)[:-1])]
 
 
 def iid(labels: np.ndarray, num_clients: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -64,62 +107,235 @@ def dirichlet(
     """Per class, proportions ~ Dir(alpha) over clients; a client already holding its fair share
     (n / num_clients) gets no more (NIID-Bench's balancing). Redrawn until every client has at
     least min_samples."""
-    if not alpha > 0:
-        raise FLError(f"--alpha {alpha} must be > 0; e.g. 0.1 (strong skew) to 100 (near IID)")
+    check_alpha(alpha)
     n = len(labels)
-    classes = np.unique(labels)
+    members_of = [np.flatnonzero(labels == c) for c in np.unique(labels)]
     for _ in range(MAX_DIRICHLET_DRAWS):
-        parts: list[list[np.ndarray]] = [[] for _ in range(num_clients)]
+        client_of = np.empty(n, dtype=np.int64)
         sizes = np.zeros(num_clients, dtype=np.int64)
-        for c in classes:
-            members = rng.permutation(np.flatnonzero(labels == c))
+        for class_members in members_of:
+            members = rng.permutation(class_members)
             p = rng.dirichlet(np.full(num_clients, alpha))
             p = p * (sizes < n / num_clients)
             p = p / p.sum() if p.sum() > 0 else np.full(num_clients, 1.0 / num_clients)
-            cuts = (np.cumsum(p) * len(members)).astype(np.int64)[:-1]
-            for client, chunk in enumerate(np.split(members, cuts)):
-                parts[client].append(chunk)
-                sizes[client] += len(chunk)
+            cuts = (np.cumsum(p) * len(members)).astype(np.int64)
+            counts = np.diff(cuts, prepend=0)
+            counts[-1] += len(members) - cuts[-1]
+            client_of[members] = np.repeat(np.arange(num_clients), counts)
+            sizes += counts
         if sizes.min() >= min_samples:
-            return [np.sort(np.concatenate(chunks)) for chunks in parts]
+            return group_indices(client_of, num_clients)
     raise FLError(
         f"Dirichlet(alpha={alpha}) left some client with fewer than --min-samples {min_samples} "
         f"in {MAX_DIRICHLET_DRAWS} draws; raise --alpha, use fewer --clients or lower --min-samples"
     )
 
 
+def group_indices(client_of: np.ndarray, num_clients: int) -> list[np.ndarray]:
+    """Sorted sample indices of each client, from each sample's client id."""
+    order = np.argsort(client_of, kind="stable")
+    return np.split(order, np.cumsum(np.bincount(client_of, minlength=num_clients))[:-1])
+
+
+def pathological(
+    labels: np.ndarray,
+    num_clients: int,
+    classes_per_client: int,
+    min_samples: int,
+    rng: np.random.Generator,
+) -> list[np.ndarray]:
+    """Every client holds exactly K classes; each class is split evenly among its holders. Classes
+    are dealt so that every class has a holder (no sample is dropped), the rest at random."""
+    classes = np.unique(labels)
+    num_classes, k = len(classes), classes_per_client
+    if not 1 <= k <= num_classes:
+        raise FLError(
+            f"--classes-per-client {k} must be between 1 and the {num_classes} classes of the "
+            "training set"
+        )
+    if num_clients * k < num_classes:
+        raise FLError(
+            f"--clients {num_clients} x --classes-per-client {k} cannot cover the {num_classes} "
+            f"classes; use at least {-(-num_classes // k)} clients or a larger K"
+        )
+    held = np.full((num_clients, k), -1, dtype=np.int64)
+    slots = np.arange(num_classes)  # column-major: client t % N takes class perm[t] in slot t // N
+    held[slots % num_clients, slots // num_clients] = rng.permutation(num_classes)
+    for client in range(num_clients):
+        missing = int((held[client] < 0).sum())
+        if missing:
+            free = np.setdiff1d(np.arange(num_classes), held[client])
+            held[client, k - missing :] = rng.choice(free, missing, replace=False)
+    client_of = np.empty(len(labels), dtype=np.int64)
+    for c, label in enumerate(classes):
+        holders = np.flatnonzero((held == c).any(axis=1))
+        members = rng.permutation(np.flatnonzero(labels == label))
+        if len(members) < len(holders):
+            raise FLError(
+                f"class {label} has {len(members)} training samples for {len(holders)} clients "
+                "holding it; use fewer --clients or a smaller --classes-per-client"
+            )
+        counts = np.full(len(holders), len(members) // len(holders))
+        counts[: len(members) % len(holders)] += 1
+        client_of[members] = np.repeat(holders, counts)
+    parts = group_indices(client_of, num_clients)
+    return check_min_samples(parts, min_samples, f"pathological K={k}")
+
+
+def shards(
+    labels: np.ndarray,
+    num_clients: int,
+    shards_per_client: int,
+    min_samples: int,
+    rng: np.random.Generator,
+) -> list[np.ndarray]:
+    """McMahan et al. (2017): sort by label, cut into clients x S equal shards, give each client S
+    shards at random."""
+    s = shards_per_client
+    if s < 1 or num_clients * s > len(labels):
+        raise FLError(
+            f"--shards-per-client {s} must be >= 1 with --clients x shards at most the "
+            f"{len(labels)} training samples"
+        )
+    order = np.lexsort((rng.random(len(labels)), labels))  # by label, random within a label
+    pieces = np.array_split(order, num_clients * s)
+    deal = rng.permutation(num_clients * s).reshape(num_clients, s)
+    parts = [np.sort(np.concatenate([pieces[j] for j in row])) for row in deal]
+    return check_min_samples(parts, min_samples, f"shards ({s} per client)")
+
+
+def check_alpha(alpha: float) -> None:
+    if not alpha > 0:
+        raise FLError(f"--alpha {alpha} must be > 0; e.g. 0.1 (strong skew) to 100 (near IID)")
+
+
+def size_weights(kind: str, num_clients: int, alpha: float, rng) -> np.ndarray:
+    """Relative client sizes: Dir(alpha), LogNormal(0, sigma) (lognormal:SIGMA, default 1),
+    proportional to i + 1 (linear) or to e^i (exponential, as Flower Datasets)."""
+    name, _, arg = kind.partition(":")
+    if name == "dirichlet" and not arg:
+        check_alpha(alpha)
+        weights = rng.dirichlet(np.full(num_clients, alpha))
+        if not np.isfinite(weights).all():
+            raise FLError(f"--alpha {alpha} is too small to draw sizes; raise it, e.g. 0.1")
+        return weights
+    if name == "lognormal":
+        try:
+            sigma = float(arg) if arg else 1.0
+        except ValueError:
+            sigma = -1.0
+        if not sigma > 0:
+            raise FLError(f"--sizes {kind}: SIGMA must be a number > 0, e.g. lognormal:1.5")
+        return rng.lognormal(0.0, sigma, num_clients)
+    if name == "linear" and not arg:
+        return np.arange(1.0, num_clients + 1)
+    if name == "exponential" and not arg:
+        return np.exp(np.arange(num_clients) - (num_clients - 1.0))
+    raise FLError(f"--sizes {kind!r} is unknown; choose one of: {', '.join(SIZE_KINDS)}")
+
+
+def sizes_from_weights(n: int, weights: np.ndarray, min_samples: int) -> np.ndarray:
+    """min_samples each, the rest shared in proportion to weights (largest remainders)."""
+    rest = n - min_samples * len(weights)
+    share = rest * weights / weights.sum()
+    sizes = np.floor(share).astype(np.int64)
+    leftover = rest - int(sizes.sum())
+    sizes[np.argsort(sizes - share, kind="stable")[:leftover]] += 1
+    return sizes + min_samples
+
+
+def quantity(
+    labels: np.ndarray,
+    num_clients: int,
+    sizes: str,
+    alpha: float,
+    min_samples: int,
+    rng: np.random.Generator,
+) -> list[np.ndarray]:
+    """Client sizes drawn from --sizes, samples dealt uniformly at random (labels IID)."""
+    weights = size_weights(sizes, num_clients, alpha, rng)
+    counts = sizes_from_weights(len(labels), weights, min_samples)
+    return split_by_sizes(rng.permutation(len(labels)), counts)
+
+
+def continuous(
+    values: np.ndarray, num_clients: int, strictness: float, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """Flower Datasets' ContinuousPartitioner: sort samples by s * z + (1 - s) * noise (z the
+    standardized feature, noise ~ N(0, 1)) and cut the order into equal clients."""
+    if not 0.0 <= strictness <= 1.0:
+        raise FLError(f"--strictness {strictness} must be in [0, 1]: 0 is IID, 1 strictly sorted")
+    std = values.std()
+    if std < 1e-12 and strictness > 0:
+        raise FLError("the --by feature is constant; choose another feature or --strictness 0")
+    z = (values - values.mean()) / (std if std > 0 else 1.0)
+    blended = strictness * z + (1.0 - strictness) * rng.standard_normal(len(values))
+    order = np.argsort(blended, kind="stable")
+    return [np.sort(part) for part in np.array_split(order, num_clients)]
+
+
+def natural(
+    groups: np.ndarray, num_clients: int | None, min_samples: int, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """One client per group; with fewer clients, whole groups are merged, largest first into the
+    currently smallest client (groups of equal size in random order)."""
+    ids, group_of = np.unique(groups, return_inverse=True)
+    group_sizes = np.bincount(group_of)
+    if num_clients is None or num_clients == len(ids):
+        parts = group_indices(group_of, len(ids))
+        return check_min_samples(parts, min_samples, "natural")
+    if num_clients > len(ids):
+        raise FLError(
+            f"the data has {len(ids)} natural clients; use --clients {len(ids)} or fewer "
+            "(or drop --clients)"
+        )
+    shuffled = rng.permutation(len(ids))
+    largest_first = shuffled[np.argsort(-group_sizes[shuffled], kind="stable")]
+    client_of_group = np.empty(len(ids), dtype=np.int64)
+    load = [(0, client) for client in range(num_clients)]
+    for group in largest_first:
+        size, client = heapq.heappop(load)
+        client_of_group[group] = client
+        heapq.heappush(load, (size + int(group_sizes[group]), client))
+    parts = group_indices(client_of_group[group_of], num_clients)
+    return check_min_samples(parts, min_samples, "natural")
+
+
 def partition(
     scheme: str,
     labels: np.ndarray,
-    num_clients: int,
+    num_clients: int | None,
     rng: np.random.Generator,
     alpha: float = 0.5,
     min_samples: int = 1,
+    *,
+    classes_per_client: int = 2,
+    shards_per_client: int = 2,
+    sizes: str = "dirichlet",
+    values: np.ndarray | None = None,
+    strictness: float = 0.5,
+    groups: np.ndarray | None = None,
 ) -> list[np.ndarray]:
-    """Split training-sample indices among clients by the named scheme."""
+    """Split training-sample indices among clients by the named scheme. `values` is the feature
+    that continuous sorts by; `groups` the natural client of each sample."""
+    if scheme not in SCHEMES:
+        raise FLError(f"unknown scheme {scheme!r}; choose one of: {', '.join(SCHEMES)}")
+    if scheme == "natural":
+        if groups is None:
+            raise FLError("--scheme natural needs --by COLUMN, or a dataset with its own clients")
+        check_feasible(len(labels), num_clients or 1, min_samples)
+        return natural(groups, num_clients, min_samples, rng)
     check_feasible(len(labels), num_clients, min_samples)
-    if scheme == "iid":
+    if scheme in ("iid", "noise"):
         return iid(labels, num_clients, rng)
     if scheme == "dirichlet":
         return dirichlet(labels, num_clients, alpha, min_samples, rng)
-    raise FLError(f"unknown scheme {scheme!r}; choose one of: {', '.join(SCHEMES)}")
-
-
-def label_counts(parts: list[np.ndarray], labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """[clients, classes] number of samples of each class held by each client."""
-    return np.stack([np.bincount(labels[p], minlength=num_classes) for p in parts])
-
-
-def heterogeneity(counts: np.ndarray) -> dict[str, float]:
-    """Skew figures: mean Jensen-Shannon divergence (base 2, in [0, 1]) of the clients' label
-    distributions to the global one, mean labels per client, coefficient of variation of sizes."""
-    from scipy.spatial.distance import jensenshannon
-
-    sizes = counts.sum(axis=1)
-    global_dist = counts.sum(axis=0) / counts.sum()
-    js = [jensenshannon(row / row.sum(), global_dist, base=2) ** 2 for row in counts if row.sum()]
-    return {
-        "js_divergence": float(np.mean(js)),
-        "labels_per_client": float((counts > 0).sum(axis=1).mean()),
-        "size_cv": float(sizes.std() / sizes.mean()),
-    }
+    if scheme == "pathological":
+        return pathological(labels, num_clients, classes_per_client, min_samples, rng)
+    if scheme == "shards":
+        return shards(labels, num_clients, shards_per_client, min_samples, rng)
+    if scheme == "quantity":
+        return quantity(labels, num_clients, sizes, alpha, min_samples, rng)
+    if values is None:
+        raise FLError("--scheme continuous needs --by FEATURE, the feature to sort clients by")
+    return continuous(values, num_clients, strictness, rng)

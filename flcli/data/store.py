@@ -118,7 +118,7 @@ def write_partition(partition: Partition, out: Path, draw_heatmap=None) -> bool:
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
         arrays = partition.arrays
-        atomic_write(tmp / "data.npz", lambda f: np.savez_compressed(f, **arrays))
+        atomic_write(tmp / "data.npz", lambda f: np.savez(f, **arrays))  # uncompressed: fast
         (tmp / "partition.json").write_text(json.dumps(partition.meta, indent=2) + "\n")
         if draw_heatmap is not None:
             draw_heatmap(partition, tmp / "partition.png")
@@ -127,6 +127,23 @@ def write_partition(partition: Partition, out: Path, draw_heatmap=None) -> bool:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return True
+
+
+def read_meta(path: Path) -> dict:
+    """partition.json of a partition dir (without reading the arrays)."""
+    path = Path(path)
+    try:
+        meta = json.loads((path / "partition.json").read_text())
+    except OSError:
+        raise FLError(
+            f"{path} is not a partition dir (no partition.json); create one with: "
+            f"fl partition digits --clients 10 --out {path}"
+        ) from None
+    except ValueError as e:
+        raise FLError(f"{path}/partition.json is not valid JSON ({e}); re-create it") from None
+    if not isinstance(meta, dict) or "client_sizes" not in meta:
+        raise FLError(f"{path}/partition.json is not a partition description; re-create it")
+    return meta
 
 
 def load_partition(path: Path) -> Partition:

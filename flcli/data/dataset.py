@@ -1,0 +1,21 @@
+"""The in-memory dataset every loader returns."""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    X: np.ndarray  # [n, d] float64
+    y: np.ndarray  # [n] int64 class ids 0..num_classes-1, or float64 targets (regression)
+    num_classes: int | None  # None for a regression target
+    feature_names: tuple[str, ...] = ()
+    groups: np.ndarray | None = None  # [n] the data's own client of each row (-1: test rows)
+    is_test: np.ndarray | None = None  # [n] bool, when the data comes with its own test split
+    classes: tuple[str, ...] | None = None  # the original label of each class id, from files
+
+    @property
+    def task(self) -> str:
+        return "regression" if self.num_classes is None else "classification"

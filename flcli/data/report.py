@@ -1,0 +1,117 @@
+"""The partition report printed by `fl partition` and `fl inspect`: built from partition.json alone.
+
+A summary row, then one row per client (up to MAX_CLIENT_ROWS clients) or, for more clients,
+percentiles over clients, so that 1,000 clients read as easily as 10.
+"""
+
+import numpy as np
+from rich.console import Group
+from rich.table import Table
+
+from flcli.data.stats import js_divergences
+
+MAX_CLIENT_ROWS = 20
+BARS = " ▁▂▃▄▅▆▇█"
+PERCENTILES = (0, 10, 50, 90, 100)
+
+
+def params_text(params: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in params.items())
+
+
+def label_bar(counts: np.ndarray) -> str:
+    """One character per class, its height the class's share of the client's samples."""
+    share = counts / max(int(counts.sum()), 1)
+    levels = np.ceil(share / share.max() * (len(BARS) - 1)).astype(int) if share.max() else share
+    return "".join(BARS[int(level)] if level else "·" for level in levels)
+
+
+def summary_table(meta: dict) -> Table:
+    """The partition's figures, one per line."""
+    sizes = np.asarray(meta["client_sizes"])
+    skew = meta.get("heterogeneity") or {"size_cv": float(sizes.std() / sizes.mean())}
+    table = Table(
+        title=f"{meta['dataset']} · {meta['scheme']} ({params_text(meta['params'])})",
+        box=None,
+        title_justify="left",
+        show_header=False,
+    )
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("clients", f"{meta['num_clients']}  (seed {meta.get('seed', '-')})")
+    train, test = meta.get("num_train", sizes.sum()), meta.get("num_test", "-")
+    table.add_row("train / test samples", f"{train} / {test}")
+    table.add_row(
+        "client size min / median / max",
+        f"{sizes.min()} / {np.median(sizes):g} / {sizes.max()}   (CV {skew['size_cv']:.2f})",
+    )
+    if "label_counts" in meta:
+        labels = (np.asarray(meta["label_counts"]) > 0).sum(axis=1)
+        table.add_row(
+            "labels per client min / mean / max",
+            f"{labels.min()} / {labels.mean():.1f} / {labels.max()}   (of {meta['num_classes']})",
+        )
+        table.add_row("JS divergence to global labels", f"{skew['js_divergence']:.3f}  (0 = IID)")
+    elif "target_shift" in skew:
+        table.add_row("target shift", f"{skew['target_shift']:.2f}  (std of client means / std)")
+    return table
+
+
+def client_table(meta: dict) -> Table:
+    """One row per client: size, labels held, the label mix and its two largest labels."""
+    counts = np.asarray(meta["label_counts"])
+    table = Table(box=None, title="clients", title_justify="left")
+    for name in ("client", "samples", "labels", "label mix (one bar per class)", "top labels"):
+        table.add_column(name, justify="left" if name.startswith(("label mix", "top")) else "right")
+    show_bars = counts.shape[1] <= 40
+    for client, row in enumerate(counts):
+        top = np.argsort(-row, kind="stable")[:2]
+        top_text = ", ".join(
+            f"{class_name(meta, c)}: {row[c] / row.sum():.0%}" for c in top if row[c]
+        )
+        table.add_row(
+            str(client),
+            str(row.sum()),
+            str((row > 0).sum()),
+            label_bar(row) if show_bars else "-",
+            top_text,
+        )
+    return table
+
+
+def class_name(meta: dict, c: int) -> str:
+    classes = meta.get("classes")
+    return str(classes[c]) if classes else str(c)
+
+
+def percentile_table(meta: dict) -> Table:
+    """Percentiles over clients of size, labels held, the top label's share and JS divergence."""
+    sizes = np.asarray(meta["client_sizes"])
+    table = Table(box=None, title="over clients", title_justify="left")
+    table.add_column("percentile", justify="right")
+    columns = {"samples": (sizes, "{:.0f}")}
+    if "label_counts" in meta:
+        counts = np.asarray(meta["label_counts"])
+        totals = np.maximum(counts.sum(axis=1), 1)
+        columns["labels"] = ((counts > 0).sum(axis=1), "{:.0f}")
+        columns["top label share"] = (counts.max(axis=1) / totals, "{:.0%}")
+        columns["JS divergence"] = (js_divergences(counts), "{:.3f}")
+    for name in columns:
+        table.add_column(name, justify="right")
+    for q in PERCENTILES:
+        cells = [
+            fmt.format(np.percentile(values, q, method="nearest"))
+            for values, fmt in columns.values()
+        ]
+        table.add_row(f"p{q}", *cells)
+    return table
+
+
+def partition_report(meta: dict) -> Group:
+    """Everything `fl inspect` prints, as one rich renderable."""
+    parts = [summary_table(meta)]
+    if "label_counts" in meta and meta["num_clients"] <= MAX_CLIENT_ROWS:
+        parts.append(client_table(meta))
+    else:
+        parts.append(percentile_table(meta))
+    return Group(*parts)
