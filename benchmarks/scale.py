@@ -52,7 +52,7 @@ def synthetic_population(num_clients: int, seed: int = 0, alpha: float = 1.0, be
         x_parts.append(x)
         y_parts.append(logits.argmax(axis=1))
     x_all, y_all = np.concatenate(x_parts), np.concatenate(y_parts)
-    test = gen.choice(len(y_all), 10_000, replace=False)
+    test = gen.choice(len(y_all), min(10_000, len(y_all) // 10), replace=False)
     return x_all, y_all, sizes, x_all[test], y_all[test]
 
 
