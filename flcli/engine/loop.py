@@ -85,7 +85,7 @@ def run_rounds(
     resume_from (the last round a previous run completed)."""
     partition, x_proxy = training_data(partition.astype(config.dtype), config)
     algorithm = build_algorithm(partition, model, config, x_proxy)
-    train = trainer_for(model, config.backend)
+    train = trainer_for(model, config.backend, config.jobs, config.ray_address)
     uplink = build_uplink(config, partition.num_clients)
     x, y = partition.x_train, partition.y_train
     y_local = training_labels(uplink, y, partition.offsets, partition.num_classes)  # labelflip
