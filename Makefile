@@ -18,7 +18,12 @@ $(BIN)/python:
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,ray]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+# the tests also cover the optional parts: the Ray backend and Parquet files
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,ray,parquet]'
 	touch $@
 
 demo: install
@@ -36,7 +41,7 @@ figures: install
 	$(FL) plot $(SWEEP_DIR) --facet partition --out $(SWEEP_DIR)/accuracy.png
 	$(FL) report $(SWEEP_DIR) --out $(SWEEP_DIR)/report.md
 
-test: install
+test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q
 
 lint: install
