@@ -503,7 +503,7 @@ def list_(
         "datasets": catalogue(),
         "schemes": SCHEMES,
         "algorithms": {name: algorithm_line(info) for name, info in ALGORITHMS.items()},
-        "models": describe_models(list(ALGORITHMS)),
+        "models": describe_models(ALGORITHMS),
     }
     if what not in catalogues:
         raise FLError(f"cannot list {what!r}; choose one of: {', '.join(catalogues)}")
