@@ -49,7 +49,7 @@ def lr_defaults() -> str:
     for name, spec in MODELS.items():
         by_lr.setdefault(spec.lr, []).append(name)
     shown = [f"{'/'.join(names)} {lr:g}" for lr, names in by_lr.items()]
-    return ", ".join([*shown, f"sklearn {SKLEARN_LR:g}"])
+    return ", ".join([*shown, f"sklearn {SKLEARN_LR:g} (forests, k-NN {MODELS['softmax'].lr:g})"])
 
 
 def Hyper(help: str):
@@ -197,7 +197,8 @@ def train(
         float | None,
         typer.Option(
             help="Local SGD learning rate; the default depends on --model (for sklearn:NAME it "
-            "only scales an algorithm's correction step).",
+            "only scales an algorithm's correction step; for forests, boosted trees and k-NN it "
+            "is the step of feddist's softmax student).",
             show_default=lr_defaults(),
         ),
     ] = None,

@@ -1,4 +1,5 @@
-"""Any scikit-learn estimator with parameters to average, as a flcli model.
+"""Any scikit-learn estimator with parameters to average, as a flcli model (classifiers without
+them become flcli.models.ensemble.FittedClassifiers, for feddist and fedbag).
 
 The parameters are the estimator's fitted coef_/intercept_ (linear models) or coefs_/intercepts_
 (MLPs), laid out as one flat vector, so every parametric algorithm works unchanged. A client trains
