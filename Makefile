@@ -4,8 +4,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 FL := $(BIN)/fl
 DEMO := results/demo
+SWEEP ?= experiments/noniid.toml
+JOBS ?= 2
+SWEEP_DIR = results/$(shell $(BIN)/python -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["name"])' $(SWEEP))
 
-.PHONY: venv install demo test lint bench clean
+.PHONY: venv install demo sweep figures test lint bench scale clean
 
 venv: $(BIN)/python
 
@@ -15,7 +18,7 @@ $(BIN)/python:
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,ray]'
 	touch $@
 
 demo: install
@@ -25,6 +28,13 @@ demo: install
 	$(FL) train $(DEMO)/dirichlet-0.1 --algo fedavg --rounds 20 --seed 0 --out $(DEMO)/runs/fedavg-dirichlet-0.1
 	$(FL) plot $(DEMO)/runs --out $(DEMO)/accuracy.png
 	$(FL) report $(DEMO)/runs --target-accuracy 0.9
+
+sweep: install
+	$(FL) sweep $(SWEEP) --jobs $(JOBS)
+
+figures: install
+	$(FL) plot $(SWEEP_DIR) --facet partition --out $(SWEEP_DIR)/accuracy.png
+	$(FL) report $(SWEEP_DIR) --out $(SWEEP_DIR)/report.md
 
 test: install
 	$(BIN)/python -m pytest -q
@@ -36,6 +46,9 @@ lint: install
 bench: install
 	$(BIN)/python benchmarks/engine.py
 	$(BIN)/python benchmarks/partition.py
+
+scale: install
+	$(BIN)/python benchmarks/scale.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build *.egg-info

@@ -89,7 +89,7 @@ def array_hash(arrays: dict[str, np.ndarray]) -> str:
     for name in ARRAYS + tuple(n for n in OPTIONAL_ARRAYS if n in arrays):
         a = np.ascontiguousarray(arrays[name])
         digest.update(f"{name}:{a.dtype.str}:{a.shape}".encode())
-        digest.update(a.tobytes())
+        digest.update(memoryview(a).cast("B"))  # no copy of the (possibly large) array
     return digest.hexdigest()[:16]
 
 

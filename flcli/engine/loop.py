@@ -76,7 +76,7 @@ def run_rounds(
         return
     partition, x_proxy = training_data(partition.astype(config.dtype), config)
     algorithm = build_algorithm(partition, model, config, x_proxy)
-    train = trainer_for(model, config.backend)
+    train = trainer_for(model, config.backend, config.jobs, config.ray_address)
     x, y = partition.x_train, partition.y_train
     base_spec = LocalSpec(config.local_epochs, config.batch_size, config.lr)
     spec = algorithm.local_spec(base_spec)
