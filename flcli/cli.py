@@ -52,7 +52,7 @@ def lr_defaults() -> str:
     for name, spec in MODELS.items():
         by_lr.setdefault(spec.lr, []).append(name)
     shown = [f"{'/'.join(names)} {lr:g}" for lr, names in by_lr.items()]
-    return ", ".join([*shown, f"sklearn {SKLEARN_LR:g}"])
+    return ", ".join([*shown, f"sklearn {SKLEARN_LR:g} (forests, k-NN {MODELS['softmax'].lr:g})"])
 
 
 def Hyper(help: str):
@@ -216,7 +216,8 @@ def train(
         float | None,
         typer.Option(
             help="Local SGD learning rate; the default depends on --model (for sklearn:NAME it "
-            "only scales an algorithm's correction step).",
+            "only scales an algorithm's correction step; for forests, boosted trees and k-NN it "
+            "is the step of feddist's softmax student).",
             show_default=lr_defaults(),
         ),
     ] = None,
@@ -763,7 +764,7 @@ def list_(
         "datasets": catalogue(),
         "schemes": SCHEMES,
         "algorithms": {name: algorithm_line(info) for name, info in ALGORITHMS.items()},
-        "models": describe_models(list(ALGORITHMS)),
+        "models": describe_models(ALGORITHMS),
     }
     if what not in catalogues:
         raise FLError(f"cannot list {what!r}; choose one of: {', '.join(catalogues)}")

@@ -148,6 +148,22 @@ def test_algorithms_reading_single_clients_refuse_what_replaces_the_aggregate(
     assert_one_line_error(result, flags[0], f"--algo {algo}", "fedavg")
 
 
+@pytest.mark.parametrize(
+    "flags, fragments",
+    [
+        (["--algo", "fedbag", "--dp-clip", "1.0", "--dp-noise", "1.0"], ["--dp-clip", "fedbag"]),
+        (["--algo", "fedbag", "--dropout", "0.1"], ["--dropout", "parameters to average"]),
+        (["--algo", "feddist", "--attack", "signflip", "--malicious", "0.2"], ["--attack"]),
+    ],
+)
+def test_models_without_parameters_to_average_refuse_the_uplink_options(
+    cli, iid_dir, tmp_path, flags, fragments
+):
+    model = ("--model", "sklearn:KNeighborsClassifier")
+    result = cli("train", iid_dir, "--out", tmp_path / "bad", *model, *flags)
+    assert_one_line_error(result, *fragments)
+
+
 @pytest.mark.parametrize("algo", ["fedprox", "fedadam"])
 def test_a_robust_aggregator_protects_every_algorithm_that_averages(iid_dir, algo):
     attack = dict(attack="signflip", malicious=0.2, rounds=10)

@@ -5,9 +5,12 @@ The metrics depend on the task: classification gives loss (mean cross-entropy) a
 regression gives loss (the mean squared error the models minimise), mse and r2.
 """
 
+import math
+
 import numpy as np
 
 CHUNK = 8192
+FAIRNESS = ("client_accuracy_mean", "client_accuracy_std", "client_accuracy_p10")
 
 
 def per_sample(model, w: np.ndarray, x: np.ndarray, y: np.ndarray):
@@ -74,3 +77,23 @@ def personal_scores(
             for w, s, n in zip(W, starts, sizes, strict=True)
         ]
     )
+
+
+def global_scores(model, w, partition, cohort) -> tuple[dict, dict, dict]:
+    """What a round logs of the global model w: (test metrics as test_* and train_loss on all the
+    partition's training rows; the fairness columns client_accuracy_mean/_std/_p10; each cohort
+    client's loss and accuracy on its rows [K]), from one pass over the training data."""
+    test = evaluate(model, w, partition.x_test, partition.y_test)
+    losses, correct = per_sample(model, w, partition.x_train, partition.y_train)
+    rows = client_rows(cohort.starts, cohort.sizes)
+    correct = None if correct is None else correct[rows]
+    loss, accuracy = per_client(losses[rows], correct, cohort.sizes)
+    scores = {f"test_{name}": value for name, value in test.items()}
+    scores["train_loss"] = float(losses.mean())
+    if accuracy is None:
+        return scores, {}, {"loss": loss}
+    fairness = dict.fromkeys(FAIRNESS, math.nan)  # a cohort can be empty (DP's Poisson sampling)
+    if len(accuracy):
+        values = (accuracy.mean(), accuracy.std(), np.percentile(accuracy, 10))
+        fairness = {name: float(value) for name, value in zip(FAIRNESS, values, strict=True)}
+    return scores, fairness, {"loss": loss, "accuracy": accuracy}

@@ -117,17 +117,20 @@ def build_uplink(config, num_clients: int) -> Uplink:
     )
 
 
+def sample_clients(seed: int, round: int, num_clients: int, cohort_size: int) -> np.ndarray:
+    """A fixed-size sample without replacement, sorted."""
+    chosen = rng(seed, Purpose.SAMPLE, round).choice(num_clients, cohort_size, replace=False)
+    return np.sort(chosen)
+
+
 def sample(uplink: Uplink, round: int) -> np.ndarray:
     """The round's cohort: Poisson sampling at rate q under DP (what the accounting assumes),
-    otherwise a fixed-size sample without replacement."""
+    otherwise a fixed-size sample."""
     if uplink.dp is not None:
         return dpfedavg.poisson_sample(
             uplink.seed, round, uplink.num_clients, uplink.dp.sampling_rate
         )
-    chosen = rng(uplink.seed, Purpose.SAMPLE, round).choice(
-        uplink.num_clients, uplink.cohort_size, replace=False
-    )
-    return np.sort(chosen)
+    return sample_clients(uplink.seed, round, uplink.num_clients, uplink.cohort_size)
 
 
 def training_labels(uplink: Uplink, y: np.ndarray, offsets: np.ndarray, num_classes) -> np.ndarray:

@@ -28,26 +28,41 @@ def parse_clip(value) -> float | str | None:
     return clip
 
 
-def refuse_for_algorithm(config, dp: bool, robust: bool) -> None:
+def uplink_flags(config) -> list[str]:
+    """The privacy, robustness and fault options the config sets, as flags."""
+    given = (
+        ("--dp-clip", config.dp_clip is not None),
+        ("--secure-agg", config.secure_agg),
+        (f"--aggregator {config.aggregator}", config.aggregator != "mean"),
+        ("--attack", config.attack is not None),
+        ("--dropout", config.dropout > 0),
+    )
+    return [flag for flag, set_ in given if set_]
+
+
+def refuse_for_algorithm(config) -> None:
     """DP, secure aggregation and robust aggregators replace the server's aggregate of the
     clients' updates: an algorithm that reads single clients' values besides it cannot have them."""
     from flcli.algorithms.registry import ALGORITHMS, algorithm_info
 
     reads = algorithm_info(config.algo).reads_clients
-    asked = [
-        flag
-        for flag, given in (
-            ("--dp-clip", dp),
-            ("--secure-agg", config.secure_agg),
-            (f"--aggregator {config.aggregator}", robust),
-        )
-        if given
-    ]
+    asked = [flag for flag in uplink_flags(config) if flag.startswith(("--dp", "--sec", "--agg"))]
     if reads is not None and asked:
         able = [name for name, info in ALGORITHMS.items() if info.reads_clients is None]
         raise FLError(
             f"{asked[0]} does not apply to --algo {config.algo}: its server reads {reads}, "
             f"not only their aggregate; use one of: {', '.join(able)}"
+        )
+
+
+def refuse_for_model(config, model) -> None:
+    """A model without parameters to average (flcli.models.ensemble) sends fitted estimators,
+    not updates: there is nothing to clip, mask, attack or drop on the way."""
+    flags = uplink_flags(config)
+    if flags and not getattr(model, "parametric", True):
+        raise FLError(
+            f"{flags[0]} needs a model with parameters to average; --model {config.model} has "
+            "none; use e.g. --model softmax or sklearn:SGDClassifier"
         )
 
 
@@ -89,7 +104,7 @@ def check_options(config) -> float | str | None:
             f"--aggregator {config.aggregator} with --secure-agg: the server sees only the sum "
             "of the updates; drop one of them"
         )
-    refuse_for_algorithm(config, dp, robust)
+    refuse_for_algorithm(config)
     if config.secagg_threshold is not None:
         if not config.secure_agg:
             raise FLError("--secagg-threshold needs --secure-agg")
