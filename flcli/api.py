@@ -12,6 +12,7 @@ from flcli.data.holdout import with_client_test
 from flcli.data.store import Partition, load_partition, write_partition
 from flcli.engine.backends import check_backend
 from flcli.engine.loop import RoundResult, build_algorithm, run_rounds
+from flcli.engine.uplink import build_uplink
 from flcli.errors import FLError, RunFailed
 from flcli.models.registry import make_model
 from flcli.plot import PlotSummary, plot_runs
@@ -85,6 +86,7 @@ def prepare_training(
     build_algorithm(data, model, config)
     config.cohort_size(data.num_clients)
     check_backend(config.backend)
+    build_uplink(config, data.num_clients)
     run = open_run(out, config, Path(partition_dir), data.meta)
     resume_from = None
     if run.status != "completed" and run.rows:

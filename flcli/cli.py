@@ -312,8 +312,114 @@ def train(
         int | None, Hyper("Epochs of personal training (ditto, fedavglu).")
     ] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --out.")] = False,
+    dp_clip: Annotated[
+        str | None,
+        typer.Option(
+            help="DP-FedAvg: clip each client's update to this L2 norm, or 'adaptive' "
+            "(Andrew et al. 2021). Needs --dp-noise or --dp-epsilon.",
+            rich_help_panel="Privacy",
+            show_default="no DP",
+        ),
+    ] = None,
+    dp_noise: Annotated[
+        float | None,
+        typer.Option(
+            help="DP noise multiplier z: Gaussian noise of std z*C on the sum of updates.",
+            rich_help_panel="Privacy",
+            show_default=False,
+        ),
+    ] = None,
+    dp_epsilon: Annotated[
+        float | None,
+        typer.Option(
+            help="Instead of --dp-noise: the epsilon the whole run may spend.",
+            rich_help_panel="Privacy",
+            show_default=False,
+        ),
+    ] = None,
+    dp_delta: Annotated[
+        float | None,
+        typer.Option(help="DP delta.", rich_help_panel="Privacy", show_default="1/clients"),
+    ] = None,
+    dp_accountant: Annotated[
+        str | None,
+        typer.Option(
+            help="rdp or pld (dp-accounting's accountants).",
+            rich_help_panel="Privacy",
+            show_default=DEFAULTS.dp_accountant,
+        ),
+    ] = None,
+    secure_agg: Annotated[
+        bool | None,
+        typer.Option(
+            "--secure-agg",
+            help="Secure aggregation (Bonawitz et al. 2017): the server sees only the sum.",
+            rich_help_panel="Privacy",
+            show_default=False,
+        ),
+    ] = None,
+    secagg_threshold: Annotated[
+        int | None,
+        typer.Option(
+            help="Survivors needed to unmask the sum.",
+            rich_help_panel="Privacy",
+            show_default="a majority of the cohort",
+        ),
+    ] = None,
+    aggregator: Annotated[
+        str | None,
+        typer.Option(
+            help="mean, median, trimmed-mean, krum, multi-krum, bulyan or geomed.",
+            rich_help_panel="Robustness",
+            show_default=DEFAULTS.aggregator,
+        ),
+    ] = None,
+    byzantine: Annotated[
+        float | None,
+        typer.Option(
+            help="Fraction of each cohort the robust aggregator tolerates.",
+            rich_help_panel="Robustness",
+            show_default="--malicious, else 0.1",
+        ),
+    ] = None,
+    attack: Annotated[
+        str | None,
+        typer.Option(
+            help="signflip, gaussian, scale or labelflip (needs --malicious).",
+            rich_help_panel="Robustness",
+            show_default="none",
+        ),
+    ] = None,
+    malicious: Annotated[
+        float | None,
+        typer.Option(
+            help="Fraction of all clients that attack, fixed for the run by the seed.",
+            rich_help_panel="Robustness",
+            show_default=False,
+        ),
+    ] = None,
+    attack_strength: Annotated[
+        float | None,
+        typer.Option(
+            help="signflip/scale factor or gaussian std.",
+            rich_help_panel="Robustness",
+            show_default="4, 10, 1",
+        ),
+    ] = None,
+    dropout: Annotated[
+        float | None,
+        typer.Option(
+            help="Probability that a sampled client fails mid-round.",
+            rich_help_panel="Robustness",
+            show_default=str(DEFAULTS.dropout),
+        ),
+    ] = None,
 ) -> None:
-    """Simulate federated training rounds and log each round to rounds.csv."""
+    """Simulate federated training rounds and log each round to rounds.csv.
+
+    Privacy and robustness: fl train P --dp-clip 1.0 --dp-epsilon 2 --out R (client-level DP,
+    epsilon per round in rounds.csv); --secure-agg; --aggregator krum --attack signflip
+    --malicious 0.2; --dropout 0.1."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from flcli import api
@@ -351,6 +457,19 @@ def train(
         "distill_steps": distill_steps,
         "proxy_fraction": proxy_fraction,
         "personal_epochs": personal_epochs,
+        "dp_clip": dp_clip,
+        "dp_noise": dp_noise,
+        "dp_epsilon": dp_epsilon,
+        "dp_delta": dp_delta,
+        "dp_accountant": dp_accountant,
+        "secure_agg": secure_agg,
+        "secagg_threshold": secagg_threshold,
+        "aggregator": aggregator,
+        "byzantine": byzantine,
+        "attack": attack,
+        "malicious": malicious,
+        "attack_strength": attack_strength,
+        "dropout": dropout,
     }
     config, partition_dir = resolve_train_config(flags, config_file, partition_dir)
     training = api.prepare_training(partition_dir, config, out_dir, resume=resume)
@@ -662,7 +781,8 @@ def algorithm_line(info) -> str:
         f"{HYPER_FLAGS[name]} {'= --local-epochs' if callable(v) else v}"
         for name, v in info.defaults.items()
     )
-    return info.description + (f" [{defaults}]" if defaults else "")
+    refuses = " (no --dp-clip, --secure-agg, --aggregator)" if info.reads_clients else ""
+    return info.description + (f" [{defaults}]" if defaults else "") + refuses
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -77,6 +77,20 @@ class TrainConfig:
     distill_steps: int | None = None
     proxy_fraction: float | None = None
     personal_epochs: int | None = None
+    # privacy and robustness (flcli.engine.uplink)
+    dp_clip: float | str | None = None  # a norm, or "adaptive"
+    dp_noise: float | None = None
+    dp_epsilon: float | None = None
+    dp_delta: float | None = None  # default 1 / number of clients
+    dp_accountant: str = "rdp"
+    secure_agg: bool = False
+    secagg_threshold: int | None = None  # default: a majority of the cohort
+    aggregator: str = "mean"
+    byzantine: float | None = None  # fraction the aggregator tolerates; default --malicious or 0.1
+    attack: str | None = None
+    malicious: float | None = None
+    attack_strength: float | None = None
+    dropout: float = 0.0
 
     def __post_init__(self) -> None:
         self._resolve_model_options()
@@ -105,6 +119,10 @@ class TrainConfig:
         if not 0 <= self.stragglers <= 1:
             raise FLError(f"--stragglers {self.stragglers} must be a fraction in [0, 1], e.g. 0.5")
         self._resolve_hyperparameters()
+        from flcli.privacy.options import check_options
+
+        clip = check_options(self)
+        object.__setattr__(self, "dp_clip", clip)
 
     def _resolve_hyperparameters(self) -> None:
         """Check the algorithm's hyperparameters and fill in its defaults (so run.json shows the

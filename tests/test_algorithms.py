@@ -58,7 +58,12 @@ def test_every_algorithm_gives_the_same_numbers_on_both_backends(personal_dir, n
         fraction=0.7,
         seed=4,
         stragglers=0.5,
+        attack="labelflip" if name in ("ditto", "fedavglu") else "signflip",
+        malicious=0.2,
+        dropout=0.2,
     )
+    if ALGORITHMS[name].reads_clients is None:  # it takes a robust aggregator
+        settings["aggregator"] = "trimmed-mean"
     vectorized = run(partition, backend="vectorized", **settings)
     serial = run(partition, backend="serial", **settings)
     for a, b in zip(vectorized, serial, strict=True):

@@ -19,7 +19,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from flcli.algorithms.aggregate import weighted_mean
 from flcli.engine.local import LocalSpec, LocalWork
+
+# (vectors [K, P], weights [K]) -> [P]: how the server may combine what the clients sent
+Aggregate = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,10 @@ class ClientUpdates:
     num_samples: np.ndarray  # [K] training samples each client holds
     num_steps: np.ndarray  # [K] local steps each client took
     losses: np.ndarray | None = None  # [K] global model's loss on each client's data (q-FFL)
+    # The server's only way to combine per-client vectors: the weighted mean by default; a robust
+    # rule, a secure sum or a noised DP mean when the run asks for one (flcli.engine.uplink).
+    # Server updates call updates.aggregate(vectors, weights) wherever the paper averages.
+    aggregate: Aggregate = weighted_mean
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,11 @@ the sample-size-weighted mean of the local models: w_{t+1} = sum_k n_k w_k / sum
 (equivalently w_t + sum_k n_k (w_k - w_t) / sum_k n_k).
 """
 
-from flcli.algorithms.aggregate import weighted_mean
 from flcli.algorithms.base import Algorithm, ClientUpdates, Context, ServerState, plain_init
 
 
 def fedavg_update(state: ServerState, updates: ClientUpdates) -> ServerState:
-    step = weighted_mean(updates.deltas, updates.num_samples)
+    step = updates.aggregate(updates.deltas, updates.num_samples)
     return ServerState(params=state.params + step, extra=state.extra)
 
 

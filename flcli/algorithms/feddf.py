@@ -12,7 +12,6 @@ the softmax ignores.
 
 import numpy as np
 
-from flcli.algorithms.aggregate import weighted_mean
 from flcli.algorithms.base import Algorithm, ClientUpdates, Context, ServerState, plain_init
 from flcli.errors import FLError
 
@@ -40,7 +39,7 @@ def feddist(
         raise FLError("--algo feddist needs a model that can be distilled; use --model softmax")
 
     def server_update(state: ServerState, updates: ClientUpdates) -> ServerState:
-        average = state.params + weighted_mean(updates.deltas, updates.num_samples)
+        average = state.params + updates.aggregate(updates.deltas, updates.num_samples)
         if ctx.x_proxy is None or not len(ctx.x_proxy):
             return ServerState(params=average, extra=state.extra)
         clients = state.params + updates.deltas

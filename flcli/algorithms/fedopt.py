@@ -14,7 +14,6 @@ pseudo-gradient (an ascent direction) and steps with its own optimizer:
 
 import numpy as np
 
-from flcli.algorithms.aggregate import weighted_mean
 from flcli.algorithms.base import Algorithm, ClientUpdates, Context, ServerState
 
 
@@ -23,7 +22,7 @@ def fedavgm(ctx: Context, server_lr: float, server_momentum: float) -> Algorithm
         return ServerState(params=params.copy(), extra={"momentum": np.zeros_like(params)})
 
     def server_update(state: ServerState, updates: ClientUpdates) -> ServerState:
-        delta = weighted_mean(updates.deltas, updates.num_samples)
+        delta = updates.aggregate(updates.deltas, updates.num_samples)
         velocity = server_momentum * state.extra["momentum"] + delta
         return ServerState(state.params + server_lr * velocity, {"momentum": velocity})
 
@@ -47,7 +46,7 @@ def adaptive(kind: str):
             return ServerState(params=params.copy(), extra=extra)
 
         def server_update(state: ServerState, updates: ClientUpdates) -> ServerState:
-            delta = weighted_mean(updates.deltas, updates.num_samples)
+            delta = updates.aggregate(updates.deltas, updates.num_samples)
             m = beta1 * state.extra["m"] + (1 - beta1) * delta
             v = second_moment(kind, state.extra["v"], delta * delta, beta2)
             params = state.params + server_lr * m / (np.sqrt(v) + tau)

@@ -6,7 +6,6 @@ the server steps along their sample-weighted mean: w_{t+1} = w_t - eta_s sum_k n
 With every client sampled this is centralized full-batch gradient descent with step eta_s.
 """
 
-from flcli.algorithms.aggregate import weighted_mean
 from flcli.algorithms.base import Algorithm, ClientUpdates, Context, ServerState, plain_init
 from flcli.engine.local import LocalSpec
 
@@ -18,7 +17,7 @@ def fedsgd(ctx: Context, server_lr: float) -> Algorithm:
         return LocalSpec(epochs=1, batch_size=WHOLE_SHARD, lr=1.0)  # delta = -g_k
 
     def server_update(state: ServerState, updates: ClientUpdates) -> ServerState:
-        mean_delta = weighted_mean(updates.deltas, updates.num_samples)
+        mean_delta = updates.aggregate(updates.deltas, updates.num_samples)
         return ServerState(params=state.params + server_lr * mean_delta, extra=state.extra)
 
     return Algorithm(

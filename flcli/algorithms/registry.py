@@ -37,6 +37,10 @@ class AlgorithmInfo:
     drop_stragglers: bool = False  # what it does with stragglers unless told
     personalizes: bool = False  # needs clients' local test splits; logs personal_accuracy
     ensemble_factory: Callable[..., EnsembleAlgorithm] | None = None
+    # What the server update reads of single clients besides updates.aggregate, if anything:
+    # DP, secure aggregation and robust aggregators replace only the aggregate, so they are
+    # refused for an algorithm that reads more.
+    reads_clients: str | None = None
 
     @property
     def description(self) -> str:
@@ -77,11 +81,13 @@ ALGORITHMS = {
         "Karimireddy et al. 2020 (SCAFFOLD)",
         "control variates cancel client drift; strong label skew, many local steps",
         {"server_lr": 1.0},
+        reads_clients="each client's update to set its control variate",
     ),
     "fednova": AlgorithmInfo(
         fednova,
         "Wang et al. 2020 (FedNova)",
         "averages updates normalized by local steps; clients doing unequal work",
+        reads_clients="each client's step count to normalize its update",
     ),
     "fedavgm": AlgorithmInfo(
         fedavgm,
@@ -112,12 +118,14 @@ ALGORITHMS = {
         "Acar et al. 2021 (FedDyn)",
         "dynamic regularization --alpha-dyn aligns local and global optima; full participation",
         {"alpha_dyn": 0.01},
+        reads_clients="each client's update for its gradient state and the uniform mean",
     ),
     "qfedavg": AlgorithmInfo(
         qfedavg,
         "Li et al. 2020 (q-FFL)",
         "weighs clients with a high loss more (--q); when the worst clients matter (fairness)",
         {"q": 0.1},
+        reads_clients="each client's loss and update norm",
     ),
     "ditto": AlgorithmInfo(
         ditto,
@@ -131,6 +139,7 @@ ALGORITHMS = {
         "Lin et al. 2020 (FedDF)",
         "averages, then distills the clients' ensemble on a proxy set; models hard to average",
         {"temperature": 1.0, "distill_steps": 50, "proxy_fraction": 0.1},
+        reads_clients="each client's model to distill their ensemble",
         ensemble_factory=feddist_fitted,
     ),
     "fedbag": AlgorithmInfo(
@@ -138,6 +147,7 @@ ALGORITHMS = {
         "bagging, after Flower's FedXgbBagging",
         "the soft vote of the clients' fitted estimators (sklearn:RandomForestClassifier, ...)",
         ensemble_factory=fedbag,
+        reads_clients="each client's fitted estimator to let them vote",
     ),
     "fedavglu": AlgorithmInfo(
         fedavglu,

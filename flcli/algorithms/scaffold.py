@@ -11,7 +11,7 @@ SCAFFOLD equal to FedAvg when the corrections vanish on clients of different siz
 
 import numpy as np
 
-from flcli.algorithms.aggregate import scatter, weighted_mean
+from flcli.algorithms.aggregate import scatter
 from flcli.algorithms.base import Algorithm, ClientUpdates, Context, ServerState
 from flcli.engine.local import LocalWork
 
@@ -34,7 +34,7 @@ def scaffold(ctx: Context, server_lr: float) -> Algorithm:
         c, client_c = state.extra["c"], state.extra["client_c"]
         old = client_c[updates.ids]
         new = old - c - updates.deltas / (updates.num_steps[:, None] * ctx.lr)
-        step = weighted_mean(updates.deltas, updates.num_samples)
+        step = updates.aggregate(updates.deltas, updates.num_samples)
         extra = {
             "c": c + (new - old).sum(axis=0) / ctx.num_clients,
             "client_c": scatter(client_c, updates.ids, new),

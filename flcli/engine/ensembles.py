@@ -24,7 +24,8 @@ from flcli.config import TrainConfig
 from flcli.data.store import Partition
 from flcli.engine.evaluate import global_scores
 from flcli.engine.local import Cohort
-from flcli.engine.loop import RoundResult, build_algorithm, sample_clients, training_data
+from flcli.engine.loop import RoundResult, build_algorithm, training_data
+from flcli.engine.uplink import sample_clients
 from flcli.errors import RunFailed
 from flcli.rng import Purpose, rng
 

@@ -5,9 +5,12 @@ The metrics depend on the task: classification gives loss (mean cross-entropy) a
 regression gives loss (the mean squared error the models minimise), mse and r2.
 """
 
+import math
+
 import numpy as np
 
 CHUNK = 8192
+FAIRNESS = ("client_accuracy_mean", "client_accuracy_std", "client_accuracy_p10")
 
 
 def per_sample(model, w: np.ndarray, x: np.ndarray, y: np.ndarray):
@@ -89,9 +92,8 @@ def global_scores(model, w, partition, cohort) -> tuple[dict, dict, dict]:
     scores["train_loss"] = float(losses.mean())
     if accuracy is None:
         return scores, {}, {"loss": loss}
-    fairness = {
-        "client_accuracy_mean": float(accuracy.mean()),
-        "client_accuracy_std": float(accuracy.std()),
-        "client_accuracy_p10": float(np.percentile(accuracy, 10)),
-    }
+    fairness = dict.fromkeys(FAIRNESS, math.nan)  # a cohort can be empty (DP's Poisson sampling)
+    if len(accuracy):
+        values = (accuracy.mean(), accuracy.std(), np.percentile(accuracy, 10))
+        fairness = {name: float(value) for name, value in zip(FAIRNESS, values, strict=True)}
     return scores, fairness, {"loss": loss, "accuracy": accuracy}

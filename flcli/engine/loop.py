@@ -18,9 +18,18 @@ from flcli.data.holdout import hold_out_proxy
 from flcli.data.store import Partition
 from flcli.engine.backends import trainer_for
 from flcli.engine.evaluate import client_scores, global_scores, personal_scores
-from flcli.engine.local import Cohort, LocalSpec, LocalWork, steps_per_epoch
+from flcli.engine.local import Cohort, CohortResult, LocalSpec, LocalWork, steps_per_epoch
 from flcli.engine.stragglers import straggler_budgets
+from flcli.engine.uplink import (
+    build_uplink,
+    deliver,
+    epsilon_after,
+    initial_extra,
+    sample,
+    training_labels,
+)
 from flcli.errors import FLError, RunFailed
+from flcli.privacy.options import refuse_for_model
 from flcli.rng import Purpose, rng
 
 
@@ -29,11 +38,6 @@ class RoundResult:
     record: dict  # one row of rounds.csv
     state: ServerState  # the server state after this round
     clients: dict[str, np.ndarray] | None = None  # the round's rows of clients.csv, by column
-
-
-def sample_clients(seed: int, round: int, num_clients: int, cohort_size: int) -> np.ndarray:
-    chosen = rng(seed, Purpose.SAMPLE, round).choice(num_clients, cohort_size, replace=False)
-    return np.sort(chosen)
 
 
 def training_data(partition: Partition, config: TrainConfig) -> tuple[Partition, np.ndarray | None]:
@@ -51,6 +55,7 @@ def build_algorithm(partition: Partition, model, config: TrainConfig, x_proxy=No
             f"--algo {config.algo} scores personal models on clients' local test splits, which "
             "this partition lacks; re-create it with fl partition ... --client-test-fraction 0.2"
         )
+    refuse_for_model(config, model)
     if not getattr(model, "parametric", True) and config.stragglers:
         raise FLError(
             f"--stragglers applies to models trained in local steps; --model {model.name} is "
@@ -77,10 +82,17 @@ def run_rounds(
     partition, x_proxy = training_data(partition.astype(config.dtype), config)
     algorithm = build_algorithm(partition, model, config, x_proxy)
     train = trainer_for(model, config.backend, config.jobs, config.ray_address)
+    uplink = build_uplink(config, partition.num_clients)
     x, y = partition.x_train, partition.y_train
+    y_local = training_labels(uplink, y, partition.offsets, partition.num_classes)  # labelflip
+
+    def fit(cohort: Cohort, w: np.ndarray, spec: LocalSpec, round: int, work) -> CohortResult:
+        if not len(cohort.ids):  # DP's Poisson sampling can sample nobody
+            return CohortResult(np.empty((0, w.size), w.dtype), np.zeros(0, dtype=np.int64))
+        return train(model, x, y_local, cohort, w, spec, config.seed, round, work)
+
     base_spec = LocalSpec(config.local_epochs, config.batch_size, config.lr)
     spec = algorithm.local_spec(base_spec)
-    cohort_size = config.cohort_size(partition.num_clients)
     bytes_per_message = model.num_params * np.dtype(config.dtype).itemsize
     bytes_per_message *= algorithm.models_per_message
 
@@ -103,17 +115,22 @@ def run_rounds(
             correct = personal_scores(
                 model, personal, partition.x_client_test, partition.y_client_test, starts, sizes
             )
-            record["personal_accuracy"] = float(correct.sum() / max(sizes.sum(), 1))
+            tested = sizes.sum()  # 0 in a round that sampled nobody (DP's Poisson sampling)
+            record["personal_accuracy"] = float(correct.sum() / tested) if tested else math.nan
             clients["personal_accuracy"] = correct / np.maximum(sizes, 1)
+        if uplink.dp is not None:
+            record["epsilon"] = epsilon_after(uplink, round)
         return record, clients
 
     if resume_from is None:
         initial = model.init(rng(config.seed, Purpose.INIT))
         state = algorithm.server_init(initial, partition.num_clients)
+        state = replace(state, extra={**state.extra, **initial_extra(uplink)})
         everyone = np.arange(partition.num_clients)
         totals = {"bytes_up": 0, "bytes_down": 0, "elapsed_s": 0.0}
         personal = np.tile(state.params, (len(everyone), 1))  # nothing personalized yet
         record, clients = measure(state, 0, everyone, personal, totals)
+        record.update(dict.fromkeys(uplink.counts, 0))
         result = RoundResult(record, state, clients)
         yield result
     else:
@@ -122,7 +139,7 @@ def run_rounds(
     totals = {key: record[key] for key in ("bytes_up", "bytes_down", "elapsed_s")}
     clock = time.perf_counter() - totals["elapsed_s"]
     for round in range(record["round"] + 1, config.rounds + 1):
-        ids = sample_clients(config.seed, round, partition.num_clients, cohort_size)
+        ids = sample(uplink, round)
         cohort = Cohort.of(ids, partition.offsets)
         work = algorithm.client_work(state, ids)
         straggling = np.zeros(len(ids), dtype=bool)
@@ -134,32 +151,32 @@ def run_rounds(
             work = replace(work, max_steps=budgets)
         losses = None
         if algorithm.needs_client_losses:
-            losses, _ = client_scores(model, state.params, x, y, cohort.starts, cohort.sizes)
-        local = train(model, x, y, cohort, state.params, spec, config.seed, round, work)
-        kept = ~straggling if config.drop_stragglers else np.ones(len(ids), dtype=bool)
+            losses, _ = client_scores(model, state.params, x, y_local, cohort.starts, cohort.sizes)
+        local = fit(cohort, state.params, spec, round, work)
+        updates = ClientUpdates(
+            ids=ids,
+            deltas=local.params - state.params,
+            num_samples=cohort.sizes,
+            num_steps=local.num_steps,
+            losses=losses,
+        )
+        sent = ~straggling if config.drop_stragglers else np.ones(len(ids), dtype=bool)
+        delivery = deliver(uplink, round, updates, sent, state.extra)
         new_state = state
-        if kept.any():
-            updates = ClientUpdates(
-                ids=ids[kept],
-                deltas=local.params[kept] - state.params,
-                num_samples=cohort.sizes[kept],
-                num_steps=local.num_steps[kept],
-                losses=None if losses is None else losses[kept],
-            )
-            new_state = algorithm.server_update(state, updates)
+        if delivery.updates is not None:
+            new_state = algorithm.server_update(state, delivery.updates)
         personal = None
         if algorithm.personalize is not None:
 
             def train_personal(anchor, personal_work: LocalWork, epochs: int, at=(cohort, round)):
                 personal_spec = replace(base_spec, epochs=epochs)
-                return train(
-                    model, x, y, at[0], anchor, personal_spec, config.seed, at[1], personal_work
-                )
+                return fit(at[0], anchor, personal_spec, at[1], personal_work)
 
             new_state, personal = algorithm.personalize(state, new_state, ids, train_personal)
-        state = new_state
-        totals["bytes_down"] += len(ids) * bytes_per_message
-        totals["bytes_up"] += int(kept.sum()) * bytes_per_message
+        state = replace(new_state, extra={**new_state.extra, **delivery.extra})
+        totals["bytes_down"] += len(ids) * bytes_per_message + delivery.bytes_down
+        totals["bytes_up"] += delivery.messages_up * bytes_per_message + delivery.bytes_up
         totals["elapsed_s"] = time.perf_counter() - clock
         record, clients = measure(state, round, ids, personal, dict(totals))
+        record.update(delivery.counts)
         yield RoundResult(record, state, clients)

@@ -1,0 +1,82 @@
+import math
+
+import dp_accounting
+import numpy as np
+import pytest
+from dp_accounting import pld, rdp
+
+from flcli.errors import FLError
+from flcli.privacy import dp
+
+
+def accountant_says(ledger, q, z, rounds, delta):
+    """What dp-accounting itself returns, written out without flcli's helpers."""
+    event = dp_accounting.PoissonSampledDpEvent(q, dp_accounting.GaussianDpEvent(z))
+    ledger.compose(event, rounds)
+    return ledger.get_epsilon(delta)
+
+
+@pytest.mark.parametrize("accountant", ["rdp", "pld"])
+def test_epsilon_is_dp_accountings(accountant):
+    q, z, rounds, delta = 0.1, 1.1, 30, 1e-2
+    fresh = rdp.RdpAccountant() if accountant == "rdp" else pld.PLDAccountant()
+    expected = accountant_says(fresh, q, z, rounds, delta)
+    assert dp.epsilon(q, z, rounds, delta, accountant) == pytest.approx(expected, rel=1e-9)
+    assert dp.epsilon(q, z, 0, delta) == 0.0
+    assert dp.epsilon(q, 0.0, 3, delta) == math.inf
+
+
+def test_noise_for_epsilon_spends_the_budget_and_no_more():
+    q, rounds, delta, target = 0.1, 40, 1e-2, 2.0
+    z = dp.noise_for_epsilon(q, rounds, target, delta)
+    assert dp.epsilon(q, z, rounds, delta) <= target
+    assert dp.epsilon(q, z * 0.999, rounds, delta) > target
+    with pytest.raises(FLError, match="--dp-epsilon"):
+        dp.noise_for_epsilon(q, rounds, 0.0, delta)
+
+
+def test_clipping_scales_long_updates_to_the_bound_and_keeps_short_ones():
+    deltas = np.array([[3.0, 4.0], [0.3, 0.4], [0.0, 0.0]])
+    clipped, norms = dp.clip_updates(deltas, 1.0)
+    assert np.allclose(norms, [5.0, 0.5, 0.0])
+    assert np.allclose(clipped, [[0.6, 0.8], [0.3, 0.4], [0.0, 0.0]])
+
+
+def test_noised_mean_divides_by_the_expected_cohort_and_adds_noise_of_std_z_c():
+    spec = dp.DPSpec(noise_multiplier=2.0, sampling_rate=0.1, expected_clients=5.0, clip=0.5)
+    total = np.full(20_000, 1.0)
+    out = dp.noised_mean(total, 0.5, spec, seed=3, round=1)
+    assert abs(out.mean() - 1.0 / 5.0) < 0.01
+    assert out.std() == pytest.approx(2.0 * 0.5 / 5.0, rel=0.03)
+    again = dp.noised_mean(total, 0.5, spec, seed=3, round=1)
+    assert np.array_equal(out, again)  # addressed by (seed, NOISE, round)
+
+
+def test_adaptive_clip_tracks_the_target_quantile():
+    norms = np.arange(1.0, 101.0)
+    spec = dp.DPSpec(
+        noise_multiplier=0.0,
+        sampling_rate=1.0,
+        expected_clients=100.0,
+        target_quantile=0.3,
+        count_noise=0.0,
+    )
+    clip = 1.0
+    for round in range(300):
+        clip = dp.next_clip(clip, norms, spec, seed=0, round=round)
+    assert 27 <= clip <= 34
+
+
+def test_adaptive_clipping_splits_the_noise_between_the_two_queries():
+    spec = dp.DPSpec(noise_multiplier=1.0, sampling_rate=0.2, expected_clients=20.0)
+    assert spec.count_std == 1.0  # expected clients / 20
+    assert spec.update_noise_multiplier == pytest.approx((1.0 - 0.25) ** -0.5)
+    small = dp.DPSpec(noise_multiplier=1.0, sampling_rate=0.1, expected_clients=10.0)
+    with pytest.raises(FLError, match="more clients per round"):
+        _ = small.update_noise_multiplier
+
+
+def test_poisson_sampling_has_rate_q_and_is_addressed():
+    counts = [len(dp.poisson_sample(0, r, 1000, 0.1)) for r in range(1, 21)]
+    assert 80 < np.mean(counts) < 120
+    assert np.array_equal(dp.poisson_sample(0, 4, 1000, 0.1), dp.poisson_sample(0, 4, 1000, 0.1))
