@@ -33,9 +33,9 @@ lint: install
 	$(BIN)/ruff check flcli tests benchmarks
 	$(BIN)/ruff format --check flcli tests benchmarks
 
+# BENCH_QUICK=1: a smoke run into a temporary dir; FLOWER_PYTHON=PY: W1 against Flower too
 bench: install
-	$(BIN)/python benchmarks/engine.py
-	$(BIN)/python benchmarks/partition.py
+	$(BIN)/python benchmarks/run_all.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build *.egg-info

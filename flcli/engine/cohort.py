@@ -14,10 +14,10 @@ Each client's arithmetic is the same whatever the chunking, so the results are t
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from functools import cache
 
 import numpy as np
 
+from flcli.engine.blas import one_blas_thread
 from flcli.engine.local import (
     Cohort,
     CohortResult,
@@ -28,13 +28,6 @@ from flcli.engine.local import (
 )
 
 MIN_CHUNK = 32  # clients per thread, below which threads cost more than they save
-
-
-@cache
-def blas_controller():
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()
 
 
 def default_threads() -> int:
@@ -60,7 +53,7 @@ def train_cohort(
     threads = max(1, min(threads or default_threads(), size // MIN_CHUNK))
     bounds = np.linspace(0, size, threads + 1).astype(int)
     chunks = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-    with blas_controller().limit(limits=1, user_api="blas"):
+    with one_blas_thread():
         if threads == 1:
             return train_chunk(model, x, y, cohort, w_global, spec, seed, round, work)
         with ThreadPoolExecutor(threads) as pool:
