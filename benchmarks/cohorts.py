@@ -137,7 +137,8 @@ def fl_train_peak(part: Path, out: Path, per_round: int, rounds: int, dtype: str
         str(out),
     ]
     wall, peak, _ = timed(command)
-    return {"wall": wall, "peak_mib": peak, "command": " ".join(["fl", *command[3:]])}
+    shown = " ".join(["fl", *command[3:]]).replace(str(part.parent), "$WORK")
+    return {"wall": wall, "peak_mib": peak, "command": shown}
 
 
 def measure(quick: bool, work: Path) -> dict:
