@@ -1,6 +1,7 @@
 """Figures from run dirs: a mean line and a ±1 std band over seeds per group, one panel per
 facet value. Reads run.json and rounds.csv only (through flcli.runs), never the models."""
 
+import textwrap
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -226,7 +227,11 @@ def render(figure: Figure):
     nrows = -(-count // ncols)
     width = 6.4 if count == 1 else 3.6 * ncols + 0.6
     height = 4.0 if count == 1 else 3.0 * nrows + 0.4
-    height += 0.3 * figure.title.count("\n")
+    title = "\n".join(  # wrapped to the figure's width (about 11 characters an inch)
+        textwrap.fill(line, width=int(width * 11), break_on_hyphens=False)
+        for line in figure.title.split("\n")
+    )
+    height += 0.3 * title.count("\n")
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(
             nrows,
@@ -257,7 +262,7 @@ def render(figure: Figure):
                 ax.set_ylabel(METRIC_LABELS.get(figure.metric, figure.metric.replace("_", " ")))
             if row == nrows - 1:
                 ax.set_xlabel(figure.x_label)
-        fig.suptitle(figure.title)
+        fig.suptitle(title)
         if len(handles) > 1 or any(figure.legend[k] != k for k in figure.legend):
             add_legend(fig, handles)
     return fig
