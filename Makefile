@@ -4,8 +4,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 FL := $(BIN)/fl
 DEMO := results/demo
+SWEEP ?= experiments/noniid.toml
+JOBS ?= 2
+SWEEP_DIR = results/$(shell $(BIN)/python -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["name"])' $(SWEEP))
 
-.PHONY: venv install demo test lint bench clean
+.PHONY: venv install demo sweep figures test lint bench scale clean
 
 venv: $(BIN)/python
 
@@ -18,6 +21,11 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
+# the tests also cover the optional parts: the Ray backend and Parquet files
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,ray,parquet]'
+	touch $@
+
 demo: install
 	$(FL) partition digits --clients 10 --scheme iid --seed 0 --out $(DEMO)/iid
 	$(FL) partition digits --clients 10 --scheme dirichlet --alpha 0.1 --seed 0 --out $(DEMO)/dirichlet-0.1
@@ -26,7 +34,14 @@ demo: install
 	$(FL) plot $(DEMO)/runs --out $(DEMO)/accuracy.png
 	$(FL) report $(DEMO)/runs --target-accuracy 0.9
 
-test: install
+sweep: install
+	$(FL) sweep $(SWEEP) --jobs $(JOBS)
+
+figures: install
+	$(FL) plot $(SWEEP_DIR) --facet partition --out $(SWEEP_DIR)/accuracy.png
+	$(FL) report $(SWEEP_DIR) --out $(SWEEP_DIR)/report.md
+
+test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q
 
 lint: install
@@ -36,6 +51,9 @@ lint: install
 # BENCH_QUICK=1: a smoke run into a temporary dir; FLOWER_PYTHON=PY: W1 against Flower too
 bench: install
 	$(BIN)/python benchmarks/run_all.py
+
+scale: install
+	$(BIN)/python benchmarks/scale.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build *.egg-info

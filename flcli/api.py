@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from flcli.config import FLUSH_SECONDS, TrainConfig
 from flcli.data.holdout import with_client_test
 from flcli.data.store import Partition, load_partition, write_partition
+from flcli.engine.backends import check_backend
 from flcli.engine.loop import RoundResult, build_algorithm, run_rounds
 from flcli.errors import FLError, RunFailed
 from flcli.models.registry import make_model
@@ -86,6 +87,7 @@ def prepare_training(
     model = model_for(config, data)
     build_algorithm(data, model, config)
     config.cohort_size(data.num_clients)
+    check_backend(config.backend)
     run = open_run(out, config, Path(partition_dir), data.meta)
     resume_from = None
     if run.status != "completed" and run.rows:

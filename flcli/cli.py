@@ -1,6 +1,7 @@
 """The `fl` command line: options -> config -> one library call -> rich output."""
 
 import io
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -12,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from flcli.config import HYPERPARAMETERS, TrainConfig, parse_model_args
+from flcli.configfile import resolve_train_config
 from flcli.data.partition import SCHEMES
 from flcli.data.report import partition_report
 from flcli.errors import FLError, RunFailed
@@ -34,6 +36,7 @@ DEFAULTS = TrainConfig()
 HYPER_FLAGS = {name: flag for name, (flag, _, _) in HYPERPARAMETERS.items()}
 out = Console()
 err = Console(stderr=True)
+invocation: list[str] = []  # the arguments of this `fl` call, to print how to resume it
 
 
 def Default(help: str, key: str):
@@ -49,7 +52,7 @@ def lr_defaults() -> str:
     for name, spec in MODELS.items():
         by_lr.setdefault(spec.lr, []).append(name)
     shown = [f"{'/'.join(names)} {lr:g}" for lr, names in by_lr.items()]
-    return ", ".join([*shown, f"sklearn {SKLEARN_LR:g}"])
+    return ", ".join([*shown, f"sklearn {SKLEARN_LR:g} (forests, k-NN {MODELS['softmax'].lr:g})"])
 
 
 def Hyper(help: str):
@@ -181,11 +184,27 @@ def inspect_(
 @app.command(
     epilog="Example: fl train results/digits-iid --algo fedavg --model mlp --hidden 128,64 "
     "--rounds 30 --seed 0 --out results/runs/fedavg-mlp  ·  scikit-learn: --model "
-    "sklearn:SGDClassifier --model-arg alpha=0.001"
+    "sklearn:SGDClassifier --model-arg alpha=0.001  ·  repeat a run: "
+    "fl train --config results/runs/fedavg-mlp/run.json --out results/runs/again"
 )
 def train(
-    partition_dir: Annotated[Path, typer.Argument(help="A dir written by fl partition.")],
     out_dir: OutDir,
+    partition_dir: Annotated[
+        Path | None,
+        typer.Argument(
+            help="A dir written by fl partition (or `partition` in the --config file).",
+            show_default=False,
+        ),
+    ] = None,
+    config_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="A TOML file of train options (flags override it), or a run's run.json to "
+            "repeat that run.",
+            show_default=False,
+        ),
+    ] = None,
     algo: Annotated[
         str | None, Default("Aggregation algorithm (see: fl list algorithms).", "algo")
     ] = None,
@@ -197,7 +216,8 @@ def train(
         float | None,
         typer.Option(
             help="Local SGD learning rate; the default depends on --model (for sklearn:NAME it "
-            "only scales an algorithm's correction step).",
+            "only scales an algorithm's correction step; for forests, boosted trees and k-NN it "
+            "is the step of feddist's softmax student).",
             show_default=lr_defaults(),
         ),
     ] = None,
@@ -210,7 +230,23 @@ def train(
     ] = None,
     seed: Annotated[int | None, Default("Seed of every random stream.", "seed")] = None,
     backend: Annotated[
-        str | None, Default("vectorized (fast) or serial (reference).", "backend")
+        str | None,
+        Default(
+            "vectorized (fast), serial (reference), process (worker processes) or ray "
+            "(pip install 'flcli[ray]').",
+            "backend",
+        ),
+    ] = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            help="Worker processes (process) or CPUs of the local Ray (ray).",
+            show_default="all cores (process), 2 (ray)",
+        ),
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="Join this Ray cluster (e.g. auto) instead of starting a local one."),
     ] = None,
     checkpoint_every: Annotated[
         int | None,
@@ -293,6 +329,8 @@ def train(
         "fraction": fraction,
         "seed": seed,
         "backend": backend,
+        "jobs": jobs,
+        "ray_address": ray_address,
         "checkpoint_every": checkpoint_every,
         "hidden": hidden,
         "dtype": dtype,
@@ -314,9 +352,7 @@ def train(
         "proxy_fraction": proxy_fraction,
         "personal_epochs": personal_epochs,
     }
-    config = TrainConfig.from_dict(
-        {key: value for key, value in flags.items() if value is not None}
-    )
+    config, partition_dir = resolve_train_config(flags, config_file, partition_dir)
     training = api.prepare_training(partition_dir, config, out_dir, resume=resume)
     if training.already_completed:
         out.print(f"{out_dir} already holds this completed run; nothing to do")
@@ -330,12 +366,16 @@ def train(
     record = {}
     metric = "test_r2" if training.partition.task == "regression" else "test_accuracy"
     short = {"test_r2": "r2", "test_accuracy": "acc"}[metric]
-    with Progress(*columns, console=err, transient=False) as progress:
+    import numpy as np
+
+    # overflow shows up as a NaN loss, which stops the run with advice: no numpy warnings
+    with Progress(*columns, console=err, transient=False) as progress, np.errstate(all="ignore"):
         task = progress.add_task(
             f"{config.algo} rounds", total=config.rounds, short=short, metric="-", loss="-"
         )
+        rounds = training.rounds()
         try:
-            for record in training.rounds():
+            for record in rounds:
                 progress.update(
                     task,
                     completed=record["round"],
@@ -343,9 +383,11 @@ def train(
                     loss=f"{record['train_loss']:.4f}",
                 )
         except KeyboardInterrupt:
+            rounds.close()  # saves what was done and marks the run interrupted
+            again = shlex.join(["fl", *invocation, *(["--resume"] if not resume else [])])
             raise RunFailed(
-                f"interrupted after round {record.get('round', '-')}; continue it with the same "
-                "command and --resume"
+                f"interrupted after round {record.get('round', '-')}, saved in {out_dir}; "
+                f"continue it with: {again}"
             ) from None
     out.print(
         f"round {record['round']}: {metric.replace('_', ' ')} {record[metric]:.4f}, "
@@ -490,6 +532,106 @@ def report_table(summary) -> Table:
     return table
 
 
+@app.command(
+    epilog="Example: fl sweep experiments/noniid.toml --jobs 2  (again: does nothing; "
+    "interrupted: continues)"
+)
+def sweep(
+    sweep_file: Annotated[Path, typer.Argument(help="Sweep TOML: name, [base], [grid].")],
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            help="Runs at once; with --backend process or ray, workers per run.",
+            show_default="all cores",
+        ),
+    ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(help="Backend of every run (overrides the file).", show_default="the file's"),
+    ] = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="Results dir.", show_default="results/<name>"),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option(help="List the runs and which are done, run nothing.")
+    ] = False,
+) -> None:
+    """Run a grid of partitions x training runs in parallel; completed runs are skipped."""
+    from joblib.externals.loky import cpu_count
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from flcli.sweep import is_done, load_sweep, run_sweep
+
+    if jobs is not None and jobs < 1:
+        raise FLError(f"--jobs {jobs} must be a positive integer, e.g. 2")
+    overrides = {"backend": backend} if backend is not None else {}
+    plan = load_sweep(sweep_file, out_dir, overrides)
+    summary = f"{plan.name}: {len(plan.runs)} runs on {plan.num_partitions} partitions"
+    if dry_run:
+        table = Table(title=summary, box=None)
+        for column in ("run", "partition", "state"):
+            table.add_column(column)
+        for run in plan.runs:
+            table.add_row(run.run_id, run.partition_id, "done" if is_done(run) else "to run")
+        out.print(table)
+        return
+    columns = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[note]}"),
+    ]
+    counts = {"completed": 0, "skipped": 0, "failed": 0}
+    failures, finished = [], {}
+    with Progress(*columns, console=err, transient=False) as progress:
+        task = progress.add_task(summary, total=len(plan.runs), note="")
+        for outcome in run_sweep(plan, jobs or cpu_count()):
+            if outcome.status == "failed":
+                failures.append(outcome)
+            if outcome.kind == "partition":
+                progress.update(task, note=f"partition {outcome.id} {outcome.status}")
+                continue
+            counts[outcome.status] += 1
+            finished[outcome.id] = outcome
+            progress.update(
+                task,
+                advance=1,
+                note=", ".join(f"{n} {status}" for status, n in counts.items() if n),
+            )
+    out.print(sweep_table(plan, finished))
+    out.print(
+        f"{counts['completed']} trained, {counts['skipped']} already done, "
+        f"{counts['failed']} failed -> {plan.root}"
+    )
+    if failures:
+        for failure in failures:
+            err.print(
+                f"failed: {failure.kind} {failure.id}: {failure.message}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+        raise RunFailed(
+            f"{counts['failed']} of {len(plan.runs)} runs failed (listed above); fix them and "
+            "run the same command again: completed runs are skipped"
+        )
+
+
+def sweep_table(plan, finished: dict) -> Table:
+    table = Table(box=None)
+    for column, justify in (("run", "left"), ("status", "left"), ("test accuracy", "right")):
+        table.add_column(column, justify=justify)
+    for run in plan.runs:
+        outcome = finished.get(run.run_id)
+        if outcome is None:
+            continue
+        accuracy = outcome.record.get("test_accuracy")
+        table.add_row(run.run_id, outcome.status, "-" if accuracy is None else f"{accuracy:.4f}")
+    return table
+
+
 @app.command(name="list", epilog="Example: fl list algorithms")
 def list_(
     what: Annotated[str, typer.Argument(help="datasets, schemes, algorithms or models.")],
@@ -503,7 +645,7 @@ def list_(
         "datasets": catalogue(),
         "schemes": SCHEMES,
         "algorithms": {name: algorithm_line(info) for name, info in ALGORITHMS.items()},
-        "models": describe_models(list(ALGORITHMS)),
+        "models": describe_models(ALGORITHMS),
     }
     if what not in catalogues:
         raise FLError(f"cannot list {what!r}; choose one of: {', '.join(catalogues)}")
@@ -526,6 +668,7 @@ def algorithm_line(info) -> str:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of `fl`: errors become one line on stderr and an exit code, never a traceback."""
     command = typer.main.get_command(app)
+    invocation[:] = sys.argv[1:] if argv is None else argv
     try:
         code = command.main(args=argv, prog_name="fl", standalone_mode=False)
     except click_errors.NoArgsIsHelpError:  # the help was already shown

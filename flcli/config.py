@@ -35,9 +35,9 @@ HYPERPARAMETERS = {
     ),
 }
 
-BACKENDS = ("vectorized", "serial")
+BACKENDS = ("vectorized", "serial", "process", "ray")
 DTYPES = ("float64", "float32")
-NOT_IN_DIGEST = ("backend", "checkpoint_every")
+NOT_IN_DIGEST = ("backend", "jobs", "ray_address", "checkpoint_every")
 FLUSH_SECONDS = 1.0  # without --checkpoint-every, rounds.csv and the checkpoint lag at most this
 
 
@@ -53,6 +53,8 @@ class TrainConfig:
     fraction: float | None = None
     seed: int = 0
     backend: str = "vectorized"
+    jobs: int | None = None  # worker processes (process) or CPUs of a local Ray (ray)
+    ray_address: str | None = None  # join this Ray cluster instead of starting a local one
     checkpoint_every: int | None = None
     hidden: tuple[int, ...] | None = None  # --model mlp only; None: (128, 64)
     dtype: str = "float64"
@@ -96,6 +98,8 @@ class TrainConfig:
             raise FLError(f"--fraction {self.fraction} must be in (0, 1], e.g. 0.1")
         if self.checkpoint_every is not None and self.checkpoint_every < 1:
             raise FLError(f"--checkpoint-every {self.checkpoint_every} must be at least 1")
+        if self.jobs is not None and (not isinstance(self.jobs, int) or self.jobs < 1):
+            raise FLError(f"--jobs {self.jobs} must be a positive integer, e.g. 2")
         if self.backend not in BACKENDS:
             raise FLError(f"unknown backend {self.backend!r}; choose one of: {', '.join(BACKENDS)}")
         if not 0 <= self.stragglers <= 1:

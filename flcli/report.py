@@ -15,7 +15,13 @@ from flcli.runs import Group, Run, lower_is_better, pooling_notes, require_colum
 
 FORMATS = ("table", "markdown", "csv")
 FAIRNESS = "client_accuracy_p10"
+PERSONAL = "personal_accuracy"
 PRIVACY = "epsilon"
+OPTIONAL = {  # rounds.csv columns reported (their final value) when some run has them
+    FAIRNESS: "p10 client accuracy",
+    PERSONAL: "personal accuracy",
+    PRIVACY: "ε",
+}
 
 
 @dataclass
@@ -34,8 +40,8 @@ class Report:
 
     @property
     def optional(self) -> list[str]:
-        """The optional columns some group has: fairness, privacy."""
-        return [c for c in (FAIRNESS, PRIVACY) if any(f"{c}_mean" in row for row in self.rows)]
+        """The optional columns some group has: fairness, personalization, privacy."""
+        return [c for c in OPTIONAL if any(f"{c}_mean" in row for row in self.rows)]
 
 
 @dataclass(frozen=True)
@@ -72,7 +78,7 @@ def summarize_group(group: Group, metric: str, target: float | None) -> dict[str
     row["rounds_max"] = int(max(run.column("round").iloc[-1] for run in runs))
     row["final_mean"], row["final_std"] = spread([run.column(metric).iloc[-1] for run in runs])
     row["best_mean"], row["best_std"] = spread([pick_best(run.column(metric)) for run in runs])
-    for column in (FAIRNESS, PRIVACY):
+    for column in OPTIONAL:
         having = [run for run in runs if column in run.rounds.columns]
         if having:
             finals = [run.column(column).dropna().iloc[-1] for run in having]
@@ -200,7 +206,7 @@ def header_of(report: Report) -> list[str]:
     if report.target is not None:
         goal = f"{report.target:g}"
         header += [f"rounds to {goal}", f"bytes up to {goal}", f"seconds to {goal}"]
-    header += [{FAIRNESS: "p10 client accuracy", PRIVACY: "ε"}[c] for c in report.optional]
+    header += [OPTIONAL[c] for c in report.optional]
     if report.baseline is not None:
         header.append(f"speed-up vs {report.baseline}")
     return header

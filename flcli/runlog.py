@@ -13,7 +13,7 @@ import numpy as np
 
 from flcli import __version__
 from flcli.algorithms.base import ServerState
-from flcli.config import TrainConfig
+from flcli.config import NOT_IN_DIGEST, TrainConfig
 from flcli.errors import FLError
 from flcli.fileio import atomic_write, atomic_write_json, atomic_write_text
 
@@ -88,7 +88,8 @@ class RunDir:
     def checkpoint(self) -> tuple[dict, ServerState] | None:
         """The last round's record and server state, or None when no round was logged."""
         file = self.path / "checkpoint.npz"
-        if not file.is_file():
+        if not file.is_file():  # killed before the first checkpoint: start from round 0
+            self.rows, self.client_rows = [], []
             return None
         with np.load(file, allow_pickle=False) as npz:
             round = int(npz["round"])
@@ -140,13 +141,16 @@ def open_run(out: Path, config: TrainConfig, partition_dir: Path, partition_meta
                 f"--out {out} holds a run of a different config or partition; "
                 "choose a new --out or delete it"
             )
-        info["config"]["backend"] = config.backend
+        for leftover in out.glob(".*.tmp"):  # a write cut short by a killed process
+            leftover.unlink(missing_ok=True)
+        resolved = config.to_dict()  # how this session computes and saves may differ
+        info["config"].update({key: resolved[key] for key in NOT_IN_DIGEST})
         return RunDir(out, info, _read_rows(out / "rounds.csv"), _read_rows(out / "clients.csv"))
     out.mkdir(parents=True)
     info = {
         "status": "running",
         "config": config.to_dict(),
-        "partition": str(partition_dir),
+        "partition": str(Path(partition_dir).resolve()),  # so --config run.json works anywhere
         "partition_meta": {
             key: partition_meta[key]
             for key in ("dataset", "scheme", "params", "num_clients", "seed")

@@ -252,7 +252,19 @@ def varying_keys(runs: list[Run]) -> list[str]:
             continue
         if len({json.dumps(s.get(key), sort_keys=True) for s in all_settings}) > 1:
             varying.append(key)
+    if "algo" in varying:  # an algorithm's own defaults (its server_lr, say) say nothing new
+        varying = ["algo"] + [k for k in varying if k != "algo" and not set_by_algo(runs, k)]
     return varying
+
+
+def set_by_algo(runs: list[Run], key: str) -> bool:
+    """Whether the setting `key` takes one value among the runs of each algorithm."""
+    seen: dict[Any, str] = {}
+    for run in runs:
+        value = json.dumps(run.settings.get(key), sort_keys=True)
+        if seen.setdefault(run.settings.get("algo"), value) != value:
+            return False
+    return True
 
 
 def group_runs(

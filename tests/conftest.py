@@ -164,3 +164,36 @@ def write_run(
     if with_rounds:
         frame.to_csv(path / "rounds.csv", index=False)
     return path
+
+
+def write_generated_partition(out, x_train, y_train, sizes, x_test, y_test, num_classes):
+    """A partition dir from arrays (rows already grouped by client), without a dataset loader."""
+    from flcli.data.stats import heterogeneity, label_counts_from_offsets
+    from flcli.data.store import Partition, array_hash, write_partition
+
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    arrays = {
+        "x_train": x_train,
+        "y_train": y_train,
+        "offsets": offsets,
+        "x_test": x_test,
+        "y_test": y_test,
+    }
+    counts = label_counts_from_offsets(y_train, offsets, num_classes)
+    meta = {
+        "dataset": "generated",
+        "scheme": "natural",
+        "params": {},
+        "seed": 0,
+        "num_clients": len(sizes),
+        "num_classes": num_classes,
+        "num_features": int(x_train.shape[1]),
+        "num_train": len(y_train),
+        "num_test": len(y_test),
+        "client_sizes": [int(s) for s in sizes],
+        "label_counts": counts.tolist(),
+        "heterogeneity": heterogeneity(counts),
+        "hash": array_hash(arrays),
+    }
+    write_partition(Partition(meta=meta, **arrays), out)
+    return out

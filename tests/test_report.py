@@ -95,9 +95,12 @@ def test_each_group_is_compared_with_the_baseline_of_its_own_partition(tmp_path)
 def test_fedprox_mu_does_not_stop_the_match_with_fedavg(tmp_path):
     write_run(tmp_path / "a", [0.1, 0.5, 0.9], algo="fedavg")
     write_run(tmp_path / "p", [0.1, 0.9, 0.9], algo="fedprox", algo_params={"mu": 0.01})
+    write_run(tmp_path / "q", [0.1, 0.5, 0.9], algo="fedprox", algo_params={"mu": 1.0})
     report = summarize(group_runs(find_runs([tmp_path])), "test_accuracy", 0.8)
     assert report.keys == ["algo", "mu"]
-    assert rows_by_algo(report)["fedprox"]["speedup"] == pytest.approx(2.0)
+    speedups = {(row["algo"], row["mu"]): row["speedup"] for row in report.rows}
+    assert speedups[("fedprox", 0.01)] == pytest.approx(2.0)
+    assert speedups[("fedprox", 1.0)] == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize(
@@ -122,17 +125,21 @@ def test_a_run_missing_a_needed_column_is_named(tmp_path):
         summarize(groups, "test_accuracy", target=0.5)
 
 
-def test_fairness_and_privacy_columns_only_when_logged(tmp_path):
+def test_fairness_personal_and_privacy_columns_only_when_logged(tmp_path):
     plain = summarize(group_runs(make_runs(tmp_path / "a")), "test_accuracy")
     assert plain.optional == []
-    extra = {"client_accuracy_p10": [0.0, 0.2, 0.4, 0.6], "epsilon": [0.0, 1.0, 2.0, 3.0]}
+    extra = {
+        "client_accuracy_p10": [0.0, 0.2, 0.4, 0.6],
+        "personal_accuracy": [0.1, 0.5, 0.7, 0.95],
+        "epsilon": [0.0, 1.0, 2.0, 3.0],
+    }
     private = summarize(
         group_runs(make_runs(tmp_path / "b", extra=extra)), "test_accuracy", target=0.8
     )
-    assert private.optional == ["client_accuracy_p10", "epsilon"]
+    assert private.optional == ["client_accuracy_p10", "personal_accuracy", "epsilon"]
     header, cells = text_cells(private)
-    assert header[-3:] == ["p10 client accuracy", "ε", "speed-up vs fedavg"]
-    assert cells[0][-3:-1] == ["0.600 ± 0.000", "3.000 ± 0.000"]
+    assert header[-4:] == ["p10 client accuracy", "personal accuracy", "ε", "speed-up vs fedavg"]
+    assert cells[0][-4:-1] == ["0.600 ± 0.000", "0.950 ± 0.000", "3.000 ± 0.000"]
 
 
 def test_unfinished_failed_and_unlogged_runs_are_shown_not_crashed_on(tmp_path):

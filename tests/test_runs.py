@@ -104,8 +104,8 @@ def test_default_groups_are_every_setting_that_varies_except_seeds(tmp_path):
     assert [g.label for g in groups] == [
         "fedavg, iid",
         "fedavg, dirichlet(α=0.1)",
-        "fedprox, iid, μ=0.01",
-        "fedprox, dirichlet(α=0.1), μ=0.01",
+        "fedprox, iid",
+        "fedprox, dirichlet(α=0.1)",
         "scaffold, iid",
         "scaffold, dirichlet(α=0.1)",
     ]
@@ -132,9 +132,18 @@ def test_within_a_facet_the_facet_key_is_not_a_group_key(tmp_path):
     iid = [run for run in runs if run.settings["scheme"] == "iid"]
     assert [g.label for g in group_runs(iid, None, within="partition")] == [
         "fedavg",
-        "fedprox, μ=0.01",
+        "fedprox",
         "scaffold",
     ]
+
+
+def test_a_setting_that_follows_from_the_algorithm_is_not_a_group_key(tmp_path):
+    write_run(tmp_path / "a", [0.1, 0.5], algo="fedavg")
+    write_run(tmp_path / "b", [0.1, 0.5], algo="fedadam", algo_params={"server_lr": 0.1})
+    assert [g.label for g in group_runs(find_runs([tmp_path]))] == ["fedavg", "fedadam"]
+    write_run(tmp_path / "c", [0.1, 0.5], algo="fedadam", algo_params={"server_lr": 1.0})
+    labels = [g.label for g in group_runs(find_runs([tmp_path]))]
+    assert labels == ["fedavg", "fedadam, server_lr=0.1", "fedadam, server_lr=1"]
 
 
 def test_an_unknown_key_lists_the_known_ones(tmp_path):

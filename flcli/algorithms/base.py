@@ -77,3 +77,25 @@ class Algorithm:
     personalize: Personalize | None = None
     needs_client_losses: bool = False
     models_per_message: int = 1  # SCAFFOLD sends a control variate with each model
+
+
+@dataclass(frozen=True)
+class EnsembleAlgorithm:
+    """An algorithm over fitted estimators without parameters to average (flcli.models.ensemble):
+    each round the sampled clients fit members from scratch on their shards, and
+
+    - server_init(init_rng, num_clients) -> ServerState;
+    - server_update(state, round, ids, members) -> ServerState, members being the round's fitted
+      estimators in the order of ids;
+    - voters(state) -> [M, 2] (client, round) of the members whose soft vote is the global model,
+      or None when the global model is the parametric `student` with parameters state.params.
+
+    The state holds arrays only (so checkpoint.npz captures it); a member is a deterministic
+    function of (client, round), so voters are refitted on resume rather than pickled.
+    """
+
+    name: str
+    server_init: Callable[[np.random.Generator, int], ServerState]
+    server_update: Callable[[ServerState, int, np.ndarray, list], ServerState]
+    voters: Callable[[ServerState], np.ndarray | None]
+    student: object | None = None

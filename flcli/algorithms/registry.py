@@ -1,5 +1,9 @@
 """--algo names -> factories, with the paper, when to use each, and the hyperparameters each takes.
 
+`factory` builds the algorithm for parametric models (a flat parameter vector); `ensemble_factory`
+for scikit-learn classifiers without parameters to average (flcli.models.ensemble); None where the
+algorithm cannot take such models.
+
 `defaults` lists every hyperparameter (a TrainConfig field) the algorithm accepts, with its
 default; a callable default is computed from the config (Ditto: personal epochs = local epochs).
 """
@@ -8,9 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from flcli.algorithms.base import Algorithm, Context
+from flcli.algorithms.base import Algorithm, Context, EnsembleAlgorithm
 from flcli.algorithms.fedavg import fedavg
+from flcli.algorithms.fedbag import fedbag
 from flcli.algorithms.feddf import feddist
+from flcli.algorithms.feddf_fitted import feddist_fitted
 from flcli.algorithms.feddyn import feddyn
 from flcli.algorithms.fednova import fednova
 from flcli.algorithms.fedopt import fedadagrad, fedadam, fedavgm, fedyogi
@@ -24,16 +30,25 @@ from flcli.errors import FLError
 
 @dataclass(frozen=True)
 class AlgorithmInfo:
-    factory: Callable[..., Algorithm]
+    factory: Callable[..., Algorithm] | None
     paper: str
     use_when: str
     defaults: dict[str, Any] = field(default_factory=dict)
     drop_stragglers: bool = False  # what it does with stragglers unless told
     personalizes: bool = False  # needs clients' local test splits; logs personal_accuracy
+    ensemble_factory: Callable[..., EnsembleAlgorithm] | None = None
 
     @property
     def description(self) -> str:
-        return f"{self.paper}: {self.use_when}"
+        return f"{self.paper}: {self.use_when}{self.models}"
+
+    @property
+    def models(self) -> str:
+        if self.factory is None:
+            return " (models without parameters to average only)"
+        if self.ensemble_factory is not None:
+            return " (also models without parameters to average)"
+        return ""
 
 
 ADAPTIVE = {"server_lr": 0.1, "beta1": 0.9, "beta2": 0.99, "tau": 1e-3}
@@ -116,6 +131,13 @@ ALGORITHMS = {
         "Lin et al. 2020 (FedDF)",
         "averages, then distills the clients' ensemble on a proxy set; models hard to average",
         {"temperature": 1.0, "distill_steps": 50, "proxy_fraction": 0.1},
+        ensemble_factory=feddist_fitted,
+    ),
+    "fedbag": AlgorithmInfo(
+        None,
+        "bagging, after Flower's FedXgbBagging",
+        "the soft vote of the clients' fitted estimators (sklearn:RandomForestClassifier, ...)",
+        ensemble_factory=fedbag,
     ),
     "fedavglu": AlgorithmInfo(
         fedavglu,
@@ -133,6 +155,23 @@ def algorithm_info(name: str) -> AlgorithmInfo:
     return ALGORITHMS[name]
 
 
-def make_algorithm(name: str, hyperparameters: dict[str, Any], context: Context) -> Algorithm:
-    """The algorithm `name` with its hyperparameters (already resolved and validated)."""
-    return algorithm_info(name).factory(context, **hyperparameters)
+def make_algorithm(
+    name: str, hyperparameters: dict[str, Any], context: Context
+) -> Algorithm | EnsembleAlgorithm:
+    """The algorithm `name` with its hyperparameters (already resolved and validated), in its
+    parametric or its ensemble form as the model requires; FLError when it takes no such model."""
+    info = algorithm_info(name)
+    if getattr(context.model, "parametric", True):
+        if info.factory is None:
+            raise FLError(
+                f"--algo {name} combines models without parameters to average; use it with "
+                "e.g. --model sklearn:RandomForestClassifier, or choose --algo fedavg"
+            )
+        return info.factory(context, **hyperparameters)
+    if info.ensemble_factory is None:
+        takes = [other for other, i in ALGORITHMS.items() if i.ensemble_factory is not None]
+        raise FLError(
+            f"--model {context.model.name} has no parameters to average, so --algo {name} "
+            f"cannot combine it; use --algo {' or --algo '.join(takes)}"
+        )
+    return info.ensemble_factory(context, **hyperparameters)

@@ -1,4 +1,8 @@
-"""--backend names -> the function that trains a cohort."""
+"""--backend names -> the function that trains a cohort.
+
+vectorized and serial are plain functions; process and ray are trainers with the same signature
+that hold a run's shared data and workers (make_backend builds one per run).
+"""
 
 from flcli.engine.cohort import train_cohort
 from flcli.engine.serial import train_serial
@@ -9,11 +13,32 @@ BACKENDS = {
 }
 
 
-def trainer_for(model, backend: str):
-    """The trainer of a round's cohort: the backend's, unless the model trains itself client by
+def make_backend(name: str, jobs: int | None = None, ray_address: str | None = None):
+    """The trainer of --backend `name` for one run."""
+    if name == "process":
+        from flcli.engine.process import ProcessTrainer
+
+        return ProcessTrainer(jobs)
+    if name == "ray":
+        from flcli.engine.raybackend import RayTrainer
+
+        return RayTrainer(jobs, ray_address)
+    return BACKENDS[name]
+
+
+def check_backend(name: str) -> None:
+    """Raise FLError now, before a run starts, when the backend cannot work here."""
+    if name == "ray":
+        from flcli.engine.raybackend import import_ray
+
+        import_ray()
+
+
+def trainer_for(model, backend: str, jobs: int | None = None, ray_address: str | None = None):
+    """The trainer of a run's cohorts: the backend's, unless the model trains itself client by
     client (scikit-learn estimators, which cannot be vectorized over a cohort)."""
     if getattr(model, "trains_client_by_client", False):
         from flcli.engine.estimators import train_estimators
 
         return train_estimators
-    return BACKENDS[backend]
+    return make_backend(backend, jobs, ray_address)

@@ -81,3 +81,24 @@ def personal_scores(
             for w, s, n in zip(W, starts, sizes, strict=True)
         ]
     )
+
+
+def global_scores(model, w, partition, cohort) -> tuple[dict, dict, dict]:
+    """What a round logs of the global model w: (test metrics as test_* and train_loss on all the
+    partition's training rows; the fairness columns client_accuracy_mean/_std/_p10; each cohort
+    client's loss and accuracy on its rows [K]), from one pass over the training data."""
+    test = evaluate(model, w, partition.x_test, partition.y_test)
+    losses, correct = per_sample(model, w, partition.x_train, partition.y_train)
+    rows = client_rows(cohort.starts, cohort.sizes)
+    correct = None if correct is None else correct[rows]
+    loss, accuracy = per_client(losses[rows], correct, cohort.sizes)
+    scores = {f"test_{name}": value for name, value in test.items()}
+    scores["train_loss"] = float(losses.mean())
+    if accuracy is None:
+        return scores, {}, {"loss": loss}
+    fairness = {
+        "client_accuracy_mean": float(accuracy.mean()),
+        "client_accuracy_std": float(accuracy.std()),
+        "client_accuracy_p10": float(np.percentile(accuracy, 10)),
+    }
+    return scores, fairness, {"loss": loss, "accuracy": accuracy}

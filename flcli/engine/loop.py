@@ -17,14 +17,7 @@ from flcli.config import TrainConfig
 from flcli.data.holdout import hold_out_proxy
 from flcli.data.store import Partition
 from flcli.engine.backends import trainer_for
-from flcli.engine.evaluate import (
-    client_rows,
-    client_scores,
-    evaluate,
-    per_client,
-    per_sample,
-    personal_scores,
-)
+from flcli.engine.evaluate import client_scores, global_scores, personal_scores
 from flcli.engine.local import Cohort, LocalSpec, LocalWork, steps_per_epoch
 from flcli.engine.stragglers import straggler_budgets
 from flcli.errors import FLError, RunFailed
@@ -58,6 +51,11 @@ def build_algorithm(partition: Partition, model, config: TrainConfig, x_proxy=No
             f"--algo {config.algo} scores personal models on clients' local test splits, which "
             "this partition lacks; re-create it with fl partition ... --client-test-fraction 0.2"
         )
+    if not getattr(model, "parametric", True) and config.stragglers:
+        raise FLError(
+            f"--stragglers applies to models trained in local steps; --model {model.name} is "
+            "fitted once per round, so drop --stragglers"
+        )
     context = Context(model, partition.num_clients, config.lr, x_proxy)
     return make_algorithm(config.algo, config.hyperparameters(), context)
 
@@ -69,10 +67,16 @@ def run_rounds(
     resume_from: RoundResult | None = None,
 ) -> Iterator[RoundResult]:
     """Yield round 0 (the initial model) and every round up to config.rounds, or continue after
-    resume_from (the last round a previous run completed)."""
+    resume_from (the last round a previous run completed). Models without parameters to average
+    run in flcli.engine.ensembles instead."""
+    if not getattr(model, "parametric", True):
+        from flcli.engine.ensembles import run_ensemble_rounds
+
+        yield from run_ensemble_rounds(partition, model, config, resume_from)
+        return
     partition, x_proxy = training_data(partition.astype(config.dtype), config)
     algorithm = build_algorithm(partition, model, config, x_proxy)
-    train = trainer_for(model, config.backend)
+    train = trainer_for(model, config.backend, config.jobs, config.ray_address)
     x, y = partition.x_train, partition.y_train
     base_spec = LocalSpec(config.local_epochs, config.batch_size, config.lr)
     spec = algorithm.local_spec(base_spec)
@@ -81,33 +85,18 @@ def run_rounds(
     bytes_per_message *= algorithm.models_per_message
 
     def measure(state, round, ids, personal, totals) -> tuple[dict, dict]:
-        test = evaluate(model, state.params, partition.x_test, partition.y_test)
-        losses, correct = per_sample(model, state.params, x, y)  # the clients' scores come along
-        train_loss = float(losses.mean())
+        cohort = Cohort.of(ids, partition.offsets)
+        scores, fairness, per_client_scores = global_scores(model, state.params, partition, cohort)
+        train_loss = scores["train_loss"]
         if not (math.isfinite(train_loss) and np.isfinite(state.params).all()):
             raise RunFailed(
                 f"training diverged at round {round} (loss {train_loss}); "
                 f"try a smaller --lr, e.g. {config.lr / 10:g}"
             )
-        cohort = Cohort.of(ids, partition.offsets)
-        rows = client_rows(cohort.starts, cohort.sizes)
-        loss, accuracy = per_client(
-            losses[rows], None if correct is None else correct[rows], cohort.sizes
-        )
-        record = {
-            "round": round,
-            **{f"test_{name}": value for name, value in test.items()},
-            "train_loss": train_loss,
-            "clients": len(ids) if round else 0,
-            **totals,
-        }
+        record = {"round": round, **scores, "clients": len(ids) if round else 0, **totals}
+        record.update(fairness)
         clients = {"round": np.full(len(ids), round), "client": ids, "n": cohort.sizes}
-        clients["loss"] = loss
-        if accuracy is not None:
-            record["client_accuracy_mean"] = float(accuracy.mean())
-            record["client_accuracy_std"] = float(accuracy.std())
-            record["client_accuracy_p10"] = float(np.percentile(accuracy, 10))
-            clients["accuracy"] = accuracy
+        clients.update(per_client_scores)
         if algorithm.personalize is not None:
             offsets = partition.client_test_offsets
             starts, sizes = offsets[ids], offsets[ids + 1] - offsets[ids]

@@ -44,13 +44,25 @@ SKLEARN_MODELS = {  # name: (tasks, description)
         "any estimator with coef_/intercept_ or coefs_/intercepts_; --model-arg key=value",
     ),
 }
+FITTED_MODELS = {  # classifiers without parameters to average: name -> description
+    "sklearn:RandomForestClassifier": "a random forest fitted per client",
+    "sklearn:HistGradientBoostingClassifier": "gradient-boosted trees fitted per client",
+    "sklearn:KNeighborsClassifier": "k nearest neighbours in each client's shard",
+    "sklearn:CLASSIFIER": "any classifier without coef_/coefs_ to average",
+}
 SKLEARN_LR = 0.1  # for sklearn models --lr only scales the algorithm's correction step
+# families of estimators without parameters to average: --lr is then the step of feddist's softmax
+# student, whose default it takes
+UNPARAMETRIC_FAMILIES = ("sklearn.ensemble", "sklearn.neighbors", "sklearn.tree")
 
 
 def default_lr(name: str) -> float:
     """The default --lr of a model (models differ in scale: an MLP needs smaller steps)."""
     if name.startswith(SKLEARN_PREFIX):
-        return SKLEARN_LR
+        from flcli.models.sklearn import find_estimator
+
+        family = find_estimator(name[len(SKLEARN_PREFIX) :]).__module__
+        return MODELS["softmax"].lr if family.startswith(UNPARAMETRIC_FAMILIES) else SKLEARN_LR
     return MODELS[name].lr if name in MODELS else MODELS["softmax"].lr
 
 
@@ -101,15 +113,20 @@ def make_model(
     return MLP(num_features, tuple(hidden or DEFAULT_HIDDEN), num_classes, dtype)
 
 
-def describe_models(algorithms: list[str]) -> dict[str, str]:
+def describe_models(algorithms: dict) -> dict[str, str]:
     """One line per model for `fl list models`: its task, the algorithms that accept it, what it
-    is. Every model here is parametric (a flat parameter vector), so every --algo accepts it; with
-    sklearn models a gradient correction (FedProx, SCAFFOLD) is applied after each local pass."""
-    every = "all algorithms" if len(algorithms) > 1 else ", ".join(algorithms)
+    is. `algorithms` is the --algo registry: parametric models go with those having a `factory`
+    (with sklearn models a gradient correction such as FedProx's is applied after each local
+    pass); classifiers without parameters with those having an `ensemble_factory`."""
+    left_out = [name for name, info in algorithms.items() if info.factory is None]
+    every = f"all but {', '.join(left_out)}" if left_out else "all algorithms"
+    fitted = ", ".join(name for name, info in algorithms.items() if info.ensemble_factory)
     lines = {}
     for name, spec in MODELS.items():
         tasks = "either" if len(spec.tasks) > 1 else spec.tasks[0]
-        lines[name] = f"{tasks:<15} {every:<15} {spec.description}"
+        lines[name] = f"{tasks:<15} {every:<16} {spec.description}"
     for name, (tasks, text) in SKLEARN_MODELS.items():
-        lines[name] = f"{tasks:<15} {every:<15} {text}"
+        lines[name] = f"{tasks:<15} {every:<16} {text}"
+    for name, text in FITTED_MODELS.items():
+        lines[name] = f"{'classification':<15} {fitted:<16} {text}"
     return lines

@@ -1,4 +1,5 @@
-"""Any scikit-learn estimator with parameters to average, as a flcli model.
+"""Any scikit-learn estimator with parameters to average, as a flcli model (classifiers without
+them become flcli.models.ensemble.FittedClassifiers, for feddist and fedbag).
 
 The parameters are the estimator's fitted coef_/intercept_ (linear models) or coefs_/intercepts_
 (MLPs), laid out as one flat vector, so every parametric algorithm works unchanged. A client trains
@@ -28,10 +29,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from flcli.errors import FLError
+from flcli.models.ensemble import FittedClassifiers, has_parameters
 
 LINEAR = ("coef_", "intercept_")
 LAYERED = ("coefs_", "intercepts_")
-COMMON_MODULES = ("linear_model", "neural_network", "svm")
+COMMON_MODULES = ("linear_model", "neural_network", "svm", "ensemble", "neighbors", "tree")
 
 
 def find_estimator(name: str) -> type:
@@ -201,7 +203,9 @@ def make_estimator_model(
     task: str,
     model_args: dict,
     dtype: str = "float64",
-) -> EstimatorModel:
+) -> "EstimatorModel | FittedClassifiers":
+    """The adapter of estimator `name`: an EstimatorModel when the fitted estimator has
+    coef_/coefs_ to average, else FittedClassifiers (for feddist and fedbag)."""
     from sklearn.base import is_classifier, is_regressor
 
     cls = find_estimator(name)
@@ -241,4 +245,11 @@ def make_estimator_model(
         message = str(bad).splitlines()[0]
         given = ", ".join(f"{k}={v!r}" for k, v in model_args.items()) or "defaults"
         raise FLError(f"--model-arg ({given}): {message}") from None
+    if not has_parameters(estimator):
+        if task != "classification":
+            raise FLError(
+                f"--model sklearn:{name} has no coef_/coefs_ to average, and feddist and fedbag "
+                "combine classifiers only; choose a parametric regressor (e.g. sklearn:Ridge)"
+            )
+        return FittedClassifiers(cls(**model_args), num_features, num_classes)
     return EstimatorModel(estimator, model_args, task, num_classes, dtype)

@@ -1,0 +1,96 @@
+"""--backend ray: chunks of the cohort as Ray tasks (optional extra: pip install 'flcli[ray]').
+
+The training arrays are put in Ray's object store once per run; each round's tasks get references
+to them (read zero-copy by the workers), their chunk of the cohort, the global model and the spec.
+--ray-address joins an existing cluster (flcli must be installed on its nodes); otherwise a local
+Ray with --jobs CPUs (default 2) is started and kept for the rest of the process.
+"""
+
+import logging
+
+import numpy as np
+
+from flcli.engine.chunks import chunks_of, join
+from flcli.engine.cohort import train_cohort
+from flcli.engine.local import Cohort, CohortResult, LocalSpec, LocalWork
+from flcli.errors import FLError
+
+LOCAL_CPUS = 2
+
+
+def import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise FLError(
+            "--backend ray needs Ray, which is not installed; install it with: "
+            "pip install 'flcli[ray]' (or choose --backend process)"
+        ) from None
+    return ray
+
+
+def _train_chunk(model, x, y, cohort, w_global, spec, seed, round, work):
+    return train_cohort(model, x, y, cohort, w_global, spec, seed, round, work, threads=1)
+
+
+class RayTrainer:
+    """A trainer with train_cohort's signature whose work runs as Ray tasks."""
+
+    def __init__(self, jobs: int | None = None, address: str | None = None):
+        self.jobs = jobs
+        self.address = address
+        self._arrays: tuple[np.ndarray, np.ndarray] | None = None
+        self._refs = None
+        self._remote = None
+
+    def __call__(
+        self,
+        model,
+        x: np.ndarray,
+        y: np.ndarray,
+        cohort: Cohort,
+        w_global: np.ndarray,
+        spec: LocalSpec,
+        seed: int,
+        round: int,
+        work: LocalWork | None = None,
+    ) -> CohortResult:
+        ray = self._start()
+        x_ref, y_ref = self._share(ray, x, y)
+        futures = [
+            self._remote.remote(model, x_ref, y_ref, chunk, w_global, spec, seed, round, part)
+            for chunk, part in chunks_of(cohort, work, self._parallelism(ray))
+        ]
+        return join(ray.get(futures))
+
+    def _start(self):
+        ray = import_ray()
+        if not ray.is_initialized():
+            quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
+            if self.address:
+                try:
+                    ray.init(address=self.address, **quiet)
+                except ConnectionError as e:
+                    raise FLError(
+                        f"--ray-address {self.address}: cannot join the cluster ({e}); "
+                        "check the address (ray status prints it) or omit it for a local Ray"
+                    ) from None
+            else:
+                ray.init(num_cpus=self.jobs or LOCAL_CPUS, include_dashboard=False, **quiet)
+        if self._remote is None:
+            self._remote = ray.remote(num_cpus=1)(_train_chunk)
+        return ray
+
+    def _parallelism(self, ray) -> int:
+        return self.jobs or max(1, int(ray.cluster_resources().get("CPU", LOCAL_CPUS)))
+
+    def _share(self, ray, x: np.ndarray, y: np.ndarray):
+        """Object refs of x and y, put in the object store on first use (once per run)."""
+        if self._arrays is None or self._arrays[0] is not x or self._arrays[1] is not y:
+            self._refs = (ray.put(x), ray.put(y))
+            self._arrays = (x, y)
+        return self._refs
+
+    def close(self) -> None:
+        """Release this run's arrays from the object store (Ray itself stays up)."""
+        self._arrays = self._refs = None

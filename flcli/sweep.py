@@ -1,0 +1,282 @@
+"""`fl sweep`: a grid of partitions x training runs from one TOML file, run in parallel.
+
+The file:
+
+    name = "noniid"                 # results go to results/noniid/
+    [base]                          # fl partition and fl train options shared by every run
+    dataset = "digits"
+    clients = 20
+    rounds = 50
+    [grid]                          # lists; every combination is one run
+    algo = ["fedavg", "fedprox"]
+    seed = [0, 1, 2]
+    partition = [{ scheme = "iid" }, { scheme = "dirichlet", alpha = 0.1 }]
+
+A grid list of tables sets several options together (its key is only a label), for options that
+only make sense together (alpha with the Dirichlet scheme, mu with FedProx). Which option is a
+partition option and which a training option follows from `fl partition`'s and TrainConfig's own
+parameters; `seed` seeds both, `partition_seed` only the partition.
+
+Layout: results/<name>/partitions/<partition-id>/ (each distinct partition built once and shared)
+and results/<name>/<run-id>/ named from the run's grid values (algo=fedprox,alpha=0.1,seed=2). A
+run whose dir already holds a completed run of the same config and partition is skipped, so running
+a sweep again does no work and an interrupted sweep continues where it stopped.
+"""
+
+import hashlib
+import inspect
+import itertools
+import json
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from flcli import api
+from flcli.config import TrainConfig
+from flcli.configfile import normalize_keys, read_toml, train_keys
+from flcli.data.build import build_partition
+from flcli.errors import FLError, RunFailed
+
+CLIENTS_ALIAS = {"clients": "num_clients"}  # fl partition's --clients is build_partition's
+PARTITION_SEED = "partition_seed"
+SHARED_KEYS = ("seed",)  # options that are both a partition and a training option
+INNER_PARALLEL = ("process", "ray")  # backends that spread one run over the workers themselves
+
+
+def partition_keys() -> list[str]:
+    """The options of fl partition, read from the library's own signatures."""
+    names = []
+    for function in (api.partition, build_partition):
+        for name, parameter in inspect.signature(function).parameters.items():
+            if parameter.kind in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL) or name == "out":
+                continue
+            names.append({v: k for k, v in CLIENTS_ALIAS.items()}.get(name, name))
+    return list(dict.fromkeys(names))
+
+
+def known_keys() -> list[str]:
+    return list(dict.fromkeys([*partition_keys(), PARTITION_SEED, *train_keys()]))
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    run_id: str
+    out: Path
+    partition_id: str
+    partition_dir: Path
+    partition_options: dict[str, Any]  # keyword arguments of api.partition
+    config: TrainConfig
+
+
+@dataclass(frozen=True)
+class Sweep:
+    name: str
+    root: Path
+    runs: list[PlannedRun]
+
+    @property
+    def num_partitions(self) -> int:
+        return len({run.partition_id for run in self.runs})
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one run (or one partition) of the sweep."""
+
+    kind: str  # "partition" or "run"
+    id: str
+    status: str  # completed | skipped | failed
+    message: str = ""
+    record: dict = field(default_factory=dict)  # the run's last rounds.csv row
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    text = str(value)
+    return "".join("_" if c in "/\\" or c.isspace() else c for c in text)
+
+
+def describe(items: list[tuple[str, Any]]) -> str:
+    return ",".join(f"{key}={format_value(value)}" for key, value in items)
+
+
+def _grid_axes(grid: dict[str, Any], where: str) -> list[list[list[tuple[str, Any]]]]:
+    """Each grid key as a list of choices; a choice is the (key, value) pairs it sets."""
+    axes = []
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise FLError(
+                f"{where}: [grid] {key} = {values!r} must be a non-empty list, e.g. {key} = [0, 1]"
+            )
+        if all(isinstance(v, dict) for v in values):
+            axes.append([list(normalize_keys(v, where, known_keys()).items()) for v in values])
+        elif any(isinstance(v, dict) for v in values):
+            raise FLError(f"{where}: [grid] {key} mixes tables and values; use one or the other")
+        else:
+            name = normalize_keys({key: None}, where, known_keys())
+            axes.append([[(next(iter(name)), value)] for value in values])
+    return axes
+
+
+def _split(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(api.partition keyword arguments, TrainConfig values) of one run's options."""
+    partition_names, training = set(partition_keys()), set(train_keys())
+    part = {CLIENTS_ALIAS.get(k, k): v for k, v in options.items() if k in partition_names}
+    train = {k: v for k, v in options.items() if k in training}
+    if PARTITION_SEED in options:
+        part["seed"] = options[PARTITION_SEED]
+    return part, train
+
+
+def _partition_id(items: list[tuple[str, Any]], options: dict[str, Any]) -> str:
+    """Readable from the run's grid values that shape the partition, plus a hash of all of them
+    (so that editing [base] never reuses a stale partition)."""
+    shaping = set(partition_keys()) | {PARTITION_SEED}
+    readable = describe([(k, v) for k, v in items if k in shaping])
+    text = json.dumps(options, sort_keys=True, default=str)
+    digest = f"hash={hashlib.sha256(text.encode()).hexdigest()[:8]}"
+    return f"{readable},{digest}" if readable else digest
+
+
+def load_sweep(
+    path: Path, out: Path | None = None, overrides: dict[str, Any] | None = None
+) -> Sweep:
+    """Read and check a sweep file; every run's config is validated before anything runs."""
+    path = Path(path)
+    where = str(path)
+    data = read_toml(path)
+    unknown = sorted(set(data) - {"name", "base", "grid"})
+    if unknown:
+        raise FLError(
+            f"{where}: unknown top-level key(s) {', '.join(unknown)}; known: name, base, grid"
+        )
+    name = data.get("name")
+    if not isinstance(name, str) or not name or format_value(name) != name:
+        raise FLError(
+            f'{where}: needs a top-level name = "..." (no slashes or spaces), e.g. name = "noniid"'
+        )
+    base = normalize_keys(data.get("base", {}), f"{where} [base]", known_keys())
+    overrides = normalize_keys(overrides or {}, "options", known_keys())
+    root = Path(out) if out is not None else Path("results") / name
+    runs, seen = [], set()
+    for combination in itertools.product(*_grid_axes(data.get("grid", {}), f"{where} [grid]")):
+        items = [pair for choice in combination for pair in choice]
+        run_id = describe(items) or "run"
+        if run_id in seen:
+            raise FLError(f"{where}: the grid gives run {run_id} twice; make its values distinct")
+        seen.add(run_id)
+        part, train = _split({**base, **dict(items), **overrides})
+        try:
+            config = TrainConfig.from_dict(train)
+        except FLError as bad:
+            raise FLError(f"{where}: run {run_id}: {bad}") from None
+        partition_id = _partition_id(items, part)
+        runs.append(
+            PlannedRun(
+                run_id=run_id,
+                out=root / run_id,
+                partition_id=partition_id,
+                partition_dir=root / "partitions" / partition_id,
+                partition_options=part,
+                config=config,
+            )
+        )
+    return Sweep(name=name, root=root, runs=runs)
+
+
+def is_done(run: PlannedRun) -> bool:
+    """Whether run.out holds a completed run of this config on this partition (reads JSON only)."""
+    try:
+        info = json.loads((run.out / "run.json").read_text())
+        partition = json.loads((run.partition_dir / "partition.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return (
+        info.get("status") == "completed"
+        and info.get("config_digest") == run.config.digest()
+        and info.get("partition_hash") == partition.get("hash")
+    )
+
+
+def _build(run: PlannedRun) -> Outcome:
+    try:
+        api.partition(run.partition_dir, **run.partition_options)
+    except FLError as bad:
+        return Outcome("partition", run.partition_id, "failed", str(bad))
+    except Exception as bug:  # one broken partition must not take the sweep down
+        return Outcome("partition", run.partition_id, "failed", f"{type(bug).__name__}: {bug}")
+    return Outcome("partition", run.partition_id, "completed")
+
+
+def _train(run: PlannedRun) -> Outcome:
+    try:
+        training = api.prepare_training(run.partition_dir, run.config, run.out, resume=True)
+        if training.already_completed:
+            return Outcome("run", run.run_id, "skipped", record=training.run.rows[-1])
+        last = deque(training.rounds(), maxlen=1)  # train; keep the last round's record
+    except (FLError, RunFailed) as failure:
+        return Outcome("run", run.run_id, "failed", str(failure))
+    except Exception as bug:  # one broken run must not take the sweep down
+        return Outcome("run", run.run_id, "failed", f"{type(bug).__name__}: {bug}")
+    return Outcome("run", run.run_id, "completed", record=last[0] if last else {})
+
+
+def _parallel(jobs: int):
+    from joblib import Parallel
+
+    return Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered")
+
+
+def run_sweep(sweep: Sweep, jobs: int = 1) -> Iterator[Outcome]:
+    """Build the missing partitions, then train the runs not yet done; one Outcome per partition
+    built and per run, as they finish. Failures are reported, never raised.
+
+    Runs are trained `jobs` at a time, except with the process and ray backends, which spread each
+    run over the workers themselves: their runs go one after another.
+    """
+    from joblib import delayed
+
+    todo = []
+    for run in sweep.runs:
+        if is_done(run):
+            yield Outcome("run", run.run_id, "skipped", record=_last_row(run.out))
+        else:
+            todo.append(run)
+    needed = [run for run in _first_per_partition(todo) if not run.partition_dir.is_dir()]
+    broken: set[str] = set()
+    for outcome in _parallel(min(jobs, max(len(needed), 1)))(delayed(_build)(r) for r in needed):
+        if outcome.status == "failed":
+            broken.add(outcome.id)
+        yield outcome
+    ready = []
+    for run in todo:
+        if run.partition_id in broken:
+            message = f"its partition {run.partition_id} failed (see above)"
+            yield Outcome("run", run.run_id, "failed", message)
+        else:
+            ready.append(run)
+    if any(run.config.backend in INNER_PARALLEL for run in ready):
+        for run in ready:
+            jobs_given = run.config.jobs is not None
+            yield _train(run if jobs_given else replace(run, config=replace(run.config, jobs=jobs)))
+    else:
+        yield from _parallel(min(jobs, max(len(ready), 1)))(delayed(_train)(r) for r in ready)
+
+
+def _first_per_partition(runs: list[PlannedRun]) -> list[PlannedRun]:
+    first: dict[str, PlannedRun] = {}
+    for run in runs:
+        first.setdefault(run.partition_id, run)
+    return list(first.values())
+
+
+def _last_row(out: Path) -> dict:
+    import pandas as pd
+
+    try:
+        return pd.read_csv(out / "rounds.csv").iloc[-1].to_dict()
+    except (OSError, ValueError, IndexError):
+        return {}

@@ -1,0 +1,95 @@
+"""Crash safety: SIGKILL then --resume, Ctrl-C, and a diverged run (real `fl` subprocesses)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+from conftest import assert_one_line_error, write_generated_partition
+
+ARGS = ["--rounds", 60, "--fraction", 0.5, "--seed", 4, "--checkpoint-every", 1]
+
+
+def rounds_of(run_dir):
+    return pd.read_csv(run_dir / "rounds.csv").drop(columns=["elapsed_s"])
+
+
+def start_fl(*args) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "flcli", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for_rounds(run_dir, process: subprocess.Popen, rounds: int, timeout: float = 60.0):
+    """Wait until rounds.csv holds at least `rounds` rounds after round 0."""
+    deadline = time.monotonic() + timeout
+    csv = run_dir / "rounds.csv"
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        if csv.is_file() and csv.read_text().count("\n") >= rounds + 2:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"{csv} did not reach {rounds} rounds in {timeout} s")
+
+
+def test_sigkill_then_resume_gives_the_uninterrupted_rounds_csv(cli, iid_dir, tmp_path):
+    killed = tmp_path / "killed"
+    process = start_fl("train", iid_dir, *ARGS, "--out", killed)
+    wait_for_rounds(killed, process, 3)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    left = json.loads((killed / "run.json").read_text())
+    assert left["status"] == "running"  # really cut short, not finished
+    assert len(pd.read_csv(killed / "rounds.csv")) < 61
+    assert_one_line_error(cli("train", iid_dir, *ARGS, "--out", killed), "--resume")
+    resumed = cli("train", iid_dir, *ARGS, "--out", killed, "--resume")
+    assert resumed.code == 0, resumed.err
+    whole = tmp_path / "whole"
+    assert cli("train", iid_dir, *ARGS, "--out", whole).code == 0
+    pd.testing.assert_frame_equal(rounds_of(whole), rounds_of(killed), check_exact=True)
+    assert json.loads((killed / "run.json").read_text())["status"] == "completed"
+    assert not [f for f in os.listdir(killed) if f.endswith(".tmp")]  # no torn temporary files
+
+
+def test_ctrl_c_marks_the_run_interrupted_and_says_how_to_resume(cli, iid_dir, tmp_path):
+    run = tmp_path / "run"
+    process = start_fl("train", iid_dir, *ARGS, "--out", run)
+    wait_for_rounds(run, process, 2)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 1, err
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert "interrupted after round" in last and "--resume" in last and str(run) in last
+    assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
+    saved = pd.read_csv(run / "rounds.csv")
+    assert 3 <= len(saved) < 61
+    resumed = cli("train", iid_dir, *ARGS, "--out", run, "--resume")
+    assert resumed.code == 0, resumed.err
+    assert list(pd.read_csv(run / "rounds.csv")["round"]) == list(range(61))
+
+
+def test_diverged_run_stops_marked_failed_and_suggests_a_smaller_lr(cli, tmp_path):
+    # Features of magnitude 1e300: one SGD step with --lr 1e6 overflows the weights to inf, and the
+    # loss of the next model is NaN. (On digits, softmax regression's loss stays finite even with
+    # a huge --lr: its gradient is bounded.)
+    x = np.full((40, 2), 1e300)
+    x[::2] *= -1
+    y = np.tile([0, 1], 20)
+    part = write_generated_partition(tmp_path / "part", x, y, [20, 20], x[:4], y[:4], 2)
+    run = tmp_path / "run"
+    result = cli("train", part, "--lr", 1e6, "--rounds", 5, "--out", run)
+    assert result.code == 1
+    last = result.err.strip().splitlines()[-1]  # after the progress bar
+    assert "Traceback" not in result.err and "Warning" not in result.err, result.err
+    assert last.startswith("error:") and "diverged" in last and "smaller --lr" in last
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "failed" and "diverged" in info["error"]
+    assert list(pd.read_csv(run / "rounds.csv")["round"]) == [0]  # stopped at round 1

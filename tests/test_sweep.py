@@ -1,0 +1,150 @@
+"""fl sweep: grid expansion, shared partitions, skipping done runs, failures listed at the end."""
+
+import json
+
+import pandas as pd
+import pytest
+from conftest import assert_one_line_error
+
+from flcli.sweep import known_keys, load_sweep, partition_keys
+
+SWEEP = """
+name = "tiny"
+[base]
+dataset = "digits"
+clients = 6
+rounds = 2
+local_epochs = 1
+seed = 3
+[grid]
+partition = [{ scheme = "iid" }, { scheme = "dirichlet", alpha = 0.5 }]
+lr = [0.1, 0.5]
+"""
+
+
+def write(path, text):
+    path.write_text(text)
+    return path
+
+
+def test_keys_come_from_fl_partition_and_train_config():
+    assert {"dataset", "clients", "scheme", "alpha", "test_size", "seed"} <= set(partition_keys())
+    assert {"algo", "lr", "rounds", "backend", "seed", "partition_seed"} <= set(known_keys())
+
+
+def test_grid_is_the_cartesian_product_and_names_runs_by_grid_values(tmp_path):
+    plan = load_sweep(write(tmp_path / "s.toml", SWEEP), tmp_path / "out")
+    assert [run.run_id for run in plan.runs] == [
+        "scheme=iid,lr=0.1",
+        "scheme=iid,lr=0.5",
+        "scheme=dirichlet,alpha=0.5,lr=0.1",
+        "scheme=dirichlet,alpha=0.5,lr=0.5",
+    ]
+    assert plan.num_partitions == 2
+    first = plan.runs[2]
+    assert first.partition_options == {
+        "dataset": "digits",
+        "num_clients": 6,
+        "seed": 3,
+        "scheme": "dirichlet",
+        "alpha": 0.5,
+    }
+    assert first.config.lr == 0.1 and first.config.seed == 3 and first.config.rounds == 2
+    assert first.out == tmp_path / "out" / "scheme=dirichlet,alpha=0.5,lr=0.1"
+
+
+def test_sweep_shares_partitions_and_a_second_invocation_does_no_work(cli, tmp_path):
+    sweep, out = write(tmp_path / "s.toml", SWEEP), tmp_path / "out"
+    result = cli("sweep", sweep, "--jobs", 2, "--out", out)
+    assert result.code == 0, result.err
+    assert "4 trained" in result.out
+    partitions = sorted(p.name for p in (out / "partitions").iterdir())
+    assert len(partitions) == 2 and partitions[0].startswith("scheme=dirichlet,alpha=0.5,hash=")
+    for run in load_sweep(sweep, out).runs:
+        info = json.loads((run.out / "run.json").read_text())
+        assert info["status"] == "completed"
+        assert info["partition"] == str(run.partition_dir.resolve())
+        assert info["config"]["lr"] == run.config.lr
+    # a run of the sweep is the same as that run by hand
+    by_hand = tmp_path / "by-hand"
+    part = load_sweep(sweep, out).runs[1].partition_dir
+    args = ["--rounds", 2, "--local-epochs", 1, "--seed", 3, "--lr", 0.5, "--out", by_hand]
+    assert cli("train", part, *args).code == 0
+    swept = pd.read_csv(out / "scheme=iid,lr=0.5" / "rounds.csv").drop(columns="elapsed_s")
+    pd.testing.assert_frame_equal(
+        swept, pd.read_csv(by_hand / "rounds.csv").drop(columns="elapsed_s"), check_exact=True
+    )
+
+    written = {f: f.stat().st_mtime_ns for f in out.rglob("*") if f.is_file()}
+    again = cli("sweep", sweep, "--jobs", 2, "--out", out)
+    assert again.code == 0 and "0 trained, 4 already done" in again.out
+    assert {f: f.stat().st_mtime_ns for f in out.rglob("*") if f.is_file()} == written
+
+
+def test_a_failed_run_does_not_stop_the_sweep_and_is_listed(cli, tmp_path):
+    text = SWEEP.replace("lr = [0.1, 0.5]", "clients_per_round = [3, 50]")  # 50 > 6 clients
+    text = text.replace('{ scheme = "iid" }', '{ scheme = "dirichlet", alpha = -1 }')
+    result = cli("sweep", write(tmp_path / "s.toml", text), "--jobs", 1, "--out", tmp_path / "o")
+    assert result.code == 1
+    assert "1 trained" in result.out
+    failed = [line for line in result.err.splitlines() if line.startswith("failed:")]
+    assert len(failed) == 4  # the partition with alpha -1, its two runs, and the 50-client run
+    assert any(
+        "partition scheme=dirichlet,alpha=-1" in line and "--alpha" in line for line in failed
+    )
+    assert any("alpha=0.5,clients_per_round=50" in line and "at most 6" in line for line in failed)
+    assert result.err.strip().splitlines()[-1].startswith("error: 3 of 4 runs failed")
+    assert (
+        tmp_path / "o" / "scheme=dirichlet,alpha=0.5,clients_per_round=3" / "rounds.csv"
+    ).exists()
+
+
+def test_resumes_an_interrupted_run_of_the_sweep(cli, tmp_path):
+    from flcli import api
+
+    sweep, out = write(tmp_path / "s.toml", SWEEP), tmp_path / "out"
+    assert cli("sweep", sweep, "--jobs", 1, "--out", out).code == 0
+    run = load_sweep(sweep, out).runs[0]
+    whole = pd.read_csv(run.out / "rounds.csv").drop(columns="elapsed_s")
+    # cut that run short after round 1, as a killed sweep would leave it
+    for path in run.out.iterdir():
+        path.unlink()
+    run.out.rmdir()
+    training = api.prepare_training(run.partition_dir, run.config, run.out)
+    rounds = training.rounds()
+    next(rounds), next(rounds)
+    rounds.close()
+    again = cli("sweep", sweep, "--jobs", 1, "--out", out)
+    assert again.code == 0 and "1 trained, 3 already done" in again.out
+    resumed = pd.read_csv(run.out / "rounds.csv").drop(columns="elapsed_s")
+    pd.testing.assert_frame_equal(whole, resumed, check_exact=True)
+
+
+@pytest.mark.parametrize(
+    "text, fragments",
+    [
+        (SWEEP.replace("lr = [", "learning_rate = ["), ["learning_rate", "known keys", "alpha"]),
+        (SWEEP.replace("lr = [0.1, 0.5]", "lr = 0.1"), ["lr = 0.1", "list"]),
+        (SWEEP.replace('name = "tiny"', ""), ["name"]),
+        (SWEEP.replace("lr = [0.1, 0.5]", "lr = [0.1, -1]"), ["lr=-1", "--lr -1"]),
+        (SWEEP.replace("lr = [0.1, 0.5]", "lr = [0.1, 0.1]"), ["twice"]),
+    ],
+)
+def test_bad_sweep_file_is_one_line(cli, tmp_path, text, fragments):
+    result = cli("sweep", write(tmp_path / "s.toml", text), "--out", tmp_path / "o")
+    assert_one_line_error(result, *fragments)
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    "name, runs, partitions",
+    [("noniid.toml", 45, 9), ("fedprox-synthetic.toml", 18, 3)],
+)
+def test_shipped_sweeps_are_valid(name, runs, partitions):
+    from pathlib import Path
+
+    missing = {"mu", "stragglers"} - set(known_keys())
+    if missing:
+        pytest.skip(f"TrainConfig lacks {', '.join(sorted(missing))} (the algorithms' options)")
+    plan = load_sweep(Path(__file__).parent.parent / "experiments" / name)
+    assert len(plan.runs) == runs and plan.num_partitions == partitions
