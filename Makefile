@@ -48,9 +48,9 @@ lint: install
 	$(BIN)/ruff check flcli tests benchmarks
 	$(BIN)/ruff format --check flcli tests benchmarks
 
+# BENCH_QUICK=1: a smoke run into a temporary dir; FLOWER_PYTHON=PY: W1 against Flower too
 bench: install
-	$(BIN)/python benchmarks/engine.py
-	$(BIN)/python benchmarks/partition.py
+	$(BIN)/python benchmarks/run_all.py
 
 scale: install
 	$(BIN)/python benchmarks/scale.py

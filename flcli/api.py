@@ -4,10 +4,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flcli.config import FLUSH_SECONDS, TrainConfig
-from flcli.data.build import build_partition
-from flcli.data.heatmap import draw_heatmap
 from flcli.data.holdout import with_client_test
 from flcli.data.store import Partition, load_partition, write_partition
 from flcli.engine.backends import check_backend
@@ -15,10 +14,11 @@ from flcli.engine.loop import RoundResult, build_algorithm, run_rounds
 from flcli.engine.uplink import build_uplink
 from flcli.errors import FLError, RunFailed
 from flcli.models.registry import make_model
-from flcli.plot import PlotSummary, plot_runs
-from flcli.report import Report, summarize
 from flcli.runlog import RunDir, open_run
-from flcli.runs import default_metric, find_runs, group_runs, parse_keys
+
+if TYPE_CHECKING:
+    from flcli.plot import PlotSummary
+    from flcli.report import Report
 
 
 def partition(
@@ -28,6 +28,9 @@ def partition(
 
     client_test_fraction > 0 keeps that fraction of every client's shard as its local test split.
     """
+    from flcli.data.build import build_partition  # pandas, scikit-learn: only to partition
+    from flcli.data.heatmap import draw_heatmap
+
     built = build_partition(dataset, **options)
     if client_test_fraction:
         built = with_client_test(built, client_test_fraction, options.get("seed", 0))
@@ -123,8 +126,11 @@ def plot(
     facet: str | None = None,
     smooth: int | None = None,
     logy: bool = False,
-) -> PlotSummary:
+) -> "PlotSummary":
     """Find the runs under `paths`, group them and draw the figure `out`."""
+    from flcli.plot import plot_runs  # matplotlib and pandas: only for plots and reports
+    from flcli.runs import default_metric, find_runs, parse_keys
+
     runs = find_runs(paths)
     return plot_runs(
         runs,
@@ -144,8 +150,11 @@ def report(
     target: float | None = None,
     baseline: str | None = None,
     group_by: str | None = None,
-) -> Report:
+) -> "Report":
     """Find the runs under `paths`, group them and summarize each group."""
+    from flcli.report import summarize
+    from flcli.runs import default_metric, find_runs, group_runs, parse_keys
+
     runs = find_runs(paths)
     groups = group_runs(runs, parse_keys(group_by, "--group-by"))
     return summarize(groups, metric or default_metric(runs), target, baseline)

@@ -34,13 +34,13 @@ INTEGER_COLUMNS = ("round", "clients", "bytes_up", "bytes_down", "client", "n")
 
 
 def versions() -> dict[str, str]:
-    import sklearn
+    from importlib.metadata import version  # importing sklearn for its version costs a second
 
     return {
         "flcli": __version__,
         "python": platform.python_version(),
         "numpy": np.__version__,
-        "scikit-learn": sklearn.__version__,
+        "scikit-learn": version("scikit-learn"),
     }
 
 

@@ -173,3 +173,21 @@ def test_regression_rounds_report_mse_and_r2_and_reach_least_squares(regression_
 def test_mlp_fedavg_on_iid_digits_reaches_096_in_30_rounds_with_defaults(iid_dir):
     results = run_model(load_partition(iid_dir), "mlp", rounds=30)
     assert results[-1].record["test_accuracy"] >= 0.96
+
+
+def test_threaded_cohort_equals_one_thread_exactly():
+    """A cohort cut into per-thread chunks trains every client exactly as one chunk does."""
+    from flcli.models.mlp import MLP
+
+    g = np.random.default_rng(3)
+    sizes = g.integers(5, 40, 80)
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    x, y = g.normal(size=(offsets[-1], 6)), g.integers(0, 3, offsets[-1])
+    model = MLP(6, (8,), 3)
+    w = model.init(np.random.default_rng(0))
+    cohort = Cohort.of(np.arange(80), offsets)
+    spec = LocalSpec(2, 8, 0.1)
+    one = train_cohort(model, x, y, cohort, w, spec, 0, 1, threads=1)
+    two = train_cohort(model, x, y, cohort, w, spec, 0, 1, threads=2)
+    np.testing.assert_array_equal(one.params, two.params)
+    np.testing.assert_array_equal(one.num_steps, two.num_steps)

@@ -89,7 +89,8 @@ def array_hash(arrays: dict[str, np.ndarray]) -> str:
     for name in ARRAYS + tuple(n for n in OPTIONAL_ARRAYS if n in arrays):
         a = np.ascontiguousarray(arrays[name])
         digest.update(f"{name}:{a.dtype.str}:{a.shape}".encode())
-        digest.update(memoryview(a).cast("B"))  # no copy of the (possibly large) array
+        # the bytes without a copy (memoryview.cast refuses arrays with a zero in their shape)
+        digest.update(a.reshape(-1).view(np.uint8))
     return digest.hexdigest()[:16]
 
 

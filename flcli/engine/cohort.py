@@ -5,10 +5,19 @@ training contributes one [B] block of row indices, so a step is a single [K, B] 
 cohort-wide loss_grad. Clients of different sizes are handled with a mask: a short last batch masks
 its missing slots, and a client that has finished its steps (its epochs, or a straggler's smaller
 budget) drops out of the step.
+
+A step is a stack of small per-client matrix products, which multithreaded BLAS runs badly (it
+wakes its threads for every small product): BLAS is held to one thread, and a large cohort is cut
+into one chunk of clients per core, trained in threads (NumPy releases the GIL in its kernels).
+Each client's arithmetic is the same whatever the chunking, so the results are too.
 """
+
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from flcli.engine.blas import one_blas_thread
 from flcli.engine.local import (
     Cohort,
     CohortResult,
@@ -17,6 +26,12 @@ from flcli.engine.local import (
     epoch_orders,
     steps_per_epoch,
 )
+
+MIN_CHUNK = 32  # clients per thread, below which threads cost more than they save
+
+
+def default_threads() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
 def train_cohort(
@@ -29,33 +44,78 @@ def train_cohort(
     seed: int,
     round: int,
     work: LocalWork | None = None,
+    threads: int | None = None,
+) -> CohortResult:
+    """Local SGD of every client of the cohort from w_global (or work.start); threads None uses
+    one per available core (backends that already run one process per core pass 1)."""
+    work = work or LocalWork()
+    size = len(cohort.ids)
+    threads = max(1, min(threads or default_threads(), size // MIN_CHUNK))
+    bounds = np.linspace(0, size, threads + 1).astype(int)
+    chunks = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    with one_blas_thread():
+        if threads == 1:
+            return train_chunk(model, x, y, cohort, w_global, spec, seed, round, work)
+        with ThreadPoolExecutor(threads) as pool:
+            parts = list(
+                pool.map(
+                    lambda c: train_chunk(
+                        model, x, y, cohort.chunk(c), w_global, spec, seed, round, work.chunk(c)
+                    ),
+                    chunks,
+                )
+            )
+    return CohortResult(
+        params=np.concatenate([part.params for part in parts]),
+        num_steps=np.concatenate([part.num_steps for part in parts]),
+    )
+
+
+def train_chunk(
+    model,
+    x: np.ndarray,
+    y: np.ndarray,
+    cohort: Cohort,
+    w_global: np.ndarray,
+    spec: LocalSpec,
+    seed: int,
+    round: int,
+    work: LocalWork,
 ) -> CohortResult:
     w_global = np.asarray(w_global, dtype=x.dtype)  # the data's dtype is the compute dtype
-    work = work or LocalWork()
     sizes = cohort.sizes
     batch = int(min(spec.batch_size, sizes.max()))
     per_epoch = steps_per_epoch(sizes, batch)
     total_steps = work.step_counts(sizes, batch, spec.epochs)
     orders = epoch_orders(seed, round, cohort.ids, sizes, spec.epochs)
+    orders += np.repeat(cohort.starts, sizes * spec.epochs)  # rows of x, not positions in a shard
     order_base = np.concatenate([[0], np.cumsum(sizes * spec.epochs)[:-1]])
     slots = np.arange(batch)
     W = np.tile(w_global, (len(sizes), 1)) if work.start is None else work.start.astype(x.dtype)
     everyone = np.arange(len(sizes))
-    active, inputs = everyone, work.inputs
+    # The clients still training and their parameters: W_active is W itself until someone
+    # finishes, then a compact copy written back to W only when the active set changes.
+    active, W_active, inputs, grad = everyone, W, work.inputs, np.empty_like(W)
     for step in range(int(total_steps.max())):
         if step >= total_steps.min() and (active is everyone or step in total_steps):
-            active = np.flatnonzero(step < total_steps)  # changes only when someone finishes
+            still = step < total_steps[active]
+            if W_active is not W:
+                W[active] = W_active
+            active = active[still]  # changes only when someone finishes
+            W_active, grad = W[active], grad[: len(active)]
             inputs = {name: value[active] for name, value in work.inputs.items()}
         n, epoch, within = sizes[active], step // per_epoch[active], step % per_epoch[active]
         position = within[:, None] * batch + slots  # [A, B] position inside the epoch's order
         valid = position < n[:, None]
-        flat = np.where(valid, order_base[active, None] + (epoch * n)[:, None] + position, 0)
-        rows = np.where(valid, orders[flat], 0) + cohort.starts[active, None]
-        W_active = W if active is everyone else W[active]
-        _, grad = model.loss_grad(W_active, x[rows], y[rows], valid.astype(x.dtype))
+        # a short last batch repeats the client's last sample in its masked slots
+        flat = (order_base[active] + epoch * n)[:, None] + np.minimum(position, n[:, None] - 1)
+        rows = orders[flat]
+        X, Y = np.take(x, rows, axis=0), np.take(y, rows, axis=0)  # faster than x[rows]
+        model.loss_grad(W_active, X, Y, valid.astype(x.dtype), out=grad)
         if work.correction is not None:
             grad += work.correction(W_active, w_global, **inputs)
-        W_active -= spec.lr * grad
-        if active is not everyone:
-            W[active] = W_active
+        grad *= spec.lr  # in place: no [K, P] temporaries inside the step loop
+        W_active -= grad
+    if W_active is not W:
+        W[active] = W_active
     return CohortResult(params=W, num_steps=total_steps)

@@ -9,6 +9,8 @@ import math
 
 import numpy as np
 
+from flcli.engine.blas import one_blas_thread
+
 CHUNK = 8192
 FAIRNESS = ("client_accuracy_mean", "client_accuracy_std", "client_accuracy_p10")
 
@@ -16,6 +18,11 @@ FAIRNESS = ("client_accuracy_mean", "client_accuracy_std", "client_accuracy_p10"
 def per_sample(model, w: np.ndarray, x: np.ndarray, y: np.ndarray):
     """(loss [N], correct [N] as 0/1) of the model with parameters w on each row; for regression
     the loss is the squared error and correct is None."""
+    with one_blas_thread():
+        return _per_sample(model, w, x, y)
+
+
+def _per_sample(model, w: np.ndarray, x: np.ndarray, y: np.ndarray):
     loss = np.empty(len(y))
     correct = None if model.task == "regression" else np.empty(len(y))
     for start in range(0, len(y), CHUNK):

@@ -30,7 +30,7 @@ def _mapped(path: str) -> np.ndarray:
 
 def _train_chunk(model, x_path, y_path, cohort, w_global, spec, seed, round, work):
     x, y = _mapped(x_path), _mapped(y_path)
-    return train_cohort(model, x, y, cohort, w_global, spec, seed, round, work)
+    return train_cohort(model, x, y, cohort, w_global, spec, seed, round, work, threads=1)
 
 
 class ProcessTrainer:

@@ -30,7 +30,7 @@ def import_ray():
 
 
 def _train_chunk(model, x, y, cohort, w_global, spec, seed, round, work):
-    return train_cohort(model, x, y, cohort, w_global, spec, seed, round, work)
+    return train_cohort(model, x, y, cohort, w_global, spec, seed, round, work, threads=1)
 
 
 class RayTrainer:

@@ -16,9 +16,10 @@ class Model(Protocol):
         """Initial parameters, shape [P]."""
 
     def loss_grad(
-        self, W: np.ndarray, X: np.ndarray, y: np.ndarray, mask: np.ndarray
+        self, W: np.ndarray, X: np.ndarray, y: np.ndarray, mask: np.ndarray, out=None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Mean loss over each client's masked batch, [K], and its gradient, [K, P]."""
+        """Mean loss over each client's masked batch, [K], and its gradient, [K, P] (written into
+        out when given: the engine reuses one buffer across local steps)."""
 
     def predict_proba(self, w: np.ndarray, X: np.ndarray) -> np.ndarray:
         """Class probabilities [N, C] of one parameter vector w [P] on inputs X [N, D]."""

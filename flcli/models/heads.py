@@ -14,19 +14,37 @@ def sample_weights(mask: np.ndarray) -> np.ndarray:
 
 
 def softmax_cross_entropy(logits: np.ndarray, y: np.ndarray, mask: np.ndarray):
-    """Cross-entropy of softmax(logits) [K, B, C] against integer labels y [K, B]."""
+    """Cross-entropy of softmax(logits) [K, B, C] against integer labels y [K, B].
+
+    A C-contiguous logits is overwritten (it becomes the residual returned): pass a fresh array."""
     num_classes = logits.shape[-1]
-    logits = logits - logits.max(axis=-1, keepdims=True)
-    exp = np.exp(logits)
-    total = exp.sum(axis=-1)  # [K, B]
+    flat = np.ascontiguousarray(logits).reshape(-1, num_classes)
+    flat -= row_max(flat)[:, None]
     at_label = np.arange(y.size) * num_classes + y.ravel()
+    picked = flat.reshape(-1)[at_label].reshape(y.shape)  # shifted logit of the label
+    np.exp(flat, out=flat)
+    total = row_sum(flat).reshape(y.shape)  # [K, B]
     counts = np.maximum(mask.sum(axis=1), 1.0)  # [K]
-    nll = np.log(total) - logits.reshape(-1)[at_label].reshape(y.shape)
+    nll = np.log(total) - picked
     loss = (nll * mask).sum(axis=1) / counts
-    residual = exp / total[..., None]  # softmax probabilities, then minus the one-hot label
-    residual.reshape(-1)[at_label] -= 1.0
-    residual *= (mask / counts[:, None])[..., None]
-    return loss, residual
+    # softmax probabilities, then minus the one-hot label, weighted by mask / count
+    flat *= ((mask / counts[:, None]) / total).reshape(-1, 1)
+    flat.reshape(-1)[at_label] -= (mask / counts[:, None]).ravel()
+    return loss, flat.reshape(logits.shape)
+
+
+def row_max(a: np.ndarray) -> np.ndarray:
+    """Max of each row of a [N, C] with C small: C strided passes beat a reduction over a short
+    last axis (numpy's per-row loop overhead)."""
+    best = a[:, 0].copy()
+    for column in range(1, a.shape[1]):
+        np.maximum(best, a[:, column], out=best)
+    return best
+
+
+def row_sum(a: np.ndarray) -> np.ndarray:
+    """Sum of each row of a [N, C]: a matrix-vector product (BLAS) rather than a short reduction."""
+    return a @ np.ones(a.shape[1], dtype=a.dtype)
 
 
 def sigmoid_cross_entropy(z: np.ndarray, y: np.ndarray, mask: np.ndarray):
@@ -50,9 +68,11 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=-1, keepdims=True)
+    flat = np.array(logits, copy=True, order="C").reshape(-1, logits.shape[-1])
+    flat -= row_max(flat)[:, None]
+    np.exp(flat, out=flat)
+    flat /= row_sum(flat)[:, None]
+    return flat.reshape(logits.shape)
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:

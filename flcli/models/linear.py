@@ -36,10 +36,12 @@ class SoftmaxRegression:
         d, c = self.num_features, self.num_classes
         return W[..., : d * c].reshape(*W.shape[:-1], d, c), W[..., d * c :]
 
-    def loss_grad(self, W, X, y, mask):
+    def loss_grad(self, W, X, y, mask, out=None):
         weights, bias = self._unpack(W)  # [K, D, C], [K, C]
-        loss, residual = softmax_cross_entropy(X @ weights + bias[:, None, :], y, mask)
-        grad = np.empty_like(W)
+        logits = X @ weights
+        logits += bias[:, None, :]
+        loss, residual = softmax_cross_entropy(logits, y, mask)
+        grad = np.empty_like(W) if out is None else out
         grad_w, grad_b = self._unpack(grad)
         np.matmul(np.swapaxes(X, 1, 2), residual, out=grad_w)
         residual.sum(axis=1, out=grad_b)
@@ -81,8 +83,8 @@ class _AffineScore:
             return X @ v + b
         return (X @ v[:, :, None])[..., 0] + b[:, None]
 
-    def grad_from(self, W, X, dscore):
-        grad = np.empty_like(W)
+    def grad_from(self, W, X, dscore, out=None):
+        grad = np.empty_like(W) if out is None else out
         grad[:, : self.num_features] = (np.swapaxes(X, 1, 2) @ dscore[:, :, None])[..., 0]
         grad[:, self.num_features] = dscore.sum(axis=1)
         return grad
@@ -92,9 +94,9 @@ class LogisticRegression(_AffineScore):
     task = "classification"
     num_classes = 2
 
-    def loss_grad(self, W, X, y, mask):
+    def loss_grad(self, W, X, y, mask, out=None):
         loss, dscore = sigmoid_cross_entropy(self.score(W, X), y, mask)
-        return loss, self.grad_from(W, X, dscore)
+        return loss, self.grad_from(W, X, dscore, out)
 
     def predict_proba(self, w, X):
         p = sigmoid(self.score(w, X))
@@ -107,9 +109,9 @@ class LogisticRegression(_AffineScore):
 class LinearRegression(_AffineScore):
     task = "regression"
 
-    def loss_grad(self, W, X, y, mask):
+    def loss_grad(self, W, X, y, mask, out=None):
         loss, dscore = squared_error(self.score(W, X), y, mask)
-        return loss, self.grad_from(W, X, dscore)
+        return loss, self.grad_from(W, X, dscore, out)
 
     def predict(self, w, X):
         return self.score(w, X)

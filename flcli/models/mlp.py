@@ -56,18 +56,19 @@ class MLP:
         layers = list(self.layers(W))
         for index, (weights, bias) in enumerate(layers):
             inputs.append(a)
-            z = a @ weights + (bias[..., None, :] if W.ndim == 2 else bias)
-            a = np.maximum(z, 0) if index < len(layers) - 1 else z
+            z = a @ weights
+            z += bias[..., None, :] if W.ndim == 2 else bias
+            a = np.maximum(z, 0, out=z) if index < len(layers) - 1 else z
         return a, inputs
 
-    def loss_grad(self, W, X, y, mask):
-        out, inputs = self.forward(W, X)
+    def loss_grad(self, W, X, y, mask, out=None):
+        outputs, inputs = self.forward(W, X)
         if self.task == "regression":
-            loss, dout = squared_error(out[..., 0], y, mask)
+            loss, dout = squared_error(outputs[..., 0], y, mask)
             dout = dout[..., None]
         else:
-            loss, dout = softmax_cross_entropy(out, y, mask)
-        grad = np.empty_like(W)
+            loss, dout = softmax_cross_entropy(outputs, y, mask)
+        grad = np.empty_like(W) if out is None else out
         layers, grads = list(self.layers(W)), list(self.layers(grad))
         for index in range(len(layers) - 1, -1, -1):
             a = inputs[index]
@@ -75,7 +76,8 @@ class MLP:
             np.matmul(np.swapaxes(a, 1, 2), dout, out=grad_w)
             dout.sum(axis=1, out=grad_b)
             if index:
-                dout = (dout @ np.swapaxes(layers[index][0], 1, 2)) * (a > 0)
+                dout = dout @ np.swapaxes(layers[index][0], 1, 2)
+                dout *= a > 0  # ReLU's derivative (a is the layer's post-ReLU input)
         return loss, grad
 
     def predict_proba(self, w, X):

@@ -1,0 +1,124 @@
+"""W3 ceiling: achieved GFLOP/s of local training against a large matmul, same machine, same run.
+
+Local training: one round of train_cohort (1 epoch, batch 16) for 1,000 clients of 128 samples
+(60 features, 10 classes), MLP(256) and softmax regression; FLOPs counted for the forward and
+backward pass of every sample (mlp_flops, softmax_flops). Reference: an N x N @ N x N matmul
+(2 N^3 FLOPs) with NumPy's BLAS and all its threads. Both in float32 and float64, each the median
+of REPEATS runs; the ratio is of the medians.
+
+Run: python benchmarks/ceiling.py [--quick] [--json out.json]
+"""
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+from common import spread
+
+FEATURES, HIDDEN, CLASSES = 60, 256, 10
+
+
+def mlp_flops(d: int, h: int, c: int) -> int:
+    """Multiply-adds x 2 per sample of a one-hidden-layer MLP step: forward (d h + h c), weight
+    gradients (d h + h c), gradient into the hidden layer (h c)."""
+    return 2 * (d * h + h * c) + 2 * (d * h + h * c) + 2 * h * c
+
+
+def softmax_flops(d: int, c: int) -> int:
+    """Per sample: logits (d c) and the weight gradient (d c), x 2."""
+    return 4 * d * c
+
+
+def matmul_gflops(n: int, dtype: str, repeats: int) -> list[float]:
+    g = np.random.default_rng(0)
+    a, b = g.normal(size=(n, n)).astype(dtype), g.normal(size=(n, n)).astype(dtype)
+    a @ b  # warm up
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        rates.append(2 * n**3 / (time.perf_counter() - start) / 1e9)
+    return rates
+
+
+def training_gflops(model_name: str, dtype: str, clients: int, repeats: int) -> list[float]:
+    from flcli.engine.cohort import train_cohort
+    from flcli.engine.local import Cohort, LocalSpec
+    from flcli.models.registry import make_model
+
+    g = np.random.default_rng(0)
+    sizes = np.full(clients, 128)
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    x = g.normal(size=(offsets[-1], FEATURES)).astype(dtype)
+    y = g.integers(0, CLASSES, offsets[-1])
+    hidden = (HIDDEN,) if model_name == "mlp" else None
+    model = make_model(model_name, FEATURES, CLASSES, hidden=hidden, dtype=dtype)
+    w = model.init(np.random.default_rng(0))
+    cohort = Cohort.of(np.arange(clients), offsets)
+    spec = LocalSpec(1, 16, 0.05)
+    per_sample = (
+        mlp_flops(FEATURES, HIDDEN, CLASSES)
+        if model_name == "mlp"
+        else softmax_flops(FEATURES, CLASSES)
+    )
+    train_cohort(model, x, y, cohort, w, spec, 0, 0)  # warm up
+    rates = []
+    for round in range(1, repeats + 1):
+        start = time.perf_counter()
+        train_cohort(model, x, y, cohort, w, spec, 0, round)
+        rates.append(per_sample * int(sizes.sum()) / (time.perf_counter() - start) / 1e9)
+    return rates
+
+
+def measure(quick: bool) -> dict:
+    repeats = 2 if quick else 5
+    n = 1024 if quick else 3000
+    clients = 200 if quick else 1000
+    rows = []
+    for dtype in ("float32", "float64"):
+        reference = matmul_gflops(n, dtype, repeats)
+        for model in ("mlp", "softmax"):
+            rates = training_gflops(model, dtype, clients, repeats)
+            rows.append({"dtype": dtype, "model": model, "engine": rates, "matmul": reference})
+    return {"n": n, "clients": clients, "repeats": repeats, "rows": rows}
+
+
+def markdown(results: dict) -> str:
+    n = results["n"]
+    lines = [
+        f"### W3 ceiling: local training vs a {n} x {n} matmul (GFLOP/s, median (min-max) of "
+        f"{results['repeats']})",
+        "",
+        f"One round of train_cohort: {results['clients']:,} clients x 128 samples, 1 epoch, batch "
+        f"16, {FEATURES} features, {CLASSES} classes; FLOPs of forward + backward per sample: "
+        f"MLP({HIDDEN}) {mlp_flops(FEATURES, HIDDEN, CLASSES):,}, softmax "
+        f"{softmax_flops(FEATURES, CLASSES):,}.",
+        "",
+        "| dtype | model | local training | large matmul | share of the matmul |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for row in results["rows"]:
+        share = statistics.median(row["engine"]) / statistics.median(row["matmul"])
+        lines.append(
+            f"| {row['dtype']} | {row['model']} | {spread(row['engine'], 'GFLOP/s', 1)} | "
+            f"{spread(row['matmul'], 'GFLOP/s', 1)} | {share:.0%} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    results = measure(args.quick)
+    print(markdown(results))
+    if args.json:
+        args.json.write_text(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
