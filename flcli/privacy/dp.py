@@ -27,9 +27,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import dp_accounting
 import numpy as np
-from dp_accounting import pld, rdp
 
 from flcli.errors import FLError
 from flcli.rng import Purpose, hash_bits, rng
@@ -118,6 +116,8 @@ def quiet_accountant() -> Iterator[None]:
 
 def round_event(sampling_rate: float, noise_multiplier: float, rounds: int):
     """The DpEvent of `rounds` rounds of DP-FedAvg."""
+    import dp_accounting  # lazily, like every use here: it imports scipy, which plain runs skip
+
     one = dp_accounting.PoissonSampledDpEvent(
         sampling_rate, dp_accounting.GaussianDpEvent(noise_multiplier)
     )
@@ -127,6 +127,8 @@ def round_event(sampling_rate: float, noise_multiplier: float, rounds: int):
 def make_accountant(kind: str):
     if kind not in ACCOUNTANTS:
         raise FLError(f"unknown --dp-accountant {kind!r}; choose one of: {', '.join(ACCOUNTANTS)}")
+    from dp_accounting import pld, rdp
+
     return rdp.RdpAccountant() if kind == "rdp" else pld.PLDAccountant()
 
 
@@ -150,6 +152,8 @@ def noise_for_epsilon(
 ) -> float:
     """The smallest noise multiplier whose `rounds` rounds spend at most target_epsilon
     (dp-accounting's calibration: Brent's method on the accountant)."""
+    import dp_accounting
+
     if not target_epsilon > 0:
         raise FLError(f"--dp-epsilon {target_epsilon} must be > 0, e.g. 2")
     make_accountant(accountant)
