@@ -100,7 +100,7 @@ def targets(results: dict) -> list[tuple[str, str, bool | None]]:
             rows.append(
                 (
                     f"W3: MLP({ceiling.HIDDEN}) cohort step >= 25% of the large matmul "
-                    f"({row['dtype']})",
+                    f"({row['dtype']}, batch {row['batch']})",
                     f"{share:.0%}",
                     share >= 0.25,
                 )
