@@ -22,8 +22,7 @@ from threadpoolctl import threadpool_limits
 
 from flcli.config import TrainConfig
 from flcli.data.store import Partition
-from flcli.engine.evaluate import global_scores
-from flcli.engine.local import Cohort
+from flcli.engine.evaluate import round_rows
 from flcli.engine.loop import RoundResult, build_algorithm, training_data
 from flcli.engine.uplink import sample_clients
 from flcli.errors import RunFailed
@@ -75,17 +74,12 @@ def run_ensemble_rounds(
         return model, voting
 
     def measure(state, round, ids, totals) -> tuple[dict, dict]:
-        cohort = Cohort.of(ids, partition.offsets)
-        scores, fairness, per_client_scores = global_scores(*global_model(state), partition, cohort)
-        if not math.isfinite(scores["train_loss"]):
+        record, clients = round_rows(*global_model(state), partition, round, ids, totals)
+        if not math.isfinite(record["train_loss"]):
             raise RunFailed(
                 f"distillation diverged at round {round}; try a smaller --lr, e.g. "
                 f"{config.lr / 10:g}"
             )
-        record = {"round": round, **scores, "clients": len(ids) if round else 0, **totals}
-        record.update(fairness)
-        clients = {"round": np.full(len(ids), round), "client": ids, "n": cohort.sizes}
-        clients.update(per_client_scores)
         return record, clients
 
     if resume_from is None:

@@ -10,6 +10,7 @@ import math
 import numpy as np
 
 from flcli.engine.blas import one_blas_thread
+from flcli.engine.local import Cohort
 
 CHUNK = 8192
 FAIRNESS = ("client_accuracy_mean", "client_accuracy_std", "client_accuracy_p10")
@@ -84,6 +85,18 @@ def personal_scores(
             for w, s, n in zip(W, starts, sizes, strict=True)
         ]
     )
+
+
+def round_rows(model, w, partition, round: int, ids: np.ndarray, totals: dict):
+    """(the rounds.csv row, the round's clients.csv columns) of the global model w after a round
+    whose cohort was ids; totals are the running byte and time counters."""
+    cohort = Cohort.of(ids, partition.offsets)
+    scores, fairness, per_client_scores = global_scores(model, w, partition, cohort)
+    record = {"round": round, **scores, "clients": len(ids) if round else 0, **totals}
+    record.update(fairness)
+    clients = {"round": np.full(len(ids), round), "client": ids, "n": cohort.sizes}
+    clients.update(per_client_scores)
+    return record, clients
 
 
 def global_scores(model, w, partition, cohort) -> tuple[dict, dict, dict]:

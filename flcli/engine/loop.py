@@ -17,7 +17,7 @@ from flcli.config import TrainConfig
 from flcli.data.holdout import hold_out_proxy
 from flcli.data.store import Partition
 from flcli.engine.backends import trainer_for
-from flcli.engine.evaluate import client_scores, global_scores, personal_scores
+from flcli.engine.evaluate import client_scores, personal_scores, round_rows
 from flcli.engine.local import Cohort, CohortResult, LocalSpec, LocalWork, steps_per_epoch
 from flcli.engine.stragglers import straggler_budgets
 from flcli.engine.uplink import (
@@ -97,18 +97,13 @@ def run_rounds(
     bytes_per_message *= algorithm.models_per_message
 
     def measure(state, round, ids, personal, totals) -> tuple[dict, dict]:
-        cohort = Cohort.of(ids, partition.offsets)
-        scores, fairness, per_client_scores = global_scores(model, state.params, partition, cohort)
-        train_loss = scores["train_loss"]
+        record, clients = round_rows(model, state.params, partition, round, ids, totals)
+        train_loss = record["train_loss"]
         if not (math.isfinite(train_loss) and np.isfinite(state.params).all()):
             raise RunFailed(
                 f"training diverged at round {round} (loss {train_loss}); "
                 f"try a smaller --lr, e.g. {config.lr / 10:g}"
             )
-        record = {"round": round, **scores, "clients": len(ids) if round else 0, **totals}
-        record.update(fairness)
-        clients = {"round": np.full(len(ids), round), "client": ids, "n": cohort.sizes}
-        clients.update(per_client_scores)
         if algorithm.personalize is not None:
             offsets = partition.client_test_offsets
             starts, sizes = offsets[ids], offsets[ids + 1] - offsets[ids]
