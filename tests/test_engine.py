@@ -155,19 +155,33 @@ def test_float32_runs_in_float32_and_agrees_with_serial_and_float64(dirichlet_di
     assert single[-1].record["bytes_up"] * 2 == double[-1].record["bytes_up"]
 
 
+def centralized_least_squares(partition):
+    """(the least-squares weights [v, b] on all training rows, their r2 on the test split)."""
+    x, y = np.c_[partition.x_train, np.ones(len(partition.y_train))], partition.y_train
+    w = np.linalg.lstsq(x, y, rcond=None)[0]
+    residual = partition.y_test - np.c_[partition.x_test, np.ones(len(partition.y_test))] @ w
+    return w, 1 - (residual**2).mean() / partition.y_test.var()
+
+
 def test_regression_rounds_report_mse_and_r2_and_reach_least_squares(regression_dir):
     partition = load_partition(regression_dir)
     results = run_model(partition, "linear", rounds=15)
     record = results[-1].record
     assert "test_accuracy" not in record
     assert record["test_mse"] == record["test_loss"]
-    x, y = np.c_[partition.x_train, np.ones(len(partition.y_train))], partition.y_train
-    w = np.linalg.lstsq(x, y, rcond=None)[0]
-    residual = partition.y_test - np.c_[partition.x_test, np.ones(len(partition.y_test))] @ w
-    centralized_r2 = 1 - (residual**2).mean() / partition.y_test.var()
+    x = np.c_[partition.x_train, np.ones(len(partition.y_train))]
+    _, centralized_r2 = centralized_least_squares(partition)
     assert abs(record["test_r2"] - centralized_r2) < 0.05
     train_mse = ((partition.y_train - x @ results[-1].state.params) ** 2).mean()
     assert np.isclose(record["train_loss"], train_mse)
+
+
+def test_fedavg_linear_on_diabetes_is_within_005_r2_of_centralized_least_squares(tmp_path):
+    api.partition(tmp_path / "diabetes", "diabetes", num_clients=5, scheme="iid", seed=0)
+    partition = load_partition(tmp_path / "diabetes")
+    record = run_model(partition, "linear", rounds=30)[-1].record
+    _, centralized_r2 = centralized_least_squares(partition)
+    assert abs(record["test_r2"] - centralized_r2) < 0.05
 
 
 def test_mlp_fedavg_on_iid_digits_reaches_096_in_30_rounds_with_defaults(iid_dir):
