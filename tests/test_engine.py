@@ -6,7 +6,7 @@ from flcli.algorithms.aggregate import weighted_mean
 from flcli.config import TrainConfig
 from flcli.data.store import load_partition
 from flcli.engine.cohort import train_cohort
-from flcli.engine.local import Cohort, LocalSpec, epoch_orders
+from flcli.engine.local import Cohort, LocalSpec, LocalWork, epoch_orders
 from flcli.engine.loop import run_rounds
 from flcli.engine.serial import train_serial
 from flcli.models.linear import SoftmaxRegression
@@ -189,19 +189,23 @@ def test_mlp_fedavg_on_iid_digits_reaches_096_in_30_rounds_with_defaults(iid_dir
     assert results[-1].record["test_accuracy"] >= 0.96
 
 
-def test_threaded_cohort_equals_one_thread_exactly():
-    """A cohort cut into per-thread chunks trains every client exactly as one chunk does."""
+@pytest.mark.parametrize("hidden", [(8,), (2048,)])  # (2048,): more cache-sized chunks than threads
+def test_threaded_cohort_equals_one_chunk_exactly(hidden):
+    """A cohort cut into chunks (per thread, and small enough to stay in cache) trains every client
+    exactly as one chunk does."""
+    from flcli.engine.cohort import train_chunk
     from flcli.models.mlp import MLP
 
     g = np.random.default_rng(3)
     sizes = g.integers(5, 40, 80)
     offsets = np.concatenate([[0], np.cumsum(sizes)])
     x, y = g.normal(size=(offsets[-1], 6)), g.integers(0, 3, offsets[-1])
-    model = MLP(6, (8,), 3)
+    model = MLP(6, hidden, 3)
     w = model.init(np.random.default_rng(0))
     cohort = Cohort.of(np.arange(80), offsets)
     spec = LocalSpec(2, 8, 0.1)
-    one = train_cohort(model, x, y, cohort, w, spec, 0, 1, threads=1)
-    two = train_cohort(model, x, y, cohort, w, spec, 0, 1, threads=2)
-    np.testing.assert_array_equal(one.params, two.params)
-    np.testing.assert_array_equal(one.num_steps, two.num_steps)
+    whole = train_chunk(model, x, y, cohort, w, spec, 0, 1, LocalWork())
+    for threads in (1, 2):
+        cut = train_cohort(model, x, y, cohort, w, spec, 0, 1, threads=threads)
+        np.testing.assert_array_equal(whole.params, cut.params)
+        np.testing.assert_array_equal(whole.num_steps, cut.num_steps)

@@ -28,6 +28,7 @@ from flcli.engine.local import (
 )
 
 MIN_CHUNK = 32  # clients per thread, below which threads cost more than they save
+CACHE_BYTES = 8 * 2**20  # parameters + gradients of a chunk of clients: a share of the L3 cache
 
 
 def default_threads() -> int:
@@ -51,10 +52,14 @@ def train_cohort(
     work = work or LocalWork()
     size = len(cohort.ids)
     threads = max(1, min(threads or default_threads(), size // MIN_CHUNK))
-    bounds = np.linspace(0, size, threads + 1).astype(int)
+    # Clients are independent through all their local steps, so a chunk of them can run every
+    # step before the next chunk starts: sized so its parameters and gradients stay in cache.
+    per_client = 2 * model.num_params * x.dtype.itemsize
+    pieces = max(threads, -(-size // max(MIN_CHUNK, CACHE_BYTES // per_client)))
+    bounds = np.linspace(0, size, pieces + 1).astype(int)
     chunks = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     with one_blas_thread():
-        if threads == 1:
+        if pieces == 1:
             return train_chunk(model, x, y, cohort, w_global, spec, seed, round, work)
         with ThreadPoolExecutor(threads) as pool:
             parts = list(
