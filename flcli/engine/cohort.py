@@ -28,6 +28,7 @@ from flcli.engine.local import (
 )
 
 MIN_CHUNK = 32  # clients per thread, below which threads cost more than they save
+MIN_WORK = 20_000_000  # nor a thread for less work than this (a few ms of arithmetic)
 CACHE_BYTES = 8 * 2**20  # parameters + gradients of a chunk of clients: a share of the L3 cache
 
 
@@ -51,7 +52,8 @@ def train_cohort(
     one per available core (backends that already run one process per core pass 1)."""
     work = work or LocalWork()
     size = len(cohort.ids)
-    threads = max(1, min(threads or default_threads(), size // MIN_CHUNK))
+    work_size = int(cohort.sizes.sum()) * spec.epochs * model.num_params  # ~ multiply-adds
+    threads = max(1, min(threads or default_threads(), size // MIN_CHUNK, work_size // MIN_WORK))
     # Clients are independent through all their local steps, so a chunk of them can run every
     # step before the next chunk starts: sized so its parameters and gradients stay in cache.
     per_client = 2 * model.num_params * x.dtype.itemsize
