@@ -32,7 +32,7 @@ EPOCHS, BATCH = 1, 16
 
 def synthetic_partition(num_clients: int, seed: int = 0):
     """A Partition of Synthetic(0, 0) devices with 80-120 training and 12 test samples each."""
-    from flcli.data.store import Partition, array_hash
+    from flcli.data.store import partition_from_arrays
 
     g = np.random.default_rng(seed)
     per_device, test_per_device = 120, 12
@@ -51,31 +51,16 @@ def synthetic_partition(num_clients: int, seed: int = 0):
         ys.append(y[:, :per_device][keep])
         xt.append(x[:, per_device:].reshape(-1, FEATURES).astype(np.float32))
         yt.append(y[:, per_device:].ravel())
-    arrays = {
-        "x_train": np.concatenate(xs),
-        "y_train": np.concatenate(ys),
-        "offsets": np.concatenate([[0], np.cumsum(sizes)]),
-        "x_test": np.concatenate(xt),
-        "y_test": np.concatenate(yt),
-    }
-    counts = np.zeros((num_clients, CLASSES), dtype=np.int64)
-    np.add.at(counts, (np.repeat(np.arange(num_clients), sizes), arrays["y_train"]), 1)
-    meta = {
-        "dataset": "synthetic:alpha=0,beta=0 (80-120 samples per device)",
-        "scheme": "natural",
-        "params": {},
-        "seed": seed,
-        "task": "classification",
-        "num_clients": num_clients,
-        "num_features": FEATURES,
-        "num_train": int(sizes.sum()),
-        "num_test": int(len(arrays["y_test"])),
-        "client_sizes": sizes.tolist(),
-        "num_classes": CLASSES,
-        "label_counts": counts.tolist(),
-        "hash": array_hash(arrays),
-    }
-    return Partition(meta=meta, **arrays)
+    return partition_from_arrays(
+        np.concatenate(xs),
+        np.concatenate(ys),
+        sizes,
+        np.concatenate(xt),
+        np.concatenate(yt),
+        dataset="synthetic:alpha=0,beta=0 (80-120 samples per device)",
+        num_classes=CLASSES,
+        seed=seed,
+    )
 
 
 def child(part: Path, model_name: str, dtype: str, cohort_sizes: list[int], rounds: int) -> dict:

@@ -4,7 +4,7 @@ Workload: digits, 100 Dirichlet(0.5) clients, 50 rounds of FedAvg (softmax regre
 Each backend runs REPEATS times as a whole `fl` process; reported: median (min-max) of the process
 wall time and of the training time (rounds.csv's elapsed_s at the last round).
 
-Run: .venv/bin/python benchmarks/engine.py [--repeats 3]   (issue 2's 5x check; make bench runs W1-W3)
+Run: .venv/bin/python benchmarks/engine.py [--repeats 3]   (issue 2: 5x; make bench runs W1-W3)
 """
 
 import argparse

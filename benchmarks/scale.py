@@ -26,8 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from flcli.data.stats import heterogeneity, label_counts_from_offsets
-from flcli.data.store import Partition, array_hash, write_partition
+from flcli.data.store import Partition, partition_from_arrays, write_partition
 
 FEATURES, CLASSES = 60, 10
 
@@ -58,32 +57,15 @@ def synthetic_population(num_clients: int, seed: int = 0, alpha: float = 1.0, be
 
 def write_population(out: Path, num_clients: int) -> Partition:
     x_train, y_train, sizes, x_test, y_test = synthetic_population(num_clients)
-    offsets = np.concatenate([[0], np.cumsum(sizes)])
-    arrays = {
-        "x_train": x_train,
-        "y_train": y_train,
-        "offsets": offsets,
-        "x_test": x_test,
-        "y_test": y_test,
-    }
-    counts = label_counts_from_offsets(y_train, offsets, CLASSES)
-    meta = {
-        "dataset": "synthetic-benchmark:alpha=1,beta=1",
-        "scheme": "natural",
-        "params": {},
-        "seed": 0,
-        "task": "classification",
-        "num_clients": num_clients,
-        "num_classes": CLASSES,
-        "num_features": FEATURES,
-        "num_train": len(y_train),
-        "num_test": len(y_test),
-        "client_sizes": sizes.tolist(),
-        "label_counts": counts.tolist(),
-        "heterogeneity": heterogeneity(counts),
-        "hash": array_hash(arrays),
-    }
-    partition = Partition(meta=meta, **arrays)
+    partition = partition_from_arrays(
+        x_train,
+        y_train,
+        sizes,
+        x_test,
+        y_test,
+        dataset="synthetic-benchmark:alpha=1,beta=1",
+        num_classes=CLASSES,
+    )
     write_partition(partition, out)
     return partition
 

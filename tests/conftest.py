@@ -58,23 +58,21 @@ def write_regression_partition(out, num_clients=5, seed=0, noise=10.0):
     """A regression partition dir from generated data (make_regression), IID clients."""
     from sklearn.datasets import make_regression
 
-    from flcli.data.store import Partition, array_hash, write_partition
+    from flcli.data.store import partition_from_arrays, write_partition
 
     x, y = make_regression(n_samples=600, n_features=6, noise=noise, bias=30.0, random_state=seed)
-    x_train, y_train, x_test, y_test = x[:500], y[:500], x[500:], y[500:]
-    offsets = np.linspace(0, 500, num_clients + 1).astype(np.int64)
-    arrays = dict(x_train=x_train, y_train=y_train, offsets=offsets, x_test=x_test, y_test=y_test)
-    meta = {
-        "dataset": "make_regression",
-        "task": "regression",
-        "scheme": "iid",
-        "params": {},
-        "seed": seed,
-        "num_clients": num_clients,
-        "client_sizes": np.diff(offsets).tolist(),
-        "hash": array_hash(arrays),
-    }
-    write_partition(Partition(meta=meta, **arrays), out)
+    sizes = np.diff(np.linspace(0, 500, num_clients + 1).astype(np.int64))
+    partition = partition_from_arrays(
+        x[:500],
+        y[:500],
+        sizes,
+        x[500:],
+        y[500:],
+        dataset="make_regression",
+        scheme="iid",
+        seed=seed,
+    )
+    write_partition(partition, out)
     return out
 
 
@@ -168,32 +166,10 @@ def write_run(
 
 def write_generated_partition(out, x_train, y_train, sizes, x_test, y_test, num_classes):
     """A partition dir from arrays (rows already grouped by client), without a dataset loader."""
-    from flcli.data.stats import heterogeneity, label_counts_from_offsets
-    from flcli.data.store import Partition, array_hash, write_partition
+    from flcli.data.store import partition_from_arrays, write_partition
 
-    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-    arrays = {
-        "x_train": x_train,
-        "y_train": y_train,
-        "offsets": offsets,
-        "x_test": x_test,
-        "y_test": y_test,
-    }
-    counts = label_counts_from_offsets(y_train, offsets, num_classes)
-    meta = {
-        "dataset": "generated",
-        "scheme": "natural",
-        "params": {},
-        "seed": 0,
-        "num_clients": len(sizes),
-        "num_classes": num_classes,
-        "num_features": int(x_train.shape[1]),
-        "num_train": len(y_train),
-        "num_test": len(y_test),
-        "client_sizes": [int(s) for s in sizes],
-        "label_counts": counts.tolist(),
-        "heterogeneity": heterogeneity(counts),
-        "hash": array_hash(arrays),
-    }
-    write_partition(Partition(meta=meta, **arrays), out)
+    partition = partition_from_arrays(
+        x_train, y_train, sizes, x_test, y_test, dataset="generated", num_classes=num_classes
+    )
+    write_partition(partition, out)
     return out

@@ -166,3 +166,44 @@ def load_partition(path: Path) -> Partition:
     if not isinstance(meta, dict) or meta.get("hash") != array_hash(arrays):
         raise FLError(f"{data_file} does not match {meta_file}'s hash; re-create the partition")
     return Partition(meta=meta, **arrays)
+
+
+def partition_from_arrays(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    sizes: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    *,
+    dataset: str,
+    num_classes: int | None = None,
+    scheme: str = "natural",
+    seed: int = 0,
+) -> Partition:
+    """A Partition of arrays whose training rows are already grouped by client (sizes[i] rows
+    each), for generated data and benchmarks; num_classes None makes it a regression partition."""
+    from flcli.data.stats import heterogeneity, label_counts_from_offsets, size_cv
+
+    sizes = np.asarray(sizes, dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    arrays = {"x_train": x_train, "y_train": y_train, "offsets": offsets}
+    arrays.update(x_test=x_test, y_test=y_test)
+    meta = {
+        "dataset": dataset,
+        "scheme": scheme,
+        "params": {},
+        "seed": seed,
+        "task": "regression" if num_classes is None else "classification",
+        "num_clients": len(sizes),
+        "num_features": int(x_train.shape[1]),
+        "num_train": len(y_train),
+        "num_test": len(y_test),
+        "client_sizes": sizes.tolist(),
+        "heterogeneity": {"size_cv": size_cv(sizes)},
+    }
+    if num_classes is not None:
+        counts = label_counts_from_offsets(y_train, offsets, num_classes)
+        meta.update(num_classes=num_classes, label_counts=counts.tolist())
+        meta["heterogeneity"] = heterogeneity(counts)
+    meta["hash"] = array_hash(arrays)
+    return Partition(meta=meta, **arrays)
