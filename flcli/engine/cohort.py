@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from flcli.engine.blas import one_blas_thread
+from flcli.engine.chunks import chunks_of, join
 from flcli.engine.local import (
     Cohort,
     CohortResult,
@@ -58,24 +59,19 @@ def train_cohort(
     # step before the next chunk starts: sized so its parameters and gradients stay in cache.
     per_client = 2 * model.num_params * x.dtype.itemsize
     pieces = max(threads, -(-size // max(MIN_CHUNK, CACHE_BYTES // per_client)))
-    bounds = np.linspace(0, size, pieces + 1).astype(int)
-    chunks = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     with one_blas_thread():
         if pieces == 1:
             return train_chunk(model, x, y, cohort, w_global, spec, seed, round, work)
         with ThreadPoolExecutor(threads) as pool:
             parts = list(
                 pool.map(
-                    lambda c: train_chunk(
-                        model, x, y, cohort.chunk(c), w_global, spec, seed, round, work.chunk(c)
+                    lambda piece: train_chunk(
+                        model, x, y, piece[0], w_global, spec, seed, round, piece[1]
                     ),
-                    chunks,
+                    chunks_of(cohort, work, pieces),
                 )
             )
-    return CohortResult(
-        params=np.concatenate([part.params for part in parts]),
-        num_steps=np.concatenate([part.num_steps for part in parts]),
-    )
+    return join(parts)
 
 
 def train_chunk(
