@@ -194,7 +194,7 @@ def test_threaded_cohort_equals_one_chunk_exactly(hidden):
     w = model.init(np.random.default_rng(0))
     cohort = Cohort.of(np.arange(80), offsets)
     spec = LocalSpec(2, 8, 0.1)
-    whole = train_chunk(model, x, y, cohort, w, spec, 0, 1, LocalWork())
+    whole = train_chunk(model, x, y, cohort, w, spec, 0, 1, LocalWork(), np.empty((80, w.size)))
     for threads in (1, 2):
         cut = train_cohort(model, x, y, cohort, w, spec, 0, 1, threads=threads)
         np.testing.assert_array_equal(whole.params, cut.params)

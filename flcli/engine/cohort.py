@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from flcli.engine.blas import one_blas_thread
-from flcli.engine.chunks import chunks_of, join
+from flcli.engine.chunks import chunk_indices
 from flcli.engine.local import (
     Cohort,
     CohortResult,
@@ -59,19 +59,20 @@ def train_cohort(
     # step before the next chunk starts: sized so its parameters and gradients stay in cache.
     per_client = 2 * model.num_params * x.dtype.itemsize
     pieces = max(threads, -(-size // max(MIN_CHUNK, CACHE_BYTES // per_client)))
+    params = np.empty((size, model.num_params), dtype=x.dtype)
     with one_blas_thread():
         if pieces == 1:
-            return train_chunk(model, x, y, cohort, w_global, spec, seed, round, work)
+            return train_chunk(model, x, y, cohort, w_global, spec, seed, round, work, params)
+
+        def train(index: slice) -> np.ndarray:
+            chunk, chunk_work = cohort.chunk(index), work.chunk(index)
+            args = (w_global, spec, seed, round, chunk_work, params[index])
+            return train_chunk(model, x, y, chunk, *args).num_steps
+
+        cuts = [slice(part[0], part[-1] + 1) for part in chunk_indices(size, pieces)]
         with ThreadPoolExecutor(threads) as pool:
-            parts = list(
-                pool.map(
-                    lambda piece: train_chunk(
-                        model, x, y, piece[0], w_global, spec, seed, round, piece[1]
-                    ),
-                    chunks_of(cohort, work, pieces),
-                )
-            )
-    return join(parts)
+            num_steps = np.concatenate(list(pool.map(train, cuts)))
+    return CohortResult(params=params, num_steps=num_steps)
 
 
 def train_chunk(
@@ -84,7 +85,9 @@ def train_chunk(
     seed: int,
     round: int,
     work: LocalWork,
+    out: np.ndarray,
 ) -> CohortResult:
+    """train_cohort for one chunk of clients, in one thread: their local models go into out."""
     w_global = np.asarray(w_global, dtype=x.dtype)  # the data's dtype is the compute dtype
     sizes = cohort.sizes
     batch = int(min(spec.batch_size, sizes.max()))
@@ -94,7 +97,8 @@ def train_chunk(
     orders += np.repeat(cohort.starts, sizes * spec.epochs)  # rows of x, not positions in a shard
     order_base = np.concatenate([[0], np.cumsum(sizes * spec.epochs)[:-1]])
     slots = np.arange(batch)
-    W = np.tile(w_global, (len(sizes), 1)) if work.start is None else work.start.astype(x.dtype)
+    W = out
+    W[...] = w_global if work.start is None else work.start
     everyone = np.arange(len(sizes))
     # The clients still training and their parameters: W_active is W itself until someone
     # finishes, then a compact copy written back to W only when the active set changes.
@@ -114,11 +118,10 @@ def train_chunk(
         flat = (order_base[active] + epoch * n)[:, None] + np.minimum(position, n[:, None] - 1)
         rows = orders[flat]
         X, Y = np.take(x, rows, axis=0), np.take(y, rows, axis=0)  # faster than x[rows]
-        model.loss_grad(W_active, X, Y, valid.astype(x.dtype), out=grad)
+        model.loss_grad(W_active, X, Y, valid.astype(x.dtype), out=grad, scale=spec.lr)
         if work.correction is not None:
-            grad += work.correction(W_active, w_global, **inputs)
-        grad *= spec.lr  # in place: no [K, P] temporaries inside the step loop
-        W_active -= grad
+            grad += spec.lr * work.correction(W_active, w_global, **inputs)
+        W_active -= grad  # in place: no [K, P] temporaries inside the step loop
     if W_active is not W:
         W[active] = W_active
     return CohortResult(params=W, num_steps=total_steps)

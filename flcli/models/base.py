@@ -16,10 +16,17 @@ class Model(Protocol):
         """Initial parameters, shape [P]."""
 
     def loss_grad(
-        self, W: np.ndarray, X: np.ndarray, y: np.ndarray, mask: np.ndarray, out=None
+        self,
+        W: np.ndarray,
+        X: np.ndarray,
+        y: np.ndarray,
+        mask: np.ndarray,
+        out=None,
+        scale: float = 1.0,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Mean loss over each client's masked batch, [K], and its gradient, [K, P] (written into
-        out when given: the engine reuses one buffer across local steps)."""
+        """Mean loss over each client's masked batch, [K], and scale x its gradient, [K, P]
+        (written into out when given: the engine reuses one buffer across local steps, and passes
+        its learning rate as scale, which the model applies where it is cheapest)."""
 
     def predict_proba(self, w: np.ndarray, X: np.ndarray) -> np.ndarray:
         """Class probabilities [N, C] of one parameter vector w [P] on inputs X [N, D]."""

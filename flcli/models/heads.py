@@ -2,18 +2,20 @@
 
 Each head maps the network's outputs on a [K, B] batch to the mean loss of each client over its
 masked samples, [K], and the gradient of that loss with respect to the outputs (already scaled by
-mask / count, so a backward pass only multiplies it through the layers).
+mask / count, so a backward pass only multiplies it through the layers). A head's `scale`
+multiplies that gradient: the engine passes its learning rate, which costs a pass over the small
+[K, B, C] outputs instead of one over the [K, P] gradient.
 """
 
 import numpy as np
 
 
-def sample_weights(mask: np.ndarray) -> np.ndarray:
-    """mask / (samples per client): the weight of each slot in a client's mean, [K, B]."""
-    return mask / np.maximum(mask.sum(axis=1), 1.0)[:, None]
+def sample_weights(mask: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """scale x mask / (samples per client): the weight of each slot in a client's mean, [K, B]."""
+    return mask * (scale / np.maximum(mask.sum(axis=1), 1.0))[:, None]
 
 
-def softmax_cross_entropy(logits: np.ndarray, y: np.ndarray, mask: np.ndarray):
+def softmax_cross_entropy(logits: np.ndarray, y: np.ndarray, mask: np.ndarray, scale=1.0):
     """Cross-entropy of softmax(logits) [K, B, C] against integer labels y [K, B].
 
     A C-contiguous logits is overwritten (it becomes the residual returned): pass a fresh array."""
@@ -24,12 +26,12 @@ def softmax_cross_entropy(logits: np.ndarray, y: np.ndarray, mask: np.ndarray):
     picked = flat.reshape(-1)[at_label].reshape(y.shape)  # shifted logit of the label
     np.exp(flat, out=flat)
     total = row_sum(flat).reshape(y.shape)  # [K, B]
-    counts = np.maximum(mask.sum(axis=1), 1.0)  # [K]
     nll = np.log(total) - picked
-    loss = (nll * mask).sum(axis=1) / counts
-    # softmax probabilities, then minus the one-hot label, weighted by mask / count
-    flat *= ((mask / counts[:, None]) / total).reshape(-1, 1)
-    flat.reshape(-1)[at_label] -= (mask / counts[:, None]).ravel()
+    loss = (nll * sample_weights(mask)).sum(axis=1)
+    # softmax probabilities, then minus the one-hot label, weighted by scale x mask / count
+    weights = sample_weights(mask, scale)
+    flat *= (weights / total).reshape(-1, 1)
+    flat.reshape(-1)[at_label] -= weights.ravel()
     return loss, flat.reshape(logits.shape)
 
 
@@ -52,19 +54,19 @@ def row_sum(a: np.ndarray) -> np.ndarray:
     return total
 
 
-def sigmoid_cross_entropy(z: np.ndarray, y: np.ndarray, mask: np.ndarray):
+def sigmoid_cross_entropy(z: np.ndarray, y: np.ndarray, mask: np.ndarray, scale=1.0):
     """Binary cross-entropy of sigmoid(z) [K, B] against labels y in {0, 1} [K, B]."""
     target = y.astype(z.dtype)
     nll = np.maximum(z, 0) - target * z + np.log1p(np.exp(-np.abs(z)))
     weights = sample_weights(mask)
-    return (nll * weights).sum(axis=1), (sigmoid(z) - target) * weights
+    return (nll * weights).sum(axis=1), (sigmoid(z) - target) * (weights * scale)
 
 
-def squared_error(prediction: np.ndarray, y: np.ndarray, mask: np.ndarray):
+def squared_error(prediction: np.ndarray, y: np.ndarray, mask: np.ndarray, scale=1.0):
     """Mean squared error of prediction [K, B] against real targets y [K, B]."""
     residual = prediction - y.astype(prediction.dtype)
     weights = sample_weights(mask)
-    return (residual**2 * weights).sum(axis=1), 2 * residual * weights
+    return (residual**2 * weights).sum(axis=1), (2 * scale) * residual * weights
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:

@@ -36,11 +36,11 @@ class SoftmaxRegression:
         d, c = self.num_features, self.num_classes
         return W[..., : d * c].reshape(*W.shape[:-1], d, c), W[..., d * c :]
 
-    def loss_grad(self, W, X, y, mask, out=None):
+    def loss_grad(self, W, X, y, mask, out=None, scale=1.0):
         weights, bias = self._unpack(W)  # [K, D, C], [K, C]
         logits = X @ weights
         logits += bias[:, None, :]
-        loss, residual = softmax_cross_entropy(logits, y, mask)
+        loss, residual = softmax_cross_entropy(logits, y, mask, scale)
         grad = np.empty_like(W) if out is None else out
         grad_w, grad_b = self._unpack(grad)
         np.matmul(np.swapaxes(X, 1, 2), residual, out=grad_w)
@@ -94,8 +94,8 @@ class LogisticRegression(_AffineScore):
     task = "classification"
     num_classes = 2
 
-    def loss_grad(self, W, X, y, mask, out=None):
-        loss, dscore = sigmoid_cross_entropy(self.score(W, X), y, mask)
+    def loss_grad(self, W, X, y, mask, out=None, scale=1.0):
+        loss, dscore = sigmoid_cross_entropy(self.score(W, X), y, mask, scale)
         return loss, self.grad_from(W, X, dscore, out)
 
     def predict_proba(self, w, X):
@@ -109,8 +109,8 @@ class LogisticRegression(_AffineScore):
 class LinearRegression(_AffineScore):
     task = "regression"
 
-    def loss_grad(self, W, X, y, mask, out=None):
-        loss, dscore = squared_error(self.score(W, X), y, mask)
+    def loss_grad(self, W, X, y, mask, out=None, scale=1.0):
+        loss, dscore = squared_error(self.score(W, X), y, mask, scale)
         return loss, self.grad_from(W, X, dscore, out)
 
     def predict(self, w, X):

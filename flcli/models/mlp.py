@@ -61,13 +61,13 @@ class MLP:
             a = np.maximum(z, 0, out=z) if index < len(layers) - 1 else z
         return a, inputs
 
-    def loss_grad(self, W, X, y, mask, out=None):
+    def loss_grad(self, W, X, y, mask, out=None, scale=1.0):
         outputs, inputs = self.forward(W, X)
         if self.task == "regression":
-            loss, dout = squared_error(outputs[..., 0], y, mask)
+            loss, dout = squared_error(outputs[..., 0], y, mask, scale)
             dout = dout[..., None]
         else:
-            loss, dout = softmax_cross_entropy(outputs, y, mask)
+            loss, dout = softmax_cross_entropy(outputs, y, mask, scale)
         grad = np.empty_like(W) if out is None else out
         layers, grads = list(self.layers(W)), list(self.layers(grad))
         for index in range(len(layers) - 1, -1, -1):
