@@ -4,7 +4,9 @@ Local training: one round of train_cohort (1 epoch, batch 16, and 64 for the MLP
 clients of 128 samples (60 features, 10 classes), MLP(256) and softmax regression; FLOPs counted
 for the forward and backward pass of every sample (mlp_flops, softmax_flops). Reference: an
 N x N @ N x N matmul (2 N^3 FLOPs) with NumPy's BLAS and all its threads. Both in float32 and
-float64, each the median of REPEATS runs; the ratio is of the medians.
+float64. The two are timed in turns, a matmul then one round of each workload, REPEATS times:
+on a shared machine the speed of the cores drifts, and each share is taken of the pair measured
+together (the median of REPEATS shares, with min and max).
 
 Run: python benchmarks/ceiling.py [--quick] [--json out.json]
 """
@@ -32,21 +34,22 @@ def softmax_flops(d: int, c: int) -> int:
     return 4 * d * c
 
 
-def matmul_gflops(n: int, dtype: str, repeats: int) -> list[float]:
+def matmul_gflops(n: int, dtype: str):
+    """A function that times one n x n matmul and returns its GFLOP/s (warmed up)."""
     g = np.random.default_rng(0)
     a, b = g.normal(size=(n, n)).astype(dtype), g.normal(size=(n, n)).astype(dtype)
-    a @ b  # warm up
-    rates = []
-    for _ in range(repeats):
+    a @ b
+
+    def rate() -> float:
         start = time.perf_counter()
         a @ b
-        rates.append(2 * n**3 / (time.perf_counter() - start) / 1e9)
-    return rates
+        return 2 * n**3 / (time.perf_counter() - start) / 1e9
+
+    return rate
 
 
-def training_gflops(
-    model_name: str, dtype: str, clients: int, repeats: int, batch: int = 16
-) -> list[float]:
+def training_gflops(model_name: str, dtype: str, clients: int, batch: int):
+    """A function that times one round of train_cohort and returns its GFLOP/s (warmed up)."""
     from flcli.engine.cohort import train_cohort
     from flcli.engine.local import Cohort, LocalSpec
     from flcli.models.registry import make_model
@@ -66,31 +69,43 @@ def training_gflops(
         if model_name == "mlp"
         else softmax_flops(FEATURES, CLASSES)
     )
-    train_cohort(model, x, y, cohort, w, spec, 0, 0)  # warm up
-    rates = []
-    for round in range(1, repeats + 1):
+    rounds = iter(range(1_000_000))
+    train_cohort(model, x, y, cohort, w, spec, 0, next(rounds))
+
+    def rate() -> float:
         start = time.perf_counter()
-        train_cohort(model, x, y, cohort, w, spec, 0, round)
-        rates.append(per_sample * int(sizes.sum()) / (time.perf_counter() - start) / 1e9)
-    return rates
+        train_cohort(model, x, y, cohort, w, spec, 0, next(rounds))
+        return per_sample * int(sizes.sum()) / (time.perf_counter() - start) / 1e9
+
+    return rate
+
+
+WORKLOADS = (("mlp", 16), ("mlp", 64), ("softmax", 16))
 
 
 def measure(quick: bool) -> dict:
-    repeats = 2 if quick else 5
+    repeats = 2 if quick else 7
     n = 1024 if quick else 3000
     clients = 200 if quick else 1000
     rows = []
     for dtype in ("float32", "float64"):
-        reference = matmul_gflops(n, dtype, repeats)
-        for model, batch in (("mlp", 16), ("mlp", 64), ("softmax", 16)):
-            rates = training_gflops(model, dtype, clients, repeats, batch)
+        matmul = matmul_gflops(n, dtype)
+        trainers = [training_gflops(model, dtype, clients, batch) for model, batch in WORKLOADS]
+        reference, rates = [], [[] for _ in WORKLOADS]
+        for _ in range(repeats):
+            reference.append(matmul())
+            for trainer, measured in zip(trainers, rates, strict=True):
+                measured.append(trainer())
+        for (model, batch), engine in zip(WORKLOADS, rates, strict=True):
+            shares = [e / m for e, m in zip(engine, reference, strict=True)]
             rows.append(
                 {
                     "dtype": dtype,
                     "model": model,
                     "batch": batch,
-                    "engine": rates,
+                    "engine": engine,
                     "matmul": reference,
+                    "share": shares,
                 }
             )
     return {"n": n, "clients": clients, "repeats": repeats, "rows": rows}
@@ -100,24 +115,28 @@ def markdown(results: dict) -> str:
     n = results["n"]
     lines = [
         f"### W3 ceiling: local training vs a {n} x {n} matmul (GFLOP/s, median (min-max) of "
-        f"{results['repeats']})",
+        f"{results['repeats']}, timed in turns)",
         "",
         f"One round of train_cohort: {results['clients']:,} clients x 128 samples, 1 epoch, "
         f"{FEATURES} features, {CLASSES} classes; FLOPs of forward + backward per sample: "
         f"MLP({HIDDEN}) {mlp_flops(FEATURES, HIDDEN, CLASSES):,}, softmax "
         f"{softmax_flops(FEATURES, CLASSES):,}.",
         "",
-        "| dtype | model | batch | local training | large matmul | share of the matmul |",
+        "| dtype | model | batch | local training | large matmul | share (per pair) |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for row in results["rows"]:
-        share = statistics.median(row["engine"]) / statistics.median(row["matmul"])
         lines.append(
             f"| {row['dtype']} | {row['model']} | {row['batch']} | "
             f"{spread(row['engine'], 'GFLOP/s', 1)} | "
-            f"{spread(row['matmul'], 'GFLOP/s', 1)} | {share:.0%} |"
+            f"{spread(row['matmul'], 'GFLOP/s', 1)} | {percent(row['share'])} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def percent(shares: list[float]) -> str:
+    """median (min-max) as percentages"""
+    return f"{statistics.median(shares):.0%} ({min(shares):.0%}-{max(shares):.0%})"
 
 
 def main() -> None:

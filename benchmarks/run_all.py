@@ -96,7 +96,7 @@ def targets(results: dict) -> list[tuple[str, str, bool | None]]:
             )
     for row in results["w3"]["rows"]:
         if row["model"] == "mlp":
-            share = median(row["engine"]) / median(row["matmul"])
+            share = median(row["share"])
             rows.append(
                 (
                     f"W3: MLP({ceiling.HIDDEN}) cohort step >= 25% of the large matmul "

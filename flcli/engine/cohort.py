@@ -27,10 +27,12 @@ from flcli.engine.local import (
     epoch_orders,
     steps_per_epoch,
 )
+from flcli.models.workspace import WorkspacePool
 
 MIN_CHUNK = 32  # clients per thread, below which threads cost more than they save
 MIN_WORK = 20_000_000  # nor a thread for less work than this (a few ms of arithmetic)
 CACHE_BYTES = 8 * 2**20  # parameters + gradients of a chunk of clients: a share of the L3 cache
+WORKSPACES = WorkspacePool()  # scratch arrays kept from one chunk, and one round, to the next
 
 
 def default_threads() -> int:
@@ -102,26 +104,31 @@ def train_chunk(
     everyone = np.arange(len(sizes))
     # The clients still training and their parameters: W_active is W itself until someone
     # finishes, then a compact copy written back to W only when the active set changes.
-    active, W_active, inputs, grad = everyone, W, work.inputs, np.empty_like(W)
-    for step in range(int(total_steps.max())):
-        if step >= total_steps.min() and (active is everyone or step in total_steps):
-            still = step < total_steps[active]
-            if W_active is not W:
-                W[active] = W_active
-            active = active[still]  # changes only when someone finishes
-            W_active, grad = W[active], grad[: len(active)]
-            inputs = {name: value[active] for name, value in work.inputs.items()}
-        n, epoch, within = sizes[active], step // per_epoch[active], step % per_epoch[active]
-        position = within[:, None] * batch + slots  # [A, B] position inside the epoch's order
-        valid = position < n[:, None]
-        # a short last batch repeats the client's last sample in its masked slots
-        flat = (order_base[active] + epoch * n)[:, None] + np.minimum(position, n[:, None] - 1)
-        rows = orders[flat]
-        X, Y = np.take(x, rows, axis=0), np.take(y, rows, axis=0)  # faster than x[rows]
-        model.loss_grad(W_active, X, Y, valid.astype(x.dtype), out=grad, scale=spec.lr)
-        if work.correction is not None:
-            grad += spec.lr * work.correction(W_active, w_global, **inputs)
-        W_active -= grad  # in place: no [K, P] temporaries inside the step loop
+    active, W_active, inputs = everyone, W, work.inputs
+    with WORKSPACES.borrow() as space:  # the step loop allocates nothing large
+        grad = space.array("grad", W.shape, W.dtype)
+        for step in range(int(total_steps.max())):
+            if step >= total_steps.min() and (active is everyone or step in total_steps):
+                still = step < total_steps[active]
+                if W_active is not W:
+                    W[active] = W_active
+                active = active[still]  # changes only when someone finishes
+                W_active, grad = W[active], grad[: len(active)]
+                inputs = {name: value[active] for name, value in work.inputs.items()}
+            n, epoch, within = sizes[active], step // per_epoch[active], step % per_epoch[active]
+            position = within[:, None] * batch + slots  # [A, B] position inside the epoch's order
+            valid = position < n[:, None]
+            # a short last batch repeats the client's last sample in its masked slots
+            flat = (order_base[active] + epoch * n)[:, None] + np.minimum(position, n[:, None] - 1)
+            rows = orders[flat]
+            X = space.array("X", (*rows.shape, *x.shape[1:]), x.dtype)
+            np.take(x, rows, axis=0, out=X, mode="clip")  # faster than x[rows]; rows are in range
+            Y = np.take(y, rows, axis=0)
+            mask = valid.astype(x.dtype)
+            model.loss_grad(W_active, X, Y, mask, out=grad, scale=spec.lr, workspace=space)
+            if work.correction is not None:
+                grad += spec.lr * work.correction(W_active, w_global, **inputs)
+            W_active -= grad  # in place: no [K, P] temporaries inside the step loop
     if W_active is not W:
         W[active] = W_active
     return CohortResult(params=W, num_steps=total_steps)

@@ -23,10 +23,13 @@ class Model(Protocol):
         mask: np.ndarray,
         out=None,
         scale: float = 1.0,
+        workspace=None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Mean loss over each client's masked batch, [K], and scale x its gradient, [K, P]
-        (written into out when given: the engine reuses one buffer across local steps, and passes
-        its learning rate as scale, which the model applies where it is cheapest)."""
+        """Mean loss over each client's masked batch, [K], and scale x its gradient, [K, P].
+
+        The engine reuses across local steps the buffer `out` the gradient is written into and a
+        Workspace of scratch arrays (for models with large temporaries), and passes its learning
+        rate as scale, which the model applies where it is cheapest."""
 
     def predict_proba(self, w: np.ndarray, X: np.ndarray) -> np.ndarray:
         """Class probabilities [N, C] of one parameter vector w [P] on inputs X [N, D]."""

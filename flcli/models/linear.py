@@ -36,7 +36,7 @@ class SoftmaxRegression:
         d, c = self.num_features, self.num_classes
         return W[..., : d * c].reshape(*W.shape[:-1], d, c), W[..., d * c :]
 
-    def loss_grad(self, W, X, y, mask, out=None, scale=1.0):
+    def loss_grad(self, W, X, y, mask, out=None, scale=1.0, workspace=None):
         weights, bias = self._unpack(W)  # [K, D, C], [K, C]
         logits = X @ weights
         logits += bias[:, None, :]
@@ -94,7 +94,7 @@ class LogisticRegression(_AffineScore):
     task = "classification"
     num_classes = 2
 
-    def loss_grad(self, W, X, y, mask, out=None, scale=1.0):
+    def loss_grad(self, W, X, y, mask, out=None, scale=1.0, workspace=None):
         loss, dscore = sigmoid_cross_entropy(self.score(W, X), y, mask, scale)
         return loss, self.grad_from(W, X, dscore, out)
 
@@ -109,7 +109,7 @@ class LogisticRegression(_AffineScore):
 class LinearRegression(_AffineScore):
     task = "regression"
 
-    def loss_grad(self, W, X, y, mask, out=None, scale=1.0):
+    def loss_grad(self, W, X, y, mask, out=None, scale=1.0, workspace=None):
         loss, dscore = squared_error(self.score(W, X), y, mask, scale)
         return loss, self.grad_from(W, X, dscore, out)
 

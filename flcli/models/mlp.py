@@ -1,14 +1,18 @@
 """A multilayer perceptron: ReLU hidden layers, then a softmax output (classification) or one
 linear output trained by least squares (regression).
 
-Parameters are one flat vector, layer after layer: [vec(W_1) (row-major, in x out), b_1, ...].
-A cohort of K clients runs as batched matmuls [K, B, in] @ [K, in, out]: no per-client loop.
+Parameters are one flat vector, layer after layer: [vec(W_1) (row-major, in x out), b_1, ...],
+so a layer's weights and bias are one [in + 1, out] block, [W; b]. A cohort of K clients trains as
+batched matmuls [K, B, in + 1] @ [K, in + 1, out]: each layer's input carries a column of ones, so
+one product adds the bias and, in the backward pass, one product gives the bias's gradient too.
+No per-client loop.
 Initialisation: He et al. 2015, W_l ~ N(0, 2 / fan_in), biases 0.
 """
 
 import numpy as np
 
 from flcli.models.heads import softmax, softmax_cross_entropy, squared_error
+from flcli.models.workspace import Workspace
 
 
 class MLP:
@@ -25,64 +29,77 @@ class MLP:
         self.num_classes = num_classes
         self.dtype = np.dtype(dtype)
         self.units = [num_features, *hidden, num_classes or 1]
-        self.slices = []  # per layer: (weights slice, bias slice) of the flat vector
+        self.blocks = []  # per layer: the slice of the flat vector holding [W; b]
         start = 0
         for fan_in, fan_out in zip(self.units[:-1], self.units[1:], strict=True):
-            middle, end = start + fan_in * fan_out, start + fan_in * fan_out + fan_out
-            self.slices.append((slice(start, middle), slice(middle, end)))
-            start = end
+            self.blocks.append(slice(start, start + (fan_in + 1) * fan_out))
+            start += (fan_in + 1) * fan_out
         self.num_params = start
 
     def init(self, rng: np.random.Generator) -> np.ndarray:
         w = np.zeros(self.num_params, dtype=self.dtype)
-        for (weights, _), fan_in in zip(self.slices, self.units[:-1], strict=True):
-            size = weights.stop - weights.start
-            w[weights] = rng.normal(0.0, np.sqrt(2.0 / fan_in), size)
+        for (weights, _), fan_in in zip(self.layers(w), self.units[:-1], strict=True):
+            weights[...] = rng.normal(0.0, np.sqrt(2.0 / fan_in), weights.shape)
         return w
+
+    def affine(self, W: np.ndarray):
+        """[W_l; b_l] of each layer: [..., in + 1, out] views of W [..., P]."""
+        lead = W.shape[:-1]
+        for block, fan_in, fan_out in zip(
+            self.blocks, self.units[:-1], self.units[1:], strict=True
+        ):
+            yield W[..., block].reshape(*lead, fan_in + 1, fan_out)
 
     def layers(self, W: np.ndarray):
         """(weights [..., in, out], bias [..., out]) views of W [..., P], layer by layer."""
-        lead = W.shape[:-1]
-        for (weights, bias), fan_in, fan_out in zip(
-            self.slices, self.units[:-1], self.units[1:], strict=True
-        ):
-            yield W[..., weights].reshape(*lead, fan_in, fan_out), W[..., bias]
+        for block in self.affine(W):
+            yield block[..., :-1, :], block[..., -1, :]
 
-    def forward(self, W: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Outputs of the last layer and the input of every layer (X, then hidden activations).
-
-        W [K, P] with X [K, B, D], or one w [P] with X [N, D]."""
-        inputs, a = [], X
-        layers = list(self.layers(W))
+    def forward(self, w: np.ndarray, X: np.ndarray) -> np.ndarray:
+        """Outputs of the last layer for one w [P] on X [N, D]."""
+        a = X
+        layers = list(self.layers(w))
         for index, (weights, bias) in enumerate(layers):
-            inputs.append(a)
-            z = a @ weights
-            z += bias[..., None, :] if W.ndim == 2 else bias
-            a = np.maximum(z, 0, out=z) if index < len(layers) - 1 else z
-        return a, inputs
+            a = a @ weights + bias
+            if index < len(layers) - 1:
+                np.maximum(a, 0, out=a)
+        return a
 
-    def loss_grad(self, W, X, y, mask, out=None, scale=1.0):
-        outputs, inputs = self.forward(W, X)
+    def loss_grad(self, W, X, y, mask, out=None, scale=1.0, workspace=None):
+        space = workspace or Workspace()
+        blocks, lead = list(self.affine(W)), X.shape[:-1]
+        first = space.array("input 0", (*lead, X.shape[-1] + 1), X.dtype)
+        first[..., :-1], first[..., -1] = X, 1
+        inputs = [first]  # every layer's input, with a last column of ones
+        for index, block in enumerate(blocks[:-1], start=1):
+            hidden = space.array(f"input {index}", (*lead, block.shape[-1] + 1), X.dtype)
+            np.matmul(inputs[-1], block, out=hidden[..., :-1])
+            hidden[..., -1] = 1
+            inputs.append(np.maximum(hidden, 0, out=hidden))
+        outputs = space.array("outputs", (*lead, blocks[-1].shape[-1]), X.dtype)
+        np.matmul(inputs[-1], blocks[-1], out=outputs)
         if self.task == "regression":
             loss, dout = squared_error(outputs[..., 0], y, mask, scale)
             dout = dout[..., None]
         else:
             loss, dout = softmax_cross_entropy(outputs, y, mask, scale)
         grad = np.empty_like(W) if out is None else out
-        layers, grads = list(self.layers(W)), list(self.layers(grad))
-        for index in range(len(layers) - 1, -1, -1):
+        grads = list(self.affine(grad))
+        for index in range(len(blocks) - 1, -1, -1):
             a = inputs[index]
-            grad_w, grad_b = grads[index]
-            np.matmul(np.swapaxes(a, 1, 2), dout, out=grad_w)
-            dout.sum(axis=1, out=grad_b)
+            np.matmul(np.swapaxes(a, -1, -2), dout, out=grads[index])  # weights' and bias's
             if index:
-                dout = dout @ np.swapaxes(layers[index][0], 1, 2)
-                dout *= a > 0  # ReLU's derivative (a is the layer's post-ReLU input)
+                weights = blocks[index][..., :-1, :]
+                delta = space.array(f"delta {index}", (*lead, weights.shape[-2]), X.dtype)
+                np.matmul(dout, np.swapaxes(weights, -1, -2), out=delta)
+                # ReLU's derivative: a is the layer's post-ReLU input
+                alive = np.greater(a[..., :-1], 0, out=space.array("alive", delta.shape, bool))
+                dout = np.multiply(delta, alive, out=delta)
         return loss, grad
 
     def predict_proba(self, w, X):
-        return softmax(self.forward(w, X)[0])
+        return softmax(self.forward(w, X))
 
     def predict(self, w, X):
-        out = self.forward(w, X)[0]
+        out = self.forward(w, X)
         return out[:, 0] if self.task == "regression" else out.argmax(axis=1)
