@@ -75,7 +75,7 @@ class MLP:
             hidden = space.array(f"input {index}", (*lead, block.shape[-1] + 1), X.dtype)
             np.matmul(inputs[-1], block, out=hidden[..., :-1])
             hidden[..., -1] = 1
-            inputs.append(np.maximum(hidden, 0, out=hidden))
+            inputs.append(np.maximum(hidden, space.zeros(hidden.shape, X.dtype), out=hidden))
         outputs = space.array("outputs", (*lead, blocks[-1].shape[-1]), X.dtype)
         np.matmul(inputs[-1], blocks[-1], out=outputs)
         if self.task == "regression":
@@ -93,8 +93,8 @@ class MLP:
                 delta = space.array(f"delta {index}", (*lead, weights.shape[-2]), X.dtype)
                 np.matmul(dout, np.swapaxes(weights, -1, -2), out=delta)
                 # ReLU's derivative: a is the layer's post-ReLU input
-                alive = np.greater(a[..., :-1], 0, out=space.array("alive", delta.shape, bool))
-                dout = np.multiply(delta, alive, out=delta)
+                alive = np.greater(a, 0, out=space.array("alive", a.shape, bool))
+                dout = np.multiply(delta, alive[..., :-1], out=delta)
         return loss, grad
 
     def predict_proba(self, w, X):

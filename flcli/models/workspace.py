@@ -26,6 +26,17 @@ class Workspace:
             memory = self._memory[name] = np.empty(size, dtype=dtype)
         return memory[:size].reshape(shape)
 
+    def zeros(self, shape: tuple[int, ...], dtype) -> np.ndarray:
+        """A read-only array of zeros, kept like the others. (NumPy's maximum is several times
+        faster against an array than against the scalar 0.)"""
+        name = f"zeros {np.dtype(dtype)}"
+        memory = self._memory.get(name)
+        if memory is None or memory.size < math.prod(shape):
+            self._memory[name] = np.zeros(math.prod(shape), dtype=dtype)
+        view = self.array(name, shape, dtype)
+        view.flags.writeable = False
+        return view
+
 
 class WorkspacePool:
     """Workspaces kept from one chunk of clients, or one round, to the next: each training thread
