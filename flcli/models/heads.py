@@ -18,39 +18,35 @@ def sample_weights(mask: np.ndarray, scale: float = 1.0) -> np.ndarray:
 def softmax_cross_entropy(logits: np.ndarray, y: np.ndarray, mask: np.ndarray, scale=1.0):
     """Cross-entropy of softmax(logits) [K, B, C] against integer labels y [K, B].
 
+    The work is done class-major, on the [C, K B] transpose, so that every operation over the
+    classes is a pass over whole contiguous rows: a few NumPy calls per step, whatever K and B.
     A C-contiguous logits is overwritten (it becomes the residual returned): pass a fresh array."""
-    num_classes = logits.shape[-1]
-    flat = np.ascontiguousarray(logits).reshape(-1, num_classes)
-    flat -= row_max(flat)[:, None]
-    at_label = np.arange(y.size) * num_classes + y.ravel()
-    picked = flat.reshape(-1)[at_label].reshape(y.shape)  # shifted logit of the label
-    np.exp(flat, out=flat)
-    total = row_sum(flat).reshape(y.shape)  # [K, B]
-    nll = np.log(total) - picked
-    loss = (nll * sample_weights(mask)).sum(axis=1)
+    residual = np.ascontiguousarray(logits)
+    num_classes, n = logits.shape[-1], y.size
+    z = np.ascontiguousarray(residual.reshape(n, num_classes).T)  # [C, n]
+    z -= z.max(axis=0)
+    at_label = y.ravel() * n + np.arange(n)  # each sample's label in z, flattened
+    flat = z.reshape(-1)
+    picked = flat[at_label]  # shifted logit of the label
+    np.exp(z, out=z)
+    total = class_sum(z)
+    count = np.maximum(mask.sum(axis=1), 1.0)[:, None]  # samples per client
+    loss = ((np.log(total) - picked).reshape(y.shape) * (mask * (1.0 / count))).sum(axis=1)
     # softmax probabilities, then minus the one-hot label, weighted by scale x mask / count
-    weights = sample_weights(mask, scale)
-    flat *= (weights / total).reshape(-1, 1)
-    flat.reshape(-1)[at_label] -= weights.ravel()
-    return loss, flat.reshape(logits.shape)
+    weights = (mask * (scale / count)).ravel()
+    z *= weights / total
+    flat[at_label] -= weights
+    residual.reshape(n, num_classes)[...] = z.T
+    return loss, residual
 
 
-def row_max(a: np.ndarray) -> np.ndarray:
-    """Max of each row of a [N, C] with C small: C strided passes beat a reduction over a short
-    last axis (numpy's per-row loop overhead)."""
-    best = a[:, 0].copy()
-    for column in range(1, a.shape[1]):
-        np.maximum(best, a[:, column], out=best)
-    return best
-
-
-def row_sum(a: np.ndarray) -> np.ndarray:
-    """Sum of each row of a [N, C] with C small, column by column like row_max. (Not a BLAS
-    matrix-vector product: its kernels add a row's terms in an order that depends on where the row
-    sits in the block, so a client's numbers would depend on the rest of its cohort.)"""
-    total = a[:, 0].copy()
-    for column in range(1, a.shape[1]):
-        total += a[:, column]
+def class_sum(z: np.ndarray) -> np.ndarray:
+    """Sum over the classes of a class-major z [C, n], class after class. (Not z.sum(axis=0): NumPy
+    does not fix the order of a reduction, and for n = 1 it sums pairwise, so a client's numbers
+    would depend on the rest of its cohort.)"""
+    total = z[0].copy()
+    for row in z[1:]:
+        total += row
     return total
 
 
@@ -75,11 +71,13 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
-    flat = np.array(logits, copy=True, order="C").reshape(-1, logits.shape[-1])
-    flat -= row_max(flat)[:, None]
-    np.exp(flat, out=flat)
-    flat /= row_sum(flat)[:, None]
-    return flat.reshape(logits.shape)
+    """Probabilities [..., C] of logits [..., C], class-major like softmax_cross_entropy."""
+    num_classes = logits.shape[-1]
+    z = np.ascontiguousarray(logits.reshape(-1, num_classes).T)  # [C, n]
+    z -= z.max(axis=0)
+    np.exp(z, out=z)
+    z /= class_sum(z)
+    return np.ascontiguousarray(z.T).reshape(logits.shape)
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:

@@ -29,10 +29,12 @@ class MLP:
         self.num_classes = num_classes
         self.dtype = np.dtype(dtype)
         self.units = [num_features, *hidden, num_classes or 1]
-        self.blocks = []  # per layer: the slice of the flat vector holding [W; b]
+        self.blocks = []  # per layer: (the slice of the flat vector holding [W; b], its shape)
         start = 0
         for fan_in, fan_out in zip(self.units[:-1], self.units[1:], strict=True):
-            self.blocks.append(slice(start, start + (fan_in + 1) * fan_out))
+            self.blocks.append(
+                (slice(start, start + (fan_in + 1) * fan_out), (fan_in + 1, fan_out))
+            )
             start += (fan_in + 1) * fan_out
         self.num_params = start
 
@@ -42,23 +44,19 @@ class MLP:
             weights[...] = rng.normal(0.0, np.sqrt(2.0 / fan_in), weights.shape)
         return w
 
-    def affine(self, W: np.ndarray):
+    def affine(self, W: np.ndarray) -> list[np.ndarray]:
         """[W_l; b_l] of each layer: [..., in + 1, out] views of W [..., P]."""
         lead = W.shape[:-1]
-        for block, fan_in, fan_out in zip(
-            self.blocks, self.units[:-1], self.units[1:], strict=True
-        ):
-            yield W[..., block].reshape(*lead, fan_in + 1, fan_out)
+        return [W[..., block].reshape(*lead, *shape) for block, shape in self.blocks]
 
-    def layers(self, W: np.ndarray):
+    def layers(self, W: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """(weights [..., in, out], bias [..., out]) views of W [..., P], layer by layer."""
-        for block in self.affine(W):
-            yield block[..., :-1, :], block[..., -1, :]
+        return [(block[..., :-1, :], block[..., -1, :]) for block in self.affine(W)]
 
     def forward(self, w: np.ndarray, X: np.ndarray) -> np.ndarray:
         """Outputs of the last layer for one w [P] on X [N, D]."""
         a = X
-        layers = list(self.layers(w))
+        layers = self.layers(w)
         for index, (weights, bias) in enumerate(layers):
             a = a @ weights + bias
             if index < len(layers) - 1:
@@ -67,7 +65,7 @@ class MLP:
 
     def loss_grad(self, W, X, y, mask, out=None, scale=1.0, workspace=None):
         space = workspace or Workspace()
-        blocks, lead = list(self.affine(W)), X.shape[:-1]
+        blocks, lead = self.affine(W), X.shape[:-1]
         first = space.array("input 0", (*lead, X.shape[-1] + 1), X.dtype)
         first[..., :-1], first[..., -1] = X, 1
         inputs = [first]  # every layer's input, with a last column of ones
@@ -84,7 +82,7 @@ class MLP:
         else:
             loss, dout = softmax_cross_entropy(outputs, y, mask, scale)
         grad = np.empty_like(W) if out is None else out
-        grads = list(self.affine(grad))
+        grads = self.affine(grad)
         for index in range(len(blocks) - 1, -1, -1):
             a = inputs[index]
             np.matmul(np.swapaxes(a, -1, -2), dout, out=grads[index])  # weights' and bias's

@@ -16,6 +16,7 @@ import numpy as np
 class Workspace:
     def __init__(self):
         self._memory: dict[str, np.ndarray] = {}
+        self._zeros: dict[np.dtype, np.ndarray] = {}
 
     def array(self, name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
         """An uninitialised C-contiguous array: the same memory at every call with this name (a
@@ -29,13 +30,12 @@ class Workspace:
     def zeros(self, shape: tuple[int, ...], dtype) -> np.ndarray:
         """A read-only array of zeros, kept like the others. (NumPy's maximum is several times
         faster against an array than against the scalar 0.)"""
-        name = f"zeros {np.dtype(dtype)}"
-        memory = self._memory.get(name)
-        if memory is None or memory.size < math.prod(shape):
-            self._memory[name] = np.zeros(math.prod(shape), dtype=dtype)
-        view = self.array(name, shape, dtype)
-        view.flags.writeable = False
-        return view
+        dtype, size = np.dtype(dtype), math.prod(shape)
+        memory = self._zeros.get(dtype)
+        if memory is None or memory.size < size:
+            memory = self._zeros[dtype] = np.zeros(size, dtype=dtype)
+            memory.flags.writeable = False
+        return memory[:size].reshape(shape)
 
 
 class WorkspacePool:
