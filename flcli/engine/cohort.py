@@ -1,15 +1,17 @@
 """Vectorized local SGD: a whole cohort of clients trains at once.
 
 Each client walks its own permutation per epoch in batches of B; at step s every client still
-training contributes one [B] block of row indices, so a step is a single [K, B] gather and one
-cohort-wide loss_grad. Clients of different sizes are handled with a mask: a short last batch masks
-its missing slots, and a client that has finished its steps (its epochs, or a straggler's smaller
-budget) drops out of the step.
+training contributes one [B] block of row indices, so a step is one cohort-wide loss_grad on a
+[K, B] block of rows (gathered for several steps at once). Clients of different sizes are handled
+with a mask: a short last batch masks its missing slots, and a client that has finished its steps
+(its epochs, or a straggler's smaller budget) drops out of the step.
 
 A step is a stack of small per-client matrix products, which multithreaded BLAS runs badly (it
-wakes its threads for every small product): BLAS is held to one thread, and a large cohort is cut
-into one chunk of clients per core, trained in threads (NumPy releases the GIL in its kernels).
-Each client's arithmetic is the same whatever the chunking, so the results are too.
+wakes its threads for every small product): BLAS is held to one thread, and the cohort is cut into
+chunks of clients small enough for their parameters to stay in cache, trained in threads (NumPy
+releases the GIL in its kernels). A step costs a fixed few dozen NumPy calls whatever the chunk's size,
+so the per-step Python work is kept small. Each client's arithmetic is the same whatever the
+chunking, so the results are too.
 """
 
 import os
@@ -31,7 +33,9 @@ from flcli.models.workspace import WorkspacePool
 
 MIN_CHUNK = 32  # clients per thread, below which threads cost more than they save
 MIN_WORK = 20_000_000  # nor a thread for less work than this (a few ms of arithmetic)
-CACHE_BYTES = 8 * 2**20  # parameters + gradients of a chunk of clients: a share of the L3 cache
+CACHE_BYTES = 4 * 2**20  # parameters + gradients of a chunk of clients: what stays in cache
+MIN_PIECE = 8  # clients per chunk, below which NumPy's per-call overhead dominates a step
+SEGMENT_BYTES = 2**19  # the inputs of this many steps' batches are gathered at once
 WORKSPACES = WorkspacePool()  # scratch arrays kept from one chunk, and one round, to the next
 
 
@@ -60,7 +64,8 @@ def train_cohort(
     # Clients are independent through all their local steps, so a chunk of them can run every
     # step before the next chunk starts: sized so its parameters and gradients stay in cache.
     per_client = 2 * model.num_params * x.dtype.itemsize
-    pieces = max(threads, -(-size // max(MIN_CHUNK, CACHE_BYTES // per_client)))
+    chunks_per_thread = -(-size // (threads * max(MIN_PIECE, CACHE_BYTES // per_client)))
+    pieces = threads * chunks_per_thread  # the threads finish together
     params = np.empty((size, model.num_params), dtype=x.dtype)
     with one_blas_thread():
         if pieces == 1:
@@ -93,42 +98,70 @@ def train_chunk(
     w_global = np.asarray(w_global, dtype=x.dtype)  # the data's dtype is the compute dtype
     sizes = cohort.sizes
     batch = int(min(spec.batch_size, sizes.max()))
-    per_epoch = steps_per_epoch(sizes, batch)
     total_steps = work.step_counts(sizes, batch, spec.epochs)
     orders = epoch_orders(seed, round, cohort.ids, sizes, spec.epochs)
     orders += np.repeat(cohort.starts, sizes * spec.epochs)  # rows of x, not positions in a shard
-    order_base = np.concatenate([[0], np.cumsum(sizes * spec.epochs)[:-1]])
-    slots = np.arange(batch)
+    plan = BatchPlan(orders, sizes, batch, spec.epochs)
     W = out
     W[...] = w_global if work.start is None else work.start
     everyone = np.arange(len(sizes))
     # The clients still training and their parameters: W_active is W itself until someone
     # finishes, then a compact copy written back to W only when the active set changes.
     active, W_active, inputs = everyone, W, work.inputs
+    step_bytes = len(sizes) * batch * x.shape[1] * x.dtype.itemsize
     with WORKSPACES.borrow() as space:  # the step loop allocates nothing large
         grad = space.array("grad", W.shape, W.dtype)
-        for step in range(int(total_steps.max())):
-            if step >= total_steps.min() and (active is everyone or step in total_steps):
-                still = step < total_steps[active]
+        for first, stop in segments(total_steps, max(1, SEGMENT_BYTES // step_bytes)):
+            still = total_steps > first
+            if still.sum() < len(active):
                 if W_active is not W:
                     W[active] = W_active
-                active = active[still]  # changes only when someone finishes
+                active = everyone[still]  # changes only when someone finishes
                 W_active, grad = W[active], grad[: len(active)]
                 inputs = {name: value[active] for name, value in work.inputs.items()}
-            n, epoch, within = sizes[active], step // per_epoch[active], step % per_epoch[active]
-            position = within[:, None] * batch + slots  # [A, B] position inside the epoch's order
-            valid = position < n[:, None]
-            # a short last batch repeats the client's last sample in its masked slots
-            flat = (order_base[active] + epoch * n)[:, None] + np.minimum(position, n[:, None] - 1)
-            rows = orders[flat]
+            rows, mask = plan.rows(active, first, stop)  # [S, A, B] each
             X = space.array("X", (*rows.shape, *x.shape[1:]), x.dtype)
             np.take(x, rows, axis=0, out=X, mode="clip")  # faster than x[rows]; rows are in range
-            Y = np.take(y, rows, axis=0)
-            mask = valid.astype(x.dtype)
-            model.loss_grad(W_active, X, Y, mask, out=grad, scale=spec.lr, workspace=space)
-            if work.correction is not None:
-                grad += spec.lr * work.correction(W_active, w_global, **inputs)
-            W_active -= grad  # in place: no [K, P] temporaries inside the step loop
+            Y, mask = np.take(y, rows, axis=0), mask.astype(x.dtype)
+            for i in range(stop - first):
+                model.loss_grad(
+                    W_active, X[i], Y[i], mask[i], out=grad, scale=spec.lr, workspace=space
+                )
+                if work.correction is not None:
+                    grad += spec.lr * work.correction(W_active, w_global, **inputs)
+                W_active -= grad  # in place: no [K, P] temporaries inside the step loop
     if W_active is not W:
         W[active] = W_active
     return CohortResult(params=W, num_steps=total_steps)
+
+
+def segments(total_steps: np.ndarray, longest: int):
+    """(first, stop) step ranges covering every step, at most `longest` long, none spanning a step
+    at which a client finishes (so the set of clients still training is constant in each)."""
+    ends = np.unique(total_steps)
+    first = 0
+    for end in ends[ends > 0]:
+        for start in range(first, int(end), longest):
+            yield start, min(start + longest, int(end))
+        first = int(end)
+
+
+class BatchPlan:
+    """Which rows of x each client trains on at each step, gathered for many steps at once.
+
+    Client k walks its own orders segment epoch by epoch in batches of B; a short last batch repeats
+    the client's last sample in its masked slots."""
+
+    def __init__(self, orders: np.ndarray, sizes: np.ndarray, batch: int, epochs: int):
+        self.orders, self.sizes, self.batch = orders, sizes, batch
+        self.per_epoch = steps_per_epoch(sizes, batch)
+        self.base = np.concatenate([[0], np.cumsum(sizes * epochs)[:-1]])  # each client's orders
+
+    def rows(self, clients: np.ndarray, first: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """(rows of x [S, A, B], valid slots [S, A, B]) of steps first..stop-1 of these clients."""
+        n = self.sizes[clients]
+        epoch, within = np.divmod(np.arange(first, stop)[:, None], self.per_epoch[clients])
+        position = within[..., None] * self.batch + np.arange(self.batch)  # in the epoch's order
+        valid = position < n[:, None]
+        start = self.base[clients] + epoch * n  # where this epoch's order starts in orders
+        return self.orders[start[..., None] + np.minimum(position, n[:, None] - 1)], valid
