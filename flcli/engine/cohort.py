@@ -9,9 +9,9 @@ with a mask: a short last batch masks its missing slots, and a client that has f
 A step is a stack of small per-client matrix products, which multithreaded BLAS runs badly (it
 wakes its threads for every small product): BLAS is held to one thread, and the cohort is cut into
 chunks of clients small enough for their parameters to stay in cache, trained in threads (NumPy
-releases the GIL in its kernels). A step costs a fixed few dozen NumPy calls whatever the chunk's size,
-so the per-step Python work is kept small. Each client's arithmetic is the same whatever the
-chunking, so the results are too.
+releases the GIL in its kernels). A step costs a few dozen NumPy calls whatever the chunk's size,
+so they are kept few. Each client's arithmetic is the same whatever the chunking, so the results
+are too.
 """
 
 import os
