@@ -1,5 +1,6 @@
 """The `fl` command line: options -> config -> one library call -> rich output."""
 
+import dataclasses
 import io
 import shlex
 import sys
@@ -14,8 +15,7 @@ from rich.text import Text
 
 from flcli.config import HYPERPARAMETERS, TrainConfig, parse_model_args
 from flcli.configfile import resolve_train_config
-from flcli.data.partition import SCHEMES
-from flcli.data.report import partition_report
+from flcli.data.schemes import SCHEMES
 from flcli.errors import FLError, RunFailed
 
 try:  # typer >= 0.22 vendors click
@@ -32,7 +32,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-DEFAULTS = TrainConfig()
+DEFAULTS = {field.name: field.default for field in dataclasses.fields(TrainConfig)}
 HYPER_FLAGS = {name: flag for name, (flag, _, _) in HYPERPARAMETERS.items()}
 out = Console()
 err = Console(stderr=True)
@@ -42,7 +42,7 @@ invocation: list[str] = []  # the arguments of this `fl` call, to print how to r
 def Default(help: str, key: str):
     """An option whose default is TrainConfig's `key` (shown in --help); None means "not given",
     so that a config file's value is not overridden by a default."""
-    return typer.Option(help=help, show_default=str(getattr(DEFAULTS, key)))
+    return typer.Option(help=help, show_default=str(DEFAULTS[key]))
 
 
 def lr_defaults() -> str:
@@ -165,6 +165,8 @@ def partition(
             client_test_fraction=client_test_fraction,
             seed=seed,
         )
+    from flcli.data.report import partition_report
+
     out.print(partition_report(built.meta))
     note = "wrote" if written else "already there, identical:"
     out.print(f"{note} {out_dir} (partition.json, data.npz, partition.png)")
@@ -175,6 +177,7 @@ def inspect_(
     partition_dir: Annotated[Path, typer.Argument(help="A dir written by fl partition.")],
 ) -> None:
     """Print the report of an existing partition (sizes, labels per client, skew)."""
+    from flcli.data.report import partition_report
     from flcli.data.store import read_meta
 
     out.print(partition_report(read_meta(partition_dir)))
@@ -346,7 +349,7 @@ def train(
         typer.Option(
             help="rdp or pld (dp-accounting's accountants).",
             rich_help_panel="Privacy",
-            show_default=DEFAULTS.dp_accountant,
+            show_default=DEFAULTS["dp_accountant"],
         ),
     ] = None,
     secure_agg: Annotated[
@@ -371,7 +374,7 @@ def train(
         typer.Option(
             help="mean, median, trimmed-mean, krum, multi-krum, bulyan or geomed.",
             rich_help_panel="Robustness",
-            show_default=DEFAULTS.aggregator,
+            show_default=DEFAULTS["aggregator"],
         ),
     ] = None,
     byzantine: Annotated[
@@ -411,7 +414,7 @@ def train(
         typer.Option(
             help="Probability that a sampled client fails mid-round.",
             rich_help_panel="Robustness",
-            show_default=str(DEFAULTS.dropout),
+            show_default=str(DEFAULTS["dropout"]),
         ),
     ] = None,
 ) -> None:

@@ -1,10 +1,11 @@
-"""Model names for --model: the NumPy models, and any scikit-learn estimator as sklearn:NAME."""
+"""Model names for --model: the NumPy models, and any scikit-learn estimator as sklearn:NAME.
+
+The model classes are imported by make_model only: `fl --help` lists the models without NumPy.
+"""
 
 from dataclasses import dataclass
 
 from flcli.errors import FLError
-from flcli.models.linear import LinearRegression, LogisticRegression, SoftmaxRegression
-from flcli.models.mlp import MLP
 
 SKLEARN_PREFIX = "sklearn:"
 DEFAULT_HIDDEN = (128, 64)
@@ -92,6 +93,9 @@ def make_model(
         return make_estimator_model(
             name[len(SKLEARN_PREFIX) :], num_features, num_classes, task, model_args or {}, dtype
         )
+    from flcli.models.linear import LinearRegression, LogisticRegression, SoftmaxRegression
+    from flcli.models.mlp import MLP
+
     spec = MODELS[name]
     if task not in spec.tasks:
         fits = [other for other, s in MODELS.items() if task in s.tasks]

@@ -1,0 +1,19 @@
+"""Partition schemes: names and one-line descriptions, without NumPy (`fl --help` lists them)."""
+
+SCHEMES = {
+    "iid": "uniformly shuffled, equal-sized shards (sizes differ by at most one)",
+    "dirichlet": "label skew: each class split over clients by proportions ~ Dir(--alpha) "
+    "(NIID-Bench); small alpha = few labels per client",
+    "pathological": "label skew: exactly --classes-per-client K classes per client, each class "
+    "split evenly among its holders (NIID-Bench's #C=k)",
+    "shards": "label skew: sort by label, cut into clients x --shards-per-client shards, deal them "
+    "out at random (McMahan et al. 2017)",
+    "quantity": "size skew, labels IID: sizes ~ Dir(--alpha), or --sizes lognormal[:SIGMA], "
+    "linear or exponential",
+    "noise": "feature skew: IID split, then client i's inputs get Gaussian noise of std "
+    "--noise-std * i / (clients - 1)",
+    "continuous": "feature skew: sorted by feature --by blended with noise, --strictness 0 (IID) "
+    "to 1 (strictly sorted), as Flower Datasets' ContinuousPartitioner",
+    "natural": "the data's own clients: one per value of column --by, or a generator's devices "
+    "(synthetic, fcube); --clients fewer merges them",
+}
