@@ -1,6 +1,6 @@
 """W3 ceiling: achieved GFLOP/s of local training against a large matmul, same machine, same run.
 
-Local training: one round of train_cohort (1 epoch, batch 16, and 64 for the MLP) for 1,000
+Local training: one round of train_cohort (1 epoch, batch 16, and 32 and 64 for the MLP) for 1,000
 clients of 128 samples (60 features, 10 classes), MLP(256) and softmax regression; FLOPs counted
 for the forward and backward pass of every sample (mlp_flops, softmax_flops). Reference: an
 N x N @ N x N matmul (2 N^3 FLOPs) with NumPy's BLAS and all its threads. Both in float32 and
@@ -81,7 +81,7 @@ def training_gflops(model_name: str, dtype: str, clients: int, batch: int):
     return rate
 
 
-WORKLOADS = (("mlp", 16), ("mlp", 64), ("softmax", 16))
+WORKLOADS = (("mlp", 16), ("mlp", 32), ("mlp", 64), ("softmax", 16))
 BLOCK = 3
 
 
