@@ -1,7 +1,8 @@
 import numpy as np
 
-from flcli.engine.evaluate import evaluate
+from flcli.engine.evaluate import CHUNK, evaluate, per_sample
 from flcli.models.linear import LinearRegression, SoftmaxRegression
+from flcli.models.mlp import MLP
 
 
 def test_classification_metrics_are_cross_entropy_and_accuracy():
@@ -27,3 +28,17 @@ def test_regression_metrics_match_sklearn():
     assert set(metrics) == {"loss", "mse", "r2"}
     assert np.isclose(metrics["mse"], mean_squared_error(y, model.predict(w, x)))
     assert np.isclose(metrics["r2"], r2_score(y, model.predict(w, x)))
+
+
+def test_per_sample_scores_of_many_chunks_equal_those_of_each_chunk_alone():
+    """Chunks of a large evaluation run in threads; a row's scores do not depend on that."""
+    model = MLP(5, (16,), 4)
+    w = model.init(np.random.default_rng(0))
+    x = np.random.default_rng(1).normal(size=(3 * CHUNK + 100, 5))
+    y = np.random.default_rng(2).integers(0, 4, len(x))
+    loss, correct = per_sample(model, w, x, y)
+    for start in range(0, len(x), CHUNK):
+        part = slice(start, start + CHUNK)
+        alone_loss, alone_correct = per_sample(model, w, x[part], y[part])
+        assert np.array_equal(loss[part], alone_loss)
+        assert np.array_equal(correct[part], alone_correct)

@@ -6,10 +6,12 @@ regression gives loss (the mean squared error the models minimise), mse and r2.
 """
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from flcli.engine.blas import one_blas_thread
+from flcli.engine.cohort import default_threads
 from flcli.engine.local import Cohort
 
 CHUNK = 8192
@@ -18,25 +20,31 @@ FAIRNESS = ("client_accuracy_mean", "client_accuracy_std", "client_accuracy_p10"
 
 def per_sample(model, w: np.ndarray, x: np.ndarray, y: np.ndarray):
     """(loss [N], correct [N] as 0/1) of the model with parameters w on each row; for regression
-    the loss is the squared error and correct is None."""
-    with one_blas_thread():
-        return _per_sample(model, w, x, y)
-
-
-def _per_sample(model, w: np.ndarray, x: np.ndarray, y: np.ndarray):
+    the loss is the squared error and correct is None. Chunks of CHUNK rows run in one thread per
+    core (each chunk's rows are computed alike whatever the threads, so the numbers are too)."""
     loss = np.empty(len(y))
     correct = None if model.task == "regression" else np.empty(len(y))
-    for start in range(0, len(y), CHUNK):
-        stop = start + CHUNK
-        labels = y[start:stop]
+    chunks = [slice(start, start + CHUNK) for start in range(0, len(y), CHUNK)]
+
+    def score(rows: slice) -> None:
+        labels = y[rows]
         if correct is None:
-            prediction = model.predict(w, x[start:stop]).astype(np.float64)
-            loss[start:stop] = (prediction - labels) ** 2
-            continue
-        proba = model.predict_proba(w, x[start:stop])
+            prediction = model.predict(w, x[rows]).astype(np.float64)
+            loss[rows] = (prediction - labels) ** 2
+            return
+        proba = model.predict_proba(w, x[rows])
         picked = proba[np.arange(len(labels)), labels].astype(np.float64)
-        loss[start:stop] = -np.log(np.maximum(picked, 1e-300))
-        correct[start:stop] = proba.argmax(axis=1) == labels
+        loss[rows] = -np.log(np.maximum(picked, 1e-300))
+        correct[rows] = proba.argmax(axis=1) == labels
+
+    with one_blas_thread():
+        threads = min(default_threads(), len(chunks))
+        if threads > 1:
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(score, chunks))
+        else:
+            for rows in chunks:
+                score(rows)
     return loss, correct
 
 
