@@ -30,10 +30,9 @@ def softmax_cross_entropy(logits: np.ndarray, y: np.ndarray, mask: np.ndarray, s
     picked = flat[at_label]  # shifted logit of the label
     np.exp(z, out=z)
     total = class_sum(z)
-    count = np.maximum(mask.sum(axis=1), 1.0)[:, None]  # samples per client
-    loss = ((np.log(total) - picked).reshape(y.shape) * (mask * (1.0 / count))).sum(axis=1)
+    loss = ((np.log(total) - picked).reshape(y.shape) * sample_weights(mask)).sum(axis=1)
     # softmax probabilities, then minus the one-hot label, weighted by scale x mask / count
-    weights = (mask * (scale / count)).ravel()
+    weights = sample_weights(mask, scale).ravel()
     z *= weights / total
     flat[at_label] -= weights
     residual.reshape(n, num_classes)[...] = z.T
