@@ -149,8 +149,8 @@ def segments(total_steps: np.ndarray, longest: int):
 class BatchPlan:
     """Which rows of x each client trains on at each step, gathered for many steps at once.
 
-    Client k walks its own orders segment epoch by epoch in batches of B; a short last batch repeats
-    the client's last sample in its masked slots."""
+    Client k walks its own part of orders (one permutation of its rows per epoch) in batches of B;
+    a short last batch repeats the client's last sample in its masked slots."""
 
     def __init__(self, orders: np.ndarray, sizes: np.ndarray, batch: int, epochs: int):
         self.orders, self.sizes, self.batch = orders, sizes, batch
