@@ -15,27 +15,30 @@ import numpy as np
 
 class Workspace:
     def __init__(self):
-        self._memory: dict[str, np.ndarray] = {}
-        self._zeros: dict[np.dtype, np.ndarray] = {}
+        self._memory: dict[str | tuple, np.ndarray] = {}
 
     def array(self, name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
         """An uninitialised C-contiguous array: the same memory at every call with this name (a
         smaller shape is a prefix of it, as when clients finish and the cohort shrinks)."""
-        dtype, size = np.dtype(dtype), math.prod(shape)
-        memory = self._memory.get(name)
-        if memory is None or memory.dtype != dtype or memory.size < size:
-            memory = self._memory[name] = np.empty(size, dtype=dtype)
-        return memory[:size].reshape(shape)
+        return self._kept(name, shape, dtype, np.empty)
 
     def zeros(self, shape: tuple[int, ...], dtype) -> np.ndarray:
         """A read-only array of zeros, kept like the others. (NumPy's maximum is several times
         faster against an array than against the scalar 0.)"""
+        return self._kept(("zeros", np.dtype(dtype)), shape, dtype, read_only_zeros)
+
+    def _kept(self, key, shape: tuple[int, ...], dtype, allocate) -> np.ndarray:
         dtype, size = np.dtype(dtype), math.prod(shape)
-        memory = self._zeros.get(dtype)
-        if memory is None or memory.size < size:
-            memory = self._zeros[dtype] = np.zeros(size, dtype=dtype)
-            memory.flags.writeable = False
+        memory = self._memory.get(key)
+        if memory is None or memory.dtype != dtype or memory.size < size:
+            memory = self._memory[key] = allocate(size, dtype)
         return memory[:size].reshape(shape)
+
+
+def read_only_zeros(size: int, dtype) -> np.ndarray:
+    zeros = np.zeros(size, dtype=dtype)
+    zeros.flags.writeable = False
+    return zeros
 
 
 class WorkspacePool:
