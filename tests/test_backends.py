@@ -1,6 +1,7 @@
 """The process and ray backends give the same rounds.csv as the vectorized one."""
 
 import sys
+import tempfile
 
 import numpy as np
 import pandas as pd
@@ -53,6 +54,22 @@ def test_process_trainer_equals_train_cohort_bit_for_bit(dirichlet_dir):
     for result in (got, again):
         assert np.array_equal(result.params, expected.params)
         assert np.array_equal(result.num_steps, expected.num_steps)
+
+
+def test_process_trainer_leaves_only_the_shared_data_behind(dirichlet_dir, tmp_path, monkeypatch):
+    """The round's [K, P] result file is gone once the round returns; close() removes the rest."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    data = load_partition(dirichlet_dir)
+    model = SoftmaxRegression(data.num_features, data.num_classes)
+    cohort = Cohort.of(np.arange(data.num_clients), data.offsets)
+    trainer = ProcessTrainer(jobs=2)
+    w = model.init(np.random.default_rng(0))
+    result = trainer(model, data.x_train, data.y_train, cohort, w, LocalSpec(1, 8, 0.1), 0, 1)
+    assert result.params.shape == (data.num_clients, model.num_params)
+    assert sorted(path.name for path in tmp_path.rglob("*.npy")) == ["x.npy", "y.npy"]
+    trainer.close()
+    assert list(tmp_path.iterdir()) == []
+    assert np.isfinite(result.params).all()  # still readable: the mapping outlives the file
 
 
 def test_process_backend_same_rounds_csv(cli, dirichlet_dir, tmp_path, vectorized_run):

@@ -195,7 +195,8 @@ def test_threaded_cohort_equals_one_chunk_exactly(hidden):
     cohort = Cohort.of(np.arange(80), offsets)
     spec = LocalSpec(2, 8, 0.1)
     whole = train_chunk(model, x, y, cohort, w, spec, 0, 1, LocalWork(), np.empty((80, w.size)))
-    for threads in (1, 2):
-        cut = train_cohort(model, x, y, cohort, w, spec, 0, 1, threads=threads)
+    for threads, out in ((1, None), (2, None), (2, np.empty_like(whole.params))):
+        cut = train_cohort(model, x, y, cohort, w, spec, 0, 1, threads=threads, out=out)
+        assert out is None or cut.params is out  # the caller's array: the process backend's file
         np.testing.assert_array_equal(whole.params, cut.params)
         np.testing.assert_array_equal(whole.num_steps, cut.num_steps)

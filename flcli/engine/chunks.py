@@ -24,9 +24,14 @@ def join(results: list[CohortResult]) -> CohortResult:
 
 def chunks_of(
     cohort: Cohort, work: LocalWork | None, chunks: int
-) -> list[tuple[Cohort, LocalWork | None]]:
-    """The cohort and the algorithm's per-client work, cut into the same chunks."""
+) -> list[tuple[slice, Cohort, LocalWork | None]]:
+    """The cohort and the algorithm's per-client work, cut into the same chunks: (the chunk's
+    positions in the cohort, its clients, their work)."""
     return [
-        (cohort.chunk(index), None if work is None else work.chunk(index))
+        (
+            slice(index[0], index[-1] + 1),
+            cohort.chunk(index),
+            None if work is None else work.chunk(index),
+        )
         for index in chunk_indices(len(cohort.ids), chunks)
     ]

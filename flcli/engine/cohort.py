@@ -54,9 +54,11 @@ def train_cohort(
     round: int,
     work: LocalWork | None = None,
     threads: int | None = None,
+    out: np.ndarray | None = None,
 ) -> CohortResult:
     """Local SGD of every client of the cohort from w_global (or work.start); threads None uses
-    one per available core (backends that already run one process per core pass 1)."""
+    one per available core (backends that already run one process per core pass 1). The local
+    models go into out [K, P] when given (the process backend's shared file), else a new array."""
     work = work or LocalWork()
     size = len(cohort.ids)
     work_size = int(cohort.sizes.sum()) * spec.epochs * model.num_params  # ~ multiply-adds
@@ -66,7 +68,7 @@ def train_cohort(
     per_client = 2 * model.num_params * x.dtype.itemsize
     chunks_per_thread = -(-size // (threads * max(MIN_PIECE, CACHE_BYTES // per_client)))
     pieces = threads * chunks_per_thread  # the threads finish together
-    params = np.empty((size, model.num_params), dtype=x.dtype)
+    params = np.empty((size, model.num_params), dtype=x.dtype) if out is None else out
     with one_blas_thread():
         if pieces == 1:
             return train_chunk(model, x, y, cohort, w_global, spec, seed, round, work, params)

@@ -3,8 +3,10 @@
 The training arrays are written once per run to .npy files that every worker memory-maps (the
 operating system shares their pages; nothing is copied per round or per worker), and the loky
 workers are reused from round to round. Each round a worker receives only its chunk of the cohort
-and of the algorithm's per-client work, the global model and the local spec, and runs the same
-vectorized trainer on its chunk.
+and of the algorithm's per-client work, the global model and the local spec, runs the same
+vectorized trainer on its chunk, and writes its local models into a memory-mapped [K, P] file that
+becomes the round's result: they do not travel back through loky's pipes (76 MB for 1,000 MLP(256)
+clients in float32, which took longer than the training).
 """
 
 import functools
@@ -18,7 +20,7 @@ import numpy as np
 from joblib.executor import get_memmapping_executor
 from joblib.externals.loky import cpu_count
 
-from flcli.engine.chunks import chunks_of, join
+from flcli.engine.chunks import chunks_of
 from flcli.engine.cohort import train_cohort
 from flcli.engine.local import Cohort, CohortResult, LocalSpec, LocalWork
 
@@ -28,9 +30,12 @@ def _mapped(path: str) -> np.ndarray:
     return np.asarray(np.load(path, mmap_mode="r"))
 
 
-def _train_chunk(model, x_path, y_path, cohort, w_global, spec, seed, round, work):
+def _train_chunk(model, paths, w_global, spec, seed, round, rows, cohort, work):
+    """Trains one chunk on the mapped x and y; its local models go to rows `rows` of the output."""
+    x_path, y_path, out_path = paths
     x, y = _mapped(x_path), _mapped(y_path)
-    return train_cohort(model, x, y, cohort, w_global, spec, seed, round, work, threads=1)
+    out = np.load(out_path, mmap_mode="r+")[rows]
+    return train_cohort(model, x, y, cohort, w_global, spec, seed, round, work, 1, out).num_steps
 
 
 class ProcessTrainer:
@@ -40,6 +45,7 @@ class ProcessTrainer:
         self.jobs = jobs or cpu_count()
         self._arrays: tuple[np.ndarray, np.ndarray] | None = None
         self._paths: tuple[str, str] | None = None
+        self._folder: Path | None = None
         self._cleanup: weakref.finalize | None = None
 
     def __call__(
@@ -55,15 +61,23 @@ class ProcessTrainer:
         work: LocalWork | None = None,
     ) -> CohortResult:
         x_path, y_path = self._share(x, y)
-        # joblib's own reusable executor: the one joblib.Parallel (fl sweep) uses too
-        executor = get_memmapping_executor(self.jobs)
-        futures = [
-            executor.submit(
-                _train_chunk, model, x_path, y_path, chunk, w_global, spec, seed, round, part
-            )
-            for chunk, part in chunks_of(cohort, work, self.jobs)
-        ]
-        return join([future.result() for future in futures])
+        out_path = str(self._folder / f"params-{round}.npy")
+        params = np.lib.format.open_memmap(
+            out_path, mode="w+", dtype=x.dtype, shape=(len(cohort.ids), model.num_params)
+        )
+        paths = (x_path, y_path, out_path)
+        try:
+            # joblib's own reusable executor: the one joblib.Parallel (fl sweep) uses too
+            executor = get_memmapping_executor(self.jobs)
+            train = functools.partial(_train_chunk, model, paths, w_global, spec, seed, round)
+            futures = [
+                executor.submit(train, rows, chunk, part)
+                for rows, chunk, part in chunks_of(cohort, work, self.jobs)
+            ]
+            num_steps = np.concatenate([future.result() for future in futures])
+        finally:
+            os.unlink(out_path)  # the mapping outlives the name; its pages go with the array
+        return CohortResult(params=np.asarray(params), num_steps=num_steps)
 
     def _share(self, x: np.ndarray, y: np.ndarray) -> tuple[str, str]:
         """The .npy files holding x and y, written on first use (once per run's arrays)."""
@@ -75,11 +89,11 @@ class ProcessTrainer:
         paths = (str(folder / "x.npy"), str(folder / "y.npy"))
         np.save(paths[0], np.ascontiguousarray(x))
         np.save(paths[1], np.ascontiguousarray(y))
-        self._arrays, self._paths = (x, y), paths
+        self._arrays, self._paths, self._folder = (x, y), paths, folder
         return paths
 
     def close(self) -> None:
         """Delete the shared files (the workers stay up for the next run)."""
         if self._cleanup is not None:
             self._cleanup()
-        self._arrays = self._paths = self._cleanup = None
+        self._arrays = self._paths = self._folder = self._cleanup = None

@@ -59,7 +59,7 @@ class RayTrainer:
         x_ref, y_ref = self._share(ray, x, y)
         futures = [
             self._remote.remote(model, x_ref, y_ref, chunk, w_global, spec, seed, round, part)
-            for chunk, part in chunks_of(cohort, work, self._parallelism(ray))
+            for _, chunk, part in chunks_of(cohort, work, self._parallelism(ray))
         ]
         return join(ray.get(futures))
 
