@@ -4,9 +4,9 @@ The training arrays are written once per run to .npy files that every worker mem
 operating system shares their pages; nothing is copied per round or per worker), and the loky
 workers are reused from round to round. Each round a worker receives only its chunk of the cohort
 and of the algorithm's per-client work, the global model and the local spec, runs the same
-vectorized trainer on its chunk, and writes its local models into a memory-mapped [K, P] file that
-becomes the round's result: they do not travel back through loky's pipes (76 MB for 1,000 MLP(256)
-clients in float32, which took longer than the training).
+vectorized trainer on its chunk, and writes its local models into a memory-mapped [K, P] file, read
+back once the round is done: they do not travel back through loky's pipes (76 MB for 1,000
+MLP(256) clients in float32, which took longer than the training).
 """
 
 import functools
@@ -61,23 +61,22 @@ class ProcessTrainer:
         work: LocalWork | None = None,
     ) -> CohortResult:
         x_path, y_path = self._share(x, y)
-        out_path = str(self._folder / f"params-{round}.npy")
+        out_path = str(self._folder / "params.npy")
         params = np.lib.format.open_memmap(
             out_path, mode="w+", dtype=x.dtype, shape=(len(cohort.ids), model.num_params)
         )
-        paths = (x_path, y_path, out_path)
-        try:
-            # joblib's own reusable executor: the one joblib.Parallel (fl sweep) uses too
-            executor = get_memmapping_executor(self.jobs)
-            train = functools.partial(_train_chunk, model, paths, w_global, spec, seed, round)
-            futures = [
-                executor.submit(train, rows, chunk, part)
-                for rows, chunk, part in chunks_of(cohort, work, self.jobs)
-            ]
-            num_steps = np.concatenate([future.result() for future in futures])
-        finally:
-            os.unlink(out_path)  # the mapping outlives the name; its pages go with the array
-        return CohortResult(params=np.asarray(params), num_steps=num_steps)
+        # joblib's own reusable executor: the one joblib.Parallel (fl sweep) uses too
+        executor = get_memmapping_executor(self.jobs)
+        train = functools.partial(
+            _train_chunk, model, (x_path, y_path, out_path), w_global, spec, seed, round
+        )
+        futures = [
+            executor.submit(train, rows, chunk, part)
+            for rows, chunk, part in chunks_of(cohort, work, self.jobs)
+        ]
+        num_steps = np.concatenate([future.result() for future in futures])
+        # a copy: the file is rewritten next round, while the caller may keep this round's models
+        return CohortResult(params=np.array(params), num_steps=num_steps)
 
     def _share(self, x: np.ndarray, y: np.ndarray) -> tuple[str, str]:
         """The .npy files holding x and y, written on first use (once per run's arrays)."""
