@@ -67,6 +67,22 @@ def test_adaptive_clip_tracks_the_target_quantile():
     assert 27 <= clip <= 34
 
 
+@pytest.mark.parametrize("norm", [0.5, 5.0])  # one more client below, or above, the clip
+def test_one_client_moves_the_noised_count_by_half_as_the_noise_split_assumes(norm):
+    """Thm. 1 of Andrew et al. splits z with 2 sigma_b because each client's bit is centred
+    (b_k - 1/2): adding or removing a client moves the count's sum by exactly 1/2."""
+    spec = dp.DPSpec(noise_multiplier=1.0, sampling_rate=0.5, expected_clients=40.0)
+    norms = np.linspace(0.1, 4.0, 40)
+
+    def count_sum(norms):  # the noised sum of bits, undone from C's multiplicative update
+        new_clip = dp.next_clip(1.0, norms, spec, seed=2, round=3)
+        fraction = spec.target_quantile - math.log(new_clip) / spec.clip_lr
+        return (fraction - 0.5) * spec.expected_clients
+
+    moved = count_sum(np.append(norms, norm)) - count_sum(norms)
+    assert abs(moved) == pytest.approx(0.5)
+
+
 def test_adaptive_clipping_splits_the_noise_between_the_two_queries():
     spec = dp.DPSpec(noise_multiplier=1.0, sampling_rate=0.2, expected_clients=20.0)
     assert spec.count_std == 1.0  # expected clients / 20

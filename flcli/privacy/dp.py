@@ -12,9 +12,10 @@ One round is then the Poisson-subsampled Gaussian mechanism with noise multiplie
 add/remove-one-client relation; epsilon after t rounds at delta is what Google's dp-accounting
 library (RDP or PLD accountant) returns for that event composed t times.
 
-Adaptive clipping: each client also reports b_k = 1[||delta_k|| <= C]; the server updates
+Adaptive clipping: each client also reports b_k - 1/2, with b_k = 1[||delta_k|| <= C] (centred, so
+that one client moves the sum by 1/2: the sensitivity Thm. 1 assumes); the server updates
 
-    b = (sum_k b_k + N(0, sigma_b^2)) / (q N),   C <- C exp(-eta (b - gamma))
+    b = (sum_k (b_k - 1/2) + N(0, sigma_b^2)) / (q N) + 1/2,   C <- C exp(-eta (b - gamma))
 
 so C tracks the gamma-quantile of the update norms. To keep the total noise multiplier z for the
 pair of queries, the updates get z_delta = (z^-2 - (2 sigma_b)^-2)^(-1/2) (Andrew et al., Thm. 1).
@@ -96,9 +97,9 @@ def noised_mean(
 
 def next_clip(clip: float, norms: np.ndarray, spec: DPSpec, seed: int, round: int) -> float:
     """Adaptive clipping's geometric update from the noised fraction of unclipped updates."""
-    unclipped = float(np.sum(norms <= clip))
+    centred = float(np.sum(norms <= clip)) - len(norms) / 2  # each client adds +1/2 or -1/2
     noise = spec.count_std * rng(seed, Purpose.NOISE, round, 1).standard_normal()
-    fraction = (unclipped + noise) / spec.expected_clients
+    fraction = (centred + noise) / spec.expected_clients + 0.5
     return clip * math.exp(-spec.clip_lr * (fraction - spec.target_quantile))
 
 
