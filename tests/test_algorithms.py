@@ -14,6 +14,7 @@ from flcli.data.store import Partition, load_partition
 from flcli.engine.cohort import train_cohort
 from flcli.engine.local import Cohort, LocalSpec
 from flcli.engine.loop import run_rounds
+from flcli.engine.uplink import sample_clients
 from flcli.models.linear import SoftmaxRegression
 
 
@@ -152,6 +153,40 @@ def test_scaffold_option_2_variate_after_one_full_batch_step_is_the_clients_grad
     assert np.allclose(state.extra["c"], np.mean(grads, axis=0), atol=1e-10)
 
 
+def test_scaffold_matches_the_papers_algorithm_over_rounds_of_partial_participation(
+    dirichlet_dir,
+):
+    """Option II, written out here client by client: K = 3 full-batch corrected steps, 3 of 8
+    clients a round, c moved by 1/N of the variates' changes. Partial participation and K > 1 are
+    where a wrong sign, a missing K or 1/|S| instead of 1/N would show."""
+    partition = load_partition(dirichlet_dir)
+    settings = dict(rounds=4, clients_per_round=3, local_epochs=3, batch_size=10_000, lr=0.3)
+    results = run(partition, algo="scaffold", seed=4, **settings)
+    model, lr, K, N = model_of(partition), 0.3, 3, partition.num_clients
+    x = results[0].state.params
+    c, client_c = np.zeros_like(x), np.zeros((N, x.size))
+    for result in results[1:]:
+        sampled = sample_clients(4, result.record["round"], N, 3)
+        deltas, sizes, variate_change = [], [], np.zeros_like(x)
+        for i in sampled:
+            rows = slice(partition.offsets[i], partition.offsets[i + 1])
+            X, Y = partition.x_train[rows][None], partition.y_train[rows][None]
+            y = x.copy()
+            for _ in range(K):
+                gradient = model.loss_grad(y[None], X, Y, np.ones(Y.shape))[1][0]
+                y = y - lr * (gradient + c - client_c[i])
+            new = client_c[i] - c + (x - y) / (K * lr)
+            variate_change += new - client_c[i]
+            client_c[i] = new
+            deltas.append(y - x)
+            sizes.append(Y.size)
+        x = x + np.average(deltas, axis=0, weights=sizes)
+        c = c + variate_change / N
+        assert np.allclose(result.state.params, x, rtol=0, atol=1e-10)
+        assert np.allclose(result.state.extra["c"], c, rtol=0, atol=1e-10)
+        assert np.allclose(result.state.extra["client_c"], client_c, rtol=0, atol=1e-10)
+
+
 def test_fednova_equal_steps_is_fedavg_and_unequal_steps_match_a_hand_computed_case(iid_dir):
     partition = load_partition(iid_dir)
     settings = dict(rounds=3, local_epochs=2, batch_size=16, seed=2)  # 143/144 rows: 9 steps each
@@ -195,6 +230,28 @@ def test_one_step_of_the_adaptive_server_optimizers_matches_hand_computed_update
         opt = algorithm(name, **hyper, **extra)
         new = opt.server_update(opt.server_init(np.zeros(2), 2), step)
         assert np.allclose(new.params, result, rtol=0, atol=1e-7), name
+
+
+@pytest.mark.parametrize("name", ["fedadam", "fedyogi", "fedadagrad"])
+def test_the_adaptive_server_optimizers_carry_their_moments_from_round_to_round(name):
+    """Three rounds of Reddi et al.'s Algorithm 2, written out here: m and v persist."""
+    beta1, beta2, tau, server_lr = 0.9, 0.99, 0.1, 0.5
+    extra = {} if name == "fedadagrad" else {"beta2": beta2}
+    opt = algorithm(name, server_lr=server_lr, beta1=beta1, tau=tau, **extra)
+    state = opt.server_init(np.zeros(2), 2)
+    w, m, v = np.zeros(2), np.zeros(2), np.full(2, tau**2)
+    for deltas in ([[2, -1], [2, -1]], [[-1, 3], [0, 1]], [[0.5, 0.5], [-2, 0]]):
+        state = opt.server_update(state, updates([0, 1], deltas, [1, 3], [5, 5]))
+        delta = np.average(deltas, axis=0, weights=[1, 3])
+        m = beta1 * m + (1 - beta1) * delta
+        if name == "fedadam":
+            v = beta2 * v + (1 - beta2) * delta**2
+        elif name == "fedyogi":
+            v = v - (1 - beta2) * delta**2 * np.sign(v - delta**2)
+        else:
+            v = v + delta**2
+        w = w + server_lr * m / (np.sqrt(v) + tau)
+        assert np.allclose(state.params, w, rtol=0, atol=1e-12)
 
 
 def test_feddyn_two_clients_two_rounds_by_hand():
