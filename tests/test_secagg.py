@@ -34,6 +34,14 @@ def test_below_the_threshold_the_round_aborts_cleanly():
     assert issubclass(SecAggAborted, RunFailed)
 
 
+@pytest.mark.parametrize("value", [2.0**21, np.nan])
+def test_a_vector_beyond_the_fixed_point_range_fails_the_round_instead_of_being_clipped(value):
+    x = updates()
+    x[2, 7] = value
+    with pytest.raises(RunFailed, match=r"round 3: a client's vector reaches (2\.1e\+06|nan)"):
+        secure_sum(x, np.ones(6, bool), threshold=4, seed=1, round=3, ids=np.arange(6))
+
+
 def test_traffic_counts_keys_shares_and_masked_vectors():
     K, P = 6, 40
     survived = np.array([True, False, True, True, True, True])

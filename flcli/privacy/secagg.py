@@ -169,6 +169,14 @@ def secure_sum(
         raise ValueError(f"{K} clients overflow the fixed-point sum; lower the bound")
     if not 1 <= threshold <= K:
         raise ValueError(f"threshold {threshold} must be between 1 and the cohort's {K} clients")
+    outside = ~(np.abs(vectors) <= fixed.bound)  # NaN is outside too
+    if outside.any():
+        raise RunFailed(
+            f"secure aggregation in round {round}: a client's vector reaches "
+            f"{np.abs(vectors[outside]).max():.3g}, beyond the +-{fixed.bound:.3g} that the "
+            "fixed-point sum carries (without DP, updates are weighted by sample counts); "
+            "lower --lr or rescale the data (e.g. standardize a regression target)"
+        )
     secrets = [client_secrets(seed, round, int(c), threshold, K) for c in ids]
     alive = np.flatnonzero(survived)
     dropped = np.flatnonzero(~survived)
