@@ -219,8 +219,10 @@ def train(
         float | None,
         typer.Option(
             help="Local SGD learning rate; the default depends on --model (for sklearn:NAME it "
-            "only scales an algorithm's correction step; for forests, boosted trees and k-NN it "
-            "is the step of feddist's softmax student).",
+            "scales an algorithm's correction step, and scaffold, feddyn and qfedavg take it for "
+            "the client's step size: give the estimator's own, e.g. --model-arg eta0=0.01 "
+            "--model-arg learning_rate='constant' --lr 0.01; for forests, boosted trees and k-NN "
+            "it is the step of feddist's softmax student).",
             show_default=lr_defaults(),
         ),
     ] = None,

@@ -4,6 +4,10 @@ partial_fit or fit (see flcli.models.sklearn). Same signature and result as the 
 An algorithm's gradient correction (FedProx's proximal pull, SCAFFOLD's control variates) cannot
 reach inside partial_fit, so it is applied after each local pass: one step
 w <- w - lr * correction(w, w_global, per-client inputs) with lr = --lr.
+
+The server formulas that divide by the client's step size (SCAFFOLD's option II variates, FedDyn's
+gradient state, q-FedAvg's L = 1 / lr) take --lr for it, while the estimator steps with its own
+learning rate: their scale is the papers' only when --lr is the estimator's (constant) step.
 """
 
 import numpy as np
