@@ -182,19 +182,21 @@ def test_mlp_fedavg_on_iid_digits_reaches_096_in_30_rounds_with_defaults(iid_dir
 @pytest.mark.parametrize("hidden", [(8,), (2048,)])  # (2048,): more cache-sized chunks than threads
 def test_threaded_cohort_equals_one_chunk_exactly(hidden):
     """A cohort cut into chunks (per thread, and small enough to stay in cache) trains every client
-    exactly as one chunk does."""
+    exactly as one chunk does, also a chunk whose clients are all smaller than a batch."""
     from flcli.engine.cohort import train_chunk
     from flcli.models.mlp import MLP
 
     g = np.random.default_rng(3)
-    sizes = g.integers(5, 40, 80)
+    sizes = np.concatenate([g.integers(3, 8, 40), g.integers(20, 40, 40)])  # small ones first
     offsets = np.concatenate([[0], np.cumsum(sizes)])
-    x, y = g.normal(size=(offsets[-1], 6)), g.integers(0, 3, offsets[-1])
-    model = MLP(6, hidden, 3)
+    x, y = g.normal(size=(offsets[-1], 6)).astype(np.float32), g.integers(0, 3, offsets[-1])
+    model = MLP(6, hidden, 3, dtype="float32")
     w = model.init(np.random.default_rng(0))
     cohort = Cohort.of(np.arange(80), offsets)
-    spec = LocalSpec(2, 8, 0.1)
-    whole = train_chunk(model, x, y, cohort, w, spec, 0, 1, LocalWork(), np.empty((80, w.size)))
+    spec = LocalSpec(2, 16, 0.1)
+    whole = train_chunk(
+        model, x, y, cohort, w, spec, 0, 1, LocalWork(), np.empty((80, w.size), x.dtype)
+    )
     for threads, out in ((1, None), (2, None), (2, np.empty_like(whole.params))):
         cut = train_cohort(model, x, y, cohort, w, spec, 0, 1, threads=threads, out=out)
         assert out is None or cut.params is out  # the caller's array: the process backend's file

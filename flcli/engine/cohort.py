@@ -58,7 +58,11 @@ def train_cohort(
 ) -> CohortResult:
     """Local SGD of every client of the cohort from w_global (or work.start); threads None uses
     one per available core (backends that already run one process per core pass 1). The local
-    models go into out [K, P] when given (the process backend's shared file), else a new array."""
+    models go into out [K, P] when given (the process backend's shared file), else a new array.
+
+    Every step is spec.batch_size wide (short batches are masked): give a batch size no larger
+    than the largest shard (run_rounds does), not the cohort's largest, which depends on who was
+    sampled."""
     work = work or LocalWork()
     size = len(cohort.ids)
     work_size = int(cohort.sizes.sum()) * spec.epochs * model.num_params  # ~ multiply-adds
@@ -99,7 +103,9 @@ def train_chunk(
     """train_cohort for one chunk of clients, in one thread: their local models go into out."""
     w_global = np.asarray(w_global, dtype=x.dtype)  # the data's dtype is the compute dtype
     sizes = cohort.sizes
-    batch = int(min(spec.batch_size, sizes.max()))
+    # Every step is spec.batch_size wide, whatever the chunk holds: a narrower block (a chunk of
+    # small clients) would change how BLAS sums over the batch, and so the clients' last bits.
+    batch = int(min(spec.batch_size, len(x)))
     total_steps = work.step_counts(sizes, batch, spec.epochs)
     orders = epoch_orders(seed, round, cohort.ids, sizes, spec.epochs)
     orders += np.repeat(cohort.starts, sizes * spec.epochs)  # rows of x, not positions in a shard

@@ -93,6 +93,9 @@ def run_rounds(
 
     base_spec = LocalSpec(config.local_epochs, config.batch_size, config.lr)
     spec = algorithm.local_spec(base_spec)
+    # the width of every local step: no wider than the largest shard (FedSGD asks for a whole shard)
+    largest_shard = int(np.diff(partition.offsets).max())
+    spec = replace(spec, batch_size=min(spec.batch_size, largest_shard))
     bytes_per_message = model.num_params * np.dtype(config.dtype).itemsize
     bytes_per_message *= algorithm.models_per_message
 
