@@ -122,6 +122,11 @@ def _read_rows(file: Path) -> list[dict]:
         ]
 
 
+def is_leftover(path: Path) -> bool:
+    """A temporary file of an atomic write that a killed process never renamed."""
+    return path.is_file() and path.name.startswith(".") and path.name.endswith(".tmp")
+
+
 def open_run(out: Path, config: TrainConfig, partition_dir: Path, partition_meta: dict) -> RunDir:
     """Create the run dir, or reopen it when it holds a run of this same config.
 
@@ -129,7 +134,11 @@ def open_run(out: Path, config: TrainConfig, partition_dir: Path, partition_meta
     """
     out = Path(out)
     identity = {"config_digest": config.digest(), "partition_hash": partition_meta["hash"]}
-    if out.exists():
+    if out.is_dir() and all(is_leftover(path) for path in out.iterdir()):
+        # empty, or made by a run killed before its first run.json landed: nothing to keep
+        for leftover in out.iterdir():
+            leftover.unlink()
+    elif out.exists():
         try:
             info = json.loads((out / "run.json").read_text())
         except (OSError, ValueError):
@@ -141,12 +150,12 @@ def open_run(out: Path, config: TrainConfig, partition_dir: Path, partition_meta
                 f"--out {out} holds a run of a different config or partition; "
                 "choose a new --out or delete it"
             )
-        for leftover in out.glob(".*.tmp"):  # a write cut short by a killed process
+        for leftover in filter(is_leftover, out.iterdir()):  # a write cut short by a kill
             leftover.unlink(missing_ok=True)
         resolved = config.to_dict()  # how this session computes and saves may differ
         info["config"].update({key: resolved[key] for key in NOT_IN_DIGEST})
         return RunDir(out, info, _read_rows(out / "rounds.csv"), _read_rows(out / "clients.csv"))
-    out.mkdir(parents=True)
+    out.mkdir(parents=True, exist_ok=True)
     info = {
         "status": "running",
         "config": config.to_dict(),

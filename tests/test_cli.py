@@ -216,8 +216,25 @@ def test_out_holding_another_run_is_refused(cli, iid_dir, tmp_path):
         cli("train", iid_dir, "--rounds", 3, "--out", tmp_path / "r"), "different config"
     )
     (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
     assert_one_line_error(cli("train", iid_dir, "--out", tmp_path / "other"), "not a flcli run")
+    assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
     assert (tmp_path / "r" / "rounds.csv").read_text() == before
+
+
+def test_out_left_empty_by_a_run_killed_before_its_run_json_is_used(cli, iid_dir, tmp_path):
+    """A run killed between making its dir and renaming its first run.json into place leaves the
+    dir empty or holding that temporary file; the same command must then start the run."""
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "cut").mkdir()
+    (tmp_path / "cut" / ".run.json.k2j4x1.tmp").write_text("")
+    for out in (tmp_path / "empty", tmp_path / "cut"):
+        assert cli("train", iid_dir, "--rounds", 1, "--out", out).code == 0
+        assert sorted(path.name for path in out.iterdir()) == [
+            "checkpoint.npz",
+            "rounds.csv",
+            "run.json",
+        ]
 
 
 def test_partition_out_holding_another_partition_is_refused(cli, iid_dir):
