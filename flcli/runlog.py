@@ -30,7 +30,7 @@ COLUMNS = [
     "elapsed_s",
 ]
 CLIENT_COLUMNS = ["round", "client", "n", "loss", "accuracy"]
-INTEGER_COLUMNS = ("round", "clients", "bytes_up", "bytes_down", "client", "n")
+INTEGER_COLUMNS = ("round", "clients", "bytes_up", "bytes_down", "dropped", "client", "n")
 
 
 def versions() -> dict[str, str]:

@@ -189,12 +189,21 @@ def test_dp_rounds_that_sample_nobody_still_add_noise_on_both_backends(personal_
     assert len(clips) > 1  # adaptive clipping moved the norm
 
 
-def test_resume_of_an_adaptive_dp_run_is_exact(cli, iid_dir, tmp_path):
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"dp_clip": "adaptive", "dp_noise": 0.1},  # the clipping norm is state to carry over
+        {"dropout": 0.3},  # adds the integer column "dropped"
+    ],
+)
+def test_resume_writes_the_uninterrupted_rounds_csv(cli, iid_dir, tmp_path, options):
     from flcli import api
 
-    flags = ["--rounds", "4", "--fraction", "0.5", "--dp-clip", "adaptive", "--dp-noise", "0.1"]
+    flags = ["--rounds", "4", "--fraction", "0.5"]
+    for key, value in options.items():
+        flags += ["--" + key.replace("_", "-"), str(value)]
     whole = train(cli, iid_dir, tmp_path / "whole", *flags)
-    config = TrainConfig(rounds=4, fraction=0.5, dp_clip="adaptive", dp_noise=0.1)
+    config = TrainConfig(rounds=4, fraction=0.5, **options)
     rounds = api.prepare_training(iid_dir, config, tmp_path / "cut").rounds()
     for record in rounds:
         if record["round"] == 2:
