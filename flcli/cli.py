@@ -3,6 +3,7 @@
 import dataclasses
 import io
 import shlex
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -498,6 +499,10 @@ def train(
             f"{config.algo} rounds", total=config.rounds, short=short, metric="-", loss="-"
         )
         rounds = training.rounds()
+        default_ctrl_c = signal.getsignal(signal.SIGINT)
+        if default_ctrl_c is signal.default_int_handler:  # not when started with Ctrl-C ignored
+            signal.signal(signal.SIGINT, interrupt_once)
+        interrupted = False
         try:
             for record in rounds:
                 progress.update(
@@ -507,16 +512,27 @@ def train(
                     loss=f"{record['train_loss']:.4f}",
                 )
         except KeyboardInterrupt:
+            interrupted = True
             rounds.close()  # saves what was done and marks the run interrupted
+            rows = training.run.rows  # the last may be one past the last record shown
+            saved = rows[-1]["round"] if rows else "-"
             again = shlex.join(["fl", *invocation, *(["--resume"] if not resume else [])])
             raise RunFailed(
-                f"interrupted after round {record.get('round', '-')}, saved in {out_dir}; "
-                f"continue it with: {again}"
+                f"interrupted after round {saved}, saved in {out_dir}; continue it with: {again}"
             ) from None
+        finally:
+            if not interrupted:  # after a Ctrl-C, Ctrl-C stays ignored until the process exits
+                signal.signal(signal.SIGINT, default_ctrl_c)
     out.print(
         f"round {record['round']}: {metric.replace('_', ' ')} {record[metric]:.4f}, "
         f"train loss {record['train_loss']:.4f} -> {out_dir / 'rounds.csv'}"
     )
+
+
+def interrupt_once(signum, frame):
+    """Ctrl-C stops the run; a second one, while the run saves what it did, is ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 RunPaths = Annotated[

@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import pandas as pd
+import pytest
 from conftest import assert_one_line_error, write_generated_partition
 
 ARGS = ["--rounds", 60, "--fraction", 0.5, "--seed", 4, "--checkpoint-every", 1]
@@ -74,6 +75,22 @@ def test_ctrl_c_marks_the_run_interrupted_and_says_how_to_resume(cli, iid_dir, t
     resumed = cli("train", iid_dir, *ARGS, "--out", run, "--resume")
     assert resumed.code == 0, resumed.err
     assert list(pd.read_csv(run / "rounds.csv")["round"]) == list(range(61))
+
+
+@pytest.mark.parametrize("backend", ["vectorized", "process"])  # process: workers get it too
+def test_a_second_ctrl_c_does_not_cut_the_save_short(iid_dir, tmp_path, backend):
+    run = tmp_path / "run"
+    process = start_fl("train", iid_dir, *ARGS, "--backend", backend, "--out", run)
+    wait_for_rounds(run, process, 2)
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.001)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 1, err
+    assert "Traceback" not in err
+    said = int(err.split("interrupted after round ")[1].split(",")[0])
+    assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
+    assert pd.read_csv(run / "rounds.csv")["round"].iloc[-1] == said
 
 
 def test_diverged_run_stops_marked_failed_and_suggests_a_smaller_lr(cli, tmp_path):

@@ -12,6 +12,7 @@ MLP(256) clients in float32, which took longer than the training).
 import functools
 import os
 import shutil
+import signal
 import tempfile
 import weakref
 from pathlib import Path
@@ -28,6 +29,11 @@ from flcli.engine.local import Cohort, CohortResult, LocalSpec, LocalWork
 @functools.lru_cache(maxsize=4)  # a worker keeps the last few runs' arrays mapped
 def _mapped(path: str) -> np.ndarray:
     return np.asarray(np.load(path, mmap_mode="r"))
+
+
+def _ignore_ctrl_c() -> None:
+    """In a worker: Ctrl-C reaches the whole process group, and the parent alone handles it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _train_chunk(model, paths, w_global, spec, seed, round, rows, cohort, work):
@@ -65,8 +71,7 @@ class ProcessTrainer:
         params = np.lib.format.open_memmap(
             out_path, mode="w+", dtype=x.dtype, shape=(len(cohort.ids), model.num_params)
         )
-        # joblib's own reusable executor: the one joblib.Parallel (fl sweep) uses too
-        executor = get_memmapping_executor(self.jobs)
+        executor = get_memmapping_executor(self.jobs, initializer=_ignore_ctrl_c)
         train = functools.partial(
             _train_chunk, model, (x_path, y_path, out_path), w_global, spec, seed, round
         )
