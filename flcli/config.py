@@ -4,6 +4,7 @@ import ast
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,6 +103,13 @@ class TrainConfig:
         for flag, value in positive.items():
             if not isinstance(value, int) or value < 1:
                 raise FLError(f"{flag} {value} must be a positive integer")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise FLError(f"--seed {self.seed} must be an integer >= 0, e.g. 0")
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                flag = HYPERPARAMETERS.get(item.name, ("--" + item.name.replace("_", "-"),))[0]
+                raise FLError(f"{flag} {value} must be a finite number")
         if not self.lr > 0:
             raise FLError(f"--lr {self.lr} must be > 0, e.g. 0.1")
         if self.clients_per_round is not None and self.fraction is not None:

@@ -1,5 +1,7 @@
 """Build a partition from a dataset name and a scheme: load, split, partition, describe."""
 
+import math
+
 import numpy as np
 
 from flcli.data import partition as schemes
@@ -38,6 +40,12 @@ def build_partition(
     means 0.2, or the dataset's own split (synthetic, fcube)."""
     if scheme not in schemes.SCHEMES:
         raise FLError(f"unknown scheme {scheme!r}; choose one of: {', '.join(schemes.SCHEMES)}")
+    if not isinstance(seed, int) or seed < 0:
+        raise FLError(f"--seed {seed} must be an integer >= 0, e.g. 0")
+    numbers = {"--alpha": alpha, "--noise-std": noise_std, "--strictness": strictness}
+    for flag, value in {**numbers, "--test-size": test_size}.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise FLError(f"{flag} {value} must be a finite number")
     if scheme != "natural" and num_clients is None:
         num_clients = DEFAULT_CLIENTS
     if noise_std < 0:
