@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import platform
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,10 +92,15 @@ class RunDir:
         if not file.is_file():  # killed before the first checkpoint: start from round 0
             self.rows, self.client_rows = [], []
             return None
-        with np.load(file, allow_pickle=False) as npz:
-            round = int(npz["round"])
-            extra = {k[len("extra_") :]: npz[k] for k in npz.files if k.startswith("extra_")}
-            state = ServerState(params=npz["params"], extra=extra)
+        try:
+            with np.load(file, allow_pickle=False) as npz:
+                round = int(npz["round"])
+                extra = {k[len("extra_") :]: npz[k] for k in npz.files if k.startswith("extra_")}
+                state = ServerState(params=npz["params"], extra=extra)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+            raise FLError(
+                f"{file} is damaged ({e}); delete it to start this run over from round 0"
+            ) from None
         self.rows = [row for row in self.rows if row["round"] <= round]
         self.client_rows = [row for row in self.client_rows if row["round"] <= round]
         if not self.rows or self.rows[-1]["round"] != round:

@@ -5,6 +5,7 @@ columns (non-numeric ones are an error, or one-hot encoded with --encode), no Na
 standardized. Files are never unpickled.
 """
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -54,8 +55,11 @@ def read_parquet(path: Path) -> pd.DataFrame:
 def read_npz(path: Path) -> pd.DataFrame:
     """Every array becomes columns: a 1-D array `a` the column a, a 2-D one the columns a0, a1..."""
     columns = {}
-    with np.load(path, allow_pickle=False) as npz:
-        arrays = {name: npz[name] for name in npz.files}
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+        raise FLError(f"{path} is not a readable .npz file ({e})") from None
     lengths = {len(a) for a in arrays.values() if a.ndim}
     if len(lengths) != 1 or any(a.ndim not in (1, 2) for a in arrays.values()):
         shapes = ", ".join(f"{k} {a.shape}" for k, a in arrays.items())

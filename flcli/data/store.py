@@ -10,13 +10,14 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from flcli.errors import FLError
-from flcli.fileio import atomic_write
+from flcli.fileio import UMASK, atomic_write
 
 ARRAYS = ("x_train", "y_train", "offsets", "x_test", "y_test")
 # clients' local test splits (fl partition --client-test-fraction): client i's test rows are
@@ -123,6 +124,7 @@ def write_partition(partition: Partition, out: Path, draw_heatmap=None) -> bool:
         (tmp / "partition.json").write_text(json.dumps(partition.meta, indent=2) + "\n")
         if draw_heatmap is not None:
             draw_heatmap(partition, tmp / "partition.png")
+        os.chmod(tmp, 0o777 & ~UMASK)  # mkdtemp makes it private; a plain mkdir would not
         os.rename(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -161,7 +163,7 @@ def load_partition(path: Path) -> Partition:
         with np.load(data_file, allow_pickle=False) as npz:
             names = ARRAYS + tuple(n for n in OPTIONAL_ARRAYS if n in npz.files)
             arrays = {name: npz[name] for name in names}
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
         raise FLError(f"{path} holds an unreadable partition ({e}); re-create it") from None
     if not isinstance(meta, dict) or meta.get("hash") != array_hash(arrays):
         raise FLError(f"{data_file} does not match {meta_file}'s hash; re-create the partition")
