@@ -239,7 +239,7 @@ def train(
         str | None,
         Default(
             "vectorized (fast), serial (reference), process (worker processes) or ray "
-            "(pip install 'flcli[ray]').",
+            "(pip install 'flcli\\[ray]').",
             "backend",
         ),
     ] = None,
@@ -502,6 +502,7 @@ def train(
         default_ctrl_c = signal.getsignal(signal.SIGINT)
         if default_ctrl_c is signal.default_int_handler:  # not when started with Ctrl-C ignored
             signal.signal(signal.SIGINT, interrupt_once)
+        default_term = signal.signal(signal.SIGTERM, interrupt_once)  # kill: saved as Ctrl-C is
         interrupted = False
         try:
             for record in rounds:
@@ -523,6 +524,7 @@ def train(
         finally:
             if not interrupted:  # after a Ctrl-C, Ctrl-C stays ignored until the process exits
                 signal.signal(signal.SIGINT, default_ctrl_c)
+                signal.signal(signal.SIGTERM, default_term)
     out.print(
         f"round {record['round']}: {metric.replace('_', ' ')} {record[metric]:.4f}, "
         f"train loss {record['train_loss']:.4f} -> {out_dir / 'rounds.csv'}"
@@ -530,8 +532,9 @@ def train(
 
 
 def interrupt_once(signum, frame):
-    """Ctrl-C stops the run; a second one, while the run saves what it did, is ignored."""
+    """Ctrl-C (or SIGTERM) stops the run; another, while the run saves what it did, is ignored."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 
@@ -677,7 +680,7 @@ def report_table(summary) -> Table:
     "interrupted: continues)"
 )
 def sweep(
-    sweep_file: Annotated[Path, typer.Argument(help="Sweep TOML: name, [base], [grid].")],
+    sweep_file: Annotated[Path, typer.Argument(help="Sweep TOML: name, \\[base], \\[grid].")],
     jobs: Annotated[
         int | None,
         typer.Option(
@@ -806,6 +809,11 @@ def algorithm_line(info) -> str:
     return info.description + (f" [{defaults}]" if defaults else "") + refuses
 
 
+def error_line(message: str) -> None:
+    """One line on stderr, printed as it is (no rich markup or :emoji: codes in user values)."""
+    err.print(f"error: {message}", highlight=False, soft_wrap=True, markup=False, emoji=False)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of `fl`: errors become one line on stderr and an exit code, never a traceback."""
     command = typer.main.get_command(app)
@@ -815,18 +823,22 @@ def main(argv: list[str] | None = None) -> None:
     except click_errors.NoArgsIsHelpError:  # the help was already shown
         sys.exit(2)
     except click_errors.UsageError as usage:
-        hint = f" (see: fl {usage.ctx.info_name} --help)" if usage.ctx else ""
-        err.print(f"error: {usage.format_message()}{hint}", highlight=False, soft_wrap=True)
+        hint = f" (see: {usage.ctx.command_path} --help)" if usage.ctx else ""
+        error_line(f"{usage.format_message()}{hint}")
         sys.exit(2)
     except click_errors.ClickException as failure:
-        err.print(f"error: {failure.format_message()}", highlight=False, soft_wrap=True)
+        error_line(failure.format_message())
         sys.exit(failure.exit_code)
     except FLError as bad_input:
-        err.print(f"error: {bad_input}", highlight=False, soft_wrap=True, markup=False)
+        error_line(str(bad_input))
         sys.exit(2)
     except RunFailed as failure:
-        err.print(f"error: {failure}", highlight=False, soft_wrap=True, markup=False)
+        error_line(str(failure))
         sys.exit(1)
+    except OSError as failure:  # a path that cannot be read or written: --out, a data file
+        where = f"{failure.filename}: " if failure.filename else ""
+        error_line(f"{where}{failure.strerror}; choose another path or fix it")
+        sys.exit(2)
     except typer.Abort:
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)

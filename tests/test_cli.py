@@ -1,12 +1,16 @@
 """End-to-end: the real `fl` command line, from partition to plot, and its errors."""
 
 import json
+import shutil
+import stat
 import subprocess
 import sys
 
 import pandas as pd
 import pytest
 from conftest import assert_one_line_error
+
+from flcli import fileio
 
 TIMING = ["elapsed_s"]
 
@@ -201,6 +205,23 @@ def test_list_names_what_is_available(cli):
             ["partition", "--client-test-fraction", "1", "--out", "{tmp}/p"],
             ["--client-test-fraction 1"],
         ),
+        (["partition", "--seed", "-1", "--out", "{tmp}/p"], ["--seed -1", ">= 0"]),
+        (["train", "{iid}", "--seed", "-1", "--out", "{tmp}/r"], ["--seed -1", ">= 0"]),
+        (["train", "{iid}", "--lr", "inf", "--out", "{tmp}/r"], ["--lr inf", "finite"]),
+        (
+            ["train", "{iid}", "--algo", "fedprox", "--mu", "inf", "--out", "{tmp}/r"],
+            ["--mu inf", "finite"],
+        ),
+        (
+            ["partition", "--scheme", "noise", "--noise-std", "nan", "--out", "{tmp}/p"],
+            ["--noise-std nan", "finite"],
+        ),
+        (
+            ["partition", "--scheme", "dirichlet", "--alpha", "inf", "--out", "{tmp}/p"],
+            ["--alpha inf", "finite"],
+        ),
+        (["train", "{iid}", "--algo", ":fire:", "--out", "{tmp}/r"], ["':fire:'"]),  # no emoji
+        (["trian", "{iid}"], ["see: fl --help"]),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(cli, iid_dir, tmp_path, args, fragments):
@@ -444,3 +465,35 @@ def test_fl_train_path_does_not_import_plotting_dataframes_or_sklearn():
     """What `fl train` imports (the api, the round loop, the NumPy models) stays light; only
     partitioning, plots, reports and sklearn: models bring pandas, matplotlib or scikit-learn."""
     assert imported("import flcli.api, flcli.engine.loop, flcli.models.registry") == []
+
+
+def test_damaged_files_are_one_line_errors_that_say_what_to_do(cli, iid_dir, tmp_path):
+    from flcli import api
+    from flcli.config import TrainConfig
+
+    run = tmp_path / "run"
+    rounds = api.prepare_training(iid_dir, TrainConfig(rounds=3), run).rounds()
+    next(rounds), next(rounds)
+    rounds.close()  # as if interrupted after round 1
+    (run / "checkpoint.npz").write_bytes(b"not a zip file")
+    resumed = cli("train", iid_dir, "--rounds", 3, "--out", run, "--resume")
+    assert_one_line_error(resumed, "checkpoint.npz is damaged", "delete it")
+    (run / "checkpoint.npz").unlink()
+    assert cli("train", iid_dir, "--rounds", 3, "--out", run, "--resume").code == 0
+    damaged = tmp_path / "partition"
+    shutil.copytree(iid_dir, damaged)
+    data = damaged / "data.npz"
+    data.write_bytes(data.read_bytes()[:4000])
+    assert_one_line_error(cli("train", damaged, "--out", tmp_path / "r"), "unreadable partition")
+
+
+def test_outputs_go_where_asked_with_the_usual_permissions_or_fail_in_one_line(
+    cli, iid_dir, tmp_path
+):
+    run = tmp_path / "run"
+    assert cli("train", iid_dir, "--rounds", 1, "--out", run).code == 0
+    usual = 0o666 & ~fileio.UMASK  # what open() makes; mkstemp alone would make 0o600
+    assert stat.S_IMODE((run / "rounds.csv").stat().st_mode) == usual
+    assert cli("plot", run, "--out", tmp_path / "new" / "dir" / "a.png").code == 0
+    (tmp_path / "taken.png").mkdir()
+    assert_one_line_error(cli("plot", run, "--out", tmp_path / "taken.png"), "taken.png")

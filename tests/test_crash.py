@@ -59,11 +59,12 @@ def test_sigkill_then_resume_gives_the_uninterrupted_rounds_csv(cli, iid_dir, tm
     assert not [f for f in os.listdir(killed) if f.endswith(".tmp")]  # no torn temporary files
 
 
-def test_ctrl_c_marks_the_run_interrupted_and_says_how_to_resume(cli, iid_dir, tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])  # Ctrl-C, kill
+def test_ctrl_c_marks_the_run_interrupted_and_says_how_to_resume(cli, iid_dir, tmp_path, stop):
     run = tmp_path / "run"
     process = start_fl("train", iid_dir, *ARGS, "--out", run)
     wait_for_rounds(run, process, 2)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(stop)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 1, err
     assert "Traceback" not in err
