@@ -5,6 +5,8 @@ import dataclasses
 import hashlib
 import json
 import math
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -198,12 +200,50 @@ class TrainConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise FLError(f"unknown config key(s) {', '.join(unknown)}; known: {', '.join(known)}")
+        for item in dataclasses.fields(cls):
+            value = values.get(item.name)
+            if item.name in values and not of_type(item.type, value):
+                raise FLError(
+                    f"config key {item.name} = {value!r} must be {describe(item.type)}; fix its "
+                    "value in the config file"
+                )
         return cls(**values)
 
     def digest(self) -> str:
         """Hash of what determines the results (how they are computed and saved does not)."""
         values = {k: v for k, v in self.to_dict().items() if k not in NOT_IN_DIGEST}
         return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
+
+
+KINDS = {  # what a config value of each annotated type may be, and how to say it
+    int: (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    float: (lambda v: isinstance(v, int | float) and not isinstance(v, bool), "a number"),
+    str: (lambda v: isinstance(v, str), "a string"),
+    bool: (lambda v: isinstance(v, bool), "true or false"),
+    tuple: (lambda v: isinstance(v, list | tuple | str), "a list of integers"),
+    dict: (lambda v: isinstance(v, dict | list | tuple), "a table of key = value"),
+}
+
+
+def options_of(annotation) -> list:
+    """The plain types an annotation allows: float | None -> [float, NoneType]."""
+    union = typing.get_origin(annotation) in (types.UnionType, typing.Union)
+    return (
+        [typing.get_origin(kind) or kind for kind in typing.get_args(annotation)]
+        if union
+        else [typing.get_origin(annotation) or annotation]
+    )
+
+
+def of_type(annotation, value) -> bool:
+    kinds = options_of(annotation)
+    if value is None:
+        return type(None) in kinds
+    return any(KINDS[kind][0](value) for kind in kinds if kind in KINDS)
+
+
+def describe(annotation) -> str:
+    return " or ".join(KINDS[kind][1] for kind in options_of(annotation) if kind in KINDS)
 
 
 def parse_hidden(value) -> tuple[int, ...]:

@@ -64,6 +64,11 @@ def test_relative_partition_in_toml_is_relative_to_the_file(tmp_path, iid_dir):
         ("rounds = 3\nlearning_rate = 0.1\n", ["learning_rate", "known keys", "lr", "rounds"]),
         ("rounds = [3\n", ["not valid TOML"]),
         ("rounds = 0\n", ["--rounds 0"]),
+        ('lr = "fast"\n', ["lr = 'fast'", "a number"]),
+        ('seed = "abc"\n', ["seed = 'abc'", "an integer"]),
+        ("rounds = true\n", ["rounds = True", "an integer"]),
+        ('rounds = "2"\n', ["rounds = '2'", "an integer"]),
+        ('model = "sklearn:Ridge"\nmodel_args = "alpha=1"\n', ["model_args", "table"]),
     ],
 )
 def test_bad_config_file_is_one_line(cli, iid_dir, tmp_path, text, fragments):
