@@ -54,6 +54,8 @@ def load_train_config(path: Path) -> tuple[dict[str, Any], Path | None]:
     values = read_toml(path)
     values = normalize_keys(values, str(path), [*train_keys(), PARTITION_KEY])
     partition = values.pop(PARTITION_KEY, None)
+    if partition is not None and not isinstance(partition, str):
+        raise FLError(f"config key partition = {partition!r} must be a string (a partition dir)")
     if partition is not None:
         partition = Path(partition)
         if not partition.is_absolute():  # relative to the config file, like most tools do

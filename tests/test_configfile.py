@@ -69,6 +69,7 @@ def test_relative_partition_in_toml_is_relative_to_the_file(tmp_path, iid_dir):
         ("rounds = true\n", ["rounds = True", "an integer"]),
         ('rounds = "2"\n', ["rounds = '2'", "an integer"]),
         ('model = "sklearn:Ridge"\nmodel_args = "alpha=1"\n', ["model_args", "table"]),
+        ("partition = 5\n", ["partition = 5", "a string"]),
     ],
 )
 def test_bad_config_file_is_one_line(cli, iid_dir, tmp_path, text, fragments):
