@@ -835,6 +835,9 @@ def main(argv: list[str] | None = None) -> None:
     except RunFailed as failure:
         error_line(str(failure))
         sys.exit(1)
+    except MemoryError:
+        error_line("not enough memory; try a smaller model, fewer clients per round or float32")
+        sys.exit(1)
     except OSError as failure:  # a path that cannot be read or written: --out, a data file
         where = f"{failure.filename}: " if failure.filename else ""
         error_line(f"{where}{failure.strerror}; choose another path or fix it")

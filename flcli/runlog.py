@@ -128,6 +128,16 @@ def _read_rows(file: Path) -> list[dict]:
         ]
 
 
+def differences(info: dict, config: TrainConfig, identity: dict) -> str:
+    """What differs between a run dir's run.json and this run: the settings, or the partition."""
+    if info.get("partition_hash") != identity["partition_hash"]:
+        return "partition"
+    theirs, ours = info.get("config", {}), config.to_dict()
+    changed = [key for key in ours if key not in NOT_IN_DIGEST and theirs.get(key) != ours[key]]
+    shown = ", ".join(f"{key} {theirs.get(key)!r} (now {ours[key]!r})" for key in changed)
+    return f"config: {shown}" if changed else "config"
+
+
 def is_leftover(path: Path) -> bool:
     """A temporary file of an atomic write that a killed process never renamed."""
     return path.is_file() and path.name.startswith(".") and path.name.endswith(".tmp")
@@ -153,7 +163,7 @@ def open_run(out: Path, config: TrainConfig, partition_dir: Path, partition_meta
             ) from None
         if any(info.get(k) != v for k, v in identity.items()):
             raise FLError(
-                f"--out {out} holds a run of a different config or partition; "
+                f"--out {out} holds a run of a different {differences(info, config, identity)}; "
                 "choose a new --out or delete it"
             )
         for leftover in filter(is_leftover, out.iterdir()):  # a write cut short by a kill

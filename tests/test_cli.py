@@ -234,7 +234,8 @@ def test_out_holding_another_run_is_refused(cli, iid_dir, tmp_path):
     assert cli("train", iid_dir, "--rounds", 2, "--out", tmp_path / "r").code == 0
     before = (tmp_path / "r" / "rounds.csv").read_text()
     assert_one_line_error(
-        cli("train", iid_dir, "--rounds", 3, "--out", tmp_path / "r"), "different config"
+        cli("train", iid_dir, "--rounds", 3, "--out", tmp_path / "r"),
+        "different config: rounds 2 (now 3)",
     )
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
