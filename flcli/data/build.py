@@ -42,8 +42,13 @@ def build_partition(
         raise FLError(f"unknown scheme {scheme!r}; choose one of: {', '.join(schemes.SCHEMES)}")
     if not isinstance(seed, int) or seed < 0:
         raise FLError(f"--seed {seed} must be an integer >= 0, e.g. 0")
-    numbers = {"--alpha": alpha, "--noise-std": noise_std, "--strictness": strictness}
-    for flag, value in {**numbers, "--test-size": test_size}.items():
+    numbers = {
+        "--alpha": alpha,
+        "--noise-std": noise_std,
+        "--strictness": strictness,
+        "--test-size": test_size,
+    }
+    for flag, value in numbers.items():
         if isinstance(value, float) and not math.isfinite(value):
             raise FLError(f"{flag} {value} must be a finite number")
     if scheme != "natural" and num_clients is None:
