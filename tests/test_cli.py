@@ -498,3 +498,23 @@ def test_outputs_go_where_asked_with_the_usual_permissions_or_fail_in_one_line(
     assert cli("plot", run, "--out", tmp_path / "new" / "dir" / "a.png").code == 0
     (tmp_path / "taken.png").mkdir()
     assert_one_line_error(cli("plot", run, "--out", tmp_path / "taken.png"), "taken.png")
+
+
+@pytest.mark.parametrize(
+    "edit, fragment",
+    [
+        (lambda meta: meta.pop("num_classes"), "lacks or garbles"),
+        (lambda meta: meta.update(num_clients="ten"), "lacks or garbles"),
+        (lambda meta: meta.update(num_classes=5), "num_classes disagree"),
+        (lambda meta: meta.update(client_sizes=[1] * 10), "client_sizes disagree"),
+    ],
+)
+def test_an_edited_partition_json_is_a_one_line_error(cli, iid_dir, tmp_path, edit, fragment):
+    edited = tmp_path / "edited"
+    shutil.copytree(iid_dir, edited)
+    meta = json.loads((edited / "partition.json").read_text())
+    edit(meta)
+    (edited / "partition.json").write_text(json.dumps(meta))
+    assert_one_line_error(cli("train", edited, "--out", tmp_path / "r"), fragment)
+    if fragment == "lacks or garbles":
+        assert_one_line_error(cli("inspect", edited), fragment)

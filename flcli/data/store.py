@@ -146,6 +146,7 @@ def read_meta(path: Path) -> dict:
         raise FLError(f"{path}/partition.json is not valid JSON ({e}); re-create it") from None
     if not isinstance(meta, dict) or "client_sizes" not in meta:
         raise FLError(f"{path}/partition.json is not a partition description; re-create it")
+    check_description(meta, path / "partition.json")
     return meta
 
 
@@ -167,7 +168,46 @@ def load_partition(path: Path) -> Partition:
         raise FLError(f"{path} holds an unreadable partition ({e}); re-create it") from None
     if not isinstance(meta, dict) or meta.get("hash") != array_hash(arrays):
         raise FLError(f"{data_file} does not match {meta_file}'s hash; re-create the partition")
+    check_description(meta, meta_file)
+    sizes, labels = (
+        np.diff(arrays["offsets"]),
+        np.concatenate([arrays["y_train"], arrays["y_test"]]),
+    )
+    disagreements = [
+        (meta["num_clients"] != len(sizes), "num_clients"),
+        (meta["client_sizes"] != sizes.tolist(), "client_sizes"),
+        (
+            meta.get("task") != "regression" and labels.max(initial=0) >= meta["num_classes"],
+            "num_classes",
+        ),
+    ]
+    wrong = [key for disagrees, key in disagreements if disagrees]
+    if wrong:
+        raise FLError(
+            f"{meta_file}'s {', '.join(wrong)} disagree with {data_file}; re-create the partition"
+        )
     return Partition(meta=meta, **arrays)
+
+
+def check_description(meta: dict, meta_file: Path) -> None:
+    """The keys of partition.json that flcli reads, with the types it reads them as."""
+    counts = (
+        ("num_clients", "num_classes") if meta.get("task") != "regression" else ("num_clients",)
+    )
+    well_formed = (
+        all(isinstance(meta.get(key), int) and meta[key] >= 1 for key in counts)
+        and isinstance(meta.get("client_sizes"), list)
+        and all(isinstance(size, int) for size in meta["client_sizes"])
+        and len(meta["client_sizes"]) == meta["num_clients"]
+        and isinstance(meta.get("dataset"), str)
+        and isinstance(meta.get("scheme"), str)
+        and isinstance(meta.get("params"), dict)
+    )
+    if not well_formed:
+        raise FLError(
+            f"{meta_file} lacks or garbles dataset, scheme, params, num_clients, client_sizes or "
+            "num_classes; re-create the partition"
+        )
 
 
 def partition_from_arrays(
