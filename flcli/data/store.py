@@ -169,10 +169,8 @@ def load_partition(path: Path) -> Partition:
     if not isinstance(meta, dict) or meta.get("hash") != array_hash(arrays):
         raise FLError(f"{data_file} does not match {meta_file}'s hash; re-create the partition")
     check_description(meta, meta_file)
-    sizes, labels = (
-        np.diff(arrays["offsets"]),
-        np.concatenate([arrays["y_train"], arrays["y_test"]]),
-    )
+    sizes = np.diff(arrays["offsets"])
+    labels = np.concatenate([arrays["y_train"], arrays["y_test"]])
     disagreements = [
         (meta["num_clients"] != len(sizes), "num_clients"),
         (meta["client_sizes"] != sizes.tolist(), "client_sizes"),
