@@ -704,7 +704,7 @@ def sweep(
     from joblib.externals.loky import cpu_count
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from flcli.sweep import is_done, load_sweep, run_sweep
+    from flcli.sweep import load_sweep, run_sweep, state
 
     if jobs is not None and jobs < 1:
         raise FLError(f"--jobs {jobs} must be a positive integer, e.g. 2")
@@ -716,7 +716,7 @@ def sweep(
         for column in ("run", "partition", "state"):
             table.add_column(column)
         for run in plan.runs:
-            table.add_row(run.run_id, run.partition_id, "done" if is_done(run) else "to run")
+            table.add_row(run.run_id, run.partition_id, state(run))
         out.print(table)
         return
     columns = [

@@ -189,16 +189,27 @@ def load_sweep(
 
 def is_done(run: PlannedRun) -> bool:
     """Whether run.out holds a completed run of this config on this partition (reads JSON only)."""
+    return state(run) == "done"
+
+
+def state(run: PlannedRun) -> str:
+    """done, to run, resumes (an unfinished run of this config), or blocked (run.out holds a
+    run of another config, which fl sweep will not overwrite). Reads JSON only."""
     try:
         info = json.loads((run.out / "run.json").read_text())
+    except (OSError, ValueError):
+        return "to run"
+    try:
         partition = json.loads((run.partition_dir / "partition.json").read_text())
     except (OSError, ValueError):
-        return False
-    return (
-        info.get("status") == "completed"
-        and info.get("config_digest") == run.config.digest()
-        and info.get("partition_hash") == partition.get("hash")
-    )
+        partition = {}  # not built yet: this run.json cannot be of it
+    if info.get("config_digest") != run.config.digest() or (
+        partition and info.get("partition_hash") != partition.get("hash")
+    ):
+        return f"blocked: {run.out} holds another run; delete it"
+    if not partition:
+        return "to run"
+    return "done" if info.get("status") == "completed" else f"resumes ({info.get('status')})"
 
 
 def _build(run: PlannedRun) -> Outcome:

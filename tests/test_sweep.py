@@ -148,3 +148,13 @@ def test_shipped_sweeps_are_valid(name, runs, partitions):
         pytest.skip(f"TrainConfig lacks {', '.join(sorted(missing))} (the algorithms' options)")
     plan = load_sweep(Path(__file__).parent.parent / "experiments" / name)
     assert len(plan.runs) == runs and plan.num_partitions == partitions
+
+
+def test_dry_run_says_which_runs_are_done_to_run_or_blocked(cli, tmp_path):
+    sweep, out = write(tmp_path / "s.toml", SWEEP), tmp_path / "out"
+    assert cli("sweep", sweep, "--out", out).code == 0
+    assert cli("sweep", sweep, "--out", out, "--dry-run").out.count("done") == 4
+    longer = write(tmp_path / "longer.toml", SWEEP.replace("rounds = 2", "rounds = 3"))
+    plan = cli("sweep", longer, "--out", out, "--dry-run").out
+    assert plan.count("blocked") == 4 and "delete it" in plan  # fl sweep would fail all four
+    assert cli("sweep", longer, "--out", tmp_path / "fresh", "--dry-run").out.count("to run") == 4
