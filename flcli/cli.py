@@ -16,7 +16,7 @@ from rich.text import Text
 
 from flcli.config import HYPERPARAMETERS, TrainConfig, parse_model_args
 from flcli.configfile import resolve_train_config
-from flcli.data.schemes import SCHEMES
+from flcli.data.schemes import SCHEME_OPTIONS, SCHEMES
 from flcli.errors import FLError, RunFailed
 
 try:  # typer >= 0.22 vendors click
@@ -88,24 +88,40 @@ def partition(
         str, typer.Option(help=f"{', '.join(SCHEMES)} (see: fl list schemes).")
     ] = "iid",
     alpha: Annotated[
-        float, typer.Option(help="Dirichlet concentration (dirichlet, quantity); small = skewed.")
-    ] = 0.5,
-    classes_per_client: Annotated[
-        int, typer.Option(help="Classes each client holds (pathological).")
-    ] = 2,
-    shards_per_client: Annotated[
-        int, typer.Option(help="Shards dealt to each client (shards).")
-    ] = 2,
-    sizes: Annotated[
-        str,
+        float | None,
         typer.Option(
-            help="Size law (quantity): dirichlet, lognormal[:SIGMA], linear, exponential."
+            help="Dirichlet concentration (dirichlet, quantity); small = skewed.",
+            show_default=str(SCHEME_OPTIONS["alpha"]),
         ),
-    ] = "dirichlet",
+    ] = None,
+    classes_per_client: Annotated[
+        int | None,
+        typer.Option(
+            help="Classes each client holds (pathological).",
+            show_default=str(SCHEME_OPTIONS["classes_per_client"]),
+        ),
+    ] = None,
+    shards_per_client: Annotated[
+        int | None,
+        typer.Option(
+            help="Shards dealt to each client (shards).",
+            show_default=str(SCHEME_OPTIONS["shards_per_client"]),
+        ),
+    ] = None,
+    sizes: Annotated[
+        str | None,
+        typer.Option(
+            help="Size law (quantity): dirichlet, lognormal[:SIGMA], linear, exponential.",
+            show_default=SCHEME_OPTIONS["sizes"],
+        ),
+    ] = None,
     noise_std: Annotated[
-        float,
-        typer.Option(help="Noise std of the last client (noise); client i gets i/(N-1) of it."),
-    ] = 0.1,
+        float | None,
+        typer.Option(
+            help="Noise std of the last client (noise); client i gets i/(N-1) of it.",
+            show_default=str(SCHEME_OPTIONS["noise_std"]),
+        ),
+    ] = None,
     by: Annotated[
         str | None,
         typer.Option(
@@ -114,8 +130,12 @@ def partition(
         ),
     ] = None,
     strictness: Annotated[
-        float, typer.Option(help="0 = IID to 1 = strictly sorted by --by (continuous).")
-    ] = 0.5,
+        float | None,
+        typer.Option(
+            help="0 = IID to 1 = strictly sorted by --by (continuous).",
+            show_default=str(SCHEME_OPTIONS["strictness"]),
+        ),
+    ] = None,
     target: Annotated[
         str | None, typer.Option(help="Label column of a file or openml: dataset.")
     ] = None,

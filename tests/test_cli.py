@@ -221,6 +221,21 @@ def test_list_names_what_is_available(cli):
             ["--alpha inf", "finite"],
         ),
         (["train", "{iid}", "--algo", ":fire:", "--out", "{tmp}/r"], ["':fire:'"]),  # no emoji
+        (["partition", "--alpha", "0.1", "--out", "{tmp}/p"], ["--alpha", "iid", "dirichlet"]),
+        (
+            [
+                "partition",
+                "--scheme",
+                "quantity",
+                "--sizes",
+                "linear",
+                "--alpha",
+                "1",
+                "--out",
+                "{tmp}/p",
+            ],
+            ["--alpha", "--sizes dirichlet"],
+        ),
         (["trian", "{iid}"], ["see: fl --help"]),
     ],
 )

@@ -77,8 +77,8 @@ def test_pathological_two_gives_exactly_two_labels_per_client(cli, tmp_path):
 
 
 def test_noise_scheme_adds_noise_growing_with_the_client_index(cli, tmp_path):
-    for scheme in ("iid", "noise"):
-        args = ["--scheme", scheme, "--noise-std", "0.5", "--clients", "5"]
+    for scheme, noise in (("iid", []), ("noise", ["--noise-std", "0.5"])):
+        args = ["--scheme", scheme, *noise, "--clients", "5"]
         assert cli("partition", "digits", *args, "--out", tmp_path / scheme).code == 0
     clean, noisy = load_partition(tmp_path / "iid"), load_partition(tmp_path / "noise")
     assert np.array_equal(clean.y_train, noisy.y_train)  # same IID split, only inputs differ

@@ -9,6 +9,7 @@ from flcli.data import stats
 from flcli.data.dataset import Dataset
 from flcli.data.datasets import load_dataset
 from flcli.data.files import columns_text
+from flcli.data.schemes import scheme_options, shaping_options
 from flcli.data.store import Partition, array_hash
 from flcli.errors import FLError
 from flcli.rng import Purpose, rng
@@ -21,13 +22,13 @@ def build_partition(
     dataset: str = "digits",
     num_clients: int | None = None,
     scheme: str = "iid",
-    alpha: float = 0.5,
-    classes_per_client: int = 2,
-    shards_per_client: int = 2,
-    sizes: str = "dirichlet",
-    noise_std: float = 0.1,
+    alpha: float | None = None,
+    classes_per_client: int | None = None,
+    shards_per_client: int | None = None,
+    sizes: str | None = None,
+    noise_std: float | None = None,
     by: str | None = None,
-    strictness: float = 0.5,
+    strictness: float | None = None,
     target: str | None = None,
     encode: bool = False,
     test_size: float | None = None,
@@ -37,15 +38,28 @@ def build_partition(
     """Load the dataset, hold out its test split, then split the training set among clients.
 
     num_clients None means 10, or the data's own clients for the natural scheme; test_size None
-    means 0.2, or the dataset's own split (synthetic, fcube)."""
+    means 0.2, or the dataset's own split (synthetic, fcube). The scheme's own options (alpha ...
+    strictness) None take SCHEME_OPTIONS' defaults; another scheme's option is an error."""
     if scheme not in schemes.SCHEMES:
         raise FLError(f"unknown scheme {scheme!r}; choose one of: {', '.join(schemes.SCHEMES)}")
+    options = scheme_options(
+        scheme,
+        {
+            "alpha": alpha,
+            "classes_per_client": classes_per_client,
+            "shards_per_client": shards_per_client,
+            "sizes": sizes,
+            "noise_std": noise_std,
+            "by": by,
+            "strictness": strictness,
+        },
+    )
     if not isinstance(seed, int) or seed < 0:
         raise FLError(f"--seed {seed} must be an integer >= 0, e.g. 0")
     numbers = {
-        "--alpha": alpha,
-        "--noise-std": noise_std,
-        "--strictness": strictness,
+        "--alpha": options["alpha"],
+        "--noise-std": options["noise_std"],
+        "--strictness": options["strictness"],
         "--test-size": test_size,
     }
     for flag, value in numbers.items():
@@ -53,8 +67,8 @@ def build_partition(
             raise FLError(f"{flag} {value} must be a finite number")
     if scheme != "natural" and num_clients is None:
         num_clients = DEFAULT_CLIENTS
-    if noise_std < 0:
-        raise FLError(f"--noise-std {noise_std} must be >= 0, e.g. 0.1")
+    if options["noise_std"] < 0:
+        raise FLError(f"--noise-std {options['noise_std']} must be >= 0, e.g. 0.1")
     data = load_dataset(dataset, seed, target, encode, by if scheme == "natural" else None)
     if data.task == "regression" and scheme in schemes.LABEL_SKEW:
         raise FLError(
@@ -70,13 +84,13 @@ def build_partition(
         labels,
         num_clients,
         rng(seed, Purpose.PARTITION),
-        alpha,
+        options["alpha"],
         min_samples,
-        classes_per_client=classes_per_client,
-        shards_per_client=shards_per_client,
-        sizes=sizes,
+        classes_per_client=options["classes_per_client"],
+        shards_per_client=options["shards_per_client"],
+        sizes=options["sizes"],
         values=feature_values(data, by, train) if scheme == "continuous" else None,
-        strictness=strictness,
+        strictness=options["strictness"],
         groups=None if data.groups is None else data.groups[train],
     )
     order = train[np.concatenate(parts)]
@@ -84,22 +98,13 @@ def build_partition(
     offsets = np.concatenate([[0], np.cumsum(client_sizes)]).astype(np.int64)
     x_train = data.X[order]
     if scheme == "noise":
-        add_feature_noise(x_train, offsets, noise_std, seed)
+        add_feature_noise(x_train, offsets, options["noise_std"], seed)
     arrays = {
         "x_train": x_train,
         "y_train": data.y[order],
         "offsets": offsets,
         "x_test": data.X[test],
         "y_test": data.y[test],
-    }
-    options = {
-        "alpha": alpha,
-        "classes_per_client": classes_per_client,
-        "shards_per_client": shards_per_client,
-        "sizes": sizes,
-        "noise_std": noise_std,
-        "by": by,
-        "strictness": strictness,
     }
     params.update(scheme_params(scheme, options))
     params["min_samples"] = min_samples
@@ -162,16 +167,8 @@ def add_feature_noise(x: np.ndarray, offsets: np.ndarray, noise_std: float, seed
 
 def scheme_params(scheme: str, options: dict) -> dict:
     """The options that shape this scheme, as recorded in partition.json."""
-    keys = {
-        "dirichlet": ("alpha",),
-        "pathological": ("classes_per_client",),
-        "shards": ("shards_per_client",),
-        "quantity": ("sizes", "alpha") if options["sizes"] == "dirichlet" else ("sizes",),
-        "noise": ("noise_std",),
-        "continuous": ("by", "strictness"),
-        "natural": ("by",) if options["by"] is not None else (),
-    }.get(scheme, ())
-    return {key: options[key] for key in keys}
+    keys = shaping_options(scheme, options["sizes"])
+    return {key: options[key] for key in keys if options[key] is not None}
 
 
 def describe(data: Dataset, arrays: dict) -> dict:
