@@ -78,6 +78,7 @@ class Training:
             if not finished:
                 self.run.flush()
                 self.run.set_status("interrupted")
+            self.run.release()
 
 
 def prepare_training(

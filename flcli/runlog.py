@@ -9,6 +9,7 @@ import platform
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
@@ -17,6 +18,11 @@ from flcli.algorithms.base import ServerState
 from flcli.config import NOT_IN_DIGEST, TrainConfig
 from flcli.errors import FLError
 from flcli.fileio import atomic_write, atomic_write_json, atomic_write_text
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks, runs are not locked there
+    fcntl = None
 
 COLUMNS = [
     "round",
@@ -31,6 +37,7 @@ COLUMNS = [
     "elapsed_s",
 ]
 CLIENT_COLUMNS = ["round", "client", "n", "loss", "accuracy"]
+LOCK = ".lock"
 INTEGER_COLUMNS = ("round", "clients", "bytes_up", "bytes_down", "dropped", "client", "n")
 
 
@@ -52,6 +59,13 @@ class RunDir:
     rows: list[dict]
     client_rows: list[dict] = field(default_factory=list)  # clients.csv, when clients are logged
     pending_state: ServerState | None = None  # the last appended round's state, not yet on disk
+    lock: IO | None = None  # held while this process works on the run (see lock_run)
+
+    def release(self) -> None:
+        """Let another process open the run (the OS also does when this process ends)."""
+        if self.lock is not None:
+            self.lock.close()
+            self.lock = None
 
     @property
     def status(self) -> str:
@@ -139,8 +153,26 @@ def differences(info: dict, config: TrainConfig, identity: dict) -> str:
 
 
 def is_leftover(path: Path) -> bool:
-    """A temporary file of an atomic write that a killed process never renamed."""
-    return path.is_file() and path.name.startswith(".") and path.name.endswith(".tmp")
+    """A temporary file of an atomic write that a killed process never renamed, or the lock."""
+    leftover = path.name.startswith(".") and path.name.endswith(".tmp")
+    return path.is_file() and (leftover or path.name == LOCK)
+
+
+def lock_run(out: Path) -> IO | None:
+    """An exclusive lock on out/.lock, so that a second fl train or sweep on the same run dir is
+    refused instead of writing beside the first. The OS drops it when the process ends, however it
+    ends. (None where fcntl does not exist: Windows.)"""
+    if fcntl is None:
+        return None
+    handle = (out / LOCK).open("a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise FLError(
+            f"--out {out} is in use by another fl process; wait for it to end or choose a new --out"
+        ) from None
+    return handle
 
 
 def open_run(out: Path, config: TrainConfig, partition_dir: Path, partition_meta: dict) -> RunDir:
@@ -152,8 +184,10 @@ def open_run(out: Path, config: TrainConfig, partition_dir: Path, partition_meta
     identity = {"config_digest": config.digest(), "partition_hash": partition_meta["hash"]}
     if out.is_dir() and all(is_leftover(path) for path in out.iterdir()):
         # empty, or made by a run killed before its first run.json landed: nothing to keep
+        held = lock_run(out)
         for leftover in out.iterdir():
-            leftover.unlink()
+            if leftover.name != LOCK:
+                leftover.unlink()
     elif out.exists():
         try:
             info = json.loads((out / "run.json").read_text())
@@ -166,12 +200,17 @@ def open_run(out: Path, config: TrainConfig, partition_dir: Path, partition_meta
                 f"--out {out} holds a run of a different {differences(info, config, identity)}; "
                 "choose a new --out or delete it"
             )
+        held = lock_run(out)  # before touching anything: another process may be writing
         for leftover in filter(is_leftover, out.iterdir()):  # a write cut short by a kill
-            leftover.unlink(missing_ok=True)
+            if leftover.name != LOCK:
+                leftover.unlink(missing_ok=True)
         resolved = config.to_dict()  # how this session computes and saves may differ
         info["config"].update({key: resolved[key] for key in NOT_IN_DIGEST})
-        return RunDir(out, info, _read_rows(out / "rounds.csv"), _read_rows(out / "clients.csv"))
-    out.mkdir(parents=True, exist_ok=True)
+        rows = _read_rows(out / "rounds.csv"), _read_rows(out / "clients.csv")
+        return RunDir(out, info, *rows, lock=held)
+    else:
+        out.mkdir(parents=True)
+        held = lock_run(out)
     info = {
         "status": "running",
         "config": config.to_dict(),
@@ -184,6 +223,6 @@ def open_run(out: Path, config: TrainConfig, partition_dir: Path, partition_meta
         "versions": versions(),
         "wall_time_s": None,
     }
-    run = RunDir(out, info, [])
+    run = RunDir(out, info, [], lock=held)
     run.set_status("running")
     return run

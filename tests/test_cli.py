@@ -265,9 +265,11 @@ def test_out_left_empty_by_a_run_killed_before_its_run_json_is_used(cli, iid_dir
     (tmp_path / "empty").mkdir()
     (tmp_path / "cut").mkdir()
     (tmp_path / "cut" / ".run.json.k2j4x1.tmp").write_text("")
+    (tmp_path / "cut" / ".lock").write_text("")
     for out in (tmp_path / "empty", tmp_path / "cut"):
         assert cli("train", iid_dir, "--rounds", 1, "--out", out).code == 0
         assert sorted(path.name for path in out.iterdir()) == [
+            ".lock",
             "checkpoint.npz",
             "rounds.csv",
             "run.json",
@@ -533,3 +535,34 @@ def test_an_edited_partition_json_is_a_one_line_error(cli, iid_dir, tmp_path, ed
     assert_one_line_error(cli("train", edited, "--out", tmp_path / "r"), fragment)
     if fragment == "lacks or garbles":
         assert_one_line_error(cli("inspect", edited), fragment)
+
+
+def test_a_run_in_use_by_another_process_is_refused_until_it_ends(cli, iid_dir, tmp_path):
+    """Two fl train on one run dir (a --resume while the run goes on) would write over each
+    other's files: the second is refused while the first holds the run."""
+    from flcli import api
+    from flcli.config import TrainConfig
+
+    run = tmp_path / "run"
+    rounds = api.prepare_training(iid_dir, TrainConfig(rounds=3), run).rounds()
+    next(rounds)  # the run is open and training
+    again = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flcli",
+            "train",
+            str(iid_dir),
+            "--rounds",
+            "3",
+            "--out",
+            str(run),
+            "--resume",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert again.returncode == 2 and "in use by another fl process" in again.stderr
+    assert "Traceback" not in again.stderr
+    rounds.close()  # interrupted: the run is free again
+    assert cli("train", iid_dir, "--rounds", 3, "--out", run, "--resume").code == 0
