@@ -81,7 +81,7 @@ def targets(results: dict) -> list[tuple[str, str, bool | None]]:
                     f"(softmax, {curve['dtype']})",
                     f"training {median(times['train']):.3f} s; evaluation adds "
                     f"{median(times['evaluate']):.3f} s; line fit {slope * 1e3:.3f} ms/client "
-                    f"+ {intercept * 1e3:.1f} ms",
+                    f"{'+' if intercept >= 0 else '-'} {abs(intercept) * 1e3:.1f} ms",
                     median(times["train"]) < 0.1,
                 )
             )
