@@ -153,9 +153,13 @@ def differences(info: dict, config: TrainConfig, identity: dict) -> str:
 
 
 def is_leftover(path: Path) -> bool:
-    """A temporary file of an atomic write that a killed process never renamed, or the lock."""
-    leftover = path.name.startswith(".") and path.name.endswith(".tmp")
-    return path.is_file() and (leftover or path.name == LOCK)
+    """A temporary file of an atomic write that a killed process never renamed."""
+    return path.is_file() and path.name.startswith(".") and path.name.endswith(".tmp")
+
+
+def remove_leftovers(out: Path) -> None:
+    for leftover in filter(is_leftover, out.iterdir()):
+        leftover.unlink(missing_ok=True)
 
 
 def lock_run(out: Path) -> IO | None:
@@ -182,12 +186,10 @@ def open_run(out: Path, config: TrainConfig, partition_dir: Path, partition_meta
     """
     out = Path(out)
     identity = {"config_digest": config.digest(), "partition_hash": partition_meta["hash"]}
-    if out.is_dir() and all(is_leftover(path) for path in out.iterdir()):
+    if out.is_dir() and all(is_leftover(path) or path.name == LOCK for path in out.iterdir()):
         # empty, or made by a run killed before its first run.json landed: nothing to keep
         held = lock_run(out)
-        for leftover in out.iterdir():
-            if leftover.name != LOCK:
-                leftover.unlink()
+        remove_leftovers(out)
     elif out.exists():
         try:
             info = json.loads((out / "run.json").read_text())
@@ -201,9 +203,7 @@ def open_run(out: Path, config: TrainConfig, partition_dir: Path, partition_meta
                 "choose a new --out or delete it"
             )
         held = lock_run(out)  # before touching anything: another process may be writing
-        for leftover in filter(is_leftover, out.iterdir()):  # a write cut short by a kill
-            if leftover.name != LOCK:
-                leftover.unlink(missing_ok=True)
+        remove_leftovers(out)  # writes cut short by a kill
         resolved = config.to_dict()  # how this session computes and saves may differ
         info["config"].update({key: resolved[key] for key in NOT_IN_DIGEST})
         rows = _read_rows(out / "rounds.csv"), _read_rows(out / "clients.csv")
