@@ -51,7 +51,6 @@ class ProcessTrainer:
         self.jobs = jobs or cpu_count()
         self._arrays: tuple[np.ndarray, np.ndarray] | None = None
         self._paths: tuple[str, str] | None = None
-        self._folder: Path | None = None
         self._cleanup: weakref.finalize | None = None
 
     def __call__(
@@ -67,7 +66,7 @@ class ProcessTrainer:
         work: LocalWork | None = None,
     ) -> CohortResult:
         x_path, y_path = self._share(x, y)
-        out_path = str(self._folder / "params.npy")
+        out_path = str(Path(x_path).with_name("params.npy"))
         params = np.lib.format.open_memmap(
             out_path, mode="w+", dtype=x.dtype, shape=(len(cohort.ids), model.num_params)
         )
@@ -93,11 +92,11 @@ class ProcessTrainer:
         paths = (str(folder / "x.npy"), str(folder / "y.npy"))
         np.save(paths[0], np.ascontiguousarray(x))
         np.save(paths[1], np.ascontiguousarray(y))
-        self._arrays, self._paths, self._folder = (x, y), paths, folder
+        self._arrays, self._paths = (x, y), paths
         return paths
 
     def close(self) -> None:
         """Delete the shared files (the workers stay up for the next run)."""
         if self._cleanup is not None:
             self._cleanup()
-        self._arrays = self._paths = self._folder = self._cleanup = None
+        self._arrays = self._paths = self._cleanup = None
