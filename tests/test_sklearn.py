@@ -138,3 +138,25 @@ def test_estimators_are_checked_against_the_task_and_their_parameters():
         make_model("sklearn:SGDClassifier", 4, 3, model_args={"alpah": 0.1})
     with pytest.raises(FLError, match="'alpha' parameter"):
         make_model("sklearn:SGDClassifier", 4, 3, model_args={"alpha": -1.0})
+
+
+@pytest.mark.parametrize("name", ["Ridge", "Lasso"])
+def test_a_single_target_regressors_scalar_intercept_is_a_parameter(name):
+    """Such regressors keep intercept_ as a scalar: it must still be averaged, not dropped."""
+    model = make_model(f"sklearn:{name}", 3, None, task="regression", model_args={"alpha": 1e-3})
+    assert model.num_params == 4
+    x = np.random.default_rng(0).normal(size=(40, 3))
+    y = x @ [1.0, 2.0, 3.0] + 100.0
+    cohort = Cohort.of(np.array([0]), np.array([0, 40]))
+    spec = LocalSpec(epochs=1, batch_size=8, lr=0.1)
+    w = train_estimators(model, x, y, cohort, np.zeros(4), spec, 0, 1).params[0]
+    assert abs(w[-1] - 100.0) < 0.1
+    assert np.allclose(model.predict(w, x), y, atol=0.1)
+
+
+def test_estimators_whose_parameters_flcli_cannot_set_are_refused():
+    with pytest.raises(FLError, match="coef_ is computed"):
+        make_model("sklearn:SVC", 4, 3, model_args={"kernel": "linear"})
+    with pytest.raises(FLError, match="average=True"):
+        make_model("sklearn:SGDClassifier", 4, 3, model_args={"average": True})
+    assert make_model("sklearn:SGDClassifier", 4, 3, model_args={"average": False}).num_params == 15

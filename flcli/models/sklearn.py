@@ -74,14 +74,25 @@ class Slot:
         value = getattr(estimator, self.attribute)
         return value if self.index is None else value[self.index]
 
+    def write(self, estimator, values: np.ndarray) -> None:
+        """Sets the slot to values (the slot's part of a flat vector)."""
+        current = self.array(estimator)
+        if isinstance(current, np.ndarray):
+            np.copyto(current, values.reshape(self.shape))
+        else:  # a regressor of one target keeps its intercept_ as a scalar
+            setattr(estimator, self.attribute, values.reshape(())[()])
+
 
 def layout_of(estimator) -> list[Slot]:
     if all(hasattr(estimator, name) for name in LAYERED):
         names = [(name, i) for i in range(len(estimator.coefs_)) for name in LAYERED]
     elif hasattr(estimator, "coef_"):
         names = [("coef_", None)]
-        if isinstance(getattr(estimator, "intercept_", None), np.ndarray):
-            names.append(("intercept_", None))  # fit_intercept=False leaves a plain 0.0
+        intercept = getattr(estimator, "intercept_", None)
+        # fit_intercept=False leaves a plain 0.0; a fitted one of a single target is a scalar
+        fits_intercept = estimator.get_params().get("fit_intercept", True)
+        if isinstance(intercept, np.ndarray) or (intercept is not None and fits_intercept):
+            names.append(("intercept_", None))
     else:
         raise FLError(
             f"--model sklearn:{type(estimator).__name__} has no coef_/intercept_ or "
@@ -90,8 +101,14 @@ def layout_of(estimator) -> list[Slot]:
     slots, start = [], 0
     for attribute, index in names:
         value = getattr(estimator, attribute)
-        shape = np.shape(value if index is None else value[index])
-        slots.append(Slot(attribute, index, shape, start))
+        value = value if index is None else value[index]
+        if isinstance(value, np.ndarray) and not value.flags.writeable:
+            raise FLError(
+                f"--model sklearn:{type(estimator).__name__}: its {attribute} is computed from "
+                "other fitted attributes and cannot be set, so there is nothing to average; "
+                "choose an estimator that stores it (e.g. sklearn:LinearSVC for a linear SVM)"
+            )
+        slots.append(Slot(attribute, index, np.shape(value), start))
         start = slots[-1].stop
     return slots
 
@@ -152,7 +169,7 @@ class EstimatorModel:
 
     def set_params(self, estimator, w: np.ndarray) -> None:
         for slot in self.slots:
-            np.copyto(slot.array(estimator), w[slot.start : slot.stop].reshape(slot.shape))
+            slot.write(estimator, w[slot.start : slot.stop])
 
     def params_of(self, estimator) -> np.ndarray:
         return np.concatenate([np.ravel(slot.array(estimator)) for slot in self.slots])
@@ -219,6 +236,11 @@ def make_estimator_model(
             raise FLError(
                 f"--model-arg {key}: {name} has no parameter {key!r}; its parameters: "
                 f"{', '.join(sorted(known))}"
+            )
+        if key == "average" and model_args[key]:
+            raise FLError(
+                f"--model-arg average={model_args[key]!r}: averaged SGD trains from a private "
+                "copy of its weights, not from the global model flcli sets; drop it"
             )
     wrong_task = (task == "classification" and not is_classifier(cls())) or (
         task == "regression" and not is_regressor(cls())
