@@ -1,7 +1,7 @@
 import numpy as np
 
 from flcli.engine.evaluate import CHUNK, evaluate, per_sample
-from flcli.models.linear import LinearRegression, SoftmaxRegression
+from flcli.models.linear import LinearRegression, LogisticRegression, SoftmaxRegression
 from flcli.models.mlp import MLP
 
 
@@ -42,3 +42,21 @@ def test_per_sample_scores_of_many_chunks_equal_those_of_each_chunk_alone():
         alone_loss, alone_correct = per_sample(model, w, x[part], y[part])
         assert np.array_equal(loss[part], alone_loss)
         assert np.array_equal(correct[part], alone_correct)
+
+
+def test_the_loss_is_exact_where_the_labels_probability_underflows():
+    """Cross-entropy from the logits: log(1 + e^s) for a logistic score s against label 0, and the
+    logit gap for softmax, where the probability of the label is 0 in floating point."""
+    x = np.ones((1, 1))
+    for dtype, score in (("float64", 40.0), ("float32", 20.0)):
+        logistic = LogisticRegression(1, dtype=dtype)
+        w = np.array([score, 0.0], dtype=dtype)
+        loss = evaluate(logistic, w, x.astype(dtype), np.array([0]))["loss"]
+        assert np.isclose(loss, np.logaddexp(0, score), rtol=1e-6)
+    softmax = SoftmaxRegression(1, 2)
+    loss = evaluate(softmax, np.array([0.0, 800.0, 0.0, 0.0]), x, np.array([0]))["loss"]
+    assert np.isclose(loss, 800.0)
+    mlp = MLP(1, (2,), 2)
+    w = np.zeros(mlp.num_params)
+    w[-2:] = [0.0, 900.0]  # the output bias: label 1 beats label 0 by 900
+    assert np.isclose(evaluate(mlp, w, x, np.array([0]))["loss"], 900.0)

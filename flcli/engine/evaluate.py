@@ -32,10 +32,9 @@ def per_sample(model, w: np.ndarray, x: np.ndarray, y: np.ndarray):
             prediction = model.predict(w, x[rows]).astype(np.float64)
             loss[rows] = (prediction - labels) ** 2
             return
-        proba = model.predict_proba(w, x[rows])
-        picked = proba[np.arange(len(labels)), labels].astype(np.float64)
-        loss[rows] = -np.log(np.maximum(picked, 1e-300))
-        correct[rows] = proba.argmax(axis=1) == labels
+        log_proba = log_probabilities(model, w, x[rows])
+        loss[rows] = -log_proba[np.arange(len(labels)), labels]
+        correct[rows] = log_proba.argmax(axis=1) == labels
 
     with one_blas_thread():
         threads = min(default_threads(), len(chunks))
@@ -46,6 +45,14 @@ def per_sample(model, w: np.ndarray, x: np.ndarray, y: np.ndarray):
             for rows in chunks:
                 score(rows)
     return loss, correct
+
+
+def log_probabilities(model, w: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """[N, C] float64 log class probabilities: the model's own log_proba, computed from its logits
+    (a probability that underflows to 0 would cap the loss), else log predict_proba."""
+    if hasattr(model, "log_proba"):
+        return model.log_proba(w, x).astype(np.float64)
+    return np.log(np.maximum(model.predict_proba(w, x).astype(np.float64), 1e-300))
 
 
 def evaluate(model, w: np.ndarray, x: np.ndarray, y: np.ndarray) -> dict[str, float]:

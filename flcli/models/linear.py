@@ -51,6 +51,11 @@ class SoftmaxRegression:
         weights, bias = self._unpack(w)
         return softmax(X @ weights + bias)
 
+    def log_proba(self, w, X):
+        """log predict_proba, from the logits: finite where a probability underflows to 0."""
+        weights, bias = self._unpack(w)
+        return log_softmax(X @ weights + bias)
+
     def predict(self, w, X):
         return self.predict_proba(w, X).argmax(axis=1)
 
@@ -101,6 +106,11 @@ class LogisticRegression(_AffineScore):
     def predict_proba(self, w, X):
         p = sigmoid(self.score(w, X))
         return np.stack([1 - p, p], axis=1)
+
+    def log_proba(self, w, X):
+        """log predict_proba, from the score s: log sigmoid(-s) and log sigmoid(s)."""
+        s = self.score(w, X)
+        return -np.stack([np.logaddexp(0, s), np.logaddexp(0, -s)], axis=1)
 
     def predict(self, w, X):
         return (self.score(w, X) > 0).astype(np.int64)

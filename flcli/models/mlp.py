@@ -11,7 +11,7 @@ Initialisation: He et al. 2015, W_l ~ N(0, 2 / fan_in), biases 0.
 
 import numpy as np
 
-from flcli.models.heads import softmax, softmax_cross_entropy, squared_error
+from flcli.models.heads import log_softmax, softmax, softmax_cross_entropy, squared_error
 from flcli.models.workspace import Workspace
 
 
@@ -97,6 +97,10 @@ class MLP:
 
     def predict_proba(self, w, X):
         return softmax(self.forward(w, X))
+
+    def log_proba(self, w, X):
+        """log predict_proba, from the logits: finite where a probability underflows to 0."""
+        return log_softmax(self.forward(w, X))
 
     def predict(self, w, X):
         out = self.forward(w, X)
