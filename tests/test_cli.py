@@ -202,6 +202,19 @@ def test_list_names_what_is_available(cli):
             ["local test splits", "--client-test-fraction"],
         ),
         (
+            [
+                "train",
+                "{regression}",
+                "--algo",
+                "fedavglu",
+                "--model",
+                "linear",
+                "--out",
+                "{tmp}/r",
+            ],
+            ["--algo fedavglu", "classification"],
+        ),
+        (
             ["partition", "--client-test-fraction", "1", "--out", "{tmp}/p"],
             ["--client-test-fraction 1"],
         ),
@@ -239,8 +252,10 @@ def test_list_names_what_is_available(cli):
         (["trian", "{iid}"], ["see: fl --help"]),
     ],
 )
-def test_bad_input_is_one_line_and_exit_code_2(cli, iid_dir, tmp_path, args, fragments):
-    filled = [a.format(tmp=tmp_path, iid=iid_dir) for a in args]
+def test_bad_input_is_one_line_and_exit_code_2(
+    cli, iid_dir, regression_dir, tmp_path, args, fragments
+):
+    filled = [a.format(tmp=tmp_path, iid=iid_dir, regression=regression_dir) for a in args]
     assert_one_line_error(cli(*filled), *fragments)
     assert not (tmp_path / "r").exists()
 

@@ -50,6 +50,11 @@ def training_data(partition: Partition, config: TrainConfig) -> tuple[Partition,
 
 
 def build_algorithm(partition: Partition, model, config: TrainConfig, x_proxy=None) -> Algorithm:
+    if algorithm_info(config.algo).personalizes and model.task == "regression":
+        raise FLError(
+            f"--algo {config.algo} scores personal models by their accuracy, so it needs a "
+            "classification partition; this one is regression: choose another --algo"
+        )
     if algorithm_info(config.algo).personalizes and not partition.has_client_test:
         raise FLError(
             f"--algo {config.algo} scores personal models on clients' local test splits, which "
