@@ -98,6 +98,38 @@ def test_small_alpha_skews_labels_and_large_alpha_does_not():
     assert skews[1000.0]["labels_per_client"] == 10
 
 
+def test_a_smaller_alpha_never_skews_labels_less():
+    """Down to alpha -> 0, where each class lands whole on one client that is not yet full: with
+    10 classes of n / 10 samples, one class per client."""
+    labels = np.repeat(np.arange(10), 200)
+
+    def labels_per_client(alpha: float) -> float:
+        figures = []
+        for seed in range(5):
+            generator = rng(seed, Purpose.PARTITION)
+            parts = schemes.partition("dirichlet", labels, 10, generator, alpha, 1)
+            counts = stats.label_counts(parts, labels, 10)
+            figures.append(stats.heterogeneity(counts)["labels_per_client"])
+        return float(np.mean(figures))
+
+    skews = [labels_per_client(alpha) for alpha in (0.1, 0.01, 1e-3, 1e-6)]
+    assert skews == sorted(skews, reverse=True)
+    assert skews[-1] == 1.0
+
+
+def test_lognormal_sizes_of_any_sigma_deal_every_sample_once():
+    labels = labels_of(1000, 5, 0)
+    for sigma in (1, 500):  # 500: a LogNormal draw itself overflows to inf
+        generator = rng(0, Purpose.PARTITION)
+        parts = schemes.partition(
+            "quantity", labels, 10, generator, 0.5, 10, sizes=f"lognormal:{sigma}"
+        )
+        assert_disjoint_and_complete(parts, 1000)
+        assert min(len(part) for part in parts) >= 10
+    with pytest.raises(FLError, match="finite number"):
+        schemes.partition("quantity", labels, 10, generator, 0.5, 10, sizes="lognormal:inf")
+
+
 def test_shards_deal_label_sorted_shards():
     labels = np.repeat(np.arange(10), 100)  # 1,000 samples, shards of 50: one label each
     parts = schemes.partition("shards", labels, 10, rng(0, Purpose.PARTITION), shards_per_client=2)

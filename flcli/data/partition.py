@@ -100,8 +100,12 @@ def dirichlet(
         for class_members in members_of:
             members = rng.permutation(class_members)
             p = rng.dirichlet(np.full(num_clients, alpha))
-            p = p * (sizes < n / num_clients)
-            p = p / p.sum() if p.sum() > 0 else np.full(num_clients, 1.0 / num_clients)
+            open_clients = sizes < n / num_clients
+            p = p * open_clients
+            if p.sum() > 0:
+                p = p / p.sum()
+            else:  # all the mass fell on full clients (tiny alpha): draw again among the others
+                p[open_clients] = rng.dirichlet(np.full(open_clients.sum(), alpha))
             cuts = (np.cumsum(p) * len(members)).astype(np.int64)
             counts = np.diff(cuts, prepend=0)
             counts[-1] += len(members) - cuts[-1]
@@ -208,9 +212,10 @@ def size_weights(kind: str, num_clients: int, alpha: float, rng) -> np.ndarray:
             sigma = float(arg) if arg else 1.0
         except ValueError:
             sigma = -1.0
-        if not sigma > 0:
-            raise FLError(f"--sizes {kind}: SIGMA must be a number > 0, e.g. lognormal:1.5")
-        return rng.lognormal(0.0, sigma, num_clients)
+        if not 0 < sigma < np.inf:
+            raise FLError(f"--sizes {kind}: SIGMA must be a finite number > 0, e.g. lognormal:1.5")
+        log_weights = rng.normal(0.0, sigma, num_clients)
+        return np.exp(log_weights - log_weights.max())  # LogNormal(0, sigma), up to a factor
     if name == "linear" and not arg:
         return np.arange(1.0, num_clients + 1)
     if name == "exponential" and not arg:
@@ -307,7 +312,7 @@ def partition(
     if scheme == "natural":
         if groups is None:
             raise FLError("--scheme natural needs --by COLUMN, or a dataset with its own clients")
-        check_feasible(len(labels), num_clients or 1, min_samples)
+        check_feasible(len(labels), 1 if num_clients is None else num_clients, min_samples)
         return natural(groups, num_clients, min_samples, rng)
     check_feasible(len(labels), num_clients, min_samples)
     if scheme in ("iid", "noise"):
