@@ -1,8 +1,10 @@
 import numpy as np
 from rich.console import Console
 
+from flcli.data import stats
 from flcli.data.build import build_partition
-from flcli.data.heatmap import MAX_COLUMNS, column_order, draw_heatmap
+from flcli.data.heatmap import MAX_COLUMNS, column_order, draw_heatmap, value_counts
+from flcli.data.holdout import with_client_test
 from flcli.data.report import label_bar, partition_report
 
 
@@ -59,3 +61,26 @@ def test_inspect_reads_a_partition_written_by_other_tools(regression_dir):
 
     text = render(partition_report(read_meta(regression_dir)))
     assert "make_regression" in text and "CV" in text
+
+
+def test_regression_rows_hold_the_targets_their_names_say(tmp_path):
+    """Row "<= e" holds the targets in (previous edge, e]; whole-number targets sit on edges."""
+    x = np.random.default_rng(0).normal(size=(200, 2))
+    score = np.repeat([1.0, 2.0, 3.0], [50, 100, 50])
+    table = tmp_path / "scores.csv"
+    rows = [f"{a},{b},{s}" for (a, b), s in zip(x, score, strict=True)]
+    table.write_text("\n".join(["a,b,score", *rows]) + "\n")
+    part = build_partition(str(table), target="score", num_clients=4, scheme="iid", seed=0)
+    counts, names, _ = value_counts(part)
+    y = part.y_train
+    assert names == ["≤ 1", "≤ 2", "≤ 3", "> 3"]
+    expected = [(y == 1).sum(), (y == 2).sum(), (y == 3).sum(), 0]
+    assert counts.sum(axis=0).tolist() == expected
+
+
+def test_client_test_split_refreshes_the_regression_skew_figures():
+    part = build_partition("diabetes", num_clients=6, scheme="quantity", sizes="exponential")
+    held = with_client_test(part, 0.5, seed=0)
+    figures = stats.target_heterogeneity(held.y_train, held.offsets)
+    assert held.meta["heterogeneity"] == figures
+    assert figures != part.meta["heterogeneity"]

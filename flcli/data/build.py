@@ -173,12 +173,8 @@ def scheme_params(scheme: str, options: dict) -> dict:
 
 def describe(data: Dataset, arrays: dict) -> dict:
     """num_classes, label_counts and heterogeneity (classification), or size and target figures."""
-    sizes = np.diff(arrays["offsets"])
     if data.num_classes is None:
-        y, offsets = arrays["y_train"], arrays["offsets"]
-        means = np.add.reduceat(y, offsets[:-1]) / sizes if len(y) else np.zeros(0)
-        spread = float(means.std() / y.std()) if y.std() > 0 else 0.0
-        return {"heterogeneity": {"size_cv": stats.size_cv(sizes), "target_shift": spread}}
+        return {"heterogeneity": stats.target_heterogeneity(arrays["y_train"], arrays["offsets"])}
     counts = stats.label_counts_from_offsets(arrays["y_train"], arrays["offsets"], data.num_classes)
     figures = {
         "num_classes": data.num_classes,

@@ -27,7 +27,7 @@ def value_counts(partition) -> tuple[np.ndarray, list[str], str]:
         return counts, names, "label"
     y = partition.y_train
     edges = np.unique(np.quantile(y, np.linspace(0, 1, 11)[1:-1]))
-    bins = np.searchsorted(edges, y, side="right")
+    bins = np.searchsorted(edges, y, side="left")  # row i: edges[i - 1] < y <= edges[i]
     counts = label_counts_from_offsets(bins, partition.offsets, len(edges) + 1)
     names = [f"≤ {e:.3g}" for e in edges] + [f"> {edges[-1]:.3g}" if len(edges) else "all"]
     return counts, names, "target decile"

@@ -68,6 +68,8 @@ def with_client_test(partition: Partition, fraction: float, seed: int) -> Partit
         )
         meta["label_counts"] = counts.tolist()
         meta["heterogeneity"] = stats.heterogeneity(counts)
+    else:
+        meta["heterogeneity"] = stats.target_heterogeneity(arrays["y_train"], offsets)
     meta["hash"] = array_hash(arrays)
     return Partition(meta=meta, **arrays)
 

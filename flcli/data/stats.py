@@ -48,3 +48,12 @@ def heterogeneity(counts: np.ndarray) -> dict[str, float]:
 def size_cv(sizes: np.ndarray) -> float:
     sizes = np.asarray(sizes, dtype=np.float64)
     return float(sizes.std() / sizes.mean())
+
+
+def target_heterogeneity(y: np.ndarray, offsets: np.ndarray) -> dict[str, float]:
+    """Skew figures of a regression partition: coefficient of variation of the sizes, and the
+    spread of the clients' mean targets relative to the spread of all targets."""
+    sizes = np.diff(offsets)
+    means = np.add.reduceat(y, offsets[:-1]) / sizes if len(y) else np.zeros(0)
+    shift = float(means.std() / y.std()) if y.std() > 0 else 0.0
+    return {"size_cv": size_cv(sizes), "target_shift": shift}
