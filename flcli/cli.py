@@ -151,7 +151,10 @@ def partition(
     ] = None,
     min_samples: Annotated[
         int | None,
-        typer.Option(help="Least samples per client.", show_default="min(10, n / 3 clients)"),
+        typer.Option(
+            help="Least samples per client (before --client-test-fraction holds some out).",
+            show_default="min(10, n / 3 clients)",
+        ),
     ] = None,
     client_test_fraction: Annotated[
         float,

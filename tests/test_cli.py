@@ -219,6 +219,10 @@ def test_list_names_what_is_available(cli):
             ["--client-test-fraction 1"],
         ),
         (["partition", "--seed", "-1", "--out", "{tmp}/p"], ["--seed -1", ">= 0"]),
+        (
+            ["partition", "synthetic", "--scheme", "natural", "--clients", "0", "--out", "{tmp}/p"],
+            ["--clients 0", "at least 1"],
+        ),
         (["train", "{iid}", "--seed", "-1", "--out", "{tmp}/r"], ["--seed -1", ">= 0"]),
         (["train", "{iid}", "--lr", "inf", "--out", "{tmp}/r"], ["--lr inf", "finite"]),
         (
