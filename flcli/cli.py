@@ -749,23 +749,35 @@ def sweep(
         TimeElapsedColumn(),
         TextColumn("{task.fields[note]}"),
     ]
-    counts = {"completed": 0, "skipped": 0, "failed": 0}
+    counts = {"completed": 0, "skipped": 0, "failed": 0, "interrupted": 0}
     failures, finished = [], {}
     with Progress(*columns, console=err, transient=False) as progress:
         task = progress.add_task(summary, total=len(plan.runs), note="")
-        for outcome in run_sweep(plan, jobs or cpu_count()):
-            if outcome.status == "failed":
-                failures.append(outcome)
-            if outcome.kind == "partition":
-                progress.update(task, note=f"partition {outcome.id} {outcome.status}")
-                continue
-            counts[outcome.status] += 1
-            finished[outcome.id] = outcome
-            progress.update(
-                task,
-                advance=1,
-                note=", ".join(f"{n} {status}" for status, n in counts.items() if n),
-            )
+        try:
+            for outcome in run_sweep(plan, jobs or cpu_count()):
+                if outcome.status == "failed":
+                    failures.append(outcome)
+                if outcome.kind == "partition":
+                    progress.update(task, note=f"partition {outcome.id} {outcome.status}")
+                    continue
+                counts[outcome.status] += 1
+                finished[outcome.id] = outcome
+                progress.update(
+                    task,
+                    advance=1,
+                    note=", ".join(f"{n} {status}" for status, n in counts.items() if n),
+                )
+        except KeyboardInterrupt:
+            done = counts["completed"] + counts["skipped"]
+            raise RunFailed(
+                f"interrupted with {done} of {len(plan.runs)} runs done; unfinished runs keep what "
+                f"they trained; continue with: {shlex.join(['fl', *invocation])}"
+            ) from None
+    if counts["interrupted"]:
+        raise RunFailed(
+            f"{counts['interrupted']} runs were interrupted; continue them with: "
+            f"{shlex.join(['fl', *invocation])}"
+        )
     out.print(sweep_table(plan, finished))
     out.print(
         f"{counts['completed']} trained, {counts['skipped']} already done, "

@@ -87,7 +87,7 @@ class Outcome:
 
     kind: str  # "partition" or "run"
     id: str
-    status: str  # completed | skipped | failed
+    status: str  # completed | skipped | failed | interrupted
     message: str = ""
     record: dict = field(default_factory=dict)  # the run's last rounds.csv row
 
@@ -131,10 +131,11 @@ def _split(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     return part, train
 
 
-def _partition_id(items: list[tuple[str, Any]], options: dict[str, Any]) -> str:
+def _partition_id(items: list[tuple[str, Any]], options: dict[str, Any], seeded: bool) -> str:
     """Readable from the run's grid values that shape the partition, plus a hash of all of them
-    (so that editing [base] never reuses a stale partition)."""
-    shaping = set(partition_keys()) | {PARTITION_SEED}
+    (so that editing [base] never reuses a stale partition). seeded: a partition_seed is set, so
+    the run's seed does not shape its partition."""
+    shaping = (set(partition_keys()) - ({"seed"} if seeded else set())) | {PARTITION_SEED}
     readable = describe([(k, v) for k, v in items if k in shaping])
     text = json.dumps(options, sort_keys=True, default=str)
     digest = f"hash={hashlib.sha256(text.encode()).hexdigest()[:8]}"
@@ -158,6 +159,12 @@ def load_sweep(
         raise FLError(
             f'{where}: needs a top-level name = "..." (no slashes or spaces), e.g. name = "noniid"'
         )
+    for table in ("base", "grid"):
+        if not isinstance(data.get(table, {}), dict):
+            raise FLError(
+                f"{where}: {table} = {data[table]!r} must be a table: a [{table}] section, e.g. "
+                + ('[base] dataset = "digits"' if table == "base" else "[grid] seed = [0, 1]")
+            )
     base = normalize_keys(data.get("base", {}), f"{where} [base]", known_keys())
     overrides = normalize_keys(overrides or {}, "options", known_keys())
     root = Path(out) if out is not None else Path("results") / name
@@ -168,12 +175,13 @@ def load_sweep(
         if run_id in seen:
             raise FLError(f"{where}: the grid gives run {run_id} twice; make its values distinct")
         seen.add(run_id)
-        part, train = _split({**base, **dict(items), **overrides})
+        options = {**base, **dict(items), **overrides}
+        part, train = _split(options)
         try:
             config = TrainConfig.from_dict(train)
         except FLError as bad:
             raise FLError(f"{where}: run {run_id}: {bad}") from None
-        partition_id = _partition_id(items, part)
+        partition_id = _partition_id(items, part, seeded=PARTITION_SEED in options)
         runs.append(
             PlannedRun(
                 run_id=run_id,
@@ -230,6 +238,8 @@ def _train(run: PlannedRun) -> Outcome:
         last = deque(training.rounds(), maxlen=1)  # train; keep the last round's record
     except (FLError, RunFailed) as failure:
         return Outcome("run", run.run_id, "failed", str(failure))
+    except KeyboardInterrupt:  # Ctrl-C reaches the workers too: the run saved what it did
+        return Outcome("run", run.run_id, "interrupted")
     except Exception as bug:  # one broken run must not take the sweep down
         return Outcome("run", run.run_id, "failed", f"{type(bug).__name__}: {bug}")
     return Outcome("run", run.run_id, "completed", record=last[0] if last else {})

@@ -120,6 +120,18 @@ def test_resumes_an_interrupted_run_of_the_sweep(cli, tmp_path):
     pd.testing.assert_frame_equal(whole, resumed, check_exact=True)
 
 
+def test_a_partition_seed_makes_the_runs_seeds_share_one_partition(tmp_path):
+    text = SWEEP.replace("seed = 3", "partition_seed = 0").replace(
+        "lr = [0.1, 0.5]", "seed = [0, 1]"
+    )
+    plan = load_sweep(write(tmp_path / "s.toml", text), tmp_path / "out")
+    assert plan.num_partitions == 2  # iid and dirichlet, each shared by both seeds
+    assert [run.config.seed for run in plan.runs] == [0, 1, 0, 1]
+    for run in plan.runs:
+        assert run.partition_options["seed"] == 0
+        assert "seed=" not in run.partition_id.split(",hash=")[0]
+
+
 @pytest.mark.parametrize(
     "text, fragments",
     [
@@ -128,6 +140,8 @@ def test_resumes_an_interrupted_run_of_the_sweep(cli, tmp_path):
         (SWEEP.replace('name = "tiny"', ""), ["name"]),
         (SWEEP.replace("lr = [0.1, 0.5]", "lr = [0.1, -1]"), ["lr=-1", "--lr -1"]),
         (SWEEP.replace("lr = [0.1, 0.5]", "lr = [0.1, 0.1]"), ["twice"]),
+        ('name = "b"\ngrid = 3\n', ["grid = 3", "table", "[grid]"]),
+        ('name = "b"\nbase = "digits"\n', ["base = 'digits'", "table", "[base]"]),
     ],
 )
 def test_bad_sweep_file_is_one_line(cli, tmp_path, text, fragments):
@@ -158,3 +172,36 @@ def test_dry_run_says_which_runs_are_done_to_run_or_blocked(cli, tmp_path):
     plan = cli("sweep", longer, "--out", out, "--dry-run").out
     assert plan.count("blocked") == 4 and "delete it" in plan  # fl sweep would fail all four
     assert cli("sweep", longer, "--out", tmp_path / "fresh", "--dry-run").out.count("to run") == 4
+
+
+def test_ctrl_c_stops_the_sweep_with_one_line_and_the_same_command_continues(cli, tmp_path):
+    """Ctrl-C reaches the whole process group: the sweep and its worker processes."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    text = SWEEP.replace("rounds = 2", "rounds = 100")
+    sweep, out = write(tmp_path / "s.toml", text), tmp_path / "out"
+    command = [sys.executable, "-m", "flcli", "sweep", str(sweep), "--jobs", "2", "--out", str(out)]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    deadline = time.monotonic() + 60
+    while not any(
+        csv.read_text().count("\n") > 3 for csv in out.glob("*/rounds.csv")
+    ):  # some run is training
+        assert time.monotonic() < deadline and process.poll() is None, process.communicate()
+        time.sleep(0.01)
+    os.killpg(process.pid, signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 1, err
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert "interrupted" in last and "fl sweep" in last
+    again = cli("sweep", sweep, "--jobs", 2, "--out", out)
+    assert again.code == 0, again.err
+    for run in load_sweep(sweep, out).runs:
+        assert json.loads((run.out / "run.json").read_text())["status"] == "completed"
+        assert len(pd.read_csv(run.out / "rounds.csv")) == 101
