@@ -111,6 +111,11 @@ def baseline_groups(groups: list[Group], baseline: str, explicit: bool) -> list[
         return [None] * len(groups)
     key = candidates[0]
     matches = [g for g in groups if str(g.values[key]) == wanted]
+    if not matches and explicit:
+        values = ", ".join(sorted({str(g.values[key]) for g in groups}))
+        raise FLError(
+            f"--baseline {baseline!r}: no group has {key} = {wanted!r}; its values: {values}"
+        )
     found: list[Group | None] = []
     for group in groups:
         others = [k for k in keys if k != key]

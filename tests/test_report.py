@@ -107,6 +107,8 @@ def test_fedprox_mu_does_not_stop_the_match_with_fedavg(tmp_path):
     "target, baseline, message",
     [
         (0.8, "fedmagic", "--baseline 'fedmagic' names no group.*fedavg"),
+        (0.8, "algo=fedavgg", "--baseline 'algo=fedavgg': no group has algo = 'fedavgg'.*fedavg"),
+        (0.8, "algo=", "--baseline 'algo=': no group has algo = ''"),
         (None, "fedavg", "--baseline .* give --target-accuracy"),
         (90, None, "--target-accuracy 90 must be a fraction"),
     ],
