@@ -607,6 +607,7 @@ def plot(
     """Plot a metric per round: one line per group of runs, mean ± 1 std over seeds."""
     from flcli import api
 
+    check_out_file(out_file, "accuracy.png")
     summary = api.plot(runs, out_file, metric, x, group_by, facet, smooth, logy)
     for note in summary.notes:
         err.print(f"note: {note}", highlight=False, soft_wrap=True, markup=False)
@@ -652,7 +653,11 @@ def report(
     group_by: GroupBy = None,
     metric: Metric = None,
     out_file: Annotated[
-        Path | None, typer.Option("--out", help="Also write the report to this file.")
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Write the report to this file (a table is printed too, .md and .csv not).",
+        ),
     ] = None,
 ) -> None:
     """Summarize runs per group: final and best metric, rounds/bytes/seconds to a target."""
@@ -660,6 +665,7 @@ def report(
     from flcli.fileio import atomic_write_text
     from flcli.report import FORMATS, to_csv, to_markdown
 
+    check_out_file(out_file, "report.md")
     suffix = out_file.suffix.lower() if out_file else ""
     format = format or REPORT_SUFFIXES.get(suffix, "table")
     if format not in FORMATS:
@@ -682,6 +688,12 @@ def report(
     if out_file:
         atomic_write_text(out_file, text)
         err.print(f"wrote {out_file}", highlight=False)
+
+
+def check_out_file(path: Path | None, example: str) -> None:
+    """Refuse an --out that is a directory before any work is done."""
+    if path is not None and path.is_dir():
+        raise FLError(f"--out {path} is a directory; give a file in it, e.g. {path / example}")
 
 
 def report_table(summary) -> Table:

@@ -25,15 +25,25 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
     missing folders of path first)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as failure:
+        raise about(path, failure) from None
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
         os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp makes it private; a plain open() would not
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as failure:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(failure, OSError) and failure.filename == tmp:
+            raise about(path, failure) from None
         raise
+
+
+def about(path: Path, failure: OSError) -> OSError:
+    """The same error, naming the path the caller asked for rather than its temporary file."""
+    return OSError(failure.errno, failure.strerror, str(path))
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -5,6 +5,7 @@ import shutil
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -262,6 +263,27 @@ def test_bad_input_is_one_line_and_exit_code_2(
     filled = [a.format(tmp=tmp_path, iid=iid_dir, regression=regression_dir) for a in args]
     assert_one_line_error(cli(*filled), *fragments)
     assert not (tmp_path / "r").exists()
+
+
+def test_an_out_file_that_cannot_be_written_is_named_as_given(cli, iid_dir, tmp_path):
+    """Not the temporary file beside it that the atomic write uses."""
+    from flcli.fileio import atomic_write_text
+
+    run, folder = tmp_path / "run", tmp_path / "folder"
+    assert cli("train", iid_dir, "--rounds", 1, "--out", run).code == 0
+    folder.mkdir()
+    for command in ("plot", "report"):
+        result = cli(command, run, "--out", folder)
+        assert_one_line_error(result, f"--out {folder} is a directory")
+        assert result.out == ""  # refused before any work
+    with pytest.raises(IsADirectoryError) as replacing:
+        atomic_write_text(folder, "text")
+    assert replacing.value.filename == str(folder)
+    if Path("/proc/self").is_dir():  # no temporary file can be made in /proc
+        with pytest.raises(OSError) as creating:
+            atomic_write_text(Path("/proc/flcli-test.png"), "text")
+        assert creating.value.filename == "/proc/flcli-test.png"
+    assert not [p for p in folder.parent.iterdir() if p.name.endswith(".tmp")]
 
 
 def test_out_holding_another_run_is_refused(cli, iid_dir, tmp_path):
