@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 FL := $(BIN)/fl
 DEMO := results/demo
 SWEEP ?= experiments/noniid.toml
+FACET ?= partition
 JOBS ?= 2
 SWEEP_DIR = results/$(shell $(BIN)/python -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["name"])' $(SWEEP))
 
@@ -38,7 +39,7 @@ sweep: install
 	$(FL) sweep $(SWEEP) --jobs $(JOBS)
 
 figures: install
-	$(FL) plot $(SWEEP_DIR) --facet partition --out $(SWEEP_DIR)/accuracy.png
+	$(FL) plot $(SWEEP_DIR) --facet $(FACET) --out $(SWEEP_DIR)/accuracy.png
 	$(FL) report $(SWEEP_DIR) --out $(SWEEP_DIR)/report.md
 
 test: $(VENV)/.installed-test

@@ -22,7 +22,7 @@ ROUNDS_FILE = "rounds.csv"
 # Settings in which the repeats of one experiment differ: never a default group key.
 REPEAT_KEYS = ("seed", "partition_seed", "backend", "checkpoint_every")
 # Partition params about the split rather than the scheme's shape: not part of `partition`.
-SPLIT_PARAMS = ("test_size", "min_samples", "client_test_fraction")
+SPLIT_PARAMS = ("test_size", "test_split", "min_samples", "client_test_fraction")
 # Metrics whose smaller values are better (the others: larger is better).
 LOWER_IS_BETTER = re.compile(r"loss|mse|mae|rmse|error|epsilon")
 # The order algorithms are listed in (baselines first); other names follow alphabetically.

@@ -67,7 +67,7 @@ def test_settings_flatten_config_partition_and_algorithm_params():
         "partition_meta": {
             "dataset": "digits",
             "scheme": "dirichlet",
-            "params": {"alpha": 0.1, "test_size": 0.2, "min_samples": 10},
+            "params": {"alpha": 0.1, "test_size": 0.2, "min_samples": 10, "test_split": "own"},
             "num_clients": 10,
             "seed": 7,
         },
