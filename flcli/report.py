@@ -3,6 +3,7 @@ bytes and seconds to a target, fairness and privacy columns when logged, and the
 rounds to target against a baseline. Reads run.json and rounds.csv only (through flcli.runs)."""
 
 import csv
+import functools
 import io
 import math
 from dataclasses import dataclass, field
@@ -165,15 +166,19 @@ def all_reached(row: dict) -> bool:
 # --- text -----------------------------------------------------------------------------------
 
 
-def number(value: float) -> str:
-    if abs(value) >= 1000:
+def number(value: float, like: float | None = None) -> str:
+    """Three decimals, or none from 1,000 up; `like` gives the magnitude that decides (a std is
+    written as precisely as its mean)."""
+    if abs(value if like is None else like) >= 1000:
         return f"{value:,.0f}"
     return f"{value:.3f}"
 
 
-def plus_minus(mean: float, std: float, fmt=number, unit: str = "") -> str:
+def plus_minus(mean: float, std: float, fmt=None, unit: str = "") -> str:
     if math.isnan(mean):
         return "–"
+    if fmt is None:
+        fmt = functools.partial(number, like=mean)
     if math.isnan(std):
         return f"{fmt(mean)}{unit}"
     return f"{fmt(mean)} ± {fmt(std)}{unit}"
@@ -207,7 +212,7 @@ def header_of(report: Report) -> list[str]:
     name = metric_name(report.metric)
     header = [k if k != "algo" else "algorithm" for k in report.keys] or ["runs"]
     header += ["seeds", "status"] if report.show_status else ["seeds"]
-    header += ["rounds", f"final {name}", f"best {name}"]
+    header += ["last round", f"final {name}", f"best {name}"]
     if report.target is not None:
         goal = f"{report.target:g}"
         header += [f"rounds to {goal}", f"bytes up to {goal}", f"seconds to {goal}"]
@@ -232,6 +237,11 @@ def caption(report: Report) -> str:
         parts.append(
             f"Speed-up: {report.baseline}'s mean rounds to target / the group's "
             "(when every seed of both reached it)."
+        )
+    if FAIRNESS in report.optional:
+        parts.append(
+            "p10 client accuracy: the 10th percentile, over the clients sampled in the last "
+            "round, of the global model's accuracy on each one's own training rows."
         )
     return " ".join(parts)
 

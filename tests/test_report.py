@@ -9,7 +9,15 @@ import pytest
 from conftest import write_run
 
 from flcli.errors import FLError
-from flcli.report import reached, summarize, text_cells, to_csv, to_markdown
+from flcli.report import (
+    caption,
+    plus_minus,
+    reached,
+    summarize,
+    text_cells,
+    to_csv,
+    to_markdown,
+)
 from flcli.runs import find_runs, group_runs
 
 CURVES = {
@@ -142,6 +150,13 @@ def test_fairness_personal_and_privacy_columns_only_when_logged(tmp_path):
     header, cells = text_cells(private)
     assert header[-4:] == ["p10 client accuracy", "personal accuracy", "ε", "speed-up vs fedavg"]
     assert cells[0][-4:-1] == ["0.600 ± 0.000", "0.950 ± 0.000", "3.000 ± 0.000"]
+    assert "each one's own training rows" in caption(private)
+    assert "p10" not in caption(plain)
+
+
+def test_a_std_is_written_as_precisely_as_its_mean():
+    assert plus_minus(2931.2, 6.088) == "2,931 ± 6"
+    assert plus_minus(0.5, 1234.5) == "0.500 ± 1234.500"
 
 
 def test_unfinished_failed_and_unlogged_runs_are_shown_not_crashed_on(tmp_path):
@@ -157,7 +172,7 @@ def test_unfinished_failed_and_unlogged_runs_are_shown_not_crashed_on(tmp_path):
     assert fedavg[header.index("status")] == (
         "1 completed; 1 failed; 1 running; 1 running, no rounds.csv"
     )
-    assert fedavg[header.index("seeds")] == "3" and fedavg[header.index("rounds")] == "1–2"
+    assert fedavg[header.index("seeds")] == "3" and fedavg[header.index("last round")] == "1–2"
     assert fedprox[header.index("status")] == "completed, no rounds.csv"
     assert fedprox[header.index("final accuracy")] == "–"
 
