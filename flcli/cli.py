@@ -621,6 +621,11 @@ REPORT_SUFFIXES = {".md": "markdown", ".csv": "csv"}
 WIDE = 240  # columns of a table that goes to a file or a pipe rather than a terminal
 
 
+def print_table(table: Table) -> None:
+    """To the terminal at its width; to a pipe or a file without cutting long cells."""
+    (out if out.is_terminal else Console(width=WIDE)).print(table)
+
+
 @app.command(
     epilog="Example: fl report results/sweep --target-accuracy 0.9 --baseline fedavg "
     "--format markdown --out results/sweep.md"
@@ -675,7 +680,7 @@ def report(
         err.print(f"note: {note}", highlight=False, soft_wrap=True, markup=False)
     if format == "table":
         table = report_table(summary)
-        (out if out.is_terminal else Console(width=WIDE)).print(table)
+        print_table(table)
         text = None
         if out_file:
             plain = Console(file=io.StringIO(), width=WIDE, color_system=None)
@@ -752,7 +757,7 @@ def sweep(
             table.add_column(column)
         for run in plan.runs:
             table.add_row(run.run_id, run.partition_id, state(run))
-        out.print(table)
+        print_table(table)
         return
     columns = [
         TextColumn("[bold]{task.description}"),
@@ -790,7 +795,7 @@ def sweep(
             f"{counts['interrupted']} runs were interrupted; continue them with: "
             f"{shlex.join(['fl', *invocation])}"
         )
-    out.print(sweep_table(plan, finished))
+    print_table(sweep_table(plan, finished))
     out.print(
         f"{counts['completed']} trained, {counts['skipped']} already done, "
         f"{counts['failed']} failed -> {plan.root}"

@@ -171,7 +171,10 @@ def test_dry_run_says_which_runs_are_done_to_run_or_blocked(cli, tmp_path):
     longer = write(tmp_path / "longer.toml", SWEEP.replace("rounds = 2", "rounds = 3"))
     plan = cli("sweep", longer, "--out", out, "--dry-run").out
     assert plan.count("blocked") == 4 and "delete it" in plan  # fl sweep would fail all four
-    assert cli("sweep", longer, "--out", tmp_path / "fresh", "--dry-run").out.count("to run") == 4
+    fresh = cli("sweep", longer, "--out", tmp_path / "fresh", "--dry-run").out
+    assert fresh.count("to run") == 4
+    for run in load_sweep(longer, tmp_path / "fresh").runs:  # whole, though not on a terminal
+        assert run.run_id in fresh and run.partition_id in fresh
 
 
 def test_ctrl_c_stops_the_sweep_with_one_line_and_the_same_command_continues(cli, tmp_path):
