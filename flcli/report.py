@@ -148,7 +148,9 @@ def summarize(
         if any(bases):
             matched = baseline or "fedavg"
             for row, base in zip(rows, bases, strict=True):
-                row["speedup"] = speedup(rows[groups.index(base)] if base else None, row)
+                base_row = rows[groups.index(base)] if base else None
+                row["speedup"] = speedup(base_row, row)
+                row["speedup_above"] = speedup_bound(base_row, row)
     return Report(metric, keys, target, matched, rows, pooling_notes(groups, "--group-by"))
 
 
@@ -157,6 +159,15 @@ def speedup(base: dict | None, row: dict) -> float:
     if base is None or not all_reached(base) or not all_reached(row):
         return math.nan
     return base["round_to_target_mean"] / max(row["round_to_target_mean"], 1e-12)
+
+
+def speedup_bound(base: dict | None, row: dict) -> float:
+    """When no seed of the baseline reached the target and every seed of this group did: the
+    speed-up is above the baseline's shortest run (in rounds) / the group's mean rounds to target.
+    NaN otherwise."""
+    if base is None or not base.get("seeds") or base.get("reached") or not all_reached(row):
+        return math.nan
+    return base["rounds_min"] / max(row["round_to_target_mean"], 1e-12)
 
 
 def all_reached(row: dict) -> bool:
@@ -235,8 +246,9 @@ def caption(report: Report) -> str:
         )
     if report.baseline is not None:
         parts.append(
-            f"Speed-up: {report.baseline}'s mean rounds to target / the group's "
-            "(when every seed of both reached it)."
+            f"Speed-up: {report.baseline}'s mean rounds to target / the group's (when every seed "
+            f"of both reached it); >x: {report.baseline} never reached it, x = its shortest run's "
+            "rounds / the group's mean."
         )
     if FAIRNESS in report.optional:
         parts.append(
@@ -300,6 +312,9 @@ def cells_of(report: Report, row: dict) -> list[str]:
             plus_minus(row.get(f"{column}_mean", math.nan), row.get(f"{column}_std", math.nan))
         )
     if report.baseline is not None:
-        value = row.get("speedup", math.nan)
-        cells.append("–" if math.isnan(value) else f"{value:.2f}×")
+        value, above = row.get("speedup", math.nan), row.get("speedup_above", math.nan)
+        if not math.isnan(value):
+            cells.append(f"{value:.2f}×")
+        else:
+            cells.append("–" if math.isnan(above) else f">{above:.2f}×")
     return cells

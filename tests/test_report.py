@@ -87,6 +87,22 @@ def test_speedup_in_rounds_to_target_against_the_baseline(tmp_path):
     assert rows_by_algo(other)["fedavg"]["speedup"] == pytest.approx(0.4)
 
 
+def test_a_baseline_that_never_reaches_the_target_gives_a_lower_bound(tmp_path):
+    """scaffold never reaches 0.8 in its 3 rounds; fedprox reaches it at round 1 in both seeds:
+    fedprox is more than 3x faster."""
+    report = summarize(
+        group_runs(make_runs(tmp_path)), "test_accuracy", target=0.8, baseline="scaffold"
+    )
+    rows = rows_by_algo(report)
+    assert math.isnan(rows["fedprox"]["speedup"])
+    assert rows["fedprox"]["speedup_above"] == pytest.approx(3.0)
+    assert math.isnan(rows["fednova"]["speedup_above"])  # one seed of two reached it
+    header, cells = text_cells(report)
+    column = header.index("speed-up vs scaffold")
+    by_algo = {row[0]: row[column] for row in cells}
+    assert by_algo["fedprox"] == ">3.00×" and by_algo["fednova"] == "–"
+
+
 def test_each_group_is_compared_with_the_baseline_of_its_own_partition(tmp_path):
     curves = {"fedavg": [[0.1, 0.5, 0.9]], "fedprox": [[0.1, 0.9, 0.9]]}
     make_runs(tmp_path / "iid", curves)
