@@ -600,7 +600,11 @@ def plot(
         typer.Option(help="Setting with one panel per value (e.g. partition, alpha); shared axes."),
     ] = None,
     smooth: Annotated[
-        int | None, typer.Option(help="Centred moving average over W rounds.", metavar="W")
+        int | None,
+        typer.Option(
+            help="Centred moving average over W rounds (fewer at the ends; round 0 kept).",
+            metavar="W",
+        ),
     ] = None,
     logy: Annotated[bool, typer.Option("--logy", help="Logarithmic y axis.")] = False,
 ) -> None:

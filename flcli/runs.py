@@ -337,12 +337,15 @@ def lower_is_better(metric: str) -> bool:
 
 def seed_table(runs: tuple[Run, ...], column: str, smooth: int | None = None) -> pd.DataFrame:
     """One row per round, one column per run: `column` of each run's rounds.csv (optionally a
-    centred moving average over `smooth` rounds), aligned on the round number."""
+    centred moving average over `smooth` rounds, narrower at the ends; round 0, the initial
+    model, is kept as it is and not averaged into round 1), aligned on the round number."""
     series = []
     for i, run in enumerate(runs):
         values = run.column(column).set_axis(run.column("round").to_numpy())
         if smooth and smooth > 1:
-            values = values.rolling(smooth, center=True, min_periods=1).mean()
+            trained = values.index > 0
+            smoothed = values[trained].rolling(smooth, center=True, min_periods=1).mean()
+            values = pd.concat([values[~trained], smoothed])
         series.append(values.rename(i))
     return pd.concat(series, axis=1).sort_index()
 

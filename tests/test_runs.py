@@ -180,10 +180,10 @@ def test_mean_and_sample_std_over_seeds_aligned_on_rounds(tmp_path):
     assert np.isnan(spread([0.4])[1])
 
 
-def test_smoothing_is_a_centred_moving_average(tmp_path):
-    runs = find_runs([write_run(tmp_path / "r", [0.0, 0.3, 0.6, 0.3, 0.0])])
+def test_smoothing_is_a_centred_moving_average_that_leaves_round_0(tmp_path):
+    runs = find_runs([write_run(tmp_path / "r", [0.1, 0.0, 0.3, 0.6, 0.3, 0.0])])
     smooth = seed_table(tuple(runs), "test_accuracy", smooth=3)[0].tolist()
-    assert smooth == pytest.approx([0.15, 0.3, 0.4, 0.3, 0.15])
+    assert smooth == pytest.approx([0.1, 0.15, 0.3, 0.4, 0.3, 0.15])
 
 
 def test_regression_runs_default_to_r2_and_losses_are_lower_is_better(tmp_path):
