@@ -5,11 +5,12 @@ import textwrap
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from flcli.errors import FLError
 from flcli.fileio import atomic_save_figure
 from flcli.runs import (
+    GREEK,
     Group,
     Run,
     default_keys,
@@ -41,7 +42,9 @@ METRIC_LABELS = {
     "epsilon": "Privacy spent ε",
 }
 FORMATS = (".png", ".svg", ".pdf")
-# One colour per algorithm, the same in every figure (Okabe-Ito first: colour-blind safe).
+# One colour per registered algorithm (flcli.algorithms.registry), the same in every figure:
+# Okabe-Ito first, then colours chosen to stay apart from them and from each other (CIEDE2000
+# of 10 or more between any two, also under simulated protanopia, deuteranopia, tritanopia).
 ALGORITHM_COLORS = {
     "fedavg": "#0072B2",
     "fedprox": "#D55E00",
@@ -49,16 +52,24 @@ ALGORITHM_COLORS = {
     "fedsgd": "#CC79A7",
     "fedavgm": "#E69F00",
     "fedadam": "#56B4E9",
-    "fednova": "#7B3294",
-    "feddyn": "#8C564B",
-    "fedyogi": "#BCBD22",
-    "fedadagrad": "#17BECF",
     "fedavglu": "#000000",
-    "feddist": "#7F7F7F",
-    "feddf": "#F781BF",
+    "feddyn": "#8C564B",
+    "fednova": "#222288",
+    "fedyogi": "#333300",
+    "fedadagrad": "#005577",
+    "feddist": "#880044",
+    "qfedavg": "#8877FF",
+    "ditto": "#0000FF",
+    "fedbag": "#AABB99",
 }
-PALETTE = list(ALGORITHM_COLORS.values())
+# Names no longer or not yet registered hash to these, which no registered algorithm uses.
+UNREGISTERED_COLORS = ("#776677", "#CC11BB", "#555500", "#8844FF")
+PALETTE = list(ALGORITHM_COLORS.values())  # for groups that do not differ in algorithm
 LINESTYLES = ("-", "--", ":", "-.")
+# Once the line styles run out, variants also get a marker (every MARK_EVERY of the axes'
+# diagonal, so that long runs are not covered in them).
+MARKERS = ("o", "s", "^", "D", "v", "X", "P", "*")
+MARK_EVERY = 0.1
 STYLE = {
     "font.size": 10,
     "axes.titlesize": 10.5,
@@ -70,8 +81,28 @@ STYLE = {
 
 
 def algorithm_color(name: str) -> str:
-    """A fixed colour for a named algorithm; unknown names hash to a palette colour."""
-    return ALGORITHM_COLORS.get(name) or PALETTE[zlib.crc32(name.encode()) % len(PALETTE)]
+    """A fixed colour for a named algorithm; unknown names hash to a colour that no registered
+    algorithm has."""
+    if name in ALGORITHM_COLORS:
+        return ALGORITHM_COLORS[name]
+    return UNREGISTERED_COLORS[zlib.crc32(name.encode()) % len(UNREGISTERED_COLORS)]
+
+
+class Look(NamedTuple):
+    """How a group's line is drawn."""
+
+    color: str
+    linestyle: str
+    marker: str | None = None
+
+
+def variant_look(color: str, index: int) -> Look:
+    """The index-th variant in a colour: the line styles alone, then each with a marker, so that
+    4 * (1 + len(MARKERS)) variants look different."""
+    linestyle = LINESTYLES[index % len(LINESTYLES)]
+    rank = index // len(LINESTYLES)
+    marker = MARKERS[(rank - 1) % len(MARKERS)] if rank else None
+    return Look(color, linestyle, marker)
 
 
 @dataclass
@@ -82,10 +113,10 @@ class PlotSummary:
     notes: list[str] = field(default_factory=list)  # runs skipped, groups pooling settings
 
 
-def line_styles(groups: list[Group]) -> dict[str, tuple[str, str]]:
-    """Group label -> (colour, line style). When groups differ in algorithm, colour means the
-    algorithm (fixed per name) and line style tells its variants apart; otherwise groups take
-    palette colours in their sorted order."""
+def line_styles(groups: list[Group]) -> dict[str, Look]:
+    """Group label -> its Look. When groups differ in algorithm, colour means the algorithm
+    (fixed per name) and line style, then marker, tells its variants apart; otherwise groups
+    take palette colours in their sorted order."""
     algos = {g.values.get("algo") for g in groups}
     if len(algos) > 1 and None not in algos:
 
@@ -98,17 +129,30 @@ def line_styles(groups: list[Group]) -> dict[str, tuple[str, str]]:
             if variant(group) not in seen:
                 seen.append(variant(group))
         return {
-            g.label: (
+            g.label: variant_look(
                 algorithm_color(g.values["algo"]),
-                LINESTYLES[variants[g.values["algo"]].index(variant(g)) % len(LINESTYLES)],
+                variants[g.values["algo"]].index(variant(g)),
             )
             for g in groups
         }
     labels = list(dict.fromkeys(g.label for g in groups))
     return {
-        label: (PALETTE[rank % len(PALETTE)], LINESTYLES[rank // len(PALETTE) % len(LINESTYLES)])
+        label: variant_look(PALETTE[rank % len(PALETTE)], rank // len(PALETTE))
         for rank, label in enumerate(labels)
     }
+
+
+def unset(keys: list[str]) -> str:
+    """What a group or panel is when its settings are all None (fedavg has no mu): "μ not set"."""
+    return f"{', '.join(GREEK.get(key, key) for key in keys)} not set"
+
+
+def name_of(group: Group) -> str:
+    """The group's legend entry: its label, but "μ not set" rather than "all runs" for a group
+    whose only settings are unset."""
+    if group.values and not describe(group.values):
+        return unset(list(group.values))
+    return group.label
 
 
 def title_of(runs: list[Run], facet: str | None, groups: list[Group], smooth: int | None) -> str:
@@ -148,7 +192,7 @@ class Figure:
     """Everything render() needs: what goes in which panel, and how it looks."""
 
     panels: list[tuple[Any, list[Group]]]  # (facet value, its groups)
-    styles: dict[str, tuple[str, str]]  # group label -> (colour, line style)
+    styles: dict[str, Look]  # group label -> how its line is drawn
     legend: dict[str, str]  # group label -> legend entry (with unfinished runs noted)
     facet: str | None
     metric: str
@@ -188,10 +232,11 @@ def plan_figure(
     panels = [(value, group_runs(members, keys)) for value, members in panels_of(logged, facet)]
     every_group = [g for _, groups in panels for g in groups]
     styles = line_styles(every_group)
+    names = {g.label: name_of(g) for g in every_group}
     legend = {}
-    for label in styles:
+    for label, name in names.items():
         status = unfinished([run for g in every_group if g.label == label for run in g.runs])
-        legend[label] = f"{label} ({status})" if status else label
+        legend[label] = f"{name} ({status})" if status else name
     return Figure(
         panels, styles, legend, facet, metric, x_column, x_label,
         title_of(logged, facet, every_group, smooth), smooth, logy,
@@ -245,11 +290,10 @@ def render(figure: Figure):
         handles: dict[str, Any] = {}
         for ax, (value, groups) in zip(axes.flat, figure.panels, strict=False):
             for group in groups:
-                color, linestyle = figure.styles[group.label]
-                line = draw_group(ax, group, figure, color, linestyle)
+                line = draw_group(ax, group, figure, figure.styles[group.label])
                 handles.setdefault(figure.legend[group.label], line)
             if figure.facet is not None:
-                ax.set_title(describe({figure.facet: value}) or f"{figure.facet} not set")
+                ax.set_title(describe({figure.facet: value}) or unset([figure.facet]))
             style_axes(ax, figure)
         for i, ax in enumerate(axes.flat):
             row, col = divmod(i, ncols)
@@ -309,18 +353,27 @@ def style_axes(ax, figure: Figure) -> None:
         ax.yaxis.set_minor_formatter(NullFormatter())
 
 
-def draw_group(ax, group: Group, figure: Figure, color: str, linestyle: str):
+def draw_group(ax, group: Group, figure: Figure, look: Look):
     """The mean over seeds as a line, ±1 sample std as a band (where 2+ seeds have the round)."""
     runs = group.logged
     stats = mean_std(seed_table(runs, figure.metric, figure.smooth))
     xs = seed_table(runs, figure.x_column).mean(axis=1).reindex(stats.index)
-    (line,) = ax.plot(xs, stats["mean"], color=color, linestyle=linestyle, linewidth=1.8)
+    (line,) = ax.plot(
+        xs,
+        stats["mean"],
+        color=look.color,
+        linestyle=look.linestyle,
+        marker=look.marker,
+        markevery=MARK_EVERY,
+        markersize=5,
+        linewidth=1.8,
+    )
     if (stats["n"] > 1).any():
         ax.fill_between(
             xs,
             stats["mean"] - stats["std"],
             stats["mean"] + stats["std"],
-            color=color,
+            color=look.color,
             alpha=0.2,
             linewidth=0,
         )

@@ -1,9 +1,12 @@
 """fl plot's figure: panels, groups, stable colours, bands, legend placement, errors."""
 
+import json
+
 import matplotlib
 import pytest
 from conftest import write_run
 
+from flcli.algorithms.registry import ALGORITHMS
 from flcli.errors import FLError
 from flcli.plot import ALGORITHM_COLORS, algorithm_color, plan_figure, plot_runs, render
 from flcli.runs import find_runs, group_runs
@@ -32,9 +35,17 @@ def test_colours_are_fixed_per_algorithm_whatever_else_is_plotted(tmp_path):
     runs = sweep(tmp_path / "all")
     every = plan_figure(runs, facet="partition").styles
     some = plan_figure([r for r in runs if r.settings["algo"] != "fedavg"], facet="partition")
-    assert every["fedprox"] == some.styles["fedprox"] == (ALGORITHM_COLORS["fedprox"], "-")
+    assert every["fedprox"] == some.styles["fedprox"] == (ALGORITHM_COLORS["fedprox"], "-", None)
     assert every["fedavg"][0] == ALGORITHM_COLORS["fedavg"]
     assert algorithm_color("fedmagic") == algorithm_color("fedmagic")
+
+
+def test_every_registered_algorithm_has_a_colour_of_its_own():
+    assert set(ALGORITHMS) <= set(ALGORITHM_COLORS)  # a new algorithm needs its colour here
+    colours = [algorithm_color(name) for name in ALGORITHMS]
+    assert len(set(colours)) == len(colours)
+    unregistered = {algorithm_color(f"fedmagic{i}") for i in range(100)}
+    assert unregistered.isdisjoint(colours)
 
 
 def test_variants_of_one_algorithm_share_its_colour_and_differ_in_line_style(tmp_path):
@@ -43,6 +54,35 @@ def test_variants_of_one_algorithm_share_its_colour_and_differ_in_line_style(tmp
     assert styles["fedavg, iid"][0] == styles["fedavg, dirichlet(α=0.1)"][0]
     assert styles["fedavg, iid"][1] != styles["fedavg, dirichlet(α=0.1)"][1]
     assert styles["fedprox, iid"][0] != styles["fedavg, iid"][0]
+
+
+def test_many_variants_of_one_algorithm_are_all_drawn_differently(tmp_path):
+    mus = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0)
+    for mu in mus:
+        write_run(tmp_path / f"p{mu}", [0.1, 0.5, 0.7], algo="fedprox", algo_params={"mu": mu})
+    write_run(tmp_path / "fedavg", [0.1, 0.4, 0.6])
+    figure = plan_figure(find_runs([tmp_path]))
+    assert len(figure.styles) == len(mus) + 1
+    assert len(set(figure.styles.values())) == len(mus) + 1
+    drawn = render(figure)
+    (ax,) = drawn.axes
+    looks = {(line.get_color(), line.get_linestyle(), line.get_marker()) for line in ax.lines}
+    assert len(looks) == len(mus) + 1
+
+
+def test_a_group_of_unset_settings_says_so_in_the_legend(tmp_path):
+    fedavg_run = write_run(tmp_path / "fedavg", [0.1, 0.4, 0.6]) / "run.json"
+    info = json.loads(fedavg_run.read_text())
+    info["config"]["mu"] = None  # as fl train writes it for an algorithm without mu
+    fedavg_run.write_text(json.dumps(info))
+    for mu in (0.01, 0.1):
+        write_run(tmp_path / f"p{mu}", [0.1, 0.5, 0.7], algo="fedprox", algo_params={"mu": mu})
+    figure = plan_figure(find_runs([tmp_path]), facet="algo")
+    (fedavg,) = figure.panels[0][1]
+    assert fedavg.values == {"mu": None}
+    assert list(figure.legend.values()) == ["μ not set", "μ=0.01", "μ=0.1"]
+    legend_texts = [text.get_text() for text in render(figure).legends[0].get_texts()]
+    assert legend_texts == ["μ not set", "μ=0.01", "μ=0.1"]
 
 
 def test_one_panel_per_facet_value_with_the_groups_in_each(tmp_path):
