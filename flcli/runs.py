@@ -37,9 +37,11 @@ ALGORITHM_ORDER = (
     "fedadagrad",
     "fednova",
     "feddyn",
+    "qfedavg",
+    "ditto",
     "fedavglu",
     "feddist",
-    "feddf",
+    "fedbag",
 )
 
 

@@ -198,3 +198,10 @@ def test_regression_runs_default_to_r2_and_losses_are_lower_is_better(tmp_path):
     assert lower_is_better("test_mse") and lower_is_better("train_loss")
     assert not lower_is_better("test_accuracy") and not lower_is_better("test_r2")
     assert json.loads((path / "run.json").read_text())["status"] == "completed"
+
+
+def test_every_registered_algorithm_has_a_place_in_the_legend_order():
+    from flcli.algorithms.registry import ALGORITHMS
+    from flcli.runs import ALGORITHM_ORDER
+
+    assert sorted(ALGORITHM_ORDER) == sorted(ALGORITHMS)
