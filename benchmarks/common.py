@@ -7,24 +7,31 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 FL = [sys.executable, "-m", "flcli"]
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def timed(command: list[str]) -> tuple[float, float, str]:
-    """Run a child process; (wall seconds, its own peak RSS in MiB, its stdout). Fails loudly."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        start = time.perf_counter()
-        child = subprocess.Popen(command, stdout=out, stderr=err, text=True)
-        _, status, usage = os.wait4(child.pid, 0)  # this child's rusage, not all children's
-        wall = time.perf_counter() - start
-        child.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        if child.returncode != 0:
-            raise SystemExit(f"{' '.join(command)} failed:\n{err.read()[-2000:]}")
-        return wall, usage.ru_maxrss / 1024, out.read()
+    """Run a child process; (wall seconds, its own peak RSS in MiB, its stdout). Fails loudly.
+
+    The command is started, timed and measured by launch.py, a small process of its own, so that
+    its peak RSS is not this (possibly large) process's."""
+    with tempfile.TemporaryDirectory() as folder:
+        result = os.path.join(folder, "result.json")
+        launcher = [sys.executable, os.path.join(HERE, "launch.py"), result]
+        with (
+            open(os.path.join(folder, "out"), "w+") as out,
+            open(os.path.join(folder, "err"), "w+") as err,
+        ):
+            code = subprocess.run([*launcher, *command], stdout=out, stderr=err).returncode
+            out.seek(0)
+            err.seek(0)
+            if code != 0:
+                raise SystemExit(f"{' '.join(command)} failed:\n{err.read()[-2000:]}")
+            with open(result) as f:
+                measured = json.load(f)
+            return measured["wall"], measured["maxrss_kib"] / 1024, out.read()
 
 
 def json_line(stdout: str) -> dict:
@@ -51,7 +58,9 @@ def machine() -> str:
             blas = f"{infos[0].get('internal_api')} {infos[0].get('version')}"
     except ImportError:
         pass
+    import sklearn
+
     return (
         f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"NumPy {np.__version__} ({blas})"
+        f"NumPy {np.__version__} ({blas}), scikit-learn {sklearn.__version__}"
     )

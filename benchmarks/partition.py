@@ -8,8 +8,6 @@ read with pandas' C engine (pyarrow's reader was measured no faster here and use
 """
 
 import argparse
-import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -17,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from common import timed
 
 FEATURES = 20
 CLASSES = 10
@@ -72,13 +71,9 @@ def main() -> None:
             "--out",
             str(Path(tmp) / "part"),
         ]
-        start = time.perf_counter()
-        done = subprocess.run(command, capture_output=True, text=True)
-        seconds = time.perf_counter() - start
-        if done.returncode != 0:
-            sys.exit(f"fl partition failed:\n{done.stderr}")
-        peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2  # KiB on Linux
-        print(done.stdout.strip().splitlines()[-1])
+        seconds, peak_mib, stdout = timed(command)  # the child's own peak, not this process's
+        peak_gb = peak_mib / 1024
+        print(stdout.strip().splitlines()[-1])
         print(
             f"fl partition, {args.clients} Dirichlet({args.alpha}) clients, "
             f"{seconds:.1f} s wall, {peak_gb:.2f} GB peak RSS "

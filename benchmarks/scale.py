@@ -6,13 +6,14 @@ Data: a FedProx-style Synthetic(1, 1) population generated here (each client its
 and feature mean; power-law-like client sizes), written as a partition dir with
 flcli.data.store.write_partition. Each backend runs once as a whole `fl train` process. Reported:
 wall time of the process, training time (rounds.csv's elapsed_s at the last round), peak RSS of the
-`fl` process (os.wait4) and peak PSS of its whole process tree (sampled from /proc every 0.1 s:
-worker processes, Ray's daemons and object store included, shared pages counted once).
+`fl` process (os.wait4, in launch.py) and peak PSS of its whole process tree (sampled from /proc
+every 0.1 s: worker processes, Ray's daemons and object store included, shared pages counted once).
 
 Run: make scale   (or: .venv/bin/python benchmarks/scale.py [--clients 10000] [--rounds 100])
 """
 
 import argparse
+import json
 import os
 import platform
 import shutil
@@ -95,10 +96,14 @@ def tree_pss_kib(root: int) -> int:
 
 def run_fl(args: list[str], log: Path) -> tuple[float, int, int]:
     """(wall seconds, peak RSS of the fl process in MiB, peak PSS of its tree in MiB)."""
+    result = log.with_suffix(".launch.json")
+    launcher = [sys.executable, str(Path(__file__).with_name("launch.py")), str(result)]
     start = time.perf_counter()
-    with log.open("w") as stderr:
+    with log.open("w") as stderr:  # via launch.py: the fl process's peak RSS, not this one's
         process = subprocess.Popen(
-            [sys.executable, "-m", "flcli", *args], stdout=subprocess.DEVNULL, stderr=stderr
+            [*launcher, sys.executable, "-m", "flcli", *args],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
         )
     peak_pss, done = 0, threading.Event()
 
@@ -110,14 +115,13 @@ def run_fl(args: list[str], log: Path) -> tuple[float, int, int]:
 
     sampler = threading.Thread(target=sample)
     sampler.start()
-    _, status, usage = os.wait4(process.pid, 0)
+    code = process.wait()
     done.set()
     sampler.join()
     wall = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
+    if code != 0:
         raise SystemExit(f"fl {' '.join(args)} failed: {log.read_text()[-2000:]}")
-    process.returncode = 0
-    return wall, usage.ru_maxrss // 1024, peak_pss // 1024
+    return wall, json.loads(result.read_text())["maxrss_kib"] // 1024, peak_pss // 1024
 
 
 def main() -> None:
