@@ -27,14 +27,17 @@ FEATURES, HIDDEN, CLASSES = 60, 256, 10
 
 
 def mlp_flops(d: int, h: int, c: int) -> int:
-    """Multiply-adds x 2 per sample of a one-hidden-layer MLP step: forward (d h + h c), weight
-    gradients (d h + h c), gradient into the hidden layer (h c)."""
-    return 2 * (d * h + h * c) + 2 * (d * h + h * c) + 2 * h * c
+    """Multiply-adds x 2 per sample of a one-hidden-layer MLP step, biases included as the models
+    compute them (a column of ones on each layer's input): forward ((d + 1) h + (h + 1) c), weight
+    and bias gradients (the same), gradient into the hidden layer (h c)."""
+    layers = (d + 1) * h + (h + 1) * c
+    return 2 * layers + 2 * layers + 2 * h * c
 
 
 def softmax_flops(d: int, c: int) -> int:
-    """Per sample: logits (d c) and the weight gradient (d c), x 2."""
-    return 4 * d * c
+    """Per sample: logits ((d + 1) c, the bias included) and the weight and bias gradient (the
+    same), x 2."""
+    return 4 * (d + 1) * c
 
 
 def matmul_gflops(n: int, dtype: str):

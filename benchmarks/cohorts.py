@@ -83,7 +83,7 @@ def child(part: Path, model_name: str, dtype: str, cohort_sizes: list[int], roun
     for size in cohort_sizes:
         w = model.init(np.random.default_rng(0))
         times = {"train": [], "aggregate": [], "evaluate": []}
-        for round in range(1, rounds + 1):
+        for round in range(rounds + 1):  # round 0 warms up (first use of this size): untimed
             ids = sample_clients(0, round, partition.num_clients, size)
             cohort = Cohort.of(ids, partition.offsets)
             start = time.perf_counter()
@@ -94,9 +94,10 @@ def child(part: Path, model_name: str, dtype: str, cohort_sizes: list[int], roun
             evaluate(model, w, partition.x_test, partition.y_test)
             per_sample(model, w, x, y)
             evaluated = time.perf_counter()
-            times["train"].append(trained - start)
-            times["aggregate"].append(aggregated - trained)
-            times["evaluate"].append(evaluated - aggregated)
+            if round:
+                times["train"].append(trained - start)
+                times["aggregate"].append(aggregated - trained)
+                times["evaluate"].append(evaluated - aggregated)
         result[str(size)] = times
     return result
 
@@ -165,8 +166,10 @@ def markdown(results: dict) -> str:
     lines = [
         "### W2 scale: Synthetic(0, 0), 80-120 samples per client, FedAvg, 1 epoch, batch 16",
         "",
-        f"Seconds per round, median (min-max) of {results['rounds']} rounds; training = local SGD "
-        "of the whole cohort; evaluation = test set + global model on all training data.",
+        f"Seconds per round, median (min-max) of {results['rounds']} rounds after one untimed "
+        "warm-up round per cohort size; training = local SGD of the whole cohort; evaluation = "
+        "test set + global model on all training data. Peak RSS: one child process per row, "
+        "which trains every cohort size in turn.",
         "",
         "| clients | model | dtype | peak RSS | "
         + " | ".join(f"train, {k}/round" for k in sizes)
@@ -182,7 +185,11 @@ def markdown(results: dict) -> str:
             f"{curve['peak_mib']:.0f} MiB | {' | '.join(cells)} | "
             f"{spread(last['aggregate'], digits=3)} | {spread(last['evaluate'], digits=3)} |"
         )
-    lines += ["", "Whole `fl train` processes (evaluation every round included):", ""]
+    lines += [
+        "",
+        "Whole `fl train` processes (evaluation every round included; one run each):",
+        "",
+    ]
     for run in results["fl_train"]:
         lines.append(
             f"- `{run['command']}`: {run['wall']:.1f} s, peak RSS {run['peak_mib']:.0f} MiB"

@@ -28,6 +28,16 @@ def has_flower(python: str) -> bool:
     return probe.returncode == 0
 
 
+def flower_versions(python: str) -> str:
+    """e.g. "flwr 1.42.0, ray 2.55.1, scikit-learn 1.9.1" of the Python that runs Flower."""
+    probe = (
+        "import flwr, ray, sklearn; print(f'flwr {flwr.__version__}, ray {ray.__version__}, "
+        "scikit-learn {sklearn.__version__}')"
+    )
+    done = subprocess.run([python, "-c", probe], capture_output=True, text=True)
+    return done.stdout.strip() or "versions unknown"
+
+
 def bench(clients: int, rounds: int, repeats: int, flower: str | None, work: Path) -> list[dict]:
     part = work / f"part-{clients}"
     timed(
@@ -102,7 +112,19 @@ def markdown(rows: list[dict], rounds: int, flower_note: str) -> str:
             f"| {row['clients']} | {row['system']} | {spread(row['wall'])} | "
             f"{spread(row['train'], digits=3)} | {row['accuracy']:.4f} |"
         )
-    lines += ["", flower_note, ""]
+    lines += [
+        "",
+        "Training: for flcli, rounds.csv's elapsed_s at the last round (rounds 1 on: local "
+        "training, aggregation and the per-round evaluation of test accuracy and the loss on all "
+        "training rows); for the plain loop, the clients' fits and the averaging (evaluated once, "
+        "untimed); for Flower, from building its apps to the end of the simulation (Ray's "
+        "start-up, the per-round evaluation and shutdown included: its training alone cannot be "
+        "timed apart). Whole process: the wall time of the process, start-up and loading "
+        "included. The targets compare flcli's training with Flower's whole process.",
+        "",
+        flower_note,
+        "",
+    ]
     for clients in sorted({r["clients"] for r in rows}):
         ours = next(r for r in rows if r["clients"] == clients and r["system"].startswith("flcli"))
         for other in (r for r in rows if r["clients"] == clients and r is not ours):
@@ -126,7 +148,7 @@ def main() -> None:
     args = parser.parse_args()
     flower = args.flower_python if has_flower(args.flower_python) else None
     note = (
-        f"Flower: flwr from `{args.flower_python}`."
+        f"Flower: {flower_versions(args.flower_python)} from `{args.flower_python}`."
         if flower
         else "Flower: skipped (flwr[simulation] not importable; pass --flower-python)."
     )

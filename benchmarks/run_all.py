@@ -2,7 +2,8 @@
 
 Start-up (`fl --help`, what `import flcli.cli` loads), W1 parity against a plain scikit-learn loop
 and Flower (peers.py), W2 scale (cohorts.py), W3 ceiling (ceiling.py); then the issue's targets,
-each checked against the figures just measured. Every figure is a median (min-max) of repeats.
+each checked against the figures just measured. Timings are medians (min-max) of repeats, except
+the whole-process W2 runs and the peak-memory figures, measured once.
 
 Run: make bench   (or: python benchmarks/run_all.py [--quick] [--flower-python PY])
      BENCH_QUICK=1 make bench   (a smoke run: small workloads, written to a temporary dir)
@@ -77,8 +78,8 @@ def targets(results: dict) -> list[tuple[str, str, bool | None]]:
             slope, intercept = cohorts.per_client_cost(curve["times"], w2["cohort_sizes"])
             rows.append(
                 (
-                    f"W2: a round of 1,000 clients x 1 epoch of ~100 samples < 0.1 s "
-                    f"(softmax, {curve['dtype']})",
+                    f"W2: local training of a round of 1,000 clients x 1 epoch of ~100 samples "
+                    f"< 0.1 s (softmax, {curve['dtype']})",
                     f"training {median(times['train']):.3f} s; evaluation adds "
                     f"{median(times['evaluate']):.3f} s; line fit {slope * 1e3:.3f} ms/client "
                     f"{'+' if intercept >= 0 else '-'} {abs(intercept) * 1e3:.1f} ms",
@@ -120,9 +121,10 @@ def report(results: dict, commands: list[str]) -> str:
         "",
         f"Measured {results['date']} in one invocation: `{' '.join(commands)}`.",
         "",
-        f"Machine: {results['machine']}. Load average (1 min) {start:.1f} at the start, "
-        f"{end:.1f} at the end: other jobs shared the cores, so every figure is a median "
-        "(min-max) of repeats, and all the figures of a comparison come from the same run.",
+        f"Machine: {results['machine']}. Load average (1 min) {start:.1f} before the workloads, "
+        f"{end:.1f} after them (the benchmark itself included). Timings on this machine drift, so "
+        "repeated figures are a median (min-max) of repeats (the tables say which are single "
+        "runs), and all the figures of a comparison come from the same invocation.",
         "",
         "## Targets (issue 9)",
         "",
@@ -190,7 +192,7 @@ def main() -> None:
             for row in peers.bench(clients, 3 if quick else 20, repeats, flower, work)
         ]
         note = (
-            f"Flower: flwr[simulation] from `{args.flower_python}`."
+            f"Flower: {peers.flower_versions(args.flower_python)} from `{args.flower_python}`."
             if flower
             else "Flower: skipped (flwr[simulation] not importable; pass --flower-python or set "
             "FLOWER_PYTHON)."

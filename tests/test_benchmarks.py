@@ -16,10 +16,27 @@ def test_spread_is_median_min_max():
     assert common.spread([3.0, 1.0, 2.0]) == "2.00 s (1.00-3.00)"
 
 
-def test_flop_counts():
-    # forward 2(dh + hc), weight gradients 2(dh + hc), hidden gradient 2hc
-    assert ceiling.mlp_flops(2, 3, 4) == 2 * 18 + 2 * 18 + 2 * 12
-    assert ceiling.softmax_flops(60, 10) == 2400
+def test_the_mlp_flop_count_is_that_of_the_models_own_products(monkeypatch):
+    """Every product of an MLP step goes through np.matmul: count 2 m n k of each."""
+    import numpy as np
+
+    from flcli.models.mlp import MLP
+
+    d, h, c, batch = 7, 5, 3, 4
+    model = MLP(d, (h,), c)
+    counted = []
+    matmul = np.matmul
+
+    def counting(a, b, *args, **kwargs):
+        counted.append(2 * a.shape[-2] * a.shape[-1] * b.shape[-1] * int(np.prod(a.shape[:-2])))
+        return matmul(a, b, *args, **kwargs)
+
+    monkeypatch.setattr(np, "matmul", counting)
+    W = model.init(np.random.default_rng(0))[None]
+    x = np.random.default_rng(1).normal(size=(1, batch, d))
+    model.loss_grad(W, x, np.zeros((1, batch), dtype=int), np.ones((1, batch)))
+    assert sum(counted) == batch * ceiling.mlp_flops(d, h, c)
+    assert ceiling.softmax_flops(60, 10) == 4 * 61 * 10  # logits and gradient, bias included
 
 
 def test_per_client_cost_fits_a_line():
