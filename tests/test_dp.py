@@ -35,6 +35,19 @@ def test_noise_for_epsilon_spends_the_budget_and_no_more():
         dp.noise_for_epsilon(q, rounds, 0.0, delta)
 
 
+def test_pld_calibration_spends_the_budget_with_less_noise_than_rdp():
+    q, rounds, delta, target = 1.0, 1, 1e-2, 2.0  # small: PLD's calibration takes seconds
+    z = dp.noise_for_epsilon(q, rounds, target, delta, "pld")
+    assert dp.epsilon(q, z, rounds, delta, "pld") <= target
+    assert dp.epsilon(q, z * 0.999, rounds, delta, "pld") > target
+    assert z < dp.noise_for_epsilon(q, rounds, target, delta, "rdp")
+
+
+def test_a_budget_no_noise_can_meet_is_a_one_line_error():
+    with pytest.raises(FLError, match="--dp-epsilon 10000000.0: no noise.*--dp-noise"):
+        dp.noise_for_epsilon(1.0, 2, 1e7, 0.1)
+
+
 def test_clipping_scales_long_updates_to_the_bound_and_keeps_short_ones():
     deltas = np.array([[3.0, 4.0], [0.3, 0.4], [0.0, 0.0]])
     clipped, norms = dp.clip_updates(deltas, 1.0)

@@ -141,10 +141,19 @@ def epsilon(
         return 0.0
     if noise_multiplier == 0:
         return math.inf
-    with quiet_accountant():
-        ledger = make_accountant(accountant)
-        ledger.compose(round_event(sampling_rate, noise_multiplier, rounds))
-        return float(ledger.get_epsilon(delta))
+    try:
+        with quiet_accountant():
+            ledger = make_accountant(accountant)
+            ledger.compose(round_event(sampling_rate, noise_multiplier, rounds))
+            return float(ledger.get_epsilon(delta))
+    except MemoryError:  # PLD discretizes the privacy loss, which is huge at a tiny noise
+        raise FLError(
+            f"--dp-accountant {accountant} cannot account noise multiplier {noise_multiplier:.3g} "
+            "in this machine's memory; use --dp-accountant rdp, or more noise"
+        ) from None
+
+
+PLD_SMALLEST_NOISE = 0.05  # PLD's calibration searches no lower (its memory grows without bound)
 
 
 @functools.lru_cache(maxsize=32)  # a run resolves it twice: when checked and when started
@@ -152,22 +161,43 @@ def noise_for_epsilon(
     sampling_rate: float, rounds: int, target_epsilon: float, delta: float, accountant="rdp"
 ) -> float:
     """The smallest noise multiplier whose `rounds` rounds spend at most target_epsilon
-    (dp-accounting's calibration: Brent's method on the accountant)."""
+    (dp-accounting's calibration: Brent's method on the accountant).
+
+    PLD is searched below the RDP noise, which spends at least as much by PLD's tighter count:
+    PLD at a tiny noise multiplier needs more memory than any machine has."""
     import dp_accounting
 
     if not target_epsilon > 0:
         raise FLError(f"--dp-epsilon {target_epsilon} must be > 0, e.g. 2")
     make_accountant(accountant)
-    with quiet_accountant():
-        z = dp_accounting.calibrate_dp_mechanism(
-            lambda: make_accountant(accountant),
-            lambda noise: round_event(sampling_rate, noise, rounds),
-            target_epsilon,
-            delta,
-            bracket_interval=dp_accounting.LowerEndpointAndGuess(1e-3, 1.0),
-            tol=1e-6,
-        )
-        # Brent's method stops within tol of the root, on either side: step up until in budget.
-        while epsilon(sampling_rate, z, rounds, delta, accountant) > target_epsilon:
-            z *= 1 + 1e-6
+    bracket = dp_accounting.LowerEndpointAndGuess(1e-3, 1.0)
+    if accountant == "pld":
+        upper = noise_for_epsilon(sampling_rate, rounds, target_epsilon, delta, "rdp")
+        if upper / 2 < PLD_SMALLEST_NOISE:  # within budget by PLD too, which counts tighter
+            return upper
+        lower = upper / 2
+        while lower / 2 >= PLD_SMALLEST_NOISE and (
+            epsilon(sampling_rate, lower, rounds, delta, "pld") <= target_epsilon
+        ):
+            upper, lower = lower, lower / 2
+        bracket = dp_accounting.ExplicitBracketInterval(lower, upper)
+    try:
+        with quiet_accountant():
+            z = dp_accounting.calibrate_dp_mechanism(
+                lambda: make_accountant(accountant),
+                lambda noise: round_event(sampling_rate, noise, rounds),
+                target_epsilon,
+                delta,
+                bracket_interval=bracket,
+                tol=1e-6,
+            )
+            # Brent's method stops within tol of the root, on either side: step up into budget.
+            while epsilon(sampling_rate, z, rounds, delta, accountant) > target_epsilon:
+                z *= 1 + 1e-6
+    except (dp_accounting.mechanism_calibration.NoBracketIntervalFoundError, ValueError):
+        raise FLError(
+            f"--dp-epsilon {target_epsilon}: no noise multiplier found for this budget "
+            f"({rounds} rounds, sampling rate {sampling_rate:g}, delta {delta:g}); give the noise "
+            "itself with --dp-noise Z, or a smaller --dp-epsilon"
+        ) from None
     return float(z)
