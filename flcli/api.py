@@ -69,10 +69,10 @@ class Training:
                 yield result.record
             finished = True
             self.run.set_status("completed", wall_time_s=self.run.rows[-1]["elapsed_s"])
-        except RunFailed as failure:
+        except (RunFailed, FLError, MemoryError) as failure:  # not resumable as it stands
             finished = True
             self.run.flush()
-            self.run.set_status("failed", error=str(failure))
+            self.run.set_status("failed", error=str(failure) or type(failure).__name__)
             raise
         finally:
             if not finished:

@@ -286,6 +286,14 @@ def test_an_out_file_that_cannot_be_written_is_named_as_given(cli, iid_dir, tmp_
     assert not [p for p in folder.parent.iterdir() if p.name.endswith(".tmp")]
 
 
+def test_a_run_that_cannot_go_on_is_marked_failed_not_interrupted(cli, iid_dir, tmp_path):
+    """Out of memory (a hidden layer no machine holds): resuming would fail the same way."""
+    result = cli("train", iid_dir, "--model", "mlp", "--hidden", "99999999999", "--out", tmp_path)
+    assert result.code == 1 and "Traceback" not in result.err
+    assert "not enough memory" in result.err.strip().splitlines()[-1]
+    assert json.loads((tmp_path / "run.json").read_text())["status"] == "failed"
+
+
 def test_out_holding_another_run_is_refused(cli, iid_dir, tmp_path):
     assert cli("train", iid_dir, "--rounds", 2, "--out", tmp_path / "r").code == 0
     before = (tmp_path / "r" / "rounds.csv").read_text()
