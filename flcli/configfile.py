@@ -13,11 +13,19 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from flcli.config import TrainConfig
+from flcli.config import HYPERPARAMETERS, TrainConfig
 from flcli.errors import FLError
 
 PARTITION_KEY = "partition"
-EXCLUSIVE = [("clients_per_round", "fraction"), ("fraction", "clients_per_round")]
+EXCLUSIVE = [
+    ("clients_per_round", "fraction"),
+    ("fraction", "clients_per_round"),
+    ("dp_noise", "dp_epsilon"),
+    ("dp_epsilon", "dp_noise"),
+]
+# a run.json's values resolved for its algorithm (with its hyperparameters) and for its model
+RESOLVED_FOR_ALGO = ("drop_stragglers",)
+RESOLVED_FOR_MODEL = ("lr", "hidden", "model_args")
 
 
 def train_keys() -> list[str]:
@@ -77,6 +85,17 @@ def _from_run_json(path: Path) -> tuple[dict[str, Any], Path | None]:
     return values, Path(partition) if partition else None
 
 
+def drop_resolved(values: dict[str, Any], given: dict[str, Any]) -> None:
+    """A run.json holds every value resolved, defaults included: with another --algo or --model
+    given, the values resolved for the run's own algorithm or model give way to the new one's."""
+    if given.get("algo", values.get("algo")) != values.get("algo"):
+        for key in (*HYPERPARAMETERS, *RESOLVED_FOR_ALGO):
+            values.pop(key, None)
+    if given.get("model", values.get("model")) != values.get("model"):
+        for key in RESOLVED_FOR_MODEL:
+            values.pop(key, None)
+
+
 def resolve_train_config(
     flags: dict[str, Any], config_file: Path | None, partition_dir: Path | None
 ) -> tuple[TrainConfig, Path]:
@@ -86,6 +105,10 @@ def resolve_train_config(
     for one, other in EXCLUSIVE:  # a flag replaces the file's choice of the other way
         if one in given:
             values.pop(other, None)
+    if config_file is not None and Path(config_file).suffix == ".json":
+        drop_resolved(values, given)
+    if "model_args" in given and isinstance(values.get("model_args"), dict):
+        given["model_args"] = {**values["model_args"], **given["model_args"]}  # adds to the file's
     values.update(given)
     partition = partition_dir or file_partition
     if partition is None:

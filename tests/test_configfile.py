@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 from conftest import assert_one_line_error
 
+from flcli.config import TrainConfig
 from flcli.configfile import resolve_train_config
 
 
@@ -37,6 +38,35 @@ def test_a_flag_replaces_the_files_choice_of_cohort_size(tmp_path, iid_dir):
     config = write(tmp_path / "train.toml", "fraction = 0.5\n")
     resolved, _ = resolve_train_config({"clients_per_round": 3}, config, iid_dir)
     assert resolved.clients_per_round == 3 and resolved.fraction is None
+
+
+def test_a_flag_replaces_the_files_way_of_setting_the_noise(tmp_path, iid_dir):
+    config = write(tmp_path / "train.toml", "dp_clip = 1.0\ndp_noise = 1.0\n")
+    resolved, _ = resolve_train_config({"dp_epsilon": 5.0}, config, iid_dir)
+    assert resolved.dp_epsilon == 5.0 and resolved.dp_noise is None
+
+
+def test_model_arg_flags_add_to_the_files_table(tmp_path, iid_dir):
+    text = 'model = "sklearn:SGDClassifier"\n[model_args]\nalpha = 0.001\nloss = "log_loss"\n'
+    config = write(tmp_path / "train.toml", text)
+    resolved, _ = resolve_train_config({"model_args": {"eta0": 0.03}}, config, iid_dir)
+    assert resolved.model_args == {"alpha": 0.001, "loss": "log_loss", "eta0": 0.03}
+
+
+def test_another_algo_or_model_on_a_run_json_takes_its_own_defaults(cli, iid_dir, tmp_path):
+    """run.json holds the values resolved for its algorithm and model, defaults included."""
+    first = tmp_path / "first"
+    args = ["--algo", "fedadam", "--model", "mlp", "--hidden", 16, "--rounds", 1]
+    assert cli("train", iid_dir, *args, "--out", first).code == 0
+    run_json = first / "run.json"
+    resolved, _ = resolve_train_config({"algo": "fedprox"}, run_json, None)
+    assert resolved.mu is not None and resolved.server_lr is None  # fedprox's, not fedadam's
+    assert resolved.drop_stragglers is False and resolved.hidden == (16,)
+    resolved, _ = resolve_train_config({"model": "softmax"}, run_json, None)
+    assert resolved.hidden is None and resolved.lr == TrainConfig(model="softmax").lr
+    assert resolved.server_lr is not None  # still fedadam
+    same, _ = resolve_train_config({"rounds": 2}, run_json, None)
+    assert same.hidden == (16,) and same.server_lr == resolved.server_lr
 
 
 def test_config_run_json_repeats_the_run_exactly(cli, dirichlet_dir, tmp_path):
