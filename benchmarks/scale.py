@@ -147,7 +147,9 @@ def main() -> None:
         for backend in args.backends.split(","):
             run = work / backend
             train = ["train", str(work / "part"), "--clients-per-round", str(args.per_round)]
-            train += ["--rounds", str(args.rounds), "--backend", backend, "--jobs", str(args.jobs)]
+            train += ["--rounds", str(args.rounds), "--backend", backend]
+            if backend in ("process", "ray"):
+                train += ["--jobs", str(args.jobs)]
             train += [
                 "--local-epochs",
                 str(args.local_epochs),

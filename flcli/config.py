@@ -126,6 +126,13 @@ class TrainConfig:
             raise FLError(f"--jobs {self.jobs} must be a positive integer, e.g. 2")
         if self.backend not in BACKENDS:
             raise FLError(f"unknown backend {self.backend!r}; choose one of: {', '.join(BACKENDS)}")
+        if self.jobs is not None and self.backend not in ("process", "ray"):
+            raise FLError(
+                f"--jobs {self.jobs} applies to --backend process or ray (the vectorized "
+                "backend uses every core itself); drop it or choose one of them"
+            )
+        if self.ray_address is not None and self.backend != "ray":
+            raise FLError(f"--ray-address {self.ray_address} needs --backend ray")
         if not 0 <= self.stragglers <= 1:
             raise FLError(f"--stragglers {self.stragglers} must be a fraction in [0, 1], e.g. 0.5")
         self._resolve_hyperparameters()
@@ -174,7 +181,8 @@ class TrainConfig:
         if self.hidden is not None and self.model != "mlp":
             raise FLError(f"--hidden applies to --model mlp only, not {self.model}; drop it")
         if self.model == "mlp":
-            object.__setattr__(self, "hidden", parse_hidden(self.hidden or DEFAULT_HIDDEN))
+            hidden = DEFAULT_HIDDEN if self.hidden is None else self.hidden
+            object.__setattr__(self, "hidden", parse_hidden(hidden))
         if self.model_args and not self.model.startswith(SKLEARN_PREFIX):
             raise FLError(
                 f"--model-arg applies to sklearn:NAME models only, not {self.model}; drop it"

@@ -255,6 +255,25 @@ def test_list_names_what_is_available(cli):
             ["--alpha", "--sizes dirichlet"],
         ),
         (["trian", "{iid}"], ["see: fl --help"]),
+        (["train", "{iid}", "--attack-strength", "3", "--out", "{tmp}/r"], ["--attack-strength 3"]),
+        (
+            ["train", "{iid}", "--attack", "labelflip", "--malicious", "0.2"]
+            + ["--attack-strength", "3", "--out", "{tmp}/r"],
+            ["--attack-strength 3", "signflip"],
+        ),
+        (
+            ["train", "{iid}", "--attack", "signflip", "--malicious", "0.2"]
+            + ["--attack-strength", "-4", "--out", "{tmp}/r"],
+            ["--attack-strength -4.0", "> 0"],
+        ),
+        (["train", "{iid}", "--byzantine", "0.2", "--out", "{tmp}/r"], ["--byzantine 0.2"]),
+        (["train", "{iid}", "--jobs", "2", "--out", "{tmp}/r"], ["--jobs 2", "process or ray"]),
+        (["train", "{iid}", "--ray-address", "auto", "--out", "{tmp}/r"], ["--backend ray"]),
+        (["train", "{iid}", "--model", "mlp", "--hidden", "", "--out", "{tmp}/r"], ["--hidden ''"]),
+        (
+            ["train", "{iid}", "--secure-agg", "--clients-per-round", "1", "--out", "{tmp}/r"],
+            ["--secure-agg", "at least 2"],
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(

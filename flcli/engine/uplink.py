@@ -81,6 +81,11 @@ def build_uplink(config, num_clients: int) -> Uplink:
         _ = spec.update_noise_multiplier  # adaptive clipping's noise split must exist
     threshold = None
     if config.secure_agg:
+        if cohort < 2:
+            raise FLError(
+                f"--secure-agg with {cohort} client per round: the sum of one update is the "
+                "update itself; sample at least 2 clients per round"
+            )
         threshold = config.secagg_threshold or cohort // 2 + 1
         if threshold > cohort:
             raise FLError(

@@ -1,6 +1,8 @@
 """Checks of the privacy, robustness and fault options that need nothing but the options
 themselves (the ones that depend on the partition are in flcli.engine.uplink)."""
 
+import math
+
 from flcli.engine.attacks import check_attack
 from flcli.errors import FLError
 
@@ -66,6 +68,20 @@ def refuse_for_model(config, model) -> None:
         )
 
 
+def check_strength(attack: str | None, strength: float | None) -> None:
+    """--attack-strength: only with an attack that has one, and > 0 (a negative signflip or scale
+    strength would turn the attack into help)."""
+    if strength is None:
+        return
+    if attack is None or attack == "labelflip":
+        raise FLError(
+            f"--attack-strength {strength} applies to --attack signflip, gaussian or scale only; "
+            "drop it"
+        )
+    if not 0 < strength < math.inf:
+        raise FLError(f"--attack-strength {strength} must be > 0, e.g. 4")
+
+
 def check_options(config) -> float | str | None:
     """Raise FLError on a bad value or combination; returns --dp-clip parsed."""
     clip = parse_clip(config.dp_clip)
@@ -118,7 +134,13 @@ def check_options(config) -> float | str | None:
         )
     if config.malicious is not None and not 0 < config.malicious < 1:
         raise FLError(f"--malicious {config.malicious} must be a fraction in (0, 1), e.g. 0.2")
+    check_strength(config.attack, config.attack_strength)
     byzantine = config.byzantine
+    if byzantine is not None and not robust:
+        raise FLError(
+            f"--byzantine {byzantine} is what a robust --aggregator tolerates; give one (e.g. "
+            "--aggregator krum) or drop --byzantine"
+        )
     if byzantine is not None and not 0 <= byzantine < 0.5:
         raise FLError(f"--byzantine {byzantine} must be in [0, 0.5), e.g. 0.2")
     if robust and config.malicious is not None and config.malicious >= 0.5:
