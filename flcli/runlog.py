@@ -146,7 +146,8 @@ def differences(info: dict, config: TrainConfig, identity: dict) -> str:
     """What differs between a run dir's run.json and this run: the settings, or the partition."""
     if info.get("partition_hash") != identity["partition_hash"]:
         return "partition"
-    theirs, ours = info.get("config", {}), config.to_dict()
+    theirs = info.get("config", {})
+    ours = json.loads(json.dumps(config.to_dict()))  # as run.json holds it: tuples are lists
     changed = [key for key in ours if key not in NOT_IN_DIGEST and theirs.get(key) != ours[key]]
     shown = ", ".join(f"{key} {theirs.get(key)!r} (now {ours[key]!r})" for key in changed)
     return f"config: {shown}" if changed else "config"

@@ -320,6 +320,11 @@ def test_out_holding_another_run_is_refused(cli, iid_dir, tmp_path):
         cli("train", iid_dir, "--rounds", 3, "--out", tmp_path / "r"),
         "different config: rounds 2 (now 3)",
     )
+    mlp = ["--model", "mlp", "--hidden", 8]
+    assert cli("train", iid_dir, *mlp, "--rounds", 1, "--out", tmp_path / "mlp").code == 0
+    refused = cli("train", iid_dir, *mlp, "--rounds", 2, "--out", tmp_path / "mlp")
+    assert_one_line_error(refused, "different config: rounds 1 (now 2)")
+    assert "hidden" not in refused.err  # (8,) here is [8] in run.json: the same
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
     assert_one_line_error(cli("train", iid_dir, "--out", tmp_path / "other"), "not a flcli run")
