@@ -255,7 +255,10 @@ def train(
     ] = None,
     fraction: Annotated[
         float | None,
-        typer.Option(help="Fraction of clients sampled per round.", show_default="all"),
+        typer.Option(
+            help="Fraction of clients sampled per round (rounded half up, at least 1).",
+            show_default="all",
+        ),
     ] = None,
     seed: Annotated[int | None, Default("Seed of every random stream.", "seed")] = None,
     backend: Annotated[

@@ -197,7 +197,8 @@ class TrainConfig:
                     f"{num_clients} clients; use at most {num_clients}"
                 )
             return self.clients_per_round
-        return max(1, round((self.fraction or 1.0) * num_clients))
+        # half up, as the stragglers' count (round() would take 0.25 and 0.15 of 10 both to 2)
+        return max(1, math.floor((self.fraction or 1.0) * num_clients + 0.5))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -34,6 +34,12 @@ def test_toml_fills_options_and_flags_override_it(cli, iid_dir, tmp_path):
     assert len(pd.read_csv(tmp_path / "run" / "rounds.csv")) == 4
 
 
+def test_a_fraction_of_the_clients_is_rounded_half_up():
+    sizes = [TrainConfig(fraction=f).cohort_size(10) for f in (0.05, 0.15, 0.25, 0.35, 0.45)]
+    assert sizes == [1, 2, 3, 4, 5]
+    assert TrainConfig(fraction=0.01).cohort_size(10) == 1  # never nobody
+
+
 def test_a_flag_replaces_the_files_choice_of_cohort_size(tmp_path, iid_dir):
     config = write(tmp_path / "train.toml", "fraction = 0.5\n")
     resolved, _ = resolve_train_config({"clients_per_round": 3}, config, iid_dir)
