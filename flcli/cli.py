@@ -542,10 +542,15 @@ def train(
             interrupted = True
             rounds.close()  # saves what was done and marks the run interrupted
             rows = training.run.rows  # the last may be one past the last record shown
-            saved = rows[-1]["round"] if rows else "-"
+            if not rows:
+                raise RunFailed(
+                    "interrupted before the first round was saved; start it again with: "
+                    f"{shlex.join(['fl', *invocation])}"
+                ) from None
             again = shlex.join(["fl", *invocation, *(["--resume"] if not resume else [])])
             raise RunFailed(
-                f"interrupted after round {saved}, saved in {out_dir}; continue it with: {again}"
+                f"interrupted after round {rows[-1]['round']}, saved in {out_dir}; continue it "
+                f"with: {again}"
             ) from None
         finally:
             if not interrupted:  # after a Ctrl-C, Ctrl-C stays ignored until the process exits
@@ -873,6 +878,9 @@ def error_line(message: str) -> None:
     err.print(f"error: {message}", highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 
+INTERRUPTED = 130  # what Typer exits with on a Ctrl-C: 128 + SIGINT
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of `fl`: errors become one line on stderr and an exit code, never a traceback."""
     command = typer.main.get_command(app)
@@ -903,4 +911,6 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except typer.Abort:
         sys.exit(1)
+    if code == INTERRUPTED:  # Typer's code for a Ctrl-C that no command handled
+        error_line("interrupted; nothing was written: run the same command again")
     sys.exit(code if isinstance(code, int) else 0)

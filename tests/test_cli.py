@@ -313,6 +313,31 @@ def test_a_run_that_cannot_go_on_is_marked_failed_not_interrupted(cli, iid_dir, 
     assert json.loads((tmp_path / "run.json").read_text())["status"] == "failed"
 
 
+def test_ctrl_c_before_anything_is_saved_says_to_start_again(cli, iid_dir, tmp_path, monkeypatch):
+    import flcli.api
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(flcli.api, "prepare_training", ctrl_c)  # while checking the options
+    early = cli("train", iid_dir, "--out", tmp_path / "a")
+    assert early.code == 130 and "Traceback" not in early.err
+    assert early.err.strip().splitlines() == [
+        "error: interrupted; nothing was written: run the same command again"
+    ]
+    monkeypatch.undo()
+
+    def no_round_yet(*args, **kwargs):  # during round 0, before its row is written
+        raise KeyboardInterrupt
+        yield
+
+    monkeypatch.setattr(flcli.api, "run_rounds", no_round_yet)
+    first = cli("train", iid_dir, "--out", tmp_path / "b")
+    assert first.code == 1 and "Traceback" not in first.err
+    last = first.err.strip().splitlines()[-1]
+    assert "before the first round was saved" in last and "--resume" not in last
+
+
 def test_out_holding_another_run_is_refused(cli, iid_dir, tmp_path):
     assert cli("train", iid_dir, "--rounds", 2, "--out", tmp_path / "r").code == 0
     before = (tmp_path / "r" / "rounds.csv").read_text()
