@@ -163,6 +163,10 @@ def test_list_names_what_is_available(cli):
         (["partition", "--test-size", "1.5", "--out", "{tmp}/p"], ["--test-size 1.5"]),
         (["train", "{tmp}/nope", "--out", "{tmp}/r"], ["nope", "fl partition"]),
         (["train", "{tmp}", "--out", "{tmp}/r"], ["not a partition dir"]),
+        (
+            ["train", "{iid}/partition.json", "--out", "{tmp}/r"],
+            ["partition.json is a file", "give the partition dir"],
+        ),
         (["train", "{iid}", "--algo", "fedmagic", "--out", "{tmp}/r"], ["'fedmagic'", "fedavg"]),
         (["train", "{iid}", "--model", "gpt", "--out", "{tmp}/r"], ["'gpt'", "softmax"]),
         (["train", "{iid}", "--rounds", "0", "--out", "{tmp}/r"], ["--rounds 0"]),

@@ -154,6 +154,8 @@ def load_partition(path: Path) -> Partition:
     """Read and check a partition dir; every problem is an FLError saying what to do."""
     path = Path(path)
     hint = f"create one with: fl partition digits --clients 10 --scheme iid --out {path}"
+    if path.is_file():
+        raise FLError(f"{path} is a file; give the partition dir that holds it: {path.parent}")
     if not path.is_dir():
         raise FLError(f"partition dir {path} does not exist; {hint}")
     meta_file, data_file = path / "partition.json", path / "data.npz"
