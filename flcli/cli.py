@@ -802,24 +802,24 @@ def sweep(
                 f"interrupted with {done} of {len(plan.runs)} runs done; unfinished runs keep what "
                 f"they trained; continue with: {shlex.join(['fl', *invocation])}"
             ) from None
-    if counts["interrupted"]:
-        raise RunFailed(
-            f"{counts['interrupted']} runs were interrupted; continue them with: "
-            f"{shlex.join(['fl', *invocation])}"
-        )
     print_table(sweep_table(plan, finished))
     out.print(
         f"{counts['completed']} trained, {counts['skipped']} already done, "
         f"{counts['failed']} failed -> {plan.root}"
     )
+    for failure in failures:
+        err.print(
+            f"failed: {failure.kind} {failure.id}: {failure.message}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+    if counts["interrupted"]:  # its workers were stopped, the sweep itself was not
+        raise RunFailed(
+            f"{counts['interrupted']} runs were interrupted; continue them with: "
+            f"{shlex.join(['fl', *invocation])}"
+        )
     if failures:
-        for failure in failures:
-            err.print(
-                f"failed: {failure.kind} {failure.id}: {failure.message}",
-                markup=False,
-                highlight=False,
-                soft_wrap=True,
-            )
         raise RunFailed(
             f"{counts['failed']} of {len(plan.runs)} runs failed (listed above); fix them and "
             "run the same command again: completed runs are skipped"
