@@ -197,8 +197,7 @@ class TrainConfig:
                     f"{num_clients} clients; use at most {num_clients}"
                 )
             return self.clients_per_round
-        # half up, as the stragglers' count (round() would take 0.25 and 0.15 of 10 both to 2)
-        return max(1, math.floor((self.fraction or 1.0) * num_clients + 0.5))
+        return max(1, round_half_up((self.fraction or 1.0) * num_clients))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -253,6 +252,11 @@ def of_type(annotation, value) -> bool:
 
 def describe(annotation) -> str:
     return " or ".join(KINDS[kind][1] for kind in options_of(annotation) if kind in KINDS)
+
+
+def round_half_up(value: float) -> int:
+    """A count from a fraction: 2.5 -> 3 (round() gives 2, and 1.5 -> 2 as well)."""
+    return math.floor(value + 0.5)
 
 
 def parse_hidden(value) -> tuple[int, ...]:

@@ -28,7 +28,7 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as failure:
-        raise about(path, failure) from None
+        raise naming(path, failure) from None
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -37,11 +37,11 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
     except BaseException as failure:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(failure, OSError) and failure.filename == tmp:
-            raise about(path, failure) from None
+            raise naming(path, failure) from None
         raise
 
 
-def about(path: Path, failure: OSError) -> OSError:
+def naming(path: Path, failure: OSError) -> OSError:
     """The same error, naming the path the caller asked for rather than its temporary file."""
     return OSError(failure.errno, failure.strerror, str(path))
 

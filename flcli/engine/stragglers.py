@@ -8,6 +8,7 @@ the smallest draw u_k, and a straggler's step count comes from its own stream af
 
 import numpy as np
 
+from flcli.config import round_half_up
 from flcli.rng import Purpose, rng
 
 
@@ -18,7 +19,7 @@ def straggler_budgets(
     step cannot do less and is not slowed."""
     streams = [rng(seed, Purpose.STRAGGLE, round, client) for client in ids]
     draws = np.array([stream.random() for stream in streams])
-    chosen = np.argsort(draws, kind="stable")[: int(round_half_up(fraction * len(ids)))]
+    chosen = np.argsort(draws, kind="stable")[: round_half_up(fraction * len(ids))]
     budgets = np.array(full_steps, dtype=np.int64)
     straggling = np.zeros(len(ids), dtype=bool)
     for k in chosen:
@@ -26,7 +27,3 @@ def straggler_budgets(
             budgets[k] = streams[k].integers(1, full_steps[k])
             straggling[k] = True
     return budgets, straggling
-
-
-def round_half_up(value: float) -> int:
-    return int(np.floor(value + 0.5))
