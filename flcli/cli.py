@@ -209,10 +209,14 @@ def inspect_(
 
 
 @app.command(
+    help="Simulate federated training rounds and log each round to rounds.csv.\n\n"
+    "Privacy and robustness: fl train P --dp-clip 1.0 --dp-epsilon 2 --out R (client-level DP, "
+    "epsilon per round in rounds.csv); --secure-agg; --aggregator krum --attack signflip "
+    "--malicious 0.2; --dropout 0.1.",
     epilog="Example: fl train results/digits-iid --algo fedavg --model mlp --hidden 128,64 "
     "--rounds 30 --seed 0 --out results/runs/fedavg-mlp  ·  scikit-learn: --model "
     "sklearn:SGDClassifier --model-arg alpha=0.001  ·  repeat a run: "
-    "fl train --config results/runs/fedavg-mlp/run.json --out results/runs/again"
+    "fl train --config results/runs/fedavg-mlp/run.json --out results/runs/again",
 )
 def train(
     out_dir: OutDir,
@@ -447,12 +451,15 @@ def train(
         ),
     ] = None,
 ) -> None:
-    """Simulate federated training rounds and log each round to rounds.csv.
-
-    Privacy and robustness: fl train P --dp-clip 1.0 --dp-epsilon 2 --out R (client-level DP,
-    epsilon per round in rounds.csv); --secure-agg; --aggregator krum --attack signflip
-    --malicious 0.2; --dropout 0.1."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    """fl train; its help text is the decorator's (Typer keeps a docstring's line breaks)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from flcli import api
 
@@ -512,6 +519,9 @@ def train(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
         TextColumn("{task.fields[short]} {task.fields[metric]}  loss {task.fields[loss]}"),
     ]
     record = {}
