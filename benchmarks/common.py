@@ -19,12 +19,11 @@ def timed(command: list[str]) -> tuple[float, float, str]:
     its peak RSS is not this (possibly large) process's."""
     with tempfile.TemporaryDirectory() as folder:
         result = os.path.join(folder, "result.json")
-        launcher = [sys.executable, os.path.join(HERE, "launch.py"), result]
         with (
             open(os.path.join(folder, "out"), "w+") as out,
             open(os.path.join(folder, "err"), "w+") as err,
         ):
-            code = subprocess.run([*launcher, *command], stdout=out, stderr=err).returncode
+            code = subprocess.run(launched(command, result), stdout=out, stderr=err).returncode
             out.seek(0)
             err.seek(0)
             if code != 0:
@@ -32,6 +31,11 @@ def timed(command: list[str]) -> tuple[float, float, str]:
             with open(result) as f:
                 measured = json.load(f)
             return measured["wall"], measured["maxrss_kib"] / 1024, out.read()
+
+
+def launched(command: list[str], result: str) -> list[str]:
+    """command run through launch.py, which writes its wall time and own peak RSS to result."""
+    return [sys.executable, os.path.join(HERE, "launch.py"), str(result), *command]
 
 
 def json_line(stdout: str) -> dict:

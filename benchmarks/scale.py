@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from common import launched
 
 from flcli.data.store import Partition, partition_from_arrays, write_partition
 
@@ -97,11 +98,10 @@ def tree_pss_kib(root: int) -> int:
 def run_fl(args: list[str], log: Path) -> tuple[float, int, int]:
     """(wall seconds, peak RSS of the fl process in MiB, peak PSS of its tree in MiB)."""
     result = log.with_suffix(".launch.json")
-    launcher = [sys.executable, str(Path(__file__).with_name("launch.py")), str(result)]
     start = time.perf_counter()
     with log.open("w") as stderr:  # via launch.py: the fl process's peak RSS, not this one's
         process = subprocess.Popen(
-            [*launcher, sys.executable, "-m", "flcli", *args],
+            launched([sys.executable, "-m", "flcli", *args], result),
             stdout=subprocess.DEVNULL,
             stderr=stderr,
         )
