@@ -90,8 +90,10 @@ def prepare_training(
     build_algorithm(data, model, config)
     config.cohort_size(data.num_clients)
     check_backend(config.backend)
-    build_uplink(config, data.num_clients)
+    uplink = build_uplink(config, data.num_clients)
     run = open_run(out, config, Path(partition_dir), data.meta)
+    if uplink.dp is not None:  # the Z that --dp-epsilon calibrated, for the paper's methods
+        run.info["dp_noise_multiplier"] = uplink.dp.noise_multiplier
     resume_from = None
     if run.status != "completed" and run.rows:
         if not resume:

@@ -1,6 +1,7 @@
 """The privacy, robustness and fault options end to end: through fl train on digits."""
 
 import csv
+import json
 
 import dp_accounting
 import numpy as np
@@ -45,6 +46,12 @@ def test_dp_epsilon_calibrates_the_noise_to_spend_the_budget(cli, iid_dir, tmp_p
         "--dp-clip", "1.0", "--dp-epsilon", "8",
     )  # fmt: skip
     assert 7.99 < float(logged[-1]["epsilon"]) <= 8.0
+    z = json.loads((tmp_path / "eps" / "run.json").read_text())["dp_noise_multiplier"]
+    event = dp_accounting.PoissonSampledDpEvent(0.5, dp_accounting.GaussianDpEvent(z))
+    ledger = rdp.RdpAccountant()
+    ledger.compose(event, 4)
+    spent = ledger.get_epsilon(1 / 10)  # the default delta: 1 / clients
+    assert spent == pytest.approx(float(logged[-1]["epsilon"]), rel=1e-9)
 
 
 def test_signflip_attackers_break_the_mean_but_not_median_or_krum(cli, iid_dir, tmp_path):
