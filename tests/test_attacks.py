@@ -11,6 +11,10 @@ def test_malicious_clients_are_a_fixed_fraction_chosen_by_the_seed():
     assert not np.array_equal(bad, malicious_clients(4, 50, 0.2))
 
 
+def test_the_malicious_count_rounds_half_up_like_the_cohort():
+    assert [len(malicious_clients(0, 10, f)) for f in (0.25, 0.45, 0.24)] == [3, 5, 2]
+
+
 def test_update_attacks_touch_only_the_malicious_rows():
     deltas = np.arange(12.0).reshape(4, 3)
     ids, bad = np.array([1, 4, 6, 9]), np.array([4, 9, 20])

@@ -13,6 +13,7 @@ Which clients are malicious depends only on (seed, ATTACK); a gaussian attacker'
 
 import numpy as np
 
+from flcli.config import round_half_up
 from flcli.errors import FLError
 from flcli.rng import Purpose, rng
 
@@ -31,8 +32,9 @@ def check_attack(kind: str) -> None:
 
 
 def malicious_clients(seed: int, num_clients: int, fraction: float) -> np.ndarray:
-    """The sorted ids of round(fraction * num_clients) malicious clients, fixed for the run."""
-    count = int(round(fraction * num_clients))
+    """The sorted ids of fraction x num_clients malicious clients (rounded half up, like the
+    cohort's size), fixed for the run."""
+    count = round_half_up(fraction * num_clients)
     chosen = rng(seed, Purpose.ATTACK).choice(num_clients, count, replace=False)
     return np.sort(chosen)
 
