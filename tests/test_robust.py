@@ -25,12 +25,18 @@ def test_trimmed_mean_drops_f_from_each_side_of_every_coordinate():
 def test_krum_scores_by_hand_and_krum_picks_the_honest_centre():
     # K = 7, f = 2: each score sums the K - f - 2 = 3 smallest squared distances to others.
     scores = robust.krum_scores(LINE, 2)
-    assert np.array_equal(scores[:5], [12.25, 5.25, 4.75, 7.25, 16.25])
-    assert scores[5] == 96.0**2 + 97.0**2 + 98.5**2
+    assert np.allclose(scores[:5], [12.25, 5.25, 4.75, 7.25, 16.25], rtol=1e-12, atol=0)
+    assert scores[5] == pytest.approx(96.0**2 + 97.0**2 + 98.5**2, rel=1e-12)
     assert np.array_equal(robust.krum(LINE, 2), [1.5])
     # multi-krum m=2: the two best scores are 4.75 (x=1.5) then 5.25 (x=1)
     assert np.array_equal(robust.multi_krum(LINE, 2, m=2), [1.25])
     assert np.allclose(robust.multi_krum(LINE, 2), [1.9])  # m = K - f: the 5 honest points
+
+
+def test_krum_scores_do_not_move_with_the_origin():
+    X = np.random.default_rng(0).normal(0, 1e-3, size=(7, 100))
+    # 1e8 + X itself holds X to ~1e-8 only: hence 1e-3, not machine precision
+    assert np.allclose(robust.krum_scores(X + 1e8, 1), robust.krum_scores(X, 1), rtol=1e-3, atol=0)
 
 
 def test_krum_needs_more_than_2f_plus_2_clients():

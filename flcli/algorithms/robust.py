@@ -50,6 +50,7 @@ def krum_scores(X: np.ndarray, f: int) -> np.ndarray:
 
 def nearest_distance_sums(X: np.ndarray, neighbours: int) -> np.ndarray:
     """For every row of X, the sum of squared distances to its `neighbours` nearest other rows."""
+    X = X - X.mean(axis=0)  # ||x||^2 + ||y||^2 - 2 x.y cancels badly far from the origin
     squared = (X * X).sum(axis=1)
     distances = np.maximum(squared[:, None] + squared[None, :] - 2 * X @ X.T, 0.0)
     np.fill_diagonal(distances, np.inf)
