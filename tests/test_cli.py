@@ -278,6 +278,11 @@ def test_list_names_what_is_available(cli):
             ["train", "{iid}", "--secure-agg", "--clients-per-round", "1", "--out", "{tmp}/r"],
             ["--secure-agg", "at least 2"],
         ),
+        (
+            ["train", "{regression}", "--model", "linear", "--attack", "labelflip"]
+            + ["--malicious", "0.2", "--out", "{tmp}/r"],
+            ["--attack labelflip", "regression"],
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(

@@ -59,12 +59,18 @@ def refuse_for_algorithm(config) -> None:
 
 def refuse_for_model(config, model) -> None:
     """A model without parameters to average (flcli.models.ensemble) sends fitted estimators,
-    not updates: there is nothing to clip, mask, attack or drop on the way."""
+    not updates: there is nothing to clip, mask, attack or drop on the way. Label flipping needs
+    classes to flip."""
     flags = uplink_flags(config)
     if flags and not getattr(model, "parametric", True):
         raise FLError(
             f"{flags[0]} needs a model with parameters to average; --model {config.model} has "
             "none; use e.g. --model softmax or sklearn:SGDClassifier"
+        )
+    if config.attack == "labelflip" and model.task == "regression":
+        raise FLError(
+            "--attack labelflip needs classes to flip; this partition is a regression task: "
+            "use --attack signflip, gaussian or scale"
         )
 
 
