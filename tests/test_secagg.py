@@ -20,6 +20,15 @@ def test_the_secure_sum_is_the_plain_sum_within_the_quantization_step():
     assert np.abs(result.total - x.sum(axis=0)).max() > 0  # really went through fixed point
 
 
+@pytest.mark.parametrize("clients", [2047, 2048, 5000])
+def test_the_fixed_point_of_a_cohort_sums_all_its_clients_at_the_bound_without_overflow(clients):
+    fixed = FixedPoint.for_cohort(clients)
+    for value in (fixed.bound, -fixed.bound):
+        words = np.full(clients, fixed.encode(np.array([value]))[0], dtype=np.uint64)
+        assert fixed.decode(np.array([words.sum(dtype=np.uint64)]))[0] == clients * value
+    assert fixed.step == (2.0**-32 if clients < 2048 else 2.0**-31 if clients < 4096 else 2.0**-30)
+
+
 def test_dropped_clients_masks_are_removed_when_enough_survive():
     x = updates()
     survived = np.array([True, False, True, True, False, True])

@@ -22,7 +22,8 @@ Simulation notes: the key pairs and seeds come from addressed randomness (seed, 
 client) instead of the operating system so that runs repeat; the authenticated-encryption channel
 for the shares and the signatures of the actively secure variant are left out (they do not change
 what is computed), but their bytes are counted as sent. The masks cancel exactly modulo 2^64, so
-the result is the plain sum up to the fixed-point rounding (at most K * step / 2 per coordinate).
+the result is the plain sum up to the fixed-point rounding (at most K * step / 2 per coordinate;
+the step is 2^-32, coarser beyond 2,047 clients so that the sum never overflows).
 """
 
 from dataclasses import dataclass
@@ -60,6 +61,13 @@ class FixedPoint:
     @property
     def step(self) -> float:
         return 2.0**-self.fraction_bits
+
+    @classmethod
+    def for_cohort(cls, clients: int) -> "FixedPoint":
+        """The finest step whose sum over this many clients cannot overflow: 2^-32 up to 2,047
+        clients, one bit coarser at each doubling beyond."""
+        bits = min(32, 63 - 20 - clients.bit_length())
+        return cls(fraction_bits=bits, bound=2.0**20)
 
     def max_clients(self) -> int:
         return int(2.0**63 / (self.bound * 2.0**self.fraction_bits)) - 1
@@ -161,10 +169,10 @@ def secure_sum(
 ) -> SecAggResult:
     """Run the protocol for a cohort (ids, ascending) whose clients hold vectors [K, P]; the
     clients with survived False fail after ShareKeys. Raises SecAggAborted below threshold."""
-    fixed = fixed or FixedPoint()
     vectors = np.asarray(vectors, dtype=np.float64)
     survived = np.asarray(survived, dtype=bool)
     K, P = vectors.shape
+    fixed = fixed or FixedPoint.for_cohort(K)
     if fixed.max_clients() < K:
         raise ValueError(f"{K} clients overflow the fixed-point sum; lower the bound")
     if not 1 <= threshold <= K:
