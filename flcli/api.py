@@ -92,8 +92,8 @@ def prepare_training(
     check_backend(config.backend)
     uplink = build_uplink(config, data.num_clients)
     run = open_run(out, config, Path(partition_dir), data.meta)
-    if uplink.dp is not None:  # the Z that --dp-epsilon calibrated, for the paper's methods
-        run.info["dp_noise_multiplier"] = uplink.dp.noise_multiplier
+    if uplink.dp is not None:  # what the epsilon column was computed from, for a paper's methods
+        run.info["dp"] = uplink.dp_record()
     resume_from = None
     if run.status != "completed" and run.rows:
         if not resume:

@@ -375,7 +375,11 @@ def train(
     ] = None,
     dp_delta: Annotated[
         float | None,
-        typer.Option(help="DP delta.", rich_help_panel="Privacy", show_default="1/clients"),
+        typer.Option(
+            help="DP delta: keep it well below 1/clients.",
+            rich_help_panel="Privacy",
+            show_default="min(1e-5, clients^-1.1)",
+        ),
     ] = None,
     dp_accountant: Annotated[
         str | None,

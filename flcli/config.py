@@ -84,10 +84,10 @@ class TrainConfig:
     dp_clip: float | str | None = None  # a norm, or "adaptive"
     dp_noise: float | None = None
     dp_epsilon: float | None = None
-    dp_delta: float | None = None  # default 1 / number of clients
+    dp_delta: float | None = None  # default min(1e-5, clients^-1.1)
     dp_accountant: str = "rdp"
     secure_agg: bool = False
-    secagg_threshold: int | None = None  # default: a majority of the cohort
+    secagg_threshold: int | None = None  # default: a majority of each round's cohort
     aggregator: str = "mean"
     byzantine: float | None = None  # fraction the aggregator tolerates; default --malicious or 0.1
     attack: str | None = None

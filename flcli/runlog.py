@@ -49,6 +49,7 @@ def versions() -> dict[str, str]:
         "python": platform.python_version(),
         "numpy": np.__version__,
         "scikit-learn": version("scikit-learn"),
+        "dp-accounting": version("dp-accounting"),  # what computed the epsilon column
     }
 
 

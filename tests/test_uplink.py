@@ -46,12 +46,15 @@ def test_dp_epsilon_calibrates_the_noise_to_spend_the_budget(cli, iid_dir, tmp_p
         "--dp-clip", "1.0", "--dp-epsilon", "8",
     )  # fmt: skip
     assert 7.99 < float(logged[-1]["epsilon"]) <= 8.0
-    z = json.loads((tmp_path / "eps" / "run.json").read_text())["dp_noise_multiplier"]
-    event = dp_accounting.PoissonSampledDpEvent(0.5, dp_accounting.GaussianDpEvent(z))
+    dp = json.loads((tmp_path / "eps" / "run.json").read_text())["dp"]
+    # the defaults: delta well below 1 / clients (min(1e-5, 10^-1.1)), q = the fraction
+    assert (dp["delta"], dp["sampling_rate"], dp["accountant"]) == (1e-5, 0.5, "rdp")
+    event = dp_accounting.PoissonSampledDpEvent(
+        0.5, dp_accounting.GaussianDpEvent(dp["noise_multiplier"])
+    )
     ledger = rdp.RdpAccountant()
     ledger.compose(event, 4)
-    spent = ledger.get_epsilon(1 / 10)  # the default delta: 1 / clients
-    assert spent == pytest.approx(float(logged[-1]["epsilon"]), rel=1e-9)
+    assert ledger.get_epsilon(1e-5) == pytest.approx(float(logged[-1]["epsilon"]), rel=1e-9)
 
 
 def test_signflip_attackers_break_the_mean_but_not_median_or_krum(cli, iid_dir, tmp_path):
@@ -102,6 +105,31 @@ def test_secure_aggregation_below_threshold_keeps_the_model_and_logs_it(cli, iid
     assert aborted and all(row["clients"] == "10" for row in aborted)
 
 
+def test_secure_aggregation_under_dp_needs_a_majority_of_each_rounds_random_cohort(
+    cli, iid_dir, tmp_path
+):
+    dp = (
+        "--rounds",
+        "8",
+        "--fraction",
+        "0.4",
+        "--dp-clip",
+        "1",
+        "--dp-noise",
+        "0.5",
+        "--seed",
+        "2",
+    )
+    plain = train(cli, iid_dir, tmp_path / "dp", *dp)
+    secure = train(cli, iid_dir, tmp_path / "dp-secure", *dp, "--secure-agg")
+    assert (
+        min(int(row["clients"]) for row in secure[1:]) <= 2
+    )  # below the majority (3) of the expected 4
+    assert all(row["dropped"] == "0" for row in secure)
+    for a, b in zip(plain, secure, strict=True):
+        assert abs(float(a["train_loss"]) - float(b["train_loss"])) <= 1e-6
+
+
 def test_labelflip_and_gaussian_attacks_run(cli, iid_dir, tmp_path):
     for attack in ("labelflip", "gaussian", "scale"):
         train(
@@ -122,6 +150,7 @@ def test_labelflip_and_gaussian_attacks_run(cli, iid_dir, tmp_path):
         (["--secure-agg", "--aggregator", "krum"], ["--secure-agg"]),
         (["--aggregator", "bulyan", "--byzantine", "0.2"], ["bulyan", "needs"]),
         (["--attack", "signflip"], ["--malicious"]),
+        (["--attack", "signflip", "--malicious", "0.04"], ["--malicious 0.04", "no attacker"]),
         (["--dropout", "1.0"], ["--dropout 1.0"]),
         (["--dp-clip", "adaptive", "--dp-noise", "1.0"], ["adaptive", "z=1", "more clients"]),
     ],

@@ -41,7 +41,8 @@ class Uplink:
     dp: dpfedavg.DPSpec | None = None
     dp_delta: float = 0.0
     dp_accountant: str = "rdp"
-    secagg_threshold: int | None = None
+    secure_agg: bool = False
+    secagg_threshold: int | None = None  # None: a majority of each round's cohort
     aggregator: str = "mean"
     byzantine: float = 0.0
     attack: str | None = None
@@ -52,18 +53,45 @@ class Uplink:
     @property
     def counts(self) -> list[str]:
         """The count columns this run adds to rounds.csv (epsilon comes from the accounting)."""
-        return ["dropped"] if self.dropout > 0 or self.secagg_threshold is not None else []
+        return ["dropped"] if self.dropout > 0 or self.secure_agg else []
+
+    def dp_record(self) -> dict:
+        """DP's resolved values, as run.json keeps them: the noise multiplier (the one
+        --dp-epsilon calibrated), delta, the sampling rate and the accountant."""
+        record = {
+            "noise_multiplier": self.dp.noise_multiplier,
+            "delta": self.dp_delta,
+            "sampling_rate": self.dp.sampling_rate,
+            "accountant": self.dp_accountant,
+        }
+        if self.dp.adaptive:
+            record["update_noise_multiplier"] = self.dp.update_noise_multiplier
+        return record
+
+    def threshold(self, cohort: int) -> int | None:
+        """The survivors a round of `cohort` sampled clients needs to unmask its secure sum (the
+        cohort is random under DP, so the default majority is of each round's own)."""
+        if not self.secure_agg:
+            return None
+        return self.secagg_threshold or cohort // 2 + 1
 
 
 def byzantine_count(fraction: float, clients: int) -> int:
     return math.ceil(fraction * clients - 1e-9)
 
 
+def default_delta(num_clients: int) -> float:
+    """DP's delta unless --dp-delta: well below 1 / clients, as it must be (at delta ~ 1/N a
+    mechanism may publish one client's whole data and still count as private; Dwork and Roth
+    2014, section 2.3)."""
+    return min(1e-5, num_clients**-1.1)
+
+
 def build_uplink(config, num_clients: int) -> Uplink:
     """Resolve the options against the partition; FLError on combinations it cannot run."""
     cohort = config.cohort_size(num_clients)
     spec = None
-    delta = config.dp_delta if config.dp_delta is not None else 1.0 / num_clients
+    delta = config.dp_delta if config.dp_delta is not None else default_delta(num_clients)
     if config.dp_clip is not None:
         q = cohort / num_clients
         z = config.dp_noise
@@ -79,15 +107,14 @@ def build_uplink(config, num_clients: int) -> Uplink:
             clip=None if adaptive else float(config.dp_clip),
         )
         _ = spec.update_noise_multiplier  # adaptive clipping's noise split must exist
-    threshold = None
     if config.secure_agg:
         if cohort < 2:
             raise FLError(
                 f"--secure-agg with {cohort} client per round: the sum of one update is the "
                 "update itself; sample at least 2 clients per round"
             )
-        threshold = config.secagg_threshold or cohort // 2 + 1
-        if threshold > cohort:
+        threshold = config.secagg_threshold
+        if threshold is not None and threshold > cohort:
             raise FLError(
                 f"--secagg-threshold {threshold} is larger than the {cohort} clients sampled per "
                 f"round; use at most {cohort}"
@@ -105,6 +132,11 @@ def build_uplink(config, num_clients: int) -> Uplink:
     malicious = np.zeros(0, dtype=np.int64)
     if config.attack is not None:
         malicious = malicious_clients(config.seed, num_clients, config.malicious)
+        if not len(malicious):
+            raise FLError(
+                f"--malicious {config.malicious} of {num_clients} clients is no attacker; give "
+                f"at least {1 / num_clients:.2g}"
+            )
     return Uplink(
         seed=config.seed,
         num_clients=num_clients,
@@ -112,7 +144,8 @@ def build_uplink(config, num_clients: int) -> Uplink:
         dp=spec,
         dp_delta=delta,
         dp_accountant=config.dp_accountant,
-        secagg_threshold=threshold,
+        secure_agg=config.secure_agg,
+        secagg_threshold=config.secagg_threshold,
         aggregator=config.aggregator,
         byzantine=byzantine,
         attack=config.attack,
@@ -230,7 +263,7 @@ def deliver(
         deltas = sent_deltas.astype(deltas.dtype, copy=False)
     alive = sent & survivors(seed, round, ids, uplink.dropout)
     traffic: list[tuple[int, int]] = []
-    threshold = uplink.secagg_threshold
+    threshold = uplink.threshold(len(ids))
     if threshold is not None and len(ids) and alive.sum() < threshold:
         # the protocol aborts after the masked inputs: keys, shares and vectors were sent
         traffic.append(protocol_traffic(len(ids), int(alive.sum()), deltas.shape[1] + 1, True))
