@@ -43,7 +43,9 @@ def train_estimators(
 
 
 def train_one_by_one(model, x, y, cohort, w_global, spec, seed, round, work: LocalWork):
-    """A straggler's step budget (work.max_steps) is honoured in whole local passes."""
+    """A straggler's step budget (work.max_steps, in --batch-size steps) is honoured by
+    partial_fit to the batch: its whole passes, then the first rows of one more. An estimator
+    without partial_fit cannot stop inside a pass, so it does its whole passes, at least one."""
     full_passes = spec.epochs if model.mode != "fit" else 1  # a plain refit ignores its start
     per_pass = steps_per_epoch(cohort.sizes, spec.batch_size)
     params, steps = [], []
@@ -53,13 +55,11 @@ def train_one_by_one(model, x, y, cohort, w_global, spec, seed, round, work: Loc
         random_state = int(rng(seed, Purpose.SHUFFLE, round, client).integers(2**31 - 1))
         anchor = w_global if work.start is None else work.start[k]
         estimator = model.estimator_at(anchor, random_state, spec.batch_size)
-        passes = full_passes
-        if work.max_steps is not None:
-            passes = min(passes, int(work.max_steps[k]) // int(per_pass[k]))
         inputs = {name: value[k : k + 1] for name, value in work.inputs.items()}
         orders = epoch_orders(seed, round, [client], [size], full_passes).reshape(-1, size)
+        budget = None if work.max_steps is None else int(work.max_steps[k])
         taken = 0
-        for order in orders[:passes]:
+        for order in passes_within(orders, budget, int(per_pass[k]), spec.batch_size, model.mode):
             rows = start + order
             try:
                 taken += model.local_pass(estimator, x[rows], y[rows])
@@ -76,3 +76,14 @@ def train_one_by_one(model, x, y, cohort, w_global, spec, seed, round, work: Loc
     return CohortResult(
         params=np.stack(params).astype(x.dtype), num_steps=np.array(steps, dtype=np.int64)
     )
+
+
+def passes_within(orders: np.ndarray, budget: int | None, per_pass: int, batch: int, mode: str):
+    """The row orders of the local passes a budget of steps allows (all of them for None)."""
+    if budget is None or budget >= len(orders) * per_pass:
+        return list(orders)
+    whole = budget // per_pass
+    if mode != "partial_fit":
+        return list(orders[: max(1, whole)])
+    rest = budget - whole * per_pass  # steps into one more pass
+    return [*orders[:whole], *([orders[whole][: rest * batch]] if rest else [])]
