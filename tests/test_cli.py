@@ -279,6 +279,11 @@ def test_list_names_what_is_available(cli):
             ["--secure-agg", "at least 2"],
         ),
         (
+            ["train", "{iid}", "--algo", "fedsgd", "--model", "sklearn:SGDClassifier"]
+            + ["--out", "{tmp}/r"],
+            ["--algo fedsgd", "full-batch gradient", "--model softmax"],
+        ),
+        (
             ["train", "{regression}", "--model", "linear", "--attack", "labelflip"]
             + ["--malicious", "0.2", "--out", "{tmp}/r"],
             ["--attack labelflip", "regression"],
@@ -458,6 +463,7 @@ def test_list_models_names_each_model_and_the_algorithms(cli):
     for name in ("softmax", "logistic", "linear", "mlp", "sklearn:SGDClassifier", "sklearn:Ridge"):
         assert name in result.out
     assert "all but fedbag" in result.out  # fedbag votes fitted estimators only
+    assert "all but fedsgd, fedbag" in result.out  # an estimator's fit is no gradient step
 
 
 def test_algorithm_flags_log_clients_and_resume_of_per_client_state(cli, tmp_path):

@@ -41,6 +41,8 @@ class AlgorithmInfo:
     # DP, secure aggregation and robust aggregators replace only the aggregate, so they are
     # refused for an algorithm that reads more.
     reads_clients: str | None = None
+    # Why scikit-learn estimators, which train through their own fit, cannot run it, if so.
+    refuses_estimators: str | None = None
 
     @property
     def description(self) -> str:
@@ -69,6 +71,8 @@ ALGORITHMS = {
         "McMahan et al. 2017",
         "one full-batch gradient per client, a server step; the no-local-work reference",
         {"server_lr": 0.5},
+        refuses_estimators="needs one full-batch gradient step per client, which an estimator's "
+        "own fit does not take",
     ),
     "fedprox": AlgorithmInfo(
         fedprox,

@@ -61,6 +61,12 @@ def build_algorithm(partition: Partition, model, config: TrainConfig, x_proxy=No
             "this partition lacks; re-create it with fl partition ... --client-test-fraction 0.2"
         )
     refuse_for_model(config, model)
+    refusal = algorithm_info(config.algo).refuses_estimators
+    if refusal and getattr(model, "trains_client_by_client", False):
+        raise FLError(
+            f"--algo {config.algo} {refusal}; use a NumPy model (e.g. --model softmax) or "
+            "another --algo (e.g. fedavg)"
+        )
     if not getattr(model, "parametric", True) and config.stragglers:
         raise FLError(
             f"--stragglers applies to models trained in local steps; --model {model.name} is "

@@ -124,13 +124,15 @@ def describe_models(algorithms: dict) -> dict[str, str]:
     pass); classifiers without parameters with those having an `ensemble_factory`."""
     left_out = [name for name, info in algorithms.items() if info.factory is None]
     every = f"all but {', '.join(left_out)}" if left_out else "all algorithms"
+    refused = [name for name, info in algorithms.items() if info.refuses_estimators]
+    estimators = f"all but {', '.join(refused + left_out)}"
     fitted = ", ".join(name for name, info in algorithms.items() if info.ensemble_factory)
     lines = {}
     for name, spec in MODELS.items():
         tasks = "either" if len(spec.tasks) > 1 else spec.tasks[0]
         lines[name] = f"{tasks:<15} {every:<16} {spec.description}"
     for name, (tasks, text) in SKLEARN_MODELS.items():
-        lines[name] = f"{tasks:<15} {every:<16} {text}"
+        lines[name] = f"{tasks:<15} {estimators:<16} {text}"
     for name, text in FITTED_MODELS.items():
         lines[name] = f"{'classification':<15} {fitted:<16} {text}"
     return lines
