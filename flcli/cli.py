@@ -555,16 +555,15 @@ def train(
         except KeyboardInterrupt:
             interrupted = True
             rounds.close()  # saves what was done and marks the run interrupted
-            rows = training.run.rows  # the last may be one past the last record shown
-            if not rows:
+            saved = training.run.saved_round  # may be one past the last record shown
+            if saved is None:
                 raise RunFailed(
                     "interrupted before the first round was saved; start it again with: "
                     f"{shlex.join(['fl', *invocation])}"
                 ) from None
             again = shlex.join(["fl", *invocation, *(["--resume"] if not resume else [])])
             raise RunFailed(
-                f"interrupted after round {rows[-1]['round']}, saved in {out_dir}; continue it "
-                f"with: {again}"
+                f"interrupted after round {saved}, saved in {out_dir}; continue it with: {again}"
             ) from None
         finally:
             if not interrupted:  # after a Ctrl-C, Ctrl-C stays ignored until the process exits

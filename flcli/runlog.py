@@ -59,7 +59,9 @@ class RunDir:
     info: dict  # the content of run.json
     rows: list[dict]
     client_rows: list[dict] = field(default_factory=list)  # clients.csv, when clients are logged
-    pending_state: ServerState | None = None  # the last appended round's state, not yet on disk
+    # the last fully appended round and its state, not yet on disk
+    pending: tuple[int, ServerState] | None = None
+    saved_round: int | None = None  # the round of the checkpoint on disk
     lock: IO | None = None  # held while this process works on the run (see lock_run)
 
     def release(self) -> None:
@@ -78,7 +80,8 @@ class RunDir:
 
     def append(self, record: dict, state: ServerState, clients: dict | None = None) -> None:
         """Keep one round's record and state (and its clients' rows, by column, for clients.csv);
-        they reach the disk at the next flush()."""
+        they reach the disk at the next flush(). The round counts once `pending` is set, in one
+        step, last: a Ctrl-C inside append leaves the half-appended round out of flush()."""
         self.rows.append(record)
         if clients is not None:
             names = list(clients)
@@ -86,20 +89,22 @@ class RunDir:
                 {name: value.item() for name, value in zip(names, values, strict=True)}
                 for values in zip(*(np.asarray(clients[n]) for n in names), strict=True)
             )
-        self.pending_state = state
+        self.pending = (record["round"], state)
 
     def flush(self) -> None:
         """Write rounds.csv, then the checkpoint it can be resumed from (both atomically)."""
-        state = self.pending_state
-        if state is None:
+        if self.pending is None:
             return
-        if self.client_rows:  # first, so that clients.csv never lags the checkpoint
-            atomic_write_text(self.path / "clients.csv", csv_text(self.client_rows, CLIENT_COLUMNS))
-        atomic_write_text(self.path / "rounds.csv", csv_text(self.rows, COLUMNS))
-        arrays = {"round": np.array(self.rows[-1]["round"]), "params": state.params}
+        round, state = self.pending
+        client_rows = [row for row in self.client_rows if row["round"] <= round]
+        if client_rows:  # first, so that clients.csv never lags the checkpoint
+            atomic_write_text(self.path / "clients.csv", csv_text(client_rows, CLIENT_COLUMNS))
+        rows = [row for row in self.rows if row["round"] <= round]
+        atomic_write_text(self.path / "rounds.csv", csv_text(rows, COLUMNS))
+        arrays = {"round": np.array(round), "params": state.params}
         arrays.update({f"extra_{k}": v for k, v in state.extra.items()})
         atomic_write(self.path / "checkpoint.npz", lambda f: np.savez(f, **arrays))
-        self.pending_state = None
+        self.pending, self.saved_round = None, round
 
     def checkpoint(self) -> tuple[dict, ServerState] | None:
         """The last round's record and server state, or None when no round was logged."""
@@ -120,6 +125,7 @@ class RunDir:
         self.client_rows = [row for row in self.client_rows if row["round"] <= round]
         if not self.rows or self.rows[-1]["round"] != round:
             raise FLError(f"{self.path} has a checkpoint without its rounds.csv row; start anew")
+        self.saved_round = round
         return self.rows[-1], state
 
 

@@ -94,6 +94,33 @@ def test_a_second_ctrl_c_does_not_cut_the_save_short(iid_dir, tmp_path, backend)
     assert pd.read_csv(run / "rounds.csv")["round"].iloc[-1] == said
 
 
+class InterruptedWhileRead(dict):
+    """Clients' columns that raise Ctrl-C as they are read, as a signal might mid-append."""
+
+    def __iter__(self):
+        raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("earlier_flushed", [False, True])
+def test_a_ctrl_c_inside_append_leaves_that_round_out_of_the_save(tmp_path, earlier_flushed):
+    from flcli.algorithms.base import ServerState
+    from flcli.runlog import RunDir
+
+    run = RunDir(tmp_path, {"status": "running"}, [])
+    clients = {"round": [0, 0], "client": [0, 1], "n": [5, 5], "loss": [1.0, 2.0]}
+    run.append({"round": 0, "train_loss": 1.0}, ServerState(np.zeros(3)), clients)
+    if earlier_flushed:
+        run.flush()
+    with pytest.raises(KeyboardInterrupt):
+        run.append({"round": 1, "train_loss": 0.5}, ServerState(np.ones(3)), InterruptedWhileRead())
+    run.flush()  # what Training.rounds does on the way out
+    with np.load(tmp_path / "checkpoint.npz") as saved:
+        assert int(saved["round"]) == 0 and np.array_equal(saved["params"], np.zeros(3))
+    assert list(pd.read_csv(tmp_path / "rounds.csv")["round"]) == [0]
+    assert list(pd.read_csv(tmp_path / "clients.csv")["round"]) == [0, 0]
+    assert run.saved_round == 0
+
+
 def test_diverged_run_stops_marked_failed_and_suggests_a_smaller_lr(cli, tmp_path):
     # Features of magnitude 1e300: one SGD step with --lr 1e6 overflows the weights to inf, and the
     # loss of the next model is NaN. (On digits, softmax regression's loss stays finite even with
