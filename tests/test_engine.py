@@ -1,8 +1,12 @@
+import os
+
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
 from flcli import api
 from flcli.algorithms.aggregate import weighted_mean
+from flcli.api import model_for
 from flcli.config import TrainConfig
 from flcli.data.store import load_partition
 from flcli.engine.cohort import train_cohort
@@ -202,3 +206,17 @@ def test_threaded_cohort_equals_one_chunk_exactly(hidden):
         assert out is None or cut.params is out  # the caller's array: the process backend's file
         np.testing.assert_array_equal(whole.params, cut.params)
         np.testing.assert_array_equal(whole.num_steps, cut.num_steps)
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 cores for 2 BLAS threads")
+def test_the_global_model_does_not_depend_on_the_number_of_blas_threads(tmp_path):
+    """The server's weights @ deltas over 48 MLP updates split its sum across BLAS threads."""
+    api.partition(tmp_path / "p", "digits", num_clients=64, scheme="iid", seed=0)
+    partition = load_partition(tmp_path / "p")
+    config = TrainConfig(model="mlp", rounds=2, clients_per_round=48)
+
+    def final_model(threads):
+        with threadpool_limits(threads):
+            return list(run_rounds(partition, model_for(config, partition), config))[-1].state
+
+    assert np.array_equal(final_model(1).params, final_model(2).params)

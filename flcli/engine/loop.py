@@ -17,6 +17,7 @@ from flcli.config import TrainConfig
 from flcli.data.holdout import hold_out_proxy
 from flcli.data.store import Partition
 from flcli.engine.backends import trainer_for
+from flcli.engine.blas import one_blas_thread
 from flcli.engine.evaluate import client_scores, personal_scores, round_rows
 from flcli.engine.local import Cohort, CohortResult, LocalSpec, LocalWork, steps_per_epoch
 from flcli.engine.stragglers import straggler_budgets
@@ -170,10 +171,13 @@ def run_rounds(
             losses=losses,
         )
         sent = ~straggling if config.drop_stragglers else np.ones(len(ids), dtype=bool)
-        delivery = deliver(uplink, round, updates, sent, state.extra)
-        new_state = state
-        if delivery.updates is not None:
-            new_state = algorithm.server_update(state, delivery.updates)
+        # The server's sums over clients (BLAS products such as weights @ deltas) are split
+        # across BLAS threads: one thread, so that the model's last bits do not depend on cores.
+        with one_blas_thread():
+            delivery = deliver(uplink, round, updates, sent, state.extra)
+            new_state = state
+            if delivery.updates is not None:
+                new_state = algorithm.server_update(state, delivery.updates)
         personal = None
         if algorithm.personalize is not None:
 
