@@ -5,12 +5,16 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from conftest import assert_one_line_error, write_generated_partition
+
+from flcli.engine.process import remove_orphaned_shares
 
 ARGS = ["--rounds", 60, "--fraction", 0.5, "--seed", 4, "--checkpoint-every", 1]
 
@@ -22,6 +26,7 @@ def rounds_of(run_dir):
 def start_fl(*args) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "flcli", *map(str, args)],
+        stdin=subprocess.DEVNULL,  # as in a script or under nohup (orphaned workers showed there)
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -92,6 +97,76 @@ def test_a_second_ctrl_c_does_not_cut_the_save_short(iid_dir, tmp_path, backend)
     said = int(err.split("interrupted after round ")[1].split(",")[0])
     assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
     assert pd.read_csv(run / "rounds.csv")["round"].iloc[-1] == said
+
+
+def running_children(pid: int) -> list[int]:
+    """The live (not zombie) processes whose parent is pid, from /proc."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            children.append(int(stat.parent.name))
+    return children
+
+
+def running(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads processes from /proc")
+def test_kill_9_of_a_process_backend_run_leaves_no_workers_and_its_files_go_next_run(
+    iid_dir, tmp_path
+):
+    run = tmp_path / "run"
+    process = start_fl("train", iid_dir, *ARGS, "--backend", "process", "--jobs", 2, "--out", run)
+    wait_for_rounds(run, process, 2)
+    workers = running_children(process.pid)
+    shares = list(Path(tempfile.gettempdir()).glob(f"flcli-{process.pid}-*"))
+    assert workers and shares
+    process.kill()
+    process.wait()  # not communicate(): workers left behind would hold its pipes open
+    process.stdout.close()
+    process.stderr.close()
+    deadline = time.monotonic() + 20
+    while any(map(running, workers)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(map(running, workers)), "workers outlived their killed run"
+    remove_orphaned_shares()  # what the next process-backend run does first
+    assert not any(share.exists() for share in shares)
+
+
+ORPHAN_PARENT = """
+import subprocess, sys, time
+child = subprocess.Popen(
+    [sys.executable, "-c", "import time; from flcli.engine.process import start_worker; "
+     "start_worker(); print('ready', flush=True); time.sleep(60)"],
+    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True,
+)
+child.stdout.readline()
+print(child.pid, flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads processes from /proc")
+def test_a_worker_exits_soon_after_its_parent_is_killed():
+    parent = subprocess.Popen(
+        [sys.executable, "-c", ORPHAN_PARENT], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE
+    )
+    worker = int(parent.stdout.readline())
+    parent.kill()
+    parent.wait()
+    parent.stdout.close()
+    deadline = time.monotonic() + 10
+    while running(worker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not running(worker)
 
 
 class InterruptedWhileRead(dict):

@@ -14,6 +14,8 @@ import os
 import shutil
 import signal
 import tempfile
+import threading
+import time
 import weakref
 from pathlib import Path
 
@@ -31,9 +33,41 @@ def _mapped(path: str) -> np.ndarray:
     return np.asarray(np.load(path, mmap_mode="r"))
 
 
-def _ignore_ctrl_c() -> None:
-    """In a worker: Ctrl-C reaches the whole process group, and the parent alone handles it."""
+def start_worker() -> None:
+    """In a worker: Ctrl-C reaches the whole process group, and the parent alone handles it. A
+    worker whose parent is killed (kill -9 runs no cleanup) exits, instead of idling on for minutes
+    with the run's stdout and stderr open."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
+
+
+def exit_when_orphaned(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
+
+
+SHARE_PREFIX = "flcli-"  # + the pid of the run's process + "-"
+
+
+def remove_orphaned_shares(folder: Path | None = None) -> None:
+    """Delete the shared arrays of runs whose process is gone (a kill -9 skips their cleanup)."""
+    if os.name != "posix":  # os.kill(pid, 0) only probes a process on POSIX
+        return
+    for share in Path(folder or tempfile.gettempdir()).glob(f"{SHARE_PREFIX}*-*"):
+        pid = share.name[len(SHARE_PREFIX) :].split("-")[0]
+        if pid.isdigit() and (share / "x.npy").is_file() and not alive(int(pid)):
+            shutil.rmtree(share, ignore_errors=True)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _train_chunk(model, paths, w_global, spec, seed, round, rows, cohort, work):
@@ -70,7 +104,7 @@ class ProcessTrainer:
         params = np.lib.format.open_memmap(
             out_path, mode="w+", dtype=x.dtype, shape=(len(cohort.ids), model.num_params)
         )
-        executor = get_memmapping_executor(self.jobs, initializer=_ignore_ctrl_c)
+        executor = get_memmapping_executor(self.jobs, initializer=start_worker)
         train = functools.partial(
             _train_chunk, model, (x_path, y_path, out_path), w_global, spec, seed, round
         )
@@ -87,7 +121,8 @@ class ProcessTrainer:
         if self._arrays is not None and self._arrays[0] is x and self._arrays[1] is y:
             return self._paths
         self.close()
-        folder = Path(tempfile.mkdtemp(prefix=f"flcli-{os.getpid()}-"))
+        remove_orphaned_shares()
+        folder = Path(tempfile.mkdtemp(prefix=f"{SHARE_PREFIX}{os.getpid()}-"))
         self._cleanup = weakref.finalize(self, shutil.rmtree, folder, True)
         paths = (str(folder / "x.npy"), str(folder / "y.npy"))
         np.save(paths[0], np.ascontiguousarray(x))
