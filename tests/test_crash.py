@@ -144,8 +144,8 @@ def test_kill_9_of_a_process_backend_run_leaves_no_workers_and_its_files_go_next
 ORPHAN_PARENT = """
 import subprocess, sys, time
 child = subprocess.Popen(
-    [sys.executable, "-c", "import time; from flcli.engine.process import start_worker; "
-     "start_worker(); print('ready', flush=True); time.sleep(60)"],
+    [sys.executable, "-c", "import os, time; from flcli.engine.process import start_worker; "
+     "start_worker(os.getppid()); print('ready', flush=True); time.sleep(60)"],
     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True,
 )
 child.stdout.readline()

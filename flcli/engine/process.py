@@ -33,12 +33,18 @@ def _mapped(path: str) -> np.ndarray:
     return np.asarray(np.load(path, mmap_mode="r"))
 
 
-def start_worker() -> None:
+def start_worker(parent: int) -> None:
     """In a worker: Ctrl-C reaches the whole process group, and the parent alone handles it. A
     worker whose parent is killed (kill -9 runs no cleanup) exits, instead of idling on for minutes
-    with the run's stdout and stderr open."""
+    with the run's stdout and stderr open. (parent is given, not read here: the parent may be gone
+    before a slow worker starts.)"""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.Thread(target=exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
+    threading.Thread(target=exit_when_orphaned, args=(parent,), daemon=True).start()
+
+
+@functools.cache  # one object per parent: loky restarts its workers for a new initializer
+def worker_initializer(parent: int) -> functools.partial:
+    return functools.partial(start_worker, parent)
 
 
 def exit_when_orphaned(parent: int) -> None:
@@ -104,7 +110,7 @@ class ProcessTrainer:
         params = np.lib.format.open_memmap(
             out_path, mode="w+", dtype=x.dtype, shape=(len(cohort.ids), model.num_params)
         )
-        executor = get_memmapping_executor(self.jobs, initializer=start_worker)
+        executor = get_memmapping_executor(self.jobs, initializer=worker_initializer(os.getpid()))
         train = functools.partial(
             _train_chunk, model, (x_path, y_path, out_path), w_global, spec, seed, round
         )
