@@ -2,10 +2,11 @@
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from flcli.algorithms.registry import algorithm_info
 from flcli.config import FLUSH_SECONDS, TrainConfig
 from flcli.data.holdout import with_client_test
 from flcli.data.store import Partition, load_partition, write_partition
@@ -46,6 +47,7 @@ class Training:
     config: TrainConfig
     model: object
     resume_from: RoundResult | None
+    notes: list[str] = field(default_factory=list)  # what the user should know before it runs
 
     @property
     def already_completed(self) -> bool:
@@ -104,7 +106,11 @@ def prepare_training(
         saved = run.checkpoint()
         if saved is not None:
             resume_from = RoundResult(*saved)
-    return Training(run=run, partition=data, config=config, model=model, resume_from=resume_from)
+    notes = []
+    caveat = algorithm_info(config.algo).approximate_with_estimators
+    if caveat and getattr(model, "trains_client_by_client", False):
+        notes.append(f"--algo {config.algo} with --model {config.model}: {caveat}")
+    return Training(run, data, config, model, resume_from, notes)
 
 
 def model_for(config: TrainConfig, data: Partition):

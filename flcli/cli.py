@@ -519,6 +519,8 @@ def train(
     if training.already_completed:
         out.print(f"{out_dir} already holds this completed run; nothing to do")
         return
+    for note in training.notes:
+        err.print(f"note: {note}", highlight=False, soft_wrap=True, markup=False)
     columns = [
         TextColumn("[bold]{task.description}"),
         BarColumn(),

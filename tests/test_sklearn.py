@@ -190,3 +190,15 @@ def test_estimators_whose_parameters_flcli_cannot_set_are_refused():
     with pytest.raises(FLError, match="average=True"):
         make_model("sklearn:SGDClassifier", 4, 3, model_args={"average": True})
     assert make_model("sklearn:SGDClassifier", 4, 3, model_args={"average": False}).num_params == 15
+
+
+def test_an_algorithm_that_divides_by_the_local_step_says_so_with_an_estimator(
+    cli, iid_dir, tmp_path
+):
+    model = ("--model", "sklearn:SGDClassifier", "--rounds", "1")
+    noted = cli("train", iid_dir, "--algo", "qfedavg", *model, "--out", tmp_path / "q")
+    assert noted.code == 0, noted.err
+    assert "note: --algo qfedavg with --model sklearn:SGDClassifier" in noted.err
+    assert "--lr" in noted.err
+    plain = cli("train", iid_dir, "--algo", "qfedavg", "--rounds", "1", "--out", tmp_path / "p")
+    assert plain.code == 0 and "note:" not in plain.err

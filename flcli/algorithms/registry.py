@@ -41,8 +41,10 @@ class AlgorithmInfo:
     # DP, secure aggregation and robust aggregators replace only the aggregate, so they are
     # refused for an algorithm that reads more.
     reads_clients: str | None = None
-    # Why scikit-learn estimators, which train through their own fit, cannot run it, if so.
+    # Why scikit-learn estimators, which train through their own fit, cannot run it, if so; or
+    # why with them it only approximates its paper.
     refuses_estimators: str | None = None
+    approximate_with_estimators: str | None = None
 
     @property
     def description(self) -> str:
@@ -58,6 +60,10 @@ class AlgorithmInfo:
 
 
 ADAPTIVE = {"server_lr": 0.1, "beta1": 0.9, "beta2": 0.99, "tau": 1e-3}
+STEP_SIZE_CAVEAT = (
+    "its server divides by the local step --lr, which a scikit-learn estimator does not take (it "
+    "steps on its own schedule): the run only approximates the paper"
+)
 
 ALGORITHMS = {
     "fedavg": AlgorithmInfo(
@@ -86,6 +92,7 @@ ALGORITHMS = {
         "control variates cancel client drift; strong label skew, many local steps",
         {"server_lr": 1.0},
         reads_clients="each client's update to set its control variate",
+        approximate_with_estimators=STEP_SIZE_CAVEAT,
     ),
     "fednova": AlgorithmInfo(
         fednova,
@@ -123,6 +130,7 @@ ALGORITHMS = {
         "dynamic regularization --alpha-dyn aligns local and global optima; full participation",
         {"alpha_dyn": 0.01},
         reads_clients="each client's update for its gradient state and the uniform mean",
+        approximate_with_estimators=STEP_SIZE_CAVEAT,
     ),
     "qfedavg": AlgorithmInfo(
         qfedavg,
@@ -130,6 +138,7 @@ ALGORITHMS = {
         "weighs clients with a high loss more (--q); when the worst clients matter (fairness)",
         {"q": 0.1},
         reads_clients="each client's loss and update norm",
+        approximate_with_estimators=STEP_SIZE_CAVEAT,
     ),
     "ditto": AlgorithmInfo(
         ditto,
