@@ -99,24 +99,27 @@ def test_a_second_ctrl_c_does_not_cut_the_save_short(iid_dir, tmp_path, backend)
     assert pd.read_csv(run / "rounds.csv")["round"].iloc[-1] == said
 
 
-def running_children(pid: int) -> list[int]:
-    """The live (not zombie) processes whose parent is pid, from /proc."""
-    children = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # gone meanwhile
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            children.append(int(stat.parent.name))
-    return children
+def state_and_parent(pid: int) -> tuple[str, int] | None:
+    """(state letter, parent pid) of a process from /proc/PID/stat; None once it is gone."""
+    try:
+        fields = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return fields[0], int(fields[1])
 
 
 def running(pid: int) -> bool:
-    try:
-        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+    """Alive and not a zombie."""
+    found = state_and_parent(pid)
+    return found is not None and found[0] != "Z"
+
+
+def running_children(pid: int) -> list[int]:
+    """The running processes whose parent is pid."""
+    found = {
+        int(path.name): state_and_parent(int(path.name)) for path in Path("/proc").glob("[0-9]*")
+    }
+    return [child for child, seen in found.items() if seen and seen[0] != "Z" and seen[1] == pid]
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads processes from /proc")
