@@ -23,7 +23,7 @@ import peers
 from common import FL, machine, spread, timed
 
 HERE = Path(__file__).parent
-HEAVY = ("matplotlib", "pandas", "scipy", "sklearn", "ray")
+HEAVY = ("matplotlib", "pandas", "scipy", "sklearn", "ray", "numba")
 
 
 def startup(repeats: int) -> dict:

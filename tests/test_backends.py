@@ -14,6 +14,7 @@ from flcli.engine.cohort import train_cohort
 from flcli.engine.local import Cohort, LocalSpec
 from flcli.engine.process import ProcessTrainer
 from flcli.models.linear import SoftmaxRegression
+from flcli.models.mlp import MLP
 
 ARGS = ["--rounds", 3, "--fraction", 0.5, "--seed", 5, "--local-epochs", 1]
 
@@ -40,9 +41,14 @@ def test_chunks_cover_the_cohort_in_order():
     assert len(chunk_indices(2, 5)) == 2  # never an empty chunk
 
 
-def test_process_trainer_equals_train_cohort_bit_for_bit(dirichlet_dir):
+@pytest.mark.parametrize("model_name", ["softmax", "mlp"])
+def test_process_trainer_equals_train_cohort_bit_for_bit(dirichlet_dir, model_name):
+    """The MLP trains with its compiled step, on the workers' memory-mapped parameters too."""
     data = load_partition(dirichlet_dir)
-    model = SoftmaxRegression(data.num_features, data.num_classes)
+    if model_name == "mlp":
+        model = MLP(data.num_features, (16,), data.num_classes)
+    else:
+        model = SoftmaxRegression(data.num_features, data.num_classes)
     cohort = Cohort.of(np.arange(data.num_clients), data.offsets)
     w = np.linspace(-0.1, 0.1, model.num_params)
     spec = LocalSpec(epochs=2, batch_size=8, lr=0.3)

@@ -578,7 +578,7 @@ def test_plot_and_report_errors_are_one_line(cli, tmp_path):
     assert not (tmp_path / "f.png").exists()
 
 
-HEAVY = ("matplotlib", "pandas", "scipy", "sklearn", "ray")
+HEAVY = ("matplotlib", "pandas", "scipy", "sklearn", "ray", "numba")
 
 
 def imported(statement: str, among=HEAVY) -> list[str]:

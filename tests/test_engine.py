@@ -127,9 +127,12 @@ def run_model(partition, model_name, **overrides):
     return list(run_rounds(partition, model, config))
 
 
-def test_mlp_vectorized_equals_serial_on_clients_of_different_sizes(dirichlet_dir):
+@pytest.mark.parametrize("algo", ["fedavg", "fedprox", "scaffold"])
+def test_mlp_vectorized_equals_serial_on_clients_of_different_sizes(dirichlet_dir, algo):
+    """The vectorized MLP steps with its compiled kernel (fedprox and scaffold add their
+    corrections to it); serial with loss_grad."""
     partition = load_partition(dirichlet_dir)
-    settings = dict(rounds=2, batch_size=7, fraction=0.75, seed=3, hidden=(16, 8))
+    settings = dict(rounds=2, batch_size=7, fraction=0.75, seed=3, hidden=(16, 8), algo=algo)
     vectorized = run_model(partition, "mlp", backend="vectorized", **settings)
     serial = run_model(partition, "mlp", backend="serial", **settings)
     for a, b in zip(vectorized, serial, strict=True):

@@ -2,7 +2,8 @@
 
 Each client walks its own permutation per epoch in batches of B; at step s every client still
 training contributes one [B] block of row indices, so a step is one cohort-wide loss_grad on a
-[K, B] block of rows (gathered for several steps at once). Clients of different sizes are handled
+[K, B] block of rows (gathered for several steps at once), or, for a model with an sgd_step (the
+MLP, compiled), one call that takes the whole step. Clients of different sizes are handled
 with a mask: a short last batch masks its missing slots, and a client that has finished its steps
 (its epochs, or a straggler's smaller budget) drops out of the step.
 
@@ -117,27 +118,35 @@ def train_chunk(
     # finishes, then a compact copy written back to W only when the active set changes.
     active, W_active, inputs = everyone, W, work.inputs
     step_bytes = len(sizes) * batch * x.shape[1] * x.dtype.itemsize
+    fused = hasattr(model, "sgd_step")  # the model takes a whole step at once (compiled)
     with WORKSPACES.borrow() as space:  # the step loop allocates nothing large
-        grad = space.array("grad", W.shape, W.dtype)
+        grad = None if fused else space.array("grad", W.shape, W.dtype)
         for first, stop in segments(total_steps, max(1, SEGMENT_BYTES // step_bytes)):
             still = total_steps > first
             if still.sum() < len(active):
                 if W_active is not W:
                     W[active] = W_active
                 active = everyone[still]  # changes only when someone finishes
-                W_active, grad = W[active], grad[: len(active)]
+                W_active = W[active]
+                grad = None if fused else grad[: len(active)]
                 inputs = {name: value[active] for name, value in work.inputs.items()}
             rows, mask = plan.rows(active, first, stop)  # [S, A, B] each
             X = space.array("X", (*rows.shape, *x.shape[1:]), x.dtype)
             np.take(x, rows, axis=0, out=X, mode="clip")  # faster than x[rows]; rows are in range
             Y, mask = np.take(y, rows, axis=0), mask.astype(x.dtype)
             for i in range(stop - first):
-                model.loss_grad(
-                    W_active, X[i], Y[i], mask[i], out=grad, scale=spec.lr, workspace=space
-                )
+                correction = None
                 if work.correction is not None:
-                    grad += spec.lr * work.correction(W_active, w_global, **inputs)
-                W_active -= grad  # in place: no [K, P] temporaries inside the step loop
+                    correction = spec.lr * work.correction(W_active, w_global, **inputs)
+                if fused:
+                    model.sgd_step(W_active, X[i], Y[i], mask[i], spec.lr, space)
+                else:
+                    model.loss_grad(
+                        W_active, X[i], Y[i], mask[i], out=grad, scale=spec.lr, workspace=space
+                    )
+                    W_active -= grad  # in place: no [K, P] temporaries inside the step loop
+                if correction is not None:
+                    W_active -= correction
     if W_active is not W:
         W[active] = W_active
     return CohortResult(params=W, num_steps=total_steps)

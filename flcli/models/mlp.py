@@ -95,6 +95,22 @@ class MLP:
                 dout = np.multiply(delta, alive[..., :-1], out=delta)
         return loss, grad
 
+    def sgd_step(self, W, X, y, mask, lr, workspace):
+        """W [K, P] -= lr x loss_grad(W, X, y, mask)'s gradient, in place, compiled: the step of
+        loss_grad and a subtraction in one pass per client (flcli.models.mlp_step)."""
+        from flcli.models import mlp_step  # numba: imported by the models that train with it
+
+        mlp_step.link_blas()
+        if not W.flags.c_contiguous:
+            raise ValueError("sgd_step updates W in place: pass a C-contiguous [K, P] array")
+        batch, dtype = X.shape[-2], self.dtype
+        every_input = batch * sum(fan_in + 1 for fan_in in self.units[:-1])
+        inputs = workspace.array("step inputs", (every_input,), dtype)
+        deltas = workspace.array("step deltas", (2 * batch * max(self.units[1:]),), dtype)
+        units = np.array(self.units, dtype=np.int64)
+        classify = self.task == "classification"
+        mlp_step.sgd_step(np.asarray(W), X, y, mask, lr, units, classify, inputs, deltas)
+
     def predict_proba(self, w, X):
         return softmax(self.forward(w, X))
 

@@ -1,0 +1,142 @@
+"""The MLP's local SGD step, compiled: forward, backward and update of each client in one pass.
+
+The NumPy step (MLP.loss_grad, then W -= grad) spends more time between its matrix products than
+in them: a few dozen NumPy calls per step, each a pass over [K, B, units] arrays, and a pass over
+the [K, P] gradient to apply it. Here numba compiles the whole step, client after client: the
+matrix products go to BLAS gemm, whose beta = 1 adds -(a^T delta) into the weights in place (no
+gradient array), and the ReLU, the head and the masks are loops over a client's small batch.
+Same arithmetic as the NumPy step up to rounding; tests/test_mlp_step.py compares the two.
+
+BLAS is OpenBLAS from the scipy-openblas64 package (the build NumPy's wheels ship), called
+through its CBLAS symbols and held to one thread: the engine parallelizes over clients.
+"""
+
+import ctypes
+from functools import cache
+from pathlib import Path
+
+import llvmlite.binding
+import numpy as np
+import scipy_openblas64
+from numba import njit, types
+
+ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
+GEMM = {np.dtype("float32"): "scipy_cblas_sgemm64_", np.dtype("float64"): "scipy_cblas_dgemm64_"}
+
+
+def gemm_type(real):
+    """cblas_?gemm(order, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) with
+    64-bit integers; the matrices are passed as addresses."""
+    i, enum, address = types.int64, types.int32, types.intp
+    return types.void(enum, enum, enum, i, i, i, real, address, i, address, i, real, address, i)
+
+
+sgemm = types.ExternalFunction(GEMM[np.dtype("float32")], gemm_type(types.float32))
+dgemm = types.ExternalFunction(GEMM[np.dtype("float64")], gemm_type(types.float64))
+
+
+@cache
+def link_blas() -> None:
+    """Make the gemm symbols known to numba's linker, and BLAS single-threaded."""
+    directory = Path(scipy_openblas64.get_lib_dir())
+    library = next(
+        path
+        for path in sorted(directory.iterdir())
+        if path.name.startswith("libscipy_openblas") and path.suffix in (".so", ".dylib", ".dll")
+    )
+    blas = ctypes.CDLL(str(library))
+    for name in GEMM.values():
+        address = ctypes.cast(getattr(blas, name), ctypes.c_void_p).value
+        llvmlite.binding.add_symbol(name, address)
+    blas.scipy_openblas_set_num_threads64_(1)
+
+
+@njit(cache=True, nogil=True)
+def gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+    """c [m, n] = alpha op(a) [m, k] op(b) [k, n] + beta c, row-major, from each array's start."""
+    if c.itemsize == 4:
+        sgemm(
+            ROW_MAJOR, trans_a, trans_b, m, n, k, np.float32(alpha), a.ctypes.data, lda,
+            b.ctypes.data, ldb, np.float32(beta), c.ctypes.data, ldc,
+        )  # fmt: skip
+    else:
+        dgemm(
+            ROW_MAJOR, trans_a, trans_b, m, n, k, np.float64(alpha), a.ctypes.data, lda,
+            b.ctypes.data, ldb, np.float64(beta), c.ctypes.data, ldc,
+        )  # fmt: skip
+
+
+@njit(cache=True, nogil=True)
+def sgd_step(W, X, y, mask, lr, units, classify, inputs, deltas):
+    """One SGD step of each client k: W[k] -= lr x the gradient of its mean loss over its masked
+    batch (X[k], y[k], mask[k]).
+
+    units: [D, hidden..., outputs]; W[k] holds each layer's [in + 1, out] block [W; b] in turn.
+    inputs: scratch for every layer's input with its column of ones, B (units[l] + 1) each;
+    deltas: scratch for two B x max(units[1:]) gradients."""
+    num_clients, batch = X.shape[0], X.shape[1]
+    layers = len(units) - 1
+    half = deltas.size // 2
+    for k in range(num_clients):
+        w = W[k]
+        # forward: inputs[l] = [relu(inputs[l - 1] @ block[l - 1]), 1]; outputs into deltas
+        fan_in = units[0]
+        for row in range(batch):
+            for j in range(fan_in):
+                inputs[row * (fan_in + 1) + j] = X[k, row, j]
+            inputs[row * (fan_in + 1) + fan_in] = 1
+        block, start = 0, 0
+        for layer in range(layers):
+            fan_in, fan_out = units[layer], units[layer + 1]
+            x = inputs[start:]
+            last = layer == layers - 1
+            out = deltas if last else inputs[start + batch * (fan_in + 1) :]
+            width = fan_out if last else fan_out + 1
+            gemm(NO_TRANS, NO_TRANS, batch, fan_out, fan_in + 1, 1.0, x, fan_in + 1,
+                 w[block:], fan_out, 0.0, out, width)  # fmt: skip
+            if not last:
+                for row in range(batch):
+                    for j in range(fan_out):
+                        if out[row * width + j] < 0:
+                            out[row * width + j] = 0
+                    out[row * width + fan_out] = 1
+                block += (fan_in + 1) * fan_out
+                start += batch * (fan_in + 1)
+        # the head: d(loss) / d(outputs), times lr x mask / count, in place of the outputs
+        count = 0.0
+        for row in range(batch):
+            count += mask[k, row]
+        count = max(count, 1.0)
+        outputs = units[layers]
+        for row in range(batch):
+            weight = lr * mask[k, row] / count
+            z = deltas[row * outputs : (row + 1) * outputs]
+            if classify:
+                top = z.max()
+                total = 0.0
+                for c in range(outputs):
+                    z[c] = np.exp(z[c] - top)
+                    total += z[c]
+                for c in range(outputs):
+                    z[c] *= weight / total
+                z[np.int64(y[k, row])] -= weight
+            else:
+                z[0] = 2 * weight * (z[0] - y[k, row])
+        # backward: the gradient into each layer's input from the old weights, then the update
+        dout, spare = deltas[:half], deltas[half:]
+        for layer in range(layers - 1, -1, -1):
+            fan_in, fan_out = units[layer], units[layer + 1]
+            x = inputs[start:]
+            if layer:
+                gemm(NO_TRANS, TRANS, batch, fan_in, fan_out, 1.0, dout, fan_out,
+                     w[block:], fan_out, 0.0, spare, fan_in)  # fmt: skip
+                for row in range(batch):  # ReLU's derivative: x is the layer's post-ReLU input
+                    for j in range(fan_in):
+                        if x[row * (fan_in + 1) + j] <= 0:
+                            spare[row * fan_in + j] = 0
+            gemm(TRANS, NO_TRANS, fan_in + 1, fan_out, batch, -1.0, x, fan_in + 1,
+                 dout, fan_out, 1.0, w[block:], fan_out)  # fmt: skip
+            if layer:
+                dout, spare = spare, dout
+                block -= (units[layer - 1] + 1) * fan_in
+                start -= batch * (units[layer - 1] + 1)
