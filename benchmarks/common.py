@@ -62,9 +62,10 @@ def machine() -> str:
             blas = f"{infos[0].get('internal_api')} {infos[0].get('version')}"
     except ImportError:
         pass
-    import sklearn
+    from importlib.metadata import version
 
     return (
         f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"NumPy {np.__version__} ({blas}), scikit-learn {sklearn.__version__}"
+        f"NumPy {np.__version__} ({blas}), scikit-learn {version('scikit-learn')}; the MLP step: "
+        f"numba {version('numba')}, scipy-openblas64 {version('scipy-openblas64')}"
     )

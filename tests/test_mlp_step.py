@@ -74,3 +74,32 @@ def test_a_view_that_is_not_contiguous_is_refused():
     W, X, y, mask = cohort(model)
     with pytest.raises(ValueError, match="C-contiguous"):
         model.sgd_step(W[:, ::2], X, y, mask, LR, Workspace())
+
+
+@pytest.mark.parametrize(
+    "model_dtype, data_dtype", [("float64", "float32"), ("float32", "float64")]
+)
+def test_the_data_dtype_is_the_compute_dtype(model_dtype, data_dtype):
+    """As in loss_grad: a model built in one dtype steps parameters and data of the other."""
+    model = MLP(5, (16,), 3, dtype=model_dtype)
+    W, X, y, mask = cohort(model)
+    W, X, mask = W.astype(data_dtype), X.astype(data_dtype), mask.astype(data_dtype)
+    _, grad = model.loss_grad(W, X, y, mask, scale=LR)
+    expected = W - grad
+    model.sgd_step(W, X, y, mask, LR, Workspace())
+    assert W.dtype == np.dtype(data_dtype)
+    assert np.allclose(W, expected, rtol=0, atol=1e-6)
+
+
+def test_shapes_and_labels_that_do_not_fit_the_network_are_refused():
+    """The kernel indexes raw memory: what would read or write out of bounds is an error."""
+    model = MLP(5, (16,), 3)
+    W, X, y, mask = cohort(model)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        model.sgd_step(W[:1], X, y, mask, LR, Workspace())
+    with pytest.raises(ValueError, match="X \\[K, B, 5\\]"):
+        model.sgd_step(W, X[..., :4], y, mask, LR, Workspace())
+    with pytest.raises(ValueError, match="y and mask"):
+        model.sgd_step(W, X, y[:, :3], mask, LR, Workspace())
+    with pytest.raises(IndexError, match="classes"):
+        model.sgd_step(W, X, np.full_like(y, 3), mask, LR, Workspace())

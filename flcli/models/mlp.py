@@ -101,15 +101,26 @@ class MLP:
         from flcli.models import mlp_step  # numba: imported by the models that train with it
 
         mlp_step.link_blas()
-        if not W.flags.c_contiguous:
-            raise ValueError("sgd_step updates W in place: pass a C-contiguous [K, P] array")
-        batch, dtype = X.shape[-2], self.dtype
+        clients, batch = X.shape[:2]
+        # The kernel indexes raw memory: shapes are checked here, not by BLAS.
+        if W.shape != (clients, self.num_params) or not W.flags.c_contiguous:
+            raise ValueError(
+                f"sgd_step updates W in place: pass a C-contiguous [{clients}, {self.num_params}]"
+                f" array, not one of shape {W.shape}"
+            )
+        if X.shape[2:] != (self.num_features,) or not y.shape == mask.shape == (clients, batch):
+            raise ValueError(
+                f"sgd_step takes X [K, B, {self.num_features}], y and mask [K, B]: got "
+                f"{X.shape}, {y.shape} and {mask.shape}"
+            )
+        dtype = W.dtype  # the compute dtype is the data's, as in loss_grad
+        X, mask = np.ascontiguousarray(X, dtype), np.ascontiguousarray(mask, dtype)
         every_input = batch * sum(fan_in + 1 for fan_in in self.units[:-1])
         inputs = workspace.array("step inputs", (every_input,), dtype)
         deltas = workspace.array("step deltas", (2 * batch * max(self.units[1:]),), dtype)
         units = np.array(self.units, dtype=np.int64)
         classify = self.task == "classification"
-        mlp_step.sgd_step(np.asarray(W), X, y, mask, lr, units, classify, inputs, deltas)
+        mlp_step.sgd_step(np.asarray(W), X, y, mask, float(lr), units, classify, inputs, deltas)
 
     def predict_proba(self, w, X):
         return softmax(self.forward(w, X))

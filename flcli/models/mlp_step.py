@@ -119,7 +119,10 @@ def sgd_step(W, X, y, mask, lr, units, classify, inputs, deltas):
                     total += z[c]
                 for c in range(outputs):
                     z[c] *= weight / total
-                z[np.int64(y[k, row])] -= weight
+                label = np.int64(y[k, row])
+                if not 0 <= label < outputs:
+                    raise IndexError("a label is not one of the network's classes")
+                z[label] -= weight
             else:
                 z[0] = 2 * weight * (z[0] - y[k, row])
         # backward: the gradient into each layer's input from the old weights, then the update
