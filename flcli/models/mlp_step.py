@@ -21,7 +21,7 @@ import scipy_openblas64
 from numba import njit, types
 
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
-GEMM = {np.dtype("float32"): "scipy_cblas_sgemm64_", np.dtype("float64"): "scipy_cblas_dgemm64_"}
+SGEMM, DGEMM = "scipy_cblas_sgemm64_", "scipy_cblas_dgemm64_"  # the ILP64 CBLAS symbols
 
 
 def gemm_type(real):
@@ -31,8 +31,8 @@ def gemm_type(real):
     return types.void(enum, enum, enum, i, i, i, real, address, i, address, i, real, address, i)
 
 
-sgemm = types.ExternalFunction(GEMM[np.dtype("float32")], gemm_type(types.float32))
-dgemm = types.ExternalFunction(GEMM[np.dtype("float64")], gemm_type(types.float64))
+sgemm = types.ExternalFunction(SGEMM, gemm_type(types.float32))
+dgemm = types.ExternalFunction(DGEMM, gemm_type(types.float64))
 
 
 @cache
@@ -45,7 +45,7 @@ def link_blas() -> None:
         if path.name.startswith("libscipy_openblas") and path.suffix in (".so", ".dylib", ".dll")
     )
     blas = ctypes.CDLL(str(library))
-    for name in GEMM.values():
+    for name in (SGEMM, DGEMM):
         address = ctypes.cast(getattr(blas, name), ctypes.c_void_p).value
         llvmlite.binding.add_symbol(name, address)
     blas.scipy_openblas_set_num_threads64_(1)
