@@ -1,0 +1,133 @@
+"""A user's own code: an algorithm, model, scheme or dataset named by an object reference, or an
+installed package's entry point.
+
+A reference is Flower's `<module>:<attribute>` (flwr.common.object_ref): `my_fl.py:fedx` (a file,
+relative to the working directory) or `my_package.algorithms:fedx` (an importable module). A file's
+folder goes on sys.path and the file is imported by its name, so that worker processes (which
+inherit sys.path) unpickle its functions and classes by reference like any module's; Ray's workers,
+which do not, get the module by value (see share_with_ray).
+
+Entry points: an installed package adds names under the groups flcli.algorithms, flcli.models,
+flcli.schemes and flcli.datasets (`[project.entry-points."flcli.algorithms"] fedx =
+"my_package.algorithms:fedx"`), and `--algo fedx` then works like a built-in name; `fl list`
+shows them.
+"""
+
+import hashlib
+import importlib
+import importlib.metadata
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from flcli.errors import FLError
+
+GROUPS = {
+    "algorithm": "flcli.algorithms",
+    "model": "flcli.models",
+    "scheme": "flcli.schemes",
+    "dataset": "flcli.datasets",
+}
+FLAGS = {"algorithm": "--algo", "model": "--model", "scheme": "--scheme", "dataset": "DATASET"}
+LOADED: dict[str, ModuleType] = {}  # modules loaded from references, by reference's module part
+
+
+def is_reference(name: str) -> bool:
+    """Whether name is `FILE.py:NAME` or `package.module:NAME` (not a built-in name such as
+    sklearn:SGDClassifier or synthetic:alpha=1)."""
+    module, sep, attribute = str(name).rpartition(":")
+    return bool(sep) and attribute.isidentifier() and (module.endswith(".py") or "." in module)
+
+
+def _import(module_name: str, kind: str, reference: str) -> ModuleType:
+    flag = FLAGS[kind]
+    if module_name.endswith(".py"):
+        path = Path(module_name).resolve()
+        if not path.is_file():
+            raise FLError(f"{flag} {reference}: file {module_name} does not exist; check the path")
+        if not path.stem.isidentifier():
+            raise FLError(
+                f"{flag} {reference}: {path.name} cannot be imported (its name is not a Python "
+                "identifier); rename it, e.g. my_algorithms.py"
+            )
+        if str(path.parent) not in sys.path:
+            sys.path.insert(0, str(path.parent))
+        module_name = path.stem
+        loaded = sys.modules.get(module_name)
+        if loaded is not None and Path(getattr(loaded, "__file__", "") or "").resolve() != path:
+            raise FLError(
+                f"{flag} {reference}: a module named {module_name} is already imported from "
+                f"{loaded.__file__}; rename {path.name}"
+            )
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as missing:
+        if missing.name and module_name.startswith(missing.name):
+            raise FLError(
+                f"{flag} {reference}: no module {module_name!r}; give FILE.py:NAME or an "
+                "installed module"
+            ) from None
+        raise FLError(f"{flag} {reference}: importing it failed: {missing}") from None
+    except Exception as failure:  # the user's module raised while importing: say what and where
+        raise FLError(
+            f"{flag} {reference}: importing it failed: {type(failure).__name__}: {failure}"
+        ) from None
+    LOADED[module_name] = module
+    return module
+
+
+def load(reference: str, kind: str) -> Any:
+    """The object a reference names; FLError naming what is wrong (no file, no module, no such
+    attribute, an import that raised)."""
+    module_name, _, attribute = reference.rpartition(":")
+    module = _import(module_name, kind, reference)
+    if not hasattr(module, attribute):
+        public = [n for n in vars(module) if not n.startswith("_") and callable(vars(module)[n])]
+        raise FLError(
+            f"{FLAGS[kind]} {reference}: {module_name} has no {attribute!r}; it defines: "
+            f"{', '.join(public) or 'nothing callable'}"
+        )
+    return getattr(module, attribute)
+
+
+def source_of(reference: str) -> dict[str, str]:
+    """What run.json records of a reference: itself and the sha256 of the file that holds it."""
+    module_name = reference.rpartition(":")[0]
+    stem = Path(module_name).stem if module_name.endswith(".py") else module_name
+    module = sys.modules.get(stem)
+    file = getattr(module, "__file__", None)
+    record = {"reference": reference}
+    if file and Path(file).is_file():
+        record["file"] = str(Path(file).resolve())
+        record["sha256"] = hashlib.sha256(Path(file).read_bytes()).hexdigest()
+    return record
+
+
+def entry_points(kind: str) -> dict[str, importlib.metadata.EntryPoint]:
+    """The names installed packages add to a kind, by name."""
+    return {ep.name: ep for ep in importlib.metadata.entry_points(group=GROUPS[kind])}
+
+
+def load_entry_point(name: str, kind: str) -> Any | None:
+    """The object an installed package registered as `name`, or None when none did."""
+    point = entry_points(kind).get(name)
+    if point is None:
+        return None
+    try:
+        return point.load()
+    except Exception as failure:  # a broken installed plugin: name it, do not crash
+        raise FLError(
+            f"{FLAGS[kind]} {name}: the entry point {point.value} failed to load: "
+            f"{type(failure).__name__}: {failure}"
+        ) from None
+
+
+def share_with_ray() -> None:
+    """Ray's workers do not inherit sys.path: pickle the loaded plugin modules by value."""
+    if not LOADED:
+        return
+    from ray import cloudpickle
+
+    for module in LOADED.values():
+        cloudpickle.register_pickle_by_value(module)
