@@ -6,15 +6,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from flcli.algorithms.registry import algorithm_info
+from flcli.assemble import Parts, assemble
 from flcli.config import FLUSH_SECONDS, TrainConfig
 from flcli.data.holdout import with_client_test
 from flcli.data.store import Partition, load_partition, write_partition
-from flcli.engine.backends import check_backend
-from flcli.engine.loop import RoundResult, build_algorithm, run_rounds
-from flcli.engine.uplink import build_uplink
+from flcli.engine.rounds import RoundResult, run_rounds
 from flcli.errors import FLError, RunFailed
-from flcli.models.registry import make_model
 from flcli.runlog import RunDir, open_run
 
 if TYPE_CHECKING:
@@ -43,24 +40,34 @@ class Training:
     """A run ready to go: iterate over rounds() to train, one record per round."""
 
     run: RunDir
-    partition: Partition
-    config: TrainConfig
-    model: object
+    parts: Parts
     resume_from: RoundResult | None
     notes: list[str] = field(default_factory=list)  # what the user should know before it runs
+
+    @property
+    def config(self) -> TrainConfig:
+        """The resolved config: every default filled."""
+        return self.parts.config
+
+    @property
+    def partition(self) -> Partition:
+        return self.parts.partition
 
     @property
     def already_completed(self) -> bool:
         return self.run.status == "completed"
 
     def rounds(self) -> Iterator[dict]:
-        model = self.model
+        """Train, yielding each round's rounds.csv row; rounds.csv and the checkpoint are saved
+        as the run goes (every second, or every --checkpoint-every rounds)."""
+        if self.already_completed:
+            return
         every = self.config.checkpoint_every
         finished = False
         last_flush = time.monotonic()
         try:
             self.run.set_status("running")
-            for result in run_rounds(self.partition, model, self.config, self.resume_from):
+            for result in run_rounds(self.parts, self.resume_from):
                 clients = result.clients if self.config.log_clients else None
                 self.run.append(result.record, result.state, clients)
                 round = result.record["round"]
@@ -82,20 +89,34 @@ class Training:
                 self.run.set_status("interrupted")
             self.run.release()
 
+    def frame(self):
+        """Train to the end and return rounds.csv as a pandas DataFrame."""
+        import pandas as pd
+
+        for _ in self.rounds():
+            pass
+        return pd.DataFrame(self.run.rows)
+
+
+def simulate(partition: Partition | Path, config: TrainConfig) -> Iterator[RoundResult]:
+    """The rounds of a run in memory, nothing written: round 0 (the initial model), then one
+    RoundResult per round (its rounds.csv record, the server state, the clients' rows)."""
+    data = partition if isinstance(partition, Partition) else load_partition(partition)
+    return run_rounds(assemble(config, data))
+
 
 def prepare_training(
     partition_dir: Path, config: TrainConfig, out: Path, resume: bool = False
 ) -> Training:
-    """Check everything a run needs before it starts; refuse an --out that holds another run."""
+    """Check everything a run needs before it starts and build its parts, once; refuse an --out
+    that holds another run."""
     data = load_partition(partition_dir)
-    model = model_for(config, data)
-    build_algorithm(data, model, config)
-    config.cohort_size(data.num_clients)
-    check_backend(config.backend)
-    uplink = build_uplink(config, data.num_clients)
-    run = open_run(out, config, Path(partition_dir), data.meta)
-    if uplink.dp is not None:  # what the epsilon column was computed from, for a paper's methods
-        run.info["dp"] = uplink.dp_record()
+    parts = assemble(config, data)
+    run = open_run(out, parts.config, Path(partition_dir), data.meta, given=config)
+    if parts.uplink.dp is not None:  # what the epsilon column was computed from, for a paper
+        run.info["dp"] = parts.uplink.dp_record()
+    if parts.sources:
+        run.info["sources"] = parts.sources
     resume_from = None
     if run.status != "completed" and run.rows:
         if not resume:
@@ -106,24 +127,7 @@ def prepare_training(
         saved = run.checkpoint()
         if saved is not None:
             resume_from = RoundResult(*saved)
-    notes = []
-    caveat = algorithm_info(config.algo).approximate_with_estimators
-    if caveat and getattr(model, "trains_client_by_client", False):
-        notes.append(f"--algo {config.algo} with --model {config.model}: {caveat}")
-    return Training(run, data, config, model, resume_from, notes)
-
-
-def model_for(config: TrainConfig, data: Partition):
-    """The configured model, shaped for the partition's features, classes and task."""
-    return make_model(
-        config.model,
-        data.num_features,
-        data.num_classes,
-        task=data.task,
-        hidden=config.hidden,
-        dtype=config.dtype,
-        model_args=config.model_args,
-    )
+    return Training(run, parts, resume_from, list(parts.notes))
 
 
 def plot(

@@ -1,10 +1,11 @@
 """The `fl` command line: options -> config -> one library call -> rich output."""
 
-import dataclasses
+import inspect
 import io
 import shlex
 import signal
 import sys
+import typing
 from pathlib import Path
 from typing import Annotated
 
@@ -14,8 +15,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from flcli.config import HYPERPARAMETERS, TrainConfig, parse_model_args
-from flcli.configfile import resolve_train_config
+from flcli.config import ALGORITHM as ALGORITHM_PANEL
+from flcli.config import TrainConfig
 from flcli.data.schemes import SCHEME_OPTIONS, SCHEMES
 from flcli.errors import FLError, RunFailed
 
@@ -33,32 +34,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-DEFAULTS = {field.name: field.default for field in dataclasses.fields(TrainConfig)}
-HYPER_FLAGS = {name: flag for name, (flag, _, _) in HYPERPARAMETERS.items()}
 out = Console()
 err = Console(stderr=True)
 invocation: list[str] = []  # the arguments of this `fl` call, to print how to resume it
-
-
-def Default(help: str, key: str):
-    """An option whose default is TrainConfig's `key` (shown in --help); None means "not given",
-    so that a config file's value is not overridden by a default."""
-    return typer.Option(help=help, show_default=str(DEFAULTS[key]))
-
-
-def lr_defaults() -> str:
-    from flcli.models.registry import MODELS, SKLEARN_LR
-
-    by_lr: dict[float, list[str]] = {}
-    for name, spec in MODELS.items():
-        by_lr.setdefault(spec.lr, []).append(name)
-    shown = [f"{'/'.join(names)} {lr:g}" for lr, names in by_lr.items()]
-    return ", ".join([*shown, f"sklearn {SKLEARN_LR:g} (forests, k-NN {MODELS['softmax'].lr:g})"])
-
-
-def Hyper(help: str):
-    """An algorithm hyperparameter: its default depends on --algo (see: fl list algorithms)."""
-    return typer.Option(help=help, show_default="per algorithm: fl list algorithms")
 
 
 OutDir = Annotated[Path, typer.Option("--out", help="Directory to write.", show_default=False)]
@@ -208,17 +186,23 @@ def inspect_(
     out.print(f"figure: {partition_dir / 'partition.png'}")
 
 
-@app.command(
-    help="Simulate federated training rounds and log each round to rounds.csv.\n\n"
+TRAIN_HELP = (
+    "Simulate federated training rounds and log each round to rounds.csv.\n\n"
     "Privacy and robustness: fl train P --dp-clip 1.0 --dp-epsilon 2 --out R (client-level DP, "
     "epsilon per round in rounds.csv); --secure-agg; --aggregator krum --attack signflip "
-    "--malicious 0.2; --dropout 0.1.",
-    epilog="Example: fl train results/digits-iid --algo fedavg --model mlp --hidden 128,64 "
+    "--malicious 0.2; --dropout 0.1. Your own code: --algo my_fl.py:fedx --algo-arg decay=0.9 "
+    "--model my_fl.py:MyModel --model-arg scale=0.1 (see docs/api.md)."
+)
+TRAIN_EPILOG = (
+    "Example: fl train results/digits-iid --algo fedavg --model mlp --hidden 128,64 "
     "--rounds 30 --seed 0 --out results/runs/fedavg-mlp  ·  scikit-learn: --model "
     "sklearn:SGDClassifier --model-arg alpha=0.001  ·  repeat a run: "
-    "fl train --config results/runs/fedavg-mlp/run.json --out results/runs/again",
+    "fl train --config results/runs/fedavg-mlp/run.json --out results/runs/again"
 )
+
+
 def train(
+    options: dict,
     out_dir: OutDir,
     partition_dir: Annotated[
         Path | None,
@@ -236,226 +220,31 @@ def train(
             show_default=False,
         ),
     ] = None,
-    algo: Annotated[
-        str | None, Default("Aggregation algorithm (see: fl list algorithms).", "algo")
-    ] = None,
-    model: Annotated[str | None, Default("Model (see: fl list models).", "model")] = None,
-    rounds: Annotated[int | None, Default("Communication rounds.", "rounds")] = None,
-    local_epochs: Annotated[int | None, Default("Local epochs per round.", "local_epochs")] = None,
-    batch_size: Annotated[int | None, Default("Local minibatch size.", "batch_size")] = None,
-    lr: Annotated[
-        float | None,
-        typer.Option(
-            help="Local SGD learning rate; the default depends on --model (for sklearn:NAME it "
-            "scales an algorithm's correction step, and scaffold, feddyn and qfedavg take it for "
-            "the client's step size: give the estimator's own, e.g. --model-arg eta0=0.01 "
-            "--model-arg learning_rate='constant' --lr 0.01; for forests, boosted trees and k-NN "
-            "it is the step of feddist's softmax student).",
-            show_default=lr_defaults(),
-        ),
-    ] = None,
-    clients_per_round: Annotated[
-        int | None, typer.Option(help="Clients sampled per round.", show_default="all")
-    ] = None,
-    fraction: Annotated[
-        float | None,
-        typer.Option(
-            help="Fraction of clients sampled per round (rounded half up, at least 1).",
-            show_default="all",
-        ),
-    ] = None,
-    seed: Annotated[int | None, Default("Seed of every random stream.", "seed")] = None,
-    backend: Annotated[
-        str | None,
-        Default(
-            "vectorized (fast), serial (reference), process (worker processes) or ray "
-            "(pip install 'flcli\\[ray]').",
-            "backend",
-        ),
-    ] = None,
-    jobs: Annotated[
-        int | None,
-        typer.Option(
-            help="Worker processes (process) or CPUs of the local Ray (ray).",
-            show_default="all cores (process), 2 (ray)",
-        ),
-    ] = None,
-    ray_address: Annotated[
-        str | None,
-        typer.Option(help="Join this Ray cluster (e.g. auto) instead of starting a local one."),
-    ] = None,
-    checkpoint_every: Annotated[
-        int | None,
-        typer.Option(
-            help="Save rounds.csv and checkpoint.npz every N rounds.", show_default="each second"
-        ),
-    ] = None,
-    hidden: Annotated[
-        str | None,
-        typer.Option(
-            help="Hidden layer sizes of --model mlp, e.g. 256,128.", show_default="128,64"
-        ),
-    ] = None,
-    dtype: Annotated[
-        str | None, Default("float64, or float32 (half the memory, faster).", "dtype")
-    ] = None,
-    model_arg: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="Constructor argument of a sklearn:NAME model, key=value (a Python literal or a "
-            "string); repeatable.",
-            show_default=False,
-        ),
-    ] = None,
-    stragglers: Annotated[
-        float | None,
-        Default("Fraction of each round's clients doing fewer local steps.", "stragglers"),
-    ] = None,
-    drop_stragglers: Annotated[
-        bool | None,
-        typer.Option(
-            "--drop-stragglers/--keep-stragglers",
-            help="Leave stragglers out of the aggregate, or use their partial work.",
-            show_default="drop for fedavg, keep for the others",
-        ),
-    ] = None,
-    log_clients: Annotated[
-        bool | None,
-        typer.Option("--log-clients", help="Write clients.csv (each client, each round)."),
-    ] = None,
-    server_lr: Annotated[float | None, Hyper("Server learning rate.")] = None,
-    server_momentum: Annotated[float | None, Hyper("Server momentum (fedavgm).")] = None,
-    mu: Annotated[float | None, Hyper("Proximal term weight (fedprox).")] = None,
-    beta1: Annotated[float | None, Hyper("First-moment decay (fedadagrad/adam/yogi).")] = None,
-    beta2: Annotated[float | None, Hyper("Second-moment decay (fedadam, fedyogi).")] = None,
-    tau: Annotated[float | None, Hyper("Adaptivity floor (fedadagrad/adam/yogi).")] = None,
-    alpha_dyn: Annotated[float | None, Hyper("Dynamic regularization weight (feddyn).")] = None,
-    q: Annotated[float | None, Hyper("Fairness exponent (qfedavg).")] = None,
-    lam: Annotated[
-        float | None,
-        typer.Option(
-            "--lambda",
-            help="Pull of personal models to the global one (ditto).",
-            show_default="per algorithm: fl list algorithms",
-        ),
-    ] = None,
-    temperature: Annotated[float | None, Hyper("Distillation temperature (feddist).")] = None,
-    distill_steps: Annotated[int | None, Hyper("Server distillation steps (feddist).")] = None,
-    proxy_fraction: Annotated[
-        float | None, Hyper("Fraction of each shard held out as the proxy set (feddist).")
-    ] = None,
-    personal_epochs: Annotated[
-        int | None, Hyper("Epochs of personal training (ditto, fedavglu).")
-    ] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --out.")] = False,
-    dp_clip: Annotated[
-        str | None,
-        typer.Option(
-            help="DP-FedAvg: clip each client's update to this L2 norm, or 'adaptive' "
-            "(Andrew et al. 2021). Needs --dp-noise or --dp-epsilon.",
-            rich_help_panel="Privacy",
-            show_default="no DP",
-        ),
-    ] = None,
-    dp_noise: Annotated[
-        float | None,
-        typer.Option(
-            help="DP noise multiplier z: Gaussian noise of std z*C on the sum of updates.",
-            rich_help_panel="Privacy",
-            show_default=False,
-        ),
-    ] = None,
-    dp_epsilon: Annotated[
-        float | None,
-        typer.Option(
-            help="Instead of --dp-noise: the epsilon the whole run may spend.",
-            rich_help_panel="Privacy",
-            show_default=False,
-        ),
-    ] = None,
-    dp_delta: Annotated[
-        float | None,
-        typer.Option(
-            help="DP delta: keep it well below 1/clients.",
-            rich_help_panel="Privacy",
-            show_default="min(1e-5, clients^-1.1)",
-        ),
-    ] = None,
-    dp_accountant: Annotated[
-        str | None,
-        typer.Option(
-            help="rdp or pld (dp-accounting's accountants).",
-            rich_help_panel="Privacy",
-            show_default=DEFAULTS["dp_accountant"],
-        ),
-    ] = None,
-    secure_agg: Annotated[
-        bool | None,
-        typer.Option(
-            "--secure-agg",
-            help="Secure aggregation (Bonawitz et al. 2017): the server sees only the sum.",
-            rich_help_panel="Privacy",
-            show_default=False,
-        ),
-    ] = None,
-    secagg_threshold: Annotated[
-        int | None,
-        typer.Option(
-            help="Survivors needed to unmask the sum.",
-            rich_help_panel="Privacy",
-            show_default="a majority of the cohort",
-        ),
-    ] = None,
-    aggregator: Annotated[
-        str | None,
-        typer.Option(
-            help="mean, median, trimmed-mean, krum, multi-krum, bulyan or geomed.",
-            rich_help_panel="Robustness",
-            show_default=DEFAULTS["aggregator"],
-        ),
-    ] = None,
-    byzantine: Annotated[
-        float | None,
-        typer.Option(
-            help="Fraction of each cohort the robust aggregator tolerates.",
-            rich_help_panel="Robustness",
-            show_default="--malicious, else 0.1",
-        ),
-    ] = None,
-    attack: Annotated[
-        str | None,
-        typer.Option(
-            help="signflip, gaussian, scale or labelflip (needs --malicious).",
-            rich_help_panel="Robustness",
-            show_default="none",
-        ),
-    ] = None,
-    malicious: Annotated[
-        float | None,
-        typer.Option(
-            help="Fraction of all clients that attack, fixed for the run by the seed.",
-            rich_help_panel="Robustness",
-            show_default=False,
-        ),
-    ] = None,
-    attack_strength: Annotated[
-        float | None,
-        typer.Option(
-            help="signflip/scale factor or gaussian std.",
-            rich_help_panel="Robustness",
-            show_default="4, 10, 1",
-        ),
-    ] = None,
-    dropout: Annotated[
-        float | None,
-        typer.Option(
-            help="Probability that a sampled client fails mid-round.",
-            rich_help_panel="Robustness",
-            show_default=str(DEFAULTS["dropout"]),
-        ),
-    ] = None,
 ) -> None:
-    """fl train; its help text is the decorator's (Typer keeps a docstring's line breaks)."""
+    """fl train; its help text is TRAIN_HELP (Typer keeps a docstring's line breaks)."""
+    from flcli import api
+    from flcli.configfile import resolve_train_config
+
+    config, partition_dir = resolve_train_config(options, config_file, partition_dir)
+    training = api.prepare_training(partition_dir, config, out_dir, resume=resume)
+    if training.already_completed:
+        out.print(f"{out_dir} already holds this completed run; nothing to do")
+        return
+    for note in training.notes:
+        err.print(f"note: {note}", highlight=False, soft_wrap=True, markup=False)
+    metric = "test_r2" if training.partition.task == "regression" else "test_accuracy"
+    record = follow_rounds(training, metric, resume, out_dir)
+    out.print(
+        f"round {record['round']}: {metric.replace('_', ' ')} {record[metric]:.4f}, "
+        f"train loss {record['train_loss']:.4f} -> {out_dir / 'rounds.csv'}"
+    )
+
+
+def follow_rounds(training, metric: str, resume: bool, out_dir: Path) -> dict:
+    """Train with a progress bar; Ctrl-C or SIGTERM saves what was done and says how to resume.
+    Returns the last round's record."""
+    import numpy as np
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -465,62 +254,6 @@ def train(
         TimeRemainingColumn,
     )
 
-    from flcli import api
-
-    flags = {
-        "algo": algo,
-        "model": model,
-        "rounds": rounds,
-        "local_epochs": local_epochs,
-        "batch_size": batch_size,
-        "lr": lr,
-        "clients_per_round": clients_per_round,
-        "fraction": fraction,
-        "seed": seed,
-        "backend": backend,
-        "jobs": jobs,
-        "ray_address": ray_address,
-        "checkpoint_every": checkpoint_every,
-        "hidden": hidden,
-        "dtype": dtype,
-        "model_args": parse_model_args(model_arg) if model_arg else None,
-        "stragglers": stragglers,
-        "drop_stragglers": drop_stragglers,
-        "log_clients": log_clients,
-        "server_lr": server_lr,
-        "server_momentum": server_momentum,
-        "mu": mu,
-        "beta1": beta1,
-        "beta2": beta2,
-        "tau": tau,
-        "alpha_dyn": alpha_dyn,
-        "q": q,
-        "lam": lam,
-        "temperature": temperature,
-        "distill_steps": distill_steps,
-        "proxy_fraction": proxy_fraction,
-        "personal_epochs": personal_epochs,
-        "dp_clip": dp_clip,
-        "dp_noise": dp_noise,
-        "dp_epsilon": dp_epsilon,
-        "dp_delta": dp_delta,
-        "dp_accountant": dp_accountant,
-        "secure_agg": secure_agg,
-        "secagg_threshold": secagg_threshold,
-        "aggregator": aggregator,
-        "byzantine": byzantine,
-        "attack": attack,
-        "malicious": malicious,
-        "attack_strength": attack_strength,
-        "dropout": dropout,
-    }
-    config, partition_dir = resolve_train_config(flags, config_file, partition_dir)
-    training = api.prepare_training(partition_dir, config, out_dir, resume=resume)
-    if training.already_completed:
-        out.print(f"{out_dir} already holds this completed run; nothing to do")
-        return
-    for note in training.notes:
-        err.print(f"note: {note}", highlight=False, soft_wrap=True, markup=False)
     columns = [
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -531,14 +264,16 @@ def train(
         TextColumn("{task.fields[short]} {task.fields[metric]}  loss {task.fields[loss]}"),
     ]
     record = {}
-    metric = "test_r2" if training.partition.task == "regression" else "test_accuracy"
     short = {"test_r2": "r2", "test_accuracy": "acc"}[metric]
-    import numpy as np
-
+    config = training.config
     # overflow shows up as a NaN loss, which stops the run with advice: no numpy warnings
     with Progress(*columns, console=err, transient=False) as progress, np.errstate(all="ignore"):
         task = progress.add_task(
-            f"{config.algo} rounds", total=config.rounds, short=short, metric="-", loss="-"
+            f"{training.parts.spec.name} rounds",
+            total=config.rounds,
+            short=short,
+            metric="-",
+            loss="-",
         )
         rounds = training.rounds()
         default_ctrl_c = signal.getsignal(signal.SIGINT)
@@ -557,24 +292,72 @@ def train(
         except KeyboardInterrupt:
             interrupted = True
             rounds.close()  # saves what was done and marks the run interrupted
-            saved = training.run.saved_round  # may be one past the last record shown
-            if saved is None:
-                raise RunFailed(
-                    "interrupted before the first round was saved; start it again with: "
-                    f"{shlex.join(['fl', *invocation])}"
-                ) from None
-            again = shlex.join(["fl", *invocation, *(["--resume"] if not resume else [])])
-            raise RunFailed(
-                f"interrupted after round {saved}, saved in {out_dir}; continue it with: {again}"
-            ) from None
+            raise resume_advice(training.run.saved_round, resume, out_dir) from None
         finally:
             if not interrupted:  # after a Ctrl-C, Ctrl-C stays ignored until the process exits
                 signal.signal(signal.SIGINT, default_ctrl_c)
                 signal.signal(signal.SIGTERM, default_term)
-    out.print(
-        f"round {record['round']}: {metric.replace('_', ' ')} {record[metric]:.4f}, "
-        f"train loss {record['train_loss']:.4f} -> {out_dir / 'rounds.csv'}"
+    return record
+
+
+def resume_advice(saved: int | None, resume: bool, out_dir: Path) -> RunFailed:
+    """What an interrupted run says: how to start or continue it. saved: the checkpoint's round
+    (may be one past the last record shown)."""
+    if saved is None:
+        return RunFailed(
+            "interrupted before the first round was saved; start it again with: "
+            f"{shlex.join(['fl', *invocation])}"
+        )
+    again = shlex.join(["fl", *invocation, *(["--resume"] if not resume else [])])
+    return RunFailed(
+        f"interrupted after round {saved}, saved in {out_dir}; continue it with: {again}"
     )
+
+
+def alias_parameters() -> list[inspect.Parameter]:
+    """--mu, --server-lr, ...: each built-in algorithm's hyperparameters as flags that fill
+    --algo-arg, with their help from the factories' signatures."""
+    from flcli.algorithms.registry import ALGORITHMS
+
+    users: dict[str, list] = {}
+    for spec in ALGORITHMS.values():
+        for name, hyper in spec.hyperparameters.items():
+            users.setdefault(name, []).append((spec.name, hyper))
+    parameters = []
+    for name, found in users.items():
+        hyper = found[0][1]
+        kind = next(k for k in typing.get_args(hyper.kind) or (hyper.kind,) if k is not type(None))
+        info = typer.Option(
+            hyper.flag,
+            help=f"{hyper.about.help} ({', '.join(algo for algo, _ in found)})",
+            show_default="per algorithm: fl list algorithms",
+            rich_help_panel=ALGORITHM_PANEL,
+        )
+        parameters.append(
+            inspect.Parameter(
+                name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=None,
+                annotation=Annotated[kind | None, info],
+            )  # fmt: skip
+        )
+    return parameters
+
+
+def register_train() -> None:
+    """Adds `fl train` to the app, after `inspect`: its options come from TrainConfig and the
+    algorithms' signatures, which import NumPy, so it is built when `fl` runs, not when flcli.cli
+    is imported."""
+    from typer.models import CommandInfo
+
+    from flcli.options import command
+
+    if any(info.name == "train" for info in app.registered_commands):
+        return
+    callback = command(TrainConfig, train, extra=alias_parameters())
+    info = CommandInfo(name="train", callback=callback, help=TRAIN_HELP, epilog=TRAIN_EPILOG)
+    at = next(i for i, c in enumerate(app.registered_commands) if c.name == "inspect") + 1
+    app.registered_commands.insert(at, info)
 
 
 def interrupt_once(signum, frame):
@@ -859,15 +642,16 @@ def list_(
     what: Annotated[str, typer.Argument(help="datasets, schemes, algorithms or models.")],
 ) -> None:
     """Describe the available datasets, schemes, algorithms or models."""
-    from flcli.algorithms.registry import ALGORITHMS
+    from flcli.algorithms.registry import algorithm_specs
     from flcli.data.datasets import catalogue
     from flcli.models.registry import describe_models
 
+    specs = algorithm_specs()
     catalogues = {
         "datasets": catalogue(),
         "schemes": SCHEMES,
-        "algorithms": {name: algorithm_line(info) for name, info in ALGORITHMS.items()},
-        "models": describe_models(ALGORITHMS),
+        "algorithms": {name: algorithm_line(spec) for name, spec in specs.items()},
+        "models": describe_models(specs),
     }
     if what not in catalogues:
         raise FLError(f"cannot list {what!r}; choose one of: {', '.join(catalogues)}")
@@ -879,13 +663,14 @@ def list_(
     out.print(table)
 
 
-def algorithm_line(info) -> str:
-    defaults = ", ".join(
-        f"{HYPER_FLAGS[name]} {'= --local-epochs' if callable(v) else v}"
-        for name, v in info.defaults.items()
-    )
-    refuses = " (no --dp-clip, --secure-agg, --aggregator)" if info.reads_clients else ""
-    return info.description + (f" [{defaults}]" if defaults else "") + refuses
+def algorithm_line(spec) -> str:
+    def shown(h) -> str:
+        fallback = h.about.default_from
+        return f"= --{fallback.replace('_', '-')}" if fallback else str(h.default)
+
+    defaults = ", ".join(f"{h.flag} {shown(h)}" for h in spec.hyperparameters.values())
+    refuses = " (no --dp-clip, --secure-agg, --aggregator)" if spec.reads_clients else ""
+    return spec.description + (f" [{defaults}]" if defaults else "") + refuses
 
 
 def error_line(message: str) -> None:
@@ -898,6 +683,7 @@ INTERRUPTED = 130  # what Typer exits with on a Ctrl-C: 128 + SIGINT
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of `fl`: errors become one line on stderr and an exit code, never a traceback."""
+    register_train()
     command = typer.main.get_command(app)
     invocation[:] = sys.argv[1:] if argv is None else argv
     try:

@@ -1,10 +1,12 @@
 """`fl train --config FILE`: train options from a TOML file, or from a run's run.json.
 
 A TOML file holds TrainConfig's fields as top-level keys (`lr = 0.1`, `local_epochs = 5`; dashes
-are accepted too: `local-epochs = 5`) and optionally `partition = "DIR"`, the partition dir to train
-on. A run.json (written by every fl train) holds the fully resolved config of that run and the
-partition it trained on, so `fl train --config RUN/run.json --out NEW` repeats the run exactly.
-Flags given on the command line override the file.
+are accepted too: `local-epochs = 5`), the algorithm's hyperparameters in an `[algo_args]` table
+(or as top-level keys named like their flags: `mu = 0.1`, `lambda = 0.5`), and optionally
+`partition = "DIR"`, the partition dir to train on. A run.json (written by every fl train) holds
+what that run was given (`given`) and the partition it trained on, so `fl train --config
+RUN/run.json --out NEW` repeats the run exactly. Flags given on the command line override the
+file.
 """
 
 import dataclasses
@@ -13,8 +15,9 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from flcli.config import HYPERPARAMETERS, TrainConfig
+from flcli.config import TrainConfig
 from flcli.errors import FLError
+from flcli.options import normalize_keys
 
 PARTITION_KEY = "partition"
 EXCLUSIVE = [
@@ -23,24 +26,40 @@ EXCLUSIVE = [
     ("dp_noise", "dp_epsilon"),
     ("dp_epsilon", "dp_noise"),
 ]
-# a run.json's values resolved for its algorithm (with its hyperparameters) and for its model
-RESOLVED_FOR_ALGO = ("drop_stragglers",)
-RESOLVED_FOR_MODEL = ("lr", "hidden", "model_args")
+FOR_THE_MODEL = ("lr", "hidden", "model_args")  # a file's values chosen for its own model
 
 
 def train_keys() -> list[str]:
     return [f.name for f in dataclasses.fields(TrainConfig)]
 
 
-def normalize_keys(values: dict[str, Any], where: str, known: list[str]) -> dict[str, Any]:
-    """Dashes to underscores; an unknown key is an FLError listing the known ones."""
-    normalized = {key.replace("-", "_"): value for key, value in values.items()}
-    unknown = sorted(set(normalized) - set(known))
-    if unknown:
-        raise FLError(
-            f"{where}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(known)}"
-        )
-    return normalized
+def hyperparameter_aliases() -> dict[str, str]:
+    """A key or flag name of a built-in hyperparameter -> its name (lambda -> lam, mu -> mu)."""
+    from flcli.algorithms.registry import ALGORITHMS
+
+    aliases = {}
+    for spec in ALGORITHMS.values():
+        for name, hyper in spec.hyperparameters.items():
+            aliases[name] = name
+            aliases[hyper.flag.removeprefix("--").replace("-", "_")] = name
+    return aliases
+
+
+def with_algo_args(values: dict[str, Any], where: str) -> dict[str, Any]:
+    """Top-level hyperparameter keys (mu = 0.1, as flags and older files spell them) moved into
+    algo_args; any other unknown key is one line listing the known ones."""
+    aliases = hyperparameter_aliases()
+    values = {str(key).replace("-", "_"): value for key, value in values.items()}
+    moved = {
+        aliases[k]: values.pop(k) for k in list(values) if k in aliases and k not in train_keys()
+    }
+    normalize_keys(values, where, [*train_keys(), PARTITION_KEY, *sorted(set(aliases))])
+    if moved:
+        table = values.get("algo_args", {})
+        if not isinstance(table, dict):
+            raise FLError(f"{where}: algo_args = {table!r} must be a table of key = value")
+        values["algo_args"] = {**moved, **table}
+    return values
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -50,7 +69,7 @@ def read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(f)
     except FileNotFoundError:
         raise FLError(f"config file {path} does not exist; give the path of a .toml file") from None
-    except (OSError, tomllib.TOMLDecodeError) as e:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
         raise FLError(f"config file {path} is not valid TOML ({e}); fix it") from None
 
 
@@ -59,8 +78,7 @@ def load_train_config(path: Path) -> tuple[dict[str, Any], Path | None]:
     path = Path(path)
     if path.suffix == ".json":
         return _from_run_json(path)
-    values = read_toml(path)
-    values = normalize_keys(values, str(path), [*train_keys(), PARTITION_KEY])
+    values = with_algo_args(read_toml(path), str(path))
     partition = values.pop(PARTITION_KEY, None)
     if partition is not None and not isinstance(partition, str):
         raise FLError(f"config key partition = {partition!r} must be a string (a partition dir)")
@@ -80,40 +98,53 @@ def _from_run_json(path: Path) -> tuple[dict[str, Any], Path | None]:
         raise FLError(f"{path} is not readable JSON ({e}); give a run's run.json") from None
     if not isinstance(info, dict) or not isinstance(info.get("config"), dict):
         raise FLError(f"{path} has no 'config'; give the run.json of a run written by fl train")
-    values = normalize_keys(info["config"], str(path), train_keys())
+    given = info.get("given")
+    values = with_algo_args(given if isinstance(given, dict) else info["config"], str(path))
     partition = info.get(PARTITION_KEY)
+    if partition is not None and not isinstance(partition, str):
+        raise FLError(f"{path}: partition = {partition!r} is not a path; give a run's run.json")
     return values, Path(partition) if partition else None
 
 
-def drop_resolved(values: dict[str, Any], given: dict[str, Any]) -> None:
-    """A run.json holds every value resolved, defaults included: with another --algo or --model
-    given, the values resolved for the run's own algorithm or model give way to the new one's."""
+def merge(values: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """The file's values, then the flags given. A flag replaces the file's choice of the other
+    way (--fraction over clients_per_round); another --algo or --model drops what the file chose
+    for its own algorithm or model; --model-arg and --algo-arg add to the file's."""
+    values = dict(values)
+    for one, other in EXCLUSIVE:
+        if one in given:
+            values.pop(other, None)
     if given.get("algo", values.get("algo")) != values.get("algo"):
-        for key in (*HYPERPARAMETERS, *RESOLVED_FOR_ALGO):
-            values.pop(key, None)
+        values.pop("algo_args", None)
+        values.pop("drop_stragglers", None)
     if given.get("model", values.get("model")) != values.get("model"):
-        for key in RESOLVED_FOR_MODEL:
+        for key in FOR_THE_MODEL:
             values.pop(key, None)
+    for table in ("model_args", "algo_args"):
+        if table in given and isinstance(values.get(table), dict):
+            given = {**given, table: {**values[table], **given[table]}}
+    return {**values, **given}
 
 
 def resolve_train_config(
     flags: dict[str, Any], config_file: Path | None, partition_dir: Path | None
 ) -> tuple[TrainConfig, Path]:
-    """TrainConfig's defaults, then the config file, then the flags given (None = not given)."""
+    """TrainConfig's defaults, then the config file, then the flags given. Flags of algorithm
+    hyperparameters (--mu) go into algo_args."""
     values, file_partition = load_train_config(config_file) if config_file else ({}, None)
-    given = {key: value for key, value in flags.items() if value is not None}
-    for one, other in EXCLUSIVE:  # a flag replaces the file's choice of the other way
-        if one in given:
-            values.pop(other, None)
-    if config_file is not None and Path(config_file).suffix == ".json":
-        drop_resolved(values, given)
-    if "model_args" in given and isinstance(values.get("model_args"), dict):
-        given["model_args"] = {**values["model_args"], **given["model_args"]}  # adds to the file's
-    values.update(given)
+    given = with_algo_args(flags, "options") if flags else {}
     partition = partition_dir or file_partition
     if partition is None:
         raise FLError(
             "no partition dir: give PARTITION_DIR (e.g. fl train results/digits-iid --out ...) "
             'or a --config file with partition = "DIR"'
         )
-    return TrainConfig.from_dict(values), Path(partition)
+    return TrainConfig.from_dict(merge(values, given), str(config_file or "options")), Path(
+        partition
+    )
+
+
+def train_config(**values) -> TrainConfig:
+    """A TrainConfig from keyword values, hyperparameters spelled as flags are (mu=0.1, or
+    lam=0.5) going into algo_args: TrainConfig(algo="fedprox", algo_args={"mu": 0.1}) by hand."""
+    return TrainConfig.from_dict(with_algo_args(values, "options"))

@@ -36,7 +36,8 @@ class Check:
 
     def __call__(self, label: str, value: Any) -> None:
         if not self.test(value):
-            raise FLError(f"{label} {value} {self.hint}")
+            shown = repr(value) if isinstance(value, str) else value
+            raise FLError(f"{label} {shown} {self.hint}")
 
 
 def positive_int(example: int = 1) -> Check:
@@ -240,19 +241,23 @@ def given_options(cls, values: dict[str, Any]) -> dict[str, Any]:
     return given
 
 
-def command(cls, fixed: Callable) -> Callable:
+def command(cls, fixed: Callable, extra: list[inspect.Parameter] = ()) -> Callable:
     """The Typer callback of a command whose options are cls's fields plus the parameters of
     `fixed` (arguments and options that are not config fields, such as --out). The callback
     calls fixed(options, **its own parameters), options being the fields given on the command
-    line, parsed."""
+    line, parsed, and the `extra` parameters given (such as the algorithms' --mu), as they are."""
     own = list(inspect.signature(fixed, eval_str=True).parameters.values())[1:]
     names = {p.name for p in own}
+    extra_names = [p.name for p in extra]
 
     def callback(**values):
         fixed_values = {name: values.pop(name) for name in names}
-        return fixed(given_options(cls, values), **fixed_values)
+        extras = {name: values.pop(name) for name in extra_names}
+        options = given_options(cls, values)
+        options.update({name: value for name, value in extras.items() if value is not None})
+        return fixed(options, **fixed_values)
 
-    parameters = own + command_parameters(cls)
+    parameters = own + command_parameters(cls) + list(extra)
     callback.__signature__ = inspect.Signature(parameters)
     callback.__annotations__ = {p.name: p.annotation for p in parameters}
     callback.__doc__ = fixed.__doc__

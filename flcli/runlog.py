@@ -103,6 +103,7 @@ class RunDir:
         atomic_write_text(self.path / "rounds.csv", csv_text(rows, COLUMNS))
         arrays = {"round": np.array(round), "params": state.params}
         arrays.update({f"extra_{k}": v for k, v in state.extra.items()})
+        arrays.update({f"uplink_{k}": v for k, v in state.uplink.items()})
         atomic_write(self.path / "checkpoint.npz", lambda f: np.savez(f, **arrays))
         self.pending, self.saved_round = None, round
 
@@ -116,7 +117,8 @@ class RunDir:
             with np.load(file, allow_pickle=False) as npz:
                 round = int(npz["round"])
                 extra = {k[len("extra_") :]: npz[k] for k in npz.files if k.startswith("extra_")}
-                state = ServerState(params=npz["params"], extra=extra)
+                uplink = {k[len("uplink_") :]: npz[k] for k in npz.files if k.startswith("uplink_")}
+                state = ServerState(params=npz["params"], extra=extra, uplink=uplink)
         except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
             raise FLError(
                 f"{file} is damaged ({e}); delete it to start this run over from round 0"
@@ -154,7 +156,7 @@ def differences(info: dict, config: TrainConfig, identity: dict) -> str:
     if info.get("partition_hash") != identity["partition_hash"]:
         return "partition"
     theirs = info.get("config", {})
-    ours = json.loads(json.dumps(config.to_dict()))  # as run.json holds it: tuples are lists
+    ours = config.to_dict()
     changed = [key for key in ours if key not in NOT_IN_DIGEST and theirs.get(key) != ours[key]]
     shown = ", ".join(f"{key} {theirs.get(key)!r} (now {ours[key]!r})" for key in changed)
     return f"config: {shown}" if changed else "config"
@@ -187,10 +189,17 @@ def lock_run(out: Path) -> IO | None:
     return handle
 
 
-def open_run(out: Path, config: TrainConfig, partition_dir: Path, partition_meta: dict) -> RunDir:
+def open_run(
+    out: Path,
+    config: TrainConfig,
+    partition_dir: Path,
+    partition_meta: dict,
+    given: TrainConfig | None = None,
+) -> RunDir:
     """Create the run dir, or reopen it when it holds a run of this same config.
 
-    An --out that holds anything else is refused rather than overwritten.
+    config is the resolved config (every default filled: what ran), given what the user gave;
+    run.json keeps both. An --out that holds anything else is refused rather than overwritten.
     """
     out = Path(out)
     identity = {"config_digest": config.digest(), "partition_hash": partition_meta["hash"]}
@@ -222,6 +231,8 @@ def open_run(out: Path, config: TrainConfig, partition_dir: Path, partition_meta
     info = {
         "status": "running",
         "config": config.to_dict(),
+        "given": (given or config).given(),
+        "given_digest": (given or config).digest(),  # what fl sweep compares, reading JSON only
         "partition": str(Path(partition_dir).resolve()),  # so --config run.json works anywhere
         "partition_meta": {
             key: partition_meta[key]

@@ -35,9 +35,10 @@ from typing import Any
 
 from flcli import api
 from flcli.config import TrainConfig
-from flcli.configfile import normalize_keys, read_toml, train_keys
+from flcli.configfile import hyperparameter_aliases, read_toml, train_keys, with_algo_args
 from flcli.data.build import build_partition
 from flcli.errors import FLError, RunFailed
+from flcli.options import normalize_keys
 
 CLIENTS_ALIAS = {"clients": "num_clients"}  # fl partition's --clients is build_partition's
 PARTITION_SEED = "partition_seed"
@@ -57,7 +58,9 @@ def partition_keys() -> list[str]:
 
 
 def known_keys() -> list[str]:
-    return list(dict.fromkeys([*partition_keys(), PARTITION_SEED, *train_keys()]))
+    """Partition options, training options and the algorithms' hyperparameters (mu, lambda)."""
+    aliases = sorted(hyperparameter_aliases())
+    return list(dict.fromkeys([*partition_keys(), PARTITION_SEED, *train_keys(), *aliases]))
 
 
 @dataclass(frozen=True)
@@ -125,7 +128,9 @@ def _split(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(api.partition keyword arguments, TrainConfig values) of one run's options."""
     partition_names, training = set(partition_keys()), set(train_keys())
     part = {CLIENTS_ALIAS.get(k, k): v for k, v in options.items() if k in partition_names}
-    train = {k: v for k, v in options.items() if k in training}
+    aliases = hyperparameter_aliases()
+    train = {k: v for k, v in options.items() if k in training or k in aliases}
+    train = with_algo_args(train, "options")
     if PARTITION_SEED in options:
         part["seed"] = options[PARTITION_SEED]
     return part, train
@@ -211,7 +216,7 @@ def state(run: PlannedRun) -> str:
         partition = json.loads((run.partition_dir / "partition.json").read_text())
     except (OSError, ValueError):
         partition = {}  # not built yet: this run.json cannot be of it
-    if info.get("config_digest") != run.config.digest() or (
+    if info.get("given_digest") != run.config.digest() or (
         partition and info.get("partition_hash") != partition.get("hash")
     ):
         return f"blocked: {run.out} holds another run; delete it"

@@ -13,11 +13,12 @@ import pytest
 from flcli.algorithms import robust
 from flcli.algorithms.base import ClientUpdates, Context, ServerState
 from flcli.algorithms.registry import make_algorithm
-from flcli.config import TrainConfig
+from flcli.api import simulate
+from flcli.configfile import train_config
+from flcli.data.holdout import hold_out_proxy
 from flcli.data.store import load_partition
 from flcli.engine.cohort import train_cohort
 from flcli.engine.local import Cohort, LocalSpec
-from flcli.engine.loop import run_rounds, training_data
 from flcli.models.linear import SoftmaxRegression
 
 FULL_BATCH = 10_000  # wider than any shard: every local step is full-batch gradient descent
@@ -29,8 +30,8 @@ def model_of(partition):
 
 
 def run(partition, **settings):
-    config = TrainConfig(batch_size=FULL_BATCH, **settings)
-    return list(run_rounds(partition, model_of(partition), config))
+    config = train_config(batch_size=FULL_BATCH, **settings)
+    return list(simulate(partition, config))
 
 
 def shard(partition, k):
@@ -148,9 +149,9 @@ def test_fedavglu_fine_tunes_the_new_global_model(personal_dir):
     by plain SGD for --personal-epochs; checked on the personal models personalize returns."""
     partition = load_partition(personal_dir)
     model, lr, personal_steps = model_of(partition), 0.3, 3
-    config = TrainConfig(algo="fedavglu", lr=lr, personal_epochs=personal_steps)
+    config = train_config(algo="fedavglu", lr=lr, personal_epochs=personal_steps)
     context = Context(model=model, num_clients=partition.num_clients, lr=lr)
-    fedavglu = make_algorithm("fedavglu", config.hyperparameters(), context)
+    fedavglu = make_algorithm("fedavglu", config.algo_args, context)
     ids = np.arange(partition.num_clients)
     cohort = Cohort.of(ids, partition.offsets)
     largest = int(partition.client_sizes.max())
@@ -227,7 +228,7 @@ def test_feddist_distills_the_average_logits_at_temperature_t_into_the_weighted_
     )
     results = run(partition, **settings)
     # the clients train on what the proxy split leaves them
-    kept, x_proxy = training_data(partition, TrainConfig(batch_size=FULL_BATCH, **settings))
+    kept, x_proxy = hold_out_proxy(partition, 0.2, train_config(**settings).seed)
     d, c = partition.num_features, partition.num_classes
 
     def logits(w):  # w = [vec(W) (D x C, row-major), b (C)]

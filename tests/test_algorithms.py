@@ -9,11 +9,11 @@ from flcli import api
 from flcli.algorithms.base import ClientUpdates, Context
 from flcli.algorithms.feddf import distill, ensemble_targets
 from flcli.algorithms.registry import ALGORITHMS, make_algorithm
-from flcli.config import TrainConfig
+from flcli.api import simulate
+from flcli.configfile import train_config
 from flcli.data.store import Partition, load_partition
 from flcli.engine.cohort import train_cohort
 from flcli.engine.local import Cohort, LocalSpec
-from flcli.engine.loop import run_rounds
 from flcli.engine.uplink import sample_clients
 from flcli.models.linear import SoftmaxRegression
 
@@ -23,8 +23,8 @@ def model_of(partition):
 
 
 def run(partition, **overrides):
-    config = TrainConfig(**overrides)
-    return list(run_rounds(partition, model_of(partition), config))
+    config = train_config(**overrides)
+    return list(simulate(partition, config))
 
 
 def params(results):
@@ -32,9 +32,9 @@ def params(results):
 
 
 def algorithm(name, num_clients=2, lr=0.1, model=None, **hyperparameters):
-    config = TrainConfig(algo=name, lr=lr, **hyperparameters)
+    config = train_config(algo=name, lr=lr, **hyperparameters)
     context = Context(model=model, num_clients=num_clients, lr=lr)
-    return make_algorithm(name, config.hyperparameters(), context)
+    return make_algorithm(name, config.algo_args, context)
 
 
 def updates(ids, deltas, samples, steps, losses=None):

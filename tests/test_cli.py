@@ -513,12 +513,13 @@ def test_algorithm_flags_log_clients_and_resume_of_per_client_state(cli, tmp_pat
     means = clients.groupby("round")["accuracy"].mean()
     assert means.to_numpy() == pytest.approx(rounds["client_accuracy_mean"].to_numpy())
     info = json.loads((tmp_path / "whole" / "run.json").read_text())
-    assert info["config"]["lam"] == 0.5 and info["config"]["personal_epochs"] == 2
+    assert info["config"]["algo_args"] == {"lam": 0.5, "personal_epochs": 2}
+    assert info["given"]["algo_args"] == {"lam": 0.5}  # what the user gave, apart
 
     from flcli import api
-    from flcli.config import TrainConfig
+    from flcli.configfile import train_config
 
-    config = TrainConfig(
+    config = train_config(
         algo="ditto", lam=0.5, rounds=4, fraction=0.5, stragglers=0.5, log_clients=True, seed=1
     )
     rounds_iter = api.prepare_training(part, config, tmp_path / "cut").rounds()
@@ -595,7 +596,7 @@ def test_fl_help_does_not_import_numpy_or_heavier_libraries():
 def test_fl_train_path_does_not_import_plotting_dataframes_or_sklearn():
     """What `fl train` imports (the api, the round loop, the NumPy models) stays light; only
     partitioning, plots, reports and sklearn: models bring pandas, matplotlib or scikit-learn."""
-    assert imported("import flcli.api, flcli.engine.loop, flcli.models.registry") == []
+    assert imported("import flcli.api, flcli.engine.rounds, flcli.models.registry") == []
 
 
 def test_damaged_files_are_one_line_errors_that_say_what_to_do(cli, iid_dir, tmp_path):

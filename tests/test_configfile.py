@@ -60,19 +60,26 @@ def test_model_arg_flags_add_to_the_files_table(tmp_path, iid_dir):
 
 
 def test_another_algo_or_model_on_a_run_json_takes_its_own_defaults(cli, iid_dir, tmp_path):
-    """run.json holds the values resolved for its algorithm and model, defaults included."""
+    """run.json holds what its run was given: another --algo or --model takes its own defaults,
+    not the values the file chose for its algorithm or model."""
+    from flcli.assemble import resolve
+    from flcli.data.store import load_partition
+
+    partition = load_partition(iid_dir)
     first = tmp_path / "first"
-    args = ["--algo", "fedadam", "--model", "mlp", "--hidden", 16, "--rounds", 1]
+    args = ["--algo", "fedadam", "--beta1", 0.5, "--model", "mlp", "--hidden", 16, "--rounds", 1]
     assert cli("train", iid_dir, *args, "--out", first).code == 0
     run_json = first / "run.json"
-    resolved, _ = resolve_train_config({"algo": "fedprox"}, run_json, None)
-    assert resolved.mu is not None and resolved.server_lr is None  # fedprox's, not fedadam's
+    given, _ = resolve_train_config({"algo": "fedprox"}, run_json, None)
+    resolved = resolve(given, partition)[0]
+    assert resolved.algo_args == {"mu": 0.01}  # fedprox's, not fedadam's
     assert resolved.drop_stragglers is False and resolved.hidden == (16,)
-    resolved, _ = resolve_train_config({"model": "softmax"}, run_json, None)
-    assert resolved.hidden is None and resolved.lr == TrainConfig(model="softmax").lr
-    assert resolved.server_lr is not None  # still fedadam
+    given, _ = resolve_train_config({"model": "softmax"}, run_json, None)
+    resolved = resolve(given, partition)[0]
+    assert resolved.hidden is None and resolved.lr == 0.5  # softmax's
+    assert resolved.algo_args["beta1"] == 0.5  # still fedadam, as given
     same, _ = resolve_train_config({"rounds": 2}, run_json, None)
-    assert same.hidden == (16,) and same.server_lr == resolved.server_lr
+    assert resolve(same, partition)[0].hidden == (16,) and same.algo_args == {"beta1": 0.5}
 
 
 def test_config_run_json_repeats_the_run_exactly(cli, dirichlet_dir, tmp_path):

@@ -6,20 +6,19 @@ from threadpoolctl import threadpool_limits
 
 from flcli import api
 from flcli.algorithms.aggregate import weighted_mean
-from flcli.api import model_for
+from flcli.api import simulate
 from flcli.config import TrainConfig
+from flcli.configfile import train_config
 from flcli.data.store import load_partition
 from flcli.engine.cohort import train_cohort
 from flcli.engine.local import Cohort, LocalSpec, LocalWork, epoch_orders
-from flcli.engine.loop import run_rounds
 from flcli.engine.serial import train_serial
 from flcli.models.linear import SoftmaxRegression
 
 
 def run(partition, **overrides):
-    config = TrainConfig(**overrides)
-    model = SoftmaxRegression(partition.num_features, partition.num_classes)
-    return list(run_rounds(partition, model, config))
+    config = train_config(**overrides)
+    return list(simulate(partition, config))
 
 
 def test_vectorized_equals_serial_on_clients_of_different_sizes(dirichlet_dir):
@@ -120,11 +119,9 @@ def test_serial_engine_counts_steps(iid_dir):
 
 
 def run_model(partition, model_name, **overrides):
-    from flcli.api import model_for
 
-    config = TrainConfig(model=model_name, **overrides)
-    model = model_for(config, partition)
-    return list(run_rounds(partition, model, config))
+    config = train_config(model=model_name, **overrides)
+    return list(simulate(partition, config))
 
 
 @pytest.mark.parametrize("algo", ["fedavg", "fedprox", "scaffold"])
@@ -220,6 +217,6 @@ def test_the_global_model_does_not_depend_on_the_number_of_blas_threads(tmp_path
 
     def final_model(threads):
         with threadpool_limits(threads):
-            return list(run_rounds(partition, model_for(config, partition), config))[-1].state
+            return list(simulate(partition, config))[-1].state
 
     assert np.array_equal(final_model(1).params, final_model(2).params)

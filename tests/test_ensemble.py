@@ -11,20 +11,21 @@ from conftest import assert_one_line_error
 from flcli import api
 from flcli.algorithms.base import Context
 from flcli.algorithms.fedbag import fedbag
-from flcli.algorithms.feddf_fitted import feddist_fitted, soften
+from flcli.algorithms.feddf import feddist_fitted, soften
+from flcli.api import simulate
 from flcli.config import TrainConfig
+from flcli.configfile import train_config
 from flcli.data.store import load_partition
-from flcli.engine.loop import run_rounds
 from flcli.errors import FLError
-from flcli.models.registry import make_model
+from flcli.models.registry import default_lr, make_model
 
 FOREST = "sklearn:RandomForestClassifier"
 SMALL_FOREST = {"n_estimators": 20}
 
 
 def records(partition, **settings) -> list[dict]:
-    config = TrainConfig(**settings)
-    return [r.record for r in run_rounds(partition, api.model_for(config, partition), config)]
+    config = train_config(**settings)
+    return [r.record for r in simulate(partition, config)]
 
 
 def rounds_of(run_dir):
@@ -156,4 +157,4 @@ def test_list_says_which_algorithms_take_which_models(cli):
     assert "sklearn:RandomForestClassifier" in models and "feddist, fedbag" in models
     assert "all but fedbag" in models
     assert "fedbag" in cli("list", "algorithms").out
-    assert TrainConfig(model=FOREST).lr == 0.5  # --lr is the step of feddist's softmax student
+    assert default_lr(FOREST) == 0.5  # --lr is the step of feddist's softmax student

@@ -82,7 +82,7 @@ def released(uplink, round, clip, P):
     assert delivery.updates is not None  # under DP even an empty round releases noise
     arrived = delivery.updates
     mean = arrived.aggregate(arrived.deltas, np.ones(len(arrived.ids)))
-    return ids, deltas, mean, float(delivery.extra["dp_clip"])
+    return ids, deltas, mean, float(delivery.state["dp_clip"])
 
 
 def rounds_sampling(uplink, want):

@@ -4,20 +4,19 @@ and FedAvg with sklearn estimators against the NumPy softmax model."""
 import numpy as np
 import pytest
 
-from flcli.api import model_for
+from flcli.api import simulate
 from flcli.config import TrainConfig
+from flcli.configfile import train_config
 from flcli.data.store import load_partition
 from flcli.engine.estimators import train_estimators
 from flcli.engine.local import Cohort, LocalSpec, LocalWork
-from flcli.engine.loop import run_rounds
 from flcli.errors import FLError
 from flcli.models.registry import make_model
 
 
 def final_record(partition, **settings):
-    config = TrainConfig(**settings)
-    model = model_for(config, partition)
-    return list(run_rounds(partition, model, config))[-1].record
+    config = train_config(**settings)
+    return list(simulate(partition, config))[-1].record
 
 
 def test_sgd_and_logistic_regression_under_fedavg_within_two_points_of_numpy_softmax(iid_dir):
@@ -128,7 +127,7 @@ def test_stragglers_on_an_sklearn_model_do_some_work(iid_dir, algo):
     """Budgets below one pass used to round down to no pass: FedNova's 0 / 0, SCAFFOLD's NaN."""
     partition = load_partition(iid_dir)
     config = TrainConfig(model="sklearn:SGDClassifier", algo=algo, rounds=2, stragglers=0.5)
-    records = [r.record for r in run_rounds(partition, model_for(config, partition), config)]
+    records = [r.record for r in simulate(partition, config)]
     assert records[-1]["test_accuracy"] > 0.8
 
 
@@ -136,7 +135,7 @@ def test_stragglers_on_an_sklearn_model_do_some_work(iid_dir, algo):
 def test_correcting_algorithms_run_with_an_sklearn_model(iid_dir, algo):
     partition = load_partition(iid_dir)
     config = TrainConfig(model="sklearn:LogisticRegression", algo=algo, rounds=2)
-    records = [r.record for r in run_rounds(partition, model_for(config, partition), config)]
+    records = [r.record for r in simulate(partition, config)]
     assert records[-1]["test_accuracy"] > 0.9
 
 

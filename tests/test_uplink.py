@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from dp_accounting import rdp
 
+from flcli.api import simulate
 from flcli.config import TrainConfig
+from flcli.configfile import train_config
 from flcli.data.store import load_partition
-from flcli.engine.loop import run_rounds
 from flcli.errors import FLError
-from flcli.models.linear import SoftmaxRegression
 from tests.conftest import assert_one_line_error
 
 
@@ -80,8 +80,7 @@ def test_secure_aggregation_gives_the_plain_runs_curve(cli, iid_dir, tmp_path):
 
 def run(partition_dir, **settings):
     partition = load_partition(partition_dir)
-    model = SoftmaxRegression(partition.num_features, partition.num_classes)
-    return list(run_rounds(partition, model, TrainConfig(**settings)))
+    return list(simulate(partition, train_config(**settings)))
 
 
 @pytest.mark.parametrize("algo", ["fedavg", "fedadam", "fednova"])
@@ -161,10 +160,12 @@ def test_bad_combinations_are_one_line_errors(cli, iid_dir, tmp_path, flags, fra
     assert not (tmp_path / "bad").exists()
 
 
-def test_options_are_checked_when_the_config_is_built():
+def test_options_are_checked_before_the_run_is_built():
+    from flcli.privacy.options import check_options, parse_clip
+
     with pytest.raises(FLError, match="--secagg-threshold needs --secure-agg"):
-        TrainConfig(secagg_threshold=3)
-    assert TrainConfig(dp_clip="2", dp_noise=1.0).dp_clip == 2.0
+        check_options(TrainConfig(secagg_threshold=3))
+    assert parse_clip("2") == 2.0
 
 
 @pytest.mark.parametrize(
@@ -215,13 +216,13 @@ def test_dp_rounds_that_sample_nobody_still_add_noise_on_both_backends(personal_
     serial = run(personal_dir, backend="serial", **settings)
     for a, b in zip(vectorized, serial, strict=True):
         assert np.allclose(a.state.params, b.state.params, rtol=0, atol=1e-9)
-        assert a.state.extra["dp_clip"] == pytest.approx(b.state.extra["dp_clip"], abs=1e-12)
+        assert a.state.uplink["dp_clip"] == pytest.approx(b.state.uplink["dp_clip"], abs=1e-12)
     empty = [r for r in vectorized[1:] if r.record["clients"] == 0]
     assert empty, "expected a round that samples nobody at q = 0.1"
     for r in empty:
         assert np.isnan(r.record["client_accuracy_mean"])
         assert not np.array_equal(r.state.params, vectorized[r.record["round"] - 1].state.params)
-    clips = {float(r.state.extra["dp_clip"]) for r in vectorized}
+    clips = {float(r.state.uplink["dp_clip"]) for r in vectorized}
     assert len(clips) > 1  # adaptive clipping moved the norm
 
 
@@ -239,7 +240,7 @@ def test_resume_writes_the_uninterrupted_rounds_csv(cli, iid_dir, tmp_path, opti
     for key, value in options.items():
         flags += ["--" + key.replace("_", "-"), str(value)]
     whole = train(cli, iid_dir, tmp_path / "whole", *flags)
-    config = TrainConfig(rounds=4, fraction=0.5, **options)
+    config = train_config(rounds=4, fraction=0.5, **options)
     rounds = api.prepare_training(iid_dir, config, tmp_path / "cut").rounds()
     for record in rounds:
         if record["round"] == 2:

@@ -12,15 +12,32 @@ returns pure functions over explicit state.
 - local_spec(spec) -> LocalSpec: the local training the algorithm wants (FedSGD: one full batch).
 - personalize (optional): after the server update, trains personal models of the round's clients
   (Ditto, FedAvgLU); gets a `train` callable that runs the backend on the cohort.
+
+The factory's keyword parameters are its hyperparameters (scikit-learn's rule: the signature is
+the schema): their defaults are the algorithm's defaults, and an `Annotated[float, Hyper(...)]`
+gives each its help text and constraint. A module describes its algorithm in an AlgorithmSpec
+next to the code (paper, when to use it, what it reads of single clients), and the registry is the
+list of those specs; a user's file gives a factory or a spec (see docs/api.md).
+
+The ceiling of this design: a client's local step is plain SGD plus an additive gradient
+correction (LocalWork.correction), which is what keeps a whole cohort in one vectorized step. An
+algorithm that needs its own client optimizer (local momentum or Adam, MOON's contrastive term)
+needs an engine change, not only a new file.
 """
 
+import inspect
+import math
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from flcli.algorithms.aggregate import weighted_mean
 from flcli.engine.local import LocalSpec, LocalWork
+from flcli.errors import FLError
+from flcli.options import Check, describe_type, of_type
 
 # (vectors [K, P], weights [K]) -> [P]: how the server may combine what the clients sent
 Aggregate = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -30,6 +47,7 @@ Aggregate = Callable[[np.ndarray, np.ndarray], np.ndarray]
 class ServerState:
     params: np.ndarray  # the global model, [P]
     extra: dict[str, np.ndarray] = field(default_factory=dict)  # moments, per-client state
+    uplink: dict[str, np.ndarray] = field(default_factory=dict)  # the uplink stages' own state
 
 
 @dataclass(frozen=True)
@@ -107,3 +125,127 @@ class EnsembleAlgorithm:
     server_update: Callable[[ServerState, int, np.ndarray, list], ServerState]
     voters: Callable[[ServerState], np.ndarray | None]
     student: object | None = None
+
+
+@dataclass(frozen=True)
+class Hyper:
+    """What the help and the checks say of a hyperparameter: Annotated[float, Hyper(...)].
+
+    flag: its command-line alias (default --name-with-dashes); default_from: a TrainConfig field
+    whose value it takes when not given (Ditto's personal epochs default to --local-epochs)."""
+
+    help: str
+    check: Check | None = None
+    flag: str | None = None
+    default_from: str | None = None
+
+
+@dataclass(frozen=True)
+class Hyperparameter:
+    name: str
+    default: Any  # inspect.Parameter.empty when the factory gives none: it must be given
+    kind: Any  # the annotated type
+    about: Hyper
+
+    @property
+    def required(self) -> bool:
+        return self.default is inspect.Parameter.empty
+
+    @property
+    def flag(self) -> str:
+        return self.about.flag or "--" + self.name.replace("_", "-")
+
+
+def hyperparameters(factory: Callable) -> dict[str, Hyperparameter]:
+    """The hyperparameters a factory takes: its parameters after the first (the Context)."""
+    try:
+        hints = typing.get_type_hints(factory, include_extras=True)
+    except (NameError, TypeError):  # annotations that cannot be evaluated: read them as given
+        hints = {}
+    found = {}
+    for parameter in list(inspect.signature(factory).parameters.values())[1:]:
+        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            continue
+        hint = hints.get(parameter.name, parameter.annotation)
+        extras = getattr(hint, "__metadata__", ())
+        about = next((e for e in extras if isinstance(e, Hyper)), Hyper(""))
+        kind = typing.get_args(hint)[0] if extras else hint
+        found[parameter.name] = Hyperparameter(parameter.name, parameter.default, kind, about)
+    return found
+
+
+@dataclass(frozen=True)
+class AlgorithmSpec:
+    """An algorithm as the registry, `fl list` and the run's checks know it.
+
+    factory builds it for models with parameters to average; ensemble_factory for classifiers
+    without them (flcli.models.ensemble); None where the algorithm cannot take such models."""
+
+    name: str
+    factory: Callable[..., "Algorithm"] | None
+    paper: str = "a user's algorithm"
+    use_when: str = ""
+    drop_stragglers: bool = False  # what it does with stragglers unless told
+    personalizes: bool = False  # needs clients' local test splits; logs personal_accuracy
+    ensemble_factory: Callable[..., "EnsembleAlgorithm"] | None = None
+    # What the server update reads of single clients besides updates.aggregate, if anything:
+    # DP, secure aggregation and robust aggregators replace only the aggregate, so they are
+    # refused for an algorithm that reads more.
+    reads_clients: str | None = None
+    # Why scikit-learn estimators, which train through their own fit, cannot run it, if so; or
+    # why with them it only approximates its paper.
+    refuses_estimators: str | None = None
+    approximate_with_estimators: str | None = None
+
+    @property
+    def hyperparameters(self) -> dict[str, Hyperparameter]:
+        return hyperparameters(self.factory or self.ensemble_factory)
+
+    @property
+    def description(self) -> str:
+        text = f"{self.paper}: {self.use_when}" if self.use_when else self.paper
+        if self.factory is None:
+            return text + " (models without parameters to average only)"
+        if self.ensemble_factory is not None:
+            return text + " (also models without parameters to average)"
+        return text
+
+    def resolve(self, given: dict[str, Any], fallback: dict[str, Any]) -> dict[str, Any]:
+        """Every hyperparameter's value: given, else its default (or the config's value it
+        defaults to: `fallback`), each checked; a name it does not take is one line."""
+        schema = self.hyperparameters
+        unknown = sorted(set(given) - set(schema))
+        if unknown:
+            raise FLError(
+                f"--algo {self.name} takes no hyperparameter {', '.join(unknown)}; it takes: "
+                f"{', '.join(schema) or 'none'}"
+            )
+        missing = [name for name, h in schema.items() if h.required and name not in given]
+        if missing:
+            raise FLError(
+                f"--algo {self.name} needs {', '.join(missing)}; give --algo-arg {missing[0]}=VALUE"
+            )
+        values = {}
+        for name, h in schema.items():
+            value = given.get(name, h.default)
+            if value is None and h.about.default_from is not None:
+                value = fallback[h.about.default_from]
+            if value is not None and not of_type(h.kind, value):
+                raise FLError(f"{h.flag} {value!r} must be {describe_type(h.kind)}")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise FLError(f"{h.flag} {value} must be a finite number")
+            if h.about.check is not None and value is not None:
+                h.about.check(h.flag, value)
+            values[name] = value
+        return values
+
+
+SERVER_LR = Hyper("Server learning rate.", Check(lambda v: v > 0, "must be > 0, e.g. 1.0"))
+PERSONAL_EPOCHS = Hyper(
+    "Epochs of personal training.",
+    Check(lambda v: isinstance(v, int) and v >= 1, "must be a positive integer, e.g. 1"),
+)
+STEP_SIZE_CAVEAT = (
+    "its server divides by the local step --lr, which a scikit-learn estimator does not take (it "
+    "steps on its own schedule): the run only approximates the paper"
+)

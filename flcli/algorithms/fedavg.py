@@ -6,7 +6,14 @@ the sample-size-weighted mean of the local models: w_{t+1} = sum_k n_k w_k / sum
 (equivalently w_t + sum_k n_k (w_k - w_t) / sum_k n_k).
 """
 
-from flcli.algorithms.base import Algorithm, ClientUpdates, Context, ServerState, plain_init
+from flcli.algorithms.base import (
+    Algorithm,
+    AlgorithmSpec,
+    ClientUpdates,
+    Context,
+    ServerState,
+    plain_init,
+)
 
 
 def fedavg_update(state: ServerState, updates: ClientUpdates) -> ServerState:
@@ -16,3 +23,12 @@ def fedavg_update(state: ServerState, updates: ClientUpdates) -> ServerState:
 
 def fedavg(ctx: Context) -> Algorithm:
     return Algorithm(name="fedavg", server_init=plain_init, server_update=fedavg_update)
+
+
+SPEC = AlgorithmSpec(
+    "fedavg",
+    fedavg,
+    "McMahan et al. 2017",
+    "weighted mean of locally trained models; the baseline to beat (drops stragglers)",
+    drop_stragglers=True,
+)

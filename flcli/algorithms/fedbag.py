@@ -21,7 +21,7 @@ ever pickled to disk.
 
 import numpy as np
 
-from flcli.algorithms.base import Context, EnsembleAlgorithm, ServerState
+from flcli.algorithms.base import AlgorithmSpec, Context, EnsembleAlgorithm, ServerState
 
 
 def fedbag(ctx: Context) -> EnsembleAlgorithm:
@@ -42,3 +42,13 @@ def fedbag(ctx: Context) -> EnsembleAlgorithm:
     return EnsembleAlgorithm(
         name="fedbag", server_init=server_init, server_update=server_update, voters=voters
     )
+
+
+SPEC = AlgorithmSpec(
+    "fedbag",
+    None,
+    "bagging, after Flower's FedXgbBagging",
+    "the soft vote of the clients' fitted estimators (sklearn:RandomForestClassifier, ...)",
+    ensemble_factory=fedbag,
+    reads_clients="each client's fitted estimator to let them vote",
+)

@@ -8,12 +8,24 @@ h <- h - (alpha / N) sum_{k in S} (w_k - w_{t-1});  w_t = (1/|S|) sum_{k in S} w
 """
 
 from functools import partial
+from typing import Annotated
 
 import numpy as np
 
 from flcli.algorithms.aggregate import scatter
-from flcli.algorithms.base import Algorithm, ClientUpdates, Context, ServerState
+from flcli.algorithms.base import (
+    STEP_SIZE_CAVEAT,
+    Algorithm,
+    AlgorithmSpec,
+    ClientUpdates,
+    Context,
+    Hyper,
+    ServerState,
+)
 from flcli.engine.local import LocalWork
+from flcli.options import Check
+
+ALPHA = Hyper("Dynamic regularization weight.", Check(lambda v: v > 0, "must be > 0, e.g. 0.01"))
 
 
 def dynamic(W: np.ndarray, anchor: np.ndarray, *, alpha: float, grad_state: np.ndarray):
@@ -21,7 +33,7 @@ def dynamic(W: np.ndarray, anchor: np.ndarray, *, alpha: float, grad_state: np.n
     return alpha * (W - anchor) - grad_state
 
 
-def feddyn(ctx: Context, alpha_dyn: float) -> Algorithm:
+def feddyn(ctx: Context, alpha_dyn: Annotated[float, ALPHA] = 0.01) -> Algorithm:
     alpha = alpha_dyn
     correction = partial(dynamic, alpha=alpha)
 
@@ -48,3 +60,13 @@ def feddyn(ctx: Context, alpha_dyn: float) -> Algorithm:
         server_update=server_update,
         client_work=client_work,
     )
+
+
+SPEC = AlgorithmSpec(
+    "feddyn",
+    feddyn,
+    "Acar et al. 2021 (FedDyn)",
+    "dynamic regularization --alpha-dyn aligns local and global optima; full participation",
+    reads_clients="each client's update for its gradient state and the uniform mean",
+    approximate_with_estimators=STEP_SIZE_CAVEAT,
+)

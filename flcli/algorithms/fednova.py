@@ -10,7 +10,14 @@ Equal step counts give FedAvg; stragglers' partial work counts at its own weight
 
 import numpy as np
 
-from flcli.algorithms.base import Algorithm, ClientUpdates, Context, ServerState, plain_init
+from flcli.algorithms.base import (
+    Algorithm,
+    AlgorithmSpec,
+    ClientUpdates,
+    Context,
+    ServerState,
+    plain_init,
+)
 
 
 def fednova_update(state: ServerState, updates: ClientUpdates) -> ServerState:
@@ -23,3 +30,12 @@ def fednova_update(state: ServerState, updates: ClientUpdates) -> ServerState:
 
 def fednova(ctx: Context) -> Algorithm:
     return Algorithm(name="fednova", server_init=plain_init, server_update=fednova_update)
+
+
+SPEC = AlgorithmSpec(
+    "fednova",
+    fednova,
+    "Wang et al. 2020 (FedNova)",
+    "averages updates normalized by local steps; clients doing unequal work",
+    reads_clients="each client's step count to normalize its update",
+)

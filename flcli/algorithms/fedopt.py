@@ -12,12 +12,32 @@ pseudo-gradient (an ascent direction) and steps with its own optimizer:
   As in the paper: no bias correction, v starts at tau^2 (m at 0).
 """
 
+from typing import Annotated
+
 import numpy as np
 
-from flcli.algorithms.base import Algorithm, ClientUpdates, Context, ServerState
+from flcli.algorithms.base import (
+    SERVER_LR,
+    Algorithm,
+    AlgorithmSpec,
+    ClientUpdates,
+    Context,
+    Hyper,
+    ServerState,
+)
+from flcli.options import Check
+
+MOMENTUM = Hyper("Server momentum.", Check(lambda v: 0 <= v < 1, "must be in [0, 1), e.g. 0.9"))
+BETA1 = Hyper("First-moment decay.", Check(lambda v: 0 <= v < 1, "must be in [0, 1), e.g. 0.9"))
+BETA2 = Hyper("Second-moment decay.", Check(lambda v: 0 <= v < 1, "must be in [0, 1), e.g. 0.99"))
+TAU = Hyper("Adaptivity floor.", Check(lambda v: v > 0, "must be > 0, e.g. 0.001"))
 
 
-def fedavgm(ctx: Context, server_lr: float, server_momentum: float) -> Algorithm:
+def fedavgm(
+    ctx: Context,
+    server_lr: Annotated[float, SERVER_LR] = 1.0,
+    server_momentum: Annotated[float, MOMENTUM] = 0.9,
+) -> Algorithm:
     def server_init(params: np.ndarray, num_clients: int) -> ServerState:
         return ServerState(params=params.copy(), extra={"momentum": np.zeros_like(params)})
 
@@ -37,27 +57,71 @@ def second_moment(kind: str, v: np.ndarray, square: np.ndarray, beta2: float) ->
     return v - (1 - beta2) * square * np.sign(v - square)  # yogi
 
 
-def adaptive(kind: str):
-    def factory(
-        ctx: Context, server_lr: float, beta1: float, tau: float, beta2: float = 0.0
-    ) -> Algorithm:
-        def server_init(params: np.ndarray, num_clients: int) -> ServerState:
-            extra = {"m": np.zeros_like(params), "v": np.full_like(params, tau**2)}
-            return ServerState(params=params.copy(), extra=extra)
+def adaptive(kind: str, server_lr: float, beta1: float, tau: float, beta2: float) -> Algorithm:
+    def server_init(params: np.ndarray, num_clients: int) -> ServerState:
+        extra = {"m": np.zeros_like(params), "v": np.full_like(params, tau**2)}
+        return ServerState(params=params.copy(), extra=extra)
 
-        def server_update(state: ServerState, updates: ClientUpdates) -> ServerState:
-            delta = updates.aggregate(updates.deltas, updates.num_samples)
-            m = beta1 * state.extra["m"] + (1 - beta1) * delta
-            v = second_moment(kind, state.extra["v"], delta * delta, beta2)
-            params = state.params + server_lr * m / (np.sqrt(v) + tau)
-            return ServerState(params=params, extra={"m": m, "v": v})
+    def server_update(state: ServerState, updates: ClientUpdates) -> ServerState:
+        delta = updates.aggregate(updates.deltas, updates.num_samples)
+        m = beta1 * state.extra["m"] + (1 - beta1) * delta
+        v = second_moment(kind, state.extra["v"], delta * delta, beta2)
+        params = state.params + server_lr * m / (np.sqrt(v) + tau)
+        return ServerState(params=params, extra={"m": m, "v": v})
 
-        return Algorithm(name=f"fed{kind}", server_init=server_init, server_update=server_update)
-
-    factory.__name__ = f"fed{kind}"
-    return factory
+    return Algorithm(name=f"fed{kind}", server_init=server_init, server_update=server_update)
 
 
-fedadagrad = adaptive("adagrad")
-fedadam = adaptive("adam")
-fedyogi = adaptive("yogi")
+def fedadagrad(
+    ctx: Context,
+    server_lr: Annotated[float, SERVER_LR] = 0.3,
+    beta1: Annotated[float, BETA1] = 0.9,
+    tau: Annotated[float, TAU] = 1e-3,
+) -> Algorithm:
+    return adaptive("adagrad", server_lr, beta1, tau, beta2=0.0)
+
+
+def fedadam(
+    ctx: Context,
+    server_lr: Annotated[float, SERVER_LR] = 0.1,
+    beta1: Annotated[float, BETA1] = 0.9,
+    beta2: Annotated[float, BETA2] = 0.99,
+    tau: Annotated[float, TAU] = 1e-3,
+) -> Algorithm:
+    return adaptive("adam", server_lr, beta1, tau, beta2)
+
+
+def fedyogi(
+    ctx: Context,
+    server_lr: Annotated[float, SERVER_LR] = 0.1,
+    beta1: Annotated[float, BETA1] = 0.9,
+    beta2: Annotated[float, BETA2] = 0.99,
+    tau: Annotated[float, TAU] = 1e-3,
+) -> Algorithm:
+    return adaptive("yogi", server_lr, beta1, tau, beta2)
+
+
+FEDOPT = "Reddi et al. 2021 (FedOpt)"
+SPECS = (
+    AlgorithmSpec(
+        "fedavgm",
+        fedavgm,
+        "Hsu et al. 2019 (FedAvgM)",
+        "server momentum --server-momentum on the averaged update; non-IID, partial sampling",
+    ),
+    AlgorithmSpec(
+        "fedadagrad", fedadagrad, FEDOPT, "Adagrad on the server; sparse or rarely seen features"
+    ),
+    AlgorithmSpec(
+        "fedadam",
+        fedadam,
+        FEDOPT,
+        "Adam on the server; less tuning of the client --lr, heterogeneous data",
+    ),
+    AlgorithmSpec(
+        "fedyogi",
+        fedyogi,
+        FEDOPT,
+        "Yogi on the server; like fedadam with a steadier effective step",
+    ),
+)

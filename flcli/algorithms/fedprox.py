@@ -6,12 +6,16 @@ does. Stragglers' partial work is aggregated, not dropped (the paper's systems h
 """
 
 from functools import partial
+from typing import Annotated
 
 import numpy as np
 
-from flcli.algorithms.base import Algorithm, Context, ServerState, plain_init
+from flcli.algorithms.base import Algorithm, AlgorithmSpec, Context, Hyper, ServerState, plain_init
 from flcli.algorithms.fedavg import fedavg_update
 from flcli.engine.local import LocalWork
+from flcli.options import Check
+
+MU = Hyper("Proximal term weight.", Check(lambda v: v >= 0, "must be >= 0, e.g. 0.01"))
 
 
 def proximal(W: np.ndarray, anchor: np.ndarray, *, mu: float) -> np.ndarray:
@@ -19,7 +23,7 @@ def proximal(W: np.ndarray, anchor: np.ndarray, *, mu: float) -> np.ndarray:
     return mu * (W - anchor)
 
 
-def fedprox(ctx: Context, mu: float) -> Algorithm:
+def fedprox(ctx: Context, mu: Annotated[float, MU] = 0.01) -> Algorithm:
     correction = partial(proximal, mu=mu)
 
     def client_work(state: ServerState, ids: np.ndarray) -> LocalWork:
@@ -31,3 +35,11 @@ def fedprox(ctx: Context, mu: float) -> Algorithm:
         server_update=fedavg_update,
         client_work=client_work,
     )
+
+
+SPEC = AlgorithmSpec(
+    "fedprox",
+    fedprox,
+    "Li et al. 2020 (FedProx)",
+    "proximal term --mu keeps local models near the global one; non-IID data, stragglers",
+)

@@ -6,13 +6,23 @@ the server steps along their sample-weighted mean: w_{t+1} = w_t - eta_s sum_k n
 With every client sampled this is centralized full-batch gradient descent with step eta_s.
 """
 
-from flcli.algorithms.base import Algorithm, ClientUpdates, Context, ServerState, plain_init
+from typing import Annotated
+
+from flcli.algorithms.base import (
+    SERVER_LR,
+    Algorithm,
+    AlgorithmSpec,
+    ClientUpdates,
+    Context,
+    ServerState,
+    plain_init,
+)
 from flcli.engine.local import LocalSpec
 
 WHOLE_SHARD = 2**62  # a batch size no shard reaches: one step over all of a client's samples
 
 
-def fedsgd(ctx: Context, server_lr: float) -> Algorithm:
+def fedsgd(ctx: Context, server_lr: Annotated[float, SERVER_LR] = 0.5) -> Algorithm:
     def local_spec(spec: LocalSpec) -> LocalSpec:
         return LocalSpec(epochs=1, batch_size=WHOLE_SHARD, lr=1.0)  # delta = -g_k
 
@@ -23,3 +33,13 @@ def fedsgd(ctx: Context, server_lr: float) -> Algorithm:
     return Algorithm(
         name="fedsgd", server_init=plain_init, server_update=server_update, local_spec=local_spec
     )
+
+
+SPEC = AlgorithmSpec(
+    "fedsgd",
+    fedsgd,
+    "McMahan et al. 2017",
+    "one full-batch gradient per client, a server step; the no-local-work reference",
+    refuses_estimators="needs one full-batch gradient step per client, which an estimator's "
+    "own fit does not take",
+)

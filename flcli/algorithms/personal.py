@@ -12,17 +12,42 @@ local test split (personal_accuracy in rounds.csv).
 """
 
 from functools import partial
+from typing import Annotated
 
 import numpy as np
 
 from flcli.algorithms.aggregate import scatter
-from flcli.algorithms.base import Algorithm, Context, ServerState, Train
+from flcli.algorithms.base import (
+    PERSONAL_EPOCHS,
+    Algorithm,
+    AlgorithmSpec,
+    Context,
+    Hyper,
+    ServerState,
+    Train,
+)
 from flcli.algorithms.fedavg import fedavg_update
 from flcli.algorithms.fedprox import proximal
 from flcli.engine.local import LocalWork
+from flcli.options import Check
+
+LAMBDA = Hyper(
+    "Pull of personal models to the global one.",
+    Check(lambda v: v >= 0, "must be >= 0, e.g. 0.1"),
+    flag="--lambda",
+)
+DITTO_EPOCHS = Hyper(
+    PERSONAL_EPOCHS.help + " Default: --local-epochs.",
+    PERSONAL_EPOCHS.check,
+    default_from="local_epochs",
+)
 
 
-def ditto(ctx: Context, lam: float, personal_epochs: int) -> Algorithm:
+def ditto(
+    ctx: Context,
+    lam: Annotated[float, LAMBDA] = 0.1,
+    personal_epochs: Annotated[int | None, DITTO_EPOCHS] = None,
+) -> Algorithm:
     correction = partial(proximal, mu=lam)
 
     def server_init(params: np.ndarray, num_clients: int) -> ServerState:
@@ -42,7 +67,7 @@ def ditto(ctx: Context, lam: float, personal_epochs: int) -> Algorithm:
     )
 
 
-def fedavglu(ctx: Context, personal_epochs: int) -> Algorithm:
+def fedavglu(ctx: Context, personal_epochs: Annotated[int, PERSONAL_EPOCHS] = 1) -> Algorithm:
     def personalize(before: ServerState, after: ServerState, ids: np.ndarray, train: Train):
         return after, train(after.params, LocalWork(), personal_epochs).params
 
@@ -55,3 +80,21 @@ def fedavglu(ctx: Context, personal_epochs: int) -> Algorithm:
         server_update=fedavg_update,
         personalize=personalize,
     )
+
+
+SPECS = (
+    AlgorithmSpec(
+        "ditto",
+        ditto,
+        "Li et al. 2021 (Ditto)",
+        "a personal model per client pulled to the global one by --lambda; personalization",
+        personalizes=True,
+    ),
+    AlgorithmSpec(
+        "fedavglu",
+        fedavglu,
+        "FedAvg with a local update",
+        "each client fine-tunes the global model (--personal-epochs); cheap personalization",
+        personalizes=True,
+    ),
+)

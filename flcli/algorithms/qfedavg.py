@@ -10,12 +10,26 @@ w_{t+1} = w_t - sum_k p_k Delta_k / sum_k p_k h_k,  p_k = n_k / sum_j n_j.
 the sums carry p_k. The reference code adds 1e-10 to F_k; so does this.)
 """
 
+from typing import Annotated
+
 import numpy as np
 
-from flcli.algorithms.base import Algorithm, ClientUpdates, Context, ServerState, plain_init
+from flcli.algorithms.base import (
+    STEP_SIZE_CAVEAT,
+    Algorithm,
+    AlgorithmSpec,
+    ClientUpdates,
+    Context,
+    Hyper,
+    ServerState,
+    plain_init,
+)
+from flcli.options import Check
+
+Q = Hyper("Fairness exponent.", Check(lambda v: v >= 0, "must be >= 0, e.g. 1"))
 
 
-def qfedavg(ctx: Context, q: float) -> Algorithm:
+def qfedavg(ctx: Context, q: Annotated[float, Q] = 0.1) -> Algorithm:
     lipschitz = 1.0 / ctx.lr
 
     def server_update(state: ServerState, updates: ClientUpdates) -> ServerState:
@@ -33,3 +47,13 @@ def qfedavg(ctx: Context, q: float) -> Algorithm:
         server_update=server_update,
         needs_client_losses=True,
     )
+
+
+SPEC = AlgorithmSpec(
+    "qfedavg",
+    qfedavg,
+    "Li et al. 2020 (q-FFL)",
+    "weighs clients with a high loss more (--q); when the worst clients matter (fairness)",
+    reads_clients="each client's loss and update norm",
+    approximate_with_estimators=STEP_SIZE_CAVEAT,
+)

@@ -1,200 +1,137 @@
-"""--algo names -> factories, with the paper, when to use each, and the hyperparameters each takes.
+"""--algo names -> algorithm specs: the built-in modules' specs, installed packages' entry points
+(group flcli.algorithms) and a user's file or module named by a reference (FILE.py:NAME).
 
-`factory` builds the algorithm for parametric models (a flat parameter vector); `ensemble_factory`
-for scikit-learn classifiers without parameters to average (flcli.models.ensemble); None where the
-algorithm cannot take such models.
-
-`defaults` lists every hyperparameter (a TrainConfig field) the algorithm accepts, with its
-default; a callable default is computed from the config (Ditto: personal epochs = local epochs).
+A new built-in algorithm is one module (its factory and its SPEC) and one line in BUILT_IN.
 """
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
-
-from flcli.algorithms.base import Algorithm, Context, EnsembleAlgorithm
-from flcli.algorithms.fedavg import fedavg
-from flcli.algorithms.fedbag import fedbag
-from flcli.algorithms.feddf import feddist
-from flcli.algorithms.feddf_fitted import feddist_fitted
-from flcli.algorithms.feddyn import feddyn
-from flcli.algorithms.fednova import fednova
-from flcli.algorithms.fedopt import fedadagrad, fedadam, fedavgm, fedyogi
-from flcli.algorithms.fedprox import fedprox
-from flcli.algorithms.fedsgd import fedsgd
-from flcli.algorithms.personal import ditto, fedavglu
-from flcli.algorithms.qfedavg import qfedavg
-from flcli.algorithms.scaffold import scaffold
-from flcli.errors import FLError
-
-
-@dataclass(frozen=True)
-class AlgorithmInfo:
-    factory: Callable[..., Algorithm] | None
-    paper: str
-    use_when: str
-    defaults: dict[str, Any] = field(default_factory=dict)
-    drop_stragglers: bool = False  # what it does with stragglers unless told
-    personalizes: bool = False  # needs clients' local test splits; logs personal_accuracy
-    ensemble_factory: Callable[..., EnsembleAlgorithm] | None = None
-    # What the server update reads of single clients besides updates.aggregate, if anything:
-    # DP, secure aggregation and robust aggregators replace only the aggregate, so they are
-    # refused for an algorithm that reads more.
-    reads_clients: str | None = None
-    # Why scikit-learn estimators, which train through their own fit, cannot run it, if so; or
-    # why with them it only approximates its paper.
-    refuses_estimators: str | None = None
-    approximate_with_estimators: str | None = None
-
-    @property
-    def description(self) -> str:
-        return f"{self.paper}: {self.use_when}{self.models}"
-
-    @property
-    def models(self) -> str:
-        if self.factory is None:
-            return " (models without parameters to average only)"
-        if self.ensemble_factory is not None:
-            return " (also models without parameters to average)"
-        return ""
-
-
-ADAPTIVE = {"server_lr": 0.1, "beta1": 0.9, "beta2": 0.99, "tau": 1e-3}
-STEP_SIZE_CAVEAT = (
-    "its server divides by the local step --lr, which a scikit-learn estimator does not take (it "
-    "steps on its own schedule): the run only approximates the paper"
+from flcli.algorithms import (
+    fedavg,
+    fedbag,
+    feddf,
+    feddyn,
+    fednova,
+    fedopt,
+    fedprox,
+    fedsgd,
+    personal,
+    qfedavg,
+    scaffold,
 )
+from flcli.algorithms.base import Algorithm, AlgorithmSpec, Context, EnsembleAlgorithm
+from flcli.errors import FLError
+from flcli.plugins import entry_points, is_reference, load, load_entry_point
 
-ALGORITHMS = {
-    "fedavg": AlgorithmInfo(
-        fedavg,
-        "McMahan et al. 2017",
-        "weighted mean of locally trained models; the baseline to beat (drops stragglers)",
-        drop_stragglers=True,
-    ),
-    "fedsgd": AlgorithmInfo(
-        fedsgd,
-        "McMahan et al. 2017",
-        "one full-batch gradient per client, a server step; the no-local-work reference",
-        {"server_lr": 0.5},
-        refuses_estimators="needs one full-batch gradient step per client, which an estimator's "
-        "own fit does not take",
-    ),
-    "fedprox": AlgorithmInfo(
-        fedprox,
-        "Li et al. 2020 (FedProx)",
-        "proximal term --mu keeps local models near the global one; non-IID data, stragglers",
-        {"mu": 0.01},
-    ),
-    "scaffold": AlgorithmInfo(
-        scaffold,
-        "Karimireddy et al. 2020 (SCAFFOLD)",
-        "control variates cancel client drift; strong label skew, many local steps",
-        {"server_lr": 1.0},
-        reads_clients="each client's update to set its control variate",
-        approximate_with_estimators=STEP_SIZE_CAVEAT,
-    ),
-    "fednova": AlgorithmInfo(
-        fednova,
-        "Wang et al. 2020 (FedNova)",
-        "averages updates normalized by local steps; clients doing unequal work",
-        reads_clients="each client's step count to normalize its update",
-    ),
-    "fedavgm": AlgorithmInfo(
-        fedavgm,
-        "Hsu et al. 2019 (FedAvgM)",
-        "server momentum --server-momentum on the averaged update; non-IID, partial sampling",
-        {"server_lr": 1.0, "server_momentum": 0.9},
-    ),
-    "fedadagrad": AlgorithmInfo(
-        fedadagrad,
-        "Reddi et al. 2021 (FedOpt)",
-        "Adagrad on the server; sparse or rarely seen features",
-        {"server_lr": 0.3, "beta1": 0.9, "tau": 1e-3},
-    ),
-    "fedadam": AlgorithmInfo(
-        fedadam,
-        "Reddi et al. 2021 (FedOpt)",
-        "Adam on the server; less tuning of the client --lr, heterogeneous data",
-        dict(ADAPTIVE),
-    ),
-    "fedyogi": AlgorithmInfo(
-        fedyogi,
-        "Reddi et al. 2021 (FedOpt)",
-        "Yogi on the server; like fedadam with a steadier effective step",
-        dict(ADAPTIVE),
-    ),
-    "feddyn": AlgorithmInfo(
-        feddyn,
-        "Acar et al. 2021 (FedDyn)",
-        "dynamic regularization --alpha-dyn aligns local and global optima; full participation",
-        {"alpha_dyn": 0.01},
-        reads_clients="each client's update for its gradient state and the uniform mean",
-        approximate_with_estimators=STEP_SIZE_CAVEAT,
-    ),
-    "qfedavg": AlgorithmInfo(
-        qfedavg,
-        "Li et al. 2020 (q-FFL)",
-        "weighs clients with a high loss more (--q); when the worst clients matter (fairness)",
-        {"q": 0.1},
-        reads_clients="each client's loss and update norm",
-        approximate_with_estimators=STEP_SIZE_CAVEAT,
-    ),
-    "ditto": AlgorithmInfo(
-        ditto,
-        "Li et al. 2021 (Ditto)",
-        "a personal model per client pulled to the global one by --lambda; personalization",
-        {"lam": 0.1, "personal_epochs": lambda config: config.local_epochs},
-        personalizes=True,
-    ),
-    "feddist": AlgorithmInfo(
-        feddist,
-        "Lin et al. 2020 (FedDF)",
-        "averages, then distills the clients' ensemble on a proxy set; models hard to average",
-        {"temperature": 1.0, "distill_steps": 50, "proxy_fraction": 0.1},
-        reads_clients="each client's model to distill their ensemble",
-        ensemble_factory=feddist_fitted,
-    ),
-    "fedbag": AlgorithmInfo(
-        None,
-        "bagging, after Flower's FedXgbBagging",
-        "the soft vote of the clients' fitted estimators (sklearn:RandomForestClassifier, ...)",
-        ensemble_factory=fedbag,
-        reads_clients="each client's fitted estimator to let them vote",
-    ),
-    "fedavglu": AlgorithmInfo(
-        fedavglu,
-        "FedAvg with a local update",
-        "each client fine-tunes the global model (--personal-epochs); cheap personalization",
-        {"personal_epochs": 1},
-        personalizes=True,
-    ),
-}
+BUILT_IN = (
+    fedavg.SPEC,
+    fedsgd.SPEC,
+    fedprox.SPEC,
+    scaffold.SPEC,
+    fednova.SPEC,
+    *fedopt.SPECS,
+    feddyn.SPEC,
+    qfedavg.SPEC,
+    *personal.SPECS,
+    feddf.SPEC,
+    fedbag.SPEC,
+)
+ALGORITHMS = {spec.name: spec for spec in BUILT_IN}
 
 
-def algorithm_info(name: str) -> AlgorithmInfo:
-    if name not in ALGORITHMS:
-        raise FLError(f"unknown algorithm {name!r}; choose one of: {', '.join(ALGORITHMS)}")
-    return ALGORITHMS[name]
+def as_spec(found, name: str) -> AlgorithmSpec:
+    """A plugin's object as a spec: an AlgorithmSpec as it is, a factory wrapped in one."""
+    if isinstance(found, AlgorithmSpec):
+        return found if found.name == name else _renamed(found, name)
+    if not callable(found):
+        raise FLError(
+            f"--algo {name} is a {type(found).__name__}, not an algorithm factory; give a "
+            "function (ctx, **hyperparameters) -> flcli.algorithms.base.Algorithm"
+        )
+    doc = (found.__doc__ or "").strip().splitlines()
+    return AlgorithmSpec(name, found, use_when=doc[0] if doc else "")
 
 
-def make_algorithm(
-    name: str, hyperparameters: dict[str, Any], context: Context
-) -> Algorithm | EnsembleAlgorithm:
-    """The algorithm `name` with its hyperparameters (already resolved and validated), in its
-    parametric or its ensemble form as the model requires; FLError when it takes no such model."""
-    info = algorithm_info(name)
-    if getattr(context.model, "parametric", True):
-        if info.factory is None:
+def _renamed(spec: AlgorithmSpec, name: str) -> AlgorithmSpec:
+    from dataclasses import replace
+
+    return replace(spec, name=name)
+
+
+def algorithm_spec(name: str) -> AlgorithmSpec:
+    """The spec --algo `name` names; FLError when there is none."""
+    if name in ALGORITHMS:
+        return ALGORITHMS[name]
+    if is_reference(name):
+        return as_spec(load(name, "algorithm"), name)
+    found = load_entry_point(name, "algorithm")
+    if found is not None:
+        return as_spec(found, name)
+    known = [*ALGORITHMS, *entry_points("algorithm")]
+    raise FLError(
+        f"unknown algorithm {name!r}; choose one of: {', '.join(known)}, or give your own as "
+        "FILE.py:FACTORY"
+    )
+
+
+def algorithm_specs() -> dict[str, AlgorithmSpec]:
+    """Every algorithm a name reaches: the built-ins, then installed packages' entry points."""
+    specs = dict(ALGORITHMS)
+    for name in entry_points("algorithm"):
+        specs.setdefault(name, algorithm_spec(name))
+    return specs
+
+
+def hyperparameters_for(spec: AlgorithmSpec, given: dict, fallback: dict) -> dict:
+    """spec's hyperparameters resolved from those given; a built-in one the algorithm does not
+    take is one line naming its flag and the algorithms that take it."""
+    takes = spec.hyperparameters
+    for name in given:
+        users = [n for n, s in ALGORITHMS.items() if name in s.hyperparameters]
+        if name not in takes and users:
+            flag = ALGORITHMS[users[0]].hyperparameters[name].flag
             raise FLError(
-                f"--algo {name} combines models without parameters to average; use it with "
+                f"{flag} does not apply to --algo {spec.name}; it is a hyperparameter of "
+                f"{', '.join(users)}"
+            )
+    return spec.resolve(given, fallback)
+
+
+def make_algorithm(name: str, hyperparameters: dict, context: Context):
+    """The parametric algorithm `name` with the hyperparameters given (the rest at defaults)."""
+    spec = algorithm_spec(name)
+    return build(spec, spec.resolve(hyperparameters, {}), context, parametric=True)
+
+
+def build(spec: AlgorithmSpec, hyperparameters: dict, context: Context, parametric: bool):
+    """The algorithm in its parametric or its ensemble form as the model requires; FLError when
+    it takes no such model, or when its factory raises."""
+    if parametric:
+        if spec.factory is None:
+            raise FLError(
+                f"--algo {spec.name} combines models without parameters to average; use it with "
                 "e.g. --model sklearn:RandomForestClassifier, or choose --algo fedavg"
             )
-        return info.factory(context, **hyperparameters)
-    if info.ensemble_factory is None:
-        takes = [other for other, i in ALGORITHMS.items() if i.ensemble_factory is not None]
+        factory = spec.factory
+    else:
+        if spec.ensemble_factory is None:
+            takes = [n for n, s in ALGORITHMS.items() if s.ensemble_factory is not None]
+            raise FLError(
+                f"--model {context.model.name} has no parameters to average, so --algo "
+                f"{spec.name} cannot combine it; use --algo {' or --algo '.join(takes)}"
+            )
+        factory = spec.ensemble_factory
+    if spec.name in ALGORITHMS:
+        return factory(context, **hyperparameters)
+    try:  # a user's factory: whatever it raises is one line naming it
+        built = factory(context, **hyperparameters)
+    except FLError:
+        raise
+    except Exception as failure:
         raise FLError(
-            f"--model {context.model.name} has no parameters to average, so --algo {name} "
-            f"cannot combine it; use --algo {' or --algo '.join(takes)}"
+            f"--algo {spec.name} raised {type(failure).__name__}: {failure}; fix the factory"
+        ) from None
+    if not isinstance(built, Algorithm | EnsembleAlgorithm):
+        raise FLError(
+            f"--algo {spec.name} returned a {type(built).__name__}, not an "
+            "flcli.algorithms.base.Algorithm; return Algorithm(name, server_init, server_update)"
         )
-    return info.ensemble_factory(context, **hyperparameters)
+    return built

@@ -9,10 +9,20 @@ x <- x + eta_g sum_i n_i (y_i - x) / sum_i n_i and c <- c + (1/N) sum_{i in S} (
 SCAFFOLD equal to FedAvg when the corrections vanish on clients of different sizes.)
 """
 
+from typing import Annotated
+
 import numpy as np
 
 from flcli.algorithms.aggregate import scatter
-from flcli.algorithms.base import Algorithm, ClientUpdates, Context, ServerState
+from flcli.algorithms.base import (
+    SERVER_LR,
+    STEP_SIZE_CAVEAT,
+    Algorithm,
+    AlgorithmSpec,
+    ClientUpdates,
+    Context,
+    ServerState,
+)
 from flcli.engine.local import LocalWork
 
 
@@ -21,7 +31,7 @@ def control(W: np.ndarray, anchor: np.ndarray, *, offset: np.ndarray) -> np.ndar
     return offset
 
 
-def scaffold(ctx: Context, server_lr: float) -> Algorithm:
+def scaffold(ctx: Context, server_lr: Annotated[float, SERVER_LR] = 1.0) -> Algorithm:
     def server_init(params: np.ndarray, num_clients: int) -> ServerState:
         extra = {"c": np.zeros_like(params), "client_c": np.zeros((num_clients, params.size))}
         return ServerState(params=params.copy(), extra=extra)
@@ -48,3 +58,13 @@ def scaffold(ctx: Context, server_lr: float) -> Algorithm:
         client_work=client_work,
         models_per_message=2,
     )
+
+
+SPEC = AlgorithmSpec(
+    "scaffold",
+    scaffold,
+    "Karimireddy et al. 2020 (SCAFFOLD)",
+    "control variates cancel client drift; strong label skew, many local steps",
+    reads_clients="each client's update to set its control variate",
+    approximate_with_estimators=STEP_SIZE_CAVEAT,
+)

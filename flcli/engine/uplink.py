@@ -55,6 +55,21 @@ class Uplink:
         """The count columns this run adds to rounds.csv (epsilon comes from the accounting)."""
         return ["dropped"] if self.dropout > 0 or self.secure_agg else []
 
+    def sample(self, round: int) -> np.ndarray:
+        return sample(self, round)
+
+    def initial_state(self) -> dict[str, np.ndarray]:
+        return initial_extra(self)
+
+    def training_labels(self, y, offsets, num_classes) -> np.ndarray:
+        return training_labels(self, y, offsets, num_classes)
+
+    def epsilon_after(self, round: int) -> float:
+        return epsilon_after(self, round)
+
+    def deliver(self, round, updates, sent, state) -> "Delivery":
+        return deliver(self, round, updates, sent, state)
+
     def dp_record(self) -> dict:
         """DP's resolved values, as run.json keeps them: the noise multiplier (the one
         --dp-epsilon calibrated), delta, the sampling rate and the accountant."""
@@ -199,7 +214,7 @@ class Delivery:
     """What reached the server in one round."""
 
     updates: ClientUpdates | None  # None: nothing to aggregate, the model stays
-    extra: dict[str, np.ndarray]  # the uplink's server state after the round
+    state: dict[str, np.ndarray]  # the uplink's server state after the round
     counts: dict[str, int]  # the round's values of Uplink.counts
     messages_up: int  # plain updates that arrived (0 under secure aggregation)
     # (up, down) bytes of each secure aggregation, instead of the plain updates; filled in when

@@ -1,11 +1,15 @@
-"""Model names for --model: the NumPy models, and any scikit-learn estimator as sklearn:NAME.
+"""Model names for --model: the NumPy models, any scikit-learn estimator as sklearn:NAME, and a
+user's own model class (FILE.py:CLASS, module:CLASS, or an entry point in group flcli.models).
 
 The model classes are imported by make_model only: `fl --help` lists the models without NumPy.
+A user's class is built as CLASS(num_features, num_classes, dtype=..., **model_args), num_classes
+None for regression; its optional class attribute default_lr is its default --lr.
 """
 
 from dataclasses import dataclass
 
 from flcli.errors import FLError
+from flcli.plugins import entry_points, is_reference, load, load_entry_point
 
 SKLEARN_PREFIX = "sklearn:"
 DEFAULT_HIDDEN = (128, 64)
@@ -52,27 +56,45 @@ FITTED_MODELS = {  # classifiers without parameters to average: name -> descript
     "sklearn:CLASSIFIER": "any classifier without coef_/coefs_ to average",
 }
 SKLEARN_LR = 0.1  # for sklearn models --lr only scales the algorithm's correction step
+PLUGIN_LR = 0.1  # a user's model without a default_lr of its own
 # families of estimators without parameters to average: --lr is then the step of feddist's softmax
 # student, whose default it takes
 UNPARAMETRIC_FAMILIES = ("sklearn.ensemble", "sklearn.neighbors", "sklearn.tree")
 
 
+def is_plugin(name: str) -> bool:
+    return name not in MODELS and not name.startswith(SKLEARN_PREFIX)
+
+
+def takes_model_args(name: str) -> bool:
+    """--model-arg goes to scikit-learn estimators and to users' model classes."""
+    return name not in MODELS
+
+
+def plugin_class(name: str):
+    """The user's model class that --model `name` names, or FLError."""
+    found = load(name, "model") if is_reference(name) else load_entry_point(name, "model")
+    if found is None:
+        known = [*MODELS, *entry_points("model")]
+        raise FLError(
+            f"unknown model {name!r}; choose one of: {', '.join(known)}, sklearn:ESTIMATOR or "
+            "your own FILE.py:CLASS (see: fl list models)"
+        )
+    if not callable(found):
+        raise FLError(f"--model {name} is a {type(found).__name__}, not a model class")
+    return found
+
+
 def default_lr(name: str) -> float:
     """The default --lr of a model (models differ in scale: an MLP needs smaller steps)."""
+    if is_plugin(name):
+        return float(getattr(plugin_class(name), "default_lr", PLUGIN_LR))
     if name.startswith(SKLEARN_PREFIX):
         from flcli.models.sklearn import find_estimator
 
         family = find_estimator(name[len(SKLEARN_PREFIX) :]).__module__
         return MODELS["softmax"].lr if family.startswith(UNPARAMETRIC_FAMILIES) else SKLEARN_LR
     return MODELS[name].lr if name in MODELS else MODELS["softmax"].lr
-
-
-def check_model_name(name: str) -> None:
-    if name not in MODELS and not name.startswith(SKLEARN_PREFIX):
-        raise FLError(
-            f"unknown model {name!r}; choose one of: {', '.join(MODELS)} or sklearn:ESTIMATOR "
-            "(see: fl list models)"
-        )
 
 
 def make_model(
@@ -86,7 +108,8 @@ def make_model(
 ):
     """The model `name` for data with num_features inputs and the given task (num_classes is None
     for regression). Raises FLError when the model does not fit the task."""
-    check_model_name(name)
+    if is_plugin(name):
+        return make_plugin_model(name, num_features, num_classes, task, dtype, model_args or {})
     if name.startswith(SKLEARN_PREFIX):
         from flcli.models.sklearn import make_estimator_model
 
@@ -136,3 +159,30 @@ def describe_models(algorithms: dict) -> dict[str, str]:
     for name, text in FITTED_MODELS.items():
         lines[name] = f"{'classification':<15} {fitted:<16} {text}"
     return lines
+
+
+def make_plugin_model(name, num_features, num_classes, task, dtype, model_args):
+    """A user's model class built for the data: whatever its constructor raises is one line."""
+    cls = plugin_class(name)
+    try:
+        model = cls(num_features, num_classes if task != "regression" else None, dtype=dtype,
+                    **model_args)  # fmt: skip
+    except TypeError as failure:
+        raise FLError(f"--model {name}: {failure}; check --model-arg") from None
+    except FLError:
+        raise
+    except Exception as failure:  # the user's constructor: name it and what it raised
+        raise FLError(f"--model {name} raised {type(failure).__name__}: {failure}") from None
+    missing = [m for m in ("task", "num_params", "init", "loss_grad", "predict_proba")
+               if not hasattr(model, m)]  # fmt: skip
+    if missing:
+        raise FLError(
+            f"--model {name} lacks {', '.join(missing)}; a model needs task, num_params, init, "
+            "loss_grad and predict_proba (see docs/api.md)"
+        )
+    if model.task != task:
+        raise FLError(
+            f"--model {name} is a {model.task} model but the partition's task is {task}; "
+            "use a partition of its task"
+        )
+    return model

@@ -42,12 +42,12 @@ def uplink_flags(config) -> list[str]:
     return [flag for flag, set_ in given if set_]
 
 
-def refuse_for_algorithm(config) -> None:
+def refuse_for_algorithm(config, spec) -> None:
     """DP, secure aggregation and robust aggregators replace the server's aggregate of the
     clients' updates: an algorithm that reads single clients' values besides it cannot have them."""
-    from flcli.algorithms.registry import ALGORITHMS, algorithm_info
+    from flcli.algorithms.registry import ALGORITHMS
 
-    reads = algorithm_info(config.algo).reads_clients
+    reads = spec.reads_clients
     asked = [flag for flag in uplink_flags(config) if flag.startswith(("--dp", "--sec", "--agg"))]
     if reads is not None and asked:
         able = [name for name, info in ALGORITHMS.items() if info.reads_clients is None]
@@ -126,7 +126,6 @@ def check_options(config) -> float | str | None:
             f"--aggregator {config.aggregator} with --secure-agg: the server sees only the sum "
             "of the updates; drop one of them"
         )
-    refuse_for_algorithm(config)
     if config.secagg_threshold is not None:
         if not config.secure_agg:
             raise FLError("--secagg-threshold needs --secure-agg")

@@ -1,0 +1,134 @@
+"""From a config and a partition to the parts of a run, once.
+
+resolve(config, partition) fills every default that depends on something else (the model's
+learning rate, the algorithm's hyperparameters, whether it drops stragglers, DP's clip) and checks
+every combination that cannot run; assemble() then builds the model, the algorithm, the uplink and
+the trainer a single time. The round loop (flcli.engine.rounds) takes the parts, not the config.
+"""
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from flcli.algorithms.base import Algorithm, AlgorithmSpec, Context, EnsembleAlgorithm
+from flcli.algorithms.registry import algorithm_spec, build, hyperparameters_for
+from flcli.config import TrainConfig, parse_hidden
+from flcli.data.holdout import hold_out_proxy
+from flcli.data.store import Partition
+from flcli.engine.backends import check_backend, trainer_for
+from flcli.engine.uplink import Uplink, build_uplink
+from flcli.errors import FLError
+from flcli.models.registry import DEFAULT_HIDDEN, default_lr, make_model, takes_model_args
+from flcli.plugins import is_reference, source_of
+from flcli.privacy.options import check_options, parse_clip, refuse_for_algorithm, refuse_for_model
+
+PROXY_FRACTION = "proxy_fraction"  # an algorithm taking it gets FedDF's proxy set held out
+
+
+@dataclass(frozen=True)
+class Parts:
+    """Everything a run is made of, built once."""
+
+    config: TrainConfig  # resolved: no default left to fill
+    spec: AlgorithmSpec
+    model: Any
+    partition: Partition  # what the clients train on: in the run's dtype, the proxy set held out
+    algorithm: Algorithm | EnsembleAlgorithm
+    uplink: Uplink
+    trainer: Any  # (model, x, y, cohort, w, spec, seed, round, work) -> CohortResult
+    x_proxy: np.ndarray | None = None
+    notes: list[str] = field(default_factory=list)  # what the user should know before it runs
+
+    @property
+    def sources(self) -> dict[str, dict]:
+        """The user's code this run used, by option, with the sha256 of each file."""
+        chosen = {"algo": self.config.algo, "model": self.config.model}
+        return {key: source_of(name) for key, name in chosen.items() if is_reference(name)}
+
+
+def resolve(config: TrainConfig, partition: Partition) -> tuple[TrainConfig, AlgorithmSpec, Any]:
+    """(the config with every default filled, the algorithm's spec, the model)."""
+    spec = algorithm_spec(config.algo)
+    model = model_for(config, partition)
+    check_options(config)
+    refuse_for_algorithm(config, spec)
+    values = {
+        "lr": default_lr(config.model) if config.lr is None else config.lr,
+        "algo_args": hyperparameters_for(spec, config.algo_args, fallback=config.__dict__),
+        "drop_stragglers": (
+            spec.drop_stragglers if config.drop_stragglers is None else config.drop_stragglers
+        ),
+        "dp_clip": parse_clip(config.dp_clip),
+    }
+    if config.model == "mlp":
+        values["hidden"] = parse_hidden(config.hidden or DEFAULT_HIDDEN)
+    return replace(config, **values), spec, model
+
+
+def model_for(config: TrainConfig, partition: Partition):
+    """The configured model, shaped for the partition's features, classes and task."""
+    if config.hidden is not None and config.model != "mlp":
+        raise FLError(f"--hidden applies to --model mlp only, not {config.model}; drop it")
+    if config.model_args and not takes_model_args(config.model):
+        raise FLError(
+            f"--model-arg applies to sklearn:NAME models and your own, not {config.model}; drop it"
+        )
+    hidden = parse_hidden(config.hidden) if config.hidden is not None else None
+    return make_model(
+        config.model,
+        partition.num_features,
+        partition.num_classes,
+        task=partition.task,
+        hidden=hidden,
+        dtype=config.dtype,
+        model_args=config.model_args,
+    )
+
+
+def refuse_for_run(config: TrainConfig, spec: AlgorithmSpec, model, partition: Partition) -> None:
+    """The combinations of algorithm, model and data that cannot run, each one line."""
+    if spec.personalizes and model.task == "regression":
+        raise FLError(
+            f"--algo {spec.name} scores personal models by their accuracy, so it needs a "
+            "classification partition; this one is regression: choose another --algo"
+        )
+    if spec.personalizes and not partition.has_client_test:
+        raise FLError(
+            f"--algo {spec.name} scores personal models on clients' local test splits, which "
+            "this partition lacks; re-create it with fl partition ... --client-test-fraction 0.2"
+        )
+    refuse_for_model(config, model)
+    trains_itself = getattr(model, "trains_client_by_client", False)
+    if spec.refuses_estimators and trains_itself:
+        raise FLError(
+            f"--algo {spec.name} {spec.refuses_estimators}; use a NumPy model (e.g. --model "
+            "softmax) or another --algo (e.g. fedavg)"
+        )
+    if not getattr(model, "parametric", True) and config.stragglers:
+        raise FLError(
+            f"--stragglers applies to models trained in local steps; --model {model.name} is "
+            "fitted once per round, so drop --stragglers"
+        )
+
+
+def assemble(config: TrainConfig, partition: Partition) -> Parts:
+    """Resolve the config against the partition and build every part of the run, once."""
+    resolved, spec, model = resolve(config, partition)
+    refuse_for_run(resolved, spec, model, partition)
+    data = partition.astype(resolved.dtype)
+    x_proxy = None
+    if PROXY_FRACTION in resolved.algo_args:
+        data, x_proxy = hold_out_proxy(data, resolved.algo_args[PROXY_FRACTION], resolved.seed)
+    context = Context(model, data.num_clients, resolved.lr, x_proxy)
+    parametric = getattr(model, "parametric", True)
+    algorithm = build(spec, resolved.algo_args, context, parametric)
+    check_backend(resolved.backend)
+    uplink = build_uplink(resolved, data.num_clients)
+    trainer = trainer_for(model, resolved.backend, resolved.jobs, resolved.ray_address)
+    notes = []
+    if spec.approximate_with_estimators and getattr(model, "trains_client_by_client", False):
+        notes.append(
+            f"--algo {spec.name} with --model {config.model}: {spec.approximate_with_estimators}"
+        )
+    return Parts(resolved, spec, model, data, algorithm, uplink, trainer, x_proxy, notes)

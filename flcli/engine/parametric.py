@@ -1,0 +1,118 @@
+"""A round of a model with a flat parameter vector: broadcast, local steps on the run's backend,
+the uplink (attacks, faults, DP, secure or robust aggregation), the server update, personal
+models, evaluation."""
+
+import math
+from dataclasses import replace
+
+import numpy as np
+
+from flcli.algorithms.base import ClientUpdates, ServerState
+from flcli.engine.blas import one_blas_thread
+from flcli.engine.evaluate import client_scores, personal_scores, round_rows
+from flcli.engine.local import Cohort, CohortResult, LocalSpec, LocalWork, steps_per_epoch
+from flcli.engine.rounds import Trained
+from flcli.engine.stragglers import straggler_budgets
+from flcli.rng import Purpose, rng
+
+
+class ParametricRounds:
+    def __init__(self, parts):
+        self.parts = parts
+        config, data = parts.config, parts.partition
+        self.config, self.data, self.model, self.algorithm = (
+            config,
+            data,
+            parts.model,
+            parts.algorithm,
+        )
+        self.uplink = parts.uplink
+        self.y_local = self.uplink.training_labels(data.y_train, data.offsets, data.num_classes)
+        self.base_spec = LocalSpec(config.local_epochs, config.batch_size, config.lr)
+        spec = self.algorithm.local_spec(self.base_spec)
+        # every local step is this wide: no wider than the largest shard (FedSGD asks for a shard)
+        largest_shard = int(np.diff(data.offsets).max())
+        self.spec = replace(spec, batch_size=min(spec.batch_size, largest_shard))
+        message = self.model.num_params * np.dtype(config.dtype).itemsize
+        self.bytes_per_message = message * self.algorithm.models_per_message
+
+    def initial_state(self) -> ServerState:
+        initial = self.model.init(rng(self.config.seed, Purpose.INIT))
+        state = self.algorithm.server_init(initial, self.data.num_clients)
+        return replace(state, uplink=self.uplink.initial_state())
+
+    def fit(self, cohort: Cohort, w: np.ndarray, spec: LocalSpec, round: int, work) -> CohortResult:
+        if not len(cohort.ids):  # DP's Poisson sampling can sample nobody
+            return CohortResult(np.empty((0, w.size), w.dtype), np.zeros(0, dtype=np.int64))
+        x = self.data.x_train
+        seed = self.config.seed
+        return self.parts.trainer(self.model, x, self.y_local, cohort, w, spec, seed, round, work)
+
+    def client_work(self, state: ServerState, round: int, cohort: Cohort):
+        """The algorithm's local work for the cohort, with stragglers' smaller step budgets, and
+        which clients straggle."""
+        work = self.algorithm.client_work(state, cohort.ids)
+        straggling = np.zeros(len(cohort.ids), dtype=bool)
+        if self.config.stragglers > 0:
+            full = steps_per_epoch(cohort.sizes, self.spec.batch_size) * self.spec.epochs
+            budgets, straggling = straggler_budgets(
+                self.config.seed, round, cohort.ids, full, self.config.stragglers
+            )
+            work = replace(work, max_steps=budgets)
+        return work, straggling
+
+    def train(self, state: ServerState, round: int, ids: np.ndarray) -> Trained:
+        cohort = Cohort.of(ids, self.data.offsets)
+        work, straggling = self.client_work(state, round, cohort)
+        losses = None
+        if self.algorithm.needs_client_losses:
+            x, y = self.data.x_train, self.y_local
+            losses, _ = client_scores(self.model, state.params, x, y, cohort.starts, cohort.sizes)
+        local = self.fit(cohort, state.params, self.spec, round, work)
+        updates = ClientUpdates(
+            ids=ids,
+            deltas=local.params - state.params,
+            num_samples=cohort.sizes,
+            num_steps=local.num_steps,
+            losses=losses,
+        )
+        sent = ~straggling if self.config.drop_stragglers else np.ones(len(ids), dtype=bool)
+        # The server's sums over clients (BLAS products such as weights @ deltas) are split
+        # across BLAS threads: one thread, so that the model's last bits do not depend on cores.
+        with one_blas_thread():
+            delivery = self.uplink.deliver(round, updates, sent, state.uplink)
+            new_state = state
+            if delivery.updates is not None:
+                new_state = self.algorithm.server_update(state, delivery.updates)
+        personal = None
+        if self.algorithm.personalize is not None:
+            new_state, personal = self.personalize(state, new_state, cohort, round)
+        new_state = replace(new_state, uplink=delivery.state)
+        down = len(ids) * self.bytes_per_message + delivery.bytes_down
+        up = delivery.messages_up * self.bytes_per_message + delivery.bytes_up
+        return Trained(new_state, up, down, delivery.counts, personal)
+
+    def personalize(self, before: ServerState, after: ServerState, cohort: Cohort, round: int):
+        def train_personal(anchor, personal_work: LocalWork, epochs: int):
+            personal_spec = replace(self.base_spec, epochs=epochs)
+            return self.fit(cohort, anchor, personal_spec, round, personal_work)
+
+        return self.algorithm.personalize(before, after, cohort.ids, train_personal)
+
+    def measure(self, state, round, ids, personal, totals) -> tuple[dict, dict]:
+        data = self.data
+        record, clients = round_rows(self.model, state.params, data, round, ids, totals)
+        if self.algorithm.personalize is not None:
+            if personal is None:  # round 0: nothing personalized yet
+                personal = np.broadcast_to(state.params, (len(ids), state.params.size))
+            offsets = data.client_test_offsets
+            starts, sizes = offsets[ids], offsets[ids + 1] - offsets[ids]
+            correct = personal_scores(
+                self.model, personal, data.x_client_test, data.y_client_test, starts, sizes
+            )
+            tested = sizes.sum()  # 0 in a round that sampled nobody (DP's Poisson sampling)
+            record["personal_accuracy"] = float(correct.sum() / tested) if tested else math.nan
+            clients["personal_accuracy"] = correct / np.maximum(sizes, 1)
+        if self.uplink.dp is not None:
+            record["epsilon"] = self.uplink.epsilon_after(round)
+        return record, clients

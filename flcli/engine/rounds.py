@@ -1,0 +1,90 @@
+"""The round loop: sample, train, aggregate, evaluate; one record per round.
+
+One driver for every kind of model. It holds what all runs share (round 0 or the resumed round,
+the byte and time totals, the divergence check) and hands each round to the run's round kind:
+ParametricRounds (a flat parameter vector trained in local steps: flcli.engine.parametric) or
+FittedRounds (estimators fitted once per round and combined: flcli.engine.fitted).
+
+The loop never prints and never writes files: it yields a RoundResult per round (round 0 is the
+initial model) and the caller logs, checkpoints and draws progress.
+"""
+
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from flcli.algorithms.base import ServerState
+from flcli.errors import RunFailed
+
+TOTALS = ("bytes_up", "bytes_down", "elapsed_s")
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    record: dict  # one row of rounds.csv
+    state: ServerState  # the server state after this round
+    clients: dict[str, np.ndarray] | None = None  # the round's rows of clients.csv, by column
+
+
+@dataclass(frozen=True)
+class Trained:
+    """What one round did: the new state, and what it sent."""
+
+    state: ServerState
+    bytes_up: int
+    bytes_down: int
+    counts: dict[str, int]  # extra rounds.csv columns of the round (e.g. dropped)
+    personal: np.ndarray | None = None  # the cohort's personal models [K, P], if any
+
+
+def round_kind(parts):
+    """The round kind of the run's model: one dispatch, on the model's capability."""
+    if getattr(parts.model, "parametric", True):
+        from flcli.engine.parametric import ParametricRounds
+
+        return ParametricRounds(parts)
+    from flcli.engine.fitted import FittedRounds
+
+    return FittedRounds(parts)
+
+
+def check_finite(record: dict, state: ServerState, round: int, lr: float) -> None:
+    train_loss = record["train_loss"]
+    if not (math.isfinite(train_loss) and np.isfinite(state.params).all()):
+        raise RunFailed(
+            f"training diverged at round {round} (loss {train_loss}); "
+            f"try a smaller --lr, e.g. {lr / 10:g}"
+        )
+
+
+def run_rounds(parts, resume_from: RoundResult | None = None) -> Iterator[RoundResult]:
+    """Yield round 0 (the initial model) and every round up to the config's rounds, or continue
+    after resume_from (the last round a previous run completed)."""
+    kind, config = round_kind(parts), parts.config
+    if resume_from is None:
+        state = kind.initial_state()
+        totals = dict.fromkeys(TOTALS, 0)
+        totals["elapsed_s"] = 0.0
+        everyone = np.arange(parts.partition.num_clients)
+        record, clients = kind.measure(state, 0, everyone, None, totals)
+        check_finite(record, state, 0, config.lr)
+        record.update(dict.fromkeys(parts.uplink.counts, 0))
+        resume_from = RoundResult(record, state, clients)
+        yield resume_from
+    state, record = resume_from.state, resume_from.record
+    totals = {key: record[key] for key in TOTALS}
+    clock = time.perf_counter() - totals["elapsed_s"]
+    for round in range(record["round"] + 1, config.rounds + 1):
+        ids = parts.uplink.sample(round)
+        trained = kind.train(state, round, ids)
+        state = trained.state
+        totals["bytes_up"] += trained.bytes_up
+        totals["bytes_down"] += trained.bytes_down
+        totals["elapsed_s"] = time.perf_counter() - clock
+        record, clients = kind.measure(state, round, ids, trained.personal, dict(totals))
+        check_finite(record, state, round, config.lr)
+        record.update(trained.counts)
+        yield RoundResult(record, state, clients)
