@@ -6,6 +6,7 @@ The model classes are imported by make_model only: `fl --help` lists the models 
 from dataclasses import dataclass
 
 from flcli.errors import FLError
+from flcli.models.base import check_model
 
 SKLEARN_PREFIX = "sklearn:"
 DEFAULT_HIDDEN = (128, 64)
@@ -85,14 +86,28 @@ def make_model(
     model_args: dict | None = None,
 ):
     """The model `name` for data with num_features inputs and the given task (num_classes is None
-    for regression). Raises FLError when the model does not fit the task."""
+    for regression), checked against the model protocol (flcli.models.base.check_model). Raises
+    FLError when the model does not fit the task."""
     check_model_name(name)
     if name.startswith(SKLEARN_PREFIX):
-        from flcli.models.sklearn import make_estimator_model
+        from flcli.models.sklearn import make_estimator_model  # checks what it makes
 
         return make_estimator_model(
             name[len(SKLEARN_PREFIX) :], num_features, num_classes, task, model_args or {}, dtype
         )
+    model = numpy_model(name, num_features, num_classes, task, hidden, dtype)
+    return check_model(model, f"--model {name}")
+
+
+def numpy_model(
+    name: str,
+    num_features: int,
+    num_classes: int | None,
+    task: str,
+    hidden: tuple[int, ...] | None,
+    dtype: str,
+):
+    """The NumPy model `name` (one of MODELS) for the data."""
     from flcli.models.linear import LinearRegression, LogisticRegression, SoftmaxRegression
     from flcli.models.mlp import MLP
 
