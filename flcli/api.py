@@ -14,6 +14,7 @@ from flcli.engine.backends import check_backend
 from flcli.engine.loop import RoundResult, build_algorithm, run_rounds
 from flcli.engine.uplink import build_uplink
 from flcli.errors import FLError, RunFailed
+from flcli.models.base import capabilities_of
 from flcli.models.registry import make_model
 from flcli.runlog import RunDir, open_run
 
@@ -108,7 +109,7 @@ def prepare_training(
             resume_from = RoundResult(*saved)
     notes = []
     caveat = algorithm_info(config.algo).approximate_with_estimators
-    if caveat and getattr(model, "trains_client_by_client", False):
+    if caveat and capabilities_of(model).trains == "client_by_client":
         notes.append(f"--algo {config.algo} with --model {config.model}: {caveat}")
     return Training(run, data, config, model, resume_from, notes)
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from flcli.algorithms.base import Algorithm, ClientUpdates, Context, ServerState, plain_init
 from flcli.errors import FLError
+from flcli.models.base import capabilities_of
 
 
 def ensemble_targets(model, client_params: np.ndarray, x: np.ndarray, temperature: float):
@@ -35,7 +36,7 @@ def distill(model, w, x, targets, temperature: float, steps: int, lr: float) -> 
 def feddist(
     ctx: Context, temperature: float, distill_steps: int, proxy_fraction: float
 ) -> Algorithm:
-    if not hasattr(ctx.model, "distill_loss_grad"):
+    if not capabilities_of(ctx.model).distillable:
         raise FLError("--algo feddist needs a model that can be distilled; use --model softmax")
 
     def server_update(state: ServerState, updates: ClientUpdates) -> ServerState:

@@ -26,6 +26,7 @@ from flcli.algorithms.personal import ditto, fedavglu
 from flcli.algorithms.qfedavg import qfedavg
 from flcli.algorithms.scaffold import scaffold
 from flcli.errors import FLError
+from flcli.models.base import capabilities_of
 
 
 @dataclass(frozen=True)
@@ -184,7 +185,7 @@ def make_algorithm(
     """The algorithm `name` with its hyperparameters (already resolved and validated), in its
     parametric or its ensemble form as the model requires; FLError when it takes no such model."""
     info = algorithm_info(name)
-    if getattr(context.model, "parametric", True):
+    if capabilities_of(context.model).parametric:
         if info.factory is None:
             raise FLError(
                 f"--algo {name} combines models without parameters to average; use it with "

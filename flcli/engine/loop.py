@@ -30,6 +30,7 @@ from flcli.engine.uplink import (
     training_labels,
 )
 from flcli.errors import FLError, RunFailed
+from flcli.models.base import capabilities_of
 from flcli.privacy.options import refuse_for_model
 from flcli.rng import Purpose, rng
 
@@ -63,12 +64,12 @@ def build_algorithm(partition: Partition, model, config: TrainConfig, x_proxy=No
         )
     refuse_for_model(config, model)
     refusal = algorithm_info(config.algo).refuses_estimators
-    if refusal and getattr(model, "trains_client_by_client", False):
+    if refusal and capabilities_of(model).trains == "client_by_client":
         raise FLError(
             f"--algo {config.algo} {refusal}; use a NumPy model (e.g. --model softmax) or "
             "another --algo (e.g. fedavg)"
         )
-    if not getattr(model, "parametric", True) and config.stragglers:
+    if not capabilities_of(model).parametric and config.stragglers:
         raise FLError(
             f"--stragglers applies to models trained in local steps; --model {model.name} is "
             "fitted once per round, so drop --stragglers"
@@ -86,7 +87,7 @@ def run_rounds(
     """Yield round 0 (the initial model) and every round up to config.rounds, or continue after
     resume_from (the last round a previous run completed). Models without parameters to average
     run in flcli.engine.ensembles instead."""
-    if not getattr(model, "parametric", True):
+    if not capabilities_of(model).parametric:
         from flcli.engine.ensembles import run_ensemble_rounds
 
         yield from run_ensemble_rounds(partition, model, config, resume_from)

@@ -25,7 +25,6 @@ from flcli.models.base import Capabilities
 class FittedClassifiers:
     """Fits one scikit-learn classifier per client and soft-votes lists of them."""
 
-    parametric = False
     capabilities = Capabilities(trains="fitted_members")  # only feddist and fedbag accept it
     task = "classification"
 

@@ -121,7 +121,6 @@ def accepts(method, argument: str) -> bool:
 class EstimatorModel:
     """A scikit-learn estimator over a flat parameter vector; trains client by client."""
 
-    trains_client_by_client = True
     capabilities = Capabilities(trains="client_by_client")
 
     def __init__(self, primed, args: dict, task: str, num_classes: int | None, dtype="float64"):
