@@ -19,6 +19,7 @@ from flcli.data.store import Partition
 from flcli.engine.backends import check_backend, trainer_for
 from flcli.engine.uplink import Uplink, build_uplink
 from flcli.errors import FLError
+from flcli.models.base import capabilities_of
 from flcli.models.registry import DEFAULT_HIDDEN, default_lr, make_model, takes_model_args
 from flcli.plugins import is_reference, source_of
 from flcli.privacy.options import check_options, parse_clip, refuse_for_algorithm, refuse_for_model
@@ -99,13 +100,13 @@ def refuse_for_run(config: TrainConfig, spec: AlgorithmSpec, model, partition: P
             "this partition lacks; re-create it with fl partition ... --client-test-fraction 0.2"
         )
     refuse_for_model(config, model)
-    trains_itself = getattr(model, "trains_client_by_client", False)
+    trains_itself = capabilities_of(model).trains == "client_by_client"
     if spec.refuses_estimators and trains_itself:
         raise FLError(
             f"--algo {spec.name} {spec.refuses_estimators}; use a NumPy model (e.g. --model "
             "softmax) or another --algo (e.g. fedavg)"
         )
-    if not getattr(model, "parametric", True) and config.stragglers:
+    if not capabilities_of(model).parametric and config.stragglers:
         raise FLError(
             f"--stragglers applies to models trained in local steps; --model {model.name} is "
             "fitted once per round, so drop --stragglers"
@@ -121,13 +122,13 @@ def assemble(config: TrainConfig, partition: Partition) -> Parts:
     if PROXY_FRACTION in resolved.algo_args:
         data, x_proxy = hold_out_proxy(data, resolved.algo_args[PROXY_FRACTION], resolved.seed)
     context = Context(model, data.num_clients, resolved.lr, x_proxy)
-    parametric = getattr(model, "parametric", True)
-    algorithm = build(spec, resolved.algo_args, context, parametric)
+    capabilities = capabilities_of(model)
+    algorithm = build(spec, resolved.algo_args, context, capabilities.parametric)
     check_backend(resolved.backend)
     uplink = build_uplink(resolved, data.num_clients)
     trainer = trainer_for(model, resolved.backend, resolved.jobs, resolved.ray_address)
     notes = []
-    if spec.approximate_with_estimators and getattr(model, "trains_client_by_client", False):
+    if spec.approximate_with_estimators and capabilities.trains == "client_by_client":
         notes.append(
             f"--algo {spec.name} with --model {config.model}: {spec.approximate_with_estimators}"
         )

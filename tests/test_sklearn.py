@@ -160,7 +160,8 @@ def test_estimators_are_checked_against_the_task_and_their_parameters():
         make_model("sklearn:SGDClassifier", 4, None, task="regression")
     with pytest.raises(FLError, match="no coef_"):
         make_model("sklearn:KNeighborsRegressor", 4, None, task="regression")
-    assert not make_model("sklearn:KNeighborsClassifier", 4, 3).parametric  # feddist, fedbag
+    knn = make_model("sklearn:KNeighborsClassifier", 4, 3)
+    assert not knn.capabilities.parametric  # feddist, fedbag
     with pytest.raises(FLError, match="no estimator 'Nope'"):
         make_model("sklearn:Nope", 4, 3)
     with pytest.raises(FLError, match="--model-arg alpah"):

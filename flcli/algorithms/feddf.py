@@ -49,6 +49,7 @@ from flcli.algorithms.base import (
     plain_init,
 )
 from flcli.errors import FLError
+from flcli.models.base import capabilities_of
 from flcli.models.linear import SoftmaxRegression
 from flcli.options import Check
 
@@ -86,7 +87,7 @@ def feddist(
     proxy_fraction: Annotated[float, PROXY] = 0.1,
 ) -> Algorithm:
     """proxy_fraction is read by the engine, which holds the proxy set out of the shards."""
-    if not hasattr(ctx.model, "distill_loss_grad"):
+    if not capabilities_of(ctx.model).distillable:
         raise FLError("--algo feddist needs a model that can be distilled; use --model softmax")
 
     def server_update(state: ServerState, updates: ClientUpdates) -> ServerState:

@@ -6,6 +6,7 @@ that hold a run's shared data and workers (make_backend builds one per run).
 
 from flcli.engine.cohort import train_cohort
 from flcli.engine.serial import train_serial
+from flcli.models.base import capabilities_of
 
 BACKENDS = {
     "vectorized": train_cohort,
@@ -37,7 +38,7 @@ def check_backend(name: str) -> None:
 def trainer_for(model, backend: str, jobs: int | None = None, ray_address: str | None = None):
     """The trainer of a run's cohorts: the backend's, unless the model trains itself client by
     client (scikit-learn estimators, which cannot be vectorized over a cohort)."""
-    if getattr(model, "trains_client_by_client", False):
+    if capabilities_of(model).trains == "client_by_client":
         from flcli.engine.estimators import train_estimators
 
         return train_estimators

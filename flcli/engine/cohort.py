@@ -30,6 +30,7 @@ from flcli.engine.local import (
     epoch_orders,
     steps_per_epoch,
 )
+from flcli.models.base import capabilities_of
 from flcli.models.workspace import WorkspacePool
 
 MIN_CHUNK = 32  # clients per thread, below which threads cost more than they save
@@ -118,7 +119,7 @@ def train_chunk(
     # finishes, then a compact copy written back to W only when the active set changes.
     active, W_active, inputs = everyone, W, work.inputs
     step_bytes = len(sizes) * batch * x.shape[1] * x.dtype.itemsize
-    fused = hasattr(model, "sgd_step")  # the model takes a whole step at once (compiled)
+    fused = capabilities_of(model).fused_step  # the model takes a whole step at once (compiled)
     with WORKSPACES.borrow() as space:  # the step loop allocates nothing large
         grad = None if fused else space.array("grad", W.shape, W.dtype)
         for first, stop in segments(total_steps, max(1, SEGMENT_BYTES // step_bytes)):

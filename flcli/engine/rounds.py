@@ -18,6 +18,7 @@ import numpy as np
 
 from flcli.algorithms.base import ServerState
 from flcli.errors import RunFailed
+from flcli.models.base import capabilities_of
 
 TOTALS = ("bytes_up", "bytes_down", "elapsed_s")
 
@@ -42,7 +43,7 @@ class Trained:
 
 def round_kind(parts):
     """The round kind of the run's model: one dispatch, on the model's capability."""
-    if getattr(parts.model, "parametric", True):
+    if capabilities_of(parts.model).parametric:
         from flcli.engine.parametric import ParametricRounds
 
         return ParametricRounds(parts)

@@ -19,12 +19,13 @@ from sklearn.base import clone
 from sklearn.dummy import DummyClassifier
 
 from flcli.errors import RunFailed
+from flcli.models.base import Capabilities
 
 
 class FittedClassifiers:
     """Fits one scikit-learn classifier per client and soft-votes lists of them."""
 
-    parametric = False  # no flat parameter vector: only feddist and fedbag accept it
+    capabilities = Capabilities(trains="fitted_members")  # only feddist and fedbag accept it
     task = "classification"
 
     def __init__(self, template, num_features: int, num_classes: int):

@@ -10,6 +10,7 @@
 
 import numpy as np
 
+from flcli.models.base import Capabilities
 from flcli.models.heads import (
     log_softmax,
     sigmoid,
@@ -22,6 +23,7 @@ from flcli.models.heads import (
 
 class SoftmaxRegression:
     task = "classification"
+    capabilities = Capabilities(distillable=True, exact_log_proba=True)
 
     def __init__(self, num_features: int, num_classes: int, dtype="float64"):
         self.num_features = num_features
@@ -97,6 +99,7 @@ class _AffineScore:
 
 class LogisticRegression(_AffineScore):
     task = "classification"
+    capabilities = Capabilities(exact_log_proba=True)
     num_classes = 2
 
     def loss_grad(self, W, X, y, mask, out=None, scale=1.0, workspace=None):
@@ -117,7 +120,10 @@ class LogisticRegression(_AffineScore):
 
 
 class LinearRegression(_AffineScore):
+    """No predict_proba: a regression model is scored by predict (see flcli.models.base)."""
+
     task = "regression"
+    capabilities = Capabilities()
 
     def loss_grad(self, W, X, y, mask, out=None, scale=1.0, workspace=None):
         loss, dscore = squared_error(self.score(W, X), y, mask, scale)

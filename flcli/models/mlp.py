@@ -11,11 +11,14 @@ Initialisation: He et al. 2015, W_l ~ N(0, 2 / fan_in), biases 0.
 
 import numpy as np
 
+from flcli.models.base import Capabilities
 from flcli.models.heads import log_softmax, softmax, softmax_cross_entropy, squared_error
 from flcli.models.workspace import Workspace
 
 
 class MLP:
+    capabilities = Capabilities(fused_step=True, exact_log_proba=True)
+
     def __init__(
         self,
         num_features: int,

@@ -9,6 +9,7 @@ None for regression; its optional class attribute default_lr is its default --lr
 from dataclasses import dataclass
 
 from flcli.errors import FLError
+from flcli.models.base import check_model
 from flcli.plugins import entry_points, is_reference, load, load_entry_point
 
 SKLEARN_PREFIX = "sklearn:"
@@ -107,15 +108,29 @@ def make_model(
     model_args: dict | None = None,
 ):
     """The model `name` for data with num_features inputs and the given task (num_classes is None
-    for regression). Raises FLError when the model does not fit the task."""
+    for regression), checked against the model protocol (flcli.models.base.check_model). Raises
+    FLError when the model does not fit the task."""
     if is_plugin(name):
         return make_plugin_model(name, num_features, num_classes, task, dtype, model_args or {})
     if name.startswith(SKLEARN_PREFIX):
-        from flcli.models.sklearn import make_estimator_model
+        from flcli.models.sklearn import make_estimator_model  # checks what it makes
 
         return make_estimator_model(
             name[len(SKLEARN_PREFIX) :], num_features, num_classes, task, model_args or {}, dtype
         )
+    model = numpy_model(name, num_features, num_classes, task, hidden, dtype)
+    return check_model(model, f"--model {name}")
+
+
+def numpy_model(
+    name: str,
+    num_features: int,
+    num_classes: int | None,
+    task: str,
+    hidden: tuple[int, ...] | None,
+    dtype: str,
+):
+    """The NumPy model `name` (one of MODELS) for the data."""
     from flcli.models.linear import LinearRegression, LogisticRegression, SoftmaxRegression
     from flcli.models.mlp import MLP
 
@@ -173,13 +188,7 @@ def make_plugin_model(name, num_features, num_classes, task, dtype, model_args):
         raise
     except Exception as failure:  # the user's constructor: name it and what it raised
         raise FLError(f"--model {name} raised {type(failure).__name__}: {failure}") from None
-    missing = [m for m in ("task", "num_params", "init", "loss_grad", "predict_proba")
-               if not hasattr(model, m)]  # fmt: skip
-    if missing:
-        raise FLError(
-            f"--model {name} lacks {', '.join(missing)}; a model needs task, num_params, init, "
-            "loss_grad and predict_proba (see docs/api.md)"
-        )
+    check_model(model, f"--model {name}")
     if model.task != task:
         raise FLError(
             f"--model {name} is a {model.task} model but the partition's task is {task}; "

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from flcli.errors import FLError
+from flcli.models.base import Capabilities, check_model
 from flcli.models.ensemble import FittedClassifiers, has_parameters
 
 LINEAR = ("coef_", "intercept_")
@@ -120,7 +121,7 @@ def accepts(method, argument: str) -> bool:
 class EstimatorModel:
     """A scikit-learn estimator over a flat parameter vector; trains client by client."""
 
-    trains_client_by_client = True
+    capabilities = Capabilities(trains="client_by_client")
 
     def __init__(self, primed, args: dict, task: str, num_classes: int | None, dtype="float64"):
         self.primed = primed  # fitted once on the placeholder set
@@ -273,5 +274,7 @@ def make_estimator_model(
                 f"--model sklearn:{name} has no coef_/coefs_ to average, and feddist and fedbag "
                 "combine classifiers only; choose a parametric regressor (e.g. sklearn:Ridge)"
             )
-        return FittedClassifiers(cls(**model_args), num_features, num_classes)
-    return EstimatorModel(estimator, model_args, task, num_classes, dtype)
+        fitted = FittedClassifiers(cls(**model_args), num_features, num_classes)
+        return check_model(fitted, f"--model sklearn:{name}")
+    model = EstimatorModel(estimator, model_args, task, num_classes, dtype)
+    return check_model(model, f"--model sklearn:{name}")

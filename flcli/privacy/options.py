@@ -5,6 +5,7 @@ import math
 
 from flcli.engine.attacks import check_attack
 from flcli.errors import FLError
+from flcli.models.base import capabilities_of
 
 AGGREGATORS = {
     "mean": "the sample-weighted mean (the algorithm's own rule)",
@@ -62,7 +63,7 @@ def refuse_for_model(config, model) -> None:
     not updates: there is nothing to clip, mask, attack or drop on the way. Label flipping needs
     classes to flip."""
     flags = uplink_flags(config)
-    if flags and not getattr(model, "parametric", True):
+    if flags and not capabilities_of(model).parametric:
         raise FLError(
             f"{flags[0]} needs a model with parameters to average; --model {config.model} has "
             "none; use e.g. --model softmax or sklearn:SGDClassifier"
