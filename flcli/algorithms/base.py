@@ -144,7 +144,7 @@ class Hyper:
 class Hyperparameter:
     name: str
     default: Any  # inspect.Parameter.empty when the factory gives none: it must be given
-    kind: Any  # the annotated type
+    kind: Any  # the annotated type (None: not annotated and no default, any value goes)
     about: Hyper
 
     @property
@@ -170,6 +170,9 @@ def hyperparameters(factory: Callable) -> dict[str, Hyperparameter]:
         extras = getattr(hint, "__metadata__", ())
         about = next((e for e in extras if isinstance(e, Hyper)), Hyper(""))
         kind = typing.get_args(hint)[0] if extras else hint
+        if kind is inspect.Parameter.empty:  # not annotated: the default's type, if any
+            default = parameter.default
+            kind = None if default in (None, inspect.Parameter.empty) else type(default)
         found[parameter.name] = Hyperparameter(parameter.name, parameter.default, kind, about)
     return found
 
@@ -230,7 +233,7 @@ class AlgorithmSpec:
             value = given.get(name, h.default)
             if value is None and h.about.default_from is not None:
                 value = fallback[h.about.default_from]
-            if value is not None and not of_type(h.kind, value):
+            if value is not None and h.kind is not None and not of_type(h.kind, value):
                 raise FLError(f"{h.flag} {value!r} must be {describe_type(h.kind)}")
             if isinstance(value, float) and not math.isfinite(value):
                 raise FLError(f"{h.flag} {value} must be a finite number")

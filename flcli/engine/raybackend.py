@@ -14,6 +14,7 @@ from flcli.engine.chunks import chunks_of, join
 from flcli.engine.cohort import train_cohort
 from flcli.engine.local import Cohort, CohortResult, LocalSpec, LocalWork
 from flcli.errors import FLError
+from flcli.plugins import share_with_ray
 
 LOCAL_CPUS = 2
 
@@ -78,6 +79,7 @@ class RayTrainer:
             else:
                 ray.init(num_cpus=self.jobs or LOCAL_CPUS, include_dashboard=False, **quiet)
         if self._remote is None:
+            share_with_ray()  # a user's model or algorithm file, which Ray's workers cannot import
             self._remote = ray.remote(num_cpus=1)(_train_chunk)
         return ray
 

@@ -1,0 +1,225 @@
+"""A user's own algorithm and model from their own files (examples/), through the real CLI: every
+backend gives the same rounds.csv, a killed run resumes exactly, run.json records the code, and
+every broken plugin is one line, exit 2."""
+
+import dataclasses
+import json
+import signal
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import assert_one_line_error
+from test_crash import rounds_of, start_fl, wait_for_rounds
+
+from flcli.algorithms.base import ClientUpdates, Context
+from flcli.algorithms.registry import algorithm_spec, build
+from flcli.config import TrainConfig
+from flcli.errors import FLError
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+FEDEXP = f"{EXAMPLES / 'fedexp.py'}:SPEC"
+RIDGE = f"{EXAMPLES / 'ridge_softmax.py'}:RidgeSoftmax"
+PLUGINS = [
+    "--algo",
+    FEDEXP,
+    "--algo-arg",
+    "epsilon=0.01",
+    "--model",
+    RIDGE,
+    "--model-arg",
+    "l2=0.01",
+]
+ARGS = [*PLUGINS, "--rounds", 4, "--fraction", 0.5, "--seed", 5]
+
+
+def train(cli, partition, out, *args):
+    result = cli("train", partition, *args, "--out", out)
+    assert result.code == 0, result.err
+    return rounds_of(out)
+
+
+@pytest.mark.parametrize("backend", ["process", "ray"])
+def test_example_plugins_give_the_same_rounds_csv_on_every_backend(
+    cli, dirichlet_dir, tmp_path, backend
+):
+    vectorized = train(cli, dirichlet_dir, tmp_path / "v", *ARGS)
+    other = train(cli, dirichlet_dir, tmp_path / backend, *ARGS, "--backend", backend, "--jobs", 2)
+    pd.testing.assert_frame_equal(vectorized, other, check_exact=True)
+    assert vectorized["test_accuracy"].iloc[-1] > 0.5  # it learns
+
+
+def test_run_json_records_the_reference_and_the_files_sha256_and_config_repeats_it(
+    cli, dirichlet_dir, tmp_path
+):
+    import hashlib
+
+    first = train(cli, dirichlet_dir, tmp_path / "first", *ARGS)
+    info = json.loads((tmp_path / "first" / "run.json").read_text())
+    source = info["sources"]["algo"]
+    assert source["reference"] == FEDEXP
+    assert source["sha256"] == hashlib.sha256((EXAMPLES / "fedexp.py").read_bytes()).hexdigest()
+    assert info["sources"]["model"]["reference"] == RIDGE
+    assert info["config"]["algo_args"] == {"epsilon": 0.01}
+    assert info["config"]["model_args"] == {"l2": 0.01}
+    again = cli("train", "--config", tmp_path / "first" / "run.json", "--out", tmp_path / "again")
+    assert again.code == 0, again.err
+    pd.testing.assert_frame_equal(first, rounds_of(tmp_path / "again"), check_exact=True)
+
+
+def test_a_plugin_run_killed_with_sigkill_resumes_to_the_uninterrupted_rounds_csv(
+    cli, iid_dir, tmp_path
+):
+    args = [*PLUGINS, "--rounds", 40, "--fraction", 0.5, "--seed", 4, "--checkpoint-every", 1]
+    killed = tmp_path / "killed"
+    process = start_fl("train", iid_dir, *args, "--out", killed)
+    wait_for_rounds(killed, process, 3)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert json.loads((killed / "run.json").read_text())["status"] == "running"
+    assert cli("train", iid_dir, *args, "--out", killed, "--resume").code == 0
+    whole = train(cli, iid_dir, tmp_path / "whole", *args)
+    pd.testing.assert_frame_equal(whole, rounds_of(killed), check_exact=True)
+
+
+def test_fedexp_with_equal_updates_is_fedavg_and_extrapolates_when_they_cancel():
+    """eta_g = max(1, sum ||d_i||^2 / (2 M (||mean||^2 + eps))): 1 when the clients agree; with
+    d and e - d the mean is e / 2 and the step (||d||^2 + ||e - d||^2) / (4 (||e/2||^2 + eps))."""
+    spec = algorithm_spec(FEDEXP)
+    fedexp = build(spec, {"epsilon": 1e-3}, Context(None, 2, 0.1), parametric=True)
+    state = fedexp.server_init(np.zeros(2), 2)
+
+    def updates(deltas):
+        deltas = np.array(deltas, dtype=float)
+        return ClientUpdates(np.arange(2), deltas, np.array([5, 50]), np.array([1, 1]))
+
+    same = fedexp.server_update(state, updates([[1.0, 2.0], [1.0, 2.0]]))
+    np.testing.assert_array_equal(same.params, [1.0, 2.0])
+    d, e = np.array([3.0, 0.0]), np.array([0.0, 1.0])
+    moved = fedexp.server_update(state, updates([d, e - d]))
+    mean = e / 2
+    step = (d @ d + (e - d) @ (e - d)) / (2 * 2 * (mean @ mean + 1e-3))
+    np.testing.assert_allclose(moved.params, step * mean, rtol=1e-12)
+
+
+def test_ridge_softmax_gradient_matches_finite_differences():
+    from flcli.models.registry import make_model
+
+    model = make_model(RIDGE, 4, 3, model_args={"l2": 0.3})
+    rng = np.random.default_rng(0)
+    W = rng.normal(size=(2, model.num_params))
+    X, y = rng.normal(size=(2, 5, 4)), rng.integers(0, 3, size=(2, 5))
+    mask = np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], dtype=float)
+    loss, grad = model.loss_grad(W, X, y, mask)
+    step = 1e-6
+    for j in range(model.num_params):
+        bump = np.zeros_like(W)
+        bump[:, j] = step
+        up, _ = model.loss_grad(W + bump, X, y, mask)
+        down, _ = model.loss_grad(W - bump, X, y, mask)
+        np.testing.assert_allclose(grad[:, j], (up - down) / (2 * step), rtol=1e-5, atol=1e-8)
+
+
+BROKEN_MODEL = """
+class NoGradient:
+    task = "classification"
+    num_params = 3
+    def __init__(self, num_features, num_classes, dtype="float64"):
+        pass
+    def init(self, rng):
+        return None
+"""
+RAISING_FACTORY = """
+def fedbroken(ctx, rate=0.1):
+    raise RuntimeError("not today")
+
+def notalgo(ctx):
+    return 42
+"""
+SYNTAX_ERROR = "def fedx(ctx:\n"
+
+
+@pytest.fixture(scope="module")
+def broken_plugins(tmp_path_factory):
+    """One folder of broken plugin files for the module (a module name is imported once)."""
+    folder = tmp_path_factory.mktemp("broken")
+    (folder / "algos.py").write_text(RAISING_FACTORY)
+    (folder / "models.py").write_text(BROKEN_MODEL)
+    (folder / "syntax.py").write_text(SYNTAX_ERROR)
+    return folder
+
+
+@pytest.mark.parametrize(
+    "flags, fragments",
+    [
+        (["--algo", "{tmp}/missing.py:fedx"], ["--algo", "missing.py does not exist"]),
+        (["--algo", "{tmp}/algos.py:fedother"], ["has no 'fedother'", "fedbroken"]),
+        (["--algo", "{tmp}/algos.py:fedbroken"], ["fedbroken raised RuntimeError", "not today"]),
+        (["--algo", "{tmp}/algos.py:notalgo"], ["returned a int", "Algorithm"]),
+        (["--algo", "{tmp}/syntax.py:fedx"], ["importing it failed", "SyntaxError"]),
+        (["--algo", "no_such_package.mod:fedx"], ["no module 'no_such_package.mod'"]),
+        (
+            ["--algo", "{tmp}/algos.py:fedbroken", "--algo-arg", "speed=2"],
+            ["takes no hyperparameter speed", "rate"],
+        ),
+        (["--algo", f"{FEDEXP}", "--algo-arg", "epsilon=-1"], ["--epsilon -1", "> 0"]),
+        (["--algo", "fedavg", "--algo-arg", "oops"], ["--algo-arg 'oops'", "key=value"]),
+        (["--model", "{tmp}/models.py:NoGradient"], ["lacks loss_grad", "predict_proba"]),
+        (["--model", "{tmp}/models.py:Missing"], ["has no 'Missing'", "NoGradient"]),
+        (["--model", f"{RIDGE}", "--model-arg", "l2=-1"], ["RidgeSoftmax raised ValueError"]),
+        (["--model", f"{RIDGE}", "--model-arg", "alpha=1"], ["--model", "alpha"]),
+        (["--algo", f"{FEDEXP}", "--dp-clip", "1", "--dp-noise", "1"], ["--dp-clip", "reads"]),
+    ],
+)
+def test_a_broken_plugin_is_one_line_and_exit_2(
+    cli, iid_dir, tmp_path, broken_plugins, flags, fragments
+):
+    filled = [flag.replace("{tmp}", str(broken_plugins)) for flag in flags]
+    result = cli("train", iid_dir, *filled, "--rounds", 1, "--out", tmp_path / "run")
+    assert_one_line_error(result, *fragments)
+    assert not (tmp_path / "run").exists()  # nothing half-written
+
+
+def test_replace_on_a_config_is_the_config_with_that_value_nothing_more():
+    given = TrainConfig(algo="fedprox", model="softmax")
+    assert given.lr is None and given.algo_args == {}  # nothing filled at construction
+    other = dataclasses.replace(given, algo="fedavg")
+    assert other.algo == "fedavg" and other.algo_args == {}
+    mlp = dataclasses.replace(given, model="mlp")
+    assert mlp.lr is None  # not softmax's 0.5: resolve gives mlp's own
+    with pytest.raises(FLError, match="--rounds 0"):
+        dataclasses.replace(given, rounds=0)
+
+
+def test_resolve_fills_the_defaults_of_the_model_and_the_algorithm(iid_dir):
+    from flcli.assemble import resolve
+    from flcli.data.store import load_partition
+
+    partition = load_partition(iid_dir)
+    resolved = resolve(TrainConfig(algo="fedprox", model="mlp"), partition)[0]
+    assert resolved.lr == 0.2 and resolved.hidden == (128, 64)
+    assert resolved.algo_args == {"mu": 0.01} and resolved.drop_stragglers is False
+    resolved = resolve(TrainConfig(algo="ditto", local_epochs=3), partition)[0]
+    assert resolved.algo_args == {"lam": 0.1, "personal_epochs": 3}  # = --local-epochs
+
+
+def test_dp_noise_is_calibrated_once_per_run(iid_dir, tmp_path, monkeypatch):
+    from flcli import api
+    from flcli.privacy import dp
+
+    calls = []
+    calibrate = dp.noise_for_epsilon.__wrapped__
+
+    def counted(*args):
+        calls.append(args)
+        return calibrate(*args)
+
+    monkeypatch.setattr(dp, "noise_for_epsilon", counted)
+    config = TrainConfig(rounds=2, clients_per_round=5, dp_clip=1.0, dp_epsilon=5.0)
+    training = api.prepare_training(iid_dir, config, tmp_path / "run")
+    for _ in training.rounds():
+        pass
+    assert len(calls) == 1
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["status"] == "completed" and info["dp"]["noise_multiplier"] > 0
