@@ -21,8 +21,6 @@ only the mean, are refused for it).
 
 from typing import Annotated
 
-import numpy as np
-
 from flcli.algorithms.base import (
     Algorithm,
     AlgorithmSpec,
