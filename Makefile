@@ -46,8 +46,8 @@ test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q
 
 lint: install
-	$(BIN)/ruff check flcli tests benchmarks
-	$(BIN)/ruff format --check flcli tests benchmarks
+	$(BIN)/ruff check flcli tests benchmarks examples
+	$(BIN)/ruff format --check flcli tests benchmarks examples
 
 # BENCH_QUICK=1: a smoke run into a temporary dir; FLOWER_PYTHON=PY: W1 against Flower too
 bench: install

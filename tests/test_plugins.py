@@ -223,3 +223,17 @@ def test_dp_noise_is_calibrated_once_per_run(iid_dir, tmp_path, monkeypatch):
     assert len(calls) == 1
     info = json.loads((tmp_path / "run" / "run.json").read_text())
     assert info["status"] == "completed" and info["dp"]["noise_multiplier"] > 0
+
+
+def test_fedavg_decay_at_decay_1_is_fedavg_and_its_step_shrinks(cli, dirichlet_dir, tmp_path):
+    decay = f"{EXAMPLES / 'fedavg_decay.py'}:fedavg_decay"
+    args = ["--rounds", 3, "--seed", 1]
+    fedavg = train(cli, dirichlet_dir, tmp_path / "fedavg", *args, "--keep-stragglers")
+    same = train(
+        cli, dirichlet_dir, tmp_path / "same", *args, "--algo", decay, "--algo-arg", "decay=1.0"
+    )
+    pd.testing.assert_frame_equal(fedavg, same, check_exact=True)
+    slower = train(
+        cli, dirichlet_dir, tmp_path / "slow", *args, "--algo", decay, "--algo-arg", "decay=0.1"
+    )
+    assert not slower.equals(fedavg)
