@@ -124,10 +124,12 @@ def pooling_notes(groups: list[Group], remedy: str) -> list[str]:
 def settings_of(info: dict) -> dict[str, Any]:
     """Flatten run.json into name -> value: config keys, partition keys (dataset, scheme,
     num_clients, partition_seed, and the scheme's params such as alpha), `partition` (the
-    scheme with the params that shape it, e.g. "dirichlet(α=0.1)"), then the algorithm's params
-    (also as algo.NAME; a bare name the partition took, such as alpha, means the partition's)."""
+    scheme with the params that shape it, e.g. "dirichlet(α=0.1)"), then the algorithm's
+    hyperparameters (also as algo.NAME; a bare name the partition took, such as alpha, means the
+    partition's) and the model's arguments (also as model.NAME)."""
     config = dict(info.get("config") or {})
-    algo_params = config.pop("algo_params", None) or {}
+    algo_args = config.pop("algo_args", None) or {}
+    model_args = config.pop("model_args", None) or {}
     part = dict(info.get("partition_meta") or {})
     params = part.pop("params", None) or {}
     if "seed" in part:
@@ -135,9 +137,10 @@ def settings_of(info: dict) -> dict[str, Any]:
     flat = {**config, **part, **params}
     if "scheme" in part:
         flat["partition"] = describe_partition(part["scheme"], params)
-    for name, value in algo_params.items():
-        flat.setdefault(name, value)
-        flat[f"algo.{name}"] = value
+    for prefix, values in (("algo", algo_args), ("model", model_args)):
+        for name, value in values.items():
+            flat.setdefault(name, value)
+            flat[f"{prefix}.{name}"] = value
     return flat
 
 

@@ -107,7 +107,7 @@ def write_run(
     alpha=None,
     lr=0.5,
     status="completed",
-    algo_params=None,
+    algo_args=None,
     extra=None,
     drop=(),
     with_rounds=True,
@@ -135,7 +135,7 @@ def write_run(
             "lr": lr,
             "seed": seed,
             "backend": "vectorized",
-            "algo_params": algo_params or {},
+            "algo_args": algo_args or {},
         },
         "partition_meta": {
             "dataset": "digits",

@@ -59,7 +59,7 @@ def test_variants_of_one_algorithm_share_its_colour_and_differ_in_line_style(tmp
 def test_many_variants_of_one_algorithm_are_all_drawn_differently(tmp_path):
     mus = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0)
     for mu in mus:
-        write_run(tmp_path / f"p{mu}", [0.1, 0.5, 0.7], algo="fedprox", algo_params={"mu": mu})
+        write_run(tmp_path / f"p{mu}", [0.1, 0.5, 0.7], algo="fedprox", algo_args={"mu": mu})
     write_run(tmp_path / "fedavg", [0.1, 0.4, 0.6])
     figure = plan_figure(find_runs([tmp_path]))
     assert len(figure.styles) == len(mus) + 1
@@ -76,7 +76,7 @@ def test_a_group_of_unset_settings_says_so_in_the_legend(tmp_path):
     info["config"]["mu"] = None  # as fl train writes it for an algorithm without mu
     fedavg_run.write_text(json.dumps(info))
     for mu in (0.01, 0.1):
-        write_run(tmp_path / f"p{mu}", [0.1, 0.5, 0.7], algo="fedprox", algo_params={"mu": mu})
+        write_run(tmp_path / f"p{mu}", [0.1, 0.5, 0.7], algo="fedprox", algo_args={"mu": mu})
     figure = plan_figure(find_runs([tmp_path]), facet="algo")
     (fedavg,) = figure.panels[0][1]
     assert fedavg.values == {"mu": None}

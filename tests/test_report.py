@@ -118,8 +118,8 @@ def test_each_group_is_compared_with_the_baseline_of_its_own_partition(tmp_path)
 
 def test_fedprox_mu_does_not_stop_the_match_with_fedavg(tmp_path):
     write_run(tmp_path / "a", [0.1, 0.5, 0.9], algo="fedavg")
-    write_run(tmp_path / "p", [0.1, 0.9, 0.9], algo="fedprox", algo_params={"mu": 0.01})
-    write_run(tmp_path / "q", [0.1, 0.5, 0.9], algo="fedprox", algo_params={"mu": 1.0})
+    write_run(tmp_path / "p", [0.1, 0.9, 0.9], algo="fedprox", algo_args={"mu": 0.01})
+    write_run(tmp_path / "q", [0.1, 0.5, 0.9], algo="fedprox", algo_args={"mu": 1.0})
     report = summarize(group_runs(find_runs([tmp_path])), "test_accuracy", 0.8)
     assert report.keys == ["algo", "mu"]
     speedups = {(row["algo"], row["mu"]): row["speedup"] for row in report.rows}

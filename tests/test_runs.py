@@ -63,7 +63,7 @@ def test_a_missing_column_names_the_file_and_the_column(tmp_path):
 
 def test_settings_flatten_config_partition_and_algorithm_params():
     info = {
-        "config": {"algo": "fedprox", "lr": 0.1, "seed": 3, "algo_params": {"mu": 0.01}},
+        "config": {"algo": "fedprox", "lr": 0.1, "seed": 3, "algo_args": {"mu": 0.01}},
         "partition_meta": {
             "dataset": "digits",
             "scheme": "dirichlet",
@@ -77,7 +77,7 @@ def test_settings_flatten_config_partition_and_algorithm_params():
     assert flat["alpha"] == 0.1 and flat["partition_seed"] == 7 and flat["num_clients"] == 10
     assert flat["partition"] == "dirichlet(α=0.1)"  # the split's own params are not in it
     assert flat["mu"] == flat["algo.mu"] == 0.01
-    info["config"]["algo_params"] = {"alpha": 0.5}  # e.g. FedDyn's alpha
+    info["config"]["algo_args"] = {"alpha": 0.5}  # e.g. FedDyn's alpha
     flat = settings_of(info)
     assert flat["alpha"] == 0.1 and flat["algo.alpha"] == 0.5
 
@@ -93,7 +93,7 @@ def three_algorithms_two_partitions_three_seeds(root):
                     scheme=scheme,
                     alpha=alpha,
                     seed=seed,
-                    algo_params={"mu": 0.01} if algo == "fedprox" else {},
+                    algo_args={"mu": 0.01} if algo == "fedprox" else {},
                 )
     return find_runs([root])
 
@@ -139,9 +139,9 @@ def test_within_a_facet_the_facet_key_is_not_a_group_key(tmp_path):
 
 def test_a_setting_that_follows_from_the_algorithm_is_not_a_group_key(tmp_path):
     write_run(tmp_path / "a", [0.1, 0.5], algo="fedavg")
-    write_run(tmp_path / "b", [0.1, 0.5], algo="fedadam", algo_params={"server_lr": 0.1})
+    write_run(tmp_path / "b", [0.1, 0.5], algo="fedadam", algo_args={"server_lr": 0.1})
     assert [g.label for g in group_runs(find_runs([tmp_path]))] == ["fedavg", "fedadam"]
-    write_run(tmp_path / "c", [0.1, 0.5], algo="fedadam", algo_params={"server_lr": 1.0})
+    write_run(tmp_path / "c", [0.1, 0.5], algo="fedadam", algo_args={"server_lr": 1.0})
     labels = [g.label for g in group_runs(find_runs([tmp_path]))]
     assert labels == ["fedavg", "fedadam, server_lr=0.1", "fedadam, server_lr=1"]
 
