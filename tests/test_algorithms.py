@@ -422,3 +422,14 @@ def test_client_test_split_is_held_out_of_each_shard(tmp_path, iid_dir):
     assert part.meta["client_test_sizes"] == test_sizes.tolist()
     assert part.meta["params"]["client_test_fraction"] == 0.25
     assert sum(part.meta["client_sizes"]) == len(part.y_train)
+
+
+def test_feddist_teacher_stays_finite_when_float32_probabilities_underflow(tmp_path):
+    """Confident float32 clients give probabilities that underflow to 0: the teacher must come
+    from exact log-probabilities, not log(max(p, 1e-300)), which is log 0 = -inf in float32."""
+    api.partition(tmp_path / "p", "digits", num_clients=10, scheme="dirichlet", alpha=0.1, seed=0)
+    config = train_config(
+        algo="feddist", dtype="float32", lr=10.0, local_epochs=20, rounds=1, distill_steps=5
+    )
+    last = list(api.simulate(tmp_path / "p", config))[-1].record
+    assert np.isfinite(last["train_loss"])  # it raised RunFailed (diverged) before

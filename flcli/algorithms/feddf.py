@@ -49,7 +49,7 @@ from flcli.algorithms.base import (
     plain_init,
 )
 from flcli.errors import FLError
-from flcli.models.base import capabilities_of
+from flcli.models.base import capabilities_of, log_probabilities
 from flcli.models.linear import SoftmaxRegression
 from flcli.options import Check
 
@@ -65,8 +65,10 @@ PROXY = Hyper(
 
 
 def ensemble_targets(model, client_params: np.ndarray, x: np.ndarray, temperature: float):
-    """[N, C] softened predictions of the ensemble of the client models [K, P] on x."""
-    mean_log = sum(np.log(np.maximum(model.predict_proba(w, x), 1e-300)) for w in client_params)
+    """[N, C] softened predictions of the ensemble of the client models [K, P] on x, from the
+    models' exact log-probabilities (a probability that underflows, as float32 ones do, would make
+    the teacher NaN)."""
+    mean_log = sum(log_probabilities(model, w, x) for w in client_params)
     scaled = mean_log / (len(client_params) * temperature)
     scaled -= scaled.max(axis=1, keepdims=True)
     exp = np.exp(scaled)

@@ -13,7 +13,7 @@ import numpy as np
 from flcli.engine.blas import one_blas_thread
 from flcli.engine.cohort import default_threads
 from flcli.engine.local import Cohort
-from flcli.models.base import capabilities_of
+from flcli.models.base import log_probabilities
 
 CHUNK = 8192
 FAIRNESS = ("client_accuracy_mean", "client_accuracy_std", "client_accuracy_p10")
@@ -46,14 +46,6 @@ def per_sample(model, w: np.ndarray, x: np.ndarray, y: np.ndarray):
             for rows in chunks:
                 score(rows)
     return loss, correct
-
-
-def log_probabilities(model, w: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """[N, C] float64 log class probabilities: the model's own log_proba, computed from its logits
-    (a probability that underflows to 0 would cap the loss), else log predict_proba."""
-    if capabilities_of(model).exact_log_proba:
-        return model.log_proba(w, x).astype(np.float64)
-    return np.log(np.maximum(model.predict_proba(w, x).astype(np.float64), 1e-300))
 
 
 def evaluate(model, w: np.ndarray, x: np.ndarray, y: np.ndarray) -> dict[str, float]:

@@ -174,3 +174,13 @@ def check_model(model: M, name: str) -> M:
         joint = " " if missing else ": "
         raise FLError(f"{name}{joint}{'; '.join(problems)} ({DOCS})")
     return model
+
+
+def log_probabilities(model, w, x):
+    """[N, C] float64 log class probabilities: the model's own log_proba, computed from its logits
+    (a probability that underflows to 0 would cap a loss, or make -inf), else log predict_proba."""
+    import numpy as np
+
+    if capabilities_of(model).exact_log_proba:
+        return model.log_proba(w, x).astype(np.float64)
+    return np.log(np.maximum(model.predict_proba(w, x).astype(np.float64), 1e-300))
