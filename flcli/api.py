@@ -10,7 +10,8 @@ from flcli.assemble import Parts, assemble
 from flcli.config import FLUSH_SECONDS, TrainConfig
 from flcli.data.holdout import with_client_test
 from flcli.data.store import Partition, load_partition, write_partition
-from flcli.engine.rounds import RoundResult, run_rounds
+from flcli.engine.outcome import RoundResult
+from flcli.engine.rounds import run_rounds
 from flcli.errors import FLError, RunFailed
 from flcli.runlog import RunDir, open_run
 

@@ -123,6 +123,12 @@ def load_entry_point(name: str, kind: str) -> Any | None:
         ) from None
 
 
+def plugin_folders() -> tuple[str, ...]:
+    """The folders of the plugin files loaded so far (for worker processes' sys.path)."""
+    files = (getattr(module, "__file__", None) for module in LOADED.values())
+    return tuple(sorted({str(Path(file).parent) for file in files if file}))
+
+
 def share_with_ray() -> None:
     """Ray's workers do not inherit sys.path: pickle the loaded plugin modules by value."""
     if not LOADED:

@@ -20,7 +20,7 @@ from threadpoolctl import threadpool_limits
 from flcli.algorithms.base import ServerState
 from flcli.data.store import Partition
 from flcli.engine.evaluate import round_rows
-from flcli.engine.rounds import Trained
+from flcli.engine.outcome import Trained
 from flcli.rng import Purpose, rng
 
 

@@ -13,6 +13,7 @@ import functools
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -26,6 +27,7 @@ from joblib.externals.loky import cpu_count
 from flcli.engine.chunks import chunks_of
 from flcli.engine.cohort import train_cohort
 from flcli.engine.local import Cohort, CohortResult, LocalSpec, LocalWork
+from flcli.plugins import plugin_folders
 
 
 @functools.lru_cache(maxsize=4)  # a worker keeps the last few runs' arrays mapped
@@ -33,18 +35,22 @@ def _mapped(path: str) -> np.ndarray:
     return np.asarray(np.load(path, mmap_mode="r"))
 
 
-def start_worker(parent: int) -> None:
+def start_worker(parent: int, paths: tuple[str, ...] = ()) -> None:
     """In a worker: Ctrl-C reaches the whole process group, and the parent alone handles it. A
     worker whose parent is killed (kill -9 runs no cleanup) exits, instead of idling on for minutes
     with the run's stdout and stderr open. (parent is given, not read here: the parent may be gone
     before a slow worker starts.)"""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.path[:0] = [path for path in paths if path not in sys.path]  # users' plugin folders
     threading.Thread(target=exit_when_orphaned, args=(parent,), daemon=True).start()
 
 
 @functools.cache  # one object per parent: loky restarts its workers for a new initializer
-def worker_initializer(parent: int) -> functools.partial:
-    return functools.partial(start_worker, parent)
+def worker_initializer(parent: int, paths: tuple[str, ...] = ()) -> functools.partial:
+    """What a worker runs first; paths: the folders of the users' plugin files, so that the
+    worker unpickles their functions and classes (a worker started earlier lacks them: a new
+    initializer restarts the workers)."""
+    return functools.partial(start_worker, parent, paths)
 
 
 def exit_when_orphaned(parent: int) -> None:
@@ -110,7 +116,9 @@ class ProcessTrainer:
         params = np.lib.format.open_memmap(
             out_path, mode="w+", dtype=x.dtype, shape=(len(cohort.ids), model.num_params)
         )
-        executor = get_memmapping_executor(self.jobs, initializer=worker_initializer(os.getpid()))
+        executor = get_memmapping_executor(
+            self.jobs, initializer=worker_initializer(os.getpid(), plugin_folders())
+        )
         train = functools.partial(
             _train_chunk, model, (x_path, y_path, out_path), w_global, spec, seed, round
         )

@@ -12,43 +12,23 @@ initial model) and the caller logs, checkpoints and draws progress.
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
 
 from flcli.algorithms.base import ServerState
+from flcli.engine.fitted import FittedRounds
+from flcli.engine.outcome import RoundResult
+from flcli.engine.parametric import ParametricRounds
 from flcli.errors import RunFailed
 from flcli.models.base import capabilities_of
 
 TOTALS = ("bytes_up", "bytes_down", "elapsed_s")
 
 
-@dataclass(frozen=True)
-class RoundResult:
-    record: dict  # one row of rounds.csv
-    state: ServerState  # the server state after this round
-    clients: dict[str, np.ndarray] | None = None  # the round's rows of clients.csv, by column
-
-
-@dataclass(frozen=True)
-class Trained:
-    """What one round did: the new state, and what it sent."""
-
-    state: ServerState
-    bytes_up: int
-    bytes_down: int
-    counts: dict[str, int]  # extra rounds.csv columns of the round (e.g. dropped)
-    personal: np.ndarray | None = None  # the cohort's personal models [K, P], if any
-
-
 def round_kind(parts):
     """The round kind of the run's model: one dispatch, on the model's capability."""
     if capabilities_of(parts.model).parametric:
-        from flcli.engine.parametric import ParametricRounds
-
         return ParametricRounds(parts)
-    from flcli.engine.fitted import FittedRounds
-
     return FittedRounds(parts)
 
 
