@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flcli.errors import FLError
+from flcli.numbers import round_half_up
 
 # Algorithm hyperparameters: TrainConfig field -> (flag, check, what a good value is). A field left
 # None takes the chosen algorithm's default; one the algorithm does not accept is an error.
@@ -252,11 +253,6 @@ def of_type(annotation, value) -> bool:
 
 def describe(annotation) -> str:
     return " or ".join(KINDS[kind][1] for kind in options_of(annotation) if kind in KINDS)
-
-
-def round_half_up(value: float) -> int:
-    """A count from a fraction: 2.5 -> 3 (round() gives 2, and 1.5 -> 2 as well)."""
-    return math.floor(value + 0.5)
 
 
 def parse_hidden(value) -> tuple[int, ...]:
