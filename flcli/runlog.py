@@ -103,6 +103,7 @@ class RunDir:
         atomic_write_text(self.path / "rounds.csv", csv_text(rows, COLUMNS))
         arrays = {"round": np.array(round), "params": state.params}
         arrays.update({f"extra_{k}": v for k, v in state.extra.items()})
+        arrays.update({f"uplink_{k}": v for k, v in state.uplink.items()})
         atomic_write(self.path / "checkpoint.npz", lambda f: np.savez(f, **arrays))
         self.pending, self.saved_round = None, round
 
@@ -115,8 +116,11 @@ class RunDir:
         try:
             with np.load(file, allow_pickle=False) as npz:
                 round = int(npz["round"])
-                extra = {k[len("extra_") :]: npz[k] for k in npz.files if k.startswith("extra_")}
-                state = ServerState(params=npz["params"], extra=extra)
+                extra, uplink = (
+                    {k[len(prefix) :]: npz[k] for k in npz.files if k.startswith(prefix)}
+                    for prefix in ("extra_", "uplink_")
+                )
+                state = ServerState(params=npz["params"], extra=extra, uplink=uplink)
         except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
             raise FLError(
                 f"{file} is damaged ({e}); delete it to start this run over from round 0"
