@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from flcli.algorithms.robust_rules import aggregators, spelled_out
 from flcli.config import HYPERPARAMETERS, TrainConfig, parse_model_args
 from flcli.configfile import resolve_train_config
 from flcli.data.schemes import SCHEME_OPTIONS, SCHEMES
@@ -409,7 +410,7 @@ def train(
     aggregator: Annotated[
         str | None,
         typer.Option(
-            help="mean, median, trimmed-mean, krum, multi-krum, bulyan or geomed.",
+            help=f"{spelled_out(aggregators())}.",
             rich_help_panel="Robustness",
             show_default=DEFAULTS["aggregator"],
         ),
