@@ -90,9 +90,9 @@ def prepare_training(
     data = load_partition(partition_dir)
     model = model_for(config, data)
     build_algorithm(data, model, config)
-    config.cohort_size(data.num_clients)
+    cohort_size = config.cohort_size(data.num_clients)
     check_backend(config.backend)
-    uplink = build_uplink(config, data.num_clients)
+    uplink = build_uplink(config, data.num_clients, cohort_size)
     run = open_run(out, config, Path(partition_dir), data.meta)
     if uplink.dp is not None:  # what the epsilon column was computed from, for a paper's methods
         run.info["dp"] = uplink.dp_record()

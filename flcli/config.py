@@ -137,10 +137,12 @@ class TrainConfig:
         if not 0 <= self.stragglers <= 1:
             raise FLError(f"--stragglers {self.stragglers} must be a fraction in [0, 1], e.g. 0.5")
         self._resolve_hyperparameters()
-        from flcli.privacy.options import check_options
+        from flcli.engine.uplink import check_uplink_options
+        from flcli.privacy.options import parse_clip, refuse_for_algorithm
 
-        clip = check_options(self)
-        object.__setattr__(self, "dp_clip", clip)
+        check_uplink_options(self)
+        refuse_for_algorithm(self)
+        object.__setattr__(self, "dp_clip", parse_clip(self.dp_clip))
 
     def _resolve_hyperparameters(self) -> None:
         """Check the algorithm's hyperparameters and fill in its defaults (so run.json shows the

@@ -215,13 +215,13 @@ def test_dp_rounds_that_sample_nobody_still_add_noise_on_both_backends(personal_
     serial = run(personal_dir, backend="serial", **settings)
     for a, b in zip(vectorized, serial, strict=True):
         assert np.allclose(a.state.params, b.state.params, rtol=0, atol=1e-9)
-        assert a.state.extra["dp_clip"] == pytest.approx(b.state.extra["dp_clip"], abs=1e-12)
+        assert a.state.uplink["dp_clip"] == pytest.approx(b.state.uplink["dp_clip"], abs=1e-12)
     empty = [r for r in vectorized[1:] if r.record["clients"] == 0]
     assert empty, "expected a round that samples nobody at q = 0.1"
     for r in empty:
         assert np.isnan(r.record["client_accuracy_mean"])
         assert not np.array_equal(r.state.params, vectorized[r.record["round"] - 1].state.params)
-    clips = {float(r.state.extra["dp_clip"]) for r in vectorized}
+    clips = {float(r.state.uplink["dp_clip"]) for r in vectorized}
     assert len(clips) > 1  # adaptive clipping moved the norm
 
 

@@ -24,7 +24,7 @@ from flcli.config import TrainConfig
 from flcli.data.store import Partition
 from flcli.engine.evaluate import round_rows
 from flcli.engine.loop import RoundResult, build_algorithm, training_data
-from flcli.engine.uplink import sample_clients
+from flcli.engine.stages import sample_clients
 from flcli.errors import RunFailed
 from flcli.rng import Purpose, rng
 

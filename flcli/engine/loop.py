@@ -21,14 +21,7 @@ from flcli.engine.blas import one_blas_thread
 from flcli.engine.evaluate import client_scores, personal_scores, round_rows
 from flcli.engine.local import Cohort, CohortResult, LocalSpec, LocalWork, steps_per_epoch
 from flcli.engine.stragglers import straggler_budgets
-from flcli.engine.uplink import (
-    build_uplink,
-    deliver,
-    epsilon_after,
-    initial_extra,
-    sample,
-    training_labels,
-)
+from flcli.engine.uplink import build_uplink
 from flcli.errors import FLError, RunFailed
 from flcli.privacy.options import refuse_for_model
 from flcli.rng import Purpose, rng
@@ -94,9 +87,9 @@ def run_rounds(
     partition, x_proxy = training_data(partition.astype(config.dtype), config)
     algorithm = build_algorithm(partition, model, config, x_proxy)
     train = trainer_for(model, config.backend, config.jobs, config.ray_address)
-    uplink = build_uplink(config, partition.num_clients)
+    uplink = build_uplink(config, partition.num_clients, config.cohort_size(partition.num_clients))
     x, y = partition.x_train, partition.y_train
-    y_local = training_labels(uplink, y, partition.offsets, partition.num_classes)  # labelflip
+    y_local = uplink.training_labels(y, partition.offsets, partition.num_classes)  # labelflip
 
     def fit(cohort: Cohort, w: np.ndarray, spec: LocalSpec, round: int, work) -> CohortResult:
         if not len(cohort.ids):  # DP's Poisson sampling can sample nobody
@@ -129,13 +122,13 @@ def run_rounds(
             record["personal_accuracy"] = float(correct.sum() / tested) if tested else math.nan
             clients["personal_accuracy"] = correct / np.maximum(sizes, 1)
         if uplink.dp is not None:
-            record["epsilon"] = epsilon_after(uplink, round)
+            record["epsilon"] = uplink.epsilon_after(round)
         return record, clients
 
     if resume_from is None:
         initial = model.init(rng(config.seed, Purpose.INIT))
         state = algorithm.server_init(initial, partition.num_clients)
-        state = replace(state, extra={**state.extra, **initial_extra(uplink)})
+        state = replace(state, uplink=uplink.initial_state())
         everyone = np.arange(partition.num_clients)
         totals = {"bytes_up": 0, "bytes_down": 0, "elapsed_s": 0.0}
         personal = np.tile(state.params, (len(everyone), 1))  # nothing personalized yet
@@ -149,7 +142,7 @@ def run_rounds(
     totals = {key: record[key] for key in ("bytes_up", "bytes_down", "elapsed_s")}
     clock = time.perf_counter() - totals["elapsed_s"]
     for round in range(record["round"] + 1, config.rounds + 1):
-        ids = sample(uplink, round)
+        ids = uplink.sample(round)
         cohort = Cohort.of(ids, partition.offsets)
         work = algorithm.client_work(state, ids)
         straggling = np.zeros(len(ids), dtype=bool)
@@ -174,7 +167,7 @@ def run_rounds(
         # The server's sums over clients (BLAS products such as weights @ deltas) are split
         # across BLAS threads: one thread, so that the model's last bits do not depend on cores.
         with one_blas_thread():
-            delivery = deliver(uplink, round, updates, sent, state.extra)
+            delivery = uplink.deliver(round, updates, sent, state.uplink)
             new_state = state
             if delivery.updates is not None:
                 new_state = algorithm.server_update(state, delivery.updates)
@@ -186,7 +179,7 @@ def run_rounds(
                 return fit(at[0], anchor, personal_spec, at[1], personal_work)
 
             new_state, personal = algorithm.personalize(state, new_state, ids, train_personal)
-        state = replace(new_state, extra={**new_state.extra, **delivery.extra})
+        state = replace(new_state, uplink=delivery.state)
         totals["bytes_down"] += len(ids) * bytes_per_message + delivery.bytes_down
         totals["bytes_up"] += delivery.messages_up * bytes_per_message + delivery.bytes_up
         totals["elapsed_s"] = time.perf_counter() - clock
