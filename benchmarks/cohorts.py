@@ -71,7 +71,7 @@ def child(part: Path, model_name: str, dtype: str, cohort_sizes: list[int], roun
     from flcli.engine.cohort import train_cohort
     from flcli.engine.evaluate import evaluate, per_sample
     from flcli.engine.local import Cohort, LocalSpec
-    from flcli.engine.uplink import sample_clients
+    from flcli.engine.stages import sample_clients
     from flcli.models.registry import make_model
 
     partition = load_partition(part).astype(dtype)

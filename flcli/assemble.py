@@ -17,12 +17,12 @@ from flcli.config import TrainConfig, parse_hidden
 from flcli.data.holdout import hold_out_proxy
 from flcli.data.store import Partition
 from flcli.engine.backends import check_backend, trainer_for
-from flcli.engine.uplink import Uplink, build_uplink
+from flcli.engine.uplink import Uplink, build_uplink, check_uplink_options
 from flcli.errors import FLError
 from flcli.models.base import capabilities_of
 from flcli.models.registry import DEFAULT_HIDDEN, default_lr, make_model, takes_model_args
 from flcli.plugins import is_reference, source_of
-from flcli.privacy.options import check_options, parse_clip, refuse_for_algorithm, refuse_for_model
+from flcli.privacy.options import parse_clip, refuse_for_algorithm, refuse_for_model
 
 PROXY_FRACTION = "proxy_fraction"  # an algorithm taking it gets FedDF's proxy set held out
 
@@ -52,7 +52,7 @@ def resolve(config: TrainConfig, partition: Partition) -> tuple[TrainConfig, Alg
     """(the config with every default filled, the algorithm's spec, the model)."""
     spec = algorithm_spec(config.algo)
     model = model_for(config, partition)
-    check_options(config)
+    check_uplink_options(config)
     refuse_for_algorithm(config, spec)
     values = {
         "lr": default_lr(config.model) if config.lr is None else config.lr,
@@ -125,7 +125,7 @@ def assemble(config: TrainConfig, partition: Partition) -> Parts:
     capabilities = capabilities_of(model)
     algorithm = build(spec, resolved.algo_args, context, capabilities.parametric)
     check_backend(resolved.backend)
-    uplink = build_uplink(resolved, data.num_clients)
+    uplink = build_uplink(resolved, data.num_clients, resolved.cohort_size(data.num_clients))
     trainer = trainer_for(model, resolved.backend, resolved.jobs, resolved.ray_address)
     notes = []
     if spec.approximate_with_estimators and capabilities.trains == "client_by_client":

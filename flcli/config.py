@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from flcli.algorithms.robust_rules import aggregators, spelled_out
 from flcli.errors import FLError
 from flcli.numbers import round_half_up
 from flcli.options import (
@@ -208,7 +209,7 @@ class TrainConfig:
     )
     aggregator: str = option(
         "mean",
-        "mean, median, trimmed-mean, krum, multi-krum, bulyan or geomed.",
+        f"{spelled_out(aggregators())}.",
         panel=ROBUSTNESS,
     )
     byzantine: float | None = option(

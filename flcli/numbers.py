@@ -1,4 +1,4 @@
-"""Small arithmetic shared by the engine and the configuration."""
+"""Counts from fractions, shared by the config and the engine (and importing neither)."""
 
 import math
 

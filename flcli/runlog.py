@@ -116,8 +116,10 @@ class RunDir:
         try:
             with np.load(file, allow_pickle=False) as npz:
                 round = int(npz["round"])
-                extra = {k[len("extra_") :]: npz[k] for k in npz.files if k.startswith("extra_")}
-                uplink = {k[len("uplink_") :]: npz[k] for k in npz.files if k.startswith("uplink_")}
+                extra, uplink = (
+                    {k[len(prefix) :]: npz[k] for k in npz.files if k.startswith(prefix)}
+                    for prefix in ("extra_", "uplink_")
+                )
                 state = ServerState(params=npz["params"], extra=extra, uplink=uplink)
         except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
             raise FLError(

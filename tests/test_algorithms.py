@@ -14,7 +14,7 @@ from flcli.configfile import train_config
 from flcli.data.store import Partition, load_partition
 from flcli.engine.cohort import train_cohort
 from flcli.engine.local import Cohort, LocalSpec
-from flcli.engine.uplink import sample_clients
+from flcli.engine.stages import sample_clients
 from flcli.models.linear import SoftmaxRegression
 
 

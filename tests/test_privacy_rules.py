@@ -17,8 +17,10 @@ import pytest
 from dp_accounting import rdp
 
 from flcli.algorithms.base import ClientUpdates
+from flcli.engine.aggregates import NoisedMean
 from flcli.engine.dropout import survivors
-from flcli.engine.uplink import Uplink, deliver
+from flcli.engine.stages import DPClip, Dropout, PoissonSample
+from flcli.engine.uplink import Uplink
 from flcli.privacy import dp, shamir
 from flcli.privacy.secagg import FixedPoint, secure_sum
 from flcli.rng import Purpose, rng
@@ -68,17 +70,25 @@ def cohort(ids, deltas):
     return ClientUpdates(ids=ids, deltas=deltas, num_samples=ones, num_steps=ones)
 
 
+def dp_uplink(seed, num_clients, spec, dropout=0.0):
+    """DP-FedAvg's uplink: Poisson sampling, failures, clipping and the noised mean."""
+    failures = (Dropout(seed, dropout),) if dropout else ()
+    stages = (*failures, DPClip(spec, seed), NoisedMean(spec, seed))
+    return Uplink(PoissonSample(seed, num_clients, spec.sampling_rate), stages, dp=spec)
+
+
 def released(uplink, round, clip, P):
     """Every client the round samples sends an update (norms from 0.2 to 3, so that clipping at
     C ~ 1 matters); returns the ids, the updates, what the server update gets from deliver() (the
     aggregate of the updates that arrived) and the clipping norm carried to the next round."""
-    ids = dp.poisson_sample(uplink.seed, round, uplink.num_clients, uplink.dp.sampling_rate)
+    sampler = uplink.sampler
+    ids = dp.poisson_sample(sampler.seed, round, sampler.num_clients, uplink.dp.sampling_rate)
     generator = np.random.default_rng(round)
     directions = generator.normal(size=(len(ids), P))
     norms = np.linspace(0.2, 3.0, len(ids))
     deltas = directions / np.linalg.norm(directions, axis=1, keepdims=True) * norms[:, None]
     sent = np.ones(len(ids), dtype=bool)
-    delivery = deliver(uplink, round, cohort(ids, deltas), sent, {"dp_clip": np.array(clip)})
+    delivery = uplink.deliver(round, cohort(ids, deltas), sent, {"dp_clip": np.array(clip)})
     assert delivery.updates is not None  # under DP even an empty round releases noise
     arrived = delivery.updates
     mean = arrived.aggregate(arrived.deltas, np.ones(len(arrived.ids)))
@@ -91,7 +101,7 @@ def rounds_sampling(uplink, want):
     found = [
         r
         for r in range(1, 400)
-        if want(len(dp.poisson_sample(uplink.seed, r, uplink.num_clients, q)))
+        if want(len(dp.poisson_sample(uplink.sampler.seed, r, uplink.sampler.num_clients, q)))
     ]
     assert found, "no such round in the first 400"
     return found[:3]
@@ -105,7 +115,7 @@ def test_the_dp_mean_is_the_clipped_sum_plus_z_c_gaussian_over_q_n(dropout):
     spec = dp.DPSpec(
         noise_multiplier=z, sampling_rate=cohort_size / N, expected_clients=8.0, clip=C
     )
-    uplink = Uplink(seed=seed, num_clients=N, cohort_size=cohort_size, dp=spec, dropout=dropout)
+    uplink = dp_uplink(seed, N, spec, dropout)
     for round in rounds_sampling(uplink, lambda n: n >= 5):
         ids, deltas, mean, clip = released(uplink, round, C, P)
         came = survivors(seed, round, ids, dropout)
@@ -131,7 +141,7 @@ def test_a_round_that_samples_nobody_still_releases_the_noise(adaptive):
         clip=None if adaptive else C,
         count_noise=0.3 if adaptive else None,
     )
-    uplink = Uplink(seed=seed, num_clients=N, cohort_size=cohort_size, dp=spec)
+    uplink = dp_uplink(seed, N, spec)
     for round in rounds_sampling(uplink, lambda n: n == 0):
         ids, _, mean, clip = released(uplink, round, C, P)
         assert len(ids) == 0
@@ -162,7 +172,7 @@ def test_adaptive_clipping_releases_the_noised_count_and_the_split_update_noise(
     z_delta = split_z(z, 2.0)
     assert spec.update_noise_multiplier == pytest.approx(z_delta, rel=1e-12)
     assert abs(z_delta - z) > 0.3  # 2.31 against 2: using z for both would show
-    uplink = Uplink(seed=seed, num_clients=N, cohort_size=cohort_size, dp=spec)
+    uplink = dp_uplink(seed, N, spec)
     want = {
         "exactly q N": lambda n: n == 40,
         "fewer than q N": lambda n: n < 36,

@@ -161,10 +161,11 @@ def test_bad_combinations_are_one_line_errors(cli, iid_dir, tmp_path, flags, fra
 
 
 def test_options_are_checked_before_the_run_is_built():
-    from flcli.privacy.options import check_options, parse_clip
+    from flcli.engine.uplink import check_uplink_options
+    from flcli.privacy.options import parse_clip
 
     with pytest.raises(FLError, match="--secagg-threshold needs --secure-agg"):
-        check_options(TrainConfig(secagg_threshold=3))
+        check_uplink_options(TrainConfig(secagg_threshold=3))
     assert parse_clip("2") == 2.0
 
 

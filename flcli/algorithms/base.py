@@ -47,7 +47,8 @@ Aggregate = Callable[[np.ndarray, np.ndarray], np.ndarray]
 class ServerState:
     params: np.ndarray  # the global model, [P]
     extra: dict[str, np.ndarray] = field(default_factory=dict)  # moments, per-client state
-    uplink: dict[str, np.ndarray] = field(default_factory=dict)  # the uplink stages' own state
+    # the uplink stages' state, as <stage>_<key> (flcli.engine.uplink): not the algorithm's
+    uplink: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ Which clients are malicious depends only on (seed, ATTACK); a gaussian attacker'
 
 import numpy as np
 
-from flcli.config import round_half_up
 from flcli.errors import FLError
+from flcli.numbers import round_half_up
 from flcli.rng import Purpose, rng
 
 ATTACKS = {

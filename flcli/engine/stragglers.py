@@ -8,7 +8,7 @@ the smallest draw u_k, and a straggler's step count comes from its own stream af
 
 import numpy as np
 
-from flcli.config import round_half_up
+from flcli.numbers import round_half_up
 from flcli.rng import Purpose, rng
 
 
