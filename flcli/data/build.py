@@ -110,11 +110,8 @@ def chosen_options(scheme: Scheme, config: PartitionConfig) -> dict[str, Any]:
         return schemes.scheme_options(scheme, given)
     for name, value in given.items():
         if value is not None:
-            users = [other.name for other in schemes.SCHEMES.values() if name in other.options]
-            raise FLError(
-                f"{schemes.FLAGS[name]} does not apply to --scheme {scheme.name}; it shapes "
-                f"{', '.join(users)} (your own scheme takes --scheme-arg KEY=VALUE)"
-            )
+            refused = schemes.does_not_apply(name, scheme.name)
+            raise FLError(f"{refused} (your own scheme takes --scheme-arg KEY=VALUE)")
     label = f"--scheme {scheme.name}"
     check_arguments(scheme.options, scheme.open_ended, config.scheme_args, label, "--scheme-arg")
     return {**scheme.defaults, **config.scheme_args}

@@ -14,6 +14,7 @@ once. flcli's own schemes may also take `values` (the --by feature of each train
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -42,24 +43,25 @@ class Scheme:
     def name(self) -> str:
         return self.reference or self.function.__name__
 
-    @property
-    def _keywords(self) -> tuple[dict[str, Any], bool]:
+    @cached_property
+    def keywords(self) -> tuple[dict[str, Any], bool]:
+        """Its keyword parameters after (labels, num_clients, rng), with their defaults, and
+        whether it takes **options (any option name)."""
         label = f"--scheme {self.name}"
         return keyword_parameters(signature_of(self.function, label), skip=3)
 
     @property
     def inputs(self) -> list[str]:
-        return [name for name in self._keywords[0] if name in INPUTS]
+        return [name for name in self.keywords[0] if name in INPUTS]
 
     @property
     def options(self) -> dict[str, Any]:
         """Its options and their defaults (REQUIRED: none), from its signature."""
-        return {name: d for name, d in self._keywords[0].items() if name not in INPUTS}
+        return {name: d for name, d in self.keywords[0].items() if name not in INPUTS}
 
     @property
     def open_ended(self) -> bool:
-        """Whether it takes **options: any option name."""
-        return self._keywords[1]
+        return self.keywords[1]
 
     @property
     def defaults(self) -> dict[str, Any]:

@@ -337,17 +337,19 @@ def builtin(name: str) -> Scheme:
     return SCHEMES[name]
 
 
+def does_not_apply(option: str, scheme: str) -> str:
+    users = [other.name for other in SCHEMES.values() if option in other.options]
+    takes = f"it shapes {', '.join(users)}" if users else "no scheme takes it"
+    return f"{FLAGS.get(option, option)} does not apply to --scheme {scheme}; {takes}"
+
+
 def scheme_options(scheme: Scheme, given: dict[str, Any]) -> dict[str, Any]:
     """A built-in scheme's options: those given (None: not given), the others at its defaults.
     An option it does not take, or that another option's value leaves without effect, is an
     FLError (it would be silently ignored)."""
     for name, value in given.items():
         if value is not None and name not in scheme.options:
-            users = [other.name for other in SCHEMES.values() if name in other.options]
-            takes = f"it shapes {', '.join(users)}" if users else "no scheme takes it"
-            raise FLError(
-                f"{FLAGS.get(name, name)} does not apply to --scheme {scheme.name}; {takes}"
-            )
+            raise FLError(does_not_apply(name, scheme.name))
     options = {**scheme.defaults, **{k: v for k, v in given.items() if v is not None}}
     for name, why in scheme.idle_options(options).items():
         if given.get(name) is not None:
