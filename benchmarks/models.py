@@ -46,7 +46,9 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work:
         out = Path(work) / "part"
-        api.partition(out, "digits", num_clients=args.clients, scheme="iid", seed=0, min_samples=5)
+        api.partition(
+            out, dataset="digits", clients=args.clients, scheme="iid", seed=0, min_samples=5
+        )
         base = load_partition(out)
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "

@@ -2,17 +2,18 @@
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from flcli.assemble import Parts, assemble
 from flcli.config import FLUSH_SECONDS, TrainConfig
-from flcli.data.holdout import with_client_test
+from flcli.data.config import PartitionConfig
 from flcli.data.store import Partition, load_partition, write_partition
 from flcli.engine.outcome import RoundResult
 from flcli.engine.rounds import run_rounds
 from flcli.errors import FLError, RunFailed
+from flcli.options import from_mapping
 from flcli.runlog import RunDir, open_run
 
 if TYPE_CHECKING:
@@ -21,18 +22,19 @@ if TYPE_CHECKING:
 
 
 def partition(
-    out: Path, dataset: str = "digits", client_test_fraction: float = 0.0, **options
+    out: Path, config: PartitionConfig | None = None, **options: Any
 ) -> tuple[Partition, bool]:
     """Build a partition and write its dir; returns it and whether anything was written.
 
-    client_test_fraction > 0 keeps that fraction of every client's shard as its local test split.
-    """
+    options: PartitionConfig's fields by name (as in a sweep file), over config's own values,
+    e.g. partition(out, dataset="digits", clients=10, scheme="dirichlet", alpha=0.1)."""
     from flcli.data.build import build_partition  # pandas, scikit-learn: only to partition
     from flcli.data.heatmap import draw_heatmap
 
-    built = build_partition(dataset, **options)
-    if client_test_fraction:
-        built = with_client_test(built, client_test_fraction, options.get("seed", 0))
+    if config is None or options:
+        base = {} if config is None else {f.name: getattr(config, f.name) for f in fields(config)}
+        config = from_mapping(PartitionConfig, {**base, **options}, "partition options")
+    built = build_partition(config)
     return built, write_partition(built, out, draw_heatmap=draw_heatmap)
 
 

@@ -17,8 +17,10 @@ from rich.text import Text
 
 from flcli.config import ALGORITHM as ALGORITHM_PANEL
 from flcli.config import TrainConfig
-from flcli.data.schemes import SCHEME_OPTIONS, SCHEMES
+from flcli.data.config import PartitionConfig
+from flcli.data.schemes import catalogue as scheme_catalogue
 from flcli.errors import FLError, RunFailed
+from flcli.options import command
 
 try:  # typer >= 0.22 vendors click
     from typer._click import exceptions as click_errors
@@ -40,16 +42,10 @@ invocation: list[str] = []  # the arguments of this `fl` call, to print how to r
 
 
 OutDir = Annotated[Path, typer.Option("--out", help="Directory to write.", show_default=False)]
-Seed = Annotated[int, typer.Option(help="Seed of every random stream (same seed, same results).")]
 
 
-@app.command(
-    epilog="Examples: fl partition digits --clients 10 --scheme dirichlet --alpha 0.1 "
-    "--seed 0 --out results/digits-dir0.1 · fl partition synthetic:alpha=1,beta=1 --scheme natural "
-    "--out results/synthetic · fl partition data.csv --target label --scheme pathological "
-    "--classes-per-client 2 --out results/mine"
-)
 def partition(
+    given: dict,
     out_dir: OutDir,
     dataset: Annotated[
         str,
@@ -57,121 +53,28 @@ def partition(
             help="Built-in name, generator (synthetic:alpha=1,beta=1), FILE.csv|.parquet|.npz or "
             "openml:NAME (see: fl list datasets)."
         ),
-    ] = "digits",
-    clients: Annotated[
-        int | None,
-        typer.Option(help="Number of clients.", show_default="10; natural: the data's own"),
-    ] = None,
-    scheme: Annotated[
-        str, typer.Option(help=f"{', '.join(SCHEMES)} (see: fl list schemes).")
-    ] = "iid",
-    alpha: Annotated[
-        float | None,
-        typer.Option(
-            help="Dirichlet concentration (dirichlet, quantity); small = skewed.",
-            show_default=str(SCHEME_OPTIONS["alpha"]),
-        ),
-    ] = None,
-    classes_per_client: Annotated[
-        int | None,
-        typer.Option(
-            help="Classes each client holds (pathological).",
-            show_default=str(SCHEME_OPTIONS["classes_per_client"]),
-        ),
-    ] = None,
-    shards_per_client: Annotated[
-        int | None,
-        typer.Option(
-            help="Shards dealt to each client (shards).",
-            show_default=str(SCHEME_OPTIONS["shards_per_client"]),
-        ),
-    ] = None,
-    sizes: Annotated[
-        str | None,
-        typer.Option(
-            help="Size law (quantity): dirichlet, lognormal[:SIGMA], linear, exponential.",
-            show_default=SCHEME_OPTIONS["sizes"],
-        ),
-    ] = None,
-    noise_std: Annotated[
-        float | None,
-        typer.Option(
-            help="Noise std of the last client (noise); client i gets i/(N-1) of it.",
-            show_default=str(SCHEME_OPTIONS["noise_std"]),
-        ),
-    ] = None,
-    by: Annotated[
-        str | None,
-        typer.Option(
-            help="Column whose values are the clients (natural), or feature to sort by "
-            "(continuous)."
-        ),
-    ] = None,
-    strictness: Annotated[
-        float | None,
-        typer.Option(
-            help="0 = IID to 1 = strictly sorted by --by (continuous).",
-            show_default=str(SCHEME_OPTIONS["strictness"]),
-        ),
-    ] = None,
-    target: Annotated[
-        str | None, typer.Option(help="Label column of a file or openml: dataset.")
-    ] = None,
-    encode: Annotated[
-        bool, typer.Option(help="One-hot encode non-numeric feature columns of a file.")
-    ] = False,
-    test_size: Annotated[
-        float | None,
-        typer.Option(
-            help="Fraction held out as the central test set.",
-            show_default="0.2, or the dataset's own split",
-        ),
-    ] = None,
-    min_samples: Annotated[
-        int | None,
-        typer.Option(
-            help="Least samples per client (before --client-test-fraction holds some out).",
-            show_default="min(10, n / 3 clients)",
-        ),
-    ] = None,
-    client_test_fraction: Annotated[
-        float,
-        typer.Option(
-            help="Fraction of each client's shard kept as its local test split "
-            "(for personalization: ditto, fedavglu).",
-            show_default="0: none",
-        ),
-    ] = 0.0,
-    seed: Seed = 0,
+    ] = PartitionConfig.dataset,
 ) -> None:
     """Split a dataset into client shards and write a partition dir."""
     from flcli import api
 
-    with err.status(f"partitioning {dataset} ({scheme})"):
-        built, written = api.partition(
-            out_dir,
-            dataset,
-            num_clients=clients,
-            scheme=scheme,
-            alpha=alpha,
-            classes_per_client=classes_per_client,
-            shards_per_client=shards_per_client,
-            sizes=sizes,
-            noise_std=noise_std,
-            by=by,
-            strictness=strictness,
-            target=target,
-            encode=encode,
-            test_size=test_size,
-            min_samples=min_samples,
-            client_test_fraction=client_test_fraction,
-            seed=seed,
-        )
+    config = PartitionConfig(dataset=dataset, **given)
+    with err.status(f"partitioning {dataset} ({config.scheme})"):
+        built, written = api.partition(out_dir, config)
     from flcli.data.report import partition_report
 
     out.print(partition_report(built.meta))
     note = "wrote" if written else "already there, identical:"
     out.print(f"{note} {out_dir} (partition.json, data.npz, partition.png)")
+
+
+app.command(
+    name="partition",
+    epilog="Examples: fl partition digits --clients 10 --scheme dirichlet --alpha 0.1 "
+    "--seed 0 --out results/digits-dir0.1 · fl partition synthetic:alpha=1,beta=1 --scheme natural "
+    "--out results/synthetic · fl partition data.csv --target label --scheme pathological "
+    "--classes-per-client 2 --out results/mine",
+)(command(PartitionConfig, partition))
 
 
 @app.command(name="inspect", epilog="Example: fl inspect results/digits-dir0.1")
@@ -649,7 +552,7 @@ def list_(
     specs = algorithm_specs()
     catalogues = {
         "datasets": catalogue(),
-        "schemes": SCHEMES,
+        "schemes": scheme_catalogue(),
         "algorithms": {name: algorithm_line(spec) for name, spec in specs.items()},
         "models": describe_models(specs),
     }

@@ -14,8 +14,8 @@ The file:
 
 A grid list of tables sets several options together (its key is only a label), for options that
 only make sense together (alpha with the Dirichlet scheme, mu with FedProx). Which option is a
-partition option and which a training option follows from `fl partition`'s and TrainConfig's own
-parameters; `seed` seeds both, `partition_seed` only the partition.
+partition option and which a training option follows from PartitionConfig's and TrainConfig's
+fields; `seed` seeds both, `partition_seed` only the partition.
 
 Layout: results/<name>/partitions/<partition-id>/ (each distinct partition built once and shared)
 and results/<name>/<run-id>/ named from the run's grid values (algo=fedprox,alpha=0.1,seed=2). A
@@ -23,8 +23,8 @@ run whose dir already holds a completed run of the same config and partition is 
 a sweep again does no work and an interrupted sweep continues where it stopped.
 """
 
+import dataclasses
 import hashlib
-import inspect
 import itertools
 import json
 from collections import deque
@@ -36,25 +36,21 @@ from typing import Any
 from flcli import api
 from flcli.config import TrainConfig
 from flcli.configfile import hyperparameter_aliases, read_toml, train_keys, with_algo_args
-from flcli.data.build import build_partition
+from flcli.data.config import PartitionConfig
 from flcli.errors import FLError, RunFailed
 from flcli.options import normalize_keys
 
-CLIENTS_ALIAS = {"clients": "num_clients"}  # fl partition's --clients is build_partition's
+# A partition id's hash is of the options as named before PartitionConfig, so that the partition
+# dirs of an existing sweep keep their ids (and its done runs stay done).
+HASHED_AS = {"clients": "num_clients"}
 PARTITION_SEED = "partition_seed"
 SHARED_KEYS = ("seed",)  # options that are both a partition and a training option
 INNER_PARALLEL = ("process", "ray")  # backends that spread one run over the workers themselves
 
 
 def partition_keys() -> list[str]:
-    """The options of fl partition, read from the library's own signatures."""
-    names = []
-    for function in (api.partition, build_partition):
-        for name, parameter in inspect.signature(function).parameters.items():
-            if parameter.kind in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL) or name == "out":
-                continue
-            names.append({v: k for k, v in CLIENTS_ALIAS.items()}.get(name, name))
-    return list(dict.fromkeys(names))
+    """The options of fl partition: PartitionConfig's fields."""
+    return [item.name for item in dataclasses.fields(PartitionConfig)]
 
 
 def known_keys() -> list[str]:
@@ -69,7 +65,7 @@ class PlannedRun:
     out: Path
     partition_id: str
     partition_dir: Path
-    partition_options: dict[str, Any]  # keyword arguments of api.partition
+    partition_options: dict[str, Any]  # PartitionConfig's fields given: api.partition's options
     config: TrainConfig
 
 
@@ -125,9 +121,9 @@ def _grid_axes(grid: dict[str, Any], where: str) -> list[list[list[tuple[str, An
 
 
 def _split(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(api.partition keyword arguments, TrainConfig values) of one run's options."""
+    """(api.partition options, TrainConfig values) of one run's options."""
     partition_names, training = set(partition_keys()), set(train_keys())
-    part = {CLIENTS_ALIAS.get(k, k): v for k, v in options.items() if k in partition_names}
+    part = {k: v for k, v in options.items() if k in partition_names}
     aliases = hyperparameter_aliases()
     train = {k: v for k, v in options.items() if k in training or k in aliases}
     train = with_algo_args(train, "options")
@@ -142,7 +138,8 @@ def _partition_id(items: list[tuple[str, Any]], options: dict[str, Any], seeded:
     the run's seed does not shape its partition."""
     shaping = (set(partition_keys()) - ({"seed"} if seeded else set())) | {PARTITION_SEED}
     readable = describe([(k, v) for k, v in items if k in shaping])
-    text = json.dumps(options, sort_keys=True, default=str)
+    hashed = {HASHED_AS.get(k, k): v for k, v in options.items()}
+    text = json.dumps(hashed, sort_keys=True, default=str)
     digest = f"hash={hashlib.sha256(text.encode()).hexdigest()[:8]}"
     return f"{readable},{digest}" if readable else digest
 

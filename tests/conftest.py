@@ -30,14 +30,14 @@ def cli(capsys):
 @pytest.fixture(scope="session")
 def iid_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("parts") / "iid"
-    api.partition(out, "digits", num_clients=10, scheme="iid", seed=0)
+    api.partition(out, dataset="digits", clients=10, scheme="iid", seed=0)
     return out
 
 
 @pytest.fixture(scope="session")
 def dirichlet_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("parts") / "dirichlet"
-    api.partition(out, "digits", num_clients=8, scheme="dirichlet", alpha=0.3, seed=1)
+    api.partition(out, dataset="digits", clients=8, scheme="dirichlet", alpha=0.3, seed=1)
     return out
 
 
@@ -87,8 +87,8 @@ def personal_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("parts") / "personal"
     api.partition(
         out,
-        "digits",
-        num_clients=10,
+        dataset="digits",
+        clients=10,
         scheme="dirichlet",
         alpha=0.1,
         seed=0,

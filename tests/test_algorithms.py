@@ -286,7 +286,9 @@ def test_qfedavg_with_q_0_is_fedavg(dirichlet_dir):
 
 
 def test_larger_q_raises_the_worst_clients_accuracy_on_a_skewed_partition(tmp_path):
-    api.partition(tmp_path / "p", "digits", num_clients=10, scheme="dirichlet", alpha=0.1, seed=0)
+    api.partition(
+        tmp_path / "p", dataset="digits", clients=10, scheme="dirichlet", alpha=0.1, seed=0
+    )
     partition = load_partition(tmp_path / "p")  # clients of 25 to 230 rows, 1 to 9 labels
     settings = dict(algo="qfedavg", rounds=10, local_epochs=1, batch_size=10_000, lr=0.5)
     last = [run(partition, q=q, **settings)[-1].record for q in (0, 1, 5)]
@@ -412,7 +414,7 @@ def test_client_metrics_describe_the_sampled_clients(dirichlet_dir):
 
 def test_client_test_split_is_held_out_of_each_shard(tmp_path, iid_dir):
     out = tmp_path / "p"
-    api.partition(out, "digits", num_clients=5, scheme="iid", seed=0, client_test_fraction=0.25)
+    api.partition(out, dataset="digits", clients=5, scheme="iid", seed=0, client_test_fraction=0.25)
     part = load_partition(out)
     plain = load_partition(iid_dir)
     assert not plain.has_client_test
@@ -427,7 +429,9 @@ def test_client_test_split_is_held_out_of_each_shard(tmp_path, iid_dir):
 def test_feddist_teacher_stays_finite_when_float32_probabilities_underflow(tmp_path):
     """Confident float32 clients give probabilities that underflow to 0: the teacher must come
     from exact log-probabilities, not log(max(p, 1e-300)), which is log 0 = -inf in float32."""
-    api.partition(tmp_path / "p", "digits", num_clients=10, scheme="dirichlet", alpha=0.1, seed=0)
+    api.partition(
+        tmp_path / "p", dataset="digits", clients=10, scheme="dirichlet", alpha=0.1, seed=0
+    )
     config = train_config(
         algo="feddist", dtype="float32", lr=10.0, local_epochs=20, rounds=1, distill_steps=5
     )

@@ -52,7 +52,7 @@ def test_a_clients_training_does_not_depend_on_the_rest_of_the_cohort(dirichlet_
 
 def test_fedavg_on_one_client_equals_plain_minibatch_sgd(tmp_path):
     out = tmp_path / "one"
-    api.partition(out, "digits", num_clients=1, scheme="iid", seed=0)
+    api.partition(out, dataset="digits", clients=1, scheme="iid", seed=0)
     partition = load_partition(out)
     rounds, epochs, batch, lr, seed = 3, 2, 32, 0.2, 5
     results = run(partition, rounds=rounds, local_epochs=epochs, batch_size=batch, lr=lr, seed=seed)
@@ -171,7 +171,7 @@ def test_regression_rounds_report_mse_and_r2_and_reach_least_squares(regression_
 
 
 def test_fedavg_linear_on_diabetes_is_within_005_r2_of_centralized_least_squares(tmp_path):
-    api.partition(tmp_path / "diabetes", "diabetes", num_clients=5, scheme="iid", seed=0)
+    api.partition(tmp_path / "diabetes", dataset="diabetes", clients=5, scheme="iid", seed=0)
     partition = load_partition(tmp_path / "diabetes")
     record = run_model(partition, "linear", rounds=30)[-1].record
     _, centralized_r2 = centralized_least_squares(partition)
@@ -211,7 +211,7 @@ def test_threaded_cohort_equals_one_chunk_exactly(hidden):
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 cores for 2 BLAS threads")
 def test_the_global_model_does_not_depend_on_the_number_of_blas_threads(tmp_path):
     """The server's weights @ deltas over 48 MLP updates split its sum across BLAS threads."""
-    api.partition(tmp_path / "p", "digits", num_clients=64, scheme="iid", seed=0)
+    api.partition(tmp_path / "p", dataset="digits", clients=64, scheme="iid", seed=0)
     partition = load_partition(tmp_path / "p")
     config = TrainConfig(model="mlp", rounds=2, clients_per_round=48)
 

@@ -3,6 +3,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from flcli.data.build import build_partition
+from flcli.data.config import PartitionConfig
 from flcli.data.generators import generate, synthetic_sizes
 from flcli.errors import FLError
 from flcli.rng import Purpose, rng
@@ -47,7 +48,7 @@ def test_synthetic_iid_shares_one_model_and_centres_devices_at_zero():
 
 def test_synthetic_natural_split_keeps_90_percent_of_each_device_for_training():
     data = generate("synthetic", rng(0, Purpose.GENERATE))
-    part = build_partition("synthetic", scheme="natural", seed=0)
+    part = build_partition(PartitionConfig(dataset="synthetic", scheme="natural", seed=0))
     device_sizes = np.bincount(data.groups)
     assert part.meta["num_clients"] == 30
     assert part.meta["client_sizes"] == [int(0.9 * n) for n in device_sizes]

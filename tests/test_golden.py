@@ -92,14 +92,14 @@ def partition_for(name: str, tmp: Path) -> Path:
     if name in REGRESSION_CASES:
         out = tmp / "regression"
         if not out.exists():
-            api.partition(out, "diabetes", num_clients=6, scheme="iid", seed=2)
+            api.partition(out, dataset="diabetes", clients=6, scheme="iid", seed=2)
         return out
     out = tmp / "digits"
     if not out.exists():
         api.partition(
             out,
-            "digits",
-            num_clients=10,
+            dataset="digits",
+            clients=10,
             scheme="dirichlet",
             alpha=0.5,
             seed=2,

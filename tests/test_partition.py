@@ -39,20 +39,23 @@ def test_every_scheme_is_disjoint_complete_and_honours_min_samples(
     groups = labels_of(n, data.draw(st.integers(1, 30), label="groups"), seed + 1)
     if scheme == "natural":
         clients = data.draw(st.one_of(st.none(), st.integers(1, 30)), label="natural clients")
-    options = {
+    drawn = {
+        "alpha": data.draw(st.floats(0.05, 100), label="alpha"),
         "classes_per_client": data.draw(st.integers(1, classes), label="K"),
         "shards_per_client": data.draw(st.integers(1, 4), label="S"),
         "sizes": data.draw(
             st.sampled_from(["dirichlet", "lognormal", "lognormal:2", "linear", "exponential"])
         ),
+        "noise_std": data.draw(st.floats(0, 2), label="noise_std"),
+        "by": "x0",
         "strictness": data.draw(st.floats(0, 1), label="strictness"),
-        "values": np.random.default_rng(seed).normal(size=n),
-        "groups": groups,
     }
-    alpha = data.draw(st.floats(0.05, 100), label="alpha")
+    registered = schemes.SCHEMES[scheme]  # through the registry: its options from its signature
+    options = {name: value for name, value in drawn.items() if name in registered.options}
+    inputs = {"values": np.random.default_rng(seed).normal(size=n), "groups": groups}
     generator = rng(seed, Purpose.PARTITION)
     try:
-        parts = schemes.partition(scheme, labels, clients, generator, alpha, min_samples, **options)
+        parts = registered.split(labels, clients, generator, min_samples, options, **inputs)
     except FLError as e:
         assert scheme not in ALWAYS_FEASIBLE, e
         assert "--" in str(e)  # names the flag to change
@@ -75,11 +78,13 @@ def test_every_scheme_is_disjoint_complete_and_honours_min_samples(
 def test_same_seed_same_partition_other_seed_other(scheme):
     labels = labels_of(500, 10, 0)
     options = {"values": np.linspace(0, 1, 500), "groups": labels_of(500, 40, 1)}
+    if "alpha" in schemes.SCHEMES[scheme].options:
+        options["alpha"] = 0.3
 
     def draw(seed):
         generator = rng(seed, Purpose.PARTITION)
         clients = None if scheme == "natural" else 10
-        return schemes.partition(scheme, labels, clients, generator, 0.3, 5, **options)
+        return schemes.partition(scheme, labels, clients, generator, 5, **options)
 
     assert all(np.array_equal(a, b) for a, b in zip(draw(1), draw(1), strict=True))
     if scheme != "natural":  # natural without merging has nothing random
@@ -90,7 +95,9 @@ def test_small_alpha_skews_labels_and_large_alpha_does_not():
     labels = labels_of(5000, 10, 0)
     skews = {}
     for alpha in (0.05, 1000.0):
-        parts = schemes.partition("dirichlet", labels, 20, rng(0, Purpose.PARTITION), alpha, 10)
+        parts = schemes.partition(
+            "dirichlet", labels, 20, rng(0, Purpose.PARTITION), 10, alpha=alpha
+        )
         skews[alpha] = stats.heterogeneity(stats.label_counts(parts, labels, 10))
     assert skews[0.05]["js_divergence"] > 0.3
     assert skews[0.05]["labels_per_client"] < 5
@@ -107,7 +114,7 @@ def test_a_smaller_alpha_never_skews_labels_less():
         figures = []
         for seed in range(5):
             generator = rng(seed, Purpose.PARTITION)
-            parts = schemes.partition("dirichlet", labels, 10, generator, alpha, 1)
+            parts = schemes.partition("dirichlet", labels, 10, generator, 1, alpha=alpha)
             counts = stats.label_counts(parts, labels, 10)
             figures.append(stats.heterogeneity(counts)["labels_per_client"])
         return float(np.mean(figures))
@@ -121,13 +128,11 @@ def test_lognormal_sizes_of_any_sigma_deal_every_sample_once():
     labels = labels_of(1000, 5, 0)
     for sigma in (1, 500):  # 500: a LogNormal draw itself overflows to inf
         generator = rng(0, Purpose.PARTITION)
-        parts = schemes.partition(
-            "quantity", labels, 10, generator, 0.5, 10, sizes=f"lognormal:{sigma}"
-        )
+        parts = schemes.partition("quantity", labels, 10, generator, 10, sizes=f"lognormal:{sigma}")
         assert_disjoint_and_complete(parts, 1000)
         assert min(len(part) for part in parts) >= 10
     with pytest.raises(FLError, match="finite number"):
-        schemes.partition("quantity", labels, 10, generator, 0.5, 10, sizes="lognormal:inf")
+        schemes.partition("quantity", labels, 10, generator, 10, sizes="lognormal:inf")
 
 
 def test_shards_deal_label_sorted_shards():
@@ -142,13 +147,13 @@ def test_shards_deal_label_sorted_shards():
 def test_quantity_sizes_follow_the_law_and_labels_stay_iid():
     labels = labels_of(20_000, 5, 0)
     generator = rng(0, Purpose.PARTITION)
-    parts = schemes.partition("quantity", labels, 10, generator, 0.5, 10, sizes="linear")
+    parts = schemes.partition("quantity", labels, 10, generator, 10, sizes="linear")
     sizes = np.array([len(p) for p in parts])
     weights = np.arange(1, 11)
     assert np.allclose(sizes - 10, (20_000 - 100) * weights / weights.sum(), atol=1)
     assert stats.heterogeneity(stats.label_counts(parts, labels, 5))["js_divergence"] < 0.01
     exponential = schemes.partition(
-        "quantity", labels, 10, rng(0, Purpose.PARTITION), 0.5, 10, sizes="exponential"
+        "quantity", labels, 10, rng(0, Purpose.PARTITION), 10, sizes="exponential"
     )
     sizes = np.array([len(p) for p in exponential]) - 10
     assert np.allclose(sizes[4:] / sizes[3:-1], np.e, rtol=0.02)  # large enough to round well
@@ -197,17 +202,16 @@ def test_natural_merges_whole_groups_into_balanced_clients():
 )
 def test_impossible_settings_are_clear_errors(scheme, options, message):
     labels = np.repeat(np.arange(10), 10)
-    alpha = options.pop("alpha", 0.5)
     with pytest.raises(FLError, match=message):
-        schemes.partition(scheme, labels, 5, rng(0, Purpose.PARTITION), alpha, 1, **options)
+        schemes.partition(scheme, labels, 5, rng(0, Purpose.PARTITION), 1, **options)
 
 
 def test_impossible_min_samples_is_a_clear_error():
     labels = labels_of(100, 10, 0)
     with pytest.raises(FLError, match="lower --min-samples"):
-        schemes.partition("dirichlet", labels, 10, rng(0, Purpose.PARTITION), 0.5, 11)
+        schemes.partition("dirichlet", labels, 10, rng(0, Purpose.PARTITION), 11)
     with pytest.raises(FLError, match="raise --alpha"):
-        schemes.partition("dirichlet", labels, 10, rng(0, Purpose.PARTITION), 0.001, 10)
+        schemes.partition("dirichlet", labels, 10, rng(0, Purpose.PARTITION), 10, alpha=0.001)
 
 
 def test_stratified_split_keeps_class_shares():

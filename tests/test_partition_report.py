@@ -3,6 +3,7 @@ from rich.console import Console
 
 from flcli.data import stats
 from flcli.data.build import build_partition
+from flcli.data.config import PartitionConfig
 from flcli.data.heatmap import MAX_COLUMNS, column_order, draw_heatmap, value_counts
 from flcli.data.holdout import with_client_test
 from flcli.data.report import label_bar, partition_report
@@ -16,11 +17,13 @@ def render(renderable) -> str:
 
 def test_thousand_clients_report_and_figure(tmp_path):
     part = build_partition(
-        "classification:n_samples=12000,n_classes=10,n_features=5",
-        num_clients=1000,
-        scheme="shards",
-        min_samples=5,
-        seed=0,
+        PartitionConfig(
+            dataset="classification:n_samples=12000,n_classes=10,n_features=5",
+            clients=1000,
+            scheme="shards",
+            min_samples=5,
+            seed=0,
+        )
     )
     text = render(partition_report(part.meta))
     assert "over clients" in text and "p50" in text and "label mix" not in text
@@ -30,14 +33,18 @@ def test_thousand_clients_report_and_figure(tmp_path):
 
 
 def test_few_clients_get_one_row_each():
-    part = build_partition("iris", num_clients=3, scheme="pathological", classes_per_client=1)
+    part = build_partition(
+        PartitionConfig(dataset="iris", clients=3, scheme="pathological", classes_per_client=1)
+    )
     text = render(partition_report(part.meta))
     assert "label mix" in text
     assert text.count("100%") == 3  # one label per client
 
 
 def test_regression_report_and_figure(tmp_path):
-    part = build_partition("diabetes", num_clients=5, scheme="continuous", by="bmi")
+    part = build_partition(
+        PartitionConfig(dataset="diabetes", clients=5, scheme="continuous", by="bmi")
+    )
     assert "target shift" in render(partition_report(part.meta))
     draw_heatmap(part, tmp_path / "p.png")
     assert (tmp_path / "p.png").is_file()
@@ -70,7 +77,9 @@ def test_regression_rows_hold_the_targets_their_names_say(tmp_path):
     table = tmp_path / "scores.csv"
     rows = [f"{a},{b},{s}" for (a, b), s in zip(x, score, strict=True)]
     table.write_text("\n".join(["a,b,score", *rows]) + "\n")
-    part = build_partition(str(table), target="score", num_clients=4, scheme="iid", seed=0)
+    part = build_partition(
+        PartitionConfig(dataset=str(table), target="score", clients=4, scheme="iid", seed=0)
+    )
     counts, names, _ = value_counts(part)
     y = part.y_train
     assert names == ["≤ 1", "≤ 2", "≤ 3", "> 3"]
@@ -79,7 +88,9 @@ def test_regression_rows_hold_the_targets_their_names_say(tmp_path):
 
 
 def test_client_test_split_refreshes_the_regression_skew_figures():
-    part = build_partition("diabetes", num_clients=6, scheme="quantity", sizes="exponential")
+    part = build_partition(
+        PartitionConfig(dataset="diabetes", clients=6, scheme="quantity", sizes="exponential")
+    )
     held = with_client_test(part, 0.5, seed=0)
     figures = stats.target_heterogeneity(held.y_train, held.offsets)
     assert held.meta["heterogeneity"] == figures

@@ -44,7 +44,7 @@ def test_grid_is_the_cartesian_product_and_names_runs_by_grid_values(tmp_path):
     first = plan.runs[2]
     assert first.partition_options == {
         "dataset": "digits",
-        "num_clients": 6,
+        "clients": 6,
         "seed": 3,
         "scheme": "dirichlet",
         "alpha": 0.5,

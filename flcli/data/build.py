@@ -1,132 +1,178 @@
-"""Build a partition from a dataset name and a scheme: load, split, partition, describe."""
+"""Build a partition from a PartitionConfig: load, split, partition, describe."""
 
-import math
+from typing import Any
 
 import numpy as np
 
 from flcli.data import partition as schemes
 from flcli.data import stats
+from flcli.data.config import PartitionConfig
+from flcli.data.contract import Scheme, user_scheme
 from flcli.data.dataset import Dataset
 from flcli.data.datasets import load_dataset
 from flcli.data.files import columns_text
-from flcli.data.schemes import scheme_options, shaping_options
+from flcli.data.holdout import with_client_test
 from flcli.data.store import Partition, array_hash
+from flcli.data.user_code import check_arguments, find_plugin
 from flcli.errors import FLError
+from flcli.plugins import entry_points
 from flcli.rng import Purpose, rng
 
 DEFAULT_CLIENTS = 10
 DEFAULT_TEST_SIZE = 0.2
 
 
-def build_partition(
-    dataset: str = "digits",
-    num_clients: int | None = None,
-    scheme: str = "iid",
-    alpha: float | None = None,
-    classes_per_client: int | None = None,
-    shards_per_client: int | None = None,
-    sizes: str | None = None,
-    noise_std: float | None = None,
-    by: str | None = None,
-    strictness: float | None = None,
-    target: str | None = None,
-    encode: bool = False,
-    test_size: float | None = None,
-    min_samples: int | None = None,
-    seed: int = 0,
-) -> Partition:
+def build_partition(config: PartitionConfig) -> Partition:
     """Load the dataset, hold out its test split, then split the training set among clients.
 
-    num_clients None means 10, or the data's own clients for the natural scheme; test_size None
-    means 0.2, or the dataset's own split (synthetic, fcube). The scheme's own options (alpha ...
-    strictness) None take SCHEME_OPTIONS' defaults; another scheme's option is an error."""
-    if scheme not in schemes.SCHEMES:
-        raise FLError(f"unknown scheme {scheme!r}; choose one of: {', '.join(schemes.SCHEMES)}")
-    options = scheme_options(
-        scheme,
-        {
-            "alpha": alpha,
-            "classes_per_client": classes_per_client,
-            "shards_per_client": shards_per_client,
-            "sizes": sizes,
-            "noise_std": noise_std,
-            "by": by,
-            "strictness": strictness,
-        },
-    )
-    if not isinstance(seed, int) or seed < 0:
-        raise FLError(f"--seed {seed} must be an integer >= 0, e.g. 0")
-    numbers = {
-        "--alpha": options["alpha"],
-        "--noise-std": options["noise_std"],
-        "--strictness": options["strictness"],
-        "--test-size": test_size,
-    }
-    for flag, value in numbers.items():
-        if isinstance(value, float) and not math.isfinite(value):
-            raise FLError(f"{flag} {value} must be a finite number")
-    if scheme != "natural" and num_clients is None:
+    clients None means 10, or the data's own clients for the natural scheme; test_size None
+    means 0.2, or the dataset's own split (synthetic, fcube). The scheme's options not given take
+    the defaults of its function; an option it does not take is an error."""
+    scheme = find_scheme(config.scheme)
+    options = chosen_options(scheme, config)
+    num_clients = config.clients
+    if num_clients is None and not scheme.own_clients:
         num_clients = DEFAULT_CLIENTS
-    if options["noise_std"] < 0:
-        raise FLError(f"--noise-std {options['noise_std']} must be >= 0, e.g. 0.1")
-    data = load_dataset(dataset, seed, target, encode, by if scheme == "natural" else None)
-    if data.task == "regression" and scheme in schemes.LABEL_SKEW:
-        raise FLError(
-            f"--scheme {scheme} skews labels, and {dataset} has a regression target; use iid, "
-            "quantity, noise, continuous or natural"
-        )
-    train, test, params = split_train_test(data, test_size, seed)
-    if min_samples is None:
-        min_samples = 1 if scheme == "natural" else default_min_samples(len(train), num_clients)
-    labels = data.y[train] if data.num_classes else np.zeros(len(train), dtype=np.int64)
-    parts = schemes.partition(
-        scheme,
-        labels,
-        num_clients,
-        rng(seed, Purpose.PARTITION),
-        options["alpha"],
-        min_samples,
-        classes_per_client=options["classes_per_client"],
-        shards_per_client=options["shards_per_client"],
-        sizes=options["sizes"],
-        values=feature_values(data, by, train) if scheme == "continuous" else None,
-        strictness=options["strictness"],
-        groups=None if data.groups is None else data.groups[train],
+    group_by = options.get("by") if scheme.own_clients else None
+    data = load_dataset(
+        config.dataset,
+        config.seed,
+        config.target,
+        config.encode,
+        group_by,
+        dataset_args=config.dataset_args,
     )
-    order = train[np.concatenate(parts)]
-    client_sizes = np.array([len(p) for p in parts], dtype=np.int64)
-    offsets = np.concatenate([[0], np.cumsum(client_sizes)]).astype(np.int64)
-    x_train = data.X[order]
-    if scheme == "noise":
-        add_feature_noise(x_train, offsets, options["noise_std"], seed)
-    arrays = {
-        "x_train": x_train,
-        "y_train": data.y[order],
-        "offsets": offsets,
-        "x_test": data.X[test],
-        "y_test": data.y[test],
-    }
-    params.update(scheme_params(scheme, options))
+    if data.task == "regression" and scheme.label_skew:
+        others = [name for name, other in schemes.SCHEMES.items() if not other.label_skew]
+        raise FLError(
+            f"--scheme {scheme.name} skews labels, and {config.dataset} has a regression target; "
+            f"use {', '.join(others[:-1])} or {others[-1]}"
+        )
+    train, test, params = split_train_test(data, config.test_size, config.seed)
+    min_samples = config.min_samples
+    if min_samples is None:
+        min_samples = 1 if scheme.own_clients else default_min_samples(len(train), num_clients)
+    labels = data.y[train] if data.num_classes else np.zeros(len(train), dtype=np.int64)
+    inputs = scheme_inputs(scheme, options, data, train)
+    generator = rng(config.seed, Purpose.PARTITION)
+    parts = scheme.split(labels, num_clients, generator, min_samples, options, **inputs)
+    arrays = client_arrays(data, train, test, parts)
+    if scheme.perturb is not None:
+        scheme.perturb(arrays["x_train"], arrays["offsets"], config.seed, **options)
+    params.update(recorded_options(scheme, options))
     params["min_samples"] = min_samples
-    if target is not None:
-        params["target"] = target
-    if encode:
-        params["encode"] = True
+    params.update(dataset_params(config))
     meta = {
-        "dataset": dataset,
-        "scheme": scheme,
+        "dataset": config.dataset,
+        "scheme": config.scheme,
         "params": params,
-        "seed": seed,
+        "seed": config.seed,
         "task": data.task,
         "num_clients": len(parts),
         "num_features": int(data.X.shape[1]),
         "num_train": int(len(train)),
         "num_test": int(len(test)),
-        "client_sizes": client_sizes.tolist(),
+        "client_sizes": np.diff(arrays["offsets"]).tolist(),
         **describe(data, arrays),
         "hash": array_hash(arrays),
     }
-    return Partition(meta=meta, **arrays)
+    if data.source is not None:
+        meta["dataset_source"] = data.source
+    built = Partition(meta=meta, **arrays)
+    if config.client_test_fraction:
+        return with_client_test(built, config.client_test_fraction, config.seed)
+    return built
+
+
+def find_scheme(name: str) -> Scheme:
+    """A built-in scheme by name, or a user's by reference (FILE.py:NAME, module:NAME) or by the
+    entry point an installed package adds."""
+    if name in schemes.SCHEMES:
+        return schemes.SCHEMES[name]
+    found = find_plugin(name, "scheme")
+    if found is None:
+        known = [*schemes.SCHEMES, *entry_points("scheme")]
+        raise FLError(f"unknown scheme {name!r}; choose one of: {', '.join(known)}")
+    function, source = found
+    return user_scheme(function, name, source)
+
+
+def chosen_options(scheme: Scheme, config: PartitionConfig) -> dict[str, Any]:
+    """The scheme's options from the config, checked against its function's signature: a
+    built-in scheme's from their own fields (alpha ...), a user's from --scheme-arg."""
+    given = {name: getattr(config, name) for name in schemes.OPTIONS}
+    if scheme.reference is None:
+        if config.scheme_args:
+            raise FLError(
+                f"--scheme-arg applies to your own scheme (--scheme FILE.py:NAME or "
+                f"module:NAME), not to --scheme {scheme.name}"
+            )
+        return schemes.scheme_options(scheme, given)
+    for name, value in given.items():
+        if value is not None:
+            refused = schemes.does_not_apply(name, scheme.name)
+            raise FLError(f"{refused} (your own scheme takes --scheme-arg KEY=VALUE)")
+    label = f"--scheme {scheme.name}"
+    check_arguments(scheme.options, scheme.open_ended, config.scheme_args, label, "--scheme-arg")
+    return {**scheme.defaults, **config.scheme_args}
+
+
+def scheme_inputs(
+    scheme: Scheme, options: dict[str, Any], data: Dataset, train: np.ndarray
+) -> dict[str, np.ndarray | None]:
+    """What flcli hands the scheme besides labels: the --by feature, the data's own clients."""
+    inputs = {}
+    if "values" in scheme.inputs:
+        inputs["values"] = feature_values(data, options.get("by"), train, scheme.name)
+    if "groups" in scheme.inputs:
+        inputs["groups"] = None if data.groups is None else data.groups[train]
+    return inputs
+
+
+def client_arrays(
+    data: Dataset, train: np.ndarray, test: np.ndarray, parts: list[np.ndarray]
+) -> dict[str, np.ndarray]:
+    order = train[np.concatenate(parts)]
+    client_sizes = np.array([len(p) for p in parts], dtype=np.int64)
+    return {
+        "x_train": data.X[order],
+        "y_train": data.y[order],
+        "offsets": np.concatenate([[0], np.cumsum(client_sizes)]).astype(np.int64),
+        "x_test": data.X[test],
+        "y_test": data.y[test],
+    }
+
+
+def recorded_options(scheme: Scheme, options: dict[str, Any]) -> dict[str, Any]:
+    """The options that shape this scheme, as partition.json records them; a user's scheme's
+    under scheme_args, with its source (reference, file, sha256)."""
+    if scheme.reference is not None:
+        args = {"scheme_args": {k: recordable(v) for k, v in options.items()}} if options else {}
+        return {**args, "scheme_source": scheme.source}
+    idle = scheme.idle_options(options)
+    return {k: v for k, v in options.items() if k not in idle and v is not None}
+
+
+def recordable(value: Any) -> Any:
+    """value as JSON can hold it: a plain value as it is, anything else as its repr."""
+    if isinstance(value, bool | int | float | str | type(None)):
+        return value
+    if isinstance(value, list | tuple):
+        return [recordable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): recordable(v) for k, v in value.items()}
+    return repr(value)
+
+
+def dataset_params(config: PartitionConfig) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    if config.target is not None:
+        params["target"] = config.target
+    if config.encode:
+        params["encode"] = True
+    if config.dataset_args:
+        params["dataset_args"] = recordable(config.dataset_args)
+    return params
 
 
 def split_train_test(data: Dataset, test_size: float | None, seed: int):
@@ -145,30 +191,14 @@ def default_min_samples(num_train: int, num_clients: int) -> int:
     return max(1, min(10, num_train // (3 * max(num_clients, 1))))
 
 
-def feature_values(data: Dataset, by: str | None, train: np.ndarray) -> np.ndarray:
+def feature_values(data: Dataset, by: str | None, train: np.ndarray, scheme: str) -> np.ndarray:
     if by is None or by not in data.feature_names:
         given = "needs --by FEATURE" if by is None else f"--by {by!r} is not a feature"
         raise FLError(
-            f"--scheme continuous {given}; features of {data.name}: "
+            f"--scheme {scheme} {given}; features of {data.name}: "
             f"{columns_text(data.feature_names)}"
         )
     return data.X[train, data.feature_names.index(by)]
-
-
-def add_feature_noise(x: np.ndarray, offsets: np.ndarray, noise_std: float, seed: int) -> None:
-    """In place: client i's rows get Gaussian noise of std noise_std * i / (N - 1), from the
-    stream (seed, NOISE, 0, i)."""
-    num_clients = len(offsets) - 1
-    for i in range(1, num_clients):
-        std = noise_std * i / (num_clients - 1)
-        rows = slice(offsets[i], offsets[i + 1])
-        x[rows] += rng(seed, Purpose.NOISE, 0, i).normal(0.0, std, x[rows].shape)
-
-
-def scheme_params(scheme: str, options: dict) -> dict:
-    """The options that shape this scheme, as recorded in partition.json."""
-    keys = shaping_options(scheme, options["sizes"])
-    return {key: options[key] for key in keys if options[key] is not None}
 
 
 def describe(data: Dataset, arrays: dict) -> dict:

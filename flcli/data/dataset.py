@@ -15,6 +15,7 @@ class Dataset:
     groups: np.ndarray | None = None  # [n] the data's own client of each row (-1: test rows)
     is_test: np.ndarray | None = None  # [n] bool, when the data comes with its own test split
     classes: tuple[str, ...] | None = None  # the original label of each class id, from files
+    source: dict[str, str] | None = None  # a user's loader: its reference, file and sha256
 
     @property
     def task(self) -> str:

@@ -1,15 +1,19 @@
 """Datasets by name: scikit-learn's bundled sets, generators with parameters in the name
-(`synthetic:alpha=1,beta=1`), the user's .csv/.parquet/.npz files, and `openml:NAME`."""
+(`synthetic:alpha=1,beta=1`), the user's .csv/.parquet/.npz files, `openml:NAME`, and the user's
+own loader (`FILE.py:NAME`, `module:NAME` or an installed package's entry point)."""
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from flcli import plugins
 from flcli.data.dataset import Dataset
 from flcli.data.files import dataset_from_frame, load_file, load_openml, standardize
 from flcli.data.generators import GENERATORS, generate
+from flcli.data.user_code import load_user_dataset
 from flcli.errors import FLError
 from flcli.rng import Purpose, rng
 
@@ -66,6 +70,12 @@ def catalogue() -> dict[str, str]:
     rows["openml:NAME"] = (
         "an OpenML dataset (name or id) through scikit-learn's fetch_openml and its cache"
     )
+    rows["FILE.py:NAME|module:NAME"] = (
+        "your own loader: a function (taking seed, if it wants it, and --dataset-arg KEY=VALUE) "
+        "that returns a flcli.data.dataset.Dataset or a tuple (X, y)"
+    )
+    for name, point in plugins.entry_points("dataset").items():
+        rows.setdefault(name, f"installed plugin loader {point.value} (--dataset-arg KEY=VALUE)")
     return rows
 
 
@@ -75,12 +85,24 @@ def load_dataset(
     target: str | None = None,
     encode: bool = False,
     group_by: str | None = None,
+    dataset_args: dict[str, Any] | None = None,
 ) -> Dataset:
-    """Load a dataset by name, generator spec, file path or openml:NAME; FLError if unknown.
+    """Load a dataset by name, generator spec, file path, openml:NAME or a user's loader
+    (dataset_args: its keyword arguments); FLError if unknown.
 
     target and encode apply to files and OpenML; group_by names a column whose values are the
     rows' natural clients (removed from the features)."""
     family = name.split(":", 1)[0]
+    builtin = family == "openml" or family in GENERATORS or name in DATASETS
+    if dataset_args or not builtin:
+        user_data = load_user_dataset(name, seed, dataset_args or {})
+        if user_data is not None:
+            return from_loader(user_data, target, encode, group_by)
+        if dataset_args:
+            raise FLError(
+                "--dataset-arg applies to your own loader (DATASET FILE.py:NAME or module:NAME), "
+                f"not to {name!r}"
+            )
     if family == "openml":
         return load_openml(name, target, encode, group_by)
     if (family in GENERATORS or name in DATASETS) and (target is not None or encode):
@@ -97,5 +119,16 @@ def load_dataset(
         return loader(name, group_by)
     if Path(name).suffix or "/" in name:
         return load_file(name, target, encode, group_by)
-    known = ", ".join([*DATASETS, *GENERATORS, "FILE.csv", "openml:NAME"])
+    known = ", ".join([*DATASETS, *GENERATORS, "FILE.csv", "openml:NAME", "FILE.py:NAME"])
     raise FLError(f"unknown dataset {name!r}; choose one of: {known} (see: fl list datasets)")
+
+
+def from_loader(data: Dataset, target: str | None, encode: bool, group_by: str | None) -> Dataset:
+    if target is not None or encode:
+        raise FLError(f"--target and --encode apply to files and openml:NAME, not to {data.name!r}")
+    if group_by is not None:
+        raise FLError(
+            "--by applies to tables (built-in sets, files, openml:); your loader gives "
+            f"{data.name}'s own clients as Dataset.groups"
+        )
+    return data

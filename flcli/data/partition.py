@@ -1,20 +1,26 @@
-"""Partition schemes: split training-sample indices among clients.
+"""flcli's partition schemes, and SCHEMES, the registry of them by name.
 
-Each scheme returns one sorted index array per client; together they cover every training sample
-exactly once. All randomness comes from the Generator passed in (the PARTITION stream of --seed).
-Work is vectorized over samples; loops run over classes, shards or clients only.
+Each scheme is a function as flcli.data.contract describes: its keyword parameters with defaults
+are its options. It returns one sorted index array per client; together they cover every training
+sample exactly once. All randomness comes from the Generator passed in (the PARTITION stream of
+--seed). Work is vectorized over samples; loops run over classes, shards or clients only.
 """
 
 import heapq
+from typing import Any
 
 import numpy as np
 
-from flcli.data.schemes import SCHEMES
+from flcli import rng as streams
+from flcli.data.config import PartitionConfig
+from flcli.data.contract import Scheme, check_min_samples
+from flcli.data.schemes import DESCRIPTIONS
 from flcli.errors import FLError
+from flcli.options import declared, flag_of
+from flcli.rng import Purpose
 
 MAX_DIRICHLET_DRAWS = 1000
 
-LABEL_SKEW = ("dirichlet", "pathological", "shards")
 SIZE_KINDS = ("dirichlet", "lognormal", "linear", "exponential")
 
 
@@ -44,34 +50,6 @@ def stratified_split(
     return np.sort(train), np.sort(test)
 
 
-def check_feasible(num_samples: int, num_clients: int, min_samples: int) -> None:
-    if num_clients < 1:
-        raise FLError(f"--clients {num_clients} must be at least 1")
-    if min_samples < 1:
-        raise FLError(f"--min-samples {min_samples} must be at least 1")
-    if num_clients > num_samples:
-        raise FLError(
-            f"--clients {num_clients} is more than the {num_samples} training samples; "
-            f"use at most {num_samples} clients"
-        )
-    if min_samples * num_clients > num_samples:
-        raise FLError(
-            f"--min-samples {min_samples} x --clients {num_clients} exceeds the {num_samples} "
-            f"training samples; lower --min-samples to at most {num_samples // num_clients}"
-        )
-
-
-def check_min_samples(parts: list[np.ndarray], min_samples: int, scheme: str) -> list[np.ndarray]:
-    sizes = np.array([len(p) for p in parts])
-    if sizes.min() < min_samples:
-        client = int(np.argmin(sizes))
-        raise FLError(
-            f"{scheme} leaves client {client} with {sizes[client]} samples, fewer than "
-            f"--min-samples {min_samples}; use fewer --clients or lower --min-samples"
-        )
-    return parts
-
-
 def split_by_sizes(order: np.ndarray, sizes: np.ndarray) -> list[np.ndarray]:
     return [np.sort(part) for part in np.split(order, np.cumsum(sizes)[:-1])]
 
@@ -81,12 +59,22 @@ def iid(labels: np.ndarray, num_clients: int, rng: np.random.Generator) -> list[
     return [np.sort(part) for part in np.array_split(order, num_clients)]
 
 
+def noise(
+    labels: np.ndarray, num_clients: int, rng: np.random.Generator, *, noise_std: float = 0.1
+) -> list[np.ndarray]:
+    """An IID split; the clients' inputs get their noise afterwards (add_feature_noise)."""
+    if noise_std < 0:
+        raise FLError(f"--noise-std {noise_std} must be >= 0, e.g. 0.1")
+    return iid(labels, num_clients, rng)
+
+
 def dirichlet(
     labels: np.ndarray,
     num_clients: int,
-    alpha: float,
-    min_samples: int,
     rng: np.random.Generator,
+    *,
+    min_samples: int,
+    alpha: float = 0.5,
 ) -> list[np.ndarray]:
     """Per class, proportions ~ Dir(alpha) over clients; a client already holding its fair share
     (n / num_clients) gets no more (NIID-Bench's balancing). Redrawn until every client has at
@@ -128,9 +116,10 @@ def group_indices(client_of: np.ndarray, num_clients: int) -> list[np.ndarray]:
 def pathological(
     labels: np.ndarray,
     num_clients: int,
-    classes_per_client: int,
-    min_samples: int,
     rng: np.random.Generator,
+    *,
+    min_samples: int,
+    classes_per_client: int = 2,
 ) -> list[np.ndarray]:
     """Every client holds exactly K classes; each class is split evenly among its holders. Classes
     are dealt so that every class has a holder (no sample is dropped), the rest at random."""
@@ -173,9 +162,10 @@ def pathological(
 def shards(
     labels: np.ndarray,
     num_clients: int,
-    shards_per_client: int,
-    min_samples: int,
     rng: np.random.Generator,
+    *,
+    min_samples: int,
+    shards_per_client: int = 2,
 ) -> list[np.ndarray]:
     """McMahan et al. (2017): sort by label, cut into clients x S equal shards, give each client S
     shards at random."""
@@ -236,10 +226,11 @@ def sizes_from_weights(n: int, weights: np.ndarray, min_samples: int) -> np.ndar
 def quantity(
     labels: np.ndarray,
     num_clients: int,
-    sizes: str,
-    alpha: float,
-    min_samples: int,
     rng: np.random.Generator,
+    *,
+    min_samples: int,
+    sizes: str = "dirichlet",
+    alpha: float = 0.5,
 ) -> list[np.ndarray]:
     """Client sizes drawn from --sizes, samples dealt uniformly at random (labels IID)."""
     weights = size_weights(sizes, num_clients, alpha, rng)
@@ -248,10 +239,19 @@ def quantity(
 
 
 def continuous(
-    values: np.ndarray, num_clients: int, strictness: float, rng: np.random.Generator
+    labels: np.ndarray,
+    num_clients: int,
+    rng: np.random.Generator,
+    *,
+    values: np.ndarray | None,
+    by: str | None = None,
+    strictness: float = 0.5,
 ) -> list[np.ndarray]:
     """Flower Datasets' ContinuousPartitioner: sort samples by s * z + (1 - s) * noise (z the
-    standardized feature, noise ~ N(0, 1)) and cut the order into equal clients."""
+    standardized feature `by`, whose values flcli hands over, noise ~ N(0, 1)) and cut the order
+    into equal clients."""
+    if values is None:
+        raise FLError("--scheme continuous needs --by FEATURE, the feature to sort clients by")
     if not 0.0 <= strictness <= 1.0:
         raise FLError(f"--strictness {strictness} must be in [0, 1]: 0 is IID, 1 strictly sorted")
     std = values.std()
@@ -264,10 +264,19 @@ def continuous(
 
 
 def natural(
-    groups: np.ndarray, num_clients: int | None, min_samples: int, rng: np.random.Generator
+    labels: np.ndarray,
+    num_clients: int | None,
+    rng: np.random.Generator,
+    *,
+    min_samples: int,
+    groups: np.ndarray | None,
+    by: str | None = None,
 ) -> list[np.ndarray]:
-    """One client per group; with fewer clients, whole groups are merged, largest first into the
-    currently smallest client (groups of equal size in random order)."""
+    """One client per group (the values of column `by`, grouped by flcli, or the data's own
+    devices); with fewer clients, whole groups are merged, largest first into the currently
+    smallest client (groups of equal size in random order)."""
+    if groups is None:
+        raise FLError("--scheme natural needs --by COLUMN, or a dataset with its own clients")
     ids, group_of = np.unique(groups, return_inverse=True)
     group_sizes = np.bincount(group_of)
     if num_clients is None or num_clients == len(ids):
@@ -290,41 +299,80 @@ def natural(
     return check_min_samples(parts, min_samples, "natural")
 
 
+def add_feature_noise(x: np.ndarray, offsets: np.ndarray, seed: int, *, noise_std: float) -> None:
+    """In place: client i's rows get Gaussian noise of std noise_std * i / (N - 1), from the
+    stream (seed, NOISE, 0, i)."""
+    num_clients = len(offsets) - 1
+    for i in range(1, num_clients):
+        std = noise_std * i / (num_clients - 1)
+        rows = slice(offsets[i], offsets[i + 1])
+        x[rows] += streams.rng(seed, Purpose.NOISE, 0, i).normal(0.0, std, x[rows].shape)
+
+
+def quantity_idle(options: dict[str, Any]) -> dict[str, str]:
+    sizes = options["sizes"]
+    return {} if sizes == "dirichlet" else {"alpha": f"applies to --sizes dirichlet, not {sizes}"}
+
+
+SCHEMES = {
+    scheme.name: scheme
+    for scheme in (
+        Scheme(iid, DESCRIPTIONS["iid"]),
+        Scheme(dirichlet, DESCRIPTIONS["dirichlet"], label_skew=True),
+        Scheme(pathological, DESCRIPTIONS["pathological"], label_skew=True),
+        Scheme(shards, DESCRIPTIONS["shards"], label_skew=True),
+        Scheme(quantity, DESCRIPTIONS["quantity"], idle=quantity_idle),
+        Scheme(noise, DESCRIPTIONS["noise"], perturb=add_feature_noise),
+        Scheme(continuous, DESCRIPTIONS["continuous"]),
+        Scheme(natural, DESCRIPTIONS["natural"], own_clients=True),
+    )
+}
+OPTIONS = list(dict.fromkeys(name for scheme in SCHEMES.values() for name in scheme.options))
+FLAGS = {item.name: flag_of(item) for item in declared(PartitionConfig)}
+
+
+def builtin(name: str) -> Scheme:
+    if name not in SCHEMES:
+        raise FLError(f"unknown scheme {name!r}; choose one of: {', '.join(SCHEMES)}")
+    return SCHEMES[name]
+
+
+def does_not_apply(option: str, scheme: str) -> str:
+    users = [other.name for other in SCHEMES.values() if option in other.options]
+    takes = f"it shapes {', '.join(users)}" if users else "no scheme takes it"
+    return f"{FLAGS.get(option, option)} does not apply to --scheme {scheme}; {takes}"
+
+
+def scheme_options(scheme: Scheme, given: dict[str, Any]) -> dict[str, Any]:
+    """A built-in scheme's options: those given (None: not given), the others at its defaults.
+    An option it does not take, or that another option's value leaves without effect, is an
+    FLError (it would be silently ignored)."""
+    for name, value in given.items():
+        if value is not None and name not in scheme.options:
+            raise FLError(does_not_apply(name, scheme.name))
+    options = {**scheme.defaults, **{k: v for k, v in given.items() if v is not None}}
+    for name, why in scheme.idle_options(options).items():
+        if given.get(name) is not None:
+            raise FLError(f"{FLAGS[name]} {why}")
+    return options
+
+
 def partition(
     scheme: str,
     labels: np.ndarray,
     num_clients: int | None,
     rng: np.random.Generator,
-    alpha: float = 0.5,
     min_samples: int = 1,
     *,
-    classes_per_client: int = 2,
-    shards_per_client: int = 2,
-    sizes: str = "dirichlet",
     values: np.ndarray | None = None,
-    strictness: float = 0.5,
     groups: np.ndarray | None = None,
+    **options: Any,
 ) -> list[np.ndarray]:
-    """Split training-sample indices among clients by the named scheme. `values` is the feature
-    that continuous sorts by; `groups` the natural client of each sample."""
-    if scheme not in SCHEMES:
-        raise FLError(f"unknown scheme {scheme!r}; choose one of: {', '.join(SCHEMES)}")
-    if scheme == "natural":
-        if groups is None:
-            raise FLError("--scheme natural needs --by COLUMN, or a dataset with its own clients")
-        check_feasible(len(labels), 1 if num_clients is None else num_clients, min_samples)
-        return natural(groups, num_clients, min_samples, rng)
-    check_feasible(len(labels), num_clients, min_samples)
-    if scheme in ("iid", "noise"):
-        return iid(labels, num_clients, rng)
-    if scheme == "dirichlet":
-        return dirichlet(labels, num_clients, alpha, min_samples, rng)
-    if scheme == "pathological":
-        return pathological(labels, num_clients, classes_per_client, min_samples, rng)
-    if scheme == "shards":
-        return shards(labels, num_clients, shards_per_client, min_samples, rng)
-    if scheme == "quantity":
-        return quantity(labels, num_clients, sizes, alpha, min_samples, rng)
-    if values is None:
-        raise FLError("--scheme continuous needs --by FEATURE, the feature to sort clients by")
-    return continuous(values, num_clients, strictness, rng)
+    """Split training-sample indices among clients by the built-in scheme named, with its
+    options (alpha=0.1 ...). `values` is the feature that continuous sorts by; `groups` the
+    natural client of each sample."""
+    chosen = builtin(scheme)
+    chosen_options = scheme_options(chosen, options)
+    return chosen.split(
+        labels, num_clients, rng, min_samples, chosen_options, values=values, groups=groups
+    )

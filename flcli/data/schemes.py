@@ -1,9 +1,7 @@
-"""Partition schemes: names and one-line descriptions, without NumPy (`fl --help` lists them),
-and the options that shape each."""
+"""Partition schemes' names and one-line descriptions, without NumPy (`fl --help` lists them).
+The schemes themselves, with their options, are flcli.data.partition.SCHEMES."""
 
-from flcli.errors import FLError
-
-SCHEMES = {
+DESCRIPTIONS = {
     "iid": "uniformly shuffled, equal-sized shards (sizes differ by at most one)",
     "dirichlet": "label skew: each class split over clients by proportions ~ Dir(--alpha) "
     "(NIID-Bench); small alpha = few labels per client",
@@ -21,41 +19,12 @@ SCHEMES = {
     "(synthetic, fcube); --clients fewer merges them",
 }
 
-# The options that shape each scheme, with their defaults; any other scheme refuses them.
-SCHEME_OPTIONS = {
-    "alpha": 0.5,
-    "classes_per_client": 2,
-    "shards_per_client": 2,
-    "sizes": "dirichlet",
-    "noise_std": 0.1,
-    "by": None,
-    "strictness": 0.5,
-}
 
+def catalogue() -> dict[str, str]:
+    """What `fl list schemes` shows: the built-in schemes, then those installed packages add."""
+    from flcli import plugins  # importlib.metadata: not for `fl --help`
 
-def shaping_options(scheme: str, sizes: str | None) -> tuple[str, ...]:
-    """The SCHEME_OPTIONS that shape `scheme` (quantity takes --alpha only with dirichlet sizes)."""
-    return {
-        "dirichlet": ("alpha",),
-        "pathological": ("classes_per_client",),
-        "shards": ("shards_per_client",),
-        "quantity": ("sizes", "alpha") if sizes in (None, "dirichlet") else ("sizes",),
-        "noise": ("noise_std",),
-        "continuous": ("by", "strictness"),
-        "natural": ("by",),
-    }.get(scheme, ())
-
-
-def scheme_options(scheme: str, given: dict) -> dict:
-    """The scheme options as given (None: not given) with SCHEME_OPTIONS' defaults filled in; an
-    option that shapes another scheme only is an FLError (it would be silently ignored)."""
-    for name, value in given.items():
-        if value is not None and name not in shaping_options(scheme, given.get("sizes")):
-            if scheme == "quantity" and name == "alpha":
-                raise FLError(f"--alpha applies to --sizes dirichlet, not {given['sizes']}")
-            users = [other for other in SCHEMES if name in shaping_options(other, None)]
-            raise FLError(
-                f"--{name.replace('_', '-')} does not apply to --scheme {scheme}; it shapes "
-                f"{', '.join(users)}"
-            )
-    return {name: SCHEME_OPTIONS[name] if value is None else value for name, value in given.items()}
+    rows = dict(DESCRIPTIONS)
+    for name, point in plugins.entry_points("scheme").items():
+        rows.setdefault(name, f"installed plugin scheme {point.value} (--scheme-arg KEY=VALUE)")
+    return rows

@@ -1,0 +1,110 @@
+"""PartitionConfig: what `fl partition` builds, declared once (see flcli.options).
+
+Its fields are the options of `fl partition`, the partition keys of a sweep file and the keyword
+arguments of api.partition. The scheme options (alpha ... strictness) left at None take the
+chosen scheme's own defaults, the keyword defaults of its function (flcli.data.partition).
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+from flcli.data.schemes import DESCRIPTIONS
+from flcli.options import Check, at_least, check_fields, option, parse_key_values
+
+AT_LEAST_ONE = Check(lambda v: v >= 1, "must be at least 1")
+FRACTION = "use a fraction in (0, 1), e.g. 0.2"
+
+
+@dataclass(frozen=True)
+class PartitionConfig:
+    """A partition: dataset, clients, scheme and its options, test split and seed."""
+
+    dataset: str = "digits"  # fl partition's positional DATASET, so not an option()
+    clients: int | None = option(
+        None, "Number of clients.", show_default="10; natural: the data's own", check=AT_LEAST_ONE
+    )
+    scheme: str = option("iid", f"{', '.join(DESCRIPTIONS)} (see: fl list schemes).")
+    alpha: float | None = option(
+        None,
+        "Dirichlet concentration (dirichlet, quantity); small = skewed.",
+        show_default="0.5",
+        check=Check(lambda v: v > 0, "must be > 0; e.g. 0.1 (strong skew) to 100 (near IID)"),
+    )
+    classes_per_client: int | None = option(
+        None, "Classes each client holds (pathological).", show_default="2"
+    )
+    shards_per_client: int | None = option(
+        None, "Shards dealt to each client (shards).", show_default="2"
+    )
+    sizes: str | None = option(
+        None,
+        "Size law (quantity): dirichlet, lognormal[:SIGMA], linear, exponential.",
+        show_default="dirichlet",
+    )
+    noise_std: float | None = option(
+        None,
+        "Noise std of the last client (noise); client i gets i/(N-1) of it.",
+        show_default="0.1",
+        check=at_least(0, 0.1),
+    )
+    by: str | None = option(
+        None,
+        "Column whose values are the clients (natural), or feature to sort by (continuous).",
+    )
+    strictness: float | None = option(
+        None,
+        "0 = IID to 1 = strictly sorted by --by (continuous).",
+        show_default="0.5",
+        check=Check(lambda v: 0 <= v <= 1, "must be in [0, 1]: 0 is IID, 1 strictly sorted"),
+    )
+    scheme_args: dict[str, Any] = option(
+        {},
+        "An option of your own scheme (--scheme FILE.py:NAME or module:NAME), repeatable; the "
+        "value is a Python literal, or else a string.",
+        flag="--scheme-arg",
+        cli_type=list[str],
+        parse=lambda items: parse_key_values(items, "--scheme-arg"),
+        show_default=False,
+        metavar="KEY=VALUE",
+    )
+    target: str | None = option(None, "Label column of a file or openml: dataset.")
+    encode: bool = option(
+        False, "One-hot encode non-numeric feature columns of a file.", show_default="no-encode"
+    )
+    dataset_args: dict[str, Any] = option(
+        {},
+        "A parameter of your own dataset loader (DATASET FILE.py:NAME or module:NAME), "
+        "repeatable; the value is a Python literal, or else a string.",
+        flag="--dataset-arg",
+        cli_type=list[str],
+        parse=lambda items: parse_key_values(items, "--dataset-arg"),
+        show_default=False,
+        metavar="KEY=VALUE",
+    )
+    test_size: float | None = option(
+        None,
+        "Fraction held out as the central test set.",
+        show_default="0.2, or the dataset's own split",
+        check=Check(lambda v: 0 < v < 1, f"is out of range; {FRACTION}"),
+    )
+    min_samples: int | None = option(
+        None,
+        "Least samples per client (before --client-test-fraction holds some out).",
+        show_default="min(10, n / 3 clients)",
+        check=AT_LEAST_ONE,
+    )
+    client_test_fraction: float = option(
+        0.0,
+        "Fraction of each client's shard kept as its local test split "
+        "(for personalization: ditto, fedavglu).",
+        show_default="0: none",
+        check=Check(lambda v: v == 0 or 0 < v < 1, "must be in (0, 1), e.g. 0.2"),
+    )
+    seed: int = option(
+        0,
+        "Seed of every random stream (same seed, same results).",
+        check=Check(lambda v: v >= 0, "must be an integer >= 0, e.g. 0"),
+    )
+
+    def __post_init__(self) -> None:
+        check_fields(self)
