@@ -111,13 +111,40 @@ def _grid_axes(grid: dict[str, Any], where: str) -> list[list[list[tuple[str, An
                 f"{where}: [grid] {key} = {values!r} must be a non-empty list, e.g. {key} = [0, 1]"
             )
         if all(isinstance(v, dict) for v in values):
-            axes.append([list(normalize_keys(v, where, known_keys()).items()) for v in values])
+            axes.append([list(dashes_to_underscores(v).items()) for v in values])
         elif any(isinstance(v, dict) for v in values):
             raise FLError(f"{where}: [grid] {key} mixes tables and values; use one or the other")
         else:
-            name = normalize_keys({key: None}, where, known_keys())
-            axes.append([[(next(iter(name)), value)] for value in values])
+            axes.append([[(key.replace("-", "_"), value)] for value in values])
     return axes
+
+
+def dashes_to_underscores(values: dict[str, Any]) -> dict[str, Any]:
+    return {str(key).replace("-", "_"): value for key, value in values.items()}
+
+
+def with_plugin_hyperparameters(options: dict[str, Any]) -> dict[str, Any]:
+    """The run's options, with keys that are none of flcli's but are hyperparameters of the run's
+    algorithm (a user's: `decay = [0.8, 0.9]` for --algo my_fl.py:fedavg_decay) moved into
+    algo_args; any other key is one line listing the known ones."""
+    from flcli.algorithms.registry import algorithm_spec
+
+    known = known_keys()
+    extra = [key for key in options if key not in known]
+    if not extra:
+        return options
+    algo = options.get("algo", "fedavg")
+    takes = list(algorithm_spec(algo).hyperparameters)
+    unknown = sorted(set(extra) - set(takes))
+    if unknown:
+        raise FLError(
+            f"unknown key(s) {', '.join(unknown)}; known keys: {', '.join(known)}, and "
+            f"--algo {algo}'s hyperparameters: {', '.join(takes) or 'none'}"
+        )
+    table = options.get("algo_args", {})
+    moved = {key: options[key] for key in extra}
+    rest = {key: value for key, value in options.items() if key not in extra}
+    return {**rest, "algo_args": {**moved, **(table if isinstance(table, dict) else {})}}
 
 
 def _split(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -167,7 +194,7 @@ def load_sweep(
                 f"{where}: {table} = {data[table]!r} must be a table: a [{table}] section, e.g. "
                 + ('[base] dataset = "digits"' if table == "base" else "[grid] seed = [0, 1]")
             )
-    base = normalize_keys(data.get("base", {}), f"{where} [base]", known_keys())
+    base = dashes_to_underscores(data.get("base", {}))
     overrides = normalize_keys(overrides or {}, "options", known_keys())
     root = Path(out) if out is not None else Path("results") / name
     runs, seen = [], set()
@@ -178,8 +205,8 @@ def load_sweep(
             raise FLError(f"{where}: the grid gives run {run_id} twice; make its values distinct")
         seen.add(run_id)
         options = {**base, **dict(items), **overrides}
-        part, train = _split(options)
         try:
+            part, train = _split(with_plugin_hyperparameters(options))
             config = TrainConfig.from_dict(train)
         except FLError as bad:
             raise FLError(f"{where}: run {run_id}: {bad}") from None

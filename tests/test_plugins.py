@@ -237,3 +237,80 @@ def test_fedavg_decay_at_decay_1_is_fedavg_and_its_step_shrinks(cli, dirichlet_d
         cli, dirichlet_dir, tmp_path / "slow", *args, "--algo", decay, "--algo-arg", "decay=0.1"
     )
     assert not slower.equals(fedavg)
+
+
+def test_a_sweep_of_a_plugin_algorithm_with_its_own_hyperparameter_as_a_grid_key(cli, tmp_path):
+    sweep = tmp_path / "decay.toml"
+    sweep.write_text(
+        'name = "decay"\n[base]\ndataset = "digits"\nclients = 6\nrounds = 2\n'
+        f'algo = "{EXAMPLES / "fedavg_decay.py"}:fedavg_decay"\n'
+        "[grid]\ndecay = [0.5, 1.0]\nseed = [0, 1]\n"
+    )
+    result = cli("sweep", sweep, "--out", tmp_path / "out", "--jobs", 2)
+    assert result.code == 0, result.err
+    runs = sorted(p.parent for p in (tmp_path / "out").glob("decay=*/run.json"))
+    assert len(runs) == 4
+    args = [json.loads((run / "run.json").read_text())["config"]["algo_args"] for run in runs]
+    assert [a["decay"] for a in args] == [0.5, 0.5, 1.0, 1.0]
+    again = cli("sweep", sweep, "--out", tmp_path / "out")
+    assert "4 already done" in again.out
+    typo = tmp_path / "typo.toml"
+    typo.write_text(sweep.read_text().replace("decay = [", "decai = ["))
+    assert_one_line_error(cli("sweep", typo), "unknown key(s) decai", "hyperparameters: server_lr")
+
+
+@pytest.mark.parametrize(
+    "uplink",
+    [
+        ["--dp-clip", "1.0", "--dp-noise", "0.5"],
+        ["--secure-agg", "--dropout", "0.2"],
+        ["--aggregator", "median", "--attack", "signflip", "--malicious", "0.2"],
+    ],
+)
+def test_a_plugin_algorithm_takes_dp_secure_aggregation_and_robust_rules_like_a_built_in(
+    cli, iid_dir, tmp_path, uplink
+):
+    """fedavg_decay at decay 1 is FedAvg: through the same uplink it gives FedAvg's rounds.csv."""
+    decay = f"{EXAMPLES / 'fedavg_decay.py'}:fedavg_decay"
+    args = ["--rounds", 3, "--clients-per-round", 8, "--keep-stragglers", *uplink]
+    fedavg = train(cli, iid_dir, tmp_path / "fedavg", *args)
+    mine = train(cli, iid_dir, tmp_path / "mine", *args, "--algo", decay, "--algo-arg", "decay=1.0")
+    pd.testing.assert_frame_equal(fedavg, mine, check_exact=True)
+
+
+def test_example_scheme_and_dataset_partition_train_and_plot(cli, tmp_path):
+    blobs, bands = f"{EXAMPLES / 'blobs.py'}:blobs", f"{EXAMPLES / 'label_bands.py'}:label_bands"
+    made = cli(
+        "partition", blobs, "--dataset-arg", "classes=4", "--scheme", bands,
+        "--scheme-arg", "bands=2", "--clients", 8, "--seed", 3, "--out", tmp_path / "p",
+    )  # fmt: skip
+    assert made.code == 0, made.err
+    meta = json.loads((tmp_path / "p" / "partition.json").read_text())
+    counts = np.array(meta["label_counts"])
+    assert (counts[:4, 2:] == 0).all() and (counts[4:, :2] == 0).all()  # two bands of labels
+    assert meta["dataset_source"]["sha256"] and meta["params"]["scheme_args"] == {"bands": 2}
+    trained = train(cli, tmp_path / "p", tmp_path / "run", "--rounds", 3)
+    assert trained["test_accuracy"].iloc[-1] > 0.8
+    plotted = cli("plot", tmp_path / "run", "--out", tmp_path / "acc.png")
+    assert plotted.code == 0 and (tmp_path / "acc.png").stat().st_size > 0
+
+
+def test_installed_entry_points_add_algorithm_and_model_names(cli, iid_dir, tmp_path, monkeypatch):
+    info = tmp_path / "site" / "fl_examples-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fl-examples\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        "[flcli.algorithms]\nfedexp = fedexp:SPEC\n\n"
+        "[flcli.models]\nridge = ridge_softmax:RidgeSoftmax\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    listed = cli("list", "algorithms").out
+    assert "fedexp" in listed and "Jhunjhunwala" in listed
+    by_name = train(
+        cli, iid_dir, tmp_path / "named", "--algo", "fedexp", "--model", "ridge", "--rounds", 2
+    )
+    by_file = train(
+        cli, iid_dir, tmp_path / "file", "--algo", FEDEXP, "--model", RIDGE, "--rounds", 2
+    )
+    pd.testing.assert_frame_equal(by_name, by_file, check_exact=True)
