@@ -146,6 +146,14 @@ class TrainConfig:
         parse=parse_algo_args,
         panel=ALGORITHM,
     )
+    server_weighting: str = option(
+        "samples",
+        "How the server's mean weighs the clients' updates: samples (by their sample counts) or "
+        "uniform (each arriving client once, as the SCAFFOLD and FedOpt papers average; DP "
+        "weighs equally anyway; fednova, qfedavg and feddyn weigh by their own rule).",
+        panel=ALGORITHM,
+        check=one_of("samples", "uniform"),
+    )
     stragglers: float = option(
         0.0,
         "Fraction of each round's clients doing fewer local steps.",

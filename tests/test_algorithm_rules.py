@@ -323,3 +323,20 @@ def test_geomed_aggregator_weighs_clients_by_their_sample_counts(dirichlet_dir):
         deltas = local_models(partition, w, steps, lr) - w
         w = w + robust.geometric_median(np.repeat(deltas, sizes, axis=0))
         assert_exact(result.state.params, w, f"geomed round {result.record['round']}")
+
+
+@pytest.mark.parametrize("algo", ["fedavg", "scaffold"])
+def test_uniform_server_weighting_averages_the_clients_updates_equally(dirichlet_dir, algo):
+    """--server-weighting uniform: w_{t+1} = w_t + (1/K) sum_k (w_k - w_t), whatever the shard
+    sizes (FedAvg from the paper's uniform mean; SCAFFOLD's model step in its first round, where
+    the control variates are still 0)."""
+    partition = load_partition(dirichlet_dir)
+    steps, lr = 2, 0.3
+    results = run(
+        partition, algo=algo, rounds=1, local_epochs=steps, lr=lr, server_weighting="uniform"
+    )
+    w0 = results[0].state.params
+    uniform = local_models(partition, w0, steps, lr).mean(axis=0)
+    assert_exact(results[1].state.params, uniform, f"{algo} with uniform server weighting")
+    weighted = fedavg_step(partition, w0, steps, lr)
+    assert np.abs(weighted - uniform).max() > 1e-3  # the shards differ: the weighting matters

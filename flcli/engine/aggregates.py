@@ -185,3 +185,30 @@ def aggregate_stage(config, dp: dpfedavg.DPSpec | None) -> Stage:
     if byzantine is None:
         byzantine = config.malicious if config.malicious is not None else 0.1
     return RobustMean(config.aggregator, byzantine)
+
+
+WEIGHTINGS = ("samples", "uniform")
+
+
+@dataclass(frozen=True)
+class UniformWeights(Stage):
+    """--server-weighting uniform: whatever weights the server update passes to the aggregate
+    (the clients' sample counts, in most algorithms), every arriving client counts once, as the
+    SCAFFOLD and FedOpt papers average. Comes after the aggregate stage it wraps; DP's noised mean
+    weighs the clients equally already, so a DP run has no such stage."""
+
+    @staticmethod
+    def check_options(config) -> None:
+        if config.server_weighting not in WEIGHTINGS:
+            raise FLError(
+                f"--server-weighting {config.server_weighting!r} is not one of: "
+                f"{', '.join(WEIGHTINGS)}"
+            )
+
+    def apply(self, message: Message, state: State) -> tuple[Message, State]:
+        combine = message.aggregate
+
+        def aggregate(vectors: np.ndarray, weights: np.ndarray) -> np.ndarray:
+            return combine(vectors, np.ones(len(vectors)))
+
+        return replace(message, aggregate=aggregate), state

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from flcli.algorithms.base import Aggregate, ClientUpdates
-from flcli.engine.aggregates import NoisedMean, RobustMean, aggregate_stage
+from flcli.engine.aggregates import NoisedMean, RobustMean, UniformWeights, aggregate_stage
 from flcli.engine.attacks import malicious_clients
 from flcli.engine.stages import (
     Attack,
@@ -49,6 +49,7 @@ CHECKED: tuple[type[Stage], ...] = (
     DPClip,
     NoisedMean,
     RobustMean,
+    UniformWeights,
 )
 
 
@@ -227,6 +228,7 @@ def build_uplink(config, num_clients: int, cohort_size: int) -> Uplink:
         SecAggThreshold(config.secagg_threshold) if config.secure_agg else None,
         DPClip(dp, seed) if dp is not None else None,
         aggregate_stage(config, dp),
+        UniformWeights() if config.server_weighting == "uniform" and dp is None else None,
     )
     stages = tuple(stage for stage in stages if stage is not None)
     for stage in stages:
