@@ -55,8 +55,9 @@ def matmul_gflops(n: int, dtype: str):
 
 def training_gflops(model_name: str, dtype: str, clients: int, batch: int):
     """A function that times one round of train_cohort and returns its GFLOP/s."""
+    from flcli.algorithms.work import LocalSpec
     from flcli.engine.cohort import train_cohort
-    from flcli.engine.local import Cohort, LocalSpec
+    from flcli.engine.local import Cohort
     from flcli.models.registry import make_model
 
     g = np.random.default_rng(0)

@@ -67,10 +67,11 @@ def child(part: Path, model_name: str, dtype: str, cohort_sizes: list[int], roun
     """Runs in a child process: per cohort size, per-round seconds of training, aggregation,
     evaluation."""
     from flcli.algorithms.aggregate import weighted_mean
+    from flcli.algorithms.work import LocalSpec
     from flcli.data.store import load_partition
     from flcli.engine.cohort import train_cohort
     from flcli.engine.evaluate import evaluate, per_sample
-    from flcli.engine.local import Cohort, LocalSpec
+    from flcli.engine.local import Cohort
     from flcli.engine.stages import sample_clients
     from flcli.models.registry import make_model
 

@@ -19,10 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from flcli import api
+from flcli.algorithms.work import LocalSpec
 from flcli.config import TrainConfig
 from flcli.data.store import load_partition
 from flcli.engine.cohort import train_cohort
-from flcli.engine.local import Cohort, LocalSpec
+from flcli.engine.local import Cohort
 from flcli.engine.serial import train_serial
 
 ENGINES = {"cohort (vectorized)": train_cohort, "client by client (serial)": train_serial}

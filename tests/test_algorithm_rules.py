@@ -13,12 +13,13 @@ import pytest
 from flcli.algorithms import robust
 from flcli.algorithms.base import ClientUpdates, Context, ServerState
 from flcli.algorithms.registry import make_algorithm
+from flcli.algorithms.work import LocalSpec
 from flcli.api import simulate
 from flcli.configfile import train_config
 from flcli.data.holdout import hold_out_proxy
 from flcli.data.store import load_partition
 from flcli.engine.cohort import train_cohort
-from flcli.engine.local import Cohort, LocalSpec
+from flcli.engine.local import Cohort
 from flcli.models.linear import SoftmaxRegression
 
 FULL_BATCH = 10_000  # wider than any shard: every local step is full-batch gradient descent

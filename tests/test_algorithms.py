@@ -9,11 +9,12 @@ from flcli import api
 from flcli.algorithms.base import ClientUpdates, Context
 from flcli.algorithms.feddf import distill, ensemble_targets
 from flcli.algorithms.registry import ALGORITHMS, make_algorithm
+from flcli.algorithms.work import LocalSpec
 from flcli.api import simulate
 from flcli.configfile import train_config
 from flcli.data.store import Partition, load_partition
 from flcli.engine.cohort import train_cohort
-from flcli.engine.local import Cohort, LocalSpec
+from flcli.engine.local import Cohort
 from flcli.engine.stages import sample_clients
 from flcli.models.linear import SoftmaxRegression
 

@@ -8,10 +8,11 @@ import pandas as pd
 import pytest
 from conftest import assert_one_line_error
 
+from flcli.algorithms.work import LocalSpec
 from flcli.data.store import load_partition
 from flcli.engine.chunks import chunk_indices
 from flcli.engine.cohort import train_cohort
-from flcli.engine.local import Cohort, LocalSpec
+from flcli.engine.local import Cohort
 from flcli.engine.process import ProcessTrainer
 from flcli.models.linear import SoftmaxRegression
 from flcli.models.mlp import MLP

@@ -6,12 +6,13 @@ from threadpoolctl import threadpool_limits
 
 from flcli import api
 from flcli.algorithms.aggregate import weighted_mean
+from flcli.algorithms.work import LocalSpec, LocalWork
 from flcli.api import simulate
 from flcli.config import TrainConfig
 from flcli.configfile import train_config
 from flcli.data.store import load_partition
 from flcli.engine.cohort import train_cohort
-from flcli.engine.local import Cohort, LocalSpec, LocalWork, epoch_orders
+from flcli.engine.local import Cohort, epoch_orders
 from flcli.engine.serial import train_serial
 from flcli.models.linear import SoftmaxRegression
 

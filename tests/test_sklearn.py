@@ -4,12 +4,13 @@ and FedAvg with sklearn estimators against the NumPy softmax model."""
 import numpy as np
 import pytest
 
+from flcli.algorithms.work import LocalSpec, LocalWork
 from flcli.api import simulate
 from flcli.config import TrainConfig
 from flcli.configfile import train_config
 from flcli.data.store import load_partition
 from flcli.engine.estimators import train_estimators
-from flcli.engine.local import Cohort, LocalSpec, LocalWork
+from flcli.engine.local import Cohort
 from flcli.errors import FLError
 from flcli.models.registry import make_model
 

@@ -176,6 +176,7 @@ def test_build_uplink_parses_a_raw_dp_clip_itself():
         secure_agg=False,
         aggregator="mean",
         dropout=0.0,
+        server_weighting="samples",
     )
     raw = build_uplink(options, 10, 4)
     parsed = build_uplink(TrainConfig(rounds=3, dp_clip=0.5, dp_noise=1.0), 10, 4)

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from flcli.algorithms.aggregate import weighted_mean
-from flcli.engine.local import LocalSpec, LocalWork
+from flcli.algorithms.work import LocalSpec, LocalWork
 from flcli.errors import FLError
 from flcli.options import Check, describe_type, of_type
 

@@ -22,7 +22,7 @@ from flcli.algorithms.base import (
     Hyper,
     ServerState,
 )
-from flcli.engine.local import LocalWork
+from flcli.algorithms.work import LocalWork
 from flcli.options import Check
 
 ALPHA = Hyper("Dynamic regularization weight.", Check(lambda v: v > 0, "must be > 0, e.g. 0.01"))

@@ -12,7 +12,7 @@ import numpy as np
 
 from flcli.algorithms.base import Algorithm, AlgorithmSpec, Context, Hyper, ServerState, plain_init
 from flcli.algorithms.fedavg import fedavg_update
-from flcli.engine.local import LocalWork
+from flcli.algorithms.work import LocalWork
 from flcli.options import Check
 
 MU = Hyper("Proximal term weight.", Check(lambda v: v >= 0, "must be >= 0, e.g. 0.01"))

@@ -17,7 +17,7 @@ from flcli.algorithms.base import (
     ServerState,
     plain_init,
 )
-from flcli.engine.local import LocalSpec
+from flcli.algorithms.work import LocalSpec
 
 WHOLE_SHARD = 2**62  # a batch size no shard reaches: one step over all of a client's samples
 

@@ -28,7 +28,7 @@ from flcli.algorithms.base import (
 )
 from flcli.algorithms.fedavg import fedavg_update
 from flcli.algorithms.fedprox import proximal
-from flcli.engine.local import LocalWork
+from flcli.algorithms.work import LocalWork
 from flcli.options import Check
 
 LAMBDA = Hyper(

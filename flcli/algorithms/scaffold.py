@@ -23,7 +23,7 @@ from flcli.algorithms.base import (
     Context,
     ServerState,
 )
-from flcli.engine.local import LocalWork
+from flcli.algorithms.work import LocalWork
 
 
 def control(W: np.ndarray, anchor: np.ndarray, *, offset: np.ndarray) -> np.ndarray:

@@ -7,7 +7,8 @@ so the joined result is the same, bit for bit, as training the whole cohort at o
 
 import numpy as np
 
-from flcli.engine.local import Cohort, CohortResult, LocalWork
+from flcli.algorithms.work import LocalWork
+from flcli.engine.local import Cohort, CohortResult
 
 
 def chunk_indices(cohort_size: int, chunks: int) -> list[np.ndarray]:

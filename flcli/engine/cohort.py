@@ -20,16 +20,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from flcli.algorithms.work import LocalSpec, LocalWork, steps_per_epoch
 from flcli.engine.blas import one_blas_thread
 from flcli.engine.chunks import chunk_indices
-from flcli.engine.local import (
-    Cohort,
-    CohortResult,
-    LocalSpec,
-    LocalWork,
-    epoch_orders,
-    steps_per_epoch,
-)
+from flcli.engine.local import Cohort, CohortResult, epoch_orders
 from flcli.models.base import capabilities_of
 from flcli.models.workspace import WorkspacePool
 

@@ -13,14 +13,8 @@ learning rate: their scale is the papers' only when --lr is the estimator's (con
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from flcli.engine.local import (
-    Cohort,
-    CohortResult,
-    LocalSpec,
-    LocalWork,
-    epoch_orders,
-    steps_per_epoch,
-)
+from flcli.algorithms.work import LocalSpec, LocalWork, steps_per_epoch
+from flcli.engine.local import Cohort, CohortResult, epoch_orders
 from flcli.errors import RunFailed
 from flcli.rng import Purpose, rng
 

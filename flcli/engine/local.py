@@ -1,18 +1,11 @@
-"""What every backend shares about local training: the spec, the batch orders, the result."""
+"""What every backend shares about local training: the cohort, the batch orders, the result (the
+spec and an algorithm's work are flcli.algorithms.work)."""
 
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 
 import numpy as np
 
 from flcli.rng import Purpose, hash_bits
-
-
-@dataclass(frozen=True)
-class LocalSpec:
-    epochs: int
-    batch_size: int
-    lr: float
 
 
 @dataclass(frozen=True)
@@ -30,37 +23,6 @@ class Cohort:
 
     def chunk(self, index: np.ndarray | slice) -> "Cohort":
         return Cohort(ids=self.ids[index], starts=self.starts[index], sizes=self.sizes[index])
-
-
-# correction(W [K, P], anchor [P], **inputs) -> [K, P], added to the gradient of every local step;
-# inputs are the per-client arrays of LocalWork.inputs, restricted to the same K clients as W.
-Correction = Callable[..., np.ndarray]
-
-
-@dataclass(frozen=True)
-class LocalWork:
-    """What an algorithm asks of the cohort's local training beyond plain SGD from the anchor.
-
-    Everything is per client along the first axis, so a backend can split it into chunks. The
-    correction must be picklable (a module-level function, bound with functools.partial).
-    """
-
-    correction: Correction | None = None
-    inputs: dict[str, np.ndarray] = field(default_factory=dict)  # [K, ...] each
-    start: np.ndarray | None = None  # [K, P] where each client starts (default: the anchor)
-    max_steps: np.ndarray | None = None  # [K] step budgets below the full one (stragglers)
-
-    def chunk(self, index: np.ndarray | slice) -> "LocalWork":
-        def cut(a):
-            return None if a is None else a[index]
-
-        inputs = {name: value[index] for name, value in self.inputs.items()}
-        return replace(self, inputs=inputs, start=cut(self.start), max_steps=cut(self.max_steps))
-
-    def step_counts(self, sizes: np.ndarray, batch_size: int, epochs: int) -> np.ndarray:
-        """[K] local steps each client takes: its full budget, or less for a straggler."""
-        full = steps_per_epoch(sizes, batch_size) * epochs
-        return full if self.max_steps is None else np.minimum(full, self.max_steps)
 
 
 @dataclass(frozen=True)
@@ -88,7 +50,3 @@ def epoch_orders(
     keys = hash_bits(seed, Purpose.SHUFFLE, round, client, counter) >> np.uint64(32)
     order = np.argsort((segment << np.uint64(32)) | keys, kind="stable")
     return order - np.repeat(starts, lengths)
-
-
-def steps_per_epoch(sizes: np.ndarray, batch_size: int) -> np.ndarray:
-    return -(-np.asarray(sizes) // batch_size)

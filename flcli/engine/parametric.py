@@ -8,9 +8,10 @@ from dataclasses import replace
 import numpy as np
 
 from flcli.algorithms.base import ClientUpdates, ServerState
+from flcli.algorithms.work import LocalSpec, LocalWork, steps_per_epoch
 from flcli.engine.blas import one_blas_thread
 from flcli.engine.evaluate import client_scores, personal_scores, round_rows
-from flcli.engine.local import Cohort, CohortResult, LocalSpec, LocalWork, steps_per_epoch
+from flcli.engine.local import Cohort, CohortResult
 from flcli.engine.outcome import Trained
 from flcli.engine.stragglers import straggler_budgets
 from flcli.rng import Purpose, rng

@@ -24,9 +24,10 @@ import numpy as np
 from joblib.executor import get_memmapping_executor
 from joblib.externals.loky import cpu_count
 
+from flcli.algorithms.work import LocalSpec, LocalWork
 from flcli.engine.chunks import chunks_of
 from flcli.engine.cohort import train_cohort
-from flcli.engine.local import Cohort, CohortResult, LocalSpec, LocalWork
+from flcli.engine.local import Cohort, CohortResult
 from flcli.plugins import plugin_folders
 
 

@@ -10,9 +10,10 @@ import logging
 
 import numpy as np
 
+from flcli.algorithms.work import LocalSpec, LocalWork
 from flcli.engine.chunks import chunks_of, join
 from flcli.engine.cohort import train_cohort
-from flcli.engine.local import Cohort, CohortResult, LocalSpec, LocalWork
+from flcli.engine.local import Cohort, CohortResult
 from flcli.errors import FLError
 from flcli.plugins import share_with_ray
 

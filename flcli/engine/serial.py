@@ -6,7 +6,8 @@ between the two checks the gathers and masks of the vectorized one.
 
 import numpy as np
 
-from flcli.engine.local import Cohort, CohortResult, LocalSpec, LocalWork, epoch_orders
+from flcli.algorithms.work import LocalSpec, LocalWork
+from flcli.engine.local import Cohort, CohortResult, epoch_orders
 
 
 def train_serial(

@@ -1,0 +1,50 @@
+"""What an algorithm asks of its clients' local training: the spec (epochs, batch, step size) and
+the work beyond plain SGD from the global model (a gradient correction and its per-client inputs,
+where each client starts, step budgets). The engine's backends carry it out."""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class LocalSpec:
+    epochs: int
+    batch_size: int
+    lr: float
+
+
+# correction(W [K, P], anchor [P], **inputs) -> [K, P], added to the gradient of every local step;
+# inputs are the per-client arrays of LocalWork.inputs, restricted to the same K clients as W.
+Correction = Callable[..., np.ndarray]
+
+
+@dataclass(frozen=True)
+class LocalWork:
+    """What an algorithm asks of the cohort's local training beyond plain SGD from the anchor.
+
+    Everything is per client along the first axis, so a backend can split it into chunks. The
+    correction must be picklable (a module-level function, bound with functools.partial).
+    """
+
+    correction: Correction | None = None
+    inputs: dict[str, np.ndarray] = field(default_factory=dict)  # [K, ...] each
+    start: np.ndarray | None = None  # [K, P] where each client starts (default: the anchor)
+    max_steps: np.ndarray | None = None  # [K] step budgets below the full one (stragglers)
+
+    def chunk(self, index: np.ndarray | slice) -> "LocalWork":
+        def cut(a):
+            return None if a is None else a[index]
+
+        inputs = {name: value[index] for name, value in self.inputs.items()}
+        return replace(self, inputs=inputs, start=cut(self.start), max_steps=cut(self.max_steps))
+
+    def step_counts(self, sizes: np.ndarray, batch_size: int, epochs: int) -> np.ndarray:
+        """[K] local steps each client takes: its full budget, or less for a straggler."""
+        full = steps_per_epoch(sizes, batch_size) * epochs
+        return full if self.max_steps is None else np.minimum(full, self.max_steps)
+
+
+def steps_per_epoch(sizes: np.ndarray, batch_size: int) -> np.ndarray:
+    return -(-np.asarray(sizes) // batch_size)
