@@ -173,3 +173,13 @@ def write_generated_partition(out, x_train, y_train, sizes, x_test, y_test, num_
     )
     write_partition(partition, out)
     return out
+
+
+def install_entry_points(site, entry_points: str):
+    """A distribution in the folder `site` whose entry_points.txt is `entry_points`, as an
+    installed package registers plugins (put `site` on sys.path to install it)."""
+    info = site / "fl_test_plugins-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fl-test-plugins\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(entry_points)
+    return site

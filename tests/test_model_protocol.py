@@ -50,8 +50,8 @@ class UserSoftmax:
 
     task = "classification"
 
-    def __init__(self, num_features, num_classes):
-        self.inner = SoftmaxRegression(num_features, num_classes)
+    def __init__(self, num_features, num_classes, dtype="float64"):
+        self.inner = SoftmaxRegression(num_features, num_classes, dtype)
         self.num_params = self.inner.num_params
 
     def init(self, rng):
@@ -142,42 +142,10 @@ def test_capabilities_must_be_a_capabilities_with_a_known_way_of_training():
         Capabilities(trains="vectorized")
 
 
-USER_FILE = """
-from flcli.models.linear import SoftmaxRegression
-
-
-class UserSoftmax:
-    \"\"\"Softmax regression with no capabilities declared, and a distill_loss_grad.\"\"\"
-
-    task = "classification"
-
-    def __init__(self, num_features, num_classes, dtype="float64"):
-        self.inner = SoftmaxRegression(num_features, num_classes, dtype)
-        self.num_params = self.inner.num_params
-
-    def init(self, rng):
-        return self.inner.init(rng)
-
-    def loss_grad(self, W, X, y, mask, out=None, scale=1.0, workspace=None):
-        return self.inner.loss_grad(W, X, y, mask, out, scale, workspace)
-
-    def predict_proba(self, w, X):
-        return self.inner.predict_proba(w, X)
-
-    def predict(self, w, X):
-        return self.inner.predict(w, X)
-
-    def distill_loss_grad(self, w, X, targets, temperature):
-        return self.inner.distill_loss_grad(w, X, targets, temperature)
-"""
-
-
 @pytest.fixture(scope="module")
-def user_model(tmp_path_factory):
-    """--model FILE.py:UserSoftmax, a user's file."""
-    path = tmp_path_factory.mktemp("user") / "protocol_user_models.py"
-    path.write_text(USER_FILE)
-    return f"{path}:UserSoftmax"
+def user_model():
+    """--model FILE.py:CLASS naming a class of this very file, as a user's own file would."""
+    return f"{__file__}:UserSoftmaxWithExtras"
 
 
 def test_a_model_without_capabilities_trains_as_a_cohort_model(iid_dir, user_model):

@@ -8,7 +8,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from conftest import assert_one_line_error
+from conftest import assert_one_line_error, install_entry_points
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -240,14 +240,12 @@ def test_a_broken_plugin_is_one_line_with_exit_code_2(cli, plugin_dir, tmp_path,
 
 
 def test_entry_points_are_listed_and_used_by_name(cli, plugin_dir, tmp_path, monkeypatch):
-    info = tmp_path / "site" / "fl_test_plugins-1.0.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fl-test-plugins\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text(
+    site = install_entry_points(
+        tmp_path / "site",
         "[flcli.schemes]\ndealt = fl_test_package.splits:round_robin\n\n"
-        "[flcli.datasets]\nblobs3 = fl_test_loaders:blobs\n"
+        "[flcli.datasets]\nblobs3 = fl_test_loaders:blobs\n",
     )
-    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.syspath_prepend(str(site))
     monkeypatch.syspath_prepend(str(plugin_dir))
     assert "dealt" in cli("list", "schemes").out
     assert "blobs3" in cli("list", "datasets").out

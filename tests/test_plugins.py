@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import assert_one_line_error
+from conftest import assert_one_line_error, install_entry_points
 from test_crash import rounds_of, start_fl, wait_for_rounds
 
 from flcli.algorithms.base import ClientUpdates, Context
@@ -296,14 +296,12 @@ def test_example_scheme_and_dataset_partition_train_and_plot(cli, tmp_path):
 
 
 def test_installed_entry_points_add_algorithm_and_model_names(cli, iid_dir, tmp_path, monkeypatch):
-    info = tmp_path / "site" / "fl_examples-1.0.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fl-examples\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text(
+    site = install_entry_points(
+        tmp_path / "site",
         "[flcli.algorithms]\nfedexp = fedexp:SPEC\n\n"
-        "[flcli.models]\nridge = ridge_softmax:RidgeSoftmax\n"
+        "[flcli.models]\nridge = ridge_softmax:RidgeSoftmax\n",
     )
-    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.syspath_prepend(str(site))
     monkeypatch.syspath_prepend(str(EXAMPLES))
     listed = cli("list", "algorithms").out
     assert "fedexp" in listed and "Jhunjhunwala" in listed
