@@ -21,7 +21,7 @@ from flcli.engine.uplink import Uplink, build_uplink, check_uplink_options
 from flcli.errors import FLError
 from flcli.models.base import capabilities_of
 from flcli.models.registry import DEFAULT_HIDDEN, default_lr, make_model, takes_model_args
-from flcli.plugins import is_reference, source_of
+from flcli.plugins import find
 from flcli.privacy.options import parse_clip, refuse_for_algorithm, refuse_for_model
 
 PROXY_FRACTION = "proxy_fraction"  # an algorithm taking it gets FedDF's proxy set held out
@@ -43,9 +43,11 @@ class Parts:
 
     @property
     def sources(self) -> dict[str, dict]:
-        """The user's code this run used, by option, with the sha256 of each file."""
-        chosen = {"algo": self.config.algo, "model": self.config.model}
-        return {key: source_of(name) for key, name in chosen.items() if is_reference(name)}
+        """The user's code this run used, by option: the reference or entry point, and the
+        sha256 of its file."""
+        chosen = {"algo": (self.config.algo, "algorithm"), "model": (self.config.model, "model")}
+        found = {key: find(name, kind) for key, (name, kind) in chosen.items()}
+        return {key: hit[1] for key, hit in found.items() if hit is not None}
 
 
 def resolve(config: TrainConfig, partition: Partition) -> tuple[TrainConfig, AlgorithmSpec, Any]:

@@ -17,6 +17,7 @@ import hashlib
 import importlib
 import importlib.metadata
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -121,6 +122,32 @@ def load_entry_point(name: str, kind: str) -> Any | None:
             f"{FLAGS[kind]} {name}: the entry point {point.value} failed to load: "
             f"{type(failure).__name__}: {failure}"
         ) from None
+
+
+def find(name: str, kind: str) -> tuple[Any, dict[str, str]] | None:
+    """The object `name` names and what a run or partition records of it (the reference, its
+    file and the file's sha256); None when name is neither a reference nor an entry point."""
+    if is_reference(name):
+        return load(name, kind), source_of(name)
+    point = entry_points(kind).get(name)
+    if point is None:
+        return None
+    found = load_entry_point(name, kind)
+    return found, {"entry_point": name, **source_of(point.value)}
+
+
+def call(function: Callable, label: str, *args, **kwargs) -> Any:
+    """function(*args, **kwargs), the user's code: what it raises becomes one FLError line."""
+    try:
+        return function(*args, **kwargs)
+    except FLError as refused:
+        raise FLError(f"{label}: {refused}") from None
+    except MemoryError:
+        raise
+    except Exception as failure:  # the user's code: name it and what it raised, no traceback
+        text = str(failure).strip().splitlines()
+        said = f": {text[0]}" if text else ""
+        raise FLError(f"{label} raised {type(failure).__name__}{said}") from None
 
 
 def plugin_folders() -> tuple[str, ...]:

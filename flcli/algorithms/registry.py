@@ -19,7 +19,7 @@ from flcli.algorithms import (
 )
 from flcli.algorithms.base import Algorithm, AlgorithmSpec, Context, EnsembleAlgorithm
 from flcli.errors import FLError
-from flcli.plugins import entry_points, is_reference, load, load_entry_point
+from flcli.plugins import call, entry_points, find
 
 BUILT_IN = (
     fedavg.SPEC,
@@ -60,11 +60,9 @@ def algorithm_spec(name: str) -> AlgorithmSpec:
     """The spec --algo `name` names; FLError when there is none."""
     if name in ALGORITHMS:
         return ALGORITHMS[name]
-    if is_reference(name):
-        return as_spec(load(name, "algorithm"), name)
-    found = load_entry_point(name, "algorithm")
+    found = find(name, "algorithm")
     if found is not None:
-        return as_spec(found, name)
+        return as_spec(found[0], name)
     known = [*ALGORITHMS, *entry_points("algorithm")]
     raise FLError(
         f"unknown algorithm {name!r}; choose one of: {', '.join(known)}, or give your own as "
@@ -121,14 +119,7 @@ def build(spec: AlgorithmSpec, hyperparameters: dict, context: Context, parametr
         factory = spec.ensemble_factory
     if spec.name in ALGORITHMS:
         return factory(context, **hyperparameters)
-    try:  # a user's factory: whatever it raises is one line naming it
-        built = factory(context, **hyperparameters)
-    except FLError:
-        raise
-    except Exception as failure:
-        raise FLError(
-            f"--algo {spec.name} raised {type(failure).__name__}: {failure}; fix the factory"
-        ) from None
+    built = call(factory, f"--algo {spec.name}", context, **hyperparameters)
     if not isinstance(built, Algorithm | EnsembleAlgorithm):
         raise FLError(
             f"--algo {spec.name} returned a {type(built).__name__}, not an "

@@ -13,9 +13,9 @@ from flcli.data.datasets import load_dataset
 from flcli.data.files import columns_text
 from flcli.data.holdout import with_client_test
 from flcli.data.store import Partition, array_hash
-from flcli.data.user_code import check_arguments, find_plugin
+from flcli.data.user_code import check_arguments
 from flcli.errors import FLError
-from flcli.plugins import entry_points
+from flcli.plugins import entry_points, find
 from flcli.rng import Purpose, rng
 
 DEFAULT_CLIENTS = 10
@@ -89,7 +89,7 @@ def find_scheme(name: str) -> Scheme:
     entry point an installed package adds."""
     if name in schemes.SCHEMES:
         return schemes.SCHEMES[name]
-    found = find_plugin(name, "scheme")
+    found = find(name, "scheme")
     if found is None:
         known = [*schemes.SCHEMES, *entry_points("scheme")]
         raise FLError(f"unknown scheme {name!r}; choose one of: {', '.join(known)}")

@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from flcli.data.user_code import REQUIRED, call, keyword_parameters, signature_of
+from flcli import plugins
+from flcli.data.user_code import REQUIRED, keyword_parameters, signature_of
 from flcli.errors import FLError
 
 INPUTS = ("min_samples", "values", "groups")  # handed over by flcli, not options
@@ -87,7 +88,7 @@ class Scheme:
         if self.reference is None:
             return self.function(labels, num_clients, rng, **taken, **options)
         label = f"--scheme {self.reference}"
-        parts = call(self.function, label, labels, num_clients, rng, **taken, **options)
+        parts = plugins.call(self.function, label, labels, num_clients, rng, **taken, **options)
         return checked_parts(parts, len(labels), num_clients, min_samples, label)
 
 

@@ -10,7 +10,6 @@ floats (regression). Neither may hold NaN or infinite values.
 
 import dataclasses
 import inspect
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -21,18 +20,6 @@ from flcli.errors import FLError
 
 REQUIRED = inspect.Parameter.empty
 KEYWORD_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-
-
-def find_plugin(name: str, kind: str) -> tuple[Any, dict[str, str]] | None:
-    """The object `name` names and what partition.json records of it (the reference, its file
-    and the file's sha256); None when name is neither a reference nor an entry point."""
-    if plugins.is_reference(name):
-        return plugins.load(name, kind), plugins.source_of(name)
-    point = plugins.entry_points(kind).get(name)
-    if point is None:
-        return None
-    found = plugins.load_entry_point(name, kind)
-    return found, {"entry_point": name, **plugins.source_of(point.value)}
 
 
 def signature_of(function: Any, label: str) -> inspect.Signature:
@@ -74,23 +61,9 @@ def check_arguments(
         raise FLError(f"{label} needs {needed} (no default)")
 
 
-def call(function: Callable, label: str, *args, **kwargs) -> Any:
-    """function(*args, **kwargs), the user's code: what it raises becomes one FLError line."""
-    try:
-        return function(*args, **kwargs)
-    except FLError as refused:
-        raise FLError(f"{label}: {refused}") from None
-    except MemoryError:
-        raise
-    except Exception as failure:  # the user's code: name it and what it raised, no traceback
-        text = str(failure).strip().splitlines()
-        said = f": {text[0]}" if text else ""
-        raise FLError(f"{label} raised {type(failure).__name__}{said}") from None
-
-
 def load_user_dataset(name: str, seed: int, dataset_args: dict[str, Any]) -> Dataset | None:
     """The Dataset a user's loader returns, checked; None when `name` names no loader."""
-    found = find_plugin(name, "dataset")
+    found = plugins.find(name, "dataset")
     if found is None:
         return None
     loader, source = found
@@ -99,7 +72,7 @@ def load_user_dataset(name: str, seed: int, dataset_args: dict[str, Any]) -> Dat
     arguments = {"seed": seed} if "seed" in parameters else {}
     arguments.update(dataset_args)
     check_arguments(parameters, open_ended, arguments, label, "--dataset-arg")
-    result = call(loader, label, **arguments)
+    result = plugins.call(loader, label, **arguments)
     return dataclasses.replace(checked_dataset(result, name, label), source=source)
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from flcli.errors import FLError
 from flcli.models.base import check_model
-from flcli.plugins import entry_points, is_reference, load, load_entry_point
+from flcli.plugins import call, entry_points, find
 
 SKLEARN_PREFIX = "sklearn:"
 DEFAULT_HIDDEN = (128, 64)
@@ -74,16 +74,16 @@ def takes_model_args(name: str) -> bool:
 
 def plugin_class(name: str):
     """The user's model class that --model `name` names, or FLError."""
-    found = load(name, "model") if is_reference(name) else load_entry_point(name, "model")
+    found = find(name, "model")
     if found is None:
         known = [*MODELS, *entry_points("model")]
         raise FLError(
             f"unknown model {name!r}; choose one of: {', '.join(known)}, sklearn:ESTIMATOR or "
             "your own FILE.py:CLASS (see: fl list models)"
         )
-    if not callable(found):
-        raise FLError(f"--model {name} is a {type(found).__name__}, not a model class")
-    return found
+    if not callable(found[0]):
+        raise FLError(f"--model {name} is a {type(found[0]).__name__}, not a model class")
+    return found[0]
 
 
 def default_lr(name: str) -> float:
@@ -179,15 +179,8 @@ def describe_models(algorithms: dict) -> dict[str, str]:
 def make_plugin_model(name, num_features, num_classes, task, dtype, model_args):
     """A user's model class built for the data: whatever its constructor raises is one line."""
     cls = plugin_class(name)
-    try:
-        model = cls(num_features, num_classes if task != "regression" else None, dtype=dtype,
-                    **model_args)  # fmt: skip
-    except TypeError as failure:
-        raise FLError(f"--model {name}: {failure}; check --model-arg") from None
-    except FLError:
-        raise
-    except Exception as failure:  # the user's constructor: name it and what it raised
-        raise FLError(f"--model {name} raised {type(failure).__name__}: {failure}") from None
+    classes = num_classes if task != "regression" else None
+    model = call(cls, f"--model {name}", num_features, classes, dtype=dtype, **model_args)
     check_model(model, f"--model {name}")
     if model.task != task:
         raise FLError(
