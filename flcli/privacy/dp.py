@@ -156,7 +156,7 @@ def epsilon(
 PLD_SMALLEST_NOISE = 0.05  # PLD's calibration searches no lower (its memory grows without bound)
 
 
-@functools.lru_cache(maxsize=32)  # a run resolves it twice: when checked and when started
+@functools.lru_cache(maxsize=32)  # a sweep calibrates the same budget for many runs
 def noise_for_epsilon(
     sampling_rate: float, rounds: int, target_epsilon: float, delta: float, accountant="rdp"
 ) -> float:
