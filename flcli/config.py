@@ -15,6 +15,7 @@ from typing import Any
 
 from flcli.algorithms.robust_rules import aggregators, spelled_out
 from flcli.errors import FLError
+from flcli.models.registry import lr_defaults
 from flcli.numbers import round_half_up
 from flcli.options import (
     Check,
@@ -76,7 +77,7 @@ class TrainConfig:
         "step size: give the estimator's own, e.g. --model-arg eta0=0.01 --model-arg "
         "learning_rate='constant' --lr 0.01; for forests, boosted trees and k-NN it is the step of "
         "feddist's softmax student).",
-        show_default="softmax/logistic 0.5, mlp 0.2, linear 0.05, sklearn 0.1 (forests, k-NN 0.5)",
+        show_default=lr_defaults(),
         check=Check(lambda v: v > 0, "must be > 0, e.g. 0.1"),
     )
     clients_per_round: int | None = option(

@@ -63,6 +63,15 @@ PLUGIN_LR = 0.1  # a user's model without a default_lr of its own
 UNPARAMETRIC_FAMILIES = ("sklearn.ensemble", "sklearn.neighbors", "sklearn.tree")
 
 
+def lr_defaults() -> str:
+    """The default --lr of each model, as --help shows it."""
+    by_lr: dict[float, list[str]] = {}
+    for name, spec in MODELS.items():
+        by_lr.setdefault(spec.lr, []).append(name)
+    shown = [f"{'/'.join(names)} {lr:g}" for lr, names in by_lr.items()]
+    return ", ".join([*shown, f"sklearn {SKLEARN_LR:g} (forests, k-NN {MODELS['softmax'].lr:g})"])
+
+
 def is_plugin(name: str) -> bool:
     return name not in MODELS and not name.startswith(SKLEARN_PREFIX)
 
