@@ -305,6 +305,7 @@ def test_installed_entry_points_add_algorithm_and_model_names(cli, iid_dir, tmp_
     monkeypatch.syspath_prepend(str(EXAMPLES))
     listed = cli("list", "algorithms").out
     assert "fedexp" in listed and "Jhunjhunwala" in listed
+    assert "ridge_softmax:RidgeSoftmax" in cli("list", "models").out
     by_name = train(
         cli, iid_dir, tmp_path / "named", "--algo", "fedexp", "--model", "ridge", "--rounds", 2
     )

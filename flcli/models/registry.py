@@ -182,6 +182,11 @@ def describe_models(algorithms: dict) -> dict[str, str]:
         lines[name] = f"{tasks:<15} {estimators:<16} {text}"
     for name, text in FITTED_MODELS.items():
         lines[name] = f"{'classification':<15} {fitted:<16} {text}"
+    for name, point in entry_points("model").items():  # installed packages' models
+        lines[name] = f"{'?':<15} {every:<16} {point.value} (installed plugin)"
+    lines["FILE.py:CLASS"] = (
+        f"{'either':<15} {every:<16} your own model class (see docs/api.md), --model-arg key=value"
+    )
     return lines
 
 
