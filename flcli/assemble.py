@@ -24,7 +24,7 @@ from flcli.models.registry import DEFAULT_HIDDEN, default_lr, make_model, takes_
 from flcli.plugins import find
 from flcli.privacy.options import parse_clip, refuse_for_algorithm, refuse_for_model
 
-PROXY_FRACTION = "proxy_fraction"  # an algorithm taking it gets FedDF's proxy set held out
+PROXY_FRACTION = "proxy_fraction"  # the hyperparameter of an algorithm that holds_out_proxy
 
 
 @dataclass(frozen=True)
@@ -50,12 +50,20 @@ class Parts:
         return {key: hit[1] for key, hit in found.items() if hit is not None}
 
 
-def resolve(config: TrainConfig, partition: Partition) -> tuple[TrainConfig, AlgorithmSpec, Any]:
-    """(the config with every default filled, the algorithm's spec, the model)."""
+def check_alone(config: TrainConfig) -> tuple[TrainConfig, AlgorithmSpec]:
+    """Everything that can be decided without the partition: (the config with the defaults that
+    need no data filled, the algorithm's spec). FLError on any combination that cannot run; fl
+    sweep calls it on every run of its grid before building anything."""
     spec = algorithm_spec(config.algo)
-    model = model_for(config, partition)
+    if config.hidden is not None and config.model != "mlp":
+        raise FLError(f"--hidden applies to --model mlp only, not {config.model}; drop it")
+    if config.model_args and not takes_model_args(config.model):
+        raise FLError(
+            f"--model-arg applies to sklearn:NAME models and your own, not {config.model}; drop it"
+        )
     check_uplink_options(config)
     refuse_for_algorithm(config, spec)
+    refuse_weighting(config, spec)
     values = {
         "lr": default_lr(config.model) if config.lr is None else config.lr,
         "algo_args": hyperparameters_for(spec, config.algo_args, fallback=config.__dict__),
@@ -66,17 +74,33 @@ def resolve(config: TrainConfig, partition: Partition) -> tuple[TrainConfig, Alg
     }
     if config.model == "mlp":
         values["hidden"] = parse_hidden(config.hidden or DEFAULT_HIDDEN)
-    return replace(config, **values), spec, model
+    return replace(config, **values), spec
+
+
+def refuse_weighting(config: TrainConfig, spec: AlgorithmSpec) -> None:
+    """--server-weighting uniform where it would change nothing is refused, not ignored."""
+    if config.server_weighting != "uniform":
+        return
+    if spec.own_weighting:
+        raise FLError(
+            f"--server-weighting uniform does not apply to --algo {spec.name}: "
+            f"{spec.own_weighting}; drop it"
+        )
+    if config.dp_clip is not None:
+        raise FLError(
+            "--server-weighting uniform with DP: DP's noised mean weighs every client equally "
+            "already; drop it"
+        )
+
+
+def resolve(config: TrainConfig, partition: Partition) -> tuple[TrainConfig, AlgorithmSpec, Any]:
+    """(the config with every default filled, the algorithm's spec, the model)."""
+    resolved, spec = check_alone(config)
+    return resolved, spec, model_for(config, partition)
 
 
 def model_for(config: TrainConfig, partition: Partition):
     """The configured model, shaped for the partition's features, classes and task."""
-    if config.hidden is not None and config.model != "mlp":
-        raise FLError(f"--hidden applies to --model mlp only, not {config.model}; drop it")
-    if config.model_args and not takes_model_args(config.model):
-        raise FLError(
-            f"--model-arg applies to sklearn:NAME models and your own, not {config.model}; drop it"
-        )
     hidden = parse_hidden(config.hidden) if config.hidden is not None else None
     return make_model(
         config.model,
@@ -121,7 +145,7 @@ def assemble(config: TrainConfig, partition: Partition) -> Parts:
     refuse_for_run(resolved, spec, model, partition)
     data = partition.astype(resolved.dtype)
     x_proxy = None
-    if PROXY_FRACTION in resolved.algo_args:
+    if spec.holds_out_proxy:
         data, x_proxy = hold_out_proxy(data, resolved.algo_args[PROXY_FRACTION], resolved.seed)
     context = Context(model, data.num_clients, resolved.lr, x_proxy)
     capabilities = capabilities_of(model)

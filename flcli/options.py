@@ -142,14 +142,18 @@ def options_of(annotation) -> list:
 
 
 def of_type(annotation, value) -> bool:
+    """Whether value may stand for annotation; an annotation of no kind flcli knows (a class of
+    the user's, a NumPy type) takes any value."""
     kinds = options_of(annotation)
     if value is None:
         return type(None) in kinds
-    return any(KINDS[kind][0](value) for kind in kinds if kind in KINDS)
+    known = [kind for kind in kinds if kind in KINDS]
+    return not known or any(KINDS[kind][0](value) for kind in known)
 
 
 def describe_type(annotation) -> str:
-    return " or ".join(KINDS[kind][1] for kind in options_of(annotation) if kind in KINDS)
+    known = [KINDS[kind][1] for kind in options_of(annotation) if kind in KINDS]
+    return " or ".join(known) if known else f"a {getattr(annotation, '__name__', annotation)}"
 
 
 def normalize_keys(values: dict[str, Any], where: str, known: list[str]) -> dict[str, Any]:
@@ -177,7 +181,16 @@ def from_mapping(cls, values: dict[str, Any], where: str = "config"):
             raise FLError(
                 f"{where}: {name} = {value!r} must be {describe_type(hints[name])}; fix its value"
             )
-    return cls(**values)
+    return cls(**{name: as_declared(hints[name], value) for name, value in values.items()})
+
+
+def as_declared(annotation, value):
+    """An integer given for a float-only field as that float (`lr = 1` in a file and `--lr 1` on
+    the command line are one config)."""
+    kinds = options_of(annotation)
+    if isinstance(value, int) and not isinstance(value, bool) and float in kinds:
+        return value if int in kinds else float(value)
+    return value
 
 
 # --- the command line ----------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from flcli import api
+from flcli.assemble import check_alone
 from flcli.config import TrainConfig
 from flcli.configfile import hyperparameter_aliases, read_toml, train_keys, with_algo_args
 from flcli.data.config import PartitionConfig
@@ -208,6 +209,7 @@ def load_sweep(
         try:
             part, train = _split(with_plugin_hyperparameters(options))
             config = TrainConfig.from_dict(train)
+            check_alone(config)
         except FLError as bad:
             raise FLError(f"{where}: run {run_id}: {bad}") from None
         partition_id = _partition_id(items, part, seeded=PARTITION_SEED in options)

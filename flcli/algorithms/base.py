@@ -37,7 +37,7 @@ import numpy as np
 from flcli.algorithms.aggregate import weighted_mean
 from flcli.algorithms.work import LocalSpec, LocalWork
 from flcli.errors import FLError
-from flcli.options import Check, describe_type, of_type
+from flcli.options import Check, as_declared, describe_type, of_type
 
 # (vectors [K, P], weights [K]) -> [P]: how the server may combine what the clients sent
 Aggregate = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -157,17 +157,27 @@ class Hyperparameter:
         return self.about.flag or "--" + self.name.replace("_", "-")
 
 
+def annotation_of(factory: Callable, parameter: inspect.Parameter) -> Any:
+    """A parameter's annotation, evaluated one by one (a module with `from __future__ import
+    annotations` holds strings, some of which name what it imports only for type checkers);
+    None when it cannot be evaluated: the value is then not type-checked."""
+    hint = parameter.annotation
+    if not isinstance(hint, str):
+        return hint
+    namespace = getattr(factory, "__globals__", {})
+    try:
+        return eval(hint, dict(namespace), {"Annotated": typing.Annotated})  # noqa: S307
+    except Exception:  # a name only a type checker sees: leave the value unchecked
+        return None
+
+
 def hyperparameters(factory: Callable) -> dict[str, Hyperparameter]:
     """The hyperparameters a factory takes: its parameters after the first (the Context)."""
-    try:
-        hints = typing.get_type_hints(factory, include_extras=True)
-    except (NameError, TypeError):  # annotations that cannot be evaluated: read them as given
-        hints = {}
     found = {}
     for parameter in list(inspect.signature(factory).parameters.values())[1:]:
         if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
             continue
-        hint = hints.get(parameter.name, parameter.annotation)
+        hint = annotation_of(factory, parameter)
         extras = getattr(hint, "__metadata__", ())
         about = next((e for e in extras if isinstance(e, Hyper)), Hyper(""))
         kind = typing.get_args(hint)[0] if extras else hint
@@ -200,6 +210,9 @@ class AlgorithmSpec:
     # why with them it only approximates its paper.
     refuses_estimators: str | None = None
     approximate_with_estimators: str | None = None
+    # Why --server-weighting uniform cannot change it (it weighs the clients by its own rule)
+    own_weighting: str | None = None
+    holds_out_proxy: bool = False  # FedDF: a proxy_fraction of every shard is held out
 
     @property
     def hyperparameters(self) -> dict[str, Hyperparameter]:
@@ -234,14 +247,21 @@ class AlgorithmSpec:
             value = given.get(name, h.default)
             if value is None and h.about.default_from is not None:
                 value = fallback[h.about.default_from]
-            if value is not None and h.kind is not None and not of_type(h.kind, value):
-                raise FLError(f"{h.flag} {value!r} must be {describe_type(h.kind)}")
-            if isinstance(value, float) and not math.isfinite(value):
-                raise FLError(f"{h.flag} {value} must be a finite number")
-            if h.about.check is not None and value is not None:
-                h.about.check(h.flag, value)
-            values[name] = value
+            values[name] = checked(h, value)
         return values
+
+
+def checked(h: Hyperparameter, value: Any) -> Any:
+    """A hyperparameter's value after its type and range checks; an int where the factory takes
+    a float becomes that float (--mu 1 and --algo-arg mu=1 are one run)."""
+    if h.kind is not None and not of_type(h.kind, value):
+        raise FLError(f"{h.flag} {value!r} must be {describe_type(h.kind)}")
+    value = as_declared(h.kind, value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise FLError(f"{h.flag} {value} must be a finite number")
+    if h.about.check is not None and value is not None:
+        h.about.check(h.flag, value)
+    return value
 
 
 SERVER_LR = Hyper("Server learning rate.", Check(lambda v: v > 0, "must be > 0, e.g. 1.0"))

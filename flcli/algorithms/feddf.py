@@ -147,4 +147,5 @@ SPEC = AlgorithmSpec(
     "averages, then distills the clients' ensemble on a proxy set; models hard to average",
     reads_clients="each client's model to distill their ensemble",
     ensemble_factory=feddist_fitted,
+    holds_out_proxy=True,
 )

@@ -68,5 +68,6 @@ SPEC = AlgorithmSpec(
     "Acar et al. 2021 (FedDyn)",
     "dynamic regularization --alpha-dyn aligns local and global optima; full participation",
     reads_clients="each client's update for its gradient state and the uniform mean",
+    own_weighting="its means are uniform already",
     approximate_with_estimators=STEP_SIZE_CAVEAT,
 )

@@ -55,5 +55,6 @@ SPEC = AlgorithmSpec(
     "Li et al. 2020 (q-FFL)",
     "weighs clients with a high loss more (--q); when the worst clients matter (fairness)",
     reads_clients="each client's loss and update norm",
+    own_weighting="it weighs each client by its sample share and its loss, by its own rule",
     approximate_with_estimators=STEP_SIZE_CAVEAT,
 )

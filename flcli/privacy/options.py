@@ -26,6 +26,7 @@ def uplink_flags(config) -> list[str]:
         (f"--aggregator {config.aggregator}", config.aggregator != "mean"),
         ("--attack", config.attack is not None),
         ("--dropout", config.dropout > 0),
+        ("--server-weighting uniform", config.server_weighting == "uniform"),
     )
     return [flag for flag, set_ in given if set_]
 
