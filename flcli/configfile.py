@@ -47,17 +47,28 @@ def hyperparameter_aliases() -> dict[str, str]:
 
 def with_algo_args(values: dict[str, Any], where: str) -> dict[str, Any]:
     """Top-level hyperparameter keys (mu = 0.1, as flags and older files spell them) moved into
-    algo_args; any other unknown key is one line listing the known ones."""
+    algo_args, whose own keys may be spelled as the flags are too (lambda for lam); a key null (an
+    older run.json's hyperparameters of other algorithms) is not given; a value given twice, or
+    any other unknown key, is one line."""
     aliases = hyperparameter_aliases()
     values = {str(key).replace("-", "_"): value for key, value in values.items()}
-    moved = {
-        aliases[k]: values.pop(k) for k in list(values) if k in aliases and k not in train_keys()
-    }
+    moved = {}
+    for key in [k for k in values if k in aliases and k not in train_keys()]:
+        value = values.pop(key)
+        if value is not None:
+            moved[aliases[key]] = value
     normalize_keys(values, where, [*train_keys(), PARTITION_KEY, *sorted(set(aliases))])
-    if moved:
-        table = values.get("algo_args", {})
-        if not isinstance(table, dict):
-            raise FLError(f"{where}: algo_args = {table!r} must be a table of key = value")
+    table = values.get("algo_args", {})
+    if not isinstance(table, dict):
+        raise FLError(f"{where}: algo_args = {table!r} must be a table of key = value")
+    table = {aliases.get(str(k).replace("-", "_"), k): v for k, v in table.items()}
+    twice = [k for k in moved if k in table and table[k] != moved[k]]
+    if twice:
+        raise FLError(
+            f"{where}: {twice[0]} is given twice ({moved[twice[0]]!r} and {table[twice[0]]!r} in "
+            "algo_args); give it once"
+        )
+    if moved or table:
         values["algo_args"] = {**moved, **table}
     return values
 

@@ -3,6 +3,7 @@
 completed round). Every write is atomic."""
 
 import csv
+import hashlib
 import io
 import json
 import platform
@@ -153,6 +154,39 @@ def _read_rows(file: Path) -> list[dict]:
         ]
 
 
+# TrainConfig's fields before the algorithms owned their hyperparameters (flcli 0.1 up to the open
+# architecture): each algorithm's hyperparameters were fields of their own
+LEGACY_HYPERPARAMETERS = (
+    "server_lr", "server_momentum", "mu", "beta1", "beta2", "tau", "alpha_dyn", "q", "lam",
+    "temperature", "distill_steps", "proxy_fraction", "personal_epochs",
+)  # fmt: skip
+
+
+def legacy_digest(config: TrainConfig) -> str | None:
+    """The digest a run of this resolved config had in run.json before algo_args existed, so that
+    such a run still resumes and a sweep still finds it done; None for a config no such run can
+    have had (a new option set, or a hyperparameter of a new algorithm)."""
+    values = config.to_dict()
+    if values.pop("server_weighting") != "samples" or not set(values["algo_args"]) <= set(
+        LEGACY_HYPERPARAMETERS
+    ):
+        return None
+    values.update(dict.fromkeys(LEGACY_HYPERPARAMETERS), **values.pop("algo_args"))
+    kept = {k: v for k, v in values.items() if k not in NOT_IN_DIGEST}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def same_config(info: dict, config: TrainConfig) -> bool:
+    """Whether a run.json is of this resolved config (by its digest, or an older flcli's)."""
+    digests = {config.digest()} if "given" in info else {config.digest(), legacy_digest(config)}
+    return info.get("config_digest") in digests
+
+
+def same_run(info: dict, config: TrainConfig, partition_hash: str) -> bool:
+    """Whether a run.json is of this resolved config on this partition."""
+    return info.get("partition_hash") == partition_hash and same_config(info, config)
+
+
 def differences(info: dict, config: TrainConfig, identity: dict) -> str:
     """What differs between a run dir's run.json and this run: the settings, or the partition."""
     if info.get("partition_hash") != identity["partition_hash"]:
@@ -216,7 +250,7 @@ def open_run(
             raise FLError(
                 f"--out {out} already exists and is not a flcli run; choose a new --out"
             ) from None
-        if any(info.get(k) != v for k, v in identity.items()):
+        if not same_run(info, config, identity["partition_hash"]):
             raise FLError(
                 f"--out {out} holds a run of a different {differences(info, config, identity)}; "
                 "choose a new --out or delete it"
@@ -234,7 +268,6 @@ def open_run(
         "status": "running",
         "config": config.to_dict(),
         "given": (given or config).given(),
-        "given_digest": (given or config).digest(),  # what fl sweep compares, reading JSON only
         "partition": str(Path(partition_dir).resolve()),  # so --config run.json works anywhere
         "partition_meta": {
             key: partition_meta[key]

@@ -40,6 +40,7 @@ from flcli.configfile import hyperparameter_aliases, read_toml, train_keys, with
 from flcli.data.config import PartitionConfig
 from flcli.errors import FLError, RunFailed
 from flcli.options import normalize_keys
+from flcli.runlog import same_config
 
 # A partition id's hash is of the options as named before PartitionConfig, so that the partition
 # dirs of an existing sweep keep their ids (and its done runs stay done).
@@ -68,6 +69,7 @@ class PlannedRun:
     partition_dir: Path
     partition_options: dict[str, Any]  # PartitionConfig's fields given: api.partition's options
     config: TrainConfig
+    resolved: TrainConfig  # with the defaults that need no data filled: what its run.json holds
 
 
 @dataclass(frozen=True)
@@ -209,7 +211,7 @@ def load_sweep(
         try:
             part, train = _split(with_plugin_hyperparameters(options))
             config = TrainConfig.from_dict(train)
-            check_alone(config)
+            resolved = check_alone(config)[0]
         except FLError as bad:
             raise FLError(f"{where}: run {run_id}: {bad}") from None
         partition_id = _partition_id(items, part, seeded=PARTITION_SEED in options)
@@ -221,6 +223,7 @@ def load_sweep(
                 partition_dir=root / "partitions" / partition_id,
                 partition_options=part,
                 config=config,
+                resolved=resolved,
             )
         )
     return Sweep(name=name, root=root, runs=runs)
@@ -233,7 +236,8 @@ def is_done(run: PlannedRun) -> bool:
 
 def state(run: PlannedRun) -> str:
     """done, to run, resumes (an unfinished run of this config), or blocked (run.out holds a
-    run of another config, which fl sweep will not overwrite). Reads JSON only."""
+    run of another config, which fl sweep will not overwrite). Reads JSON only; a run is its
+    resolved config (so a plugin whose default changed is another run)."""
     try:
         info = json.loads((run.out / "run.json").read_text())
     except (OSError, ValueError):
@@ -242,7 +246,7 @@ def state(run: PlannedRun) -> str:
         partition = json.loads((run.partition_dir / "partition.json").read_text())
     except (OSError, ValueError):
         partition = {}  # not built yet: this run.json cannot be of it
-    if info.get("given_digest") != run.config.digest() or (
+    if not same_config(info, run.resolved) or (
         partition and info.get("partition_hash") != partition.get("hash")
     ):
         return f"blocked: {run.out} holds another run; delete it"
