@@ -108,6 +108,21 @@ def simulate(partition: Partition | Path, config: TrainConfig) -> Iterator[Round
     return run_rounds(assemble(config, data))
 
 
+def check_sources(run: RunDir, sources: dict[str, dict]) -> None:
+    """A run continues only with the code it started with: a plugin file that changed since is
+    refused (its results would mix two algorithms without a word)."""
+    recorded = run.info.get("sources") or {}
+    for key, now in sources.items():
+        before = recorded.get(key, {}).get("sha256")
+        if run.rows and before and before != now.get("sha256"):
+            run.release()
+            raise FLError(
+                f"{now.get('file', now['reference'])} changed since the run in {run.path} started "
+                f"(sha256 {before[:12]}..., now {now['sha256'][:12]}...); put the file back as it "
+                "was, or train in a new --out"
+            )
+
+
 def prepare_training(
     partition_dir: Path, config: TrainConfig, out: Path, resume: bool = False
 ) -> Training:
@@ -118,6 +133,7 @@ def prepare_training(
     run = open_run(out, parts.config, Path(partition_dir), data.meta, given=config)
     if parts.uplink.dp is not None:  # what the epsilon column was computed from, for a paper
         run.info["dp"] = parts.uplink.dp_record()
+    check_sources(run, parts.sources)
     if parts.sources:
         run.info["sources"] = parts.sources
     resume_from = None

@@ -545,31 +545,47 @@ def list_(
     what: Annotated[str, typer.Argument(help="datasets, schemes, algorithms or models.")],
 ) -> None:
     """Describe the available datasets, schemes, algorithms or models."""
-    from flcli.algorithms.registry import algorithm_specs
-    from flcli.data.datasets import catalogue
-    from flcli.models.registry import describe_models
-
-    specs = algorithm_specs()
     catalogues = {
-        "datasets": catalogue(),
-        "schemes": scheme_catalogue(),
-        "algorithms": {name: algorithm_line(spec) for name, spec in specs.items()},
-        "models": describe_models(specs),
+        "datasets": dataset_lines,
+        "schemes": scheme_catalogue,
+        "algorithms": algorithm_lines,
+        "models": model_lines,
     }
     if what not in catalogues:
         raise FLError(f"cannot list {what!r}; choose one of: {', '.join(catalogues)}")
     table = Table(box=None, show_header=False)
     table.add_column(style="bold cyan")
     table.add_column()
-    for name, text in catalogues[what].items():
+    for name, text in catalogues[what]().items():  # only the one asked for is built
         table.add_row(name, text)
     out.print(table)
+
+
+def dataset_lines() -> dict[str, str]:
+    from flcli.data.datasets import catalogue
+
+    return catalogue()
+
+
+def algorithm_lines() -> dict[str, str]:
+    from flcli.algorithms.registry import algorithm_specs
+
+    return {name: algorithm_line(spec) for name, spec in algorithm_specs().items()}
+
+
+def model_lines() -> dict[str, str]:
+    from flcli.algorithms.registry import ALGORITHMS
+    from flcli.models.registry import describe_models
+
+    return describe_models(ALGORITHMS)
 
 
 def algorithm_line(spec) -> str:
     def shown(h) -> str:
         fallback = h.about.default_from
-        return f"= --{fallback.replace('_', '-')}" if fallback else str(h.default)
+        if fallback:
+            return f"= --{fallback.replace('_', '-')}"
+        return "(required)" if h.required else str(h.default)
 
     defaults = ", ".join(f"{h.flag} {shown(h)}" for h in spec.hyperparameters.values())
     refuses = " (no --dp-clip, --secure-agg, --aggregator)" if spec.reads_clients else ""

@@ -200,7 +200,7 @@ class TrainConfig:
         "rdp",
         "rdp or pld (dp-accounting's accountants).",
         panel=PRIVACY,
-        check=Check(lambda v: v in ("rdp", "pld"), ": choose rdp or pld"),
+        check=one_of("rdp", "pld"),
     )
     secure_agg: bool = option(
         False,

@@ -111,10 +111,26 @@ def _from_run_json(path: Path) -> tuple[dict[str, Any], Path | None]:
         raise FLError(f"{path} has no 'config'; give the run.json of a run written by fl train")
     given = info.get("given")
     values = with_algo_args(given if isinstance(given, dict) else info["config"], str(path))
+    values.update(plugin_files(values, info.get("sources")))
     partition = info.get(PARTITION_KEY)
     if partition is not None and not isinstance(partition, str):
         raise FLError(f"{path}: partition = {partition!r} is not a path; give a run's run.json")
     return values, Path(partition) if partition else None
+
+
+def plugin_files(values: dict[str, Any], sources: Any) -> dict[str, str]:
+    """A run's plugin files named by the absolute paths run.json recorded, for those its
+    references (relative to where it was started) no longer reach from here."""
+    found = {}
+    for key, source in (sources or {}).items() if isinstance(sources, dict) else ():
+        reference = values.get(key)
+        file = source.get("file") if isinstance(source, dict) else None
+        if not isinstance(reference, str) or not file or ".py:" not in reference:
+            continue
+        module, _, attribute = reference.rpartition(":")
+        if not Path(module).is_file() and Path(file).is_file():
+            found[key] = f"{file}:{attribute}"
+    return found
 
 
 def merge(values: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ shows them.
 import hashlib
 import importlib
 import importlib.metadata
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +33,7 @@ GROUPS = {
 }
 FLAGS = {"algorithm": "--algo", "model": "--model", "scheme": "--scheme", "dataset": "DATASET"}
 LOADED: dict[str, ModuleType] = {}  # modules loaded from references, by reference's module part
+SOURCES: dict[str, dict[str, str]] = {}  # their files and sha256 as loaded, likewise
 
 
 def is_reference(name: str) -> bool:
@@ -42,40 +44,61 @@ def is_reference(name: str) -> bool:
 
 
 def _import(module_name: str, kind: str, reference: str) -> ModuleType:
-    flag = FLAGS[kind]
-    if module_name.endswith(".py"):
-        path = Path(module_name).resolve()
+    label = f"{FLAGS[kind]} {reference}"
+    path = Path(module_name).resolve() if module_name.endswith(".py") else None
+    if path is not None:
         if not path.is_file():
-            raise FLError(f"{flag} {reference}: file {module_name} does not exist; check the path")
+            raise FLError(f"{label}: file {module_name} does not exist; check the path")
         if not path.stem.isidentifier():
             raise FLError(
-                f"{flag} {reference}: {path.name} cannot be imported (its name is not a Python "
+                f"{label}: {path.name} cannot be imported (its name is not a Python "
                 "identifier); rename it, e.g. my_algorithms.py"
             )
-        if str(path.parent) not in sys.path:
-            sys.path.insert(0, str(path.parent))
+        if str(path.parent) not in sys.path:  # last: the folder's files shadow no library
+            sys.path.append(str(path.parent))
         module_name = path.stem
-        loaded = sys.modules.get(module_name)
-        if loaded is not None and Path(getattr(loaded, "__file__", "") or "").resolve() != path:
-            raise FLError(
-                f"{flag} {reference}: a module named {module_name} is already imported from "
-                f"{loaded.__file__}; rename {path.name}"
-            )
+        check_not_shadowed(sys.modules.get(module_name), path, label)
+    elif os.getcwd() not in sys.path:  # package.module from the working directory, as python -m
+        sys.path.append(os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as missing:
         if missing.name and module_name.startswith(missing.name):
             raise FLError(
-                f"{flag} {reference}: no module {module_name!r}; give FILE.py:NAME or an "
-                "installed module"
+                f"{label}: no module {module_name!r}; give FILE.py:NAME or an installed "
+                "package.module:NAME"
             ) from None
-        raise FLError(f"{flag} {reference}: importing it failed: {missing}") from None
+        raise FLError(f"{label}: importing it failed: {missing}") from None
     except Exception as failure:  # the user's module raised while importing: say what and where
         raise FLError(
-            f"{flag} {reference}: importing it failed: {type(failure).__name__}: {failure}"
+            f"{label}: importing it failed: {type(failure).__name__}: {failure}"
         ) from None
-    LOADED[module_name] = module
+    if path is not None:
+        check_not_shadowed(module, path, label)
+    if module_name not in LOADED:
+        LOADED[module_name] = module
+        SOURCES[reference.rpartition(":")[0]] = file_record(getattr(module, "__file__", None))
     return module
+
+
+def check_not_shadowed(module: ModuleType | None, path: Path, label: str) -> None:
+    """A file is imported by its name: refuse when that name is another module's."""
+    if module is not None and Path(getattr(module, "__file__", "") or "").resolve() != path:
+        raise FLError(
+            f"{label}: a module named {path.stem} is already importable from {module.__file__}; "
+            f"rename {path.name}"
+        )
+
+
+def file_record(file: str | None) -> dict[str, str]:
+    """A module's file and its sha256, taken when it is loaded (the code that runs)."""
+    if not file or not Path(file).is_file():
+        return {}
+    return {"file": str(Path(file).resolve()), "sha256": sha256_of(Path(file))}
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def load(reference: str, kind: str) -> Any:
@@ -93,16 +116,14 @@ def load(reference: str, kind: str) -> Any:
 
 
 def source_of(reference: str) -> dict[str, str]:
-    """What run.json records of a reference: itself and the sha256 of the file that holds it."""
+    """What run.json records of a reference: itself, and the file that holds it with the sha256
+    it had when it was loaded."""
     module_name = reference.rpartition(":")[0]
-    stem = Path(module_name).stem if module_name.endswith(".py") else module_name
-    module = sys.modules.get(stem)
-    file = getattr(module, "__file__", None)
-    record = {"reference": reference}
-    if file and Path(file).is_file():
-        record["file"] = str(Path(file).resolve())
-        record["sha256"] = hashlib.sha256(Path(file).read_bytes()).hexdigest()
-    return record
+    if module_name not in SOURCES:
+        stem = Path(module_name).stem if module_name.endswith(".py") else module_name
+        module = sys.modules.get(stem)
+        SOURCES[module_name] = file_record(getattr(module, "__file__", None))
+    return {"reference": reference, **SOURCES[module_name]}
 
 
 def entry_points(kind: str) -> dict[str, importlib.metadata.EntryPoint]:

@@ -144,9 +144,9 @@ SYNTAX_ERROR = "def fedx(ctx:\n"
 def broken_plugins(tmp_path_factory):
     """One folder of broken plugin files for the module (a module name is imported once)."""
     folder = tmp_path_factory.mktemp("broken")
-    (folder / "algos.py").write_text(RAISING_FACTORY)
-    (folder / "models.py").write_text(BROKEN_MODEL)
-    (folder / "syntax.py").write_text(SYNTAX_ERROR)
+    (folder / "broken_algos.py").write_text(RAISING_FACTORY)
+    (folder / "broken_models.py").write_text(BROKEN_MODEL)
+    (folder / "broken_syntax.py").write_text(SYNTAX_ERROR)
     return folder
 
 
@@ -154,19 +154,22 @@ def broken_plugins(tmp_path_factory):
     "flags, fragments",
     [
         (["--algo", "{tmp}/missing.py:fedx"], ["--algo", "missing.py does not exist"]),
-        (["--algo", "{tmp}/algos.py:fedother"], ["has no 'fedother'", "fedbroken"]),
-        (["--algo", "{tmp}/algos.py:fedbroken"], ["fedbroken raised RuntimeError", "not today"]),
-        (["--algo", "{tmp}/algos.py:notalgo"], ["returned a int", "Algorithm"]),
-        (["--algo", "{tmp}/syntax.py:fedx"], ["importing it failed", "SyntaxError"]),
+        (["--algo", "{tmp}/broken_algos.py:fedother"], ["has no 'fedother'", "fedbroken"]),
+        (
+            ["--algo", "{tmp}/broken_algos.py:fedbroken"],
+            ["fedbroken raised RuntimeError", "not today"],
+        ),
+        (["--algo", "{tmp}/broken_algos.py:notalgo"], ["returned a int", "Algorithm"]),
+        (["--algo", "{tmp}/broken_syntax.py:fedx"], ["importing it failed", "SyntaxError"]),
         (["--algo", "no_such_package.mod:fedx"], ["no module 'no_such_package.mod'"]),
         (
-            ["--algo", "{tmp}/algos.py:fedbroken", "--algo-arg", "speed=2"],
+            ["--algo", "{tmp}/broken_algos.py:fedbroken", "--algo-arg", "speed=2"],
             ["takes no hyperparameter speed", "rate"],
         ),
         (["--algo", f"{FEDEXP}", "--algo-arg", "epsilon=-1"], ["--epsilon -1", "> 0"]),
         (["--algo", "fedavg", "--algo-arg", "oops"], ["--algo-arg 'oops'", "key=value"]),
-        (["--model", "{tmp}/models.py:NoGradient"], ["lacks loss_grad", "predict_proba"]),
-        (["--model", "{tmp}/models.py:Missing"], ["has no 'Missing'", "NoGradient"]),
+        (["--model", "{tmp}/broken_models.py:NoGradient"], ["lacks loss_grad", "predict_proba"]),
+        (["--model", "{tmp}/broken_models.py:Missing"], ["has no 'Missing'", "NoGradient"]),
         (["--model", f"{RIDGE}", "--model-arg", "l2=-1"], ["RidgeSoftmax raised ValueError"]),
         (["--model", f"{RIDGE}", "--model-arg", "alpha=1"], ["--model", "alpha"]),
         (["--algo", f"{FEDEXP}", "--dp-clip", "1", "--dp-noise", "1"], ["--dp-clip", "reads"]),
@@ -313,3 +316,96 @@ def test_installed_entry_points_add_algorithm_and_model_names(cli, iid_dir, tmp_
         cli, iid_dir, tmp_path / "file", "--algo", FEDEXP, "--model", RIDGE, "--rounds", 2
     )
     pd.testing.assert_frame_equal(by_name, by_file, check_exact=True)
+
+
+def test_resuming_with_a_changed_plugin_file_is_refused(cli, iid_dir, tmp_path):
+    from flcli import api, plugins
+    from flcli.configfile import train_config
+
+    plugin = tmp_path / "changing_algo.py"
+    plugin.write_text((EXAMPLES / "fedavg_decay.py").read_text())
+    reference = f"{plugin}:fedavg_decay"
+    training = api.prepare_training(iid_dir, train_config(algo=reference, rounds=3), tmp_path / "r")
+    rounds = training.rounds()
+    next(rounds), next(rounds)
+    rounds.close()  # interrupted after round 1
+    plugin.write_text(plugin.read_text() + "# edited after the run started\n")
+    plugins.SOURCES.clear()  # as a new process, which hashes the file anew
+    args = ["--algo", reference, "--rounds", 3, "--out", tmp_path / "r", "--resume"]
+    assert_one_line_error(
+        cli("train", iid_dir, *args), "changed since the run", "put the file back"
+    )
+
+
+RUNTIME_FAULTS = """
+import numpy as np
+
+from flcli.algorithms.base import Algorithm, AlgorithmSpec, ServerState, plain_init
+
+
+def fedraises(ctx):
+    def server_update(state, updates):
+        return {"k": 1}["missing"]
+
+    return Algorithm("fedraises", server_init=plain_init, server_update=server_update)
+
+
+def fedwrong(ctx):
+    return Algorithm("fedwrong", server_init=plain_init, server_update=lambda state, u: 42)
+
+
+NOTHING = AlgorithmSpec("nothing", None)
+
+
+class BadInit:
+    task = "classification"
+    default_lr = 0.1
+
+    def __init__(self, num_features, num_classes, dtype="float64"):
+        self.num_params = num_features * num_classes + num_classes
+
+    def init(self, rng):
+        return np.zeros(3)
+
+    def loss_grad(self, W, X, y, mask, out=None, scale=1.0, workspace=None):
+        raise AssertionError
+
+    def predict_proba(self, w, X):
+        raise AssertionError
+
+    def predict(self, w, X):
+        raise AssertionError
+
+
+class BadRate(BadInit):
+    default_lr = "fast"
+"""
+
+
+@pytest.mark.parametrize(
+    "flags, fragments",
+    [
+        (["--algo", "R:fedraises"], ["fedraises's server_update raised KeyError", "missing"]),
+        (["--algo", "R:fedwrong"], ["fedwrong's server_update returned a int", "ServerState"]),
+        (["--algo", "R:NOTHING"], ["AlgorithmSpec needs a factory"]),
+        (["--model", "R:BadInit"], ["init returned ndarray of shape (3,)", "num_params = 650"]),
+        (["--model", "R:BadRate"], ["default_lr 'fast'", "> 0"]),
+    ],
+)
+def test_a_plugin_that_fails_while_running_is_one_line_and_a_failed_run(
+    cli, iid_dir, tmp_path, runtime_faults, flags, fragments
+):
+    filled = [flag.replace("R:", f"{runtime_faults}:") for flag in flags]
+    result = cli("train", iid_dir, *filled, "--rounds", 2, "--out", tmp_path / "run")
+    assert result.code == 2 and "Traceback" not in result.err, result.err
+    last = result.err.strip().splitlines()[-1]  # after the progress bar, when it got that far
+    assert last.startswith("error: ") and all(f in last for f in fragments), last
+    info = tmp_path / "run" / "run.json"
+    assert not info.exists() or json.loads(info.read_text())["status"] == "failed"
+
+
+@pytest.fixture(scope="module")
+def runtime_faults(tmp_path_factory):
+    path = tmp_path_factory.mktemp("faults") / "runtime_faults.py"
+    path.write_text(RUNTIME_FAULTS)
+    return path

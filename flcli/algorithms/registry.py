@@ -4,6 +4,8 @@
 A new built-in algorithm is one module (its factory and its SPEC) and one line in BUILT_IN.
 """
 
+from dataclasses import replace
+
 from flcli.algorithms import (
     fedavg,
     fedbag,
@@ -17,7 +19,7 @@ from flcli.algorithms import (
     qfedavg,
     scaffold,
 )
-from flcli.algorithms.base import Algorithm, AlgorithmSpec, Context, EnsembleAlgorithm
+from flcli.algorithms.base import Algorithm, AlgorithmSpec, Context, EnsembleAlgorithm, ServerState
 from flcli.errors import FLError
 from flcli.plugins import call, entry_points, find
 
@@ -40,7 +42,15 @@ ALGORITHMS = {spec.name: spec for spec in BUILT_IN}
 def as_spec(found, name: str) -> AlgorithmSpec:
     """A plugin's object as a spec: an AlgorithmSpec as it is, a factory wrapped in one."""
     if isinstance(found, AlgorithmSpec):
-        return found if found.name == name else _renamed(found, name)
+        factories = (found.factory, found.ensemble_factory)
+        if not any(callable(f) for f in factories) or any(
+            f is not None and not callable(f) for f in factories
+        ):
+            raise FLError(
+                f"--algo {name}: its AlgorithmSpec needs a factory (or an ensemble_factory) that "
+                "is a function"
+            )
+        return replace(found, name=name)
     if not callable(found):
         raise FLError(
             f"--algo {name} is a {type(found).__name__}, not an algorithm factory; give a "
@@ -50,12 +60,6 @@ def as_spec(found, name: str) -> AlgorithmSpec:
     return AlgorithmSpec(name, found, use_when=doc[0] if doc else "")
 
 
-def _renamed(spec: AlgorithmSpec, name: str) -> AlgorithmSpec:
-    from dataclasses import replace
-
-    return replace(spec, name=name)
-
-
 def algorithm_spec(name: str) -> AlgorithmSpec:
     """The spec --algo `name` names; FLError when there is none."""
     if name in ALGORITHMS:
@@ -63,7 +67,7 @@ def algorithm_spec(name: str) -> AlgorithmSpec:
     found = find(name, "algorithm")
     if found is not None:
         return as_spec(found[0], name)
-    known = [*ALGORITHMS, *entry_points("algorithm")]
+    known = list(dict.fromkeys([*ALGORITHMS, *entry_points("algorithm")]))
     raise FLError(
         f"unknown algorithm {name!r}; choose one of: {', '.join(known)}, or give your own as "
         "FILE.py:FACTORY"
@@ -74,7 +78,8 @@ def algorithm_specs() -> dict[str, AlgorithmSpec]:
     """Every algorithm a name reaches: the built-ins, then installed packages' entry points."""
     specs = dict(ALGORITHMS)
     for name in entry_points("algorithm"):
-        specs.setdefault(name, algorithm_spec(name))
+        if name not in specs:  # a built-in name is the built-in's
+            specs[name] = algorithm_spec(name)
     return specs
 
 
@@ -125,4 +130,32 @@ def build(spec: AlgorithmSpec, hyperparameters: dict, context: Context, parametr
             f"--algo {spec.name} returned a {type(built).__name__}, not an "
             "flcli.algorithms.base.Algorithm; return Algorithm(name, server_init, server_update)"
         )
-    return built
+    return guarded(built, f"--algo {spec.name}")
+
+
+def guarded(algorithm, label: str):
+    """A user's algorithm whose functions, when they raise or return something else than a
+    ServerState, stop the run with one line naming the function (the run is marked failed)."""
+
+    def guard(name: str, function, returns_state: bool):
+        if function is None:
+            return None
+
+        def call_it(*args):
+            result = call(function, f"{label}'s {name}", *args)
+            state = result[0] if name == "personalize" and isinstance(result, tuple) else result
+            if returns_state and not isinstance(state, ServerState):
+                raise FLError(
+                    f"{label}'s {name} returned a {type(state).__name__}, not a ServerState"
+                )
+            return result
+
+        return call_it
+
+    functions = {"server_init": True, "server_update": True}
+    if isinstance(algorithm, Algorithm):
+        functions.update(client_work=False, local_spec=False, personalize=True)
+    wrapped = {
+        name: guard(name, getattr(algorithm, name), state) for name, state in functions.items()
+    }
+    return replace(algorithm, **wrapped)

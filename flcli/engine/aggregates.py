@@ -187,9 +187,6 @@ def aggregate_stage(config, dp: dpfedavg.DPSpec | None) -> Stage:
     return RobustMean(config.aggregator, byzantine)
 
 
-WEIGHTINGS = ("samples", "uniform")
-
-
 @dataclass(frozen=True)
 class UniformWeights(Stage):
     """--server-weighting uniform: whatever weights the server update passes to the aggregate
@@ -197,13 +194,7 @@ class UniformWeights(Stage):
     SCAFFOLD and FedOpt papers average. Comes after the aggregate stage it wraps; DP's noised mean
     weighs the clients equally already, so a DP run has no such stage."""
 
-    @staticmethod
-    def check_options(config) -> None:
-        if config.server_weighting not in WEIGHTINGS:
-            raise FLError(
-                f"--server-weighting {config.server_weighting!r} is not one of: "
-                f"{', '.join(WEIGHTINGS)}"
-            )
+    name = "weighting"
 
     def apply(self, message: Message, state: State) -> tuple[Message, State]:
         combine = message.aggregate

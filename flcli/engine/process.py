@@ -42,7 +42,7 @@ def start_worker(parent: int, paths: tuple[str, ...] = ()) -> None:
     with the run's stdout and stderr open. (parent is given, not read here: the parent may be gone
     before a slow worker starts.)"""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    sys.path[:0] = [path for path in paths if path not in sys.path]  # users' plugin folders
+    sys.path.extend(path for path in paths if path not in sys.path)  # users' plugin folders
     threading.Thread(target=exit_when_orphaned, args=(parent,), daemon=True).start()
 
 

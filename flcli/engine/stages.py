@@ -125,8 +125,6 @@ class Attack(Stage):
             raise FLError(
                 "--attack and --malicious F go together (e.g. --attack signflip --malicious 0.2)"
             )
-        if config.malicious is not None and not 0 < config.malicious < 1:
-            raise FLError(f"--malicious {config.malicious} must be a fraction in (0, 1), e.g. 0.2")
         strength = config.attack_strength
         if strength is None:
             return
@@ -175,11 +173,6 @@ class Dropout(Stage):
     seed: int
     probability: float
 
-    @staticmethod
-    def check_options(config) -> None:
-        if not 0 <= config.dropout < 1:
-            raise FLError(f"--dropout {config.dropout} must be in [0, 1), e.g. 0.1")
-
     def apply(self, message: Message, state: State) -> tuple[Message, State]:
         came = survivors(self.seed, message.round, message.ids, self.probability)
         return replace(message, alive=message.alive & came), state
@@ -200,8 +193,6 @@ class SecAggThreshold(Stage):
             return
         if not config.secure_agg:
             raise FLError("--secagg-threshold needs --secure-agg")
-        if config.secagg_threshold < 2:
-            raise FLError(f"--secagg-threshold {config.secagg_threshold} must be at least 2")
 
     def check(self, num_clients: int, cohort_size: int) -> None:
         if cohort_size < 2:

@@ -49,7 +49,6 @@ CHECKED: tuple[type[Stage], ...] = (
     DPClip,
     NoisedMean,
     RobustMean,
-    UniformWeights,
 )
 
 

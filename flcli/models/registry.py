@@ -98,7 +98,10 @@ def plugin_class(name: str):
 def default_lr(name: str) -> float:
     """The default --lr of a model (models differ in scale: an MLP needs smaller steps)."""
     if is_plugin(name):
-        return float(getattr(plugin_class(name), "default_lr", PLUGIN_LR))
+        lr = getattr(plugin_class(name), "default_lr", PLUGIN_LR)
+        if isinstance(lr, bool) or not isinstance(lr, int | float) or not 0 < lr < float("inf"):
+            raise FLError(f"--model {name}'s default_lr {lr!r} must be a number > 0, e.g. 0.1")
+        return float(lr)
     if name.startswith(SKLEARN_PREFIX):
         from flcli.models.sklearn import find_estimator
 
@@ -201,4 +204,18 @@ def make_plugin_model(name, num_features, num_classes, task, dtype, model_args):
             f"--model {name} is a {model.task} model but the partition's task is {task}; "
             "use a partition of its task"
         )
+    check_init(model, name)
     return model
+
+
+def check_init(model, name: str) -> None:
+    """A user's init gives one float vector of num_params values (the engine stacks them)."""
+    import numpy as np
+
+    w = call(model.init, f"--model {name}'s init", np.random.default_rng(0))
+    shape = getattr(w, "shape", None)
+    if shape != (model.num_params,) or getattr(w, "dtype", np.dtype(object)).kind != "f":
+        raise FLError(
+            f"--model {name}'s init returned {type(w).__name__} of shape {shape}, not a float "
+            f"vector of num_params = {model.num_params} values"
+        )
