@@ -85,8 +85,8 @@ def build_partition(config: PartitionConfig) -> Partition:
 
 
 def find_scheme(name: str) -> Scheme:
-    """A built-in scheme by name, or a user's by reference (FILE.py:NAME, module:NAME) or by the
-    entry point an installed package adds."""
+    """A built-in scheme by name, or a user's by reference (FILE.py:NAME, package.module:NAME)
+    or by the entry point an installed package adds."""
     if name in schemes.SCHEMES:
         return schemes.SCHEMES[name]
     found = find(name, "scheme")
@@ -105,7 +105,7 @@ def chosen_options(scheme: Scheme, config: PartitionConfig) -> dict[str, Any]:
         if config.scheme_args:
             raise FLError(
                 f"--scheme-arg applies to your own scheme (--scheme FILE.py:NAME or "
-                f"module:NAME), not to --scheme {scheme.name}"
+                f"package.module:NAME), not to --scheme {scheme.name}"
             )
         return schemes.scheme_options(scheme, given)
     for name, value in given.items():

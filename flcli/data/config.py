@@ -59,8 +59,8 @@ class PartitionConfig:
     )
     scheme_args: dict[str, Any] = option(
         {},
-        "An option of your own scheme (--scheme FILE.py:NAME or module:NAME), repeatable; the "
-        "value is a Python literal, or else a string.",
+        "An option of your own scheme (--scheme FILE.py:NAME or package.module:NAME), "
+        "repeatable; the value is a Python literal, or else a string.",
         flag="--scheme-arg",
         cli_type=list[str],
         parse=lambda items: parse_key_values(items, "--scheme-arg"),
@@ -73,7 +73,7 @@ class PartitionConfig:
     )
     dataset_args: dict[str, Any] = option(
         {},
-        "A parameter of your own dataset loader (DATASET FILE.py:NAME or module:NAME), "
+        "A parameter of your own dataset loader (DATASET FILE.py:NAME or package.module:NAME), "
         "repeatable; the value is a Python literal, or else a string.",
         flag="--dataset-arg",
         cli_type=list[str],

@@ -1,6 +1,6 @@
 """Datasets by name: scikit-learn's bundled sets, generators with parameters in the name
 (`synthetic:alpha=1,beta=1`), the user's .csv/.parquet/.npz files, `openml:NAME`, and the user's
-own loader (`FILE.py:NAME`, `module:NAME` or an installed package's entry point)."""
+own loader (`FILE.py:NAME`, `package.module:NAME` or an installed package's entry point)."""
 
 from collections.abc import Callable
 from pathlib import Path
@@ -70,7 +70,7 @@ def catalogue() -> dict[str, str]:
     rows["openml:NAME"] = (
         "an OpenML dataset (name or id) through scikit-learn's fetch_openml and its cache"
     )
-    rows["FILE.py:NAME|module:NAME"] = (
+    rows["FILE.py:NAME|package.module:NAME"] = (
         "your own loader: a function (taking seed, if it wants it, and --dataset-arg KEY=VALUE) "
         "that returns a flcli.data.dataset.Dataset or a tuple (X, y)"
     )
@@ -100,8 +100,8 @@ def load_dataset(
             return from_loader(user_data, target, encode, group_by)
         if dataset_args:
             raise FLError(
-                "--dataset-arg applies to your own loader (DATASET FILE.py:NAME or module:NAME), "
-                f"not to {name!r}"
+                "--dataset-arg applies to your own loader (DATASET FILE.py:NAME or "
+                f"package.module:NAME), not to {name!r}"
             )
     if family == "openml":
         return load_openml(name, target, encode, group_by)

@@ -1,6 +1,6 @@
-"""A user's own scheme or dataset loader: found by reference (FILE.py:NAME, module:NAME) or by an
-installed package's entry point, its keyword arguments checked against its signature, called so
-that whatever it raises is one line naming it, and a loader's result checked.
+"""A user's own scheme or dataset loader: found by reference (FILE.py:NAME, package.module:NAME)
+or by an installed package's entry point, its keyword arguments checked against its signature,
+called so that whatever it raises is one line naming it, and a loader's result checked.
 
 A dataset loader is called with `seed` (when it has a parameter of that name) and the
 --dataset-arg values, and returns a flcli.data.dataset.Dataset or a tuple (X, y): X a 2-D array of
