@@ -23,6 +23,7 @@ from flcli.models.base import capabilities_of
 from flcli.models.registry import DEFAULT_HIDDEN, default_lr, make_model, takes_model_args
 from flcli.plugins import find
 from flcli.privacy.options import parse_clip, refuse_for_algorithm, refuse_for_model
+from flcli.system import System, build_system
 
 PROXY_FRACTION = "proxy_fraction"  # an algorithm taking it gets FedDF's proxy set held out
 
@@ -40,6 +41,7 @@ class Parts:
     trainer: Any  # (model, x, y, cohort, w, spec, seed, round, work) -> CohortResult
     x_proxy: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)  # what the user should know before it runs
+    system: System | None = None  # the clients' devices (flcli.system); None: identical
 
     @property
     def sources(self) -> dict[str, dict]:
@@ -134,4 +136,5 @@ def assemble(config: TrainConfig, partition: Partition) -> Parts:
         notes.append(
             f"--algo {spec.name} with --model {config.model}: {spec.approximate_with_estimators}"
         )
-    return Parts(resolved, spec, model, data, algorithm, uplink, trainer, x_proxy, notes)
+    system = build_system(resolved.system, resolved.availability, data.num_clients, resolved.seed)
+    return Parts(resolved, spec, model, data, algorithm, uplink, trainer, x_proxy, notes, system)

@@ -35,6 +35,7 @@ COLUMNS = [
     "bytes_up",
     "bytes_down",
     "elapsed_s",
+    "sim_time_s",
 ]
 CLIENT_COLUMNS = ["round", "client", "n", "loss", "accuracy"]
 LOCK = ".lock"

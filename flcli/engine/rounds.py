@@ -22,7 +22,7 @@ from flcli.engine.parametric import ParametricRounds
 from flcli.errors import RunFailed
 from flcli.models.base import capabilities_of
 
-TOTALS = ("bytes_up", "bytes_down", "elapsed_s")
+TOTALS = ("bytes_up", "bytes_down", "elapsed_s", "sim_time_s")
 
 
 def round_kind(parts):
@@ -48,7 +48,7 @@ def run_rounds(parts, resume_from: RoundResult | None = None) -> Iterator[RoundR
     if resume_from is None:
         state = kind.initial_state()
         totals = dict.fromkeys(TOTALS, 0)
-        totals["elapsed_s"] = 0.0
+        totals["elapsed_s"] = totals["sim_time_s"] = 0.0
         everyone = np.arange(parts.partition.num_clients)
         record, clients = kind.measure(state, 0, everyone, None, totals)
         check_finite(record, state, 0, config.lr)
@@ -56,14 +56,16 @@ def run_rounds(parts, resume_from: RoundResult | None = None) -> Iterator[RoundR
         resume_from = RoundResult(record, state, clients)
         yield resume_from
     state, record = resume_from.state, resume_from.record
-    totals = {key: record[key] for key in TOTALS}
+    totals = {key: record.get(key, 0) for key in TOTALS}  # runs before the clock lack sim_time_s
     clock = time.perf_counter() - totals["elapsed_s"]
     for round in range(record["round"] + 1, config.rounds + 1):
-        ids = parts.uplink.sample(round)
+        ids = kind.sample(round, totals["sim_time_s"])
         trained = kind.train(state, round, ids)
         state = trained.state
+        ids = ids if trained.ids is None else trained.ids
         totals["bytes_up"] += trained.bytes_up
         totals["bytes_down"] += trained.bytes_down
+        totals["sim_time_s"] += trained.seconds
         totals["elapsed_s"] = time.perf_counter() - clock
         record, clients = kind.measure(state, round, ids, trained.personal, dict(totals))
         check_finite(record, state, round, config.lr)
