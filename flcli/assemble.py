@@ -117,6 +117,42 @@ def refuse_for_run(config: TrainConfig, spec: AlgorithmSpec, model, partition: P
         )
 
 
+ASYNC_REFUSES = {
+    "attack": "--attack",
+    "dropout": "--dropout",
+    "stragglers": "--stragglers",
+    "round_deadline": "--round-deadline",
+    "over_select": "--over-select",
+}
+
+
+def asynchronous(config: TrainConfig, algorithm, num_clients: int) -> TrainConfig:
+    """The config of an asynchronous algorithm's run, --concurrency filled (the cohort size);
+    FLError for the options of synchronous rounds. Others' configs unchanged, concurrency unset."""
+    if getattr(algorithm, "buffer_size", None) is None:
+        if config.concurrency is not None:
+            raise FLError(
+                f"--concurrency applies to asynchronous algorithms (fedasync, fedbuff), not "
+                f"--algo {config.algo}; drop it or give --clients-per-round"
+            )
+        return config
+    for name, flag in ASYNC_REFUSES.items():
+        if getattr(config, name):
+            raise FLError(
+                f"{flag} applies to synchronous rounds; --algo {config.algo} is asynchronous "
+                "(slow devices come from --system): drop it"
+            )
+    if config.server_weighting != "samples":
+        raise FLError(f"--server-weighting does not apply to --algo {config.algo}; drop it")
+    concurrency = config.concurrency or config.cohort_size(num_clients)
+    if concurrency > num_clients:
+        raise FLError(
+            f"--concurrency {concurrency} exceeds the partition's {num_clients} clients; use at "
+            f"most {num_clients}"
+        )
+    return replace(config, concurrency=concurrency)
+
+
 def assemble(config: TrainConfig, partition: Partition) -> Parts:
     """Resolve the config against the partition and build every part of the run, once."""
     resolved, spec, model = resolve(config, partition)
@@ -128,6 +164,7 @@ def assemble(config: TrainConfig, partition: Partition) -> Parts:
     context = Context(model, data.num_clients, resolved.lr, x_proxy)
     capabilities = capabilities_of(model)
     algorithm = build(spec, resolved.algo_args, context, capabilities.parametric)
+    resolved = asynchronous(resolved, algorithm, data.num_clients)
     check_backend(resolved.backend)
     uplink = build_uplink(resolved, data.num_clients, resolved.cohort_size(data.num_clients))
     trainer = trainer_for(model, resolved.backend, resolved.jobs, resolved.ray_address)

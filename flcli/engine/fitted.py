@@ -56,6 +56,10 @@ class FittedRounds:
         self.uplink = parts.uplink
         self.system = parts.system or identical(self.data.num_clients)
 
+    @property
+    def counts(self) -> list[str]:
+        return self.uplink.counts
+
     def sample(self, round: int, now: float) -> np.ndarray:
         ids = self.uplink.sample(round)
         return ids[self.system.available(now)[ids]]

@@ -42,6 +42,11 @@ class ParametricRounds:
         self.over_select = config.over_select or 1.0
         self.wait = 0.0  # seconds the round being sampled waits for an available client
 
+    @property
+    def counts(self) -> list[str]:
+        """The count columns each round adds to rounds.csv."""
+        return self.uplink.counts
+
     def sample(self, round: int, now: float) -> np.ndarray:
         ids, self.wait = sample_available(self.uplink, self.system, round, now, self.over_select)
         return ids

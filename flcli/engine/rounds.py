@@ -2,8 +2,10 @@
 
 One driver for every kind of model. It holds what all runs share (round 0 or the resumed round,
 the byte and time totals, the divergence check) and hands each round to the run's round kind:
-ParametricRounds (a flat parameter vector trained in local steps: flcli.engine.parametric) or
-FittedRounds (estimators fitted once per round and combined: flcli.engine.fitted).
+ParametricRounds (a flat parameter vector trained in local steps: flcli.engine.parametric),
+FittedRounds (estimators fitted once per round and combined: flcli.engine.fitted) or
+AsynchronousRounds (one server update of an asynchronous algorithm per round:
+flcli.engine.asynchronous).
 
 The loop never prints and never writes files: it yields a RoundResult per round (round 0 is the
 initial model) and the caller logs, checkpoints and draws progress.
@@ -16,6 +18,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from flcli.algorithms.base import ServerState
+from flcli.engine.asynchronous import AsynchronousRounds
 from flcli.engine.fitted import FittedRounds
 from flcli.engine.outcome import RoundResult
 from flcli.engine.parametric import ParametricRounds
@@ -26,7 +29,10 @@ TOTALS = ("bytes_up", "bytes_down", "elapsed_s", "sim_time_s")
 
 
 def round_kind(parts):
-    """The round kind of the run's model: one dispatch, on the model's capability."""
+    """The round kind of the run: asynchronous when the algorithm buffers arrivals, else by the
+    model's capability."""
+    if getattr(parts.algorithm, "buffer_size", None) is not None:
+        return AsynchronousRounds(parts)
     if capabilities_of(parts.model).parametric:
         return ParametricRounds(parts)
     return FittedRounds(parts)
@@ -52,7 +58,7 @@ def run_rounds(parts, resume_from: RoundResult | None = None) -> Iterator[RoundR
         everyone = np.arange(parts.partition.num_clients)
         record, clients = kind.measure(state, 0, everyone, None, totals)
         check_finite(record, state, 0, config.lr)
-        record.update(dict.fromkeys(parts.uplink.counts, 0))
+        record.update(dict.fromkeys(kind.counts, 0))
         resume_from = RoundResult(record, state, clients)
         yield resume_from
     state, record = resume_from.state, resume_from.record
