@@ -28,6 +28,7 @@ X_AXES = {
     "round": ("round", "Communication round"),
     "bytes": ("bytes_up", "Bytes sent by clients (cumulative)"),
     "time": ("elapsed_s", "Training time (s)"),
+    "simtime": ("sim_time_s", "Simulated time (s)"),
 }
 METRIC_LABELS = {
     "test_accuracy": "Test accuracy",
