@@ -113,6 +113,7 @@ SPECS = (
         "clients train at once",
         reads_clients=READS,
         refuses_estimators="trains on an event queue of local SGD runs",
+        asynchronous=True,
     ),
     AlgorithmSpec(
         "fedbuff",
@@ -122,5 +123,6 @@ SPECS = (
         "fast under slow, heterogeneous devices",
         reads_clients=READS,
         refuses_estimators="trains on an event queue of local SGD runs",
+        asynchronous=True,
     ),
 )

@@ -207,6 +207,7 @@ class AlgorithmSpec:
     # why with them it only approximates its paper.
     refuses_estimators: str | None = None
     approximate_with_estimators: str | None = None
+    asynchronous: bool = False  # its Algorithm has a buffer_size: flcli.engine.asynchronous
 
     @property
     def hyperparameters(self) -> dict[str, Hyperparameter]:
