@@ -23,6 +23,7 @@ from flcli.models.base import capabilities_of
 from flcli.models.registry import DEFAULT_HIDDEN, default_lr, make_model, takes_model_args
 from flcli.plugins import find
 from flcli.privacy.options import parse_clip, refuse_for_algorithm, refuse_for_model
+from flcli.system import System, build_system
 
 PROXY_FRACTION = "proxy_fraction"  # the hyperparameter of an algorithm that holds_out_proxy
 
@@ -40,6 +41,7 @@ class Parts:
     trainer: Any  # (model, x, y, cohort, w, spec, seed, round, work) -> CohortResult
     x_proxy: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)  # what the user should know before it runs
+    system: System | None = None  # the clients' devices (flcli.system); None: identical
 
     @property
     def sources(self) -> dict[str, dict]:
@@ -139,6 +141,42 @@ def refuse_for_run(config: TrainConfig, spec: AlgorithmSpec, model, partition: P
         )
 
 
+ASYNC_REFUSES = {
+    "attack": "--attack",
+    "dropout": "--dropout",
+    "stragglers": "--stragglers",
+    "round_deadline": "--round-deadline",
+    "over_select": "--over-select",
+}
+
+
+def asynchronous(config: TrainConfig, algorithm, num_clients: int) -> TrainConfig:
+    """The config of an asynchronous algorithm's run, --concurrency filled (the cohort size);
+    FLError for the options of synchronous rounds. Others' configs unchanged, concurrency unset."""
+    if getattr(algorithm, "buffer_size", None) is None:
+        if config.concurrency is not None:
+            raise FLError(
+                f"--concurrency applies to asynchronous algorithms (fedasync, fedbuff), not "
+                f"--algo {config.algo}; drop it or give --clients-per-round"
+            )
+        return config
+    for name, flag in ASYNC_REFUSES.items():
+        if getattr(config, name):
+            raise FLError(
+                f"{flag} applies to synchronous rounds; --algo {config.algo} is asynchronous "
+                "(slow devices come from --system): drop it"
+            )
+    if config.server_weighting != "samples":
+        raise FLError(f"--server-weighting does not apply to --algo {config.algo}; drop it")
+    concurrency = config.concurrency or config.cohort_size(num_clients)
+    if concurrency > num_clients:
+        raise FLError(
+            f"--concurrency {concurrency} exceeds the partition's {num_clients} clients; use at "
+            f"most {num_clients}"
+        )
+    return replace(config, concurrency=concurrency)
+
+
 def assemble(config: TrainConfig, partition: Partition) -> Parts:
     """Resolve the config against the partition and build every part of the run, once."""
     resolved, spec, model = resolve(config, partition)
@@ -150,6 +188,7 @@ def assemble(config: TrainConfig, partition: Partition) -> Parts:
     context = Context(model, data.num_clients, resolved.lr, x_proxy)
     capabilities = capabilities_of(model)
     algorithm = build(spec, resolved.algo_args, context, capabilities.parametric)
+    resolved = asynchronous(resolved, algorithm, data.num_clients)
     check_backend(resolved.backend)
     uplink = build_uplink(resolved, data.num_clients, resolved.cohort_size(data.num_clients))
     trainer = trainer_for(model, resolved.backend, resolved.jobs, resolved.ray_address)
@@ -158,4 +197,5 @@ def assemble(config: TrainConfig, partition: Partition) -> Parts:
         notes.append(
             f"--algo {spec.name} with --model {config.model}: {spec.approximate_with_estimators}"
         )
-    return Parts(resolved, spec, model, data, algorithm, uplink, trainer, x_proxy, notes)
+    system = build_system(resolved.system, resolved.availability, data.num_clients, resolved.seed)
+    return Parts(resolved, spec, model, data, algorithm, uplink, trainer, x_proxy, notes, system)

@@ -302,7 +302,7 @@ def plot(
         typer.Option("--out", help="Figure to write (.png, .svg or .pdf).", show_default=False),
     ],
     metric: Metric = None,
-    x: Annotated[str, typer.Option(help="round, bytes (sent up) or time.")] = "round",
+    x: Annotated[str, typer.Option(help="round, bytes (sent up), time, simtime.")] = "round",
     group_by: GroupBy = None,
     facet: Annotated[
         str | None,

@@ -33,7 +33,7 @@ BACKENDS = ("vectorized", "serial", "process", "ray")
 DTYPES = ("float64", "float32")
 NOT_IN_DIGEST = ("backend", "jobs", "ray_address", "checkpoint_every")
 FLUSH_SECONDS = 1.0  # without --checkpoint-every, rounds.csv and the checkpoint lag at most this
-PRIVACY, ROBUSTNESS, ALGORITHM = "Privacy", "Robustness", "Algorithm"
+PRIVACY, ROBUSTNESS, ALGORITHM, TIME = "Privacy", "Robustness", "Algorithm", "Simulated time"
 
 
 def parse_hidden(value) -> tuple[int, ...]:
@@ -252,6 +252,45 @@ class TrainConfig:
         "Probability that a sampled client fails mid-round.",
         panel=ROBUSTNESS,
         check=within(0, 1, 0.1),
+    )
+
+    system: str = option(
+        "identical",
+        "Clients' devices for the simulated clock (sim_time_s): identical, lognormal[:sigma=S] "
+        "(heavy-tailed speeds and bandwidths), a CSV client,compute_sps,down_bps,up_bps or "
+        "FedScale's device-capacity JSON (see flcli/system.py).",
+        panel=TIME,
+        check=Check(lambda v: bool(v.strip()), "must name a system model, e.g. lognormal:sigma=1"),
+    )
+    availability: str | None = option(
+        None,
+        "When clients can be sampled: a CSV client,start_s,end_s of windows or FedScale's "
+        "client-behaviour JSON.",
+        panel=TIME,
+        show_default="always",
+    )
+    concurrency: int | None = option(
+        None,
+        "Asynchronous algorithms (fedasync, fedbuff): clients training at once.",
+        panel=TIME,
+        show_default="the cohort size",
+        check=positive_int(100),
+    )
+    round_deadline: float | None = option(
+        None,
+        "Synchronous rounds end after S simulated seconds: later clients are dropped, or send "
+        "their partial work when the algorithm keeps stragglers.",
+        panel=TIME,
+        show_default="none",
+        check=Check(lambda v: v > 0, "must be > 0 seconds, e.g. 2.0"),
+    )
+    over_select: float | None = option(
+        None,
+        "Sample F times the cohort and keep the first cohort-size clients to finish (Bonawitz "
+        "et al. 2019).",
+        panel=TIME,
+        show_default="1",
+        check=Check(lambda v: v >= 1, "must be >= 1, e.g. 1.3"),
     )
 
     def __post_init__(self) -> None:

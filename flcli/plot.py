@@ -28,6 +28,7 @@ X_AXES = {
     "round": ("round", "Communication round"),
     "bytes": ("bytes_up", "Bytes sent by clients (cumulative)"),
     "time": ("elapsed_s", "Training time (s)"),
+    "simtime": ("sim_time_s", "Simulated time (s)"),
 }
 METRIC_LABELS = {
     "test_accuracy": "Test accuracy",
@@ -61,6 +62,8 @@ ALGORITHM_COLORS = {
     "qfedavg": "#8877FF",
     "ditto": "#0000FF",
     "fedbag": "#AABB99",
+    "fedbuff": "#6B8E23",
+    "fedasync": "#B8860B",
 }
 # Names no longer or not yet registered hash to these, which no registered algorithm uses.
 UNREGISTERED_COLORS = ("#776677", "#CC11BB", "#555500", "#8844FF")

@@ -47,11 +47,13 @@ class Report:
 
 @dataclass(frozen=True)
 class Reached:
-    """Where one run first reached the target: the round, bytes sent up, seconds."""
+    """Where one run first reached the target: the round, bytes sent up, seconds, simulated
+    seconds (NaN for runs logged before the clock)."""
 
     round: float
     bytes_up: float
     seconds: float
+    sim_seconds: float
 
 
 def reached(run: Run, metric: str, target: float) -> Reached | None:
@@ -66,6 +68,7 @@ def reached(run: Run, metric: str, target: float) -> Reached | None:
         float(run.column("round").iloc[i]),
         float(run.column("bytes_up").iloc[i]),
         float(run.column("elapsed_s").iloc[i]),
+        float(run.rounds["sim_time_s"].iloc[i]) if "sim_time_s" in run.rounds else math.nan,
     )
 
 
@@ -87,7 +90,7 @@ def summarize_group(group: Group, metric: str, target: float | None) -> dict[str
     if target is not None:
         hits = [hit for hit in (reached(run, metric, target) for run in runs) if hit]
         row["reached"] = len(hits)
-        for name in ("round", "bytes_up", "seconds"):
+        for name in ("round", "bytes_up", "seconds", "sim_seconds"):
             mean, std = spread([getattr(hit, name) for hit in hits])
             row[f"{name}_to_target_mean"], row[f"{name}_to_target_std"] = mean, std
     return row
@@ -227,6 +230,7 @@ def header_of(report: Report) -> list[str]:
     if report.target is not None:
         goal = f"{report.target:g}"
         header += [f"rounds to {goal}", f"bytes up to {goal}", f"seconds to {goal}"]
+        header.append(f"simulated s to {goal}")
     header += [OPTIONAL[c] for c in report.optional]
     if report.baseline is not None:
         header.append(f"speed-up vs {report.baseline}")
@@ -307,6 +311,7 @@ def cells_of(report: Report, row: dict) -> list[str]:
         cells.append(to_target(row, "round", lambda v: f"{v:.1f}"))
         cells.append(to_target(row, "bytes_up", lambda v: f"{v:.1f}"))
         cells.append(to_target(row, "seconds", lambda v: f"{v:.2f}"))
+        cells.append(to_target(row, "sim_seconds", lambda v: f"{v:.2f}"))
     for column in report.optional:
         cells.append(
             plus_minus(row.get(f"{column}_mean", math.nan), row.get(f"{column}_std", math.nan))

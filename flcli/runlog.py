@@ -36,10 +36,20 @@ COLUMNS = [
     "bytes_up",
     "bytes_down",
     "elapsed_s",
+    "sim_time_s",
 ]
 CLIENT_COLUMNS = ["round", "client", "n", "loss", "accuracy"]
 LOCK = ".lock"
-INTEGER_COLUMNS = ("round", "clients", "bytes_up", "bytes_down", "dropped", "client", "n")
+INTEGER_COLUMNS = (
+    "round",
+    "clients",
+    "bytes_up",
+    "bytes_down",
+    "dropped",
+    "client",
+    "n",
+    "staleness_max",
+)
 
 
 def versions() -> dict[str, str]:

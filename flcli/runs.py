@@ -42,6 +42,8 @@ ALGORITHM_ORDER = (
     "fedavglu",
     "feddist",
     "fedbag",
+    "fedbuff",
+    "fedasync",
 )
 
 

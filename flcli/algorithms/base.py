@@ -60,6 +60,10 @@ class ClientUpdates:
     num_samples: np.ndarray  # [K] training samples each client holds
     num_steps: np.ndarray  # [K] local steps each client took
     losses: np.ndarray | None = None  # [K] global model's loss on each client's data (q-FFL)
+    # asynchronous rounds (Algorithm.buffer_size): each update's local model [K, P] and staleness
+    # [K] (server updates since the model it started from)
+    params: np.ndarray | None = None
+    staleness: np.ndarray | None = None
     # The server's only way to combine per-client vectors: the weighted mean by default; a robust
     # rule, a secure sum or a noised DP mean when the run asks for one (flcli.engine.uplink).
     # Server updates call updates.aggregate(vectors, weights) wherever the paper averages.
@@ -104,6 +108,9 @@ class Algorithm:
     personalize: Personalize | None = None
     needs_client_losses: bool = False
     models_per_message: int = 1  # SCAFFOLD sends a control variate with each model
+    # asynchronous (flcli.engine.asynchronous): the server updates on every buffer_size arrivals
+    # of clients training concurrently; None: synchronous rounds
+    buffer_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -213,6 +220,7 @@ class AlgorithmSpec:
     # Why --server-weighting uniform cannot change it (it weighs the clients by its own rule)
     own_weighting: str | None = None
     holds_out_proxy: bool = False  # FedDF: a proxy_fraction of every shard is held out
+    asynchronous: bool = False  # its Algorithm has a buffer_size: flcli.engine.asynchronous
 
     @property
     def hyperparameters(self) -> dict[str, Hyperparameter]:

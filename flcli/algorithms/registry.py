@@ -7,6 +7,7 @@ A new built-in algorithm is one module (its factory and its SPEC) and one line i
 from dataclasses import replace
 
 from flcli.algorithms import (
+    asynchronous,
     fedavg,
     fedbag,
     feddf,
@@ -35,6 +36,7 @@ BUILT_IN = (
     *personal.SPECS,
     feddf.SPEC,
     fedbag.SPEC,
+    *asynchronous.SPECS,
 )
 ALGORITHMS = {spec.name: spec for spec in BUILT_IN}
 

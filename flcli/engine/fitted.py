@@ -22,6 +22,7 @@ from flcli.data.store import Partition
 from flcli.engine.evaluate import round_rows
 from flcli.engine.outcome import Trained
 from flcli.rng import Purpose, rng
+from flcli.system import identical
 
 
 class Members:
@@ -52,6 +53,16 @@ class FittedRounds:
         self.model, self.algorithm = parts.model, parts.algorithm
         self.data, self.seed = parts.partition, parts.config.seed
         self.members = Members(self.model, self.data, self.seed)
+        self.uplink = parts.uplink
+        self.system = parts.system or identical(self.data.num_clients)
+
+    @property
+    def counts(self) -> list[str]:
+        return self.uplink.counts
+
+    def sample(self, round: int, now: float) -> np.ndarray:
+        ids = self.uplink.sample(round)
+        return ids[self.system.available(now)[ids]]
 
     def initial_state(self) -> ServerState:
         with threadpool_limits(limits=1):
@@ -72,8 +83,12 @@ class FittedRounds:
         with threadpool_limits(limits=1):  # small fits on 2 shared cores: threads only contend
             fitted = [self.members.get(client, round) for client in ids]
             state = self.algorithm.server_update(state, round, ids, fitted)
-        sent = sum(len(pickle.dumps(member)) for member in fitted)
-        return Trained(state, bytes_up=sent, bytes_down=0, counts={})
+        sizes = [len(pickle.dumps(member)) for member in fitted]
+        offsets = self.data.offsets
+        rows = offsets[ids + 1] - offsets[ids]
+        busy = self.system.seconds(ids, rows, 0, sizes)  # one pass over the shard: the fit
+        seconds = float(busy.max()) if len(ids) else 0.0
+        return Trained(state, sum(sizes), 0, {}, seconds=seconds)
 
     def measure(self, state, round, ids, personal, totals) -> tuple[dict, dict]:
         with threadpool_limits(limits=1):

@@ -23,3 +23,5 @@ class Trained:
     bytes_down: int
     counts: dict[str, int]  # extra rounds.csv columns of the round (e.g. dropped)
     personal: np.ndarray | None = None  # the cohort's personal models [K, P], if any
+    seconds: float = 0.0  # simulated seconds the round took (flcli.system)
+    ids: np.ndarray | None = None  # the clients whose updates made the round, if not the sample

@@ -10,11 +10,13 @@ import numpy as np
 from flcli.algorithms.base import ClientUpdates, ServerState
 from flcli.algorithms.work import LocalSpec, LocalWork, steps_per_epoch
 from flcli.engine.blas import one_blas_thread
+from flcli.engine.clock import plan_round, round_seconds, sample_available
 from flcli.engine.evaluate import client_scores, personal_scores, round_rows
 from flcli.engine.local import Cohort, CohortResult
 from flcli.engine.outcome import Trained
 from flcli.engine.stragglers import straggler_budgets
 from flcli.rng import Purpose, rng
+from flcli.system import identical
 
 
 class ParametricRounds:
@@ -36,6 +38,41 @@ class ParametricRounds:
         self.spec = replace(spec, batch_size=min(spec.batch_size, largest_shard))
         message = self.model.num_params * np.dtype(config.dtype).itemsize
         self.bytes_per_message = message * self.algorithm.models_per_message
+        self.system = parts.system or identical(data.num_clients)
+        self.over_select = config.over_select or 1.0
+        self.wait = 0.0  # seconds the round being sampled waits for an available client
+
+    @property
+    def counts(self) -> list[str]:
+        """The count columns each round adds to rounds.csv."""
+        return self.uplink.counts
+
+    def sample(self, round: int, now: float) -> np.ndarray:
+        ids, self.wait = sample_available(self.uplink, self.system, round, now, self.over_select)
+        return ids
+
+    def timed(self, cohort: Cohort, work: LocalWork, straggling: np.ndarray):
+        """The cohort, its work and its straggling flags cut to the clients kept under
+        over-selection, their budgets cut by the deadline, and which of them send."""
+        config = self.config
+        sent = ~straggling if config.drop_stragglers else np.ones(len(cohort.ids), dtype=bool)
+        if config.round_deadline is None and self.over_select == 1:
+            return cohort, work, sent
+        full = work.step_counts(cohort.sizes, self.spec.batch_size, self.spec.epochs)
+        keep = getattr(self.uplink.sampler, "cohort_size", len(cohort.ids))
+        plan = plan_round(
+            self.system,
+            cohort.ids,
+            full,
+            self.spec.batch_size,
+            self.bytes_per_message,
+            min(keep, len(cohort.ids)),
+            config.round_deadline,
+            partial=not config.drop_stragglers,
+        )
+        index = np.searchsorted(cohort.ids, plan.ids)
+        work = replace(work.chunk(index), max_steps=plan.budgets)
+        return cohort.chunk(index), work, sent[index] & plan.sent
 
     def initial_state(self) -> ServerState:
         initial = self.model.init(rng(self.config.seed, Purpose.INIT))
@@ -62,9 +99,10 @@ class ParametricRounds:
             work = replace(work, max_steps=budgets)
         return work, straggling
 
-    def train(self, state: ServerState, round: int, ids: np.ndarray) -> Trained:
-        cohort = Cohort.of(ids, self.data.offsets)
-        work, straggling = self.client_work(state, round, cohort)
+    def train(self, state: ServerState, round: int, sampled: np.ndarray) -> Trained:
+        work, straggling = self.client_work(state, round, Cohort.of(sampled, self.data.offsets))
+        cohort, work, sent = self.timed(Cohort.of(sampled, self.data.offsets), work, straggling)
+        ids = cohort.ids
         losses = None
         if self.algorithm.needs_client_losses:
             x, y = self.data.x_train, self.y_local
@@ -77,7 +115,6 @@ class ParametricRounds:
             num_steps=local.num_steps,
             losses=losses,
         )
-        sent = ~straggling if self.config.drop_stragglers else np.ones(len(ids), dtype=bool)
         # The server's sums over clients (BLAS products such as weights @ deltas) are split
         # across BLAS threads: one thread, so that the model's last bits do not depend on cores.
         with one_blas_thread():
@@ -89,9 +126,14 @@ class ParametricRounds:
         if self.algorithm.personalize is not None:
             new_state, personal = self.personalize(state, new_state, cohort, round)
         new_state = replace(new_state, uplink=delivery.state)
-        down = len(ids) * self.bytes_per_message + delivery.bytes_down
+        down = len(sampled) * self.bytes_per_message + delivery.bytes_down
         up = delivery.messages_up * self.bytes_per_message + delivery.bytes_up
-        return Trained(new_state, up, down, delivery.counts, personal)
+        batch, deadline = self.spec.batch_size, self.config.round_deadline
+        seconds = self.wait + round_seconds(
+            self.system, ids, local.num_steps, batch, sent, down, up, deadline
+        )
+        kept = None if len(ids) == len(sampled) else ids
+        return Trained(new_state, up, down, delivery.counts, personal, seconds, kept)
 
     def personalize(self, before: ServerState, after: ServerState, cohort: Cohort, round: int):
         def train_personal(anchor, personal_work: LocalWork, epochs: int):

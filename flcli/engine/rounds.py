@@ -2,8 +2,10 @@
 
 One driver for every kind of model. It holds what all runs share (round 0 or the resumed round,
 the byte and time totals, the divergence check) and hands each round to the run's round kind:
-ParametricRounds (a flat parameter vector trained in local steps: flcli.engine.parametric) or
-FittedRounds (estimators fitted once per round and combined: flcli.engine.fitted).
+ParametricRounds (a flat parameter vector trained in local steps: flcli.engine.parametric),
+FittedRounds (estimators fitted once per round and combined: flcli.engine.fitted) or
+AsynchronousRounds (one server update of an asynchronous algorithm per round:
+flcli.engine.asynchronous).
 
 The loop never prints and never writes files: it yields a RoundResult per round (round 0 is the
 initial model) and the caller logs, checkpoints and draws progress.
@@ -16,17 +18,21 @@ from collections.abc import Iterator
 import numpy as np
 
 from flcli.algorithms.base import ServerState
+from flcli.engine.asynchronous import AsynchronousRounds
 from flcli.engine.fitted import FittedRounds
 from flcli.engine.outcome import RoundResult
 from flcli.engine.parametric import ParametricRounds
 from flcli.errors import RunFailed
 from flcli.models.base import capabilities_of
 
-TOTALS = ("bytes_up", "bytes_down", "elapsed_s")
+TOTALS = ("bytes_up", "bytes_down", "elapsed_s", "sim_time_s")
 
 
 def round_kind(parts):
-    """The round kind of the run's model: one dispatch, on the model's capability."""
+    """The round kind of the run: asynchronous when the algorithm buffers arrivals, else by the
+    model's capability."""
+    if getattr(parts.algorithm, "buffer_size", None) is not None:
+        return AsynchronousRounds(parts)
     if capabilities_of(parts.model).parametric:
         return ParametricRounds(parts)
     return FittedRounds(parts)
@@ -48,22 +54,24 @@ def run_rounds(parts, resume_from: RoundResult | None = None) -> Iterator[RoundR
     if resume_from is None:
         state = kind.initial_state()
         totals = dict.fromkeys(TOTALS, 0)
-        totals["elapsed_s"] = 0.0
+        totals["elapsed_s"] = totals["sim_time_s"] = 0.0
         everyone = np.arange(parts.partition.num_clients)
         record, clients = kind.measure(state, 0, everyone, None, totals)
         check_finite(record, state, 0, config.lr)
-        record.update(dict.fromkeys(parts.uplink.counts, 0))
+        record.update(dict.fromkeys(kind.counts, 0))
         resume_from = RoundResult(record, state, clients)
         yield resume_from
     state, record = resume_from.state, resume_from.record
-    totals = {key: record[key] for key in TOTALS}
+    totals = {key: record.get(key, 0) for key in TOTALS}  # runs before the clock lack sim_time_s
     clock = time.perf_counter() - totals["elapsed_s"]
     for round in range(record["round"] + 1, config.rounds + 1):
-        ids = parts.uplink.sample(round)
+        ids = kind.sample(round, totals["sim_time_s"])
         trained = kind.train(state, round, ids)
         state = trained.state
+        ids = ids if trained.ids is None else trained.ids
         totals["bytes_up"] += trained.bytes_up
         totals["bytes_down"] += trained.bytes_down
+        totals["sim_time_s"] += trained.seconds
         totals["elapsed_s"] = time.perf_counter() - clock
         record, clients = kind.measure(state, round, ids, trained.personal, dict(totals))
         check_finite(record, state, round, config.lr)
