@@ -91,6 +91,8 @@ class ParametricRounds:
         new_state = replace(new_state, uplink=delivery.state)
         down = len(ids) * self.bytes_per_message + delivery.bytes_down
         up = delivery.messages_up * self.bytes_per_message + delivery.bytes_up
+        if delivery.payload_up is not None:
+            up = delivery.payload_up + delivery.bytes_up
         return Trained(new_state, up, down, delivery.counts, personal)
 
     def personalize(self, before: ServerState, after: ServerState, cohort: Cohort, round: int):
