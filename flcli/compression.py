@@ -190,12 +190,17 @@ def bfloat16(x: np.ndarray) -> np.ndarray:
 def hadamard(x: np.ndarray) -> np.ndarray:
     """H x for each row (unnormalized Walsh-Hadamard, width a power of two), in log2(d) passes."""
     K, d = x.shape
+    x = np.array(x, dtype=np.float64)
     h = 1
     while h < d:
         pairs = x.reshape(K, d // (2 * h), 2, h)
-        x = np.stack([pairs[:, :, 0] + pairs[:, :, 1], pairs[:, :, 0] - pairs[:, :, 1]], axis=2)
+        first, second = pairs[:, :, 0], pairs[:, :, 1]
+        total = first + second
+        second *= -1
+        second += first
+        first[...] = total
         h *= 2
-    return x.reshape(K, d)
+    return x
 
 
 def quantize(spec: Compressor, x: np.ndarray, seed: int, round: int, ids: np.ndarray):

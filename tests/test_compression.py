@@ -2,6 +2,7 @@
 compressors' means and variance bounds, top-k's k entries, error feedback's residual identity, the
 bits counted against a hand count, and the runs through the CLI (bytes_up, refusals, resume)."""
 
+import io
 import json
 import math
 import signal
@@ -206,6 +207,11 @@ def test_bytes_up_are_the_exact_payload(cli, iid_dir, tmp_path):
     up = pd.read_csv(sparse / "rounds.csv")["bytes_up"]
     assert up.tolist() == [0, 4 * per_message, 8 * per_message]
     assert pd.read_csv(dense / "rounds.csv")["bytes_up"].tolist() == [0, 4 * P * 8, 8 * P * 8]
+    table = cli("report", tmp_path, "--format", "csv", "--group-by", "compress")
+    rows = pd.read_csv(io.StringIO(table.out))
+    ratio = rows.set_index("compress")["compression_mean"]
+    assert ratio["topk:fraction=0.01"] == pytest.approx(P * 8 / per_message)
+    assert math.isnan(ratio.drop("topk:fraction=0.01").iloc[0])  # the dense run has none
 
 
 @pytest.mark.parametrize(

@@ -48,6 +48,12 @@ class Message:
         """Sampled clients whose update does not arrive."""
         return len(self.ids) - int(self.alive.sum())
 
+    @property
+    def dense_bytes(self) -> int:
+        """What the arrived updates would take as dense vectors of the run's float type (the
+        denominator of the compression ratio)."""
+        return int(self.alive.sum()) * self.deltas.shape[1] * self.deltas.dtype.itemsize
+
 
 class Stage:
     """One step of the uplink. Subclasses are frozen dataclasses of their options."""
@@ -247,6 +253,7 @@ class Compress(Stage):
     """
 
     name = "compress"
+    counts = ("dense_bytes",)
     spec: compression.Compressor
     seed: int
     feedback: str | None = None
