@@ -13,6 +13,7 @@ Run: python benchmarks/compression.py [--quick] [--json out.json] [--figure out.
 """
 
 import argparse
+import functools
 import json
 import statistics
 import time
@@ -65,22 +66,16 @@ def measure(clients: int, repeats: int) -> dict:
         spec = LocalSpec(EPOCHS, BATCH, 0.1 if name == "mlp" else 0.5)
         w = model.init(np.random.default_rng(0))
         x, y = partition.x_train.astype(np.float64), partition.y_train
-        local = None
-
-        def train():
-            nonlocal local
-            local = train_cohort(model, x, y, cohort, w, spec, 0, 1)
-
-        training = median_seconds(train, repeats)
-        deltas = local.params - w
+        work = functools.partial(train_cohort, model, x, y, cohort, w, spec, 0, 1)
+        training = median_seconds(work, repeats)
+        deltas = work().params - w
         alive = np.ones(clients, dtype=bool)
         row = {"params": int(model.num_params), "train_s": training, "compress_s": {}}
         for text, feedback in SPECS:
             stage = Compress(compression.parse(text), 0, feedback, clients, model.num_params)
             state = stage.initial_state()
 
-            def send(stage=stage, state=state):
-                stage.apply(Message(1, ids, deltas, alive), state)
+            send = functools.partial(stage.apply, Message(1, ids, deltas, alive), state)
 
             label = text + (f" + {feedback}" if feedback else "")
             row["compress_s"][label] = median_seconds(send, repeats)
