@@ -38,7 +38,16 @@ COLUMNS = [
 ]
 CLIENT_COLUMNS = ["round", "client", "n", "loss", "accuracy"]
 LOCK = ".lock"
-INTEGER_COLUMNS = ("round", "clients", "bytes_up", "bytes_down", "dropped", "client", "n")
+INTEGER_COLUMNS = (
+    "round",
+    "clients",
+    "bytes_up",
+    "bytes_down",
+    "dropped",
+    "dense_bytes",
+    "client",
+    "n",
+)
 
 
 def versions() -> dict[str, str]:
