@@ -190,7 +190,9 @@ def assemble(config: TrainConfig, partition: Partition) -> Parts:
     algorithm = build(spec, resolved.algo_args, context, capabilities.parametric)
     resolved = asynchronous(resolved, algorithm, data.num_clients)
     check_backend(resolved.backend)
-    uplink = build_uplink(resolved, data.num_clients, resolved.cohort_size(data.num_clients))
+    cohort_size = resolved.cohort_size(data.num_clients)
+    num_params = getattr(model, "num_params", 0) if capabilities.parametric else 0
+    uplink = build_uplink(resolved, data.num_clients, cohort_size, num_params)
     trainer = trainer_for(model, resolved.backend, resolved.jobs, resolved.ray_address)
     notes = []
     if spec.approximate_with_estimators and capabilities.trains == "client_by_client":

@@ -34,6 +34,20 @@ DTYPES = ("float64", "float32")
 NOT_IN_DIGEST = ("backend", "jobs", "ray_address", "checkpoint_every")
 FLUSH_SECONDS = 1.0  # without --checkpoint-every, rounds.csv and the checkpoint lag at most this
 PRIVACY, ROBUSTNESS, ALGORITHM, TIME = "Privacy", "Robustness", "Algorithm", "Simulated time"
+COMMUNICATION = "Communication"
+# Options added after runs were recorded, with the value that gives the behaviour from before
+# them: left out of the digest at that value, so that a run of an older flcli keeps its digest
+# (and resumes, and a sweep finds it done).
+DIGEST_IF_SET = {
+    "server_weighting": "samples",
+    "compress": None,
+    "error_feedback": None,
+    "system": "identical",
+    "availability": None,
+    "concurrency": None,
+    "round_deadline": None,
+    "over_select": None,
+}
 
 
 def parse_hidden(value) -> tuple[int, ...]:
@@ -253,6 +267,21 @@ class TrainConfig:
         panel=ROBUSTNESS,
         check=within(0, 1, 0.1),
     )
+    compress: str | None = option(
+        None,
+        "Compress each client's update: qsgd:bits=B, uniform:bits=B, terngrad, sign, "
+        "topk:fraction=F, randk:fraction=F, bf16, fp16, or hadamard+ before a quantizer (e.g. "
+        "hadamard+qsgd:bits=4). bytes_up counts the exact bits.",
+        panel=COMMUNICATION,
+        show_default="dense",
+    )
+    error_feedback: str | None = option(
+        None,
+        "ef (Seide et al. 2014) or ef21 (Richtarik et al. 2021): each client's compression error "
+        "is kept and fed back (needs --compress).",
+        panel=COMMUNICATION,
+        show_default="none",
+    )
 
     system: str = option(
         "identical",
@@ -330,5 +359,9 @@ class TrainConfig:
 
     def digest(self) -> str:
         """Hash of what determines the results (how they are computed and saved does not)."""
-        values = {k: v for k, v in self.to_dict().items() if k not in NOT_IN_DIGEST}
+        values = {
+            k: v
+            for k, v in self.to_dict().items()
+            if k not in NOT_IN_DIGEST and (k not in DIGEST_IF_SET or DIGEST_IF_SET[k] != v)
+        }
         return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]

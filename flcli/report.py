@@ -18,6 +18,7 @@ FORMATS = ("table", "markdown", "csv")
 FAIRNESS = "client_accuracy_p10"
 PERSONAL = "personal_accuracy"
 PRIVACY = "epsilon"
+DENSE = "dense_bytes"  # rounds.csv of a compressed run: each round's updates' size uncompressed
 OPTIONAL = {  # rounds.csv columns reported (their final value) when some run has them
     FAIRNESS: "p10 client accuracy",
     PERSONAL: "personal accuracy",
@@ -43,6 +44,11 @@ class Report:
     def optional(self) -> list[str]:
         """The optional columns some group has: fairness, personalization, privacy."""
         return [c for c in OPTIONAL if any(f"{c}_mean" in row for row in self.rows)]
+
+    @property
+    def compressed(self) -> bool:
+        """A compression-ratio column only when some run compressed its updates."""
+        return any("compression_mean" in row for row in self.rows)
 
 
 @dataclass(frozen=True)
@@ -87,6 +93,10 @@ def summarize_group(group: Group, metric: str, target: float | None) -> dict[str
         if having:
             finals = [run.column(column).dropna().iloc[-1] for run in having]
             row[f"{column}_mean"], row[f"{column}_std"] = spread(finals)
+    compressed = [run for run in runs if DENSE in run.rounds.columns]
+    if compressed:
+        ratios = [compression_ratio(run) for run in compressed]
+        row["compression_mean"], row["compression_std"] = spread(ratios)
     if target is not None:
         hits = [hit for hit in (reached(run, metric, target) for run in runs) if hit]
         row["reached"] = len(hits)
@@ -94,6 +104,12 @@ def summarize_group(group: Group, metric: str, target: float | None) -> dict[str
             mean, std = spread([getattr(hit, name) for hit in hits])
             row[f"{name}_to_target_mean"], row[f"{name}_to_target_std"] = mean, std
     return row
+
+
+def compression_ratio(run: Run) -> float:
+    """Bytes the run's updates would have taken dense / the bytes it sent up (over all rounds)."""
+    sent = float(run.column("bytes_up").iloc[-1])
+    return float(run.column(DENSE).sum()) / sent if sent else math.nan
 
 
 def baseline_groups(groups: list[Group], baseline: str, explicit: bool) -> list[Group | None]:
@@ -232,6 +248,8 @@ def header_of(report: Report) -> list[str]:
         header += [f"rounds to {goal}", f"bytes up to {goal}", f"seconds to {goal}"]
         header.append(f"simulated s to {goal}")
     header += [OPTIONAL[c] for c in report.optional]
+    if report.compressed:
+        header.append("compression")
     if report.baseline is not None:
         header.append(f"speed-up vs {report.baseline}")
     return header
@@ -253,6 +271,11 @@ def caption(report: Report) -> str:
             f"Speed-up: {report.baseline}'s mean rounds to target / the group's (when every seed "
             f"of both reached it); >x: {report.baseline} never reached it, x = its shortest run's "
             "rounds / the group's mean."
+        )
+    if report.compressed:
+        parts.append(
+            "Compression: the bytes the updates would have taken as dense vectors / the bytes "
+            "sent up (--compress counts each message's exact bits); – for a dense run."
         )
     if FAIRNESS in report.optional:
         parts.append(
@@ -316,6 +339,9 @@ def cells_of(report: Report, row: dict) -> list[str]:
         cells.append(
             plus_minus(row.get(f"{column}_mean", math.nan), row.get(f"{column}_std", math.nan))
         )
+    if report.compressed:
+        mean, std = row.get("compression_mean", math.nan), row.get("compression_std", math.nan)
+        cells.append(plus_minus(mean, std, lambda v: f"{v:.1f}", "×"))
     if report.baseline is not None:
         value, above = row.get("speedup", math.nan), row.get("speedup_above", math.nan)
         if not math.isnan(value):

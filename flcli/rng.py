@@ -25,6 +25,10 @@ class Purpose(IntEnum):
     # 20+ for privacy and faults, kept apart from other additions (IntEnum aliases duplicates)
     DROPOUT = 20  # clients failing mid-round
     SECAGG = 21  # secure aggregation's simulated client keys and secret-sharing polynomials
+    # 30+ for compression
+    QUANTIZE = 30  # a client's stochastic rounding of its update's coordinates
+    SPARSIFY = 31  # the coordinates a rand-k client sends (the seed both sides know)
+    ROTATE = 32  # the random signs of a randomized Hadamard rotation
 
 
 def rng(seed: int, purpose: Purpose, round: int = 0, client: int = 0) -> np.random.Generator:

@@ -16,7 +16,7 @@ import numpy as np
 
 from flcli import __version__
 from flcli.algorithms.base import ServerState
-from flcli.config import NOT_IN_DIGEST, TrainConfig
+from flcli.config import DIGEST_IF_SET, NOT_IN_DIGEST, TrainConfig
 from flcli.errors import FLError
 from flcli.fileio import atomic_write, atomic_write_json, atomic_write_text
 
@@ -46,6 +46,7 @@ INTEGER_COLUMNS = (
     "bytes_up",
     "bytes_down",
     "dropped",
+    "dense_bytes",
     "client",
     "n",
     "staleness_max",
@@ -177,9 +178,8 @@ def legacy_digest(config: TrainConfig) -> str | None:
     such a run still resumes and a sweep still finds it done; None for a config no such run can
     have had (a new option set, or a hyperparameter of a new algorithm)."""
     values = config.to_dict()
-    if values.pop("server_weighting") != "samples" or not set(values["algo_args"]) <= set(
-        LEGACY_HYPERPARAMETERS
-    ):
+    newer = {key: values.pop(key) for key in DIGEST_IF_SET}
+    if newer != DIGEST_IF_SET or not set(values["algo_args"]) <= set(LEGACY_HYPERPARAMETERS):
         return None
     values.update(dict.fromkeys(LEGACY_HYPERPARAMETERS), **values.pop("algo_args"))
     kept = {k: v for k, v in values.items() if k not in NOT_IN_DIGEST}

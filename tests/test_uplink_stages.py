@@ -166,7 +166,16 @@ def test_build_uplink_parses_a_raw_dp_clip_itself():
     """Options with --dp-clip as text (as the command line has it) build the same uplink; they
     hold only the attributes build_uplink may read."""
     options = SimpleNamespace(
-        **dict.fromkeys(["dp_epsilon", "dp_delta", "secagg_threshold", "byzantine"]),
+        **dict.fromkeys(
+            [
+                "dp_epsilon",
+                "dp_delta",
+                "secagg_threshold",
+                "byzantine",
+                "compress",
+                "error_feedback",
+            ]
+        ),
         **dict.fromkeys(["attack", "malicious", "attack_strength"]),
         seed=0,
         rounds=3,

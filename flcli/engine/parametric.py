@@ -128,6 +128,8 @@ class ParametricRounds:
         new_state = replace(new_state, uplink=delivery.state)
         down = len(sampled) * self.bytes_per_message + delivery.bytes_down
         up = delivery.messages_up * self.bytes_per_message + delivery.bytes_up
+        if delivery.payload_up is not None:
+            up = delivery.payload_up + delivery.bytes_up
         batch, deadline = self.spec.batch_size, self.config.round_deadline
         seconds = self.wait + round_seconds(
             self.system, ids, local.num_steps, batch, sent, down, up, deadline

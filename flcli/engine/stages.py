@@ -11,6 +11,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from flcli import compression
 from flcli.algorithms.aggregate import weighted_mean
 from flcli.algorithms.base import Aggregate
 from flcli.engine.attacks import attack_updates, check_attack, flip_labels
@@ -40,11 +41,18 @@ class Message:
     clip: float | None = None  # the norm DP clipped the updates to (the noise's scale)
     aggregate: Aggregate = weighted_mean  # how the server update combines the arrived vectors
     release_empty: bool = False  # an empty round still reaches the server update (DP's noise)
+    bits: np.ndarray | None = None  # [K] each compressed message's exact size; None: dense
 
     @property
     def dropped(self) -> int:
         """Sampled clients whose update does not arrive."""
         return len(self.ids) - int(self.alive.sum())
+
+    @property
+    def dense_bytes(self) -> int:
+        """What the arrived updates would take as dense vectors of the run's float type (the
+        denominator of the compression ratio)."""
+        return int(self.alive.sum()) * self.deltas.shape[1] * self.deltas.dtype.itemsize
 
 
 class Stage:
@@ -215,6 +223,88 @@ class SecAggThreshold(Stage):
             message.traffic.append(protocol_traffic(cohort, int(alive.sum()), length, True))
             alive = np.zeros(cohort, dtype=bool)
         return replace(message, alive=alive, threshold=threshold, plain=False), state
+
+
+FEEDBACKS = ("ef", "ef21")
+
+
+@dataclass(frozen=True)
+class Compress(Stage):
+    """--compress: each client sends C(update) (flcli.compression), the server decodes it; the
+    message's exact bits replace the dense size. With --error-feedback the stage keeps a [N, P]
+    table in its state (N P floats of the run's dtype, e.g. 100 x 650 x 8 bytes = 0.5 MB for
+    softmax on digits), updated only for clients whose message arrives:
+
+    - ef (Seide et al. 2014; Karimireddy et al. 2019, Algorithm 2): p = x + e_i, send C(p),
+      e_i <- p - C(p); the server receives C(p). The identity sent + residual = x + old residual
+      holds exactly.
+    - ef21 (Richtarik et al. 2021, "EF21"): the client and the server both hold g_i; the client
+      sends c = C(x - g_i), both set g_i <- g_i + c, and the server takes g_i as the client's
+      update (with partial participation, the g_i of the clients that arrived).
+    """
+
+    name = "compress"
+    counts = ("dense_bytes",)
+    spec: compression.Compressor
+    seed: int
+    feedback: str | None = None
+    num_clients: int = 0
+    num_params: int = 0
+
+    @staticmethod
+    def check_options(config) -> None:
+        if config.compress is not None:
+            compression.parse(config.compress, "--compress")
+            if config.secure_agg:
+                raise FLError(
+                    f"--compress {config.compress} with --secure-agg is not supported yet (the "
+                    "masked sum carries dense fixed-point words); drop one of them"
+                )
+        feedback = config.error_feedback
+        if feedback is None:
+            return
+        if feedback not in FEEDBACKS:
+            raise FLError(f"--error-feedback {feedback!r} is not one of: ef, ef21")
+        if config.compress is None:
+            raise FLError(
+                f"--error-feedback {feedback} feeds back what --compress leaves out; give "
+                "--compress (e.g. topk:fraction=0.01) or drop --error-feedback"
+            )
+        if feedback == "ef21" and parse_clip(config.dp_clip) is not None:
+            raise FLError(
+                "--error-feedback ef21 with DP: the server adds each client's estimate g_i, "
+                "which only the noised sum may reveal; use --error-feedback ef"
+            )
+
+    @property
+    def key(self) -> str:
+        return "residual" if self.feedback == "ef" else "estimate"
+
+    def initial_state(self) -> State:
+        if self.feedback is None:
+            return {}
+        return {self.key: np.zeros((self.num_clients, self.num_params))}
+
+    def apply(self, message: Message, state: State) -> tuple[Message, State]:
+        x = np.asarray(message.deltas, dtype=np.float64)
+        float_bits = 8 * message.deltas.dtype.itemsize
+        ids, alive = message.ids, message.alive
+        memory = state[self.key][ids] if self.feedback else 0.0
+        source = x + memory if self.feedback == "ef" else x - memory
+        sent, bits = compression.compress(
+            self.spec, source, self.seed, message.round, ids, float_bits
+        )
+        received = sent
+        if self.feedback is not None:
+            table = state[self.key].copy()
+            if self.feedback == "ef":
+                table[ids[alive]] = (source - sent)[alive]
+            else:
+                received = memory + sent
+                table[ids[alive]] = received[alive]
+            state = {self.key: table}
+        deltas = received.astype(message.deltas.dtype, copy=False)
+        return replace(message, deltas=deltas, bits=bits), state
 
 
 @dataclass(frozen=True)

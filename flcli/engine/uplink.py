@@ -6,6 +6,8 @@ as an ordered list of stages (flcli.engine.stages, flcli.engine.aggregates). Eac
    on their training labels: see training_labels);
 2. dropout: each sampled client fails with probability --dropout; its update never arrives;
 3. secagg: secure aggregation's threshold; a round with fewer survivors aborts, nobody arrives;
+3b. compress: each update is sent compressed (--compress, flcli.compression), with error feedback
+   if asked; the server decodes it, and the message's exact bits are what the round counts;
 4. dp: every update is clipped to norm C (on the client);
 5. aggregate: the server's combination of the updates that arrived (ClientUpdates.aggregate), which
    every algorithm's server update calls where its paper averages: the weighted mean, a robust rule
@@ -23,11 +25,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from flcli import compression
 from flcli.algorithms.base import Aggregate, ClientUpdates
 from flcli.engine.aggregates import NoisedMean, RobustMean, UniformWeights, aggregate_stage
 from flcli.engine.attacks import malicious_clients
 from flcli.engine.stages import (
     Attack,
+    Compress,
     DPClip,
     Dropout,
     FixedSample,
@@ -46,6 +50,7 @@ CHECKED: tuple[type[Stage], ...] = (
     Attack,
     Dropout,
     SecAggThreshold,
+    Compress,
     DPClip,
     NoisedMean,
     RobustMean,
@@ -60,6 +65,7 @@ class Delivery:
     state: State  # the uplink's state after the round (ServerState.uplink)
     counts: dict[str, int]  # the round's values of Uplink.counts
     messages_up: int  # plain updates that arrived (0 under secure aggregation)
+    payload_up: int | None  # their exact bytes when compressed; None: dense messages
     # (up, down) bytes of each secure aggregation, instead of the plain updates; filled in when
     # the server update calls the aggregate, so read it after that
     traffic: list[tuple[int, int]]
@@ -151,7 +157,10 @@ class Uplink:
             )
         counts = {name: getattr(message, name) for name in self.counts}
         messages_up = int(alive.sum()) if message.plain else 0
-        return Delivery(arrivals, state, counts, messages_up, message.traffic)
+        payload_up = None
+        if message.bits is not None:
+            payload_up = int(np.ceil(message.bits[alive] / 8).sum()) if message.plain else 0
+        return Delivery(arrivals, state, counts, messages_up, payload_up, message.traffic)
 
     def epsilon_after(self, rounds: int) -> float:
         spec = self.dp
@@ -208,8 +217,16 @@ def dp_spec(config, num_clients: int, cohort_size: int, delta: float) -> dpfedav
     return spec
 
 
-def build_uplink(config, num_clients: int, cohort_size: int) -> Uplink:
-    """Resolve the options against the partition; FLError on combinations it cannot run."""
+def compress_stage(config, num_clients: int, num_params: int) -> Compress | None:
+    if config.compress is None:
+        return None
+    spec = compression.parse(config.compress, "--compress")
+    return Compress(spec, config.seed, config.error_feedback, num_clients, num_params)
+
+
+def build_uplink(config, num_clients: int, cohort_size: int, num_params: int = 0) -> Uplink:
+    """Resolve the options against the partition (num_params: the model's, which error
+    feedback's table needs); FLError on combinations it cannot run."""
     seed = config.seed
     delta = config.dp_delta if config.dp_delta is not None else default_delta(num_clients)
     dp = dp_spec(config, num_clients, cohort_size, delta)
@@ -225,6 +242,7 @@ def build_uplink(config, num_clients: int, cohort_size: int) -> Uplink:
         attack,
         Dropout(seed, config.dropout) if config.dropout > 0 else None,
         SecAggThreshold(config.secagg_threshold) if config.secure_agg else None,
+        compress_stage(config, num_clients, num_params),
         DPClip(dp, seed) if dp is not None else None,
         aggregate_stage(config, dp),
         UniformWeights() if config.server_weighting == "uniform" and dp is None else None,

@@ -27,18 +27,23 @@ def uplink_flags(config) -> list[str]:
         ("--attack", config.attack is not None),
         ("--dropout", config.dropout > 0),
         ("--server-weighting uniform", config.server_weighting == "uniform"),
+        (f"--compress {config.compress}", config.compress is not None),
     )
     return [flag for flag, set_ in given if set_]
 
 
 def refuse_for_algorithm(config, spec) -> None:
-    """DP, secure aggregation and robust aggregators replace the server's aggregate of the
-    clients' updates: an algorithm that reads single clients' values besides it cannot have them
-    (spec: the algorithm's flcli.algorithms.base.AlgorithmSpec)."""
+    """DP, secure aggregation, robust aggregators and compression replace the server's aggregate
+    of the clients' updates or the updates themselves: an algorithm that reads single clients'
+    values besides it cannot have them (spec: the algorithm's AlgorithmSpec)."""
     from flcli.algorithms.registry import ALGORITHMS
 
     reads = spec.reads_clients
-    asked = [flag for flag in uplink_flags(config) if flag.startswith(("--dp", "--sec", "--agg"))]
+    asked = [
+        flag
+        for flag in uplink_flags(config)
+        if flag.startswith(("--dp", "--sec", "--agg", "--comp"))
+    ]
     if reads is not None and asked:
         able = [name for name, info in ALGORITHMS.items() if info.reads_clients is None]
         raise FLError(

@@ -1,0 +1,261 @@
+"""Compressed updates: lossy encodings of a cohort's vectors [K, P] and their exact size in bits,
+as plain vectorized NumPy (one expression for the whole cohort, no loop over clients).
+
+Each compressor returns what the receiver decodes, x' = C(x), and the bits of each client's
+message. Values that travel as floats (norms, scales, the kept coordinates of top-k and rand-k)
+take the run's float width (64 bits in float64, 32 in float32), as the dense messages do.
+
+- qsgd:bits=B  Alistarh et al. 2017, "QSGD: Communication-Efficient SGD via Gradient Quantization
+  and Encoding". With s = 2^(B-1) - 1 levels, x'_i = ||x||_2 sign(x_i) l_i / s, where l_i is
+  |x_i| s / ||x||_2 rounded down or up at random so that E[l_i] = |x_i| s / ||x||_2 (unbiased;
+  E||x' - x||^2 <= min(P / s^2, sqrt(P) / s) ||x||^2, their Lemma 3.1). Sent: the norm and B bits
+  per coordinate (a sign and B - 1 bits of level; the paper's Elias coding of the levels is left
+  out, so the count is the fixed-width one).
+- uniform:bits=B  stochastic rounding onto 2^B evenly spaced levels over [min x, max x] (Suresh et
+  al. 2017, section 2): unbiased, E||x' - x||^2 <= P (max - min)^2 / (4 (2^B - 1)^2). Sent: min,
+  max and B bits per coordinate.
+- terngrad  Wen et al. 2017, "TernGrad": x'_i = s sign(x_i) b_i, s = max |x_i|, b_i ~
+  Bernoulli(|x_i| / s): unbiased, E||x' - x||^2 = s ||x||_1 - ||x||^2. Sent: s and 2 bits per
+  coordinate.
+- sign  scaled sign (Karimireddy et al. 2019, "Error Feedback Fixes SignSGD"): x' = ||x||_1 / P
+  sign(x), sign(0) = +1 (one bit cannot say 0). Biased. Sent: the scale and 1 bit per coordinate.
+- topk:fraction=F  the k = ceil(F P) coordinates of largest magnitude (Stich et al. 2018;
+  Aji and Heafield 2017). Biased. Sent: k values and their positions, k ceil(log2 P) bits or a
+  P-bit bitmap, whichever is smaller.
+- randk:fraction=F  k = ceil(F P) coordinates chosen by a seed both sides derive, scaled by P / k
+  (Stich et al. 2018): unbiased, E||x' - x||^2 = (P / k - 1) ||x||^2. Sent: k values and the
+  64-bit seed, no positions.
+- bf16, fp16  each coordinate rounded to the nearest bfloat16 or IEEE half (deterministic, so
+  slightly biased). Sent: 16 bits per coordinate.
+- hadamard+SPEC  Suresh et al. 2017, "Distributed Mean Estimation with Limited Communication":
+  x is padded to d = 2^ceil(log2 P), rotated by R = H D / sqrt(d) (H the Walsh-Hadamard matrix, D
+  random signs from a 64-bit seed), quantized by SPEC, and rotated back by R^T = D H / sqrt(d).
+  The rotation spreads a vector's mass evenly, which shrinks max - min (and ||x||_inf) towards
+  ||x||_2 sqrt(log d / d); unbiased when SPEC is. Sent: SPEC's bits over d coordinates and the
+  seed.
+
+Randomness is addressed by (seed, purpose, round, client, coordinate) through flcli.rng.hash_bits,
+so a client's message does not depend on who else was sampled.
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from flcli.errors import FLError
+from flcli.rng import Purpose, hash_bits
+
+SEED_BITS = 64
+QUANTIZERS = ("qsgd", "uniform", "terngrad", "sign")
+KINDS = (*QUANTIZERS, "topk", "randk", "bf16", "fp16")
+TAKES = {"qsgd": "bits", "uniform": "bits", "topk": "fraction", "randk": "fraction"}
+EXAMPLES = "qsgd:bits=4, uniform:bits=8, terngrad, sign, topk:fraction=0.01, randk:fraction=0.1, "
+EXAMPLES += "bf16, fp16, hadamard+qsgd:bits=4"
+
+
+@dataclass(frozen=True)
+class Compressor:
+    """A parsed SPEC: the kind, its one parameter, and whether a Hadamard rotation comes first."""
+
+    kind: str
+    bits: int | None = None
+    fraction: float | None = None
+    rotate: bool = False
+
+    @property
+    def unbiased(self) -> bool:
+        return self.kind in ("qsgd", "uniform", "terngrad", "randk")
+
+    def __str__(self) -> str:
+        name = "hadamard+" * self.rotate + self.kind
+        if self.bits is not None:
+            return f"{name}:bits={self.bits}"
+        if self.fraction is not None:
+            return f"{name}:fraction={self.fraction:g}"
+        return name
+
+
+def parse(spec: str, flag: str = "--compress") -> Compressor:
+    """'hadamard+qsgd:bits=4' -> Compressor; FLError naming the value and the fix."""
+    text = str(spec).strip()
+    rotate = text.startswith("hadamard+")
+    body = text.removeprefix("hadamard+")
+    kind, _, argument = body.partition(":")
+    if kind not in KINDS:
+        raise FLError(f"{flag} {spec!r}: unknown compressor {kind!r}; give one of: {EXAMPLES}")
+    if rotate and kind not in QUANTIZERS:
+        raise FLError(
+            f"{flag} {spec!r}: the Hadamard rotation precedes a quantizer "
+            f"({', '.join(QUANTIZERS)}), e.g. hadamard+qsgd:bits=4"
+        )
+    takes = TAKES.get(kind)
+    if takes is None:
+        if argument:
+            raise FLError(f"{flag} {spec!r}: {kind} takes no argument; give {kind}")
+        return Compressor(kind, rotate=rotate)
+    key, _, value = argument.partition("=")
+    example = f"{kind}:bits=4" if takes == "bits" else f"{kind}:fraction=0.01"
+    if key.strip() != takes:
+        raise FLError(f"{flag} {spec!r}: {kind} needs {takes}=..., e.g. {example}")
+    if takes == "bits":
+        low = 2 if kind == "qsgd" else 1  # qsgd's sign bit leaves B - 1 bits of level
+        if not value.strip().isdigit() or not low <= int(value) <= 16:
+            raise FLError(
+                f"{flag} {spec!r}: bits must be an integer in [{low}, 16], e.g. {example}"
+            )
+        return Compressor(kind, bits=int(value), rotate=rotate)
+    try:
+        fraction = float(value)
+    except ValueError:
+        fraction = math.nan
+    if not 0 < fraction <= 1:
+        raise FLError(f"{flag} {spec!r}: fraction must be in (0, 1], e.g. {example}")
+    return Compressor(kind, fraction=fraction, rotate=rotate)
+
+
+def uniforms(seed: int, purpose: Purpose, round: int, ids: np.ndarray, width: int) -> np.ndarray:
+    """[K, width] uniforms in [0, 1), one per (client, coordinate)."""
+    bits = hash_bits(seed, purpose, round, np.asarray(ids)[:, None], np.arange(width)[None, :])
+    return (bits >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
+def stochastic_round(r: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """floor(r) + 1 with probability r - floor(r): E = r."""
+    low = np.floor(r)
+    return low + (u < r - low)
+
+
+def kept(fraction: float, width: int) -> int:
+    return max(1, math.ceil(fraction * width - 1e-9))
+
+
+def position_bits(k: int, width: int) -> int:
+    """The positions of k of width coordinates: k indices of ceil(log2 width) bits, or a bitmap."""
+    return min(k * max(1, math.ceil(math.log2(width))), width)
+
+
+def qsgd(x: np.ndarray, bits: int, u: np.ndarray) -> np.ndarray:
+    s = 2 ** (bits - 1) - 1
+    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    safe = np.where(norm > 0, norm, 1.0)
+    levels = stochastic_round(np.abs(x) / safe * s, u)
+    return norm * np.sign(x) * levels / s
+
+
+def uniform(x: np.ndarray, bits: int, u: np.ndarray) -> np.ndarray:
+    steps = 2**bits - 1
+    low, high = x.min(axis=1, keepdims=True), x.max(axis=1, keepdims=True)
+    width = np.where(high > low, high - low, 1.0)
+    levels = stochastic_round((x - low) / width * steps, u)
+    return np.where(high > low, low + levels * width / steps, x)
+
+
+def terngrad(x: np.ndarray, u: np.ndarray) -> np.ndarray:
+    scale = np.abs(x).max(axis=1, keepdims=True)
+    safe = np.where(scale > 0, scale, 1.0)
+    return scale * np.sign(x) * (u < np.abs(x) / safe)
+
+
+def scaled_sign(x: np.ndarray) -> np.ndarray:
+    scale = np.abs(x).sum(axis=1, keepdims=True) / x.shape[1]
+    return scale * np.where(x >= 0, 1.0, -1.0)
+
+
+def top_k(x: np.ndarray, k: int) -> np.ndarray:
+    keep = np.argpartition(-np.abs(x), k - 1, axis=1)[:, :k]
+    out = np.zeros_like(x)
+    np.put_along_axis(out, keep, np.take_along_axis(x, keep, axis=1), axis=1)
+    return out
+
+
+def rand_k(x: np.ndarray, k: int, seed: int, round: int, ids: np.ndarray) -> np.ndarray:
+    order = hash_bits(seed, Purpose.SPARSIFY, round, ids[:, None], np.arange(x.shape[1])[None, :])
+    keep = np.argpartition(order, k - 1, axis=1)[:, :k]
+    out = np.zeros_like(x)
+    scaled = np.take_along_axis(x, keep, axis=1) * (x.shape[1] / k)
+    np.put_along_axis(out, keep, scaled, axis=1)
+    return out
+
+
+def bfloat16(x: np.ndarray) -> np.ndarray:
+    """Round to nearest even on the upper 16 bits of the float32 pattern."""
+    words = x.astype(np.float32).view(np.uint32)
+    rounding = np.uint32(0x7FFF) + ((words >> np.uint32(16)) & np.uint32(1))
+    with np.errstate(over="ignore"):
+        upper = (words + rounding) & np.uint32(0xFFFF0000)
+    return upper.view(np.float32).astype(np.float64)
+
+
+def hadamard(x: np.ndarray) -> np.ndarray:
+    """H x for each row (unnormalized Walsh-Hadamard, width a power of two), in log2(d) passes."""
+    K, d = x.shape
+    x = np.array(x, dtype=np.float64)
+    h = 1
+    while h < d:
+        pairs = x.reshape(K, d // (2 * h), 2, h)
+        first, second = pairs[:, :, 0], pairs[:, :, 1]
+        total = first + second
+        second *= -1
+        second += first
+        first[...] = total
+        h *= 2
+    return x
+
+
+def quantize(spec: Compressor, x: np.ndarray, seed: int, round: int, ids: np.ndarray):
+    """(x', bits of each message) without the rotation."""
+    K, P = x.shape
+    value = 64  # the caller narrows to the run's float width (see compress)
+    kind = spec.kind
+    u = uniforms(seed, Purpose.QUANTIZE, round, ids, P) if spec.unbiased else None
+    if kind == "qsgd":
+        return qsgd(x, spec.bits, u), value + P * spec.bits
+    if kind == "uniform":
+        return uniform(x, spec.bits, u), 2 * value + P * spec.bits
+    if kind == "terngrad":
+        return terngrad(x, u), value + 2 * P
+    if kind == "sign":
+        return scaled_sign(x), value + P
+    if kind in ("topk", "randk"):
+        k = kept(spec.fraction, P)
+        if kind == "topk":
+            return top_k(x, k), k * value + position_bits(k, P)
+        return rand_k(x, k, seed, round, ids), k * value + SEED_BITS
+    if kind == "bf16":
+        return bfloat16(x), 16 * P
+    return x.astype(np.float16).astype(np.float64), 16 * P
+
+
+def float_values(spec: Compressor, width: int) -> int:
+    """How many floats a message of `width` coordinates carries (norms, scales, kept values)."""
+    if spec.kind in ("topk", "randk"):
+        return kept(spec.fraction, width)
+    return {"qsgd": 1, "uniform": 2, "terngrad": 1, "sign": 1}.get(spec.kind, 0)
+
+
+def compress(
+    spec: Compressor,
+    x: np.ndarray,
+    seed: int,
+    round: int,
+    ids: np.ndarray,
+    float_bits: int = 64,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(C(x) [K, P] as the receiver decodes it, float64; bits [K] of each client's message)."""
+    x = np.asarray(x, dtype=np.float64)
+    ids = np.asarray(ids, dtype=np.int64)
+    K, P = x.shape
+    if not spec.rotate:
+        out, bits = quantize(spec, x, seed, round, ids)
+        bits -= float_values(spec, P) * (64 - float_bits)
+        return out, np.full(K, bits, dtype=np.int64)
+    d = 1 << max(0, (P - 1).bit_length())
+    signs = np.where(uniforms(seed, Purpose.ROTATE, round, ids, d) < 0.5, -1.0, 1.0)
+    padded = np.zeros((K, d))
+    padded[:, :P] = x
+    rotated = hadamard(signs * padded) / math.sqrt(d)
+    out, bits = quantize(spec, rotated, seed, round, ids)
+    bits -= float_values(spec, d) * (64 - float_bits)
+    back = signs * hadamard(out) / math.sqrt(d)
+    return back[:, :P], np.full(K, bits + SEED_BITS, dtype=np.int64)

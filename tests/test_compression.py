@@ -1,0 +1,248 @@
+"""Compressed updates (flcli.compression and the uplink's Compress stage): the unbiased
+compressors' means and variance bounds, top-k's k entries, error feedback's residual identity, the
+bits counted against a hand count, and the runs through the CLI (bytes_up, refusals, resume)."""
+
+import io
+import json
+import math
+import signal
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import assert_one_line_error
+from test_crash import rounds_of, start_fl, wait_for_rounds
+
+from flcli import compression
+from flcli.config import TrainConfig
+from flcli.engine.aggregates import NoisedMean
+from flcli.engine.stages import Attack, Compress, DPClip, Dropout, Message
+from flcli.engine.uplink import build_uplink
+from flcli.errors import FLError
+
+P = 40
+DRAWS = 20_000
+
+
+def vector(P=P, seed=0):
+    return np.random.default_rng(seed).normal(size=P) * np.linspace(0.1, 3, P)
+
+
+def draws(spec: str, x: np.ndarray, count=DRAWS) -> np.ndarray:
+    """count independent compressions of x: the same vector from count different clients."""
+    cohort = np.tile(x, (count, 1))
+    out, _ = compression.compress(compression.parse(spec), cohort, 7, 3, np.arange(count))
+    return out
+
+
+UNBIASED = [
+    "qsgd:bits=2",
+    "qsgd:bits=4",
+    "uniform:bits=2",
+    "terngrad",
+    "randk:fraction=0.25",
+    "hadamard+qsgd:bits=3",
+    "hadamard+uniform:bits=2",
+    "hadamard+terngrad",
+]
+
+
+@pytest.mark.parametrize("spec", UNBIASED)
+def test_the_mean_of_many_draws_is_the_input(spec):
+    x = vector()
+    out = draws(spec, x)
+    assert compression.parse(spec).unbiased
+    standard_error = out.std(axis=0) / math.sqrt(DRAWS)
+    assert np.all(np.abs(out.mean(axis=0) - x) <= 5 * standard_error + 1e-9)
+    # deterministic rounding (the biased twin) misses the same test by many standard errors
+    levels = 2 ** (2 - 1) - 1
+    rounded = np.linalg.norm(x) * np.sign(x) * np.round(np.abs(x) / np.linalg.norm(x) * levels)
+    assert np.abs(rounded - x).max() > 5 * standard_error.max()
+
+
+def test_the_variance_is_within_each_papers_bound():
+    x = vector()
+    norm2 = float(x @ x)
+    for bits in (2, 3, 5):
+        s = 2 ** (bits - 1) - 1
+        error = ((draws(f"qsgd:bits={bits}", x, 4000) - x) ** 2).sum(axis=1).mean()
+        assert error <= min(P / s**2, math.sqrt(P) / s) * norm2  # Alistarh et al., Lemma 3.1
+    for bits in (1, 3):
+        error = ((draws(f"uniform:bits={bits}", x, 4000) - x) ** 2).sum(axis=1).mean()
+        assert error <= P * (x.max() - x.min()) ** 2 / (4 * (2**bits - 1) ** 2)
+    # terngrad and rand-k have exact second moments: s ||x||_1 - ||x||^2 and (P/k - 1) ||x||^2
+    error = ((draws("terngrad", x) - x) ** 2).sum(axis=1).mean()
+    assert error == pytest.approx(np.abs(x).max() * np.abs(x).sum() - norm2, rel=0.03)
+    error = ((draws("randk:fraction=0.25", x) - x) ** 2).sum(axis=1).mean()
+    assert error == pytest.approx((P / 10 - 1) * norm2, rel=0.03)
+
+
+def test_the_rotation_is_orthogonal_and_shrinks_the_range():
+    d = 64
+    H = compression.hadamard(np.eye(d))
+    assert np.array_equal(H @ H, d * np.eye(d))
+    spiky = np.random.default_rng(5).normal(size=P) * 0.1
+    spiky[3] = 10.0  # one large coordinate: the range is wide and the levels coarse
+    plain = ((draws("uniform:bits=2", spiky, 2000) - spiky) ** 2).sum(axis=1).mean()
+    rotated = ((draws("hadamard+uniform:bits=2", spiky, 2000) - spiky) ** 2).sum(axis=1).mean()
+    assert rotated < plain / 2
+
+
+def test_topk_keeps_exactly_the_k_largest_entries():
+    x = np.random.default_rng(1).normal(size=(50, 333))
+    out, _ = compression.compress(compression.parse("topk:fraction=0.05"), x, 0, 1, np.arange(50))
+    k = math.ceil(0.05 * 333)
+    assert ((out != 0).sum(axis=1) == k).all()
+    kept = out != 0
+    assert np.array_equal(out[kept], x[kept])
+    smallest_kept = np.where(kept, np.abs(x), np.inf).min(axis=1)
+    largest_dropped = np.where(kept, 0, np.abs(x)).max(axis=1)
+    assert (smallest_kept >= largest_dropped).all()
+
+
+def test_randk_keeps_k_entries_from_a_seed_the_server_can_repeat():
+    x = np.random.default_rng(1).normal(size=(5, 100))
+    spec = compression.parse("randk:fraction=0.1")
+    out, _ = compression.compress(spec, x, 0, 1, np.arange(5))
+    assert ((out != 0).sum(axis=1) == 10).all()
+    alone, _ = compression.compress(spec, x[3:4], 0, 1, np.array([3]))
+    assert np.array_equal(alone[0], out[3])  # a client's positions do not depend on the cohort
+
+
+@pytest.mark.parametrize(
+    "spec, P, float_bits, bits",
+    [
+        ("topk:fraction=0.01", 650, 64, 7 * 64 + 7 * 10),  # 7 values, 7 indices of 10 bits
+        ("topk:fraction=0.5", 100, 32, 50 * 32 + 100),  # the 100-bit bitmap beats 50 x 7 bits
+        ("randk:fraction=0.1", 650, 32, 65 * 32 + 64),  # values and the seed, no positions
+        ("qsgd:bits=8", 650, 64, 64 + 650 * 8),  # the norm and 8 bits per coordinate
+        ("uniform:bits=3", 10, 32, 2 * 32 + 30),  # min, max, 3 bits per coordinate
+        ("terngrad", 10, 64, 64 + 20),
+        ("sign", 650, 32, 32 + 650),
+        ("bf16", 650, 64, 16 * 650),
+        ("fp16", 7, 32, 16 * 7),
+        ("hadamard+qsgd:bits=4", 650, 64, 64 + 1024 * 4 + 64),  # padded to 1024, and the seed
+    ],
+)
+def test_bits_match_a_hand_count(spec, P, float_bits, bits):
+    x = np.random.default_rng(2).normal(size=(3, P))
+    _, counted = compression.compress(compression.parse(spec), x, 0, 1, np.arange(3), float_bits)
+    assert counted.tolist() == [bits] * 3
+
+
+def test_bfloat16_rounds_to_nearest_even():
+    x = np.array([[1 + 2**-8, 1 + 3 * 2**-8, 1 + 2**-7 + 2**-9, -2.5]])
+    out, _ = compression.compress(compression.parse("bf16"), x, 0, 1, np.arange(1))
+    assert out[0].tolist() == [1.0, 1 + 2**-6, 1 + 2**-7, -2.5]
+
+
+def feedback_stage(kind, clients=6, params=20):
+    spec = compression.parse("topk:fraction=0.1")
+    return Compress(spec, 0, kind, clients, params)
+
+
+def test_error_feedback_residual_identity():
+    stage = feedback_stage("ef")
+    generator = np.random.default_rng(3)
+    state = {"residual": generator.normal(size=(6, 20))}
+    ids, alive = np.array([1, 2, 4]), np.array([True, True, False])
+    x = generator.normal(size=(3, 20))
+    out, new = stage.apply(Message(5, ids, x, alive), state)
+    old = state["residual"]
+    arrived = ids[alive]
+    np.testing.assert_allclose(
+        out.deltas[alive] + new["residual"][arrived], x[alive] + old[arrived], rtol=0, atol=1e-14
+    )
+    assert ((out.deltas != 0).sum(axis=1) == 2).all()
+    untouched = np.setdiff1d(np.arange(6), arrived)  # the dropped client 4 keeps its residual
+    assert np.array_equal(new["residual"][untouched], old[untouched])
+
+
+def test_ef21_moves_the_estimate_by_the_compressed_difference():
+    stage = feedback_stage("ef21")
+    generator = np.random.default_rng(4)
+    old = generator.normal(size=(6, 20))
+    ids, alive = np.array([0, 5]), np.array([True, True])
+    x = generator.normal(size=(2, 20))
+    out, new = stage.apply(Message(2, ids, x, alive), {"estimate": old})
+    sent = out.deltas - old[ids]
+    assert ((np.abs(sent) > 1e-15).sum(axis=1) == 2).all()  # only C(x - g) travels
+    assert np.array_equal(new["estimate"][ids], out.deltas)
+
+
+def test_compression_comes_before_dp_clipping_so_the_sent_vector_is_bounded():
+    config = TrainConfig(
+        attack="scale", malicious=0.3, dropout=0.2, dp_clip=1.0, dp_noise=0.0, compress="sign"
+    )
+    uplink = build_uplink(config, 20, 10, num_params=5)
+    assert [type(s) for s in uplink.stages] == [Attack, Dropout, Compress, DPClip, NoisedMean]
+
+
+@pytest.mark.parametrize(
+    "spec, fragment",
+    [
+        ("qsgd", "bits="),
+        ("qsgd:bits=1", "[2, 16]"),
+        ("topk:fraction=2", "(0, 1]"),
+        ("zip", "unknown compressor"),
+        ("hadamard+topk:fraction=0.1", "quantizer"),
+        ("sign:bits=2", "takes no argument"),
+    ],
+)
+def test_a_bad_spec_is_refused_naming_the_fix(spec, fragment):
+    with pytest.raises(FLError, match="--compress") as raised:
+        compression.parse(spec)
+    assert fragment in str(raised.value)
+
+
+def test_bytes_up_are_the_exact_payload(cli, iid_dir, tmp_path):
+    dense, sparse = tmp_path / "dense", tmp_path / "sparse"
+    args = ["train", iid_dir, "--rounds", 2, "--clients-per-round", 4]
+    assert cli(*args, "--out", dense).code == 0
+    done = cli(*args, "--out", sparse, "--compress", "topk:fraction=0.01", "--error-feedback", "ef")
+    assert done.code == 0, done.err
+    P = 650  # softmax on digits: 64 x 10 + 10
+    k = 7
+    per_message = math.ceil((k * 64 + k * 10) / 8)
+    up = pd.read_csv(sparse / "rounds.csv")["bytes_up"]
+    assert up.tolist() == [0, 4 * per_message, 8 * per_message]
+    assert pd.read_csv(dense / "rounds.csv")["bytes_up"].tolist() == [0, 4 * P * 8, 8 * P * 8]
+    table = cli("report", tmp_path, "--format", "csv", "--group-by", "compress")
+    rows = pd.read_csv(io.StringIO(table.out))
+    ratio = rows.set_index("compress")["compression_mean"]
+    assert ratio["topk:fraction=0.01"] == pytest.approx(P * 8 / per_message)
+    assert math.isnan(ratio.drop("topk:fraction=0.01").iloc[0])  # the dense run has none
+
+
+@pytest.mark.parametrize(
+    "flags, fragment",
+    [
+        (["--error-feedback", "ef"], "--compress"),
+        (["--compress", "sign", "--error-feedback", "ef3"], "ef, ef21"),
+        (["--compress", "sign", "--secure-agg"], "--secure-agg"),
+        (["--compress", "sign", "--algo", "scaffold"], "does not apply to --algo scaffold"),
+        (["--compress", "qsgd:bits=40"], "[2, 16]"),
+        (
+            ["--compress", "sign", "--error-feedback", "ef21", "--dp-clip", "1", "--dp-noise", "1"],
+            "ef21",
+        ),
+    ],
+)
+def test_impossible_combinations_are_one_line(cli, iid_dir, tmp_path, flags, fragment):
+    result = cli("train", iid_dir, "--rounds", 1, "--out", tmp_path / "run", *flags)
+    assert_one_line_error(result, fragment)
+
+
+def test_sigkill_then_resume_keeps_the_residuals(cli, iid_dir, tmp_path):
+    args = ["--rounds", 60, "--fraction", 0.5, "--seed", 4, "--checkpoint-every", 1]
+    args += ["--compress", "topk:fraction=0.05", "--error-feedback", "ef"]
+    killed = tmp_path / "killed"
+    process = start_fl("train", iid_dir, *args, "--out", killed)
+    wait_for_rounds(killed, process, 3)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert json.loads((killed / "run.json").read_text())["status"] == "running"
+    assert cli("train", iid_dir, *args, "--out", killed, "--resume").code == 0
+    whole = tmp_path / "whole"
+    assert cli("train", iid_dir, *args, "--out", whole).code == 0
+    pd.testing.assert_frame_equal(rounds_of(whole), rounds_of(killed), check_exact=True)
