@@ -24,7 +24,13 @@ REPEAT_KEYS = ("seed", "partition_seed", "backend", "checkpoint_every")
 # How a run was computed, not what: two runs that differ only in these are copies of one run.
 HOW_KEYS = ("backend", "checkpoint_every", "jobs", "ray_address")
 # Partition params about the split rather than the scheme's shape: not part of `partition`.
-SPLIT_PARAMS = ("test_size", "test_split", "min_samples", "client_test_fraction")
+SPLIT_PARAMS = (
+    "test_size",
+    "test_split",
+    "min_samples",
+    "min_samples_default",
+    "client_test_fraction",
+)
 # Metrics whose smaller values are better (the others: larger is better).
 LOWER_IS_BETTER = re.compile(r"loss|mse|mae|rmse|error|epsilon")
 # The order algorithms are listed in (baselines first); other names follow alphabetically.
