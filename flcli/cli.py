@@ -41,6 +41,27 @@ err = Console(stderr=True)
 invocation: list[str] = []  # the arguments of this `fl` call, to print how to resume it
 
 
+def show_version(given: bool) -> None:
+    if given:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            out.print(f"flcli {version('flcli')}")
+        except PackageNotFoundError:
+            out.print("flcli (not installed as a package)")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Print flcli's version.", callback=show_version),
+    ] = False,
+) -> None:
+    """Federated learning experiments from the command line: partition, train, plot."""
+
+
 OutDir = Annotated[Path, typer.Option("--out", help="Directory to write.", show_default=False)]
 
 
