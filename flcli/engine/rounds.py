@@ -23,9 +23,6 @@ from flcli.errors import RunFailed
 from flcli.models.base import capabilities_of
 
 TOTALS = ("bytes_up", "bytes_down", "elapsed_s")
-# A run whose training loss stays above its round-0 value this many rounds in a row is not
-# learning (too large a step); an attack or DP noise may do that on purpose, so not there.
-NOT_LEARNING_ROUNDS = 5
 
 
 def round_kind(parts):
@@ -44,23 +41,6 @@ def check_finite(record: dict, state: ServerState, round: int, lr: float) -> Non
         )
 
 
-def check_learning(losses: list[float], config) -> None:
-    """Stop a run whose training loss (losses: round 0 first, one per round logged) has stayed
-    above its starting value for the last NOT_LEARNING_ROUNDS rounds, with the advice NaN gets.
-    A pure function of the records: the same seed stops at the same round on every backend."""
-    if config.attack is not None or config.dp_clip is not None or config.dp_noise is not None:
-        return
-    if config.dp_epsilon is not None or len(losses) <= NOT_LEARNING_ROUNDS:
-        return
-    start, recent = losses[0], losses[-NOT_LEARNING_ROUNDS:]
-    if all(loss > start for loss in recent):
-        raise RunFailed(
-            f"training is not learning: the training loss stayed above its starting value "
-            f"{start:.4g} for {NOT_LEARNING_ROUNDS} rounds (now {recent[-1]:.4g}); "
-            f"try a smaller --lr, e.g. {config.lr / 10:g}"
-        )
-
-
 def run_rounds(parts, resume_from: RoundResult | None = None) -> Iterator[RoundResult]:
     """Yield round 0 (the initial model) and every round up to the config's rounds, or continue
     after resume_from (the last round a previous run completed)."""
@@ -72,12 +52,9 @@ def run_rounds(parts, resume_from: RoundResult | None = None) -> Iterator[RoundR
         everyone = np.arange(parts.partition.num_clients)
         record, clients = kind.measure(state, 0, everyone, None, totals)
         check_finite(record, state, 0, config.lr)
-        losses = [record["train_loss"]]
         record.update(dict.fromkeys(parts.uplink.counts, 0))
         resume_from = RoundResult(record, state, clients)
         yield resume_from
-    else:  # a resumed run's history starts again at the round it resumes from
-        losses = [resume_from.record["train_loss"]]
     state, record = resume_from.state, resume_from.record
     totals = {key: record[key] for key in TOTALS}
     clock = time.perf_counter() - totals["elapsed_s"]
@@ -90,7 +67,5 @@ def run_rounds(parts, resume_from: RoundResult | None = None) -> Iterator[RoundR
         totals["elapsed_s"] = time.perf_counter() - clock
         record, clients = kind.measure(state, round, ids, trained.personal, dict(totals))
         check_finite(record, state, round, config.lr)
-        losses.append(record["train_loss"])
-        check_learning(losses, config)
         record.update(trained.counts)
         yield RoundResult(record, state, clients)
