@@ -231,7 +231,7 @@ def describe_value_for_title(key: str, value: Any) -> str:
     if key == "dp_epsilon":
         return f"DP ε={value:g}"
     if key == "aggregator":
-        return f"{value} aggregation"
+        return "" if value == "mean" else f"{value} aggregation"
     return describe({key: value})
 
 
@@ -366,7 +366,7 @@ def coinciding(panels, styles: dict[str, Look], legend, metric, smooth) -> list[
     """Curves of one panel that lie on each other: a note each, and a marker on the later one
     (placed between the earlier one's) so that both show."""
     notes = []
-    for _, groups in panels:
+    for panel, groups in panels:
         means = {g.label: seed_table(g.logged, metric, smooth).mean(axis=1) for g in groups}
         values = pd.concat(list(means.values()))
         scale = max(float(values.max() - values.min()), 1e-12)
@@ -379,8 +379,9 @@ def coinciding(panels, styles: dict[str, Look], legend, metric, smooth) -> list[
                     free = [m for m in MARKERS if Look(look.color, look.linestyle, m) not in taken]
                     if look.marker is None and free:
                         styles[b.label] = Look(look.color, look.linestyle, free[0])
+                    where = f" in panel {panel}" if panel is not None else ""
                     notes.append(
-                        f"{legend[a.label]!r} and {legend[b.label]!r} coincide (largest gap "
+                        f"{legend[a.label]!r} and {legend[b.label]!r} coincide{where} (largest gap "
                         f"{gap:.2g}); the second is drawn with markers"
                     )
     return notes
