@@ -1,10 +1,12 @@
 """Figures from run dirs: a mean line and a ±1 std band over seeds per group, one panel per
 facet value. Reads run.json and rounds.csv only (through flcli.runs), never the models."""
 
+import json
 import math
 import textwrap
 import zlib
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -325,13 +327,26 @@ def plan_figure(
     if not against:
         notes += coinciding(panels, styles, legend, metric, smooth)
     title = title_of(logged, facet, every_group, smooth)
-    if against:
-        title = title.replace("mean ± 1 std", f"{final_text(parse_final(final))}: mean ± 1 std")
+    pooling = every_group
+    if against:  # a point's n is its group's runs at one value of x
+        pooling = [replace(g, mixed=tuple(k for k in g.mixed if k != x)) for g in every_group]
+        title = against_title(title, every_group, x, final)
     return Figure(
         panels, styles, legend, facet, metric, x_column, x_label, title, smooth, logy,
-        notes + pooling_notes(every_group, "--group-by or --facet"), against,
+        notes + pooling_notes(pooling, "--group-by or --facet"), against,
         parse_final(final), layout,
     )  # fmt: skip
+
+
+def against_title(title: str, groups: list[Group], x: str, final: str) -> str:
+    """The title of a final-metric-against-x figure: n counted per point."""
+    counts = [
+        Counter(json.dumps(run.settings.get(x), default=str) for run in g.logged) for g in groups
+    ]
+    ns = sorted({n for count in counts for n in count.values()})
+    first = title.split("\n")[0]
+    count = f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}–{ns[-1]}"
+    return f"{first}\n{final_text(parse_final(final))}: mean ± 1 std over n = {count} seeds"
 
 
 def axis_name(key: str) -> str:
@@ -581,7 +596,7 @@ def draw_points(ax, group: Group, figure: Figure, look: Look):
         xs, means, yerr=errors, color=look.color, linestyle=look.linestyle,
         marker=look.marker or "o", markersize=5, linewidth=1.8, capsize=3,
     )  # fmt: skip
-    if numeric and len(values) > 1 and min(values) > 0 and max(values) / min(values) >= 100:
+    if numeric and len(values) > 1 and min(values) > 0 and max(values) / min(values) >= 10:
         ax.set_xscale("log")
     if reference:
         ax.axhline(spread(reference)[0], color=look.color, linestyle="--", linewidth=1.2)
