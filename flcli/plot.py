@@ -209,6 +209,8 @@ def title_of(runs: list[Run], facet: str | None, groups: list[Group], smooth: in
     if seeds[-1] > 1:
         count = f"{seeds[0]}" if len(seeds) == 1 else f"{seeds[0]}–{seeds[-1]}"
         how.append(f"mean ± 1 std over n = {count} seeds")
+    else:
+        how.append("n = 1 seed per line")
     if smooth and smooth > 1:
         how.append(f"moving average over {smooth} rounds")
     line = " · ".join(p for p in parts if p)
