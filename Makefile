@@ -19,7 +19,8 @@ $(BIN)/python:
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@echo "installing flcli and its dependencies into $(VENV) (about a minute the first time)..."
+	$(BIN)/python -m pip install --progress-bar on --disable-pip-version-check -e '.[dev]'
 	touch $@
 
 # the tests also cover the optional parts: the Ray backend and Parquet files

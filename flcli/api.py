@@ -149,31 +149,18 @@ def prepare_training(
     return Training(run, parts, resume_from, list(parts.notes))
 
 
-def plot(
-    paths: list[Path],
-    out: Path,
-    metric: str | None = None,
-    x: str = "round",
-    group_by: str | None = None,
-    facet: str | None = None,
-    smooth: int | None = None,
-    logy: bool = False,
-) -> "PlotSummary":
-    """Find the runs under `paths`, group them and draw the figure `out`."""
+def plot(paths: list[Path], out: Path, metric: str | None = None, **options) -> "PlotSummary":
+    """Find the runs under `paths` (copies of one run counted once), group them and draw the
+    figure `out`. options: plot_runs's (x, group_by as "algo,alpha", facet, smooth, logy,
+    final, layout)."""
     from flcli.plot import plot_runs  # matplotlib and pandas: only for plots and reports
-    from flcli.runs import default_metric, find_runs, parse_keys
+    from flcli.runs import default_metric, find_runs, merge_copies, parse_keys
 
-    runs = find_runs(paths)
-    return plot_runs(
-        runs,
-        out,
-        metric=metric or default_metric(runs),
-        x=x,
-        group_by=parse_keys(group_by, "--group-by"),
-        facet=facet,
-        smooth=smooth,
-        logy=logy,
-    )
+    runs, notes = merge_copies(find_runs(paths))
+    options["group_by"] = parse_keys(options.get("group_by"), "--group-by")
+    summary = plot_runs(runs, out, metric=metric or default_metric(runs), **options)
+    summary.notes[:0] = notes
+    return summary
 
 
 def report(
@@ -182,11 +169,15 @@ def report(
     target: float | None = None,
     baseline: str | None = None,
     group_by: str | None = None,
+    **options,
 ) -> "Report":
-    """Find the runs under `paths`, group them and summarize each group."""
+    """Find the runs under `paths` (copies of one run counted once), group them and summarize
+    each group. options: summarize's (final, ci, pivot, compare)."""
     from flcli.report import summarize
-    from flcli.runs import default_metric, find_runs, group_runs, parse_keys
+    from flcli.runs import default_metric, find_runs, group_runs, merge_copies, parse_keys
 
-    runs = find_runs(paths)
+    runs, notes = merge_copies(find_runs(paths))
     groups = group_runs(runs, parse_keys(group_by, "--group-by"))
-    return summarize(groups, metric or default_metric(runs), target, baseline)
+    summary = summarize(groups, metric or default_metric(runs), target, baseline, **options)
+    summary.notes[:0] = notes
+    return summary

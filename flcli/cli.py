@@ -41,6 +41,27 @@ err = Console(stderr=True)
 invocation: list[str] = []  # the arguments of this `fl` call, to print how to resume it
 
 
+def show_version(given: bool) -> None:
+    if given:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            out.print(f"flcli {version('flcli')}")
+        except PackageNotFoundError:
+            out.print("flcli (not installed as a package)")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Print flcli's version.", callback=show_version),
+    ] = False,
+) -> None:
+    """Federated learning experiments from the command line: partition, train, plot."""
+
+
 OutDir = Annotated[Path, typer.Option("--out", help="Directory to write.", show_default=False)]
 
 
@@ -271,7 +292,20 @@ def interrupt_once(signum, frame):
 
 
 RunPaths = Annotated[
-    list[Path], typer.Argument(help="Run dirs, or folders searched recursively for runs.")
+    list[Path] | None,
+    typer.Argument(help="Run dirs, or folders searched recursively for runs.", show_default=False),
+]
+SweepFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--sweep",
+        help="Take exactly the runs of this sweep file's current grid (instead of RUNS).",
+        metavar="SWEEP.toml",
+    ),
+]
+Final = Annotated[
+    str,
+    typer.Option(help="Final metric of a run: last, last-k:K (mean of the last K rounds), best."),
 ]
 GroupBy = Annotated[
     str | None,
@@ -296,13 +330,22 @@ Metric = Annotated[
     "fl plot results/sweep --metric train_loss --logy --x bytes --out results/loss.svg"
 )
 def plot(
-    runs: RunPaths,
     out_file: Annotated[
         Path,
         typer.Option("--out", help="Figure to write (.png, .svg or .pdf).", show_default=False),
     ],
+    runs: RunPaths = None,
+    sweep_file: SweepFile = None,
     metric: Metric = None,
-    x: Annotated[str, typer.Option(help="round, bytes (sent up), time, simtime.")] = "round",
+    x: Annotated[
+        str,
+        typer.Option(
+            help="round, bytes (sent up), time or simtime (simulated seconds); or a setting "
+            "(dp_epsilon, mu, alpha, malicious, ...): the final metric against its values, with "
+            "error bars.",
+        ),
+    ] = "round",
+    final: Final = "last",
     group_by: GroupBy = None,
     facet: Annotated[
         str | None,
@@ -316,12 +359,46 @@ def plot(
         ),
     ] = None,
     logy: Annotated[bool, typer.Option("--logy", help="Logarithmic y axis.")] = False,
+    label: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Rename a value or a group in the legend and panel titles, e.g. "
+            "--label fedprox='FedProx (μ=0.01)'; repeatable.",
+            metavar="KEY=TEXT",
+        ),
+    ] = None,
+    title: Annotated[
+        str | None,
+        typer.Option(help="Figure title, or none.", show_default="what was run"),
+    ] = None,
+    figsize: Annotated[
+        str | None,
+        typer.Option(help="Width x height in inches, e.g. 3.5x2.6.", show_default="from panels"),
+    ] = None,
+    ylim: Annotated[
+        str | None,
+        typer.Option(help="y range LOW:HIGH, either may be empty, e.g. 0.5:1.", metavar="LOW:HIGH"),
+    ] = None,
+    legend: Annotated[str, typer.Option(help="below, right or none.")] = "below",
+    font_size: Annotated[
+        float | None, typer.Option(help="Font size in points.", show_default="10")
+    ] = None,
 ) -> None:
     """Plot a metric per round: one line per group of runs, mean ± 1 std over seeds."""
     from flcli import api
+    from flcli.plot import Layout
 
     check_out_file(out_file, "accuracy.png")
-    summary = api.plot(runs, out_file, metric, x, group_by, facet, smooth, logy)
+    paths, labels = chosen_runs(runs, sweep_file)
+    labels.update(parse_labels(label or []))
+    layout = Layout(
+        labels, title, parse_pair(figsize, "--figsize", "x", "3.5x2.6"),
+        parse_pair(ylim, "--ylim", ":", "0.5:1"), legend, font_size,
+    )  # fmt: skip
+    summary = api.plot(
+        paths, out_file, metric, x=x, group_by=group_by, facet=facet, smooth=smooth,
+        logy=logy, final=final, layout=layout,
+    )  # fmt: skip
     for note in summary.notes:
         err.print(f"note: {note}", highlight=False, soft_wrap=True, markup=False)
     panels = f", {summary.panels} panels" if summary.panels > 1 else ""
@@ -330,7 +407,57 @@ def plot(
     )
 
 
-REPORT_SUFFIXES = {".md": "markdown", ".csv": "csv"}
+def chosen_runs(runs: list[Path] | None, sweep_file: Path | None) -> tuple[list[Path], dict]:
+    """RUNS, or the run dirs of --sweep's current grid, and the sweep file's [labels]."""
+    if sweep_file is None:
+        if not runs:
+            raise FLError("give run dirs or folders (e.g. results/noniid), or --sweep SWEEP.toml")
+        return runs, {}
+    if runs:
+        raise FLError(f"give RUNS or --sweep {sweep_file}, not both")
+    from flcli.sweep import grid_runs, load_sweep
+
+    plan = load_sweep(sweep_file)
+    found = grid_runs(plan)
+    if not found:
+        raise FLError(f"no run of {sweep_file}'s grid is trained yet; run fl sweep {sweep_file}")
+    if len(found) < len(plan.runs):
+        err.print(
+            f"note: {len(found)} of the {len(plan.runs)} runs of {sweep_file}'s grid are "
+            "trained; the others are left out",
+            highlight=False,
+            soft_wrap=True,
+        )
+    return found, dict(plan.labels)
+
+
+def parse_labels(items: list[str]) -> dict[str, str]:
+    labels = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise FLError(f"--label {item!r} must be KEY=TEXT, e.g. --label fedprox=FedProx")
+        labels[key] = text
+    return labels
+
+
+def parse_pair(text: str | None, flag: str, sep: str, example: str):
+    """ "3.5x2.6" -> (3.5, 2.6); "0.5:" -> (0.5, None); None stays None."""
+    if text is None:
+        return None
+    parts = text.split(sep)
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        pair = tuple(float(part) if part.strip() else None for part in parts)
+    except ValueError:
+        raise FLError(f"{flag} {text!r} must be two numbers, e.g. {flag} {example}") from None
+    if sep == "x" and None in pair:
+        raise FLError(f"{flag} {text!r} must give both inches, e.g. {flag} {example}")
+    return pair
+
+
+REPORT_SUFFIXES = {".md": "markdown", ".csv": "csv", ".tex": "latex"}
 WIDE = 240  # columns of a table that goes to a file or a pipe rather than a terminal
 
 
@@ -344,7 +471,8 @@ def print_table(table: Table) -> None:
     "--format markdown --out results/sweep.md"
 )
 def report(
-    runs: RunPaths,
+    runs: RunPaths = None,
+    sweep_file: SweepFile = None,
     target_accuracy: Annotated[
         float | None,
         typer.Option(
@@ -364,33 +492,66 @@ def report(
         str | None,
         typer.Option(
             "--format",
-            help="table, markdown or csv.",
-            show_default="from --out's extension (.md, .csv), else table",
+            help="table, markdown, csv or latex (a booktabs tabular, best per column in bold).",
+            show_default="from --out's extension (.md, .csv, .tex), else table",
         ),
     ] = None,
     group_by: GroupBy = None,
     metric: Metric = None,
+    final: Final = "last",
+    pivot: Annotated[
+        tuple[str, str] | None,
+        typer.Option(
+            help="The final metric as a table: one row per value of ROWKEY, one column per "
+            "value of COLKEY (e.g. --pivot algo partition).",
+            metavar="ROWKEY COLKEY",
+        ),
+    ] = None,
+    ci: Annotated[
+        float | None,
+        typer.Option(
+            help="Give the final metric ± a confidence interval at this percent (Student's t "
+            "over seeds), e.g. --ci 95.",
+            show_default="± sample std",
+        ),
+    ] = None,
+    compare: Annotated[
+        tuple[str, str] | None,
+        typer.Option(
+            help="Paired t-test of the final metric of two groups over the seeds both ran, "
+            "e.g. --compare fedavg fedprox.",
+            metavar="A B",
+        ),
+    ] = None,
     out_file: Annotated[
         Path | None,
         typer.Option(
             "--out",
-            help="Write the report to this file (a table is printed too, .md and .csv not).",
+            help="Write the report to this file (a table is printed too, .md, .csv, .tex not).",
         ),
     ] = None,
 ) -> None:
     """Summarize runs per group: final and best metric, rounds/bytes/seconds to a target."""
     from flcli import api
     from flcli.fileio import atomic_write_text
-    from flcli.report import FORMATS, to_csv, to_markdown
+    from flcli.report import FORMATS, comparison_text, to_csv, to_latex, to_markdown
 
     check_out_file(out_file, "report.md")
     suffix = out_file.suffix.lower() if out_file else ""
     format = format or REPORT_SUFFIXES.get(suffix, "table")
     if format not in FORMATS:
         raise FLError(f"--format {format!r} is not one of: {', '.join(FORMATS)}")
-    summary = api.report(runs, metric, target_accuracy, baseline, group_by)
+    if pivot and group_by:
+        raise FLError(f"--pivot {' '.join(pivot)} sets the groups; drop --group-by {group_by}")
+    paths, _ = chosen_runs(runs, sweep_file)
+    summary = api.report(
+        paths, metric, target_accuracy, baseline, ",".join(pivot) if pivot else group_by,
+        final=final, ci=ci, pivot=pivot, compare=compare,
+    )  # fmt: skip
     for note in summary.notes:
         err.print(f"note: {note}", highlight=False, soft_wrap=True, markup=False)
+    if summary.comparison is not None:
+        err.print(comparison_text(summary.comparison), highlight=False, soft_wrap=True)
     if format == "table":
         table = report_table(summary)
         print_table(table)
@@ -400,7 +561,7 @@ def report(
             plain.print(table)
             text = plain.file.getvalue()
     else:
-        text = to_markdown(summary) if format == "markdown" else to_csv(summary)
+        text = {"markdown": to_markdown, "csv": to_csv, "latex": to_latex}[format](summary)
         if not out_file:
             out.print(text, end="", markup=False, highlight=False, soft_wrap=True)
     if out_file:
@@ -420,7 +581,7 @@ def report_table(summary) -> Table:
     header, rows = text_cells(summary)
     table = Table(caption=caption(summary), caption_justify="left", box=box.SIMPLE_HEAD)
     for i, name in enumerate(header):
-        right = i >= max(len(summary.keys), 1) and name != "status"
+        right = i >= summary.label_columns and name != "status"
         widest = max((len(row[i]) for row in rows), default=0)  # values never wrap; headers may
         table.add_column(name, justify="right" if right else "left", min_width=widest)
     for row in rows:
@@ -452,6 +613,14 @@ def sweep(
     dry_run: Annotated[
         bool, typer.Option(help="List the runs and which are done, run nothing.")
     ] = False,
+    prune: Annotated[
+        bool,
+        typer.Option(
+            help="List the run dirs under the results dir that the file's current grid does not "
+            "plan (an older grid's, other configs'); with --yes delete them. Runs nothing."
+        ),
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="With --prune: delete what it lists.")] = False,
 ) -> None:
     """Run a grid of partitions x training runs in parallel; completed runs are skipped."""
     from joblib.externals.loky import cpu_count
@@ -463,6 +632,11 @@ def sweep(
         raise FLError(f"--jobs {jobs} must be a positive integer, e.g. 2")
     overrides = {"backend": backend} if backend is not None else {}
     plan = load_sweep(sweep_file, out_dir, overrides)
+    if yes and not prune:
+        raise FLError("--yes confirms --prune's deletions; add --prune")
+    if prune:
+        prune_runs(plan, yes)
+        return
     summary = f"{plan.name}: {len(plan.runs)} runs on {plan.num_partitions} partitions"
     if dry_run:
         table = Table(title=summary, box=None)
@@ -525,6 +699,22 @@ def sweep(
             f"{counts['failed']} of {len(plan.runs)} runs failed (listed above); fix them and "
             "run the same command again: completed runs are skipped"
         )
+
+
+def prune_runs(plan, delete: bool) -> None:
+    import shutil
+
+    from flcli.sweep import stale_runs
+
+    stale = stale_runs(plan)
+    for run_dir in stale:
+        if delete:
+            shutil.rmtree(run_dir)
+        out.print(f"{'deleted' if delete else 'not in the grid'}: {run_dir}", soft_wrap=True)
+    if not stale:
+        out.print(f"every run under {plan.root} is in the grid of {plan.name}")
+    elif not delete:
+        out.print(f"{len(stale)} run dirs are not in the grid; delete them with --prune --yes")
 
 
 def sweep_table(plan, finished: dict) -> Table:

@@ -1,26 +1,37 @@
 """Figures from run dirs: a mean line and a ±1 std band over seeds per group, one panel per
 facet value. Reads run.json and rounds.csv only (through flcli.runs), never the models."""
 
+import json
+import math
 import textwrap
 import zlib
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
+
+import pandas as pd
 
 from flcli.errors import FLError
 from flcli.fileio import atomic_save_figure
 from flcli.runs import (
+    DISPLAY_NAMES,
     GREEK,
     Group,
     Run,
     default_keys,
     describe,
+    final_value,
     group_runs,
     mean_std,
+    metric_range,
+    parse_final,
     pooling_notes,
     require_columns,
     seed_table,
+    sort_key,
     split_by,
+    spread,
     unfinished,
 )
 
@@ -44,23 +55,25 @@ METRIC_LABELS = {
 }
 FORMATS = (".png", ".svg", ".pdf")
 # One colour per registered algorithm (flcli.algorithms.registry), the same in every figure:
-# Okabe-Ito first, then colours chosen to stay apart from them and from each other (CIEDE2000
-# of 10 or more between any two, also under simulated protanopia, deuteranopia, tritanopia).
+# Okabe-Ito's colour-blind-safe set first, then Paul Tol's. Algorithms of one family get hues
+# far apart: FedAvg's variants (fedavg blue, fedsgd olive, fedavgm orange, fednova black,
+# fedavglu grey) and the adaptive server optimizers (fedadam pink, fedyogi wine, fedadagrad
+# indigo) are never shades of one colour.
 ALGORITHM_COLORS = {
     "fedavg": "#0072B2",
     "fedprox": "#D55E00",
     "scaffold": "#009E73",
-    "fedsgd": "#CC79A7",
+    "fedsgd": "#999933",
     "fedavgm": "#E69F00",
-    "fedadam": "#56B4E9",
-    "fedavglu": "#000000",
+    "fedadam": "#CC79A7",
+    "fedavglu": "#888888",
     "feddyn": "#8C564B",
-    "fednova": "#222288",
-    "fedyogi": "#333300",
-    "fedadagrad": "#005577",
-    "feddist": "#880044",
+    "fednova": "#000000",
+    "fedyogi": "#882255",
+    "fedadagrad": "#332288",
+    "feddist": "#DDCC77",
     "qfedavg": "#8877FF",
-    "ditto": "#0000FF",
+    "ditto": "#AA4499",
     "fedbag": "#AABB99",
     "fedbuff": "#6B8E23",
     "fedasync": "#B8860B",
@@ -74,6 +87,9 @@ LINESTYLES = ("-", "--", ":", "-.")
 MARKERS = ("o", "s", "^", "D", "v", "X", "P", "*")
 MARK_EVERY = 0.1
 STYLE = {
+    "pdf.fonttype": 42,  # TrueType, not Type 3: what IEEE PDF eXpress and ACM accept
+    "ps.fonttype": 42,
+    "svg.fonttype": "none",  # text stays text
     "font.size": 10,
     "axes.titlesize": 10.5,
     "axes.labelsize": 10,
@@ -146,32 +162,58 @@ def line_styles(groups: list[Group]) -> dict[str, Look]:
 
 
 def unset(keys: list[str]) -> str:
-    """What a group or panel is when its settings are all None (fedavg has no mu): "μ not set"."""
+    """What a group or panel is when its settings are all None (fedavg has no mu): "μ not set";
+    "no DP" when they are all DP settings."""
+    if all(key.startswith("dp_") for key in keys):
+        return "no DP"
     return f"{', '.join(GREEK.get(key, key) for key in keys)} not set"
 
 
-def name_of(group: Group) -> str:
-    """The group's legend entry: its label, but "μ not set" rather than "all runs" for a group
-    whose only settings are unset."""
-    if group.values and not describe(group.values):
+def shown_value(key: str, value: Any, labels: dict[str, str]) -> str:
+    """One setting in a legend or panel title: the user's --label for it, else the algorithm's
+    display name or "μ=0.01"."""
+    text = describe({key: value})
+    for name in (text, str(value)):
+        if name in labels:
+            return labels[name]
+    if key == "algo":
+        return DISPLAY_NAMES.get(str(value), str(value))
+    return text
+
+
+def name_of(group: Group, labels: dict[str, str] | None = None) -> str:
+    """The group's legend entry: the user's label for the whole group, else its settings that
+    are set ("FedProx, μ=0.01"), else what is unset ("μ not set")."""
+    labels = labels or {}
+    if group.label in labels:
+        return labels[group.label]
+    parts = [shown_value(k, v, labels) for k, v in group.values.items() if v is not None]
+    if group.values and not parts:
         return unset(list(group.values))
-    return group.label
+    return ", ".join(parts) or group.label
+
+
+TITLE_KEYS = ("dataset", "num_clients", "partition", "model", "clients_per_round", "fraction")
+THREAT_KEYS = ("attack", "malicious", "aggregator", "dp_epsilon", "dp_clip", "dp_noise")
 
 
 def title_of(runs: list[Run], facet: str | None, groups: list[Group], smooth: int | None) -> str:
-    """What was run, from the settings all runs share: dataset, clients, partition, model."""
+    """What was run, from the settings all runs share: dataset, clients, partition, model,
+    clients per round, and the attack and the privacy budget when they apply."""
     first = runs[0].settings
     shared = [
         key
-        for key in ("algo", "dataset", "num_clients", "partition", "model")
+        for key in ("algo", *TITLE_KEYS, *THREAT_KEYS)
         if key != facet and all(run.settings.get(key) == first.get(key) for run in runs)
     ]
     parts = [describe_value_for_title(key, first.get(key)) for key in shared]
-    seeds = sorted({len(g.logged) for g in groups})
+    seeds = sorted({g.n for g in groups})
     how = []
     if seeds[-1] > 1:
         count = f"{seeds[0]}" if len(seeds) == 1 else f"{seeds[0]}–{seeds[-1]}"
-        how.append(f"mean ± 1 std over {count} seeds")
+        how.append(f"mean ± 1 std over n = {count} seeds")
+    else:
+        how.append("n = 1 seed per line")
     if smooth and smooth > 1:
         how.append(f"moving average over {smooth} rounds")
     line = " · ".join(p for p in parts if p)
@@ -181,13 +223,50 @@ def title_of(runs: list[Run], facet: str | None, groups: list[Group], smooth: in
 def describe_value_for_title(key: str, value: Any) -> str:
     if value is None:
         return ""
+    if key == "algo":
+        return DISPLAY_NAMES.get(str(value), str(value))
     if key == "model":
         return f"{value} model"
+    if key == "clients_per_round":
+        return f"{value} clients per round"
+    if key == "fraction":
+        return f"{value:g} of clients per round"
+    if key == "attack":
+        return f"attack: {value}"
+    if key == "malicious":
+        return f"{value:g} malicious"
+    if key == "dp_epsilon":
+        return f"DP ε={value:g}"
+    if key == "aggregator":
+        return "" if value == "mean" else f"{value} aggregation"
     return describe({key: value})
 
 
 def panels_of(runs: list[Run], facet: str | None) -> list[tuple[Any, list[Run]]]:
     return [(None, runs)] if facet is None else split_by(runs, facet)
+
+
+LEGENDS = ("below", "right", "none")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a figure is laid out and named, apart from what it shows."""
+
+    labels: dict[str, str] = field(default_factory=dict)  # a value or a group label -> text
+    title: str | None = None  # None: from the runs; "none": no title
+    figsize: tuple[float, float] | None = None  # inches; None: from the panels
+    ylim: tuple[float | None, float | None] | None = None
+    legend: str = "below"
+    font_size: float | None = None
+
+    def check(self) -> None:
+        if self.legend not in LEGENDS:
+            raise FLError(f"--legend {self.legend!r} is not one of: {', '.join(LEGENDS)}")
+        if self.figsize is not None and min(self.figsize) <= 0:
+            raise FLError(f"--figsize {self.figsize} must be two positive inches, e.g. 6.4x4")
+        if self.font_size is not None and self.font_size <= 0:
+            raise FLError(f"--font-size {self.font_size} must be positive points, e.g. 9")
 
 
 @dataclass(frozen=True)
@@ -199,12 +278,15 @@ class Figure:
     legend: dict[str, str]  # group label -> legend entry (with unfinished runs noted)
     facet: str | None
     metric: str
-    x_column: str
+    x_column: str  # a rounds.csv column, or the setting on the x axis (see `against`)
     x_label: str
     title: str
     smooth: int | None
     logy: bool
-    notes: list[str]  # runs skipped, groups pooling settings
+    notes: list[str]  # runs skipped, groups pooling settings, curves that coincide
+    against: bool = False  # x is a setting: the final metric per value, with error bars
+    final: tuple[str, int] = ("last", 1)
+    layout: Layout = field(default_factory=Layout)
 
 
 def plan_figure(
@@ -215,10 +297,12 @@ def plan_figure(
     facet: str | None = None,
     smooth: int | None = None,
     logy: bool = False,
+    final: str = "last",
+    layout: Layout | None = None,
 ) -> Figure:
     """Check the options against the runs, split them into panels and groups, pick styles."""
-    if x not in X_AXES:
-        raise FLError(f"--x {x!r} is not one of: {', '.join(X_AXES)}")
+    layout = layout or Layout()
+    layout.check()
     if smooth is not None and smooth < 1:
         raise FLError(f"--smooth {smooth} must be a window of at least 1 round")
     logged = [run for run in runs if run.rounds is not None]
@@ -229,27 +313,104 @@ def plan_figure(
     ]
     if not logged:
         raise FLError(f"none of the {len(runs)} runs found has a rounds.csv yet; train them first")
-    x_column, x_label = X_AXES[x]
-    require_columns(logged, [metric, x_column])
+    against = x not in X_AXES
+    if against and not any(x in run.settings for run in logged):
+        raise FLError(
+            f"--x {x!r} is not one of: {', '.join(X_AXES)}, nor a setting of the runs "
+            f"(e.g. {', '.join(k for k in logged[0].settings if '.' not in k)})"
+        )
+    if against and facet == x:
+        raise FLError(f"--x {x} and --facet {x} name one setting; facet by another")
+    x_column, x_label = (x, axis_name(x)) if against else X_AXES[x]
+    require_columns(logged, [metric] if against else [metric, x_column])
     keys = default_keys(logged, facet) if group_by is None else group_by
+    keys = [k for k in keys if k != x]
     panels = [(value, group_runs(members, keys)) for value, members in panels_of(logged, facet)]
     every_group = [g for _, groups in panels for g in groups]
     styles = line_styles(every_group)
-    names = {g.label: name_of(g) for g in every_group}
-    legend = {}
-    for label, name in names.items():
-        status = unfinished([run for g in every_group if g.label == label for run in g.runs])
-        legend[label] = f"{name} ({status})" if status else name
+    legend = legend_entries(every_group, layout.labels)
+    if not against:
+        notes += coinciding(panels, styles, legend, metric, smooth)
+    title = title_of(logged, facet, every_group, smooth)
+    pooling = every_group
+    if against:  # a point's n is its group's runs at one value of x
+        pooling = [replace(g, mixed=tuple(k for k in g.mixed if k != x)) for g in every_group]
+        title = against_title(title, every_group, x, final)
     return Figure(
-        panels, styles, legend, facet, metric, x_column, x_label,
-        title_of(logged, facet, every_group, smooth), smooth, logy,
-        notes + pooling_notes(every_group, "--group-by or --facet"),
+        panels, styles, legend, facet, metric, x_column, x_label, title, smooth, logy,
+        notes + pooling_notes(pooling, "--group-by or --facet"), against,
+        parse_final(final), layout,
     )  # fmt: skip
+
+
+def against_title(title: str, groups: list[Group], x: str, final: str) -> str:
+    """The title of a final-metric-against-x figure: n counted per point."""
+    counts = [
+        Counter(json.dumps(run.settings.get(x), default=str) for run in g.logged) for g in groups
+    ]
+    ns = sorted({n for count in counts for n in count.values()})
+    first = title.split("\n")[0]
+    count = f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}–{ns[-1]}"
+    return f"{first}\n{final_text(parse_final(final))}: mean ± 1 std over n = {count} seeds"
+
+
+def axis_name(key: str) -> str:
+    names = {"dp_epsilon": "Privacy budget ε", "malicious": "Fraction of malicious clients"}
+    return names.get(key, GREEK.get(key, key.replace("_", " ")))
+
+
+def final_text(final: tuple[str, int]) -> str:
+    kind, count = final
+    return {"last": "final value", "best": "best value"}.get(kind, f"mean of last {count} rounds")
+
+
+def legend_entries(groups: list[Group], labels: dict[str, str]) -> dict[str, str]:
+    """Group label -> legend entry: its name, unfinished runs, and n when groups differ in it."""
+    ns = {g.n for g in groups}
+    legend = {}
+    for group in groups:
+        same = [run for g in groups if g.label == group.label for run in g.runs]
+        extra = [unfinished(same)] if unfinished(same) else []
+        if len(ns) > 1:
+            mine = sorted({g.n for g in groups if g.label == group.label})
+            extra.append(f"n={mine[0]}" if len(mine) == 1 else f"n={mine[0]}–{mine[-1]}")
+        name = name_of(group, labels)
+        legend[group.label] = f"{name} ({'; '.join(extra)})" if extra else name
+    return legend
+
+
+COINCIDE = 0.005  # of the metric's range over the panel: closer curves look like one
+
+
+def coinciding(panels, styles: dict[str, Look], legend, metric, smooth) -> list[str]:
+    """Curves of one panel that lie on each other: a note each, and a marker on the later one
+    (placed between the earlier one's) so that both show."""
+    notes = []
+    for panel, groups in panels:
+        means = {g.label: seed_table(g.logged, metric, smooth).mean(axis=1) for g in groups}
+        values = pd.concat(list(means.values()))
+        scale = max(float(values.max() - values.min()), 1e-12)
+        for i, a in enumerate(groups):
+            for b in groups[i + 1 :]:
+                gap = (means[a.label] - means[b.label]).abs().max()
+                if gap <= COINCIDE * scale:
+                    look = styles[b.label]
+                    taken = set(styles.values())
+                    free = [m for m in MARKERS if Look(look.color, look.linestyle, m) not in taken]
+                    if look.marker is None and free:
+                        styles[b.label] = Look(look.color, look.linestyle, free[0])
+                    where = f" in panel {panel}" if panel is not None else ""
+                    notes.append(
+                        f"{legend[a.label]!r} and {legend[b.label]!r} coincide{where} (largest gap "
+                        f"{gap:.2g}); the second is drawn with markers"
+                    )
+    return notes
 
 
 def plot_runs(runs: list[Run], out: Path, **options: Any) -> PlotSummary:
     """Draw the options' metric for each group of runs (a mean line and a ±1 std band over
-    seeds), one panel per facet value with shared axes, the legend below; write it to `out`."""
+    seeds, or with a setting as x the final metric per value with error bars), one panel per
+    facet value with shared axes; write it to `out`."""
     out = Path(out)
     if out.suffix.lower() not in FORMATS:
         raise FLError(f"--out {out}: give a file ending in {', '.join(FORMATS)}")
@@ -257,7 +418,8 @@ def plot_runs(runs: list[Run], out: Path, **options: Any) -> PlotSummary:
     drawn = render(figure)
     import matplotlib.pyplot as plt
 
-    atomic_save_figure(out, drawn, dpi=200)
+    with plt.rc_context(STYLE):
+        atomic_save_figure(out, drawn, dpi=200)
     plt.close(drawn)
     runs_drawn = sum(len(g.runs) for _, groups in figure.panels for g in groups)
     return PlotSummary(runs_drawn, len(figure.styles), len(figure.panels), figure.notes)
@@ -270,17 +432,29 @@ def render(figure: Figure):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    layout = figure.layout
     count = len(figure.panels)
     ncols = min(count, 3)
     nrows = -(-count // ncols)
     width = 6.4 if count == 1 else 3.6 * ncols + 0.6
     height = 4.0 if count == 1 else 3.0 * nrows + 0.4
+    if layout.figsize is not None:
+        width, height = layout.figsize
+    title = figure.title if layout.title is None else layout.title
+    title = "" if title == "none" else title
     title = "\n".join(  # wrapped to the figure's width (about 11 characters an inch)
         textwrap.fill(line, width=int(width * 11), break_on_hyphens=False)
-        for line in figure.title.split("\n")
+        for line in title.split("\n")
     )
-    height += 0.3 * title.count("\n")
-    with plt.rc_context(STYLE):
+    if layout.figsize is None:
+        height += 0.3 * title.count("\n")
+    style = dict(STYLE)
+    if layout.font_size is not None:
+        size = layout.font_size
+        style.update({"font.size": size, "axes.titlesize": size, "axes.labelsize": size})
+        style.update({"legend.fontsize": size * 0.95, "xtick.labelsize": size * 0.9})
+        style["ytick.labelsize"] = size * 0.9
+    with plt.rc_context(style):
         fig, axes = plt.subplots(
             nrows,
             ncols,
@@ -293,46 +467,62 @@ def render(figure: Figure):
         handles: dict[str, Any] = {}
         for ax, (value, groups) in zip(axes.flat, figure.panels, strict=False):
             for group in groups:
-                line = draw_group(ax, group, figure, figure.styles[group.label])
+                draw = draw_points if figure.against else draw_group
+                line = draw(ax, group, figure, figure.styles[group.label])
                 handles.setdefault(figure.legend[group.label], line)
             if figure.facet is not None:
-                ax.set_title(describe({figure.facet: value}) or unset([figure.facet]))
+                shown = shown_value(figure.facet, value, layout.labels) if value is not None else ""
+                ax.set_title(shown or unset([figure.facet]))
             style_axes(ax, figure)
-        for i, ax in enumerate(axes.flat):
-            row, col = divmod(i, ncols)
-            if i >= count:  # an empty slot of the last row: the panel above shows the x axis
-                ax.set_visible(False)
-                axes[row - 1, col].xaxis.set_tick_params(labelbottom=True)
-                axes[row - 1, col].set_xlabel(figure.x_label)
-                continue
-            if col == 0:
-                ax.set_ylabel(METRIC_LABELS.get(figure.metric, figure.metric.replace("_", " ")))
-            if row == nrows - 1:
-                ax.set_xlabel(figure.x_label)
-        fig.suptitle(title)
-        if len(handles) > 1 or any(figure.legend[k] != k for k in figure.legend):
-            add_legend(fig, handles)
+        label_axes(axes, count, ncols, nrows, figure)
+        if title:
+            fig.suptitle(title)
+        wanted = len(handles) > 1 or any(figure.legend[k] != k for k in figure.legend)
+        if wanted and layout.legend != "none":
+            add_legend(fig, handles, layout.legend)
     return fig
 
 
-def add_legend(fig, handles: dict[str, Any]) -> None:
-    """Below the panels, in as many columns (up to 4) as fit the figure's width; the figure
-    grows by the legend's rows so that the panels keep their size."""
+def label_axes(axes, count: int, ncols: int, nrows: int, figure: Figure) -> None:
+    for i, ax in enumerate(axes.flat):
+        row, col = divmod(i, ncols)
+        if i >= count:  # an empty slot of the last row: the panel above shows the x axis
+            ax.set_visible(False)
+            axes[row - 1, col].xaxis.set_tick_params(labelbottom=True)
+            axes[row - 1, col].set_xlabel(figure.x_label)
+            continue
+        if col == 0:
+            ax.set_ylabel(METRIC_LABELS.get(figure.metric, figure.metric.replace("_", " ")))
+        if row == nrows - 1:
+            ax.set_xlabel(figure.x_label)
+
+
+def add_legend(fig, handles: dict[str, Any], where: str = "below") -> None:
+    """Below the panels, in as many columns (up to 4) as fit the figure's width, or right of
+    them in one column; entries too long for the canvas are wrapped, so that the legend never
+    leaves it. The figure grows by the legend so that the panels keep their size."""
     renderer = fig.canvas.get_renderer()
-    for ncols in range(min(len(handles), 4), 0, -1):
+    width, height = fig.get_size_inches()
+    limit = 0.97 * fig.bbox.width if where == "below" else 0.45 * fig.bbox.width
+    names = list(handles)
+    widest = 1 if where == "right" else min(len(handles), 4)
+    attempts = [(w, n) for w in (None, 60, 45, 32, 24, 18, 12) for n in range(widest, 0, -1)]
+    for i, (wrap, ncols) in enumerate(attempts):
         legend = fig.legend(
             handles.values(),
-            handles.keys(),
-            loc="outside lower center",
+            names if wrap is None else [textwrap.fill(name, wrap) for name in names],
+            loc="outside lower center" if where == "below" else "outside right upper",
             ncols=ncols,
             frameon=False,
         )
-        if ncols == 1 or legend.get_window_extent(renderer).width <= 0.97 * fig.bbox.width:
+        extent = legend.get_window_extent(renderer)
+        if extent.width <= limit or i == len(attempts) - 1:
             break
         legend.remove()
-    rows = -(-len(handles) // ncols)
-    width, height = fig.get_size_inches()
-    fig.set_size_inches(width, height + 0.3 + 0.22 * rows)
+    if where == "right":
+        fig.set_size_inches(width + extent.width / fig.dpi + 0.2, height)
+    else:
+        fig.set_size_inches(width, height + 0.2 + extent.height / fig.dpi)
 
 
 def style_axes(ax, figure: Figure) -> None:
@@ -354,10 +544,13 @@ def style_axes(ax, figure: Figure) -> None:
         ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
         ax.yaxis.set_minor_formatter(NullFormatter())
+    if figure.layout.ylim is not None:
+        ax.set_ylim(*figure.layout.ylim)
 
 
 def draw_group(ax, group: Group, figure: Figure, look: Look):
-    """The mean over seeds as a line, ±1 sample std as a band (where 2+ seeds have the round)."""
+    """The mean over seeds as a line, ±1 sample std as a band (where 2+ seeds have the round),
+    the band clipped to the values the metric can take."""
     runs = group.logged
     stats = mean_std(seed_table(runs, figure.metric, figure.smooth))
     xs = seed_table(runs, figure.x_column).mean(axis=1).reindex(stats.index)
@@ -367,17 +560,52 @@ def draw_group(ax, group: Group, figure: Figure, look: Look):
         color=look.color,
         linestyle=look.linestyle,
         marker=look.marker,
-        markevery=MARK_EVERY,
+        markevery=(MARK_EVERY / 2, MARK_EVERY) if look.marker else MARK_EVERY,
         markersize=5,
         linewidth=1.8,
     )
     if (stats["n"] > 1).any():
+        low, high = metric_range(figure.metric)
         ax.fill_between(
             xs,
-            stats["mean"] - stats["std"],
-            stats["mean"] + stats["std"],
+            (stats["mean"] - stats["std"]).clip(low, high),
+            (stats["mean"] + stats["std"]).clip(low, high),
             color=look.color,
             alpha=0.2,
             linewidth=0,
         )
+    return line
+
+
+def draw_points(ax, group: Group, figure: Figure, look: Look):
+    """The final metric against the setting figure.x_column: the mean over seeds per value with
+    ±1 std error bars (clipped to the metric's range); runs without the setting (no DP, say) as
+    a dashed horizontal line at their mean."""
+    finals: dict[Any, list[float]] = {}
+    for run in group.logged:
+        value = run.settings.get(figure.x_column)
+        finals.setdefault(value, []).append(final_value(run, figure.metric, figure.final))
+    reference = finals.pop(None, None)
+    low, high = metric_range(figure.metric)
+    values = sorted(finals, key=lambda v: sort_key(figure.x_column, v))
+    numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+    xs = values if numeric else [str(v) for v in values]
+    means, errors = [], [[], []]
+    for value in values:
+        mean, std = spread(finals[value])
+        means.append(mean)
+        std = 0.0 if math.isnan(std) else std
+        errors[0].append(mean - max(mean - std, low))
+        errors[1].append(min(mean + std, high) - mean)
+    line = ax.errorbar(
+        xs, means, yerr=errors, color=look.color, linestyle=look.linestyle,
+        marker=look.marker or "o", markersize=5, linewidth=1.8, capsize=3,
+    )  # fmt: skip
+    if numeric and len(values) > 1 and min(values) > 0 and max(values) / min(values) >= 10:
+        ax.set_xscale("log")
+    if reference:
+        ax.axhline(spread(reference)[0], color=look.color, linestyle="--", linewidth=1.2)
+        unset_name = f"{axis_name(figure.x_column)} not set"
+        ax.annotate(unset_name, (0.01, spread(reference)[0]), xycoords=("axes fraction", "data"),
+                    fontsize="small", color=look.color, va="bottom")  # fmt: skip
     return line

@@ -6,15 +6,27 @@ import csv
 import functools
 import io
 import math
+import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from flcli.errors import FLError
-from flcli.runs import Group, Run, lower_is_better, pooling_notes, require_columns, spread
+from flcli.runs import (
+    DISPLAY_NAMES,
+    Group,
+    Run,
+    describe,
+    final_value,
+    lower_is_better,
+    parse_final,
+    pooling_notes,
+    require_columns,
+    spread,
+)
 
-FORMATS = ("table", "markdown", "csv")
+FORMATS = ("table", "markdown", "csv", "latex")
 FAIRNESS = "client_accuracy_p10"
 PERSONAL = "personal_accuracy"
 PRIVACY = "epsilon"
@@ -34,6 +46,15 @@ class Report:
     baseline: str | None  # the baseline group's value, e.g. "fedavg"; None: no speed-up column
     rows: list[dict[str, Any]]  # raw numbers, one dict per group (see summarize_group)
     notes: list[str] = field(default_factory=list)
+    final: tuple[str, int] = ("last", 1)
+    ci: float | None = None  # percent: the final column's ± is this t-interval, not the std
+    pivot: tuple[str, str] | None = None  # (row key, column key)
+    comparison: dict[str, Any] | None = None  # the paired test of --compare A B
+
+    @property
+    def label_columns(self) -> int:
+        """How many leading columns of text_cells are labels rather than numbers."""
+        return 1 if self.pivot else max(len(self.keys), 1)
 
     @property
     def show_status(self) -> bool:
@@ -78,16 +99,36 @@ def reached(run: Run, metric: str, target: float) -> Reached | None:
     )
 
 
-def summarize_group(group: Group, metric: str, target: float | None) -> dict[str, Any]:
+def t_interval(values: list[float], level: float) -> float:
+    """Half-width of the two-sided `level`% t confidence interval of the mean (n - 1 degrees of
+    freedom); NaN for fewer than two values."""
+    from scipy import stats
+
+    if len(values) < 2:
+        return math.nan
+    sem = stats.sem(values)
+    return float(sem * stats.t.ppf(0.5 + level / 200, len(values) - 1))
+
+
+def summarize_group(
+    group: Group,
+    metric: str,
+    target: float | None,
+    final: tuple[str, int] = ("last", 1),
+    ci: float | None = None,
+) -> dict[str, Any]:
     runs = group.logged
     row: dict[str, Any] = {**group.values, "seeds": len(runs), "status": group.status}
     if not runs:
         return row
-    pick_best = np.nanmin if lower_is_better(metric) else np.nanmax
     row["rounds_min"] = int(min(run.column("round").iloc[-1] for run in runs))
     row["rounds_max"] = int(max(run.column("round").iloc[-1] for run in runs))
-    row["final_mean"], row["final_std"] = spread([run.column(metric).iloc[-1] for run in runs])
-    row["best_mean"], row["best_std"] = spread([pick_best(run.column(metric)) for run in runs])
+    finals = [final_value(run, metric, final) for run in runs]
+    row["final_mean"], row["final_std"] = spread(finals)
+    if ci is not None:
+        row["final_ci"] = t_interval(finals, ci)
+    best = [final_value(run, metric, ("best", 1)) for run in runs]
+    row["best_mean"], row["best_std"] = spread(best)
     for column in OPTIONAL:
         having = [run for run in runs if column in run.rounds.columns]
         if having:
@@ -150,16 +191,25 @@ def summarize(
     metric: str,
     target: float | None = None,
     baseline: str | None = None,
+    final: str = "last",
+    ci: float | None = None,
+    pivot: tuple[str, str] | None = None,
+    compare: tuple[str, str] | None = None,
 ) -> Report:
     """One row of raw numbers per group. `baseline` None means fedavg when there is such a
-    group; the speed-up is the baseline's mean rounds to target over the group's."""
+    group; the speed-up is the baseline's mean rounds to target over the group's. `final`:
+    last, last-k:K or best; `ci`: a t-interval at that percent for the final metric; `pivot`:
+    (row key, column key), the groups' keys; `compare`: two groups for a paired test."""
+    if ci is not None and not 0 < ci < 100:
+        raise FLError(f"--ci {ci:g} must be a confidence level in percent, e.g. --ci 95")
+    kind = parse_final(final)
     if target is not None and metric.endswith("accuracy") and not 0 < target <= 1:
         raise FLError(f"--target-accuracy {target} must be a fraction in (0, 1], e.g. 0.9")
     if baseline is not None and target is None:
         raise FLError("--baseline compares rounds to reach a target; give --target-accuracy T")
     needed = [metric] if target is None else [metric, "bytes_up", "elapsed_s"]
     require_columns([run for group in groups for run in group.logged], needed)
-    rows = [summarize_group(group, metric, target) for group in groups]
+    rows = [summarize_group(group, metric, target, kind, ci) for group in groups]
     keys = list(groups[0].values) if groups else []
     matched = None
     if target is not None:
@@ -170,7 +220,55 @@ def summarize(
                 base_row = rows[groups.index(base)] if base else None
                 row["speedup"] = speedup(base_row, row)
                 row["speedup_above"] = speedup_bound(base_row, row)
-    return Report(metric, keys, target, matched, rows, pooling_notes(groups, "--group-by"))
+    comparison = paired_test(groups, metric, kind, compare) if compare else None
+    return Report(
+        metric, keys, target, matched, rows, pooling_notes(groups, "--group-by"), kind, ci,
+        pivot, comparison,
+    )  # fmt: skip
+
+
+def named_group(groups: list[Group], name: str) -> Group:
+    """The one group whose label, or one of whose values, is `name` (--compare's A or B)."""
+    found = [g for g in groups if g.label == name] or [
+        g for g in groups if name in {str(v) for v in g.values.values()}
+    ]
+    if len(found) != 1:
+        labels = "; ".join(g.label for g in groups)
+        how = "names no group" if not found else f"names {len(found)} groups"
+        raise FLError(f"--compare {name!r} {how}; give one of the groups: {labels}")
+    return found[0]
+
+
+def paired_test(
+    groups: list[Group], metric: str, final: tuple[str, int], names: tuple[str, str]
+) -> dict[str, Any]:
+    """A paired t-test (scipy.stats.ttest_rel, two-sided) of the final metric of two groups over
+    the seeds both have: the mean difference A - B, its t, p and the number of pairs."""
+    from scipy import stats
+
+    a, b = (named_group(groups, name) for name in names)
+    by_seed = [
+        {run.settings.get("seed"): final_value(run, metric, final) for run in g.logged}
+        for g in (a, b)
+    ]
+    seeds = sorted(set(by_seed[0]) & set(by_seed[1]), key=str)
+    if len(seeds) < 2:
+        raise FLError(
+            f"--compare {names[0]} {names[1]}: a paired test needs 2 or more seeds run by both; "
+            f"they share {len(seeds)}: run more seeds"
+        )
+    x = [by_seed[0][s] for s in seeds]
+    y = [by_seed[1][s] for s in seeds]
+    result = stats.ttest_rel(x, y)
+    return {
+        "a": a.label,
+        "b": b.label,
+        "pairs": len(seeds),
+        "difference": float(np.mean(np.subtract(x, y))),
+        "t": float(result.statistic),
+        "p": float(result.pvalue),
+        "test": "paired t-test (two-sided) over matched seeds",
+    }
 
 
 def speedup(base: dict | None, row: dict) -> float:
@@ -242,7 +340,7 @@ def header_of(report: Report) -> list[str]:
     name = metric_name(report.metric)
     header = [k if k != "algo" else "algorithm" for k in report.keys] or ["runs"]
     header += ["seeds", "status"] if report.show_status else ["seeds"]
-    header += ["last round", f"final {name}", f"best {name}"]
+    header += ["last round", f"{final_name(report)} {name}", f"best {name}"]
     if report.target is not None:
         goal = f"{report.target:g}"
         header += [f"rounds to {goal}", f"bytes up to {goal}", f"seconds to {goal}"]
@@ -255,12 +353,35 @@ def header_of(report: Report) -> list[str]:
     return header
 
 
+def final_name(report: Report) -> str:
+    kind, count = report.final
+    return {"last": "final", "best": "best"}.get(kind, f"last-{count} mean")
+
+
+def spread_name(report: Report) -> str:
+    return f"{report.ci:g}% t-interval" if report.ci is not None else "sample std"
+
+
 def caption(report: Report) -> str:
     """What the numbers are, in one paragraph."""
+    kind, count = report.final
+    final = {"last": "last logged round", "best": "best over rounds"}.get(
+        kind, f"mean of the last {count} logged rounds"
+    )
+    ns = sorted({row["seeds"] for row in report.rows})
+    n = f"n = {ns[0]}" if len(ns) == 1 else f"n = {ns[0]}–{ns[-1]} (column seeds)"
     parts = [
-        f"{report.metric}: mean ± sample std over seeds; final = last logged round, "
+        f"{report.metric}: mean ± sample std over seeds ({n} per group; copies of a run count "
+        f"once); {final_name(report)} = {final}, "
         f"best = {'lowest' if lower_is_better(report.metric) else 'highest'} over rounds."
     ]
+    if report.ci is not None:
+        parts.append(
+            f"The {final_name(report)} column's ± is the {report.ci:g}% confidence interval of "
+            "the mean (Student's t, n − 1 degrees of freedom)."
+        )
+    if report.comparison is not None:
+        parts.append(comparison_text(report.comparison))
     if report.target is not None:
         parts.append(
             f"To {report.target:g}: first round (and cumulative bytes sent up, seconds) at which "
@@ -286,15 +407,19 @@ def caption(report: Report) -> str:
 
 
 def text_cells(report: Report) -> tuple[list[str], list[list[str]]]:
-    """The report as a header and rows of strings (the terminal table and markdown share it)."""
+    """The report as a header and rows of strings (the terminal table and markdown share it);
+    with a pivot, the final metric as rows x columns."""
+    if report.pivot:
+        header, rows, _ = pivot_cells(report)
+        return header, rows
     return header_of(report), [cells_of(report, row) for row in report.rows]
 
 
 def to_markdown(report: Report) -> str:
     header, rows = text_cells(report)
-    width = len(report.keys) or 1
+    width = report.label_columns
     align = ["---"] * width + ["---:"] * (len(header) - width)
-    if report.show_status:
+    if report.show_status and not report.pivot:
         align[width + 1] = "---"  # status is text
     lines = [header, align, *rows]
     table = "\n".join(
@@ -328,7 +453,7 @@ def cells_of(report: Report, row: dict) -> list[str]:
         return cells + ["–"] * (len(header_of(report)) - len(cells))
     low, high = row["rounds_min"], row["rounds_max"]
     cells.append(str(high) if low == high else f"{low}–{high}")
-    cells.append(plus_minus(row["final_mean"], row["final_std"]))
+    cells.append(plus_minus(row["final_mean"], final_spread(report, row)))
     cells.append(plus_minus(row["best_mean"], row["best_std"]))
     if report.target is not None:
         cells.append(to_target(row, "round", lambda v: f"{v:.1f}"))
@@ -349,3 +474,122 @@ def cells_of(report: Report, row: dict) -> list[str]:
         else:
             cells.append("–" if math.isnan(above) else f">{above:.2f}×")
     return cells
+
+
+def comparison_text(result: dict[str, Any]) -> str:
+    return (
+        f"{result['a']} vs {result['b']}: mean difference {result['difference']:+.4f} over "
+        f"{result['pairs']} matched seeds, t = {result['t']:.3f}, p = {result['p']:.4g} "
+        f"({result['test']})."
+    )
+
+
+def final_spread(report: Report, row: dict) -> float:
+    """The ± of the final column: the t-interval's half-width under --ci, else the std."""
+    return row.get("final_ci", math.nan) if report.ci is not None else row["final_std"]
+
+
+# --- pivot and LaTeX --------------------------------------------------------------------------
+
+
+def pivot_cells(report: Report) -> tuple[list[str], list[list[str]], set[tuple[int, int]]]:
+    """The final metric as a table of the pivot's row key x column key: a header, rows of
+    strings (a cell's n in brackets when it differs from the most common n) and the (row,
+    column) of the best mean of each column."""
+    row_key, col_key = report.pivot
+    from flcli.runs import sort_key
+
+    def values(key: str) -> list[Any]:
+        found = {repr(row[key]): row[key] for row in report.rows}
+        return sorted(found.values(), key=lambda v: sort_key(key, v))
+
+    rows_of, cols_of = values(row_key), values(col_key)
+    cell = {(repr(row[row_key]), repr(row[col_key])): row for row in report.rows}
+    counts = [row["seeds"] for row in report.rows]
+    usual = max(set(counts), key=counts.count)
+    header = [label_of(row_key, None), *(label_of(col_key, v) for v in cols_of)]
+    body, best = [], set()
+    for j, col in enumerate(cols_of, start=1):
+        means = [cell.get((repr(r), repr(col)), {}).get("final_mean", math.nan) for r in rows_of]
+        if not all(math.isnan(m) for m in means):
+            pick = np.nanargmin if lower_is_better(report.metric) else np.nanargmax
+            best.add((int(pick(means)), j))
+    for r in rows_of:
+        line = [label_of(row_key, r)]
+        for col in cols_of:
+            row = cell.get((repr(r), repr(col)))
+            if row is None or "final_mean" not in row:
+                line.append("–")
+                continue
+            text = plus_minus(row["final_mean"], final_spread(report, row))
+            line.append(text if row["seeds"] == usual else f"{text} (n={row['seeds']})")
+        body.append(line)
+    return header, body, best
+
+
+def label_of(key: str, value: Any) -> str:
+    """A pivot's row or column label: the algorithm's display name, "dirichlet(α=0.1)"."""
+    if value is None:
+        return "algorithm" if key == "algo" else key
+    if key == "algo":
+        return DISPLAY_NAMES.get(str(value), str(value))
+    return describe({key: value})
+
+
+LATEX_SPECIALS = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
+LATEX_SYMBOLS = {"±": r"$\pm$", "–": "--", "×": r"$\times$", "≥": r"$\geq$", "²": r"$^2$"}
+LATEX_GREEK = {"α": "alpha", "β": "beta", "μ": "mu", "σ": "sigma", "ε": "epsilon", "δ": "delta"}
+
+
+def latex_text(text: str) -> str:
+    out = []
+    for char in text:
+        if char in LATEX_SPECIALS:
+            out.append(LATEX_SPECIALS[char])
+        elif char in LATEX_SYMBOLS:
+            out.append(LATEX_SYMBOLS[char])
+        elif char in LATEX_GREEK:
+            out.append(f"$\\{LATEX_GREEK[char]}$")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def to_latex(report: Report) -> str:
+    """A booktabs tabular (\\usepackage{booktabs}) with the best mean of each column of the final
+    metric in bold, and the caption as a comment above it; \\input it inside a table."""
+    if report.pivot:
+        header, rows, best = pivot_cells(report)
+    else:
+        header, rows = text_cells(report)
+        column = header.index(next(h for h in header if h.endswith(metric_name(report.metric))))
+        means = [row.get("final_mean", math.nan) for row in report.rows]
+        best = set()
+        if not all(math.isnan(m) for m in means):
+            pick = np.nanargmin if lower_is_better(report.metric) else np.nanargmax
+            best = {(int(pick(means)), column)}
+    labels = report.label_columns
+    spec = "l" * labels + "r" * (len(header) - labels)
+    lines = [f"% {line}" for line in textwrap.wrap(caption(report), 96)]
+    lines += [f"\\begin{{tabular}}{{{spec}}}", "\\toprule"]
+    lines.append(" & ".join(latex_text(h) for h in header) + r" \\")
+    lines.append("\\midrule")
+    for i, row in enumerate(rows):
+        cells = [latex_text(c) for c in row]
+        for r, c in best:
+            if r == i:
+                cells[c] = f"\\textbf{{{cells[c]}}}"
+        lines.append(" & ".join(cells) + r" \\")
+    lines += ["\\bottomrule", "\\end{tabular}"]
+    return "\n".join(lines) + "\n"

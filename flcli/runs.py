@@ -21,8 +21,16 @@ RUN_FILE = "run.json"
 ROUNDS_FILE = "rounds.csv"
 # Settings in which the repeats of one experiment differ: never a default group key.
 REPEAT_KEYS = ("seed", "partition_seed", "backend", "checkpoint_every")
+# How a run was computed, not what: two runs that differ only in these are copies of one run.
+HOW_KEYS = ("backend", "checkpoint_every", "jobs", "ray_address")
 # Partition params about the split rather than the scheme's shape: not part of `partition`.
-SPLIT_PARAMS = ("test_size", "test_split", "min_samples", "client_test_fraction")
+SPLIT_PARAMS = (
+    "test_size",
+    "test_split",
+    "min_samples",
+    "min_samples_default",
+    "client_test_fraction",
+)
 # Metrics whose smaller values are better (the others: larger is better).
 LOWER_IS_BETTER = re.compile(r"loss|mse|mae|rmse|error|epsilon")
 # The order algorithms are listed in (baselines first); other names follow alphabetically.
@@ -45,6 +53,25 @@ ALGORITHM_ORDER = (
     "fedbuff",
     "fedasync",
 )
+
+# How an algorithm is named in a figure or table (its paper's spelling).
+DISPLAY_NAMES = {
+    "fedavg": "FedAvg",
+    "fedsgd": "FedSGD",
+    "fedprox": "FedProx",
+    "scaffold": "SCAFFOLD",
+    "fedavgm": "FedAvgM",
+    "fedadam": "FedAdam",
+    "fedyogi": "FedYogi",
+    "fedadagrad": "FedAdagrad",
+    "fednova": "FedNova",
+    "feddyn": "FedDyn",
+    "qfedavg": "q-FedAvg",
+    "ditto": "Ditto",
+    "fedavglu": "FedAvg+LU",
+    "feddist": "FedDF",
+    "fedbag": "FedBag",
+}
 
 
 @dataclass(frozen=True)
@@ -86,6 +113,11 @@ class Group:
     @property
     def label(self) -> str:
         return describe(self.values) or "all runs"
+
+    @property
+    def n(self) -> int:
+        """How many runs (distinct config and seed: see merge_copies) its statistics average."""
+        return len(self.logged)
 
     @property
     def logged(self) -> tuple[Run, ...]:
@@ -169,6 +201,38 @@ def describe_value(key: str, value: Any) -> str:
 def describe(values: dict[str, Any]) -> str:
     """A short label for a group or panel: "fedprox, μ=0.01, dirichlet(α=0.1)"."""
     return ", ".join(describe_value(k, v) for k, v in values.items() if v is not None)
+
+
+def identity(run: Run) -> str:
+    """What a run is, as text: its settings (seed included) and its partition's hash, leaving
+    out how it was computed. Two run dirs with one identity are copies of one run."""
+    settings = {k: v for k, v in run.settings.items() if k not in HOW_KEYS}
+    settings["partition_hash"] = run.info.get("partition_hash")
+    return json.dumps(settings, sort_keys=True, default=str)
+
+
+def merge_copies(runs: list[Run]) -> tuple[list[Run], list[str]]:
+    """One run per identity, so that a copy (fl train --config RUN/run.json into another dir, a
+    run trained twice) never counts as a second seed; keeps the completed run with the most
+    rounds. Returns the runs kept, in their order, and a note per merged copy."""
+    copies: dict[str, list[Run]] = {}
+    for run in runs:
+        copies.setdefault(identity(run), []).append(run)
+    kept, notes = [], []
+    for same in copies.values():
+        best = max(same, key=lambda r: (r.status == "completed", rounds_logged(r)))
+        kept.append(best)
+        for other in same:
+            if other is not best:
+                notes.append(
+                    f"{other.path} is a copy of {best.path} (same config and seed); counted once"
+                )
+    order = {id(run): i for i, run in enumerate(runs)}
+    return sorted(kept, key=lambda run: order[id(run)]), notes
+
+
+def rounds_logged(run: Run) -> int:
+    return 0 if run.rounds is None else len(run.rounds)
 
 
 def find_runs(paths: list[Path]) -> list[Run]:
@@ -311,6 +375,11 @@ def sort_key(key: str, value: Any) -> tuple:
         return (0, ALGORITHM_ORDER.index(value), "")
     if key in ("partition", "scheme") and value == "iid":  # the reference comes first
         return (0, 0.0, "")
+    if key == "partition" and isinstance(value, str):  # dirichlet(α=0.1) before dirichlet(α=1)
+        scheme, _, inside = value.partition("(")
+        numbers = re.findall(r"=(-?[\d.]+(?:e-?\d+)?)", inside)
+        if numbers:
+            return (3, 0.0, scheme, *map(float, numbers))
     if value is None:
         return (1, -math.inf, "")
     if isinstance(value, int | float) and not isinstance(value, bool):
@@ -374,3 +443,40 @@ def mean_std(table: pd.DataFrame) -> pd.DataFrame:
             "n": table.notna().sum(axis=1),
         }
     )
+
+
+FINAL_KINDS = "last, last-k:K (the mean of the last K rounds) or best"
+
+
+def parse_final(text: str) -> tuple[str, int]:
+    """--final last | last-k:K | best -> (kind, K); K is 1 unless last-k."""
+    if text in ("last", "best"):
+        return text, 1
+    kind, _, count = text.partition(":")
+    if kind == "last-k" and count.isdigit() and int(count) >= 1:
+        return "last-k", int(count)
+    raise FLError(f"--final {text!r} is not one of: {FINAL_KINDS}; e.g. --final last-k:5")
+
+
+def final_value(run: Run, metric: str, final: tuple[str, int] = ("last", 1)) -> float:
+    """The run's final metric: its last logged value, the mean of its last K rounds' values, or
+    its best (lowest for a loss-like metric) over rounds."""
+    values = run.column(metric).dropna()
+    if values.empty:
+        return math.nan
+    kind, count = final
+    if kind == "best":
+        return float(values.min() if lower_is_better(metric) else values.max())
+    return float(values.iloc[-count:].mean())
+
+
+def metric_range(metric: str) -> tuple[float, float]:
+    """The values a metric can take, for clipping a ±std band: [0, 1] for accuracies, (-inf, 1]
+    for R², [0, inf) for losses, errors and ε."""
+    if "accuracy" in metric and not metric.endswith("_std"):
+        return 0.0, 1.0
+    if metric.endswith("r2"):
+        return -math.inf, 1.0
+    if lower_is_better(metric) or metric.endswith("_std"):
+        return 0.0, math.inf
+    return -math.inf, math.inf

@@ -77,6 +77,7 @@ class Sweep:
     name: str
     root: Path
     runs: list[PlannedRun]
+    labels: dict[str, str] = field(default_factory=dict)  # [labels]: fl plot's legend names
 
     @property
     def num_partitions(self) -> int:
@@ -181,10 +182,17 @@ def load_sweep(
     path = Path(path)
     where = str(path)
     data = read_toml(path)
-    unknown = sorted(set(data) - {"name", "base", "grid"})
+    unknown = sorted(set(data) - {"name", "base", "grid", "labels"})
     if unknown:
         raise FLError(
-            f"{where}: unknown top-level key(s) {', '.join(unknown)}; known: name, base, grid"
+            f"{where}: unknown top-level key(s) {', '.join(unknown)}; "
+            "known: name, base, grid, labels"
+        )
+    labels = data.get("labels", {})
+    if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+        raise FLError(
+            f"{where}: [labels] maps a value or a group to its legend name, "
+            'e.g. fedprox = "FedProx"'
         )
     name = data.get("name")
     if not isinstance(name, str) or not name or format_value(name) != name:
@@ -226,7 +234,7 @@ def load_sweep(
                 resolved=resolved,
             )
         )
-    return Sweep(name=name, root=root, runs=runs)
+    return Sweep(name=name, root=root, runs=runs, labels=labels)
 
 
 def is_done(run: PlannedRun) -> bool:
@@ -336,3 +344,33 @@ def _last_row(out: Path) -> dict:
         return pd.read_csv(out / "rounds.csv").iloc[-1].to_dict()
     except (OSError, ValueError, IndexError):
         return {}
+
+
+def _holds_planned(run: PlannedRun) -> bool:
+    """Whether run.out holds a run of this planned config (any status); reads JSON only."""
+    try:
+        info = json.loads((run.out / "run.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(info, dict) and same_config(info, run.resolved)
+
+
+def grid_runs(sweep: Sweep) -> list[Path]:
+    """The run dirs of the sweep file's current grid that hold a run of their planned config:
+    what `fl plot --sweep` and `fl report --sweep` read, and nothing else under its folder."""
+    return [run.out for run in sweep.runs if _holds_planned(run)]
+
+
+def stale_runs(sweep: Sweep) -> list[Path]:
+    """Run dirs under the sweep's folder that its current grid does not plan (the grid changed,
+    or a run of another config sits where a planned one goes): what `fl sweep --prune` lists."""
+    planned = {run.out.resolve() for run in sweep.runs if _holds_planned(run)}
+    partitions = (sweep.root / "partitions").resolve()
+    if not sweep.root.is_dir():
+        return []
+    found = []
+    for file in sorted(sweep.root.rglob("run.json")):
+        run_dir = file.parent.resolve()
+        if run_dir not in planned and partitions not in run_dir.parents:
+            found.append(file.parent)
+    return found

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -240,3 +242,27 @@ def test_heterogeneity_figures_on_a_hand_made_split():
     assert figures["js_divergence"] == pytest.approx((client0 + client1) / 2)
     assert figures["labels_per_client"] == 1
     assert figures["size_cv"] == pytest.approx(10 / 20)
+
+
+def test_an_unreachable_default_min_samples_is_lowered_to_the_largest_a_draw_reaches(tmp_path):
+    from flcli.data.build import build_partition
+    from flcli.data.config import PartitionConfig
+
+    sizes = {}
+    for seed in range(4):  # digits, 50 clients, Dirichlet(0.1): the default (9) fails each time
+        config = PartitionConfig(
+            dataset="digits", clients=50, scheme="dirichlet", alpha=0.1, seed=seed
+        )
+        built = build_partition(config)
+        used = built.meta["params"]["min_samples"]
+        assert built.meta["params"]["min_samples_default"] == 9 > used
+        assert min(built.meta["client_sizes"]) == used
+        sizes[seed] = used
+        # the same partition as asking for that minimum outright
+        again = build_partition(replace(config, min_samples=used))
+        assert again.meta["hash"] == built.meta["hash"]
+        assert "min_samples_default" not in again.meta["params"]
+    with pytest.raises(
+        FLError, match=f"works for it is {sizes[0]}: lower --min-samples to {sizes[0]}"
+    ):
+        build_partition(replace(config, seed=0, min_samples=sizes[0] + 1))

@@ -54,13 +54,28 @@ def build_partition(config: PartitionConfig) -> Partition:
         min_samples = 1 if scheme.own_clients else default_min_samples(len(train), num_clients)
     labels = data.y[train] if data.num_classes else np.zeros(len(train), dtype=np.int64)
     inputs = scheme_inputs(scheme, options, data, train)
-    generator = rng(config.seed, Purpose.PARTITION)
-    parts = scheme.split(labels, num_clients, generator, min_samples, options, **inputs)
+    try:
+        parts = scheme.split(
+            labels, num_clients, rng(config.seed, Purpose.PARTITION), min_samples, options, **inputs
+        )
+    except schemes.TooFewSamples as short:
+        if config.min_samples is not None or short.largest < 1:
+            raise
+        # the default minimum is unreachable for this seed: take the largest that a draw reaches
+        # (the same draws, in the same order, so the partition is that of --min-samples largest)
+        min_samples_default, min_samples = min_samples, short.largest
+        parts = scheme.split(
+            labels, num_clients, rng(config.seed, Purpose.PARTITION), min_samples, options, **inputs
+        )
+    else:
+        min_samples_default = None
     arrays = client_arrays(data, train, test, parts)
     if scheme.perturb is not None:
         scheme.perturb(arrays["x_train"], arrays["offsets"], config.seed, **options)
     params.update(recorded_options(scheme, options))
     params["min_samples"] = min_samples
+    if min_samples_default is not None:
+        params["min_samples_default"] = min_samples_default
     params.update(dataset_params(config))
     meta = {
         "dataset": config.dataset,

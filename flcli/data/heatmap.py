@@ -71,7 +71,10 @@ def draw_heatmap(partition, out: Path) -> None:
     sizes = shown.sum(axis=1)
     shares = (shown / np.maximum(sizes[:, None], 1)).T  # [rows, clients]
     columns = len(order)
-    params = ", ".join(f"{k}={v}" for k, v in meta["params"].items() if k != "min_samples")
+    hidden = ("min_samples", "min_samples_default")
+    params = ", ".join(f"{k}={v}" for k, v in meta["params"].items() if k not in hidden)
+    if "min_samples" in meta["params"]:
+        params += f"; min {meta['params']['min_samples']} samples per client"
     fig, (top, bottom) = plt.subplots(
         2,
         1,

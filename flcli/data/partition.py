@@ -21,6 +21,16 @@ from flcli.rng import Purpose
 
 MAX_DIRICHLET_DRAWS = 1000
 
+
+class TooFewSamples(FLError):
+    """A scheme's draws never gave every client min_samples; `largest` is the largest minimum
+    client size that a draw reached (for this seed), which a retry with it would meet."""
+
+    def __init__(self, message: str, largest: int):
+        super().__init__(message)
+        self.largest = largest
+
+
 SIZE_KINDS = ("dirichlet", "lognormal", "linear", "exponential")
 
 
@@ -82,6 +92,7 @@ def dirichlet(
     check_alpha(alpha)
     n = len(labels)
     members_of = [np.flatnonzero(labels == c) for c in np.unique(labels)]
+    largest = 0
     for _ in range(MAX_DIRICHLET_DRAWS):
         client_of = np.empty(n, dtype=np.int64)
         sizes = np.zeros(num_clients, dtype=np.int64)
@@ -101,9 +112,17 @@ def dirichlet(
             sizes += counts
         if sizes.min() >= min_samples:
             return group_indices(client_of, num_clients)
-    raise FLError(
-        f"Dirichlet(alpha={alpha}) left some client with fewer than --min-samples {min_samples} "
-        f"in {MAX_DIRICHLET_DRAWS} draws; raise --alpha, use fewer --clients or lower --min-samples"
+        largest = max(largest, int(sizes.min()))
+    fix = (
+        f"the largest minimum that works for it is {largest}: lower --min-samples to {largest}, "
+        "or raise --alpha, or use fewer --clients"
+        if largest
+        else "some client got no sample in every draw: raise --alpha or use fewer --clients"
+    )
+    raise TooFewSamples(
+        f"Dirichlet(alpha={alpha}) over {num_clients} clients left some client with fewer than "
+        f"--min-samples {min_samples} in all {MAX_DIRICHLET_DRAWS} draws of this seed; {fix}",
+        largest,
     )
 
 

@@ -45,6 +45,16 @@ def summary_table(meta: dict) -> Table:
         "client size min / median / max",
         f"{sizes.min()} / {np.median(sizes):g} / {sizes.max()}   (CV {skew['size_cv']:.2f})",
     )
+    params = meta.get("params") or {}
+    if "min_samples" in params:
+        lowered = params.get("min_samples_default")
+        why = (
+            f"   (lowered from the default {lowered}: the largest minimum any draw of this seed "
+            "reached)"
+            if lowered is not None
+            else ""
+        )
+        table.add_row("min samples per client", f"{params['min_samples']}{why}")
     if "label_counts" in meta:
         labels = (np.asarray(meta["label_counts"]) > 0).sum(axis=1)
         table.add_row(
