@@ -15,12 +15,12 @@ import pandas as pd
 from flcli.errors import FLError
 from flcli.fileio import atomic_save_figure
 from flcli.runs import (
-    DISPLAY_NAMES,
     GREEK,
     Group,
     Run,
     default_keys,
     describe,
+    display_name,
     final_value,
     group_runs,
     mean_std,
@@ -177,7 +177,7 @@ def shown_value(key: str, value: Any, labels: dict[str, str]) -> str:
         if name in labels:
             return labels[name]
     if key == "algo":
-        return DISPLAY_NAMES.get(str(value), str(value))
+        return display_name(value)
     return text
 
 
@@ -224,7 +224,7 @@ def describe_value_for_title(key: str, value: Any) -> str:
     if value is None:
         return ""
     if key == "algo":
-        return DISPLAY_NAMES.get(str(value), str(value))
+        return display_name(value)
     if key == "model":
         return f"{value} model"
     if key == "clients_per_round":

@@ -14,10 +14,10 @@ import numpy as np
 
 from flcli.errors import FLError
 from flcli.runs import (
-    DISPLAY_NAMES,
     Group,
     Run,
     describe,
+    display_name,
     final_value,
     lower_is_better,
     parse_final,
@@ -532,7 +532,7 @@ def label_of(key: str, value: Any) -> str:
     if value is None:
         return "algorithm" if key == "algo" else key
     if key == "algo":
-        return DISPLAY_NAMES.get(str(value), str(value))
+        return display_name(value)
     return describe({key: value})
 
 

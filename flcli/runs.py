@@ -5,6 +5,7 @@ algorithm's parameters and its partition's description, flattened into one dict,
 them can name a group (`--group-by algo,alpha`) or a panel (`--facet partition`).
 """
 
+import functools
 import json
 import math
 import re
@@ -33,45 +34,24 @@ SPLIT_PARAMS = (
 )
 # Metrics whose smaller values are better (the others: larger is better).
 LOWER_IS_BETTER = re.compile(r"loss|mse|mae|rmse|error|epsilon")
-# The order algorithms are listed in (baselines first); other names follow alphabetically.
-ALGORITHM_ORDER = (
-    "fedavg",
-    "fedsgd",
-    "fedprox",
-    "scaffold",
-    "fedavgm",
-    "fedadam",
-    "fedyogi",
-    "fedadagrad",
-    "fednova",
-    "feddyn",
-    "qfedavg",
-    "ditto",
-    "fedavglu",
-    "feddist",
-    "fedbag",
-    "fedbuff",
-    "fedasync",
-)
 
-# How an algorithm is named in a figure or table (its paper's spelling).
-DISPLAY_NAMES = {
-    "fedavg": "FedAvg",
-    "fedsgd": "FedSGD",
-    "fedprox": "FedProx",
-    "scaffold": "SCAFFOLD",
-    "fedavgm": "FedAvgM",
-    "fedadam": "FedAdam",
-    "fedyogi": "FedYogi",
-    "fedadagrad": "FedAdagrad",
-    "fednova": "FedNova",
-    "feddyn": "FedDyn",
-    "qfedavg": "q-FedAvg",
-    "ditto": "Ditto",
-    "fedavglu": "FedAvg+LU",
-    "feddist": "FedDF",
-    "fedbag": "FedBag",
-}
+
+@functools.cache
+def algorithm_order() -> tuple[str, ...]:
+    """The order algorithms are listed in: the registry's (baselines first); other names follow
+    alphabetically."""
+    from flcli.algorithms.registry import ALGORITHMS
+
+    return tuple(ALGORITHMS)
+
+
+def display_name(algo: str) -> str:
+    """How an algorithm is named in a figure or table: its spec's display name (its paper's
+    spelling), else as given."""
+    from flcli.algorithms.registry import ALGORITHMS
+
+    spec = ALGORITHMS.get(str(algo))
+    return spec.display if spec is not None else str(algo)
 
 
 @dataclass(frozen=True)
@@ -343,7 +323,7 @@ def group_runs(
 ) -> list[Group]:
     """Group runs by the values of `keys` (default: every setting that varies, seeds aside,
     within each value of the setting `within` — the facet — which is not itself a key).
-    Groups come sorted: algorithms in ALGORITHM_ORDER, then values in natural order."""
+    Groups come sorted: algorithms in the registry's order, then values in natural order."""
     if keys is None:
         keys = default_keys(runs, within)
     check_keys(runs, keys, "--group-by")
@@ -371,8 +351,8 @@ def default_keys(runs: list[Run], within: str | None) -> list[str]:
 
 
 def sort_key(key: str, value: Any) -> tuple:
-    if key == "algo" and value in ALGORITHM_ORDER:
-        return (0, ALGORITHM_ORDER.index(value), "")
+    if key == "algo" and value in algorithm_order():
+        return (0, algorithm_order().index(value), "")
     if key in ("partition", "scheme") and value == "iid":  # the reference comes first
         return (0, 0.0, "")
     if key == "partition" and isinstance(value, str):  # dirichlet(α=0.1) before dirichlet(α=1)

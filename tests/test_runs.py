@@ -200,8 +200,14 @@ def test_regression_runs_default_to_r2_and_losses_are_lower_is_better(tmp_path):
     assert json.loads((path / "run.json").read_text())["status"] == "completed"
 
 
-def test_every_registered_algorithm_has_a_place_in_the_legend_order():
-    from flcli.algorithms.registry import ALGORITHMS
-    from flcli.runs import ALGORITHM_ORDER
+def test_algorithms_are_listed_in_the_registrys_order_and_named_as_their_papers_spell_them(
+    tmp_path,
+):
+    from flcli.runs import display_name
 
-    assert sorted(ALGORITHM_ORDER) == sorted(ALGORITHMS)
+    assert display_name("qfedavg") == "q-FedAvg" and display_name("fedbuff") == "FedBuff"
+    assert display_name("my_fl.py:fedx") == "my_fl.py:fedx"  # a plugin: as given
+    for algo in ("zeta", "fedprox", "fedavg", "alpha"):
+        write_run(tmp_path / algo, [0.1, 0.5], algo=algo)
+    order = [group.values["algo"] for group in group_runs(find_runs([tmp_path]), ["algo"])]
+    assert order == ["fedavg", "fedprox", "alpha", "zeta"]  # registered first, then by name

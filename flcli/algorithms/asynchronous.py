@@ -114,6 +114,7 @@ SPECS = (
         reads_clients=READS,
         refuses_estimators="trains on an event queue of local SGD runs",
         asynchronous=True,
+        display_name="FedAsync",
     ),
     AlgorithmSpec(
         "fedbuff",
@@ -124,5 +125,6 @@ SPECS = (
         reads_clients=READS,
         refuses_estimators="trains on an event queue of local SGD runs",
         asynchronous=True,
+        display_name="FedBuff",
     ),
 )

@@ -220,11 +220,16 @@ class AlgorithmSpec:
     # Why --server-weighting uniform cannot change it (it weighs the clients by its own rule)
     own_weighting: str | None = None
     holds_out_proxy: bool = False  # FedDF: a proxy_fraction of every shard is held out
+    display_name: str = ""  # as figures and tables spell it (its paper's spelling); default: name
     asynchronous: bool = False  # its Algorithm has a buffer_size: flcli.engine.asynchronous
 
     @property
     def hyperparameters(self) -> dict[str, Hyperparameter]:
         return hyperparameters(self.factory or self.ensemble_factory)
+
+    @property
+    def display(self) -> str:
+        return self.display_name or self.name
 
     @property
     def description(self) -> str:

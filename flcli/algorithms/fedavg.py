@@ -31,4 +31,5 @@ SPEC = AlgorithmSpec(
     "McMahan et al. 2017",
     "weighted mean of locally trained models; the baseline to beat (drops stragglers)",
     drop_stragglers=True,
+    display_name="FedAvg",
 )

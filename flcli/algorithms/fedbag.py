@@ -51,4 +51,5 @@ SPEC = AlgorithmSpec(
     "the soft vote of the clients' fitted estimators (sklearn:RandomForestClassifier, ...)",
     ensemble_factory=fedbag,
     reads_clients="each client's fitted estimator to let them vote",
+    display_name="FedBag",
 )

@@ -148,4 +148,5 @@ SPEC = AlgorithmSpec(
     reads_clients="each client's model to distill their ensemble",
     ensemble_factory=feddist_fitted,
     holds_out_proxy=True,
+    display_name="FedDF",
 )

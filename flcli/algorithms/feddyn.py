@@ -70,4 +70,5 @@ SPEC = AlgorithmSpec(
     reads_clients="each client's update for its gradient state and the uniform mean",
     own_weighting="its means are uniform already",
     approximate_with_estimators=STEP_SIZE_CAVEAT,
+    display_name="FedDyn",
 )

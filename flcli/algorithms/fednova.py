@@ -39,4 +39,5 @@ SPEC = AlgorithmSpec(
     "averages updates normalized by local steps; clients doing unequal work",
     reads_clients="each client's step count to normalize its update",
     own_weighting="it weighs each client by its sample share inside its own normalized rule",
+    display_name="FedNova",
 )

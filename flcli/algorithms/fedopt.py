@@ -108,20 +108,27 @@ SPECS = (
         fedavgm,
         "Hsu et al. 2019 (FedAvgM)",
         "server momentum --server-momentum on the averaged update; non-IID, partial sampling",
+        display_name="FedAvgM",
     ),
     AlgorithmSpec(
-        "fedadagrad", fedadagrad, FEDOPT, "Adagrad on the server; sparse or rarely seen features"
+        "fedadagrad",
+        fedadagrad,
+        FEDOPT,
+        "Adagrad on the server; sparse or rarely seen features",
+        display_name="FedAdagrad",
     ),
     AlgorithmSpec(
         "fedadam",
         fedadam,
         FEDOPT,
         "Adam on the server; less tuning of the client --lr, heterogeneous data",
+        display_name="FedAdam",
     ),
     AlgorithmSpec(
         "fedyogi",
         fedyogi,
         FEDOPT,
         "Yogi on the server; like fedadam with a steadier effective step",
+        display_name="FedYogi",
     ),
 )

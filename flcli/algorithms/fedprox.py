@@ -42,4 +42,5 @@ SPEC = AlgorithmSpec(
     fedprox,
     "Li et al. 2020 (FedProx)",
     "proximal term --mu keeps local models near the global one; non-IID data, stragglers",
+    display_name="FedProx",
 )

@@ -42,4 +42,5 @@ SPEC = AlgorithmSpec(
     "one full-batch gradient per client, a server step; the no-local-work reference",
     refuses_estimators="needs one full-batch gradient step per client, which an estimator's "
     "own fit does not take",
+    display_name="FedSGD",
 )

@@ -89,6 +89,7 @@ SPECS = (
         "Li et al. 2021 (Ditto)",
         "a personal model per client pulled to the global one by --lambda; personalization",
         personalizes=True,
+        display_name="Ditto",
     ),
     AlgorithmSpec(
         "fedavglu",
@@ -96,5 +97,6 @@ SPECS = (
         "FedAvg with a local update",
         "each client fine-tunes the global model (--personal-epochs); cheap personalization",
         personalizes=True,
+        display_name="FedAvg+LU",
     ),
 )

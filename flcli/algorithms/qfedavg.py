@@ -57,4 +57,5 @@ SPEC = AlgorithmSpec(
     reads_clients="each client's loss and update norm",
     own_weighting="it weighs each client by its sample share and its loss, by its own rule",
     approximate_with_estimators=STEP_SIZE_CAVEAT,
+    display_name="q-FedAvg",
 )

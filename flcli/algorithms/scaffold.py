@@ -67,4 +67,5 @@ SPEC = AlgorithmSpec(
     "control variates cancel client drift; strong label skew, many local steps",
     reads_clients="each client's update to set its control variate",
     approximate_with_estimators=STEP_SIZE_CAVEAT,
+    display_name="SCAFFOLD",
 )
