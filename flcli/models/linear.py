@@ -10,6 +10,7 @@
 
 import numpy as np
 
+from flcli.errors import FLError
 from flcli.models.base import Capabilities
 from flcli.models.heads import (
     log_softmax,
@@ -24,6 +25,10 @@ from flcli.models.heads import (
 class SoftmaxRegression:
     task = "classification"
     capabilities = Capabilities(distillable=True, exact_log_proba=True)
+
+    @classmethod
+    def for_data(cls, num_features: int, num_classes: int, dtype: str, hidden=None):
+        return cls(num_features, num_classes, dtype)
 
     def __init__(self, num_features: int, num_classes: int, dtype="float64"):
         self.num_features = num_features
@@ -100,6 +105,16 @@ class _AffineScore:
 class LogisticRegression(_AffineScore):
     task = "classification"
     capabilities = Capabilities(exact_log_proba=True)
+
+    @classmethod
+    def for_data(cls, num_features: int, num_classes: int, dtype: str, hidden=None):
+        if num_classes != 2:
+            raise FLError(
+                f"--model logistic is binary but the partition has {num_classes} classes; "
+                "use --model softmax"
+            )
+        return cls(num_features, dtype)
+
     num_classes = 2
 
     def loss_grad(self, W, X, y, mask, out=None, scale=1.0, workspace=None):
@@ -124,6 +139,10 @@ class LinearRegression(_AffineScore):
 
     task = "regression"
     capabilities = Capabilities()
+
+    @classmethod
+    def for_data(cls, num_features: int, num_classes: None, dtype: str, hidden=None):
+        return cls(num_features, dtype)
 
     def loss_grad(self, W, X, y, mask, out=None, scale=1.0, workspace=None):
         loss, dscore = squared_error(self.score(W, X), y, mask, scale)

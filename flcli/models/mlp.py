@@ -19,6 +19,10 @@ from flcli.models.workspace import Workspace
 class MLP:
     capabilities = Capabilities(fused_step=True, exact_log_proba=True)
 
+    @classmethod
+    def for_data(cls, num_features: int, num_classes: int | None, dtype: str, hidden=(128, 64)):
+        return cls(num_features, tuple(hidden), num_classes, dtype)
+
     def __init__(
         self,
         num_features: int,

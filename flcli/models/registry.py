@@ -21,6 +21,7 @@ class ModelSpec:
     tasks: tuple[str, ...]  # the partition tasks it can train on
     lr: float  # the default --lr
     description: str
+    model: str  # "module:Class" of a class with for_data(num_features, num_classes, dtype, hidden)
 
 
 MODELS = {
@@ -28,15 +29,25 @@ MODELS = {
         ("classification",),
         0.5,
         "multinomial logistic regression (NumPy; the default)",
+        "flcli.models.linear:SoftmaxRegression",
     ),
     "logistic": ModelSpec(
-        ("classification",), 0.5, "binary logistic regression (NumPy; two classes)"
+        ("classification",),
+        0.5,
+        "binary logistic regression (NumPy; two classes)",
+        "flcli.models.linear:LogisticRegression",
     ),
-    "linear": ModelSpec(("regression",), 0.05, "least-squares linear regression (NumPy)"),
+    "linear": ModelSpec(
+        ("regression",),
+        0.05,
+        "least-squares linear regression (NumPy)",
+        "flcli.models.linear:LinearRegression",
+    ),
     "mlp": ModelSpec(
         ("classification", "regression"),
         0.2,
         "ReLU multilayer perceptron, --hidden 128,64, He init (NumPy)",
+        "flcli.models.mlp:MLP",
     ),
 }
 SKLEARN_MODELS = {  # name: (tasks, description)
@@ -142,9 +153,8 @@ def numpy_model(
     hidden: tuple[int, ...] | None,
     dtype: str,
 ):
-    """The NumPy model `name` (one of MODELS) for the data."""
-    from flcli.models.linear import LinearRegression, LogisticRegression, SoftmaxRegression
-    from flcli.models.mlp import MLP
+    """The NumPy model `name` (one of MODELS) for the data: its class's for_data."""
+    import importlib
 
     spec = MODELS[name]
     if task not in spec.tasks:
@@ -153,18 +163,10 @@ def numpy_model(
             f"--model {name} is a {spec.tasks[0]} model but the partition's task is {task}; "
             f"use --model {' or '.join(fits)}"
         )
-    if name == "softmax":
-        return SoftmaxRegression(num_features, num_classes, dtype)
-    if name == "logistic":
-        if num_classes != 2:
-            raise FLError(
-                f"--model logistic is binary but the partition has {num_classes} classes; "
-                "use --model softmax"
-            )
-        return LogisticRegression(num_features, dtype)
-    if name == "linear":
-        return LinearRegression(num_features, dtype)
-    return MLP(num_features, tuple(hidden or DEFAULT_HIDDEN), num_classes, dtype)
+    module, _, attribute = spec.model.partition(":")
+    cls = getattr(importlib.import_module(module), attribute)
+    classes = num_classes if task == "classification" else None
+    return cls.for_data(num_features, classes, dtype, hidden or DEFAULT_HIDDEN)
 
 
 def describe_models(algorithms: dict) -> dict[str, str]:
