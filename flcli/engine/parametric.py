@@ -11,7 +11,7 @@ from flcli.algorithms.base import ClientUpdates, ServerState
 from flcli.algorithms.work import LocalSpec, LocalWork, steps_per_epoch
 from flcli.engine.blas import one_blas_thread
 from flcli.engine.clock import plan_round, round_seconds, sample_available
-from flcli.engine.evaluate import client_scores, personal_scores, round_rows
+from flcli.engine.evaluate import client_scores, distribution, personal_scores, round_rows
 from flcli.engine.local import Cohort, CohortResult
 from flcli.engine.outcome import Trained
 from flcli.engine.stragglers import straggler_budgets
@@ -158,6 +158,9 @@ class ParametricRounds:
             tested = sizes.sum()  # 0 in a round that sampled nobody (DP's Poisson sampling)
             record["personal_accuracy"] = float(correct.sum() / tested) if tested else math.nan
             clients["personal_accuracy"] = correct / np.maximum(sizes, 1)
+            tested_clients = sizes > 0
+            accuracy = correct[tested_clients] / sizes[tested_clients]
+            record.update(distribution(accuracy, "personal_accuracy"))
         if self.uplink.dp is not None:
             record["epsilon"] = self.uplink.epsilon_after(round)
         return record, clients
