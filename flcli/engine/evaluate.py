@@ -144,7 +144,8 @@ def round_rows(model, w, partition, round: int, ids: np.ndarray, totals: dict):
 def global_scores(model, w, partition, cohort) -> tuple[dict, dict, dict]:
     """What a round logs of the global model w: (test metrics as test_* and train_loss on all the
     partition's training rows; the fairness columns client_accuracy_mean/_std/_p10/_p90/_jain/
-    _gini; each cohort client's loss and accuracy on its rows [K]), from one pass over the training data."""
+    _gini; each cohort client's loss and accuracy on its rows [K]), from one pass over the
+    training data."""
     test = evaluate(model, w, partition.x_test, partition.y_test)
     losses, correct = per_sample(model, w, partition.x_train, partition.y_train)
     rows = client_rows(cohort.starts, cohort.sizes)
