@@ -85,6 +85,10 @@ ALGORITHM_COLORS = {
     "fedbag": "#AABB99",
     "fedbuff": "#6B8E23",
     "fedasync": "#B8860B",
+    "fedper": "#44AA99",
+    "lg-fedavg": "#117733",
+    "fedrep": "#EE7733",
+    "fedbabu": "#0077BB",
 }
 # Names no longer or not yet registered hash to these, which no registered algorithm uses.
 UNREGISTERED_COLORS = ("#776677", "#CC11BB", "#555500", "#8844FF")

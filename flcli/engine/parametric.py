@@ -90,6 +90,13 @@ class ParametricRounds:
         """The algorithm's local work for the cohort, with stragglers' smaller step budgets, and
         which clients straggle."""
         work = self.algorithm.client_work(state, cohort.ids)
+        if self.algorithm.prepare is not None:
+
+            def train_first(anchor, first_work: LocalWork, epochs: int):
+                first_spec = replace(self.base_spec, epochs=epochs)
+                return self.fit(cohort, anchor, first_spec, round, first_work)
+
+            work = self.algorithm.prepare(state, cohort.ids, work, train_first)
         straggling = np.zeros(len(cohort.ids), dtype=bool)
         if self.config.stragglers > 0:
             full = steps_per_epoch(cohort.sizes, self.spec.batch_size) * self.spec.epochs
@@ -108,9 +115,15 @@ class ParametricRounds:
             x, y = self.data.x_train, self.y_local
             losses, _ = client_scores(self.model, state.params, x, y, cohort.starts, cohort.sizes)
         local = self.fit(cohort, state.params, self.spec, round, work)
+        deltas = local.params - state.params
+        holding = state
+        if self.algorithm.keep is not None:
+            holding = self.algorithm.keep(state, ids, local.params)
+        if self.algorithm.sends is not None:
+            deltas[:, ~self.algorithm.sends] = 0  # what stays on the client is not sent
         updates = ClientUpdates(
             ids=ids,
-            deltas=local.params - state.params,
+            deltas=deltas,
             num_samples=cohort.sizes,
             num_steps=local.num_steps,
             losses=losses,
@@ -119,9 +132,9 @@ class ParametricRounds:
         # across BLAS threads: one thread, so that the model's last bits do not depend on cores.
         with one_blas_thread():
             delivery = self.uplink.deliver(round, updates, sent, state.uplink)
-            new_state = state
+            new_state = holding
             if delivery.updates is not None:
-                new_state = self.algorithm.server_update(state, delivery.updates)
+                new_state = self.algorithm.server_update(holding, delivery.updates)
         personal = None
         if self.algorithm.personalize is not None:
             new_state, personal = self.personalize(state, new_state, cohort, round)
