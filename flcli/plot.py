@@ -50,7 +50,15 @@ METRIC_LABELS = {
     "client_accuracy_mean": "Mean client accuracy",
     "client_accuracy_std": "Std of client accuracy",
     "client_accuracy_p10": "10th-percentile client accuracy",
+    "client_accuracy_p90": "90th-percentile client accuracy",
+    "client_accuracy_jain": "Jain's index of client accuracy",
+    "client_accuracy_gini": "Gini coefficient of client accuracy",
     "personal_accuracy": "Personalized accuracy",
+    "personal_accuracy_mean": "Mean personal accuracy",
+    "personal_accuracy_p10": "10th-percentile personal accuracy",
+    "personal_accuracy_p90": "90th-percentile personal accuracy",
+    "personal_accuracy_jain": "Jain's index of personal accuracy",
+    "personal_accuracy_gini": "Gini coefficient of personal accuracy",
     "epsilon": "Privacy spent ε",
 }
 FORMATS = (".png", ".svg", ".pdf")
@@ -77,6 +85,10 @@ ALGORITHM_COLORS = {
     "fedbag": "#AABB99",
     "fedbuff": "#6B8E23",
     "fedasync": "#B8860B",
+    "fedper": "#44AA99",
+    "lg-fedavg": "#117733",
+    "fedrep": "#EE7733",
+    "fedbabu": "#0077BB",
 }
 # Names no longer or not yet registered hash to these, which no registered algorithm uses.
 UNREGISTERED_COLORS = ("#776677", "#CC11BB", "#555500", "#8844FF")

@@ -31,9 +31,15 @@ FAIRNESS = "client_accuracy_p10"
 PERSONAL = "personal_accuracy"
 PRIVACY = "epsilon"
 DENSE = "dense_bytes"  # rounds.csv of a compressed run: each round's updates' size uncompressed
+SPREAD = {"mean": "mean", "std": "std", "p10": "p10", "p90": "p90", "jain": "Jain", "gini": "Gini"}
 OPTIONAL = {  # rounds.csv columns reported (their final value) when some run has them
-    FAIRNESS: "p10 client accuracy",
+    **{f"client_accuracy_{k}": f"{label} client accuracy" for k, label in SPREAD.items()},
     PERSONAL: "personal accuracy",
+    **{
+        f"{PERSONAL}_{k}": f"{label} personal accuracy"
+        for k, label in SPREAD.items()
+        if k != "mean"
+    },
     PRIVACY: "ε",
 }
 
@@ -401,7 +407,15 @@ def caption(report: Report) -> str:
     if FAIRNESS in report.optional:
         parts.append(
             "p10 client accuracy: the 10th percentile, over the clients sampled in the last "
-            "round, of the global model's accuracy on each one's own training rows."
+            "round, of the global model's accuracy on each one's own training rows (p90 the "
+            "90th; Jain: (sum a)^2 / (n sum a^2), 1 when all clients score alike; Gini: the mean "
+            "absolute difference between clients over twice the mean, 0 when alike)."
+        )
+    if f"{PERSONAL}_p10" in report.optional:
+        parts.append(
+            "Personal accuracy: each client's own model on its local test split, pooled over "
+            "the clients of the last round; its std, p10, p90, Jain and Gini are over those "
+            "clients' accuracies."
         )
     return " ".join(parts)
 

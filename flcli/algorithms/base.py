@@ -12,6 +12,12 @@ returns pure functions over explicit state.
 - local_spec(spec) -> LocalSpec: the local training the algorithm wants (FedSGD: one full batch).
 - personalize (optional): after the server update, trains personal models of the round's clients
   (Ditto, FedAvgLU); gets a `train` callable that runs the backend on the cohort.
+- prepare (optional): before local training, (state, ids, work, train) -> LocalWork: a first
+  phase of local training whose result sets the main phase's work (FedRep trains the head first).
+- keep (optional): (state, ids, local models [K, P]) -> ServerState: what the clients keep of
+  their local models (FedPer's heads, LG-FedAvg's bodies), from the models themselves, before
+  anything is sent; sends ([P] bool): the coordinates a client sends (the others' deltas are 0,
+  so the uplink, DP and robust rules see only the shared part).
 
 The factory's keyword parameters are its hyperparameters (scikit-learn's rule: the signature is
 the schema): their defaults are the algorithm's defaults, and an `Annotated[float, Hyper(...)]`
@@ -106,6 +112,9 @@ class Algorithm:
     client_work: Callable[[ServerState, np.ndarray], LocalWork] = no_work
     local_spec: Callable[[LocalSpec], LocalSpec] = same_spec
     personalize: Personalize | None = None
+    prepare: Callable[[ServerState, np.ndarray, LocalWork, Train], LocalWork] | None = None
+    keep: Callable[[ServerState, np.ndarray, np.ndarray], ServerState] | None = None
+    sends: np.ndarray | None = None  # [P] bool: the coordinates a client sends (None: all)
     needs_client_losses: bool = False
     models_per_message: int = 1  # SCAFFOLD sends a control variate with each model
     # asynchronous (flcli.engine.asynchronous): the server updates on every buffer_size arrivals

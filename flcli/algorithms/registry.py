@@ -16,6 +16,7 @@ from flcli.algorithms import (
     fedopt,
     fedprox,
     fedsgd,
+    headbody,
     personal,
     qfedavg,
     scaffold,
@@ -34,6 +35,7 @@ BUILT_IN = (
     feddyn.SPEC,
     qfedavg.SPEC,
     *personal.SPECS,
+    *headbody.SPECS,
     feddf.SPEC,
     fedbag.SPEC,
     *asynchronous.SPECS,
@@ -156,7 +158,9 @@ def guarded(algorithm, label: str):
 
     functions = {"server_init": True, "server_update": True}
     if isinstance(algorithm, Algorithm):
-        functions.update(client_work=False, local_spec=False, personalize=True)
+        functions.update(
+            client_work=False, local_spec=False, personalize=True, prepare=False, keep=True
+        )
     wrapped = {
         name: guard(name, getattr(algorithm, name), state) for name, state in functions.items()
     }

@@ -32,6 +32,9 @@ class LocalWork:
     inputs: dict[str, np.ndarray] = field(default_factory=dict)  # [K, ...] each
     start: np.ndarray | None = None  # [K, P] where each client starts (default: the anchor)
     max_steps: np.ndarray | None = None  # [K] step budgets below the full one (stragglers)
+    # [P] bool, the same for every client: coordinates that do not train (each client's stay at
+    # its start values after every step: FedRep's and FedBABU's frozen head or body)
+    frozen: np.ndarray | None = None
 
     def chunk(self, index: np.ndarray | slice) -> "LocalWork":
         def cut(a):
@@ -44,6 +47,11 @@ class LocalWork:
         """[K] local steps each client takes: its full budget, or less for a straggler."""
         full = steps_per_epoch(sizes, batch_size) * epochs
         return full if self.max_steps is None else np.minimum(full, self.max_steps)
+
+
+def frozen_index(work: LocalWork) -> np.ndarray | None:
+    """The indices of the coordinates work keeps at their start values, or None."""
+    return None if work.frozen is None else np.flatnonzero(work.frozen)
 
 
 def steps_per_epoch(sizes: np.ndarray, batch_size: int) -> np.ndarray:

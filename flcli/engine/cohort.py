@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from flcli.algorithms.work import LocalSpec, LocalWork, steps_per_epoch
+from flcli.algorithms.work import LocalSpec, LocalWork, frozen_index, steps_per_epoch
 from flcli.engine.blas import one_blas_thread
 from flcli.engine.chunks import chunk_indices
 from flcli.engine.local import Cohort, CohortResult, epoch_orders
@@ -112,6 +112,9 @@ def train_chunk(
     # The clients still training and their parameters: W_active is W itself until someone
     # finishes, then a compact copy written back to W only when the active set changes.
     active, W_active, inputs = everyone, W, work.inputs
+    frozen = frozen_index(work)
+    held = None if frozen is None else W[:, frozen]  # fancy indexing: a copy
+    held_active = held
     step_bytes = len(sizes) * batch * x.shape[1] * x.dtype.itemsize
     fused = capabilities_of(model).fused_step  # the model takes a whole step at once (compiled)
     with WORKSPACES.borrow() as space:  # the step loop allocates nothing large
@@ -125,6 +128,7 @@ def train_chunk(
                 W_active = W[active]
                 grad = None if fused else grad[: len(active)]
                 inputs = {name: value[active] for name, value in work.inputs.items()}
+                held_active = None if held is None else held[active]
             rows, mask = plan.rows(active, first, stop)  # [S, A, B] each
             X = space.array("X", (*rows.shape, *x.shape[1:]), x.dtype)
             np.take(x, rows, axis=0, out=X, mode="clip")  # faster than x[rows]; rows are in range
@@ -142,6 +146,8 @@ def train_chunk(
                     W_active -= grad  # in place: no [K, P] temporaries inside the step loop
                 if correction is not None:
                     W_active -= correction
+                if held_active is not None:
+                    W_active[:, frozen] = held_active
     if W_active is not W:
         W[active] = W_active
     return CohortResult(params=W, num_steps=total_steps)

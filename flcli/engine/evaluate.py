@@ -16,7 +16,41 @@ from flcli.engine.local import Cohort
 from flcli.models.base import log_probabilities
 
 CHUNK = 8192
-FAIRNESS = ("client_accuracy_mean", "client_accuracy_std", "client_accuracy_p10")
+SUFFIXES = ("mean", "std", "p10", "p90", "jain", "gini")
+
+
+def jain_index(values: np.ndarray) -> float:
+    """Jain's fairness index (sum x)^2 / (n sum x^2): 1 when every client scores alike, 1/n when
+    one client has everything; NaN when every value is 0."""
+    squares = float(np.sum(np.square(values)))
+    return float(np.sum(values)) ** 2 / (len(values) * squares) if squares > 0 else math.nan
+
+
+def gini(values: np.ndarray) -> float:
+    """The Gini coefficient sum_i sum_j |x_i - x_j| / (2 n^2 mean): 0 when every client scores
+    alike; NaN when the mean is 0. From the sorted values: sum_i (2i - n - 1) x_(i) / (n^2 mean)."""
+    x = np.sort(np.asarray(values, dtype=np.float64))
+    n, mean = len(x), float(np.mean(x))
+    if mean <= 0:
+        return math.nan
+    rank = np.arange(1, n + 1)
+    return float(np.sum((2 * rank - n - 1) * x) / (n * n * mean))
+
+
+def distribution(values: np.ndarray, prefix: str) -> dict[str, float]:
+    """prefix_mean/_std/_p10/_p90/_jain/_gini of per-client values (NaN for no clients)."""
+    names = [f"{prefix}_{suffix}" for suffix in SUFFIXES]
+    if not len(values):
+        return dict.fromkeys(names, math.nan)
+    stats = (
+        values.mean(),
+        values.std(),
+        np.percentile(values, 10),
+        np.percentile(values, 90),
+        jain_index(values),
+        gini(values),
+    )
+    return {name: float(value) for name, value in zip(names, stats, strict=True)}
 
 
 def per_sample(model, w: np.ndarray, x: np.ndarray, y: np.ndarray):
@@ -109,8 +143,9 @@ def round_rows(model, w, partition, round: int, ids: np.ndarray, totals: dict):
 
 def global_scores(model, w, partition, cohort) -> tuple[dict, dict, dict]:
     """What a round logs of the global model w: (test metrics as test_* and train_loss on all the
-    partition's training rows; the fairness columns client_accuracy_mean/_std/_p10; each cohort
-    client's loss and accuracy on its rows [K]), from one pass over the training data."""
+    partition's training rows; the fairness columns client_accuracy_mean/_std/_p10/_p90/_jain/
+    _gini; each cohort client's loss and accuracy on its rows [K]), from one pass over the
+    training data."""
     test = evaluate(model, w, partition.x_test, partition.y_test)
     losses, correct = per_sample(model, w, partition.x_train, partition.y_train)
     rows = client_rows(cohort.starts, cohort.sizes)
@@ -120,8 +155,5 @@ def global_scores(model, w, partition, cohort) -> tuple[dict, dict, dict]:
     scores["train_loss"] = float(losses.mean())
     if accuracy is None:
         return scores, {}, {"loss": loss}
-    fairness = dict.fromkeys(FAIRNESS, math.nan)  # a cohort can be empty (DP's Poisson sampling)
-    if len(accuracy):
-        values = (accuracy.mean(), accuracy.std(), np.percentile(accuracy, 10))
-        fairness = {name: float(value) for name, value in zip(FAIRNESS, values, strict=True)}
+    fairness = distribution(accuracy, "client_accuracy")  # an empty cohort: NaN (DP's Poisson)
     return scores, fairness, {"loss": loss, "accuracy": accuracy}

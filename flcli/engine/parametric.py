@@ -11,7 +11,7 @@ from flcli.algorithms.base import ClientUpdates, ServerState
 from flcli.algorithms.work import LocalSpec, LocalWork, steps_per_epoch
 from flcli.engine.blas import one_blas_thread
 from flcli.engine.clock import plan_round, round_seconds, sample_available
-from flcli.engine.evaluate import client_scores, personal_scores, round_rows
+from flcli.engine.evaluate import client_scores, distribution, personal_scores, round_rows
 from flcli.engine.local import Cohort, CohortResult
 from flcli.engine.outcome import Trained
 from flcli.engine.stragglers import straggler_budgets
@@ -90,6 +90,13 @@ class ParametricRounds:
         """The algorithm's local work for the cohort, with stragglers' smaller step budgets, and
         which clients straggle."""
         work = self.algorithm.client_work(state, cohort.ids)
+        if self.algorithm.prepare is not None:
+
+            def train_first(anchor, first_work: LocalWork, epochs: int):
+                first_spec = replace(self.base_spec, epochs=epochs)
+                return self.fit(cohort, anchor, first_spec, round, first_work)
+
+            work = self.algorithm.prepare(state, cohort.ids, work, train_first)
         straggling = np.zeros(len(cohort.ids), dtype=bool)
         if self.config.stragglers > 0:
             full = steps_per_epoch(cohort.sizes, self.spec.batch_size) * self.spec.epochs
@@ -108,9 +115,15 @@ class ParametricRounds:
             x, y = self.data.x_train, self.y_local
             losses, _ = client_scores(self.model, state.params, x, y, cohort.starts, cohort.sizes)
         local = self.fit(cohort, state.params, self.spec, round, work)
+        deltas = local.params - state.params
+        holding = state
+        if self.algorithm.keep is not None:
+            holding = self.algorithm.keep(state, ids, local.params)
+        if self.algorithm.sends is not None:
+            deltas[:, ~self.algorithm.sends] = 0  # what stays on the client is not sent
         updates = ClientUpdates(
             ids=ids,
-            deltas=local.params - state.params,
+            deltas=deltas,
             num_samples=cohort.sizes,
             num_steps=local.num_steps,
             losses=losses,
@@ -119,9 +132,9 @@ class ParametricRounds:
         # across BLAS threads: one thread, so that the model's last bits do not depend on cores.
         with one_blas_thread():
             delivery = self.uplink.deliver(round, updates, sent, state.uplink)
-            new_state = state
+            new_state = holding
             if delivery.updates is not None:
-                new_state = self.algorithm.server_update(state, delivery.updates)
+                new_state = self.algorithm.server_update(holding, delivery.updates)
         personal = None
         if self.algorithm.personalize is not None:
             new_state, personal = self.personalize(state, new_state, cohort, round)
@@ -158,6 +171,9 @@ class ParametricRounds:
             tested = sizes.sum()  # 0 in a round that sampled nobody (DP's Poisson sampling)
             record["personal_accuracy"] = float(correct.sum() / tested) if tested else math.nan
             clients["personal_accuracy"] = correct / np.maximum(sizes, 1)
+            tested_clients = sizes > 0
+            accuracy = correct[tested_clients] / sizes[tested_clients]
+            record.update(distribution(accuracy, "personal_accuracy"))
         if self.uplink.dp is not None:
             record["epsilon"] = self.uplink.epsilon_after(round)
         return record, clients

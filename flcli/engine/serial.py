@@ -6,7 +6,7 @@ between the two checks the gathers and masks of the vectorized one.
 
 import numpy as np
 
-from flcli.algorithms.work import LocalSpec, LocalWork
+from flcli.algorithms.work import LocalSpec, LocalWork, frozen_index
 from flcli.engine.local import Cohort, CohortResult, epoch_orders
 
 
@@ -24,11 +24,13 @@ def train_serial(
     w_global = np.asarray(w_global, dtype=x.dtype)  # the data's dtype is the compute dtype
     work = work or LocalWork()
     params, steps = [], []
+    frozen = frozen_index(work)
     for k, (client, start, size) in enumerate(
         zip(cohort.ids, cohort.starts, cohort.sizes, strict=True)
     ):
         w = w_global.copy() if work.start is None else work.start[k].astype(x.dtype)
         inputs = {name: value[k : k + 1] for name, value in work.inputs.items()}
+        held = None if frozen is None else w[frozen].copy()
         budget = None if work.max_steps is None else int(work.max_steps[k])
         taken = 0
         orders = epoch_orders(seed, round, [client], [size], spec.epochs)
@@ -42,6 +44,8 @@ def train_serial(
                 if work.correction is not None:
                     grad += work.correction(w[None], w_global, **inputs)
                 w = w - spec.lr * grad[0]
+                if frozen is not None:
+                    w[frozen] = held
                 taken += 1
         params.append(w)
         steps.append(taken)

@@ -18,7 +18,7 @@ What a model must have, by Capabilities.trains:
 predict_proba is for classification only: the engine scores a regression model by predict alone,
 so a regression model may leave it out (LinearRegression does).
 Each capability flag adds one method: fused_step sgd_step, distillable distill_loss_grad,
-exact_log_proba log_proba.
+exact_log_proba log_proba, splits_head head_slice.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ ADDED_BY = {
     "fused_step": "sgd_step",
     "distillable": "distill_loss_grad",
     "exact_log_proba": "log_proba",
+    "splits_head": "head_slice",
 }
 ATTRIBUTES = ("task", "num_params", "name", "mode", "num_features", "num_classes")
 DOCS = "see docs/api.md"
@@ -60,6 +61,9 @@ class Capabilities:
     fused_step: bool = False  # has sgd_step(W, X, y, mask, lr, workspace) taking a whole step
     distillable: bool = False  # has distill_loss_grad(w, X, targets, temperature) (FedDF's student)
     exact_log_proba: bool = False  # has log_proba(w, X) computed from logits
+    # has head_slice() -> slice of the flat vector holding the last layer (the head of head/body
+    # methods: FedPer, LG-FedAvg, FedRep, FedBABU)
+    splits_head: bool = False
 
     def __post_init__(self):
         if self.trains not in TRAINS:

@@ -24,7 +24,7 @@ from flcli.models.heads import (
 
 class SoftmaxRegression:
     task = "classification"
-    capabilities = Capabilities(distillable=True, exact_log_proba=True)
+    capabilities = Capabilities(distillable=True, exact_log_proba=True, splits_head=True)
 
     @classmethod
     def for_data(cls, num_features: int, num_classes: int, dtype: str, hidden=None):
@@ -38,6 +38,10 @@ class SoftmaxRegression:
 
     def init(self, rng: np.random.Generator) -> np.ndarray:
         return np.zeros(self.num_params, dtype=self.dtype)
+
+    def head_slice(self) -> slice:
+        """The last layer: for a one-layer model, every parameter (the body is empty)."""
+        return slice(0, self.num_params)
 
     def _unpack(self, W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         d, c = self.num_features, self.num_classes
@@ -88,6 +92,10 @@ class _AffineScore:
     def init(self, rng: np.random.Generator) -> np.ndarray:
         return np.zeros(self.num_params, dtype=self.dtype)
 
+    def head_slice(self) -> slice:
+        """The last layer: for a one-layer model, every parameter (the body is empty)."""
+        return slice(0, self.num_params)
+
     def score(self, W, X):
         """x v + b for W [K, P] and X [K, B, D] -> [K, B]; or w [P] and X [N, D] -> [N]."""
         v, b = W[..., : self.num_features], W[..., self.num_features]
@@ -104,7 +112,7 @@ class _AffineScore:
 
 class LogisticRegression(_AffineScore):
     task = "classification"
-    capabilities = Capabilities(exact_log_proba=True)
+    capabilities = Capabilities(exact_log_proba=True, splits_head=True)
 
     @classmethod
     def for_data(cls, num_features: int, num_classes: int, dtype: str, hidden=None):
@@ -138,7 +146,7 @@ class LinearRegression(_AffineScore):
     """No predict_proba: a regression model is scored by predict (see flcli.models.base)."""
 
     task = "regression"
-    capabilities = Capabilities()
+    capabilities = Capabilities(splits_head=True)
 
     @classmethod
     def for_data(cls, num_features: int, num_classes: None, dtype: str, hidden=None):

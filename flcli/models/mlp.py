@@ -17,7 +17,7 @@ from flcli.models.workspace import Workspace
 
 
 class MLP:
-    capabilities = Capabilities(fused_step=True, exact_log_proba=True)
+    capabilities = Capabilities(fused_step=True, exact_log_proba=True, splits_head=True)
 
     @classmethod
     def for_data(cls, num_features: int, num_classes: int | None, dtype: str, hidden=(128, 64)):
@@ -50,6 +50,10 @@ class MLP:
         for (weights, _), fan_in in zip(self.layers(w), self.units[:-1], strict=True):
             weights[...] = rng.normal(0.0, np.sqrt(2.0 / fan_in), weights.shape)
         return w
+
+    def head_slice(self) -> slice:
+        """The last layer's [W; b] in the flat vector: the head; the layers before it the body."""
+        return self.blocks[-1][0]
 
     def affine(self, W: np.ndarray) -> list[np.ndarray]:
         """[W_l; b_l] of each layer: [..., in + 1, out] views of W [..., P]."""
