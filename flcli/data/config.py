@@ -31,15 +31,35 @@ class PartitionConfig:
         check=Check(lambda v: v > 0, "must be > 0; e.g. 0.1 (strong skew) to 100 (near IID)"),
     )
     classes_per_client: int | None = option(
-        None, "Classes each client holds (pathological).", show_default="2"
+        None, "Classes each client holds (pathological, distribution).", show_default="2"
     )
     shards_per_client: int | None = option(
         None, "Shards dealt to each client (shards).", show_default="2"
     )
     sizes: str | None = option(
         None,
-        "Size law (quantity): dirichlet, lognormal[:SIGMA], linear, exponential.",
-        show_default="dirichlet",
+        "Size law: quantity's dirichlet, lognormal[:SIGMA], linear, exponential; size's and "
+        "inner-dirichlet's linear, square, exponential, N1,N2,... or FILE.py:NAME (a function "
+        "of the client id); inner-dirichlet's equal.",
+        show_default="quantity: dirichlet; size: linear; inner-dirichlet: equal",
+    )
+    sigma: float | None = option(
+        None,
+        "Std of the log of the (client, class) shares (distribution): larger = more skewed sizes.",
+        show_default="2",
+        check=Check(lambda v: 0 < v < float("inf"), "must be a finite number > 0, e.g. 2"),
+    )
+    group_size: int | None = option(
+        None,
+        "Natural clients merged into one (grouped-natural).",
+        show_default="2",
+        check=AT_LEAST_ONE,
+    )
+    feature_groups: str | None = option(
+        None,
+        "Each client's feature columns (vertical): even, counts N1,N2,... (or fractions), or "
+        "names a+b|c+d.",
+        show_default="even",
     )
     noise_std: float | None = option(
         None,
