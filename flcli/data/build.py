@@ -87,6 +87,9 @@ def build_partition(config: PartitionConfig) -> Partition:
         meta["dataset_source"] = data.source
     if columns is not None:
         meta["vertical"] = vertical_meta(columns, inputs["features"])
+    names = client_names(scheme, data, train, len(parts))
+    if names is not None:
+        meta["client_names"] = names
     built = Partition(meta=meta, **arrays)
     if config.client_test_fraction:
         return with_client_test(built, config.client_test_fraction, config.seed)
@@ -114,6 +117,16 @@ def split_with_default_min(scheme, config, labels, num_clients, min_samples, opt
         )
         return parts, min_samples, short.largest
     return parts, None, min_samples
+
+
+def client_names(scheme: Scheme, data: Dataset, train: np.ndarray, num_clients: int):
+    """The natural clients' own names (hospital_a, a LEAF user), when each is one client."""
+    if scheme.name != "natural" or data.group_names is None or data.groups is None:
+        return None
+    ids = np.unique(data.groups[train])
+    if len(ids) != num_clients:  # merged
+        return None
+    return [data.group_names[i] for i in ids]
 
 
 def vertical_meta(columns: list[np.ndarray], features: tuple[str, ...]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from flcli import plugins
 from flcli.data.dataset import Dataset
 from flcli.data.files import dataset_from_frame, load_file, load_openml, standardize
 from flcli.data.generators import GENERATORS, generate
+from flcli.data.leaf import load_leaf
 from flcli.data.user_code import load_user_dataset
 from flcli.errors import FLError
 from flcli.rng import Purpose, rng
@@ -67,6 +68,11 @@ def catalogue() -> dict[str, str]:
         "your own table: --target COLUMN names the label, other columns are standardized numeric "
         "features (--encode one-hot encodes text columns); .parquet needs flcli[parquet]"
     )
+    rows["leaf:PATH"] = (
+        "a LEAF benchmark as its preprocessing writes it (PATH/train, PATH/test JSON): its users "
+        "are the natural clients (--scheme natural), its test folder the test set; text (Sent140, "
+        "Shakespeare) as a hashed bag of words"
+    )
     rows["openml:NAME"] = (
         "an OpenML dataset (name or id) through scikit-learn's fetch_openml and its cache"
     )
@@ -93,7 +99,7 @@ def load_dataset(
     target and encode apply to files and OpenML; group_by names a column whose values are the
     rows' natural clients (removed from the features)."""
     family = name.split(":", 1)[0]
-    builtin = family == "openml" or family in GENERATORS or name in DATASETS
+    builtin = family in ("openml", "leaf") or family in GENERATORS or name in DATASETS
     if dataset_args or not builtin:
         user_data = load_user_dataset(name, seed, dataset_args or {})
         if user_data is not None:
@@ -105,6 +111,10 @@ def load_dataset(
             )
     if family == "openml":
         return load_openml(name, target, encode, group_by)
+    if family == "leaf":
+        if target is not None or encode:
+            raise FLError(f"--target and --encode do not apply to {name}: LEAF gives its labels")
+        return load_leaf(name, group_by)
     if (family in GENERATORS or name in DATASETS) and (target is not None or encode):
         raise FLError(f"--target and --encode apply to files and openml:NAME, not to {name!r}")
     if family in GENERATORS:

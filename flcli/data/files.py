@@ -118,7 +118,9 @@ def dataset_from_frame(
         y, classes = _factorize(labels, target, "target")
     else:
         y = labels.to_numpy(np.float64)
-    groups = None if group_by is None else _factorize(frame[group_by], group_by, "--by")[0]
+    groups, group_names = None, None
+    if group_by is not None:
+        groups, group_names = _factorize(frame[group_by], group_by, "--by")
     features = frame.drop(columns=[c for c in (target, group_by) if c is not None])
     if features.shape[1] == 0:
         raise FLError(f"{name} has no feature columns besides --target {target!r}")
@@ -150,6 +152,7 @@ def dataset_from_frame(
         feature_names=tuple(features.columns),
         groups=groups,
         classes=classes,
+        group_names=group_names,
     )
 
 

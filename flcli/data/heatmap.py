@@ -16,6 +16,7 @@ from flcli.fileio import atomic_save_figure
 ORDERED_UP_TO = 100
 MAX_COLUMNS = 1000
 MAX_ROW_TICKS = 20
+MAX_NAMED = 30  # clients whose own names (partition.json's client_names) label the x axis
 
 
 def value_counts(partition) -> tuple[np.ndarray, list[str], str]:
@@ -139,7 +140,10 @@ def draw_heatmap(partition, out: Path) -> None:
         interpolation="nearest",
         extent=(-0.5, columns - 0.5, len(row_names) - 0.5, -0.5),
     )
-    if columns <= ORDERED_UP_TO:
+    names = meta.get("client_names")
+    if names and columns <= MAX_NAMED:
+        bottom.set_xticks(positions, [names[i] for i in order], rotation=60, fontsize=7)
+    elif columns <= ORDERED_UP_TO:
         from matplotlib.ticker import MaxNLocator
 
         bottom.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=min(columns, 25)))

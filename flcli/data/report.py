@@ -76,13 +76,14 @@ def client_table(meta: dict) -> Table:
     for name in ("client", "samples", "labels", "label mix (one bar per class)", "top labels"):
         table.add_column(name, justify="left" if name.startswith(("label mix", "top")) else "right")
     show_bars = counts.shape[1] <= 40
+    names = meta.get("client_names") or [str(c) for c in range(len(counts))]
     for client, row in enumerate(counts):
         top = np.argsort(-row, kind="stable")[:2]
         top_text = ", ".join(
             f"{class_name(meta, c)}: {row[c] / row.sum():.0%}" for c in top if row[c]
         )
         table.add_row(
-            str(client),
+            names[client],
             str(row.sum()),
             str((row > 0).sum()),
             label_bar(row) if show_bars else "-",
