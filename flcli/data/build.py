@@ -10,7 +10,7 @@ from flcli.data.config import PartitionConfig
 from flcli.data.contract import Scheme, user_scheme
 from flcli.data.dataset import Dataset
 from flcli.data.datasets import load_dataset
-from flcli.data.files import columns_text
+from flcli.data.files import TableOptions, columns_text
 from flcli.data.holdout import with_client_test
 from flcli.data.store import Partition, array_hash
 from flcli.data.user_code import check_arguments
@@ -41,6 +41,7 @@ def build_partition(config: PartitionConfig) -> Partition:
         config.encode,
         group_by,
         dataset_args=config.dataset_args,
+        table=TableOptions(config.drop, config.features, config.impute),
     )
     if data.task == "regression" and scheme.label_skew:
         others = [name for name, other in schemes.SCHEMES.items() if not other.label_skew]
@@ -87,6 +88,8 @@ def build_partition(config: PartitionConfig) -> Partition:
         meta["dataset_source"] = data.source
     if columns is not None:
         meta["vertical"] = vertical_meta(columns, inputs["features"])
+    if config.drop or config.features or data.group_names is not None:
+        meta["feature_names"] = list(feature_names(data))
     names = client_names(scheme, data, train, len(parts))
     if names is not None:
         meta["client_names"] = names
@@ -228,6 +231,9 @@ def dataset_params(config: PartitionConfig) -> dict[str, Any]:
         params["encode"] = True
     if config.dataset_args:
         params["dataset_args"] = recordable(config.dataset_args)
+    for name in ("drop", "features", "impute"):
+        if getattr(config, name) is not None:
+            params[name] = getattr(config, name)
     return params
 
 

@@ -13,6 +13,7 @@ from flcli.options import Check, at_least, check_fields, option, parse_key_value
 
 AT_LEAST_ONE = Check(lambda v: v >= 1, "must be at least 1")
 FRACTION = "use a fraction in (0, 1), e.g. 0.2"
+IMPUTE = ("mean", "median", "drop")
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,21 @@ class PartitionConfig:
     target: str | None = option(None, "Label column of a file or openml: dataset.")
     encode: bool = option(
         False, "One-hot encode non-numeric feature columns of a file.", show_default="no-encode"
+    )
+    drop: str | None = option(
+        None,
+        "Columns of a file or openml: table that are not features (ids, dates): COL,...",
+        metavar="COL,...",
+    )
+    features: str | None = option(
+        None, "The only feature columns of a file or openml: table: COL,...", metavar="COL,..."
+    )
+    impute: str | None = option(
+        None,
+        "Missing feature cells of a table: mean or median of the column (over all rows), or "
+        "drop the rows.",
+        show_default="refuse",
+        check=Check(lambda v: v in IMPUTE, f"must be one of: {', '.join(IMPUTE)}"),
     )
     dataset_args: dict[str, Any] = option(
         {},

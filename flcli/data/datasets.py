@@ -11,7 +11,13 @@ import pandas as pd
 
 from flcli import plugins
 from flcli.data.dataset import Dataset
-from flcli.data.files import dataset_from_frame, load_file, load_openml, standardize
+from flcli.data.files import (
+    TableOptions,
+    dataset_from_frame,
+    load_file,
+    load_openml,
+    standardize,
+)
 from flcli.data.generators import GENERATORS, generate
 from flcli.data.leaf import load_leaf
 from flcli.data.user_code import load_user_dataset
@@ -92,6 +98,7 @@ def load_dataset(
     encode: bool = False,
     group_by: str | None = None,
     dataset_args: dict[str, Any] | None = None,
+    table: TableOptions = TableOptions(),
 ) -> Dataset:
     """Load a dataset by name, generator spec, file path, openml:NAME or a user's loader
     (dataset_args: its keyword arguments); FLError if unknown.
@@ -110,7 +117,9 @@ def load_dataset(
                 f"package.module:NAME), not to {name!r}"
             )
     if family == "openml":
-        return load_openml(name, target, encode, group_by)
+        return load_openml(name, target, encode, group_by, table=table)
+    if table.given and not (Path(name).suffix or "/" in name) or table.given and family == "leaf":
+        raise FLError(f"--drop, --features and --impute apply to files and openml:, not {name!r}")
     if family == "leaf":
         if target is not None or encode:
             raise FLError(f"--target and --encode do not apply to {name}: LEAF gives its labels")
@@ -128,7 +137,7 @@ def load_dataset(
         loader, _ = DATASETS[name]
         return loader(name, group_by)
     if Path(name).suffix or "/" in name:
-        return load_file(name, target, encode, group_by)
+        return load_file(name, target, encode, group_by, table)
     known = ", ".join([*DATASETS, *GENERATORS, "FILE.csv", "openml:NAME", "FILE.py:NAME"])
     raise FLError(f"unknown dataset {name!r}; choose one of: {known} (see: fl list datasets)")
 
