@@ -47,7 +47,7 @@ class PartitionConfig:
     sigma: float | None = option(
         None,
         "Std of the log of the (client, class) shares (distribution): larger = more skewed sizes.",
-        show_default="2",
+        show_default="2.0",
         check=Check(lambda v: 0 < v < float("inf"), "must be a finite number > 0, e.g. 2"),
     )
     group_size: int | None = option(
