@@ -177,8 +177,20 @@ def asynchronous(config: TrainConfig, algorithm, num_clients: int) -> TrainConfi
     return replace(config, concurrency=concurrency)
 
 
+def refuse_vertical(partition: Partition) -> None:
+    vertical = partition.meta.get("vertical")
+    if vertical:
+        raise FLError(
+            f"the partition is vertical (its {vertical['num_clients']} clients hold feature "
+            "columns, not rows); fl train needs a vertical algorithm (split learning, vertical "
+            "FedAvg with a server-side label holder), which flcli does not have yet: partition "
+            "by rows instead, e.g. --scheme iid"
+        )
+
+
 def assemble(config: TrainConfig, partition: Partition) -> Parts:
     """Resolve the config against the partition and build every part of the run, once."""
+    refuse_vertical(partition)
     resolved, spec, model = resolve(config, partition)
     refuse_for_run(resolved, spec, model, partition)
     data = partition.astype(resolved.dtype)

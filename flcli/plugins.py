@@ -31,7 +31,13 @@ GROUPS = {
     "scheme": "flcli.schemes",
     "dataset": "flcli.datasets",
 }
-FLAGS = {"algorithm": "--algo", "model": "--model", "scheme": "--scheme", "dataset": "DATASET"}
+FLAGS = {
+    "algorithm": "--algo",
+    "model": "--model",
+    "scheme": "--scheme",
+    "dataset": "DATASET",
+    "size": "--sizes",
+}
 LOADED: dict[str, ModuleType] = {}  # modules loaded from references, by reference's module part
 SOURCES: dict[str, dict[str, str]] = {}  # their files and sha256 as loaded, likewise
 

@@ -19,9 +19,19 @@ SCHEME_FLAGS = {
     "noise": ["--noise-std", "0.2"],
     "continuous": ["--strictness", "0.8"],
     "natural": [],
+    "size": ["--sizes", "linear"],
+    "inner-dirichlet": ["--alpha", "0.5"],
+    "distribution": ["--classes-per-client", "3", "--sigma", "1"],
+    "grouped-natural": ["--group-size", "4"],
+    "vertical": ["--feature-groups", "even"],
 }
+OWN_CLIENTS = ("natural", "grouped-natural")
 DATASET_FLAGS = {
-    "digits": {"continuous": ["--by", "pixel_3_4"], "natural": ["--by", "pixel_0_3"]},
+    "digits": {
+        "continuous": ["--by", "pixel_3_4"],
+        "natural": ["--by", "pixel_0_3"],
+        "grouped-natural": ["--by", "pixel_0_3"],
+    },
     "synthetic": {"continuous": ["--by", "x0"]},
 }
 
@@ -33,7 +43,7 @@ def meta_of(path):
 @pytest.mark.parametrize("dataset", list(DATASET_FLAGS))
 @pytest.mark.parametrize("scheme", list(SCHEMES))
 def test_every_scheme_through_the_cli(cli, tmp_path, dataset, scheme):
-    clients = [] if scheme == "natural" else ["--clients", "8"]
+    clients = [] if scheme in OWN_CLIENTS else ["--clients", "8"]
     extra = DATASET_FLAGS[dataset].get(scheme, [])
     out = tmp_path / "p"
     args = ["partition", dataset, "--scheme", scheme, *clients, *SCHEME_FLAGS[scheme], *extra]
@@ -46,10 +56,12 @@ def test_every_scheme_through_the_cli(cli, tmp_path, dataset, scheme):
     assert sum(meta["client_sizes"]) == meta["num_train"] == len(part.y_train)
     assert min(meta["client_sizes"]) >= meta["params"]["min_samples"]
     assert (out / "partition.png").stat().st_size > 10_000
-    if scheme != "natural":
+    if scheme == "vertical":
+        assert meta["vertical"]["num_clients"] == 8
+    elif scheme not in OWN_CLIENTS:
         assert meta["num_clients"] == 8
     elif dataset == "synthetic":
-        assert meta["num_clients"] == 30
+        assert meta["num_clients"] == (30 if scheme == "natural" else 8)
 
 
 def test_alpha_1000_is_as_even_as_iid_and_alpha_005_is_dominated(cli, tmp_path):

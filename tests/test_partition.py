@@ -11,6 +11,13 @@ from flcli.errors import FLError
 from flcli.rng import Purpose, rng
 
 ALWAYS_FEASIBLE = ("iid", "noise", "quantity", "continuous")
+ROW_SCHEMES = [name for name, scheme in schemes.SCHEMES.items() if not scheme.vertical]
+OWN_CLIENTS = ("natural", "grouped-natural")
+SIZE_LAWS = {
+    "quantity": ["dirichlet", "lognormal", "lognormal:2", "linear", "exponential"],
+    "size": ["linear", "square", "exponential"],
+    "inner-dirichlet": ["equal", "linear", "square"],
+}
 
 
 def labels_of(n, classes, seed):
@@ -24,7 +31,7 @@ def assert_disjoint_and_complete(parts, n):
     assert all(np.array_equal(p, np.sort(p)) for p in parts)
 
 
-@pytest.mark.parametrize("scheme", list(schemes.SCHEMES))
+@pytest.mark.parametrize("scheme", ROW_SCHEMES)
 @settings(max_examples=40, deadline=None)
 @given(
     n=st.integers(25, 400),
@@ -39,15 +46,15 @@ def test_every_scheme_is_disjoint_complete_and_honours_min_samples(
     labels = labels_of(n, classes, seed)
     min_samples = data.draw(st.integers(1, max(1, n // clients)), label="min_samples")
     groups = labels_of(n, data.draw(st.integers(1, 30), label="groups"), seed + 1)
-    if scheme == "natural":
+    if scheme in OWN_CLIENTS:
         clients = data.draw(st.one_of(st.none(), st.integers(1, 30)), label="natural clients")
     drawn = {
         "alpha": data.draw(st.floats(0.05, 100), label="alpha"),
         "classes_per_client": data.draw(st.integers(1, classes), label="K"),
         "shards_per_client": data.draw(st.integers(1, 4), label="S"),
-        "sizes": data.draw(
-            st.sampled_from(["dirichlet", "lognormal", "lognormal:2", "linear", "exponential"])
-        ),
+        "sizes": data.draw(st.sampled_from(SIZE_LAWS.get(scheme, ["linear"])), label="sizes"),
+        "sigma": data.draw(st.floats(0.1, 4), label="sigma"),
+        "group_size": data.draw(st.integers(1, 8), label="G"),
         "noise_std": data.draw(st.floats(0, 2), label="noise_std"),
         "by": "x0",
         "strictness": data.draw(st.floats(0, 1), label="strictness"),
@@ -65,18 +72,20 @@ def test_every_scheme_is_disjoint_complete_and_honours_min_samples(
     assert_disjoint_and_complete(parts, n)
     assert min(len(p) for p in parts) >= min_samples
     expected = len(np.unique(groups)) if scheme == "natural" and clients is None else clients
+    if scheme == "grouped-natural":
+        expected = -(-len(np.unique(groups)) // options["group_size"])
     assert len(parts) == expected
     if scheme == "pathological":
         held = [len(np.unique(labels[p])) for p in parts]
         assert held == [options["classes_per_client"]] * clients
-    if scheme == "natural":  # a group is never split between clients
+    if scheme in OWN_CLIENTS:  # a group is never split between clients
         owner = np.empty(n, dtype=int)
         for client, p in enumerate(parts):
             owner[p] = client
         assert all(len(np.unique(owner[groups == g])) == 1 for g in np.unique(groups))
 
 
-@pytest.mark.parametrize("scheme", list(schemes.SCHEMES))
+@pytest.mark.parametrize("scheme", ROW_SCHEMES)
 def test_same_seed_same_partition_other_seed_other(scheme):
     labels = labels_of(500, 10, 0)
     options = {"values": np.linspace(0, 1, 500), "groups": labels_of(500, 40, 1)}
@@ -85,11 +94,11 @@ def test_same_seed_same_partition_other_seed_other(scheme):
 
     def draw(seed):
         generator = rng(seed, Purpose.PARTITION)
-        clients = None if scheme == "natural" else 10
+        clients = None if scheme in OWN_CLIENTS else 10
         return schemes.partition(scheme, labels, clients, generator, 5, **options)
 
     assert all(np.array_equal(a, b) for a, b in zip(draw(1), draw(1), strict=True))
-    if scheme != "natural":  # natural without merging has nothing random
+    if scheme not in OWN_CLIENTS:  # natural without merging has nothing random
         assert not all(np.array_equal(a, b) for a, b in zip(draw(1), draw(2), strict=True))
 
 

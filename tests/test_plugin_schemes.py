@@ -298,10 +298,16 @@ def test_the_help_defaults_of_scheme_options_are_the_functions_defaults():
         for name, default in registered.defaults.items():
             assert getattr(PartitionConfig(), name) is None  # not given: the scheme's default
             shown = fields[name].metadata["show_default"]
-            assert shown in (None, str(default)), (registered.name, name, shown, default)
+            per_scheme = f"{registered.name}: {default}"  # an option whose default differs
+            assert shown in (None, str(default)) or per_scheme in shown, (
+                registered.name,
+                name,
+                shown,
+                default,
+            )
 
 
-@pytest.mark.parametrize("name", list(SCHEMES))
+@pytest.mark.parametrize("name", [name for name, s in SCHEMES.items() if not s.vertical])
 @settings(max_examples=25, deadline=None)
 @given(
     n=st.integers(30, 300),

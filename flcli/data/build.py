@@ -10,7 +10,7 @@ from flcli.data.config import PartitionConfig
 from flcli.data.contract import Scheme, user_scheme
 from flcli.data.dataset import Dataset
 from flcli.data.datasets import load_dataset
-from flcli.data.files import columns_text
+from flcli.data.files import TableOptions, columns_text
 from flcli.data.holdout import with_client_test
 from flcli.data.store import Partition, array_hash
 from flcli.data.user_code import check_arguments
@@ -41,6 +41,7 @@ def build_partition(config: PartitionConfig) -> Partition:
         config.encode,
         group_by,
         dataset_args=config.dataset_args,
+        table=TableOptions(config.drop, config.features, config.impute),
     )
     if data.task == "regression" and scheme.label_skew:
         others = [name for name, other in schemes.SCHEMES.items() if not other.label_skew]
@@ -51,24 +52,16 @@ def build_partition(config: PartitionConfig) -> Partition:
     train, test, params = split_train_test(data, config.test_size, config.seed)
     min_samples = config.min_samples
     if min_samples is None:
-        min_samples = 1 if scheme.own_clients else default_min_samples(len(train), num_clients)
+        fixed = scheme.own_clients or scheme.given_sizes
+        min_samples = 1 if fixed else default_min_samples(len(train), num_clients)
     labels = data.y[train] if data.num_classes else np.zeros(len(train), dtype=np.int64)
     inputs = scheme_inputs(scheme, options, data, train)
-    try:
-        parts = scheme.split(
-            labels, num_clients, rng(config.seed, Purpose.PARTITION), min_samples, options, **inputs
-        )
-    except schemes.TooFewSamples as short:
-        if config.min_samples is not None or short.largest < 1:
-            raise
-        # the default minimum is unreachable for this seed: take the largest that a draw reaches
-        # (the same draws, in the same order, so the partition is that of --min-samples largest)
-        min_samples_default, min_samples = min_samples, short.largest
-        parts = scheme.split(
-            labels, num_clients, rng(config.seed, Purpose.PARTITION), min_samples, options, **inputs
-        )
-    else:
-        min_samples_default = None
+    parts, min_samples_default, min_samples = split_with_default_min(
+        scheme, config, labels, num_clients, min_samples, options, inputs
+    )
+    columns = None
+    if scheme.vertical:  # every client holds every row: one block, the columns in meta
+        columns, parts = parts, [np.arange(len(train))]
     arrays = client_arrays(data, train, test, parts)
     if scheme.perturb is not None:
         scheme.perturb(arrays["x_train"], arrays["offsets"], config.seed, **options)
@@ -93,10 +86,59 @@ def build_partition(config: PartitionConfig) -> Partition:
     }
     if data.source is not None:
         meta["dataset_source"] = data.source
+    if columns is not None:
+        meta["vertical"] = vertical_meta(columns, inputs["features"])
+    if config.drop or config.features or data.group_names is not None:
+        meta["feature_names"] = list(feature_names(data))
+    names = client_names(scheme, data, train, len(parts))
+    if names is not None:
+        meta["client_names"] = names
     built = Partition(meta=meta, **arrays)
     if config.client_test_fraction:
         return with_client_test(built, config.client_test_fraction, config.seed)
     return built
+
+
+def split_with_default_min(scheme, config, labels, num_clients, min_samples, options, inputs):
+    """(parts, the default min_samples that was lowered or None, the min_samples used)."""
+    try:
+        parts = scheme.split(
+            labels, num_clients, rng(config.seed, Purpose.PARTITION), min_samples, options, **inputs
+        )
+    except schemes.TooFewSamples as short:
+        if config.min_samples is not None or short.largest < 1:
+            raise
+        # the default minimum is unreachable for this seed: take the largest that a draw reaches
+        # (the same draws, in the same order, so the partition is that of --min-samples largest)
+        parts = scheme.split(
+            labels,
+            num_clients,
+            rng(config.seed, Purpose.PARTITION),
+            short.largest,
+            options,
+            **inputs,
+        )
+        return parts, min_samples, short.largest
+    return parts, None, min_samples
+
+
+def client_names(scheme: Scheme, data: Dataset, train: np.ndarray, num_clients: int):
+    """The natural clients' own names (hospital_a, a LEAF user), when each is one client."""
+    if scheme.name != "natural" or data.group_names is None or data.groups is None:
+        return None
+    ids = np.unique(data.groups[train])
+    if len(ids) != num_clients:  # merged
+        return None
+    return [data.group_names[i] for i in ids]
+
+
+def vertical_meta(columns: list[np.ndarray], features: tuple[str, ...]) -> dict[str, Any]:
+    """What partition.json records of a vertical partition: each client's feature columns."""
+    return {
+        "num_clients": len(columns),
+        "feature_columns": [[features[j] for j in group] for group in columns],
+        "feature_indices": [group.tolist() for group in columns],
+    }
 
 
 def find_scheme(name: str) -> Scheme:
@@ -141,6 +183,8 @@ def scheme_inputs(
         inputs["values"] = feature_values(data, options.get("by"), train, scheme.name)
     if "groups" in scheme.inputs:
         inputs["groups"] = None if data.groups is None else data.groups[train]
+    if "features" in scheme.inputs:
+        inputs["features"] = feature_names(data)
     return inputs
 
 
@@ -187,6 +231,9 @@ def dataset_params(config: PartitionConfig) -> dict[str, Any]:
         params["encode"] = True
     if config.dataset_args:
         params["dataset_args"] = recordable(config.dataset_args)
+    for name in ("drop", "features", "impute"):
+        if getattr(config, name) is not None:
+            params[name] = getattr(config, name)
     return params
 
 
@@ -214,6 +261,13 @@ def feature_values(data: Dataset, by: str | None, train: np.ndarray, scheme: str
             f"{columns_text(data.feature_names)}"
         )
     return data.X[train, data.feature_names.index(by)]
+
+
+def feature_names(data: Dataset) -> tuple[str, ...]:
+    names = tuple(data.feature_names)
+    return (
+        names if len(names) == data.X.shape[1] else tuple(f"x{j}" for j in range(data.X.shape[1]))
+    )
 
 
 def describe(data: Dataset, arrays: dict) -> dict:

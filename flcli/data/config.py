@@ -13,6 +13,7 @@ from flcli.options import Check, at_least, check_fields, option, parse_key_value
 
 AT_LEAST_ONE = Check(lambda v: v >= 1, "must be at least 1")
 FRACTION = "use a fraction in (0, 1), e.g. 0.2"
+IMPUTE = ("mean", "median", "drop")
 
 
 @dataclass(frozen=True)
@@ -31,15 +32,35 @@ class PartitionConfig:
         check=Check(lambda v: v > 0, "must be > 0; e.g. 0.1 (strong skew) to 100 (near IID)"),
     )
     classes_per_client: int | None = option(
-        None, "Classes each client holds (pathological).", show_default="2"
+        None, "Classes each client holds (pathological, distribution).", show_default="2"
     )
     shards_per_client: int | None = option(
         None, "Shards dealt to each client (shards).", show_default="2"
     )
     sizes: str | None = option(
         None,
-        "Size law (quantity): dirichlet, lognormal[:SIGMA], linear, exponential.",
-        show_default="dirichlet",
+        "Size law: quantity's dirichlet, lognormal[:SIGMA], linear, exponential; size's and "
+        "inner-dirichlet's linear, square, exponential, N1,N2,... or FILE.py:NAME (a function "
+        "of the client id); inner-dirichlet's equal.",
+        show_default="quantity: dirichlet; size: linear; inner-dirichlet: equal",
+    )
+    sigma: float | None = option(
+        None,
+        "Std of the log of the (client, class) shares (distribution): larger = more skewed sizes.",
+        show_default="2.0",
+        check=Check(lambda v: 0 < v < float("inf"), "must be a finite number > 0, e.g. 2"),
+    )
+    group_size: int | None = option(
+        None,
+        "Natural clients merged into one (grouped-natural).",
+        show_default="2",
+        check=AT_LEAST_ONE,
+    )
+    feature_groups: str | None = option(
+        None,
+        "Each client's feature columns (vertical): even, counts N1,N2,... (or fractions), or "
+        "names a+b|c+d.",
+        show_default="even",
     )
     noise_std: float | None = option(
         None,
@@ -70,6 +91,21 @@ class PartitionConfig:
     target: str | None = option(None, "Label column of a file or openml: dataset.")
     encode: bool = option(
         False, "One-hot encode non-numeric feature columns of a file.", show_default="no-encode"
+    )
+    drop: str | None = option(
+        None,
+        "Columns of a file or openml: table that are not features (ids, dates): COL,...",
+        metavar="COL,...",
+    )
+    features: str | None = option(
+        None, "The only feature columns of a file or openml: table: COL,...", metavar="COL,..."
+    )
+    impute: str | None = option(
+        None,
+        "Missing feature cells of a table: mean or median of the column (over all rows), or "
+        "drop the rows.",
+        show_default="refuse",
+        check=Check(lambda v: v in IMPUTE, f"must be one of: {', '.join(IMPUTE)}"),
     )
     dataset_args: dict[str, Any] = option(
         {},

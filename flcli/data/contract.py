@@ -7,8 +7,9 @@ Generator (the PARTITION stream of --seed), its only source of randomness; min_s
 samples a client may get. Its keyword parameters with defaults are its options, with their
 defaults (--alpha for dirichlet's alpha=0.5; --scheme-arg KEY=VALUE for a user's scheme). It
 returns num_clients arrays of sample indices that together cover every training sample exactly
-once. flcli's own schemes may also take `values` (the --by feature of each training sample) and
-`groups` (the data's own client of each sample).
+once. flcli's own schemes may also take `values` (the --by feature of each training sample),
+`groups` (the data's own client of each sample) and `features` (the feature names; a vertical
+scheme returns each client's feature columns instead of rows).
 """
 
 import inspect
@@ -23,7 +24,7 @@ from flcli import plugins
 from flcli.data.user_code import REQUIRED, keyword_parameters, signature_of
 from flcli.errors import FLError
 
-INPUTS = ("min_samples", "values", "groups")  # handed over by flcli, not options
+INPUTS = ("min_samples", "values", "groups", "features")  # handed over by flcli, not options
 
 
 @dataclass(frozen=True)
@@ -39,10 +40,13 @@ class Scheme:
     perturb: Callable[..., None] | None = None  # (x_train, offsets, seed, **options), in place
     reference: str | None = None  # a user's scheme: as given to --scheme
     source: dict[str, str] | None = None  # a user's scheme: its file and sha256
+    alias: str | None = None  # a built-in's name when it is not its function's (inner-dirichlet)
+    given_sizes: bool = False  # its options fix the sizes: --min-samples defaults to 1
+    vertical: bool = False  # returns each client's feature columns, not rows (flcli.data.vertical)
 
     @property
     def name(self) -> str:
-        return self.reference or self.function.__name__
+        return self.reference or self.alias or self.function.__name__
 
     @cached_property
     def keywords(self) -> tuple[dict[str, Any], bool]:

@@ -16,6 +16,7 @@ class Dataset:
     is_test: np.ndarray | None = None  # [n] bool, when the data comes with its own test split
     classes: tuple[str, ...] | None = None  # the original label of each class id, from files
     source: dict[str, str] | None = None  # a user's loader: its reference, file and sha256
+    group_names: tuple[str, ...] | None = None  # the name of each group id (hospital_a, ...)
 
     @property
     def task(self) -> str:

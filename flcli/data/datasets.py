@@ -11,8 +11,15 @@ import pandas as pd
 
 from flcli import plugins
 from flcli.data.dataset import Dataset
-from flcli.data.files import dataset_from_frame, load_file, load_openml, standardize
+from flcli.data.files import (
+    TableOptions,
+    dataset_from_frame,
+    load_file,
+    load_openml,
+    standardize,
+)
 from flcli.data.generators import GENERATORS, generate
+from flcli.data.leaf import load_leaf
 from flcli.data.user_code import load_user_dataset
 from flcli.errors import FLError
 from flcli.rng import Purpose, rng
@@ -67,6 +74,11 @@ def catalogue() -> dict[str, str]:
         "your own table: --target COLUMN names the label, other columns are standardized numeric "
         "features (--encode one-hot encodes text columns); .parquet needs flcli[parquet]"
     )
+    rows["leaf:PATH"] = (
+        "a LEAF benchmark as its preprocessing writes it (PATH/train, PATH/test JSON): its users "
+        "are the natural clients (--scheme natural), its test folder the test set; text (Sent140, "
+        "Shakespeare) as a hashed bag of words"
+    )
     rows["openml:NAME"] = (
         "an OpenML dataset (name or id) through scikit-learn's fetch_openml and its cache"
     )
@@ -86,6 +98,7 @@ def load_dataset(
     encode: bool = False,
     group_by: str | None = None,
     dataset_args: dict[str, Any] | None = None,
+    table: TableOptions = TableOptions(),
 ) -> Dataset:
     """Load a dataset by name, generator spec, file path, openml:NAME or a user's loader
     (dataset_args: its keyword arguments); FLError if unknown.
@@ -93,7 +106,7 @@ def load_dataset(
     target and encode apply to files and OpenML; group_by names a column whose values are the
     rows' natural clients (removed from the features)."""
     family = name.split(":", 1)[0]
-    builtin = family == "openml" or family in GENERATORS or name in DATASETS
+    builtin = family in ("openml", "leaf") or family in GENERATORS or name in DATASETS
     if dataset_args or not builtin:
         user_data = load_user_dataset(name, seed, dataset_args or {})
         if user_data is not None:
@@ -104,7 +117,13 @@ def load_dataset(
                 f"package.module:NAME), not to {name!r}"
             )
     if family == "openml":
-        return load_openml(name, target, encode, group_by)
+        return load_openml(name, target, encode, group_by, table=table)
+    if table.given and not (Path(name).suffix or "/" in name) or table.given and family == "leaf":
+        raise FLError(f"--drop, --features and --impute apply to files and openml:, not {name!r}")
+    if family == "leaf":
+        if target is not None or encode:
+            raise FLError(f"--target and --encode do not apply to {name}: LEAF gives its labels")
+        return load_leaf(name, group_by)
     if (family in GENERATORS or name in DATASETS) and (target is not None or encode):
         raise FLError(f"--target and --encode apply to files and openml:NAME, not to {name!r}")
     if family in GENERATORS:
@@ -118,7 +137,7 @@ def load_dataset(
         loader, _ = DATASETS[name]
         return loader(name, group_by)
     if Path(name).suffix or "/" in name:
-        return load_file(name, target, encode, group_by)
+        return load_file(name, target, encode, group_by, table)
     known = ", ".join([*DATASETS, *GENERATORS, "FILE.csv", "openml:NAME", "FILE.py:NAME"])
     raise FLError(f"unknown dataset {name!r}; choose one of: {known} (see: fl list datasets)")
 

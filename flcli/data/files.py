@@ -6,6 +6,7 @@ standardized. Files are never unpickled.
 """
 
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +73,54 @@ def read_npz(path: Path) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
+@dataclass(frozen=True)
+class TableOptions:
+    """--drop, --features and --impute: what of a user's table is a feature, and missing cells."""
+
+    drop: str | None = None
+    features: str | None = None
+    impute: str | None = None
+
+    @property
+    def given(self) -> bool:
+        return any(v is not None for v in (self.drop, self.features, self.impute))
+
+
+def column_list(text: str, flag: str, frame: pd.DataFrame) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    missing = [name for name in names if name not in frame.columns]
+    if missing or not names:
+        raise FLError(
+            f"{flag} {missing[0] if missing else text!r} is not a column; columns: "
+            f"{columns_text(frame.columns)}"
+        )
+    return names
+
+
+def prepare_frame(
+    frame: pd.DataFrame, target: str, group_by: str | None, table: TableOptions
+) -> pd.DataFrame:
+    """The table with --drop's columns gone (or only --features' kept) and missing feature cells
+    filled or their rows dropped (--impute)."""
+    kept = [c for c in (target, group_by) if c is not None]
+    if table.drop is not None:
+        dropped = column_list(table.drop, "--drop", frame)
+        if set(dropped) & set(kept):
+            raise FLError(f"--drop {table.drop} names the --target or --by column; keep those")
+        frame = frame.drop(columns=dropped)
+    if table.features is not None:
+        chosen = column_list(table.features, "--features", frame)
+        frame = frame[[*chosen, *[c for c in kept if c not in chosen]]]
+    features = [c for c in frame.columns if c not in kept]
+    if table.impute == "drop":
+        return frame.dropna(subset=features).reset_index(drop=True)
+    if table.impute is not None:
+        numeric = [c for c in features if pd.api.types.is_numeric_dtype(frame[c])]
+        fill = frame[numeric].mean() if table.impute == "mean" else frame[numeric].median()
+        frame = frame.assign(**{c: frame[c].fillna(fill[c]) for c in numeric})
+    return frame
+
+
 def _factorize(values: pd.Series, column: str, role: str) -> tuple[np.ndarray, tuple[str, ...]]:
     if values.isna().any():
         raise FLError(f"{role} column {column!r} has missing values (NaN); fill or drop those rows")
@@ -99,6 +148,7 @@ def dataset_from_frame(
     group_by: str | None = None,
     scale=standardize,
     task: str | None = None,
+    table: TableOptions = TableOptions(),
 ) -> Dataset:
     """One --target column, the rest numeric features (one-hot with encode); group_by's column, if
     given, names each row's natural client and is not a feature."""
@@ -110,6 +160,7 @@ def dataset_from_frame(
             raise FLError(f"{flag} {column!r} is not a column; columns: {columns_text(frame)}")
     if group_by == target:
         raise FLError(f"--by {group_by!r} is the --target column; group clients by another column")
+    frame = prepare_frame(frame, target, group_by, table)
     labels = frame[target]
     if labels.isna().any():
         raise FLError(f"target column {target!r} has missing values (NaN); fill or drop those rows")
@@ -118,7 +169,9 @@ def dataset_from_frame(
         y, classes = _factorize(labels, target, "target")
     else:
         y = labels.to_numpy(np.float64)
-    groups = None if group_by is None else _factorize(frame[group_by], group_by, "--by")[0]
+    groups, group_names = None, None
+    if group_by is not None:
+        groups, group_names = _factorize(frame[group_by], group_by, "--by")
     features = frame.drop(columns=[c for c in (target, group_by) if c is not None])
     if features.shape[1] == 0:
         raise FLError(f"{name} has no feature columns besides --target {target!r}")
@@ -140,7 +193,8 @@ def dataset_from_frame(
     if bad.any():
         column = features.columns[int(np.argmax(bad))]
         raise FLError(
-            f"feature column {column!r} has missing or infinite values; fill or drop them"
+            f"feature column {column!r} has missing or infinite values; fill them with --impute "
+            "mean|median, drop the rows with --impute drop, or leave the column out with --drop"
         )
     return Dataset(
         name=name,
@@ -150,14 +204,18 @@ def dataset_from_frame(
         feature_names=tuple(features.columns),
         groups=groups,
         classes=classes,
+        group_names=group_names,
     )
 
 
-def load_file(path: str, target, encode=False, group_by=None) -> Dataset:
-    return dataset_from_frame(Path(path).name, read_table(Path(path)), target, encode, group_by)
+def load_file(path: str, target, encode=False, group_by=None, table=TableOptions()) -> Dataset:
+    frame = read_table(Path(path))
+    return dataset_from_frame(Path(path).name, frame, target, encode, group_by, table=table)
 
 
-def load_openml(spec: str, target=None, encode=False, group_by=None, fetch=None) -> Dataset:
+def load_openml(
+    spec: str, target=None, encode=False, group_by=None, fetch=None, table=TableOptions()
+) -> Dataset:
     """`openml:NAME` or `openml:ID` through scikit-learn's fetch_openml and its cache
     (SCIKIT_LEARN_DATA, by default ~/scikit_learn_data)."""
     if fetch is None:
@@ -184,4 +242,4 @@ def load_openml(spec: str, target=None, encode=False, group_by=None, fetch=None)
         if len(names) != 1:
             raise FLError(f"{spec} has no single default target; give --target COLUMN")
         target = names[0]
-    return dataset_from_frame(spec, frame, target, encode, group_by)
+    return dataset_from_frame(spec, frame, target, encode, group_by, table=table)

@@ -16,6 +16,7 @@ from flcli.fileio import atomic_save_figure
 ORDERED_UP_TO = 100
 MAX_COLUMNS = 1000
 MAX_ROW_TICKS = 20
+MAX_NAMED = 30  # clients whose own names (partition.json's client_names) label the x axis
 
 
 def value_counts(partition) -> tuple[np.ndarray, list[str], str]:
@@ -58,13 +59,43 @@ def subtitle(meta: dict) -> str:
     return f"size CV {skew['size_cv']:.2f} · target shift {skew['target_shift']:.2f}"
 
 
-def draw_heatmap(partition, out: Path) -> None:
+def draw_vertical(meta: dict, out: Path) -> None:
+    """A vertical partition: which client holds each feature column."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    indices = meta["vertical"]["feature_indices"]
+    held = np.zeros((len(indices), meta["num_features"]))
+    for client, columns in enumerate(indices):
+        held[client, columns] = 1.0
+    fig, ax = plt.subplots(
+        figsize=(min(4 + 0.12 * held.shape[1], 14), 1.5 + 0.3 * len(indices)),
+        constrained_layout=True,
+    )
+    ax.imshow(held, aspect="auto", cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xlabel("feature column")
+    ax.set_ylabel("client")
+    ax.set_yticks(range(len(indices)))
+    ax.set_title(
+        f"{meta['dataset']} · vertical · {len(indices)} clients, {meta['num_train']} rows each",
+        fontsize=10,
+    )
+    atomic_save_figure(out, fig, dpi=120)
+    plt.close(fig)
+
+
+def draw_heatmap(partition, out: Path) -> None:
     meta = partition.meta
+    if "vertical" in meta:
+        draw_vertical(meta, out)
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     counts, row_names, row_label = value_counts(partition)
     order, x_label = column_order(counts)
     shown = counts[order]
@@ -109,7 +140,10 @@ def draw_heatmap(partition, out: Path) -> None:
         interpolation="nearest",
         extent=(-0.5, columns - 0.5, len(row_names) - 0.5, -0.5),
     )
-    if columns <= ORDERED_UP_TO:
+    names = meta.get("client_names")
+    if names and columns <= MAX_NAMED:
+        bottom.set_xticks(positions, [names[i] for i in order], rotation=60, fontsize=7)
+    elif columns <= ORDERED_UP_TO:
         from matplotlib.ticker import MaxNLocator
 
         bottom.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=min(columns, 25)))

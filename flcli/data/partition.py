@@ -14,7 +14,9 @@ import numpy as np
 from flcli import rng as streams
 from flcli.data.config import PartitionConfig
 from flcli.data.contract import Scheme, check_min_samples
+from flcli.data.flower_schemes import distribution, grouped_natural, inner_dirichlet, size
 from flcli.data.schemes import DESCRIPTIONS
+from flcli.data.vertical import vertical
 from flcli.errors import FLError
 from flcli.options import declared, flag_of
 from flcli.rng import Purpose
@@ -344,6 +346,22 @@ SCHEMES = {
         Scheme(noise, DESCRIPTIONS["noise"], perturb=add_feature_noise),
         Scheme(continuous, DESCRIPTIONS["continuous"]),
         Scheme(natural, DESCRIPTIONS["natural"], own_clients=True),
+        Scheme(size, DESCRIPTIONS["size"], given_sizes=True),
+        Scheme(
+            inner_dirichlet,
+            DESCRIPTIONS["inner-dirichlet"],
+            label_skew=True,
+            given_sizes=True,
+            alias="inner-dirichlet",
+        ),
+        Scheme(distribution, DESCRIPTIONS["distribution"], label_skew=True),
+        Scheme(
+            grouped_natural,
+            DESCRIPTIONS["grouped-natural"],
+            own_clients=True,
+            alias="grouped-natural",
+        ),
+        Scheme(vertical, DESCRIPTIONS["vertical"], vertical=True),
     )
 }
 OPTIONS = list(dict.fromkeys(name for scheme in SCHEMES.values() for name in scheme.options))

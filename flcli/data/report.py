@@ -38,7 +38,9 @@ def summary_table(meta: dict) -> Table:
     )
     table.add_column(style="bold")
     table.add_column()
-    table.add_row("clients", f"{meta['num_clients']}  (seed {meta.get('seed', '-')})")
+    vertical = meta.get("vertical")
+    clients = f"{vertical['num_clients']} (vertical)" if vertical else meta["num_clients"]
+    table.add_row("clients", f"{clients}  (seed {meta.get('seed', '-')})")
     train, test = meta.get("num_train", sizes.sum()), meta.get("num_test", "-")
     table.add_row("train / test samples", f"{train} / {test}")
     table.add_row(
@@ -74,13 +76,14 @@ def client_table(meta: dict) -> Table:
     for name in ("client", "samples", "labels", "label mix (one bar per class)", "top labels"):
         table.add_column(name, justify="left" if name.startswith(("label mix", "top")) else "right")
     show_bars = counts.shape[1] <= 40
+    names = meta.get("client_names") or [str(c) for c in range(len(counts))]
     for client, row in enumerate(counts):
         top = np.argsort(-row, kind="stable")[:2]
         top_text = ", ".join(
             f"{class_name(meta, c)}: {row[c] / row.sum():.0%}" for c in top if row[c]
         )
         table.add_row(
-            str(client),
+            names[client],
             str(row.sum()),
             str((row > 0).sum()),
             label_bar(row) if show_bars else "-",
@@ -117,9 +120,24 @@ def percentile_table(meta: dict) -> Table:
     return table
 
 
+def vertical_table(meta: dict) -> Table:
+    """A vertical partition's clients: the feature columns each holds (all rows each)."""
+    table = Table(
+        box=None, title="clients (vertical: every row, some columns)", title_justify="left"
+    )
+    for name in ("client", "columns", "feature columns"):
+        table.add_column(name, justify="left" if name == "feature columns" else "right")
+    for client, names in enumerate(meta["vertical"]["feature_columns"]):
+        shown = ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
+        table.add_row(str(client), str(len(names)), shown)
+    return table
+
+
 def partition_report(meta: dict) -> Group:
     """Everything `fl inspect` prints, as one rich renderable."""
     parts = [summary_table(meta)]
+    if "vertical" in meta:
+        return Group(*parts, vertical_table(meta))
     if "label_counts" in meta and meta["num_clients"] <= MAX_CLIENT_ROWS:
         parts.append(client_table(meta))
     else:

@@ -17,6 +17,16 @@ DESCRIPTIONS = {
     "to 1 (strictly sorted), as Flower Datasets' ContinuousPartitioner",
     "natural": "the data's own clients: one per value of column --by, or a generator's devices "
     "(synthetic, fcube); --clients fewer merges them",
+    "size": "size skew, labels IID: client i's share ~ --sizes linear (i+1), square ((i+1)^2), "
+    "exponential (e^i), N1,N2,... or a function of i (Flower Datasets' SizePartitioner)",
+    "inner-dirichlet": "label skew within given sizes (--sizes equal, a law or N1,N2,...): each "
+    "client's label mix ~ Dir(--alpha) (Flower Datasets' InnerDirichletPartitioner)",
+    "distribution": "power-law sizes with --classes-per-client K labels each: client i holds "
+    "classes i..i+K-1, shares ~ LogNormal(0, --sigma) (FedProx's MNIST; DistributionPartitioner)",
+    "grouped-natural": "the data's own clients (--by), every --group-size G of them merged into "
+    "one client (Flower Datasets' GroupedNaturalIdPartitioner)",
+    "vertical": "feature split: every client holds all rows but only its --feature-groups "
+    "columns (fl train refuses it: flcli has no vertical algorithm yet)",
 }
 
 
