@@ -259,3 +259,104 @@ def compress(
     bits -= float_values(spec, d) * (64 - float_bits)
     back = signs * hadamard(out) / math.sqrt(d)
     return back[:, :P], np.full(K, bits + SEED_BITS, dtype=np.int64)
+
+
+# Under secure aggregation (Bonawitz et al. 2019, "Federated Learning with Autotuned
+# Communication-Efficient Secure Aggregation"; the shared rotation as in Kairouz et al. 2021, "The
+# Distributed Discrete Gaussian Mechanism"): every client of the round quantizes onto one grid, so
+# that the server can add the integer codes in the masks' field and decode the sum once. The grid's
+# scale M = 2^e is the power of two that bounds every survivor's own scale (qsgd: ||x||_2;
+# terngrad and uniform: ||x||_inf); e is the largest of the survivors' ceil(log2 scale), which the
+# server learns from a secure sum of one-hot exponents (the count of clients per exponent, not
+# whose). The rotation's signs are the round's, shared by the cohort, so R^T applies to the sum.
+SECURE = ("qsgd", "uniform", "terngrad")
+EXPONENTS = (-60, 20)  # the scales 2^-60 .. 2^20 (secure aggregation's bound), clamped to them
+SHARED = 2**64 - 1  # the client address of the round's shared randomness (no client has it)
+
+
+@dataclass(frozen=True)
+class Codes:
+    """A cohort's messages on a shared grid: client k's decoded vector is R^T (offset + step
+    codes[k]) cut to `width` coordinates (R the shared rotation, or none)."""
+
+    codes: np.ndarray  # [K, d] int64
+    offset: float
+    step: float
+    largest: int  # the largest |code|: the field must hold a weighted sum of them
+    width: int  # P, the coordinates of the update (d >= P under a rotation)
+    signs: np.ndarray | None  # [d] the shared rotation's signs D, None without a rotation
+
+    def decode(self, total: np.ndarray, weight: float) -> np.ndarray:
+        """sum_k w_k C(x_k) from sum_k w_k codes[k] (exact integers) and W = sum_k w_k."""
+        values = self.offset * weight + self.step * np.asarray(total, dtype=np.float64)
+        return unrotate(values[None, :], self.signs)[0, : self.width]
+
+
+def unrotate(x: np.ndarray, signs: np.ndarray | None) -> np.ndarray:
+    if signs is None:
+        return x
+    return signs * hadamard(x) / math.sqrt(x.shape[1])
+
+
+def own_scale(kind: str, x: np.ndarray) -> np.ndarray:
+    """[K] what bounds each client's grid in the published rule: ||x||_2 for qsgd, else max |x|."""
+    if kind == "qsgd":
+        return np.linalg.norm(x, axis=1)
+    return np.abs(x).max(axis=1)
+
+
+def exponents(kind: str, x: np.ndarray) -> np.ndarray:
+    """[K] ceil(log2 scale), clamped to EXPONENTS: 2^e bounds the client's scale."""
+    scale = own_scale(kind, x)
+    low, high = EXPONENTS
+    with np.errstate(divide="ignore"):
+        e = np.ceil(np.log2(np.where(scale > 0, scale, 2.0**low)))
+    return np.clip(e, low, high).astype(np.int64)
+
+
+def shared_rotation(spec: Compressor, x: np.ndarray, seed: int, round: int):
+    """(x padded and rotated by the round's shared R, its signs) or (x, None) without rotation."""
+    if not spec.rotate:
+        return x, None
+    K, P = x.shape
+    d = 1 << max(0, (P - 1).bit_length())
+    signs = np.where(uniforms(seed, Purpose.ROTATE, round, np.array([SHARED]), d)[0] < 0.5, -1, 1)
+    padded = np.zeros((K, d))
+    padded[:, :P] = x
+    return hadamard(signs * padded) / math.sqrt(d), signs.astype(np.float64)
+
+
+def grid_codes(
+    spec: Compressor, x: np.ndarray, exponent: int, seed: int, round: int, ids: np.ndarray
+) -> Codes:
+    """The cohort's codes on the grid of scale M = 2^exponent (x rotated already when the spec
+    rotates; the caller sets signs), by stochastic rounding: E[decoded] = x as |x_i| <= M.
+
+    - qsgd: codes sign(x_i) l_i, l_i in 0..s rounded from |x_i| s / M; decoded M codes / s;
+    - terngrad: codes sign(x_i) b_i, b_i ~ Bernoulli(|x_i| / M); decoded M codes;
+    - uniform: codes in 0..2^B - 1 rounded from (x_i + M) (2^B - 1) / 2M; decoded -M + codes 2M /
+      (2^B - 1), the paper's 2^B levels over [-M, M] instead of [min x, max x]."""
+    M = 2.0**exponent
+    u = uniforms(seed, Purpose.QUANTIZE, round, ids, x.shape[1])
+    if spec.kind == "uniform":
+        steps = 2**spec.bits - 1
+        codes = stochastic_round((np.clip(x, -M, M) + M) * (steps / (2 * M)), u)
+        return Codes(codes.astype(np.int64), -M, 2 * M / steps, steps, x.shape[1], None)
+    levels = 2 ** (spec.bits - 1) - 1 if spec.kind == "qsgd" else 1
+    magnitude = stochastic_round(np.minimum(np.abs(x) / M, 1.0) * levels, u)
+    codes = (np.sign(x) * magnitude).astype(np.int64)
+    return Codes(codes, 0.0, M / levels, levels, x.shape[1], None)
+
+
+def exponent_histogram(exponent: np.ndarray) -> np.ndarray:
+    """[K, bins] one-hot rows: what each client adds to the secure sum that finds the grid."""
+    low, high = EXPONENTS
+    onehot = np.zeros((len(exponent), high - low + 1), dtype=np.uint64)
+    onehot[np.arange(len(exponent)), exponent - low] = 1
+    return onehot
+
+
+def largest_exponent(histogram: np.ndarray) -> int:
+    """The largest exponent any client reported, from the summed histogram (the lowest if none)."""
+    used = np.flatnonzero(np.asarray(histogram) > 0)
+    return EXPONENTS[0] + (int(used[-1]) if len(used) else 0)

@@ -221,7 +221,9 @@ def compress_stage(config, num_clients: int, num_params: int) -> Compress | None
     if config.compress is None:
         return None
     spec = compression.parse(config.compress, "--compress")
-    return Compress(spec, config.seed, config.error_feedback, num_clients, num_params)
+    return Compress(
+        spec, config.seed, config.error_feedback, num_clients, num_params, config.secure_agg
+    )
 
 
 def build_uplink(config, num_clients: int, cohort_size: int, num_params: int = 0) -> Uplink:
