@@ -281,7 +281,8 @@ def test_the_secure_sum_of_codes_is_the_plain_mean_of_the_same_compressed_update
     # the integer sum the masks carry is exact: the decode of sum_k w_k codes_k, by hand
     codes = message.codes
     exact = sum(
-        int(w) * codes.codes[k].astype(object) for w, k in zip(weights, np.flatnonzero(alive))
+        int(w) * codes.codes[k].astype(object)
+        for w, k in zip(weights, np.flatnonzero(alive), strict=True)
     )
     by_hand = codes.decode(np.array(exact, dtype=np.int64), int(weights.sum())) / weights.sum()
     assert np.array_equal(secure, by_hand)
