@@ -16,7 +16,7 @@ from test_crash import rounds_of, start_fl, wait_for_rounds
 from flcli import compression
 from flcli.algorithms.aggregate import weighted_mean
 from flcli.config import TrainConfig
-from flcli.engine.aggregates import NoisedMean, SecureMean
+from flcli.engine.aggregates import NoisedMean, RobustMean, SecureMean
 from flcli.engine.stages import Attack, Compress, DPClip, Dropout, Message, SecAggThreshold
 from flcli.engine.uplink import build_uplink
 from flcli.errors import FLError
@@ -324,3 +324,50 @@ def test_compressed_secure_aggregation_counts_the_packed_masked_words(cli, iid_d
     per_round = codes_up + grid_up
     assert rounds["bytes_up"].tolist() == [0, per_round, 2 * per_round]  # cumulative
     assert rounds["test_accuracy"].iloc[-1] > 0.5
+
+
+def test_majority_vote_follows_the_honest_majority_against_flipped_signs():
+    g = vector()
+    scales = np.array([0.5, 1.0, 2.0, 0.7, 1.3, 0.9, 1.1, 50.0, 60.0, 70.0])
+    honest = np.tile(np.where(g >= 0, 1.0, -1.0), (7, 1))
+    noise = np.random.default_rng(1).random(honest.shape) < 0.2  # each honest sign wrong w.p. 0.2
+    honest[noise] *= -1
+    signs = np.vstack([honest, -np.tile(np.where(g >= 0, 1.0, -1.0), (3, 1))])  # 3 flip theirs
+    # honest votes per coordinate: at least 4 of 7 agree with g except where noise says otherwise
+    agree = (honest == np.where(g >= 0, 1.0, -1.0)).sum(axis=0)
+    vectors = scales[:, None] * signs
+    stage = RobustMean("majority", 0.3)
+    out = stage.combine(vectors, np.ones(10))
+    expected = np.where(agree > 5, np.sign(g), np.where(agree == 5, 0.0, -np.sign(g)))
+    assert np.array_equal(
+        np.sign(out), expected
+    )  # sign(honest + 3 flipped) coordinate by coordinate
+    assert np.all(np.sign(out)[agree >= 6] == np.sign(g[agree >= 6]))
+    assert np.all(np.abs(out[out != 0]) == pytest.approx(scales.mean()))
+    # the mean, weighted or not, follows the three large flipped votes instead
+    assert np.all(np.sign(vectors.mean(axis=0)) == -np.sign(g))
+
+
+def test_majority_needs_sign_messages(cli, iid_dir, tmp_path):
+    result = cli(
+        "train", iid_dir, "--rounds", 1, "--out", tmp_path / "r", "--aggregator", "majority"
+    )
+    assert_one_line_error(result, "--compress sign")
+    done = cli(
+        "train",
+        iid_dir,
+        "--rounds",
+        3,
+        "--out",
+        tmp_path / "s",
+        "--compress",
+        "sign",
+        "--aggregator",
+        "majority",
+        "--attack",
+        "signflip",
+        "--malicious",
+        "0.2",
+    )
+    assert done.code == 0, done.err
+    assert pd.read_csv(tmp_path / "s" / "rounds.csv")["test_accuracy"].iloc[-1] > 0.5

@@ -236,4 +236,4 @@ def test_fl_train_help_lists_the_aggregators_of_the_table(cli):
     result = cli("train", "--help")
     text = " ".join(result.out.replace("│", " ").split())
     assert spelled_out(aggregators()) in text
-    assert "mean, median, trimmed-mean, krum, multi-krum, bulyan or geomed" in text
+    assert "mean, median, trimmed-mean, krum, multi-krum, bulyan, geomed or majority" in text

@@ -109,6 +109,12 @@ class RobustMean(Stage):
                 f"--aggregator {config.aggregator} with --secure-agg: the server sees only the "
                 "sum of the updates; drop one of them"
             )
+        sign = config.compress is not None and config.compress.strip() == "sign"
+        if config.aggregator == "majority" and not sign:
+            raise FLError(
+                "--aggregator majority votes with the clients' signs; give --compress sign "
+                f"(not {config.compress}) or another --aggregator"
+            )
         byzantine = config.byzantine
         if byzantine is not None and not robust_rule:
             raise FLError(
