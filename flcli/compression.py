@@ -44,7 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from flcli.errors import FLError
-from flcli.rng import Purpose, hash_bits
+from flcli.rng import Purpose, hash_bits, paired_uniforms
 
 SEED_BITS = 64
 QUANTIZERS = ("qsgd", "uniform", "terngrad", "sign")
@@ -115,15 +115,19 @@ def parse(spec: str, flag: str = "--compress") -> Compressor:
 
 
 def uniforms(seed: int, purpose: Purpose, round: int, ids: np.ndarray, width: int) -> np.ndarray:
-    """[K, width] uniforms in [0, 1), one per (client, coordinate)."""
-    bits = hash_bits(seed, purpose, round, np.asarray(ids)[:, None], np.arange(width)[None, :])
-    return (bits >> np.uint64(11)).astype(np.float64) * 2.0**-53
+    """[K, width] uniforms in [0, 1) on a 2^-32 grid, one per (client, coordinate); one hash
+    serves two coordinates (flcli.rng.paired_uniforms)."""
+    return paired_uniforms(seed, purpose, round, np.asarray(ids), width)
 
 
 def stochastic_round(r: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """floor(r) + 1 with probability r - floor(r): E = r."""
+    """floor(r) + 1 with probability r - floor(r): E = r (up to the 2^-32 grid of u). Overwrites
+    r with the result."""
     low = np.floor(r)
-    return low + (u < r - low)
+    r -= low
+    np.less(u, r, out=r)
+    r += low
+    return r
 
 
 def kept(fraction: float, width: int) -> int:
@@ -137,24 +141,35 @@ def position_bits(k: int, width: int) -> int:
 
 def qsgd(x: np.ndarray, bits: int, u: np.ndarray) -> np.ndarray:
     s = 2 ** (bits - 1) - 1
-    norm = np.linalg.norm(x, axis=1, keepdims=True)
-    safe = np.where(norm > 0, norm, 1.0)
-    levels = stochastic_round(np.abs(x) / safe * s, u)
-    return norm * np.sign(x) * levels / s
+    norm = np.sqrt(np.einsum("ij,ij->i", x, x))[:, None]
+    levels = np.abs(x)
+    levels *= np.divide(s, norm, out=np.zeros_like(norm), where=norm > 0)
+    levels = stochastic_round(levels, u)
+    np.copysign(levels, x, out=levels)
+    levels *= norm / s
+    return levels
 
 
 def uniform(x: np.ndarray, bits: int, u: np.ndarray) -> np.ndarray:
     steps = 2**bits - 1
     low, high = x.min(axis=1, keepdims=True), x.max(axis=1, keepdims=True)
     width = np.where(high > low, high - low, 1.0)
-    levels = stochastic_round((x - low) / width * steps, u)
-    return np.where(high > low, low + levels * width / steps, x)
+    levels = x - low
+    levels *= steps / width
+    levels = stochastic_round(levels, u)
+    levels *= width / steps
+    levels += low
+    return np.where(high > low, levels, x)
 
 
 def terngrad(x: np.ndarray, u: np.ndarray) -> np.ndarray:
     scale = np.abs(x).max(axis=1, keepdims=True)
-    safe = np.where(scale > 0, scale, 1.0)
-    return scale * np.sign(x) * (u < np.abs(x) / safe)
+    kept = np.abs(x)
+    kept *= np.divide(1.0, scale, out=np.zeros_like(scale), where=scale > 0)
+    np.less(u, kept, out=kept)
+    np.copysign(kept, x, out=kept)
+    kept *= scale
+    return kept
 
 
 def scaled_sign(x: np.ndarray) -> np.ndarray:
@@ -188,16 +203,18 @@ def bfloat16(x: np.ndarray) -> np.ndarray:
 
 
 def hadamard(x: np.ndarray) -> np.ndarray:
-    """H x for each row (unnormalized Walsh-Hadamard, width a power of two), in log2(d) passes."""
+    """H x for each row (unnormalized Walsh-Hadamard, width a power of two), in log2(d) passes
+    on a copy, with one scratch array."""
     K, d = x.shape
     x = np.array(x, dtype=np.float64)
+    scratch = np.empty((K, d // 2))
     h = 1
     while h < d:
         pairs = x.reshape(K, d // (2 * h), 2, h)
         first, second = pairs[:, :, 0], pairs[:, :, 1]
-        total = first + second
-        second *= -1
-        second += first
+        total = scratch.reshape(K, d // (2 * h), h)
+        np.add(first, second, out=total)
+        np.subtract(first, second, out=second)
         first[...] = total
         h *= 2
     return x
@@ -234,6 +251,9 @@ def float_values(spec: Compressor, width: int) -> int:
     return {"qsgd": 1, "uniform": 2, "terngrad": 1, "sign": 1}.get(spec.kind, 0)
 
 
+CHUNK = 1 << 17  # coordinates compressed at once: a block of clients' rows stays in cache
+
+
 def compress(
     spec: Compressor,
     x: np.ndarray,
@@ -242,23 +262,41 @@ def compress(
     ids: np.ndarray,
     float_bits: int = 64,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(C(x) [K, P] as the receiver decodes it, float64; bits [K] of each client's message)."""
+    """(C(x) [K, P] as the receiver decodes it, float64; bits [K] of each client's message). The
+    cohort goes through in blocks of rows of about CHUNK coordinates (each block one vectorized
+    pass; the randomness is addressed by client, so the blocks do not change the result)."""
     x = np.asarray(x, dtype=np.float64)
     ids = np.asarray(ids, dtype=np.int64)
     K, P = x.shape
+    width = 1 << max(0, (P - 1).bit_length()) if spec.rotate else P
+    rows = max(1, CHUNK // width)
+    out = np.empty_like(x)
+    bits = compress_rows(spec, np.zeros((1, P)), seed, round, ids[:1], float_bits)[1]
+    for start in range(0, K, rows):
+        block = slice(start, start + rows)
+        out[block] = compress_rows(spec, x[block], seed, round, ids[block], float_bits)[0]
+    return out, np.full(K, bits, dtype=np.int64)
+
+
+def compress_rows(spec: Compressor, x, seed: int, round: int, ids, float_bits: int):
+    """(C(x), the bits of one message) for a block of rows."""
+    K, P = x.shape
     if not spec.rotate:
         out, bits = quantize(spec, x, seed, round, ids)
-        bits -= float_values(spec, P) * (64 - float_bits)
-        return out, np.full(K, bits, dtype=np.int64)
+        return out, bits - float_values(spec, P) * (64 - float_bits)
     d = 1 << max(0, (P - 1).bit_length())
     signs = np.where(uniforms(seed, Purpose.ROTATE, round, ids, d) < 0.5, -1.0, 1.0)
     padded = np.zeros((K, d))
     padded[:, :P] = x
-    rotated = hadamard(signs * padded) / math.sqrt(d)
+    padded *= signs
+    rotated = hadamard(padded)
+    rotated /= math.sqrt(d)
     out, bits = quantize(spec, rotated, seed, round, ids)
     bits -= float_values(spec, d) * (64 - float_bits)
-    back = signs * hadamard(out) / math.sqrt(d)
-    return back[:, :P], np.full(K, bits + SEED_BITS, dtype=np.int64)
+    back = hadamard(out)
+    back *= signs
+    back /= math.sqrt(d)
+    return back[:, :P], bits + SEED_BITS
 
 
 # Under secure aggregation (Bonawitz et al. 2019, "Federated Learning with Autotuned

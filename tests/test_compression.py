@@ -149,8 +149,8 @@ def test_error_feedback_residual_identity():
     state = {"residual": generator.normal(size=(6, 20))}
     ids, alive = np.array([1, 2, 4]), np.array([True, True, False])
     x = generator.normal(size=(3, 20))
+    old = state["residual"].copy()  # the stage updates its table in place
     out, new = stage.apply(Message(5, ids, x, alive), state)
-    old = state["residual"]
     arrived = ids[alive]
     np.testing.assert_allclose(
         out.deltas[alive] + new["residual"][arrived], x[alive] + old[arrived], rtol=0, atol=1e-14
@@ -166,7 +166,7 @@ def test_ef21_moves_the_estimate_by_the_compressed_difference():
     old = generator.normal(size=(6, 20))
     ids, alive = np.array([0, 5]), np.array([True, True])
     x = generator.normal(size=(2, 20))
-    out, new = stage.apply(Message(2, ids, x, alive), {"estimate": old})
+    out, new = stage.apply(Message(2, ids, x, alive), {"estimate": old.copy()})
     sent = out.deltas - old[ids]
     assert ((np.abs(sent) > 1e-15).sum(axis=1) == 2).all()  # only C(x - g) travels
     assert np.array_equal(new["estimate"][ids], out.deltas)

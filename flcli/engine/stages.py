@@ -309,7 +309,11 @@ class Compress(Stage):
         float_bits = 8 * message.deltas.dtype.itemsize
         ids, alive = message.ids, message.alive
         memory = state[self.key][ids] if self.feedback else 0.0
-        source = x + memory if self.feedback == "ef" else x - memory
+        if self.feedback == "ef":
+            memory += x  # the table's rows are a copy: it becomes p = x + e_i
+            source = memory
+        else:
+            source = x - memory
         codes = None
         if self.secure:
             sent, codes = self.on_shared_grid(message, source)
@@ -320,9 +324,10 @@ class Compress(Stage):
             )
         received = sent
         if self.feedback is not None:
-            table = state[self.key].copy()
+            table = state[self.key]  # updated in place: no copy of the [N, P] table each round
             if self.feedback == "ef":
-                table[ids[alive]] = (source - sent)[alive]
+                source -= sent
+                table[ids[alive]] = source[alive]
             else:
                 received = memory + sent
                 table[ids[alive]] = received[alive]
