@@ -203,21 +203,19 @@ def bfloat16(x: np.ndarray) -> np.ndarray:
 
 
 def hadamard(x: np.ndarray) -> np.ndarray:
-    """H x for each row (unnormalized Walsh-Hadamard, width a power of two), in log2(d) passes
-    on a copy, with one scratch array."""
+    """H x for each row (unnormalized Walsh-Hadamard in Sylvester order, width a power of two):
+    log2(d) constant-geometry passes y = [x_even + x_odd, x_even - x_odd] between two buffers
+    (contiguous writes, no pass on a stride of 1)."""
     K, d = x.shape
-    x = np.array(x, dtype=np.float64)
-    scratch = np.empty((K, d // 2))
-    h = 1
-    while h < d:
-        pairs = x.reshape(K, d // (2 * h), 2, h)
-        first, second = pairs[:, :, 0], pairs[:, :, 1]
-        total = scratch.reshape(K, d // (2 * h), h)
-        np.add(first, second, out=total)
-        np.subtract(first, second, out=second)
-        first[...] = total
-        h *= 2
-    return x
+    a = np.array(x, dtype=np.float64)
+    b = np.empty_like(a)
+    half = d // 2
+    for _ in range(d.bit_length() - 1):
+        pairs = a.reshape(K, half, 2)
+        np.add(pairs[:, :, 0], pairs[:, :, 1], out=b[:, :half])
+        np.subtract(pairs[:, :, 0], pairs[:, :, 1], out=b[:, half:])
+        a, b = b, a
+    return a
 
 
 def quantize(spec: Compressor, x: np.ndarray, seed: int, round: int, ids: np.ndarray):
