@@ -44,7 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from flcli.errors import FLError
-from flcli.rng import Purpose, hash_bits
+from flcli.rng import Purpose, hash_bits, paired_uniforms
 
 SEED_BITS = 64
 QUANTIZERS = ("qsgd", "uniform", "terngrad", "sign")
@@ -115,15 +115,19 @@ def parse(spec: str, flag: str = "--compress") -> Compressor:
 
 
 def uniforms(seed: int, purpose: Purpose, round: int, ids: np.ndarray, width: int) -> np.ndarray:
-    """[K, width] uniforms in [0, 1), one per (client, coordinate)."""
-    bits = hash_bits(seed, purpose, round, np.asarray(ids)[:, None], np.arange(width)[None, :])
-    return (bits >> np.uint64(11)).astype(np.float64) * 2.0**-53
+    """[K, width] uniforms in [0, 1) on a 2^-32 grid, one per (client, coordinate); one hash
+    serves two coordinates (flcli.rng.paired_uniforms)."""
+    return paired_uniforms(seed, purpose, round, np.asarray(ids), width)
 
 
 def stochastic_round(r: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """floor(r) + 1 with probability r - floor(r): E = r."""
+    """floor(r) + 1 with probability r - floor(r): E = r (up to the 2^-32 grid of u). Overwrites
+    r with the result."""
     low = np.floor(r)
-    return low + (u < r - low)
+    r -= low
+    np.less(u, r, out=r)
+    r += low
+    return r
 
 
 def kept(fraction: float, width: int) -> int:
@@ -137,24 +141,35 @@ def position_bits(k: int, width: int) -> int:
 
 def qsgd(x: np.ndarray, bits: int, u: np.ndarray) -> np.ndarray:
     s = 2 ** (bits - 1) - 1
-    norm = np.linalg.norm(x, axis=1, keepdims=True)
-    safe = np.where(norm > 0, norm, 1.0)
-    levels = stochastic_round(np.abs(x) / safe * s, u)
-    return norm * np.sign(x) * levels / s
+    norm = np.sqrt(np.einsum("ij,ij->i", x, x))[:, None]
+    levels = np.abs(x)
+    levels *= np.divide(s, norm, out=np.zeros_like(norm), where=norm > 0)
+    levels = stochastic_round(levels, u)
+    np.copysign(levels, x, out=levels)
+    levels *= norm / s
+    return levels
 
 
 def uniform(x: np.ndarray, bits: int, u: np.ndarray) -> np.ndarray:
     steps = 2**bits - 1
     low, high = x.min(axis=1, keepdims=True), x.max(axis=1, keepdims=True)
     width = np.where(high > low, high - low, 1.0)
-    levels = stochastic_round((x - low) / width * steps, u)
-    return np.where(high > low, low + levels * width / steps, x)
+    levels = x - low
+    levels *= steps / width
+    levels = stochastic_round(levels, u)
+    levels *= width / steps
+    levels += low
+    return np.where(high > low, levels, x)
 
 
 def terngrad(x: np.ndarray, u: np.ndarray) -> np.ndarray:
     scale = np.abs(x).max(axis=1, keepdims=True)
-    safe = np.where(scale > 0, scale, 1.0)
-    return scale * np.sign(x) * (u < np.abs(x) / safe)
+    kept = np.abs(x)
+    kept *= np.divide(1.0, scale, out=np.zeros_like(scale), where=scale > 0)
+    np.less(u, kept, out=kept)
+    np.copysign(kept, x, out=kept)
+    kept *= scale
+    return kept
 
 
 def scaled_sign(x: np.ndarray) -> np.ndarray:
@@ -188,19 +203,19 @@ def bfloat16(x: np.ndarray) -> np.ndarray:
 
 
 def hadamard(x: np.ndarray) -> np.ndarray:
-    """H x for each row (unnormalized Walsh-Hadamard, width a power of two), in log2(d) passes."""
+    """H x for each row (unnormalized Walsh-Hadamard in Sylvester order, width a power of two):
+    log2(d) constant-geometry passes y = [x_even + x_odd, x_even - x_odd] between two buffers
+    (contiguous writes, no pass on a stride of 1)."""
     K, d = x.shape
-    x = np.array(x, dtype=np.float64)
-    h = 1
-    while h < d:
-        pairs = x.reshape(K, d // (2 * h), 2, h)
-        first, second = pairs[:, :, 0], pairs[:, :, 1]
-        total = first + second
-        second *= -1
-        second += first
-        first[...] = total
-        h *= 2
-    return x
+    a = np.array(x, dtype=np.float64)
+    b = np.empty_like(a)
+    half = d // 2
+    for _ in range(d.bit_length() - 1):
+        pairs = a.reshape(K, half, 2)
+        np.add(pairs[:, :, 0], pairs[:, :, 1], out=b[:, :half])
+        np.subtract(pairs[:, :, 0], pairs[:, :, 1], out=b[:, half:])
+        a, b = b, a
+    return a
 
 
 def quantize(spec: Compressor, x: np.ndarray, seed: int, round: int, ids: np.ndarray):
@@ -234,6 +249,9 @@ def float_values(spec: Compressor, width: int) -> int:
     return {"qsgd": 1, "uniform": 2, "terngrad": 1, "sign": 1}.get(spec.kind, 0)
 
 
+CHUNK = 1 << 17  # coordinates compressed at once: a block of clients' rows stays in cache
+
+
 def compress(
     spec: Compressor,
     x: np.ndarray,
@@ -242,20 +260,139 @@ def compress(
     ids: np.ndarray,
     float_bits: int = 64,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(C(x) [K, P] as the receiver decodes it, float64; bits [K] of each client's message)."""
+    """(C(x) [K, P] as the receiver decodes it, float64; bits [K] of each client's message). The
+    cohort goes through in blocks of rows of about CHUNK coordinates (each block one vectorized
+    pass; the randomness is addressed by client, so the blocks do not change the result)."""
     x = np.asarray(x, dtype=np.float64)
     ids = np.asarray(ids, dtype=np.int64)
     K, P = x.shape
+    width = 1 << max(0, (P - 1).bit_length()) if spec.rotate else P
+    rows = max(1, CHUNK // width)
+    out = np.empty_like(x)
+    bits = compress_rows(spec, np.zeros((1, P)), seed, round, ids[:1], float_bits)[1]
+    for start in range(0, K, rows):
+        block = slice(start, start + rows)
+        out[block] = compress_rows(spec, x[block], seed, round, ids[block], float_bits)[0]
+    return out, np.full(K, bits, dtype=np.int64)
+
+
+def compress_rows(spec: Compressor, x, seed: int, round: int, ids, float_bits: int):
+    """(C(x), the bits of one message) for a block of rows."""
+    K, P = x.shape
     if not spec.rotate:
         out, bits = quantize(spec, x, seed, round, ids)
-        bits -= float_values(spec, P) * (64 - float_bits)
-        return out, np.full(K, bits, dtype=np.int64)
+        return out, bits - float_values(spec, P) * (64 - float_bits)
     d = 1 << max(0, (P - 1).bit_length())
     signs = np.where(uniforms(seed, Purpose.ROTATE, round, ids, d) < 0.5, -1.0, 1.0)
     padded = np.zeros((K, d))
     padded[:, :P] = x
-    rotated = hadamard(signs * padded) / math.sqrt(d)
+    padded *= signs
+    rotated = hadamard(padded)
+    rotated /= math.sqrt(d)
     out, bits = quantize(spec, rotated, seed, round, ids)
     bits -= float_values(spec, d) * (64 - float_bits)
-    back = signs * hadamard(out) / math.sqrt(d)
-    return back[:, :P], np.full(K, bits + SEED_BITS, dtype=np.int64)
+    back = hadamard(out)
+    back *= signs
+    back /= math.sqrt(d)
+    return back[:, :P], bits + SEED_BITS
+
+
+# Under secure aggregation (Bonawitz et al. 2019, "Federated Learning with Autotuned
+# Communication-Efficient Secure Aggregation"; the shared rotation as in Kairouz et al. 2021, "The
+# Distributed Discrete Gaussian Mechanism"): every client of the round quantizes onto one grid, so
+# that the server can add the integer codes in the masks' field and decode the sum once. The grid's
+# scale M = 2^e is the power of two that bounds every survivor's own scale (qsgd: ||x||_2;
+# terngrad and uniform: ||x||_inf); e is the largest of the survivors' ceil(log2 scale), which the
+# server learns from a secure sum of one-hot exponents (the count of clients per exponent, not
+# whose). The rotation's signs are the round's, shared by the cohort, so R^T applies to the sum.
+SECURE = ("qsgd", "uniform", "terngrad")
+EXPONENTS = (-60, 20)  # the scales 2^-60 .. 2^20 (secure aggregation's bound), clamped to them
+SHARED = 2**64 - 1  # the client address of the round's shared randomness (no client has it)
+
+
+@dataclass(frozen=True)
+class Codes:
+    """A cohort's messages on a shared grid: client k's decoded vector is R^T (offset + step
+    codes[k]) cut to `width` coordinates (R the shared rotation, or none)."""
+
+    codes: np.ndarray  # [K, d] int64
+    offset: float
+    step: float
+    largest: int  # the largest |code|: the field must hold a weighted sum of them
+    width: int  # P, the coordinates of the update (d >= P under a rotation)
+    signs: np.ndarray | None  # [d] the shared rotation's signs D, None without a rotation
+
+    def decode(self, total: np.ndarray, weight: float) -> np.ndarray:
+        """sum_k w_k C(x_k) from sum_k w_k codes[k] (exact integers) and W = sum_k w_k."""
+        values = self.offset * weight + self.step * np.asarray(total, dtype=np.float64)
+        return unrotate(values[None, :], self.signs)[0, : self.width]
+
+
+def unrotate(x: np.ndarray, signs: np.ndarray | None) -> np.ndarray:
+    if signs is None:
+        return x
+    return signs * hadamard(x) / math.sqrt(x.shape[1])
+
+
+def own_scale(kind: str, x: np.ndarray) -> np.ndarray:
+    """[K] what bounds each client's grid in the published rule: ||x||_2 for qsgd, else max |x|."""
+    if kind == "qsgd":
+        return np.linalg.norm(x, axis=1)
+    return np.abs(x).max(axis=1)
+
+
+def exponents(kind: str, x: np.ndarray) -> np.ndarray:
+    """[K] ceil(log2 scale), clamped to EXPONENTS: 2^e bounds the client's scale."""
+    scale = own_scale(kind, x)
+    low, high = EXPONENTS
+    with np.errstate(divide="ignore"):
+        e = np.ceil(np.log2(np.where(scale > 0, scale, 2.0**low)))
+    return np.clip(e, low, high).astype(np.int64)
+
+
+def shared_rotation(spec: Compressor, x: np.ndarray, seed: int, round: int):
+    """(x padded and rotated by the round's shared R, its signs) or (x, None) without rotation."""
+    if not spec.rotate:
+        return x, None
+    K, P = x.shape
+    d = 1 << max(0, (P - 1).bit_length())
+    signs = np.where(uniforms(seed, Purpose.ROTATE, round, np.array([SHARED]), d)[0] < 0.5, -1, 1)
+    padded = np.zeros((K, d))
+    padded[:, :P] = x
+    return hadamard(signs * padded) / math.sqrt(d), signs.astype(np.float64)
+
+
+def grid_codes(
+    spec: Compressor, x: np.ndarray, exponent: int, seed: int, round: int, ids: np.ndarray
+) -> Codes:
+    """The cohort's codes on the grid of scale M = 2^exponent (x rotated already when the spec
+    rotates; the caller sets signs), by stochastic rounding: E[decoded] = x as |x_i| <= M.
+
+    - qsgd: codes sign(x_i) l_i, l_i in 0..s rounded from |x_i| s / M; decoded M codes / s;
+    - terngrad: codes sign(x_i) b_i, b_i ~ Bernoulli(|x_i| / M); decoded M codes;
+    - uniform: codes in 0..2^B - 1 rounded from (x_i + M) (2^B - 1) / 2M; decoded -M + codes 2M /
+      (2^B - 1), the paper's 2^B levels over [-M, M] instead of [min x, max x]."""
+    M = 2.0**exponent
+    u = uniforms(seed, Purpose.QUANTIZE, round, ids, x.shape[1])
+    if spec.kind == "uniform":
+        steps = 2**spec.bits - 1
+        codes = stochastic_round((np.clip(x, -M, M) + M) * (steps / (2 * M)), u)
+        return Codes(codes.astype(np.int64), -M, 2 * M / steps, steps, x.shape[1], None)
+    levels = 2 ** (spec.bits - 1) - 1 if spec.kind == "qsgd" else 1
+    magnitude = stochastic_round(np.minimum(np.abs(x) / M, 1.0) * levels, u)
+    codes = (np.sign(x) * magnitude).astype(np.int64)
+    return Codes(codes, 0.0, M / levels, levels, x.shape[1], None)
+
+
+def exponent_histogram(exponent: np.ndarray) -> np.ndarray:
+    """[K, bins] one-hot rows: what each client adds to the secure sum that finds the grid."""
+    low, high = EXPONENTS
+    onehot = np.zeros((len(exponent), high - low + 1), dtype=np.uint64)
+    onehot[np.arange(len(exponent)), exponent - low] = 1
+    return onehot
+
+
+def largest_exponent(histogram: np.ndarray) -> int:
+    """The largest exponent any client reported, from the summed histogram (the lowest if none)."""
+    used = np.flatnonzero(np.asarray(histogram) > 0)
+    return EXPONENTS[0] + (int(used[-1]) if len(used) else 0)

@@ -59,3 +59,32 @@ def hash_bits(seed: int, purpose: Purpose, round: int, client, counter) -> np.nd
         z = _mix(z ^ np.uint64((int(purpose) << 32) | (int(round) & 0xFFFFFFFF)))
         z = _mix(z ^ np.asarray(client, dtype=np.uint64))
         return _mix(z ^ np.asarray(counter, dtype=np.uint64))
+
+
+def _mix_in_place(z: np.ndarray, scratch: np.ndarray) -> None:
+    """_mix(z) into z, with one scratch array of its shape (no other temporaries)."""
+    for shift, multiplier in ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB)):
+        np.right_shift(z, np.uint64(shift), out=scratch)
+        z ^= scratch
+        z *= np.uint64(multiplier)
+    np.right_shift(z, np.uint64(31), out=scratch)
+    z ^= scratch
+
+
+def paired_uniforms(seed: int, purpose: Purpose, round: int, clients, width: int) -> np.ndarray:
+    """[K, width] uniforms in [0, 1) on a 2^-32 grid, one per (client, coordinate): the word
+    hash_bits(seed, purpose, round, client, j) gives coordinate j its low 32 bits and coordinate
+    half + j its high 32 bits (half = ceil(width / 2)), so one hash serves two coordinates."""
+    clients = np.asarray(clients, dtype=np.uint64).reshape(-1, 1)
+    half = (width + 1) // 2
+    with np.errstate(over="ignore"):
+        prefix = _mix(np.uint64(int(seed) & 0xFFFFFFFFFFFFFFFF) + np.uint64(0x9E3779B97F4A7C15))
+        prefix = _mix(prefix ^ np.uint64((int(purpose) << 32) | (int(round) & 0xFFFFFFFF)))
+        z = np.bitwise_xor(_mix(prefix ^ clients), np.arange(half, dtype=np.uint64)[None, :])
+        _mix_in_place(z, np.empty_like(z))
+    halves = z.view(np.uint32).reshape(len(clients), half, 2)
+    low = 0 if np.little_endian else 1
+    out = np.empty((len(clients), 2 * half))
+    np.multiply(halves[:, :, low], 2.0**-32, out=out[:, :half])
+    np.multiply(halves[:, :, 1 - low], 2.0**-32, out=out[:, half:])
+    return out[:, :width]

@@ -14,11 +14,13 @@ from conftest import assert_one_line_error
 from test_crash import rounds_of, start_fl, wait_for_rounds
 
 from flcli import compression
+from flcli.algorithms.aggregate import weighted_mean
 from flcli.config import TrainConfig
-from flcli.engine.aggregates import NoisedMean
-from flcli.engine.stages import Attack, Compress, DPClip, Dropout, Message
+from flcli.engine.aggregates import NoisedMean, RobustMean, SecureMean
+from flcli.engine.stages import Attack, Compress, DPClip, Dropout, Message, SecAggThreshold
 from flcli.engine.uplink import build_uplink
 from flcli.errors import FLError
+from flcli.privacy.secagg import protocol_traffic
 
 P = 40
 DRAWS = 20_000
@@ -147,8 +149,8 @@ def test_error_feedback_residual_identity():
     state = {"residual": generator.normal(size=(6, 20))}
     ids, alive = np.array([1, 2, 4]), np.array([True, True, False])
     x = generator.normal(size=(3, 20))
+    old = state["residual"].copy()  # the stage updates its table in place
     out, new = stage.apply(Message(5, ids, x, alive), state)
-    old = state["residual"]
     arrived = ids[alive]
     np.testing.assert_allclose(
         out.deltas[alive] + new["residual"][arrived], x[alive] + old[arrived], rtol=0, atol=1e-14
@@ -164,7 +166,7 @@ def test_ef21_moves_the_estimate_by_the_compressed_difference():
     old = generator.normal(size=(6, 20))
     ids, alive = np.array([0, 5]), np.array([True, True])
     x = generator.normal(size=(2, 20))
-    out, new = stage.apply(Message(2, ids, x, alive), {"estimate": old})
+    out, new = stage.apply(Message(2, ids, x, alive), {"estimate": old.copy()})
     sent = out.deltas - old[ids]
     assert ((np.abs(sent) > 1e-15).sum(axis=1) == 2).all()  # only C(x - g) travels
     assert np.array_equal(new["estimate"][ids], out.deltas)
@@ -219,7 +221,13 @@ def test_bytes_up_are_the_exact_payload(cli, iid_dir, tmp_path):
     [
         (["--error-feedback", "ef"], "--compress"),
         (["--compress", "sign", "--error-feedback", "ef3"], "ef, ef21"),
-        (["--compress", "sign", "--secure-agg"], "--secure-agg"),
+        (["--compress", "sign", "--secure-agg"], "qsgd, uniform, terngrad"),
+        (["--compress", "topk:fraction=0.1", "--secure-agg"], "qsgd, uniform, terngrad"),
+        (
+            ["--compress", "qsgd:bits=4", "--secure-agg", "--dp-clip", "1", "--dp-noise", "1"],
+            "drop --dp-clip",
+        ),
+        (["--compress", "qsgd:bits=4", "--secure-agg", "--error-feedback", "ef21"], "use"),
         (["--compress", "sign", "--algo", "scaffold"], "does not apply to --algo scaffold"),
         (["--compress", "qsgd:bits=40"], "[2, 16]"),
         (
@@ -246,3 +254,120 @@ def test_sigkill_then_resume_keeps_the_residuals(cli, iid_dir, tmp_path):
     whole = tmp_path / "whole"
     assert cli("train", iid_dir, *args, "--out", whole).code == 0
     pd.testing.assert_frame_equal(rounds_of(whole), rounds_of(killed), check_exact=True)
+
+
+SECURE_SPECS = ["qsgd:bits=4", "uniform:bits=3", "terngrad", "hadamard+qsgd:bits=3"]
+
+
+def secure_round(spec: str, K=6, P=50, alive=None, feedback=None):
+    """One round of SecAggThreshold, Compress (secure) and SecureMean on K random updates."""
+    x = np.random.default_rng(3).normal(size=(K, P)) * np.linspace(0.01, 2, K)[:, None]
+    alive = np.ones(K, dtype=bool) if alive is None else np.asarray(alive)
+    message = Message(5, np.arange(10, 10 + K), x, alive)
+    compress = Compress(compression.parse(spec), 11, feedback, 20, P, secure=True)
+    state = compress.initial_state()
+    for stage in (SecAggThreshold(3), compress, SecureMean(11)):
+        message, state = stage.apply(message, state if stage is compress else {})
+    return x, message
+
+
+@pytest.mark.parametrize("spec", SECURE_SPECS)
+def test_the_secure_sum_of_codes_is_the_plain_mean_of_the_same_compressed_updates(spec):
+    alive = [True, True, False, True, True, True]
+    x, message = secure_round(spec, alive=alive)
+    weights = np.array([30.0, 7, 12, 1, 19])  # sample counts: integers
+    received = message.deltas[message.alive]
+    secure = message.aggregate(received, weights)
+    # the integer sum the masks carry is exact: the decode of sum_k w_k codes_k, by hand
+    codes = message.codes
+    exact = sum(
+        int(w) * codes.codes[k].astype(object)
+        for w, k in zip(weights, np.flatnonzero(alive), strict=True)
+    )
+    by_hand = codes.decode(np.array(exact, dtype=np.int64), int(weights.sum())) / weights.sum()
+    assert np.array_equal(secure, by_hand)
+    # and, up to the float rounding of the plain mean's own sum, it is the plain weighted mean
+    np.testing.assert_allclose(secure, weighted_mean(received, weights), rtol=1e-12, atol=1e-15)
+    # one grid for the cohort: each decoded update is offset + step * integer (rotated back)
+    assert codes.codes.dtype == np.int64 and np.abs(codes.codes).max() <= codes.largest
+    # two secure sums: the one-hot exponents that find the grid, then the weighted codes
+    assert len(message.traffic) == 2
+
+
+@pytest.mark.parametrize("spec", ["qsgd:bits=3", "uniform:bits=2", "terngrad"])
+def test_the_shared_grid_is_unbiased(spec):
+    x = vector()
+    parsed = compression.parse(spec)
+    exponent = int(compression.exponents(parsed.kind, x[None, :])[0]) + 1  # a coarser grid
+    codes = compression.grid_codes(parsed, np.tile(x, (DRAWS, 1)), exponent, 7, 3, np.arange(DRAWS))
+    out = codes.offset + codes.step * codes.codes
+    standard_error = out.std(axis=0) / math.sqrt(DRAWS)
+    assert np.all(np.abs(out.mean(axis=0) - x) <= 5 * standard_error + 1e-9)
+    # rounding to the nearest level instead is off by many standard errors somewhere
+    nearest = codes.offset + codes.step * np.round((x - codes.offset) / codes.step)
+    assert np.abs(nearest - x).max() > 5 * standard_error.max()
+
+
+def test_compressed_secure_aggregation_counts_the_packed_masked_words(cli, iid_dir, tmp_path):
+    out = tmp_path / "run"
+    args = ["train", iid_dir, "--rounds", 2, "--clients-per-round", 4, "--out", out]
+    args += ["--compress", "qsgd:bits=4", "--secure-agg", "--server-weighting", "uniform"]
+    done = cli(*args)
+    assert done.code == 0, done.err
+    P = 650
+    # W = 4 (uniform weights): |sum of codes| <= 7 * 4 = 28 needs 5 bits and a sign: 6-bit words,
+    # P codes and the weight; the grid's histogram: 81 counts up to 4, 3-bit words
+    codes_up, codes_down = protocol_traffic(4, 4, P + 1, False, word_bits=6)
+    grid_up, grid_down = protocol_traffic(4, 4, 81, False, word_bits=3)
+    assert codes_up - protocol_traffic(4, 4, 0, False)[0] == 4 * math.ceil(651 * 6 / 8)
+    rounds = pd.read_csv(out / "rounds.csv")
+    per_round = codes_up + grid_up
+    assert rounds["bytes_up"].tolist() == [0, per_round, 2 * per_round]  # cumulative
+    assert rounds["test_accuracy"].iloc[-1] > 0.5
+
+
+def test_majority_vote_follows_the_honest_majority_against_flipped_signs():
+    g = vector()
+    scales = np.array([0.5, 1.0, 2.0, 0.7, 1.3, 0.9, 1.1, 50.0, 60.0, 70.0])
+    honest = np.tile(np.where(g >= 0, 1.0, -1.0), (7, 1))
+    noise = np.random.default_rng(1).random(honest.shape) < 0.2  # each honest sign wrong w.p. 0.2
+    honest[noise] *= -1
+    signs = np.vstack([honest, -np.tile(np.where(g >= 0, 1.0, -1.0), (3, 1))])  # 3 flip theirs
+    # honest votes per coordinate: at least 4 of 7 agree with g except where noise says otherwise
+    agree = (honest == np.where(g >= 0, 1.0, -1.0)).sum(axis=0)
+    vectors = scales[:, None] * signs
+    stage = RobustMean("majority", 0.3)
+    out = stage.combine(vectors, np.ones(10))
+    expected = np.where(agree > 5, np.sign(g), np.where(agree == 5, 0.0, -np.sign(g)))
+    assert np.array_equal(
+        np.sign(out), expected
+    )  # sign(honest + 3 flipped) coordinate by coordinate
+    assert np.all(np.sign(out)[agree >= 6] == np.sign(g[agree >= 6]))
+    assert np.all(np.abs(out[out != 0]) == pytest.approx(scales.mean()))
+    # the mean, weighted or not, follows the three large flipped votes instead
+    assert np.all(np.sign(vectors.mean(axis=0)) == -np.sign(g))
+
+
+def test_majority_needs_sign_messages(cli, iid_dir, tmp_path):
+    result = cli(
+        "train", iid_dir, "--rounds", 1, "--out", tmp_path / "r", "--aggregator", "majority"
+    )
+    assert_one_line_error(result, "--compress sign")
+    done = cli(
+        "train",
+        iid_dir,
+        "--rounds",
+        3,
+        "--out",
+        tmp_path / "s",
+        "--compress",
+        "sign",
+        "--aggregator",
+        "majority",
+        "--attack",
+        "signflip",
+        "--malicious",
+        "0.2",
+    )
+    assert done.code == 0, done.err
+    assert pd.read_csv(tmp_path / "s" / "rounds.csv")["test_accuracy"].iloc[-1] > 0.5

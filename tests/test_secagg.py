@@ -62,7 +62,7 @@ def test_traffic_counts_keys_shares_and_masked_vectors():
 
 def masked(x, round, client=0, K=5):
     secrets = [client_secrets(9, round, c, 3, K) for c in range(K)]
-    return masked_input(client, x, secrets, FixedPoint())
+    return masked_input(client, FixedPoint().encode(x), secrets)
 
 
 def test_a_masked_vector_is_uniform_over_the_ring_whatever_the_update():

@@ -203,7 +203,7 @@ def test_a_new_robust_rule_is_one_table_entry(cli, iid_dir, tmp_path, monkeypatc
     rule = RobustRule("the unweighted coordinate mean", coordinate_mean, needs=lambda f: 2 * f + 1)
     monkeypatch.setitem(ROBUST_RULES, "plain-mean", rule)
     unknown = cli("train", iid_dir, "--out", tmp_path / "bad", "--aggregator", "nope")
-    assert_one_line_error(unknown, "--aggregator 'nope'", "mean, median", "geomed, plain-mean")
+    assert_one_line_error(unknown, "--aggregator 'nope'", "mean, median", "majority, plain-mean")
     too_few = cli(
         "train", iid_dir, "--out", tmp_path / "few", "--aggregator", "plain-mean",
         "--byzantine", "0.4", "--clients-per-round", "4",
@@ -236,4 +236,4 @@ def test_fl_train_help_lists_the_aggregators_of_the_table(cli):
     result = cli("train", "--help")
     text = " ".join(result.out.replace("│", " ").split())
     assert spelled_out(aggregators()) in text
-    assert "mean, median, trimmed-mean, krum, multi-krum, bulyan or geomed" in text
+    assert "mean, median, trimmed-mean, krum, multi-krum, bulyan, geomed or majority" in text

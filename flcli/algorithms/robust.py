@@ -28,6 +28,17 @@ def coordinate_median(X: np.ndarray) -> np.ndarray:
     return np.median(np.asarray(X, dtype=np.float64), axis=0)
 
 
+def majority_vote(X: np.ndarray) -> np.ndarray:
+    """signSGD with majority vote (Bernstein et al. 2018, "signSGD: Compressed Optimisation for
+    Non-Convex Problems", Algorithm 3; Bernstein et al. 2019, "signSGD with Majority Vote is
+    Communication Efficient and Fault Tolerant"): out_j = a sign(sum_k sign X[k, j]), one vote per
+    client whatever its weight, 0 on a tie. The scale a is the mean over the clients of their
+    mean |X[k, j]|, which for scaled-sign messages (--compress sign) is the mean of their scales
+    ||x_k||_1 / P: the step the papers' learning rate gives the vote, set from the round."""
+    X = np.asarray(X, dtype=np.float64)
+    return np.abs(X).mean() * np.sign(np.sign(X).sum(axis=0))
+
+
 def trimmed_mean(X: np.ndarray, f: int) -> np.ndarray:
     """Coordinate-wise trimmed mean (Yin et al. 2018): in every coordinate drop the f largest and
     the f smallest values and average the K - 2f left."""

@@ -62,6 +62,11 @@ ROBUST_RULES = {
         "geometric median by smoothed Weiszfeld (RFA, Pillutla et al. 2022)",
         lambda vectors, weights, f: robust().geometric_median(vectors, weights),
     ),
+    "majority": RobustRule(
+        "signSGD's majority vote of the clients' signs, for --compress sign (Bernstein et al. "
+        "2018, 2019)",
+        lambda vectors, weights, f: robust().majority_vote(vectors),
+    ),
 }
 
 

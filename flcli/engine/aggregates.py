@@ -20,10 +20,10 @@ from flcli.algorithms import robust
 from flcli.algorithms.aggregate import weighted_mean
 from flcli.algorithms.robust_rules import ROBUST_RULES, aggregators
 from flcli.engine.stages import Message, Stage, State
-from flcli.errors import FLError
+from flcli.errors import FLError, RunFailed
 from flcli.privacy import dp as dpfedavg
 from flcli.privacy.options import parse_clip
-from flcli.privacy.secagg import secure_sum
+from flcli.privacy.secagg import secure_sum, secure_word_sum
 
 
 def byzantine_count(fraction: float, clients: int) -> int:
@@ -38,6 +38,39 @@ def secure_total(message: Message, vectors: np.ndarray, seed: int) -> np.ndarray
     result = secure_sum(full, message.alive, message.threshold, seed, message.round, message.ids)
     message.traffic.append((result.bytes_up, result.bytes_down))
     return result.total
+
+
+def secure_code_sum(message: Message, weights: np.ndarray, seed: int) -> tuple[np.ndarray, int]:
+    """(sum_k w_k codes_k [d], W = sum_k w_k) over the arrived clients, exact integers, through the
+    protocol in Z_{2^b}: each client scales its codes by its integer weight (its sample count) and
+    appends the weight as one more word; b is the fewest bits that hold +-largest code * W."""
+    codes = message.codes
+    K, d = codes.codes.shape
+    weight = int(weights.sum())
+    bits = (codes.largest * max(weight, 1)).bit_length() + 1
+    if bits > 64:
+        raise RunFailed(
+            f"secure aggregation in round {message.round}: the weighted codes need {bits} bits, "
+            "beyond the 64 of the masks' words; use fewer --compress bits or fewer clients"
+        )
+    words = np.zeros((K, d + 1), dtype=np.int64)
+    words[message.alive, :d] = weights[:, None] * codes.codes[message.alive]
+    words[message.alive, d] = weights
+    result = secure_word_sum(
+        words.view(np.uint64),
+        message.alive,
+        message.threshold,
+        seed,
+        message.round,
+        message.ids,
+        word_bits=bits,
+        label=b" codes",
+    )
+    message.traffic.append((result.bytes_up, result.bytes_down))
+    total = result.total.view(np.int64)
+    if bits < 64:  # the two's complement of a b-bit word
+        total = np.where(total >= 1 << (bits - 1), total - (1 << bits), total)
+    return total[:d], int(total[d])
 
 
 @dataclass(frozen=True)
@@ -75,6 +108,12 @@ class RobustMean(Stage):
             raise FLError(
                 f"--aggregator {config.aggregator} with --secure-agg: the server sees only the "
                 "sum of the updates; drop one of them"
+            )
+        sign = config.compress is not None and config.compress.strip() == "sign"
+        if config.aggregator == "majority" and not sign:
+            raise FLError(
+                "--aggregator majority votes with the clients' signs; give --compress sign "
+                f"(not {config.compress}) or another --aggregator"
             )
         byzantine = config.byzantine
         if byzantine is not None and not robust_rule:
@@ -121,6 +160,12 @@ class SecureMean(Stage):
     def apply(self, message: Message, state: State) -> tuple[Message, State]:
         def aggregate(vectors: np.ndarray, weights: np.ndarray) -> np.ndarray:
             weights = np.asarray(weights, dtype=np.float64)
+            codes = message.codes
+            on_grid = codes is not None and np.array_equal(vectors, message.deltas[message.alive])
+            whole = np.array_equal(weights, np.round(weights)) and np.all(weights >= 0)
+            if on_grid and whole:  # else (other vectors or weights) the dense fixed-point sum
+                total, weight = secure_code_sum(message, weights.astype(np.int64), self.seed)
+                return codes.decode(total, weight) / weight
             weighted = np.hstack([weights[:, None] * vectors, weights[:, None]])
             total = secure_total(message, weighted, self.seed)
             return total[:-1] / total[-1]

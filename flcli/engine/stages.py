@@ -19,7 +19,7 @@ from flcli.engine.dropout import survivors
 from flcli.errors import FLError
 from flcli.privacy import dp as dpfedavg
 from flcli.privacy.options import parse_clip
-from flcli.privacy.secagg import protocol_traffic
+from flcli.privacy.secagg import protocol_traffic, secure_word_sum
 from flcli.rng import Purpose, rng
 
 State = dict[str, np.ndarray]
@@ -42,6 +42,7 @@ class Message:
     aggregate: Aggregate = weighted_mean  # how the server update combines the arrived vectors
     release_empty: bool = False  # an empty round still reaches the server update (DP's noise)
     bits: np.ndarray | None = None  # [K] each compressed message's exact size; None: dense
+    codes: compression.Codes | None = None  # the integer codes, under secure aggregation
 
     @property
     def dropped(self) -> int:
@@ -228,6 +229,26 @@ class SecAggThreshold(Stage):
 FEEDBACKS = ("ef", "ef21")
 
 
+def check_secure(config, spec: compression.Compressor) -> None:
+    """--compress with --secure-agg: a quantizer whose codes the masked sum adds, no DP, no ef21."""
+    if spec.kind not in compression.SECURE:
+        raise FLError(
+            f"--compress {config.compress} with --secure-agg: only the quantizers' integer codes "
+            f"add up in the masks' field; give one of {', '.join(compression.SECURE)} (e.g. "
+            "qsgd:bits=4 or hadamard+qsgd:bits=4) or drop --secure-agg"
+        )
+    if parse_clip(config.dp_clip) is not None:
+        raise FLError(
+            f"--compress {config.compress} with --secure-agg and DP: clipping after the "
+            "quantizer moves the updates off the shared grid; drop --dp-clip or --compress"
+        )
+    if config.error_feedback == "ef21":
+        raise FLError(
+            "--error-feedback ef21 with --secure-agg: the server would add each client's "
+            "estimate g_i, which only the secure sum may reveal; use --error-feedback ef"
+        )
+
+
 @dataclass(frozen=True)
 class Compress(Stage):
     """--compress: each client sends C(update) (flcli.compression), the server decodes it; the
@@ -250,16 +271,14 @@ class Compress(Stage):
     feedback: str | None = None
     num_clients: int = 0
     num_params: int = 0
+    secure: bool = False  # under --secure-agg: the shared grid, whose codes the secure sum adds
 
     @staticmethod
     def check_options(config) -> None:
         if config.compress is not None:
-            compression.parse(config.compress, "--compress")
+            spec = compression.parse(config.compress, "--compress")
             if config.secure_agg:
-                raise FLError(
-                    f"--compress {config.compress} with --secure-agg is not supported yet (the "
-                    "masked sum carries dense fixed-point words); drop one of them"
-                )
+                check_secure(config, spec)
         feedback = config.error_feedback
         if feedback is None:
             return
@@ -290,21 +309,58 @@ class Compress(Stage):
         float_bits = 8 * message.deltas.dtype.itemsize
         ids, alive = message.ids, message.alive
         memory = state[self.key][ids] if self.feedback else 0.0
-        source = x + memory if self.feedback == "ef" else x - memory
-        sent, bits = compression.compress(
-            self.spec, source, self.seed, message.round, ids, float_bits
-        )
+        if self.feedback == "ef":
+            memory += x  # the table's rows are a copy: it becomes p = x + e_i
+            source = memory
+        else:
+            source = x - memory
+        codes = None
+        if self.secure:
+            sent, codes = self.on_shared_grid(message, source)
+            bits = None
+        else:
+            sent, bits = compression.compress(
+                self.spec, source, self.seed, message.round, ids, float_bits
+            )
         received = sent
         if self.feedback is not None:
-            table = state[self.key].copy()
+            table = state[self.key]  # updated in place: no copy of the [N, P] table each round
             if self.feedback == "ef":
-                table[ids[alive]] = (source - sent)[alive]
+                source -= sent
+                table[ids[alive]] = source[alive]
             else:
                 received = memory + sent
                 table[ids[alive]] = received[alive]
             state = {self.key: table}
         deltas = received.astype(message.deltas.dtype, copy=False)
-        return replace(message, deltas=deltas, bits=bits), state
+        return replace(message, deltas=deltas, bits=bits, codes=codes), state
+
+    def on_shared_grid(self, message: Message, x: np.ndarray):
+        """(the decoded updates [K, P], their Codes) on the round's shared grid, whose scale a
+        secure sum of the survivors' one-hot exponents finds (its bytes join the traffic)."""
+        rotated, signs = compression.shared_rotation(self.spec, x, self.seed, message.round)
+        alive = message.alive
+        exponent = compression.EXPONENTS[0]
+        if alive.any():
+            onehot = compression.exponent_histogram(compression.exponents(self.spec.kind, rotated))
+            found = secure_word_sum(
+                onehot,
+                alive,
+                message.threshold,
+                self.seed,
+                message.round,
+                message.ids,
+                word_bits=len(message.ids).bit_length(),
+                label=b" grid",
+            )
+            message.traffic.append((found.bytes_up, found.bytes_down))
+            exponent = compression.largest_exponent(found.total)
+        codes = compression.grid_codes(
+            self.spec, rotated, exponent, self.seed, message.round, message.ids
+        )
+        codes = replace(codes, width=x.shape[1], signs=signs)
+        values = codes.offset + codes.step * codes.codes.astype(np.float64)
+        return compression.unrotate(values, signs)[:, : x.shape[1]], codes
 
 
 @dataclass(frozen=True)

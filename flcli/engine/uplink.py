@@ -6,7 +6,8 @@ as an ordered list of stages (flcli.engine.stages, flcli.engine.aggregates). Eac
    on their training labels: see training_labels);
 2. dropout: each sampled client fails with probability --dropout; its update never arrives;
 3. secagg: secure aggregation's threshold; a round with fewer survivors aborts, nobody arrives;
-3b. compress: each update is sent compressed (--compress, flcli.compression), with error feedback
+3b. compress: each update is sent compressed (--compress, flcli.compression; under --secure-agg as
+   integer codes on a grid shared by the round, which the secure sum adds), with error feedback
    if asked; the server decodes it, and the message's exact bits are what the round counts;
 4. dp: every update is clipped to norm C (on the client);
 5. aggregate: the server's combination of the updates that arrived (ClientUpdates.aggregate), which
@@ -221,7 +222,9 @@ def compress_stage(config, num_clients: int, num_params: int) -> Compress | None
     if config.compress is None:
         return None
     spec = compression.parse(config.compress, "--compress")
-    return Compress(spec, config.seed, config.error_feedback, num_clients, num_params)
+    return Compress(
+        spec, config.seed, config.error_feedback, num_clients, num_params, config.secure_agg
+    )
 
 
 def build_uplink(config, num_clients: int, cohort_size: int, num_params: int = 0) -> Uplink:

@@ -26,7 +26,7 @@ the result is the plain sum up to the fixed-point rounding (at most K * step / 2
 the step is 2^-32, coarser beyond 2,047 clients so that the sum never overflows).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from cryptography.hazmat.primitives import hashes
@@ -88,14 +88,17 @@ class SecAggResult:
     bytes_down: int  # everything the server relayed: the key list and the shares
 
 
-def protocol_traffic(cohort: int, survivors: int, length: int, aborted: bool) -> tuple[int, int]:
-    """(bytes up, bytes down) of one run of the protocol on vectors of `length` words: public keys,
-    encrypted shares, masked vectors and, unless it aborted, the unmasking shares."""
+def protocol_traffic(
+    cohort: int, survivors: int, length: int, aborted: bool, word_bits: int = 8 * WORD_BYTES
+) -> tuple[int, int]:
+    """(bytes up, bytes down) of one run of the protocol on vectors of `length` words of word_bits
+    bits each (packed): public keys, encrypted shares, masked vectors and, unless it aborted, the
+    unmasking shares."""
     pair_of_shares = 2 * shamir.SHARE_BYTES + ENCRYPTION_OVERHEAD
     up = (
         cohort * KEY_BYTES
         + cohort * (cohort - 1) * pair_of_shares
-        + survivors * length * WORD_BYTES
+        + survivors * -(-length * word_bits // 8)
     )
     down = cohort * cohort * KEY_BYTES + cohort * (cohort - 1) * pair_of_shares
     if not aborted:
@@ -110,13 +113,15 @@ def prg(key: bytes, length: int, context: bytes) -> np.ndarray:
     return np.frombuffer(encryptor.update(bytes(WORD_BYTES * length)), dtype=np.uint64)
 
 
-def pairwise_mask(own: X25519PrivateKey, other_public: bytes, length: int) -> np.ndarray:
+def pairwise_mask(
+    own: X25519PrivateKey, other_public: bytes, length: int, label: bytes = b""
+) -> np.ndarray:
     shared = own.exchange(X25519PublicKey.from_public_bytes(other_public))
-    return prg(shared, length, b"flcli secagg pairwise mask")
+    return prg(shared, length, b"flcli secagg pairwise mask" + label)
 
 
-def self_mask(seed: bytes, length: int) -> np.ndarray:
-    return prg(seed, length, b"flcli secagg self mask")
+def self_mask(seed: bytes, length: int, label: bytes = b"") -> np.ndarray:
+    return prg(seed, length, b"flcli secagg self mask" + label)
 
 
 @dataclass(frozen=True)
@@ -143,17 +148,15 @@ def client_secrets(seed: int, round: int, client: int, threshold: int, cohort: i
 
 
 def masked_input(
-    position: int,
-    x: np.ndarray,
-    secrets: list[ClientSecrets],
-    fixed: FixedPoint,
+    position: int, words: np.ndarray, secrets: list[ClientSecrets], label: bytes = b""
 ) -> np.ndarray:
-    """What client `position` of the cohort sends: enc(x) + PRG(b_u) +- its pairwise masks."""
+    """What client `position` of the cohort sends: its words + PRG(b_u) +- its pairwise masks
+    (mod 2^64; the caller reduces to its field)."""
     own = secrets[position]
-    y = fixed.encode(x) + self_mask(own.self_seed, len(x))
+    y = words + self_mask(own.self_seed, len(words), label)
     for other, theirs in enumerate(secrets):
         if other != position:
-            mask = pairwise_mask(own.key, theirs.public, len(x))
+            mask = pairwise_mask(own.key, theirs.public, len(words), label)
             y = y + mask if other > position else y - mask
     return y
 
@@ -170,13 +173,10 @@ def secure_sum(
     """Run the protocol for a cohort (ids, ascending) whose clients hold vectors [K, P]; the
     clients with survived False fail after ShareKeys. Raises SecAggAborted below threshold."""
     vectors = np.asarray(vectors, dtype=np.float64)
-    survived = np.asarray(survived, dtype=bool)
     K, P = vectors.shape
     fixed = fixed or FixedPoint.for_cohort(K)
     if fixed.max_clients() < K:
         raise ValueError(f"{K} clients overflow the fixed-point sum; lower the bound")
-    if not 1 <= threshold <= K:
-        raise ValueError(f"threshold {threshold} must be between 1 and the cohort's {K} clients")
     outside = ~(np.abs(vectors) <= fixed.bound)  # NaN is outside too
     if outside.any():
         raise RunFailed(
@@ -185,6 +185,33 @@ def secure_sum(
             "fixed-point sum carries (without DP, updates are weighted by sample counts); "
             "lower --lr or rescale the data (e.g. standardize a regression target)"
         )
+    words = fixed.encode(vectors)
+    result = secure_word_sum(words, survived, threshold, seed, round, ids)
+    return replace(result, total=fixed.decode(result.total))
+
+
+def secure_word_sum(
+    words: np.ndarray,
+    survived: np.ndarray,
+    threshold: int,
+    seed: int,
+    round: int,
+    ids: np.ndarray,
+    word_bits: int = 8 * WORD_BYTES,
+    label: bytes = b"",
+) -> SecAggResult:
+    """The protocol on integer words [K, P] (uint64) in the field Z_{2^word_bits}: each client
+    sends its words plus its masks modulo 2^word_bits (packed, word_bits bits a word, as the
+    traffic counts them), and the total is the survivors' sum modulo 2^word_bits, exactly. As
+    2^word_bits divides 2^64, masking modulo 2^64 and reducing at the end is the same arithmetic.
+    label keeps the masks of different sums in one round apart (no mask is used twice)."""
+    words = np.asarray(words, dtype=np.uint64)
+    survived = np.asarray(survived, dtype=bool)
+    K, P = words.shape
+    if not 1 <= threshold <= K:
+        raise ValueError(f"threshold {threshold} must be between 1 and the cohort's {K} clients")
+    if not 1 <= word_bits <= 64:
+        raise ValueError(f"word_bits {word_bits} must be in [1, 64]")
     secrets = [client_secrets(seed, round, int(c), threshold, K) for c in ids]
     alive = np.flatnonzero(survived)
     dropped = np.flatnonzero(~survived)
@@ -193,20 +220,21 @@ def secure_sum(
             f"secure aggregation aborted in round {round}: {len(alive)} of {K} clients survived, "
             f"below the threshold {threshold}; lower --secagg-threshold or --dropout"
         )
+    field = np.uint64((1 << word_bits) - 1)
     total = np.zeros(P, dtype=np.uint64)
     for u in alive:
-        total += masked_input(u, vectors[u], secrets, fixed)
+        total += masked_input(u, words[u], secrets, label) & field
     helpers = alive[:threshold]
     for u in alive:
         points = [secrets[u].seed_shares[h] for h in helpers]
         seed_u = shamir.reconstruct(points).to_bytes(KEY_BYTES, "big")
-        total -= self_mask(seed_u, P)
+        total -= self_mask(seed_u, P, label)
     for v in dropped:
         points = [secrets[v].key_shares[h] for h in helpers]
         raw = shamir.reconstruct(points).to_bytes(KEY_BYTES, "big")
         key_v = X25519PrivateKey.from_private_bytes(raw)
         for u in alive:
-            mask = pairwise_mask(key_v, secrets[u].public, P)  # = s_uv, by symmetry of X25519
+            mask = pairwise_mask(key_v, secrets[u].public, P, label)  # = s_uv, by symmetry
             total = total - mask if v > u else total + mask
-    up, down = protocol_traffic(K, len(alive), P, aborted=False)
-    return SecAggResult(total=fixed.decode(total), survivors=survived, bytes_up=up, bytes_down=down)
+    up, down = protocol_traffic(K, len(alive), P, aborted=False, word_bits=word_bits)
+    return SecAggResult(total=total & field, survivors=survived, bytes_up=up, bytes_down=down)
