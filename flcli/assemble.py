@@ -64,6 +64,10 @@ def check_alone(config: TrainConfig) -> tuple[TrainConfig, AlgorithmSpec]:
             f"--model-arg applies to sklearn:NAME models and your own, not {config.model}; drop it"
         )
     check_uplink_options(config)
+    if config.compress_down is not None:
+        from flcli import compression
+
+        compression.parse(config.compress_down, "--compress-down")
     refuse_for_algorithm(config, spec)
     refuse_weighting(config, spec)
     values = {
@@ -147,6 +151,7 @@ ASYNC_REFUSES = {
     "stragglers": "--stragglers",
     "round_deadline": "--round-deadline",
     "over_select": "--over-select",
+    "compress_down": "--compress-down",
 }
 
 

@@ -41,6 +41,7 @@ COMMUNICATION = "Communication"
 DIGEST_IF_SET = {
     "server_weighting": "samples",
     "compress": None,
+    "compress_down": None,
     "error_feedback": None,
     "system": "identical",
     "availability": None,
@@ -272,6 +273,13 @@ class TrainConfig:
         "Compress each client's update: qsgd:bits=B, uniform:bits=B, terngrad, sign, "
         "topk:fraction=F, randk:fraction=F, bf16, fp16, or hadamard+ before a quantizer (e.g. "
         "hadamard+qsgd:bits=4). bytes_up counts the exact bits.",
+        panel=COMMUNICATION,
+        show_default="dense",
+    )
+    compress_down: str | None = option(
+        None,
+        "Compress the model the server broadcasts (Caldas et al. 2018): the same SPECs as "
+        "--compress; clients train from the decoded model, bytes_down counts the exact bits.",
         panel=COMMUNICATION,
         show_default="dense",
     )

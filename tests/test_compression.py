@@ -371,3 +371,29 @@ def test_majority_needs_sign_messages(cli, iid_dir, tmp_path):
     )
     assert done.code == 0, done.err
     assert pd.read_csv(tmp_path / "s" / "rounds.csv")["test_accuracy"].iloc[-1] > 0.5
+
+
+def test_compress_down_sends_the_decoded_model_and_counts_its_exact_bits(cli, iid_dir, tmp_path):
+    """--compress-down qsgd:bits=8 (Caldas et al. 2018): each sampled client downloads one
+    message of 64 + 8 P bits (its norm and P codes) and trains from the decoded model, so the run
+    differs from the dense one; fp16 keeps the accuracy of the dense run."""
+    import pandas as pd
+
+    from flcli.data.store import load_partition
+
+    partition = load_partition(iid_dir)
+    P = partition.num_features * partition.num_classes + partition.num_classes
+    args = ["--rounds", 4, "--clients-per-round", 5, "--seed", 2]
+    for name, extra in (("dense", []), ("q8", ["--compress-down", "qsgd:bits=8"])):
+        assert cli("train", iid_dir, *args, *extra, "--out", tmp_path / name).code == 0
+    dense, q8 = (pd.read_csv(tmp_path / n / "rounds.csv") for n in ("dense", "q8"))
+    per_client = -(-(64 + 8 * P) // 8)
+    assert list(q8["bytes_down"]) == [r * 5 * per_client for r in range(5)]
+    assert list(dense["bytes_down"]) == [r * 5 * 8 * P for r in range(5)]
+    assert list(q8["bytes_up"]) == list(dense["bytes_up"])  # the uplink is untouched
+    assert not q8["train_loss"].equals(dense["train_loss"])
+    assert (
+        cli("train", iid_dir, *args, "--compress-down", "fp16", "--out", tmp_path / "f").code == 0
+    )
+    fp16 = pd.read_csv(tmp_path / "f" / "rounds.csv")
+    assert abs(fp16["test_accuracy"].iloc[-1] - dense["test_accuracy"].iloc[-1]) < 0.02

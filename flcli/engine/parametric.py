@@ -2,8 +2,9 @@
 the uplink (attacks, faults, DP, secure or robust aggregation), the server update, personal
 models, evaluation."""
 
+import functools
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -41,6 +42,7 @@ class ParametricRounds:
         self.system = parts.system or identical(data.num_clients)
         self.over_select = config.over_select or 1.0
         self.wait = 0.0  # seconds the round being sampled waits for an available client
+        self.broadcast = Broadcast.of(config, self.model.num_params, self.bytes_per_message)
 
     @property
     def counts(self) -> list[str]:
@@ -114,8 +116,9 @@ class ParametricRounds:
         if self.algorithm.needs_client_losses:
             x, y = self.data.x_train, self.y_local
             losses, _ = client_scores(self.model, state.params, x, y, cohort.starts, cohort.sizes)
-        local = self.fit(cohort, state.params, self.spec, round, work)
-        deltas = local.params - state.params
+        start = self.broadcast.model(state.params, round)
+        local = self.fit(cohort, start, self.spec, round, work)
+        deltas = local.params - start
         holding = state
         if self.algorithm.keep is not None:
             holding = self.algorithm.keep(state, ids, local.params)
@@ -139,7 +142,7 @@ class ParametricRounds:
         if self.algorithm.personalize is not None:
             new_state, personal = self.personalize(state, new_state, cohort, round)
         new_state = replace(new_state, uplink=delivery.state)
-        down = len(sampled) * self.bytes_per_message + delivery.bytes_down
+        down = len(sampled) * self.broadcast.bytes_per_client + delivery.bytes_down
         up = delivery.messages_up * self.bytes_per_message + delivery.bytes_up
         if delivery.payload_up is not None:
             up = delivery.payload_up + delivery.bytes_up
@@ -177,3 +180,56 @@ class ParametricRounds:
         if self.uplink.dp is not None:
             record["epsilon"] = self.uplink.epsilon_after(round)
         return record, clients
+
+
+@dataclass(frozen=True)
+class Broadcast:
+    """What the clients receive of the global model: the model itself, or with --compress-down
+    its compressed form C(w) (Caldas, Konecny, McMahan, Talwalkar 2018, "Expanding the Reach of
+    Federated Learning by Reducing Client Resource Requirements": lossy compression of the
+    server-to-client model). Every sampled client gets the same message, decoded the same way;
+    it trains from C(w) and its update is taken from C(w), while the server keeps w exact. The
+    message's randomness is addressed by the seed, the round and an address no client has, so a
+    resumed run draws it again.
+    """
+
+    spec: object | None  # flcli.compression.Compressor, or None: the dense model
+    seed: int
+    dense_bytes: int  # a client's dense download (all the models the algorithm sends)
+    model_bytes: int  # one dense model of them
+    float_bits: int
+
+    @classmethod
+    def of(cls, config, num_params: int, dense_bytes: int) -> "Broadcast":
+        spec = None
+        if config.compress_down is not None:
+            from flcli import compression
+
+            spec = compression.parse(config.compress_down, "--compress-down")
+        width = np.dtype(config.dtype).itemsize
+        return cls(spec, config.seed, dense_bytes, num_params * width, 8 * width)
+
+    def model(self, params: np.ndarray, round: int) -> np.ndarray:
+        if self.spec is None:
+            return params
+        from flcli import compression
+
+        decoded, _ = compression.compress(
+            self.spec, params[None], self.seed, round, BROADCAST_ADDRESS, self.float_bits
+        )
+        return decoded[0].astype(params.dtype)
+
+    @functools.cached_property
+    def bytes_per_client(self) -> int:
+        if self.spec is None:
+            return self.dense_bytes
+        from flcli import compression
+
+        width = self.model_bytes * 8 // self.float_bits
+        _, bits = compression.compress(
+            self.spec, np.zeros((1, width)), self.seed, 0, BROADCAST_ADDRESS, self.float_bits
+        )
+        return self.dense_bytes - self.model_bytes + -(-int(bits[0]) // 8)
+
+
+BROADCAST_ADDRESS = np.array([2**63 - 3], dtype=np.int64)  # the broadcast's: no client's id

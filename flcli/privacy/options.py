@@ -28,6 +28,7 @@ def uplink_flags(config) -> list[str]:
         ("--dropout", config.dropout > 0),
         ("--server-weighting uniform", config.server_weighting == "uniform"),
         (f"--compress {config.compress}", config.compress is not None),
+        (f"--compress-down {config.compress_down}", config.compress_down is not None),
     )
     return [flag for flag, set_ in given if set_]
 
@@ -42,7 +43,8 @@ def refuse_for_algorithm(config, spec) -> None:
     asked = [
         flag
         for flag in uplink_flags(config)
-        if flag.startswith(("--dp", "--sec", "--agg", "--comp"))
+        if flag.startswith(("--dp", "--sec", "--agg", "--compress "))
+        and "--compress-down" not in flag
     ]
     if reads is not None and asked:
         able = [name for name, info in ALGORITHMS.items() if info.reads_clients is None]
