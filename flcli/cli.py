@@ -204,7 +204,7 @@ def follow_rounds(training, metric: str, resume: bool, out_dir: Path) -> dict:
         if default_ctrl_c is signal.default_int_handler:  # not when started with Ctrl-C ignored
             signal.signal(signal.SIGINT, interrupt_once)
         default_term = signal.signal(signal.SIGTERM, interrupt_once)  # kill: saved as Ctrl-C is
-        interrupted = False
+        interrupted, shown = False, 0
         try:
             for record in rounds:
                 progress.update(
@@ -213,6 +213,9 @@ def follow_rounds(training, metric: str, resume: bool, out_dir: Path) -> dict:
                     metric=f"{record[metric]:.4f}",
                     loss=f"{record['train_loss']:.4f}",
                 )
+                for warning in training.warnings[shown:]:
+                    warning_line(progress.console, warning)
+                shown = len(training.warnings)
         except KeyboardInterrupt:
             interrupted = True
             rounds.close()  # saves what was done and marks the run interrupted
@@ -780,6 +783,11 @@ def algorithm_line(spec) -> str:
     defaults = ", ".join(f"{h.flag} {shown(h)}" for h in spec.hyperparameters.values())
     refuses = " (no --dp-clip, --secure-agg, --aggregator)" if spec.reads_clients else ""
     return spec.description + (f" [{defaults}]" if defaults else "") + refuses
+
+
+def warning_line(console: Console, message: str) -> None:
+    """A warning on stderr, printed as it is (the run goes on)."""
+    console.print(f"warning: {message}", highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 
 def error_line(message: str) -> None:

@@ -17,6 +17,7 @@ from flcli.runs import (
     DISPLAY_NAMES,
     Group,
     Run,
+    chance_notes,
     describe,
     final_value,
     lower_is_better,
@@ -221,8 +222,9 @@ def summarize(
                 row["speedup"] = speedup(base_row, row)
                 row["speedup_above"] = speedup_bound(base_row, row)
     comparison = paired_test(groups, metric, kind, compare) if compare else None
+    notes = pooling_notes(groups, "--group-by") + chance_notes(groups)
     return Report(
-        metric, keys, target, matched, rows, pooling_notes(groups, "--group-by"), kind, ci,
+        metric, keys, target, matched, rows, notes, kind, ci,
         pivot, comparison,
     )  # fmt: skip
 

@@ -1,0 +1,104 @@
+"""A run that does not learn: a warning (never a stop) on stderr and in run.json, from the records
+alone; fl report notes a group that ends at or below chance."""
+
+import json
+import math
+
+import pytest
+from conftest import write_run
+
+from flcli import api
+from flcli.config import TrainConfig
+from flcli.engine.health import learning_warnings
+from flcli.report import summarize
+from flcli.runs import find_runs, group_runs
+
+
+def rows_of(losses, accuracies=None):
+    accuracies = accuracies or [0.5] * len(losses)
+    return [
+        {"round": r, "train_loss": loss, "test_accuracy": acc}
+        for r, (loss, acc) in enumerate(zip(losses, accuracies, strict=True))
+    ]
+
+
+def test_a_loss_that_climbs_above_its_start_warns_once_with_a_smaller_lr():
+    losses = [2.3, 1.2, 1.4, 1.9, 2.4, 2.5, 2.6, 2.8, 3.0, 3.2]
+    warnings = learning_warnings(rows_of(losses), 10, 0.5)
+    assert len(warnings) == 1
+    assert warnings[0].startswith("round 8:") and "e.g. 0.05" in warnings[0]
+
+
+@pytest.mark.parametrize(
+    "losses",
+    [
+        # FedProx on Synthetic(0,0) at lr 0.01 (measured): above log(10) at rounds 4-5, then learns
+        [2.3026, 2.2188, 2.2927, 2.2931, 2.4502, 2.5173, 0.653, 1.6896, 0.78, 0.765, 0.666],
+        # above the start for good, but not climbing: a dip every few rounds
+        [2.3, 2.9, 3.0, 3.1, 3.05, 3.2, 3.3, 3.25, 3.4, 3.5, 3.45, 3.6],
+        # climbing 5 rounds in a row, but below the start
+        [2.3, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1],
+    ],
+)
+def test_no_warning_when_the_loss_does_not_climb_above_its_start(losses):
+    assert learning_warnings(rows_of(losses), 10, 0.01) == []
+
+
+def test_accuracy_at_chance_with_a_loss_not_below_its_start_warns():
+    losses = [2.3, 2.4, 2.35, 2.5, 2.45, 2.6, 2.55]
+    accuracies = [0.1, 0.1, 0.09, 0.1, 0.08, 0.1, 0.1]
+    (warning,) = learning_warnings(rows_of(losses, accuracies), 10, 0.5)
+    assert warning.startswith("round 5:") and "chance" in warning and "e.g. 0.05" in warning
+    learning = [2.3, 2.2, 2.1, 2.0, 1.9, 1.8, 1.7]  # at chance but the loss goes down: slow, not
+    assert learning_warnings(rows_of(learning, accuracies), 10, 0.5) == []
+
+
+@pytest.fixture(scope="module")
+def synthetic_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("parts") / "synthetic"
+    api.partition(out, dataset="synthetic:alpha=0,beta=0", scheme="natural", seed=1)
+    return out
+
+
+DIVERGING = TrainConfig(rounds=8, seed=1, lr=0.5, checkpoint_every=1)
+
+
+def test_a_diverging_run_completes_with_the_warning_on_stderr_and_in_run_json(
+    cli, synthetic_dir, tmp_path
+):
+    result = cli("train", synthetic_dir, "--rounds", 8, "--seed", 1, "--out", tmp_path / "run")
+    assert result.code == 0, result.err
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["status"] == "completed" and info["num_classes"] == 10
+    (warning,) = info["warnings"]
+    assert "--lr, e.g. 0.05" in warning
+    assert f"warning: {warning}" in " ".join(result.err.split())
+
+
+@pytest.mark.parametrize("stop_after", [3, 6])  # before the warning's round, and after it
+def test_a_resumed_run_keeps_the_same_warnings(synthetic_dir, tmp_path, stop_after):
+    whole = api.prepare_training(synthetic_dir, DIVERGING, tmp_path / "whole")
+    whole.frame()
+    part = tmp_path / "part"
+    rounds = api.prepare_training(synthetic_dir, DIVERGING, part).rounds()
+    for record in rounds:
+        if record["round"] == stop_after:
+            break
+    rounds.close()
+    resumed = api.prepare_training(synthetic_dir, DIVERGING, part, resume=True)
+    resumed.frame()
+    infos = [json.loads((d / "run.json").read_text()) for d in (tmp_path / "whole", part)]
+    assert infos[1]["status"] == "completed"
+    assert infos[0]["warnings"] and infos[0]["warnings"] == infos[1]["warnings"]
+    assert resumed.warnings == whole.warnings
+
+
+def test_report_notes_a_group_at_or_below_chance(tmp_path):
+    for name, accuracy in (("stuck", [0.1, 0.09, 0.1]), ("learns", [0.1, 0.5, 0.8])):
+        run = write_run(tmp_path / name, accuracy, algo=name)
+        info = json.loads((run / "run.json").read_text())
+        (run / "run.json").write_text(json.dumps({**info, "num_classes": 10}))
+    report = summarize(group_runs(find_runs([tmp_path])), "test_accuracy")
+    chance = [note for note in report.notes if "chance" in note]
+    assert len(chance) == 1 and "stuck" in chance[0] and "learns" not in chance[0]
+    assert math.isclose(report.rows[0]["final_mean"] + report.rows[1]["final_mean"], 0.9)
