@@ -104,7 +104,7 @@ class Training:
         """The check of whether the run learns, having read the rounds a resumed run logged
         (their warnings kept, as the uninterrupted run found them)."""
         lr = self.config.lr if capabilities_of(self.parts.model).parametric else None
-        check = LearningCheck(self.partition.num_classes, lr)
+        check = LearningCheck(self.partition.num_classes, lr, self.parts.uplink.dp is not None)
         for i in range(len(self.run.rows)):
             check.observe(self.run.rows, i)
         self.warnings[:] = check.warnings

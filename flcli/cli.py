@@ -155,8 +155,9 @@ def train(
     if training.already_completed:
         out.print(f"{out_dir} already holds this completed run; nothing to do")
         return
-    for note in training.notes:
-        err.print(f"note: {note}", highlight=False, soft_wrap=True, markup=False)
+    for note in training.notes:  # a warning says so itself
+        shown = note if note.startswith("warning: ") else f"note: {note}"
+        err.print(shown, highlight=False, soft_wrap=True, markup=False)
     metric = "test_r2" if training.partition.task == "regression" else "test_accuracy"
     record = follow_rounds(training, metric, resume, out_dir)
     out.print(

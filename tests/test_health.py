@@ -102,3 +102,20 @@ def test_report_notes_a_group_at_or_below_chance(tmp_path):
     chance = [note for note in report.notes if "chance" in note]
     assert len(chance) == 1 and "stuck" in chance[0] and "learns" not in chance[0]
     assert math.isclose(report.rows[0]["final_mean"] + report.rows[1]["final_mean"], 0.9)
+
+
+def test_dp_epsilon_says_the_noise_it_chose_and_warns_when_it_drowns_the_updates(
+    cli, iid_dir, tmp_path
+):
+    dp = ("--dp-clip", 1.0, "--fraction", 0.5, "--rounds", 2, "--seed", 0)
+    fine = cli("train", iid_dir, *dp, "--dp-epsilon", 20, "--out", tmp_path / "fine")
+    assert fine.code == 0, fine.err
+    text = " ".join(fine.err.split())
+    assert "note: --dp-epsilon 20 over 2 rounds at q=0.5, delta=" in text
+    assert "noise multiplier z = " in text and "above 10" not in text
+    drowned = cli("train", iid_dir, *dp, "--dp-epsilon", 0.05, "--out", tmp_path / "drowned")
+    assert drowned.code == 0, drowned.err
+    text = " ".join(drowned.err.split())
+    assert "warning: noise multiplier z = " in text and "larger --dp-epsilon than 0.05" in text
+    noise = cli("train", iid_dir, *dp, "--dp-noise", 1.0, "--out", tmp_path / "noise")
+    assert noise.code == 0 and "noise multiplier z" not in noise.err

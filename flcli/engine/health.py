@@ -21,10 +21,14 @@ from collections.abc import Sequence
 RISING = 5  # rounds
 
 
-def advice(lr: float | None) -> str:
-    if lr is None:
-        return "check the model's arguments"
-    return f"try a smaller --lr, e.g. {lr / 10:g}"
+def advice(lr: float | None, private: bool = False) -> str:
+    """What to change: the learning rate (lr None: the model has none), and with DP the noise."""
+    change = (
+        "check the model's arguments" if lr is None else f"try a smaller --lr, e.g. {lr / 10:g}"
+    )
+    return change + (
+        ", or less DP noise (a larger --dp-epsilon or a smaller --dp-noise)" if private else ""
+    )
 
 
 def loss_rising(rows: Sequence[dict], i: int) -> bool:
@@ -52,9 +56,10 @@ class LearningCheck:
     """Reads the records as they come (observe each index once, in order) and keeps the warnings
     found so far: one per check, at the first round it holds."""
 
-    def __init__(self, num_classes: int | None, lr: float | None):
+    def __init__(self, num_classes: int | None, lr: float | None, private: bool = False):
         self.num_classes = num_classes
         self.lr = lr
+        self.private = private  # DP noise may be what stops the run learning
         self.warnings: list[str] = []
         self.fired: set[str] = set()
 
@@ -66,7 +71,7 @@ class LearningCheck:
             new.append(
                 f"round {row['round']}: the train loss rose {RISING} rounds in a row, to "
                 f"{row['train_loss']:.4g}, above its round-0 value {rows[0]['train_loss']:.4g}; "
-                f"the run is diverging: {advice(self.lr)}"
+                f"the run is diverging: {advice(self.lr, self.private)}"
             )
         if "chance" not in self.fired and at_chance(rows, i, self.num_classes):
             self.fired.add("chance")
@@ -74,7 +79,7 @@ class LearningCheck:
                 f"round {row['round']}: test accuracy {row['test_accuracy']:.4g} has been at or "
                 f"below chance (1/{self.num_classes} = {1 / self.num_classes:.3g}) for {RISING} "
                 f"rounds and the train loss did not go below its round-0 value; the run is not "
-                f"learning: {advice(self.lr)}"
+                f"learning: {advice(self.lr, self.private)}"
             )
         self.warnings.extend(new)
         return new
