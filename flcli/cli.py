@@ -6,6 +6,7 @@ import shlex
 import signal
 import sys
 import typing
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -17,6 +18,7 @@ from rich.text import Text
 
 from flcli.config import ALGORITHM as ALGORITHM_PANEL
 from flcli.config import TrainConfig
+from flcli.data import progress
 from flcli.data.config import PartitionConfig
 from flcli.data.schemes import catalogue as scheme_catalogue
 from flcli.errors import FLError, RunFailed
@@ -80,13 +82,36 @@ def partition(
     from flcli import api
 
     config = PartitionConfig(dataset=dataset, **given)
-    with err.status(f"partitioning {dataset} ({config.scheme})"):
+    with partition_progress(f"loading {dataset}") as listener, progress.listening(listener):
         built, written = api.partition(out_dir, config)
     from flcli.data.report import partition_report
 
     out.print(partition_report(built.meta))
     note = "wrote" if written else "already there, identical:"
     out.print(f"{note} {out_dir} (partition.json, data.npz, partition.png)")
+
+
+@contextmanager
+def partition_progress(first: str):
+    """A transient line on stderr: the stage fl partition is at, with a bar of the bytes read
+    while it reads a file; gone when it is done."""
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), DownloadColumn()]
+    with Progress(*columns, TimeElapsedColumn(), console=err, transient=True) as shown:
+        task = shown.add_task(first, total=None)
+
+        def listener(stage: str, done: int, total: int | None) -> None:
+            shown.update(task, description=stage, completed=done, total=total)
+
+        yield listener
 
 
 app.command(
