@@ -2,14 +2,17 @@
 
 A NaN or infinite loss stops a run (flcli.engine.rounds.check_finite); a run that goes the wrong
 way without overflowing only gets a warning, because a loss above its start is not proof of
-failure: with a small --lr, FedProx on Synthetic(alpha, beta) sits above log(10) for many rounds
-while its accuracy rises. So the checks ask for more than "above the start":
+failure: with lr 0.01, FedProx on Synthetic(alpha, beta) climbs above log(10) in each of its
+first 5 rounds while its accuracy rises, and learns from round 6 on. So each check asks for
+more than "above the start", and for a score (test accuracy, or R²) that did not gain over the
+RISING rounds that the check looks at:
 
 - rising: the global train loss is above its round-0 value in each of the last RISING rounds and
-  went up in every one of them (RISING rounds in a row), a climb that a learning run, however
-  noisy, does not make;
-- chance: the test accuracy has been at or below chance (1 / classes) for RISING rounds in a row
-  and the train loss is not below its round-0 value: nothing was learnt.
+  went up in every one of them (RISING rounds in a row), and the score is no higher than RISING
+  rounds before;
+- chance: the test accuracy has been at or below chance (1 / classes) for RISING rounds, is no
+  higher than RISING rounds before, and the train loss is not below its round-0 value: nothing
+  was learnt (FedAvg dropping 90% stragglers stays below chance for 10 rounds, but gains).
 
 Each check fires once, at the first round it holds. The outcome depends on the records only, so
 every backend and a resumed run give the same warnings.
@@ -31,25 +34,36 @@ def advice(lr: float | None, private: bool = False) -> str:
     )
 
 
+SCORES = ("test_accuracy", "test_r2")  # higher is better
+
+
+def gained(rows: Sequence[dict], i: int) -> bool:
+    """Whether the score of rows[i] is higher than RISING rounds before (False without one)."""
+    score = next((name for name in SCORES if name in rows[i]), None)
+    return score is not None and rows[i][score] > rows[i - RISING][score]
+
+
 def loss_rising(rows: Sequence[dict], i: int) -> bool:
     """Whether the train loss rose in each of the RISING rounds up to rows[i], staying above
-    round 0's."""
+    round 0's, while the score did not gain."""
     if i < RISING:
         return False
     start = rows[0]["train_loss"]
     window = [rows[j]["train_loss"] for j in range(i - RISING, i + 1)]
     above = all(loss > start for loss in window[1:])
-    return above and all(b > a for a, b in zip(window, window[1:], strict=False))
+    climbing = all(b > a for a, b in zip(window, window[1:], strict=False))
+    return above and climbing and not gained(rows, i)
 
 
 def at_chance(rows: Sequence[dict], i: int, num_classes: int | None) -> bool:
     """Whether the test accuracy was at or below 1 / num_classes in each of the RISING rounds up
-    to rows[i], with rows[i]'s train loss not below round 0's."""
+    to rows[i] without gaining, with rows[i]'s train loss not below round 0's."""
     if not num_classes or i < RISING or "test_accuracy" not in rows[i]:
         return False
     chance = 1 / num_classes
     accuracies = [rows[j]["test_accuracy"] for j in range(i - RISING + 1, i + 1)]
-    return all(a <= chance for a in accuracies) and rows[i]["train_loss"] >= rows[0]["train_loss"]
+    stuck = all(a <= chance for a in accuracies) and not gained(rows, i)
+    return stuck and rows[i]["train_loss"] >= rows[0]["train_loss"]
 
 
 class LearningCheck:
