@@ -579,8 +579,8 @@ def report(
     )  # fmt: skip
     for note in summary.notes:
         err.print(f"note: {note}", highlight=False, soft_wrap=True, markup=False)
-    if summary.comparison is not None:
-        err.print(comparison_text(summary.comparison), highlight=False, soft_wrap=True)
+    for result in summary.comparisons:  # one line per partition (or other shared setting)
+        err.print(comparison_text(result), highlight=False, soft_wrap=True)
     if format == "table":
         table = report_table(summary)
         print_table(table)
