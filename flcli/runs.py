@@ -71,6 +71,8 @@ DISPLAY_NAMES = {
     "fedavglu": "FedAvg+LU",
     "feddist": "FedDF",
     "fedbag": "FedBag",
+    "fedbuff": "FedBuff",
+    "fedasync": "FedAsync",
 }
 
 
