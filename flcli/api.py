@@ -10,9 +10,11 @@ from flcli.assemble import Parts, assemble
 from flcli.config import FLUSH_SECONDS, TrainConfig
 from flcli.data.config import PartitionConfig
 from flcli.data.store import Partition, load_partition, write_partition
+from flcli.engine.health import LearningCheck
 from flcli.engine.outcome import RoundResult
 from flcli.engine.rounds import run_rounds
 from flcli.errors import FLError, RunFailed
+from flcli.models.base import capabilities_of
 from flcli.options import from_mapping
 from flcli.runlog import RunDir, open_run
 
@@ -46,6 +48,9 @@ class Training:
     parts: Parts
     resume_from: RoundResult | None
     notes: list[str] = field(default_factory=list)  # what the user should know before it runs
+    # what the user should know about the rounds so far (see flcli.engine.health); run.json keeps
+    # them as `warnings`
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def config(self) -> TrainConfig:
@@ -68,11 +73,14 @@ class Training:
         every = self.config.checkpoint_every
         finished = False
         last_flush = time.monotonic()
+        check = self.learning_check()
         try:
             self.run.set_status("running")
             for result in run_rounds(self.parts, self.resume_from):
                 clients = result.clients if self.config.log_clients else None
                 self.run.append(result.record, result.state, clients)
+                if check.observe(self.run.rows, len(self.run.rows) - 1):
+                    self.warnings[:] = self.run.info["warnings"] = list(check.warnings)
                 round = result.record["round"]
                 due = round % every == 0 if every else time.monotonic() - last_flush > FLUSH_SECONDS
                 if due or round == self.config.rounds:
@@ -91,6 +99,20 @@ class Training:
                 self.run.flush()
                 self.run.set_status("interrupted")
             self.run.release()
+
+    def learning_check(self) -> LearningCheck:
+        """The check of whether the run learns, having read the rounds a resumed run logged
+        (their warnings kept, as the uninterrupted run found them)."""
+        lr = self.config.lr if capabilities_of(self.parts.model).parametric else None
+        check = LearningCheck(self.partition.num_classes, lr, self.parts.uplink.dp is not None)
+        for i in range(len(self.run.rows)):
+            check.observe(self.run.rows, i)
+        self.warnings[:] = check.warnings
+        if check.warnings:
+            self.run.info["warnings"] = list(check.warnings)
+        else:
+            self.run.info.pop("warnings", None)
+        return check
 
     def frame(self):
         """Train to the end and return rounds.csv as a pandas DataFrame."""

@@ -193,6 +193,30 @@ def refuse_vertical(partition: Partition) -> None:
         )
 
 
+# A noise multiplier above this drowns the clipped updates of any cohort flcli simulates
+NOISE_TOO_LARGE = 10.0
+
+
+def dp_notes(config: TrainConfig, uplink) -> list[str]:
+    """What --dp-epsilon chose: the noise multiplier, and a warning when it leaves nothing to
+    learn. None with --dp-noise (the user chose z) or without DP."""
+    dp = uplink.dp
+    if dp is None or config.dp_noise is not None:
+        return []
+    z, q = dp.noise_multiplier, dp.sampling_rate
+    notes = [
+        f"--dp-epsilon {config.dp_epsilon:g} over {config.rounds} rounds at q={q:.3g}, "
+        f"delta={uplink.dp_delta:g}: noise multiplier z = {z:.3g}"
+    ]
+    if z > NOISE_TOO_LARGE:
+        notes.append(
+            f"warning: noise multiplier z = {z:.3g} is above {NOISE_TOO_LARGE:g}: the noise "
+            f"will drown the clipped updates and the model learn next to nothing; give a larger "
+            f"--dp-epsilon than {config.dp_epsilon:g} or fewer --rounds than {config.rounds}"
+        )
+    return notes
+
+
 def assemble(config: TrainConfig, partition: Partition) -> Parts:
     """Resolve the config against the partition and build every part of the run, once."""
     refuse_vertical(partition)
@@ -216,5 +240,6 @@ def assemble(config: TrainConfig, partition: Partition) -> Parts:
         notes.append(
             f"--algo {spec.name} with --model {config.model}: {spec.approximate_with_estimators}"
         )
+    notes.extend(dp_notes(resolved, uplink))
     system = build_system(resolved.system, resolved.availability, data.num_clients, resolved.seed)
     return Parts(resolved, spec, model, data, algorithm, uplink, trainer, x_proxy, notes, system)

@@ -6,6 +6,7 @@ import shlex
 import signal
 import sys
 import typing
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -17,6 +18,7 @@ from rich.text import Text
 
 from flcli.config import ALGORITHM as ALGORITHM_PANEL
 from flcli.config import TrainConfig
+from flcli.data import progress
 from flcli.data.config import PartitionConfig
 from flcli.data.schemes import catalogue as scheme_catalogue
 from flcli.errors import FLError, RunFailed
@@ -80,13 +82,36 @@ def partition(
     from flcli import api
 
     config = PartitionConfig(dataset=dataset, **given)
-    with err.status(f"partitioning {dataset} ({config.scheme})"):
+    with partition_progress(f"loading {dataset}") as listener, progress.listening(listener):
         built, written = api.partition(out_dir, config)
     from flcli.data.report import partition_report
 
     out.print(partition_report(built.meta))
     note = "wrote" if written else "already there, identical:"
     out.print(f"{note} {out_dir} (partition.json, data.npz, partition.png)")
+
+
+@contextmanager
+def partition_progress(first: str):
+    """A transient line on stderr: the stage fl partition is at, with a bar of the bytes read
+    while it reads a file; gone when it is done."""
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), DownloadColumn()]
+    with Progress(*columns, TimeElapsedColumn(), console=err, transient=True) as shown:
+        task = shown.add_task(first, total=None)
+
+        def listener(stage: str, done: int, total: int | None) -> None:
+            shown.update(task, description=stage, completed=done, total=total)
+
+        yield listener
 
 
 app.command(
@@ -155,8 +180,9 @@ def train(
     if training.already_completed:
         out.print(f"{out_dir} already holds this completed run; nothing to do")
         return
-    for note in training.notes:
-        err.print(f"note: {note}", highlight=False, soft_wrap=True, markup=False)
+    for note in training.notes:  # a warning says so itself
+        shown = note if note.startswith("warning: ") else f"note: {note}"
+        err.print(shown, highlight=False, soft_wrap=True, markup=False)
     metric = "test_r2" if training.partition.task == "regression" else "test_accuracy"
     record = follow_rounds(training, metric, resume, out_dir)
     out.print(
@@ -204,7 +230,7 @@ def follow_rounds(training, metric: str, resume: bool, out_dir: Path) -> dict:
         if default_ctrl_c is signal.default_int_handler:  # not when started with Ctrl-C ignored
             signal.signal(signal.SIGINT, interrupt_once)
         default_term = signal.signal(signal.SIGTERM, interrupt_once)  # kill: saved as Ctrl-C is
-        interrupted = False
+        interrupted, shown = False, 0
         try:
             for record in rounds:
                 progress.update(
@@ -213,6 +239,9 @@ def follow_rounds(training, metric: str, resume: bool, out_dir: Path) -> dict:
                     metric=f"{record[metric]:.4f}",
                     loss=f"{record['train_loss']:.4f}",
                 )
+                for warning in training.warnings[shown:]:
+                    warning_line(progress.console, warning)
+                shown = len(training.warnings)
         except KeyboardInterrupt:
             interrupted = True
             rounds.close()  # saves what was done and marks the run interrupted
@@ -550,8 +579,8 @@ def report(
     )  # fmt: skip
     for note in summary.notes:
         err.print(f"note: {note}", highlight=False, soft_wrap=True, markup=False)
-    if summary.comparison is not None:
-        err.print(comparison_text(summary.comparison), highlight=False, soft_wrap=True)
+    for result in summary.comparisons:  # one line per partition (or other shared setting)
+        err.print(comparison_text(result), highlight=False, soft_wrap=True)
     if format == "table":
         table = report_table(summary)
         print_table(table)
@@ -780,6 +809,11 @@ def algorithm_line(spec) -> str:
     defaults = ", ".join(f"{h.flag} {shown(h)}" for h in spec.hyperparameters.values())
     refuses = " (no --dp-clip, --secure-agg, --aggregator)" if spec.reads_clients else ""
     return spec.description + (f" [{defaults}]" if defaults else "") + refuses
+
+
+def warning_line(console: Console, message: str) -> None:
+    """A warning on stderr, printed as it is (the run goes on)."""
+    console.print(f"warning: {message}", highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 
 def error_line(message: str) -> None:

@@ -299,6 +299,11 @@ class Figure:
     against: bool = False  # x is a setting: the final metric per value, with error bars
     final: tuple[str, int] = ("last", 1)
     layout: Layout = field(default_factory=Layout)
+    # (panel value, group label) -> its look in that panel alone: markers where it coincides
+    marked: dict[tuple[Any, str], Look] = field(default_factory=dict)
+
+    def look(self, panel: Any, label: str) -> Look:
+        return self.marked.get((panel, label), self.styles[label])
 
 
 def plan_figure(
@@ -341,8 +346,9 @@ def plan_figure(
     every_group = [g for _, groups in panels for g in groups]
     styles = line_styles(every_group)
     legend = legend_entries(every_group, layout.labels)
+    marked: dict[tuple[Any, str], Look] = {}
     if not against:
-        notes += coinciding(panels, styles, legend, metric, smooth)
+        notes += coinciding(panels, styles, legend, metric, smooth, marked)
     title = title_of(logged, facet, every_group, smooth)
     pooling = every_group
     if against:  # a point's n is its group's runs at one value of x
@@ -351,7 +357,7 @@ def plan_figure(
     return Figure(
         panels, styles, legend, facet, metric, x_column, x_label, title, smooth, logy,
         notes + pooling_notes(pooling, "--group-by or --facet"), against,
-        parse_final(final), layout,
+        parse_final(final), layout, marked,
     )  # fmt: skip
 
 
@@ -394,9 +400,10 @@ def legend_entries(groups: list[Group], labels: dict[str, str]) -> dict[str, str
 COINCIDE = 0.005  # of the metric's range over the panel: closer curves look like one
 
 
-def coinciding(panels, styles: dict[str, Look], legend, metric, smooth) -> list[str]:
+def coinciding(panels, styles: dict[str, Look], legend, metric, smooth, marked) -> list[str]:
     """Curves of one panel that lie on each other: a note each, and a marker on the later one
-    (placed between the earlier one's) so that both show."""
+    (placed between the earlier one's) so that both show, in that panel only (put in `marked`,
+    by panel value and group label)."""
     notes = []
     for panel, groups in panels:
         means = {g.label: seed_table(g.logged, metric, smooth).mean(axis=1) for g in groups}
@@ -406,11 +413,11 @@ def coinciding(panels, styles: dict[str, Look], legend, metric, smooth) -> list[
             for b in groups[i + 1 :]:
                 gap = (means[a.label] - means[b.label]).abs().max()
                 if gap <= COINCIDE * scale:
-                    look = styles[b.label]
-                    taken = set(styles.values())
+                    look = marked.get((panel, b.label), styles[b.label])
+                    taken = {*styles.values(), *(v for (p, _), v in marked.items() if p == panel)}
                     free = [m for m in MARKERS if Look(look.color, look.linestyle, m) not in taken]
                     if look.marker is None and free:
-                        styles[b.label] = Look(look.color, look.linestyle, free[0])
+                        marked[(panel, b.label)] = Look(look.color, look.linestyle, free[0])
                     where = f" in panel {panel}" if panel is not None else ""
                     notes.append(
                         f"{legend[a.label]!r} and {legend[b.label]!r} coincide{where} (largest gap "
@@ -477,11 +484,17 @@ def render(figure: Figure):
             layout="constrained",
         )
         handles: dict[str, Any] = {}
+        plain: set[str] = set()  # legend entries whose handle has the line's look in every panel
         for ax, (value, groups) in zip(axes.flat, figure.panels, strict=False):
             for group in groups:
                 draw = draw_points if figure.against else draw_group
-                line = draw(ax, group, figure, figure.styles[group.label])
-                handles.setdefault(figure.legend[group.label], line)
+                look = figure.look(value, group.label)
+                line = draw(ax, group, figure, look)
+                entry = figure.legend[group.label]
+                if entry not in plain:  # a panel's markers go in the legend only if all have them
+                    handles[entry] = handles[entry] if entry in handles and look.marker else line
+                if look == figure.styles[group.label]:
+                    plain.add(entry)
             if figure.facet is not None:
                 shown = shown_value(figure.facet, value, layout.labels) if value is not None else ""
                 ax.set_title(shown or unset([figure.facet]))

@@ -16,6 +16,7 @@ from flcli.errors import FLError
 from flcli.runs import (
     Group,
     Run,
+    chance_notes,
     describe,
     display_name,
     final_value,
@@ -55,7 +56,8 @@ class Report:
     final: tuple[str, int] = ("last", 1)
     ci: float | None = None  # percent: the final column's ± is this t-interval, not the std
     pivot: tuple[str, str] | None = None  # (row key, column key)
-    comparison: dict[str, Any] | None = None  # the paired test of --compare A B
+    # the paired tests of --compare A B: one, or one per value of the other keys (a partition)
+    comparisons: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def label_columns(self) -> int:
@@ -226,33 +228,65 @@ def summarize(
                 base_row = rows[groups.index(base)] if base else None
                 row["speedup"] = speedup(base_row, row)
                 row["speedup_above"] = speedup_bound(base_row, row)
-    comparison = paired_test(groups, metric, kind, compare) if compare else None
+    comparisons = [
+        paired_test(pair, metric, kind, compare) for pair in compared_pairs(groups, compare or ())
+    ]
+    notes = pooling_notes(groups, "--group-by") + chance_notes(groups)
     return Report(
-        metric, keys, target, matched, rows, pooling_notes(groups, "--group-by"), kind, ci,
-        pivot, comparison,
+        metric, keys, target, matched, rows, notes, kind, ci,
+        pivot, comparisons,
     )  # fmt: skip
 
 
-def named_group(groups: list[Group], name: str) -> Group:
-    """The one group whose label, or one of whose values, is `name` (--compare's A or B)."""
-    found = [g for g in groups if g.label == name] or [
+def matching(groups: list[Group], name: str) -> list[Group]:
+    """The groups that --compare's A or B names: by label, else by one of their values."""
+    return [g for g in groups if g.label == name] or [
         g for g in groups if name in {str(v) for v in g.values.values()}
     ]
-    if len(found) != 1:
-        labels = "; ".join(g.label for g in groups)
-        how = "names no group" if not found else f"names {len(found)} groups"
-        raise FLError(f"--compare {name!r} {how}; give one of the groups: {labels}")
-    return found[0]
+
+
+def compared_pairs(groups: list[Group], names) -> list[tuple[Group, Group]]:
+    """The pairs of groups --compare A B tests: the one group each names, or, when A and B each
+    name several (fedavg and fedprox on several partitions), the pairs that agree on every other
+    key, one per value of those keys."""
+    if not names:
+        return []
+    found = [matching(groups, name) for name in names]
+    labels = "; ".join(g.label for g in groups)
+    for name, hits in zip(names, found, strict=True):
+        if not hits:
+            raise FLError(f"--compare {name!r} names no group; give one of the groups: {labels}")
+    if len(found[0]) == 1 and len(found[1]) == 1:
+        return [(found[0][0], found[1][0])]
+    pairs = [(a, b) for a in found[0] for b in found[1] if a is not b and same_rest(a, b, names)]
+    once = all(len({id(pair[k]) for pair in pairs}) == len(pairs) for k in (0, 1))
+    if not pairs or not once:
+        raise FLError(
+            f"--compare {names[0]} {names[1]} names {len(found[0])} and {len(found[1])} groups "
+            f"that do not pair up by their other settings; give two of the groups: {labels}"
+        )
+    return pairs
+
+
+def same_rest(a: Group, b: Group, names) -> bool:
+    """Whether two groups agree on every key but the ones --compare's names are values of."""
+    named = {k for k in a.values if str(a.values[k]) == names[0] or str(b.values[k]) == names[1]}
+    return all(a.values[k] == b.values[k] for k in a.values if k not in named)
+
+
+def shared_values(a: Group, b: Group) -> dict[str, Any]:
+    return {k: v for k, v in a.values.items() if b.values.get(k) == v}
 
 
 def paired_test(
-    groups: list[Group], metric: str, final: tuple[str, int], names: tuple[str, str]
+    pair: tuple[Group, Group], metric: str, final: tuple[str, int], names: tuple[str, str]
 ) -> dict[str, Any]:
     """A paired t-test (scipy.stats.ttest_rel, two-sided) of the final metric of two groups over
-    the seeds both have: the mean difference A - B, its t, p and the number of pairs."""
+    the seeds both have: the mean difference A - B, its t, p, the number of pairs and the
+    settings both groups share (`within`)."""
     from scipy import stats
 
-    a, b = (named_group(groups, name) for name in names)
+    a, b = pair
     by_seed = [
         {run.settings.get("seed"): final_value(run, metric, final) for run in g.logged}
         for g in (a, b)
@@ -269,6 +303,7 @@ def paired_test(
     return {
         "a": a.label,
         "b": b.label,
+        "within": describe(shared_values(a, b)),
         "pairs": len(seeds),
         "difference": float(np.mean(np.subtract(x, y))),
         "t": float(result.statistic),
@@ -376,18 +411,19 @@ def caption(report: Report) -> str:
     )
     ns = sorted({row["seeds"] for row in report.rows})
     n = f"n = {ns[0]}" if len(ns) == 1 else f"n = {ns[0]}–{ns[-1]} (column seeds)"
+    best = f", best = {'lowest' if lower_is_better(report.metric) else 'highest'} over rounds"
     parts = [
         f"{report.metric}: mean ± sample std over seeds ({n} per group; copies of a run count "
-        f"once); {final_name(report)} = {final}, "
-        f"best = {'lowest' if lower_is_better(report.metric) else 'highest'} over rounds."
+        f"once); {final_name(report)} = {final}{'' if report.pivot else best}."
     ]
     if report.ci is not None:
         parts.append(
             f"The {final_name(report)} column's ± is the {report.ci:g}% confidence interval of "
             "the mean (Student's t, n − 1 degrees of freedom)."
         )
-    if report.comparison is not None:
-        parts.append(comparison_text(report.comparison))
+    parts.extend(comparison_text(result) for result in report.comparisons)
+    if report.pivot:  # a pivot shows the final metric alone: nothing else to explain
+        return " ".join(parts)
     if report.target is not None:
         parts.append(
             f"To {report.target:g}: first round (and cumulative bytes sent up, seconds) at which "
@@ -491,8 +527,10 @@ def cells_of(report: Report, row: dict) -> list[str]:
 
 
 def comparison_text(result: dict[str, Any]) -> str:
+    within = result.get("within")
     return (
-        f"{result['a']} vs {result['b']}: mean difference {result['difference']:+.4f} over "
+        (f"within {within}: " if within else "")
+        + f"{result['a']} vs {result['b']}: mean difference {result['difference']:+.4f} over "
         f"{result['pairs']} matched seeds, t = {result['t']:.3f}, p = {result['p']:.4g} "
         f"({result['test']})."
     )

@@ -235,6 +235,13 @@ def lock_run(out: Path) -> IO | None:
     return handle
 
 
+def classes_of(partition_meta: dict) -> dict:
+    """{"num_classes": N} of a classification partition (what chance accuracy is), else {}."""
+    if partition_meta.get("task") == "regression" or not partition_meta.get("num_classes"):
+        return {}
+    return {"num_classes": int(partition_meta["num_classes"])}
+
+
 def open_run(
     out: Path,
     config: TrainConfig,
@@ -285,6 +292,7 @@ def open_run(
         },
         **identity,
         "versions": versions(),
+        **classes_of(partition_meta),
         "wall_time_s": None,
     }
     run = RunDir(out, info, [], lock=held)

@@ -450,6 +450,41 @@ def final_value(run: Run, metric: str, final: tuple[str, int] = ("last", 1)) -> 
     return float(values.iloc[-count:].mean())
 
 
+def num_classes_of(run: Run) -> int | None:
+    """The run's number of classes: run.json's (flcli records it), else its partition's
+    partition.json if that is still there; None for regression or when unknown."""
+    recorded = run.info.get("num_classes")
+    if recorded is not None:
+        return int(recorded)
+    where = run.info.get("partition")
+    try:
+        meta = json.loads((Path(where) / "partition.json").read_text()) if where else {}
+    except (OSError, ValueError):
+        return None
+    found = meta.get("num_classes") if meta.get("task") != "regression" else None
+    return int(found) if isinstance(found, int) else None
+
+
+def chance_notes(groups: list[Group]) -> list[str]:
+    """A note for each group whose final test accuracy (mean over its runs) is at or below
+    chance, 1 / classes: such a group learnt nothing."""
+    notes = []
+    for group in groups:
+        runs = [run for run in group.logged if "test_accuracy" in run.rounds.columns]
+        classes = {num_classes_of(run) for run in runs}
+        if len(classes) != 1 or None in classes:
+            continue
+        (num_classes,) = classes
+        final = float(np.mean([final_value(run, "test_accuracy") for run in runs]))
+        if final <= 1 / num_classes:
+            notes.append(
+                f"group {group.label!r} ends at test accuracy {final:.3g}, at or below chance "
+                f"(1/{num_classes} = {1 / num_classes:.3g}): it learnt nothing; see the warnings "
+                "in its run.json, and try a smaller --lr"
+            )
+    return notes
+
+
 def metric_range(metric: str) -> tuple[float, float]:
     """The values a metric can take, for clipping a ±std band: [0, 1] for accuracies, (-inf, 1]
     for R², [0, inf) for losses, errors and ε."""

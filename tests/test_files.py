@@ -137,3 +137,29 @@ def test_openml_offline_says_how_to_prefetch(monkeypatch):
     monkeypatch.setattr(sklearn.datasets, "fetch_openml", offline)
     with pytest.raises(FLError, match=r"pre-fetch it .*fetch_openml\(name='adult'\)"):
         load_dataset("openml:adult")
+
+
+def test_reading_a_csv_reports_its_bytes_and_the_stages_of_partitioning(tmp_path):
+    from flcli import api
+    from flcli.data import progress
+    from flcli.data.files import read_table
+
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame(rng.normal(size=(3000, 4)), columns=list("abcd"))
+    table["label"] = rng.integers(0, 3, len(table))
+    file = tmp_path / "data.csv"
+    table.to_csv(file, index=False)
+    heard = []
+    with progress.listening(lambda stage, done, total: heard.append((stage, done, total))):
+        built, _ = api.partition(
+            tmp_path / "part", dataset=str(file), target="label", clients=4, scheme="iid", seed=0
+        )
+    reads = [(done, total) for stage, done, total in heard if stage.startswith("reading data.csv")]
+    size = file.stat().st_size
+    assert reads[0] == (0, size) and reads[-1] == (size, size)
+    assert [done for done, _ in reads] == sorted(done for done, _ in reads)
+    stages = [stage for stage, _, _ in heard]
+    assert any(s.startswith("splitting 2,400 samples among 4 clients") for s in stages)
+    assert stages[-1] == "drawing partition.png"
+    assert built.num_clients == 4
+    pd.testing.assert_frame_equal(read_table(file), pd.read_csv(file))  # counted, parsed alike

@@ -113,7 +113,25 @@ def test_curves_that_coincide_get_a_note_and_markers(tmp_path):
     (note,) = [n for n in figure.notes if "coincide" in n]
     assert "'FedAvg' and 'FedProx' coincide" in note  # μ follows the algorithm: not in labels
     looks = list(figure.styles.values())
-    assert looks[0].marker is None and looks[1].marker is not None
+    assert looks[0].marker is None and looks[1].marker is None  # the line keeps its style
+    assert figure.look(None, "fedprox").marker is not None  # the panel's marker
+
+
+def test_markers_for_coinciding_curves_stay_in_their_panel(tmp_path):
+    for alpha, prox in ((0.1, [0.1, 0.5, 0.7001]), (1.0, [0.1, 0.3, 0.4])):
+        write_run(tmp_path / f"avg{alpha}", [0.1, 0.5, 0.7], scheme="dirichlet", alpha=alpha)
+        write_run(tmp_path / f"prox{alpha}", prox, algo="fedprox", scheme="dirichlet", alpha=alpha)
+    figure = plan_figure(find_runs([tmp_path]), facet="partition")
+    (note,) = [n for n in figure.notes if "coincide" in n]
+    assert "in panel dirichlet(α=0.1)" in note
+    assert figure.look("dirichlet(α=0.1)", "fedprox").marker is not None
+    assert figure.look("dirichlet(α=1)", "fedprox").marker is None
+    drawn = render(figure)
+    unmarked = (None, "None", "")
+    marked = [[line.get_marker() not in unmarked for line in ax.lines] for ax in drawn.axes]
+    assert sorted(map(sum, marked)) == [0, 1]  # one line with markers, in one panel
+    (legend,) = drawn.legends
+    assert all(h.get_marker() in unmarked for h in legend.legend_handles)
 
 
 def test_final_metric_against_a_setting_with_error_bars(tmp_path):
@@ -171,8 +189,8 @@ def test_pivot_ci_and_paired_test(tmp_path):
     assert row["final_ci"] == pytest.approx(half)
     fedprox_iid = [0.85, 0.865, 0.88]
     expected = stats.ttest_rel(fedavg_iid, fedprox_iid)
-    assert report.comparison["p"] == pytest.approx(expected.pvalue)
-    assert report.comparison["pairs"] == 3 and "paired t-test" in report.comparison["test"]
+    assert report.comparisons[0]["p"] == pytest.approx(expected.pvalue)
+    assert report.comparisons[0]["pairs"] == 3 and "paired t-test" in report.comparisons[0]["test"]
     latex = to_latex(report)
     assert r"\toprule" in latex and r"\bottomrule" in latex
     lines = [line for line in latex.splitlines() if line.endswith(r"\\")]
@@ -205,3 +223,28 @@ def test_the_latex_pivot_compiles(tmp_path, cli):
     )
     assert done.returncode == 0, done.stdout[-2000:]
     assert (tmp_path / "paper.pdf").stat().st_size > 0
+
+
+def test_compare_on_several_partitions_tests_within_each_and_the_pivot_caption_is_its_cells(
+    tmp_path, cli
+):
+    from flcli.report import caption
+
+    runs = pivot_runs(tmp_path)
+    report = summarize(
+        group_runs(runs, ["algo", "partition"]), "test_accuracy",
+        pivot=("algo", "partition"), compare=("fedavg", "fedprox"),
+    )  # fmt: skip
+    within = [result["within"] for result in report.comparisons]
+    assert within == ["iid", "dirichlet(α=0.1)"]
+    dirichlet = report.comparisons[1]
+    expected = stats.ttest_rel([0.6, 0.61, 0.62], [0.65, 0.665, 0.68])
+    assert dirichlet["p"] == pytest.approx(expected.pvalue) and dirichlet["pairs"] == 3
+    text = caption(report)
+    assert "within iid: fedavg, iid vs fedprox, iid" in text
+    assert "best =" not in text and "p10" not in text
+    keys = ("--group-by", "algo,partition")
+    result = cli("report", tmp_path, "--compare", "fedavg", "fedprox", *keys)
+    assert result.code == 0, result.err
+    lines = [line for line in result.err.splitlines() if line.startswith("within ")]
+    assert len(lines) == 2

@@ -5,7 +5,7 @@ from typing import Any
 import numpy as np
 
 from flcli.data import partition as schemes
-from flcli.data import stats
+from flcli.data import progress, stats
 from flcli.data.config import PartitionConfig
 from flcli.data.contract import Scheme, user_scheme
 from flcli.data.dataset import Dataset
@@ -56,12 +56,15 @@ def build_partition(config: PartitionConfig) -> Partition:
         min_samples = 1 if fixed else default_min_samples(len(train), num_clients)
     labels = data.y[train] if data.num_classes else np.zeros(len(train), dtype=np.int64)
     inputs = scheme_inputs(scheme, options, data, train)
+    among = f"{num_clients} clients" if num_clients else "its clients"
+    progress.stage(f"splitting {len(train):,} samples among {among} ({scheme.name})")
     parts, min_samples_default, min_samples = split_with_default_min(
         scheme, config, labels, num_clients, min_samples, options, inputs
     )
     columns = None
     if scheme.vertical:  # every client holds every row: one block, the columns in meta
         columns, parts = parts, [np.arange(len(train))]
+    progress.stage(f"gathering {len(parts):,} clients' arrays")
     arrays = client_arrays(data, train, test, parts)
     if scheme.perturb is not None:
         scheme.perturb(arrays["x_train"], arrays["offsets"], config.seed, **options)

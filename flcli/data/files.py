@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from flcli.data import progress
 from flcli.data.dataset import Dataset
 from flcli.errors import FLError
 
@@ -34,13 +35,31 @@ def read_table(path: Path) -> pd.DataFrame:
         raise FLError(f"file {path} does not exist; check the path")
     try:
         if path.suffix.lower() == ".csv":
-            return pd.read_csv(path, engine="c")
+            return read_csv(path)
         if path.suffix.lower() == ".parquet":
+            progress.stage(f"reading {path.name} ({size_text(path.stat().st_size)})")
             return read_parquet(path)
         return read_npz(path)
     except (OSError, ValueError, pd.errors.ParserError) as e:
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise FLError(f"cannot read {path}: {first_line}") from None
+
+
+def size_text(size: int) -> str:
+    for unit in ("B", "kB", "MB"):
+        if size < 1000:
+            return f"{size:.0f} {unit}"
+        size /= 1000
+    return f"{size:.1f} GB"
+
+
+def read_csv(path: Path) -> pd.DataFrame:
+    """pandas' C parser over the file, reporting the bytes read as it goes."""
+    total = path.stat().st_size
+    text = f"reading {path.name} ({size_text(total)})"
+    progress.stage(text, total)
+    with path.open("rb") as handle:
+        return pd.read_csv(progress.CountingReader(handle, text, total), engine="c")
 
 
 def read_parquet(path: Path) -> pd.DataFrame:
@@ -210,6 +229,7 @@ def dataset_from_frame(
 
 def load_file(path: str, target, encode=False, group_by=None, table=TableOptions()) -> Dataset:
     frame = read_table(Path(path))
+    progress.stage(f"preparing {len(frame):,} rows")
     return dataset_from_frame(Path(path).name, frame, target, encode, group_by, table=table)
 
 

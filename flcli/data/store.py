@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from flcli.data import progress
 from flcli.errors import FLError
 from flcli.fileio import UMASK, atomic_write
 
@@ -120,9 +121,11 @@ def write_partition(partition: Partition, out: Path, draw_heatmap=None) -> bool:
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
         arrays = partition.arrays
+        progress.stage(f"writing {out}")
         atomic_write(tmp / "data.npz", lambda f: np.savez(f, **arrays))  # uncompressed: fast
         (tmp / "partition.json").write_text(json.dumps(partition.meta, indent=2) + "\n")
         if draw_heatmap is not None:
+            progress.stage("drawing partition.png")
             draw_heatmap(partition, tmp / "partition.png")
         os.chmod(tmp, 0o777 & ~UMASK)  # mkdtemp makes it private; a plain mkdir would not
         os.rename(tmp, out)
