@@ -653,9 +653,8 @@ def sweep(
 ) -> None:
     """Run a grid of partitions x training runs in parallel; completed runs are skipped."""
     from joblib.externals.loky import cpu_count
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from flcli.sweep import load_sweep, run_sweep, state
+    from flcli.sweep import load_sweep, state
 
     if jobs is not None and jobs < 1:
         raise FLError(f"--jobs {jobs} must be a positive integer, e.g. 2")
@@ -675,37 +674,7 @@ def sweep(
             table.add_row(run.run_id, run.partition_id, state(run))
         print_table(table)
         return
-    columns = [
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[note]}"),
-    ]
-    counts = {"completed": 0, "skipped": 0, "failed": 0, "interrupted": 0}
-    failures, finished = [], {}
-    with Progress(*columns, console=err, transient=False) as progress:
-        task = progress.add_task(summary, total=len(plan.runs), note="")
-        try:
-            for outcome in run_sweep(plan, jobs or cpu_count()):
-                if outcome.status == "failed":
-                    failures.append(outcome)
-                if outcome.kind == "partition":
-                    progress.update(task, note=f"partition {outcome.id} {outcome.status}")
-                    continue
-                counts[outcome.status] += 1
-                finished[outcome.id] = outcome
-                progress.update(
-                    task,
-                    advance=1,
-                    note=", ".join(f"{n} {status}" for status, n in counts.items() if n),
-                )
-        except KeyboardInterrupt:
-            done = counts["completed"] + counts["skipped"]
-            raise RunFailed(
-                f"interrupted with {done} of {len(plan.runs)} runs done; unfinished runs keep what "
-                f"they trained; continue with: {shlex.join(['fl', *invocation])}"
-            ) from None
+    counts, failures, finished = follow_sweep(plan, summary, jobs or cpu_count())
     print_table(sweep_table(plan, finished))
     out.print(
         f"{counts['completed']} trained, {counts['skipped']} already done, "
@@ -728,6 +697,46 @@ def sweep(
             f"{counts['failed']} of {len(plan.runs)} runs failed (listed above); fix them and "
             "run the same command again: completed runs are skipped"
         )
+
+
+def follow_sweep(plan, summary: str, jobs: int) -> tuple[dict, list, dict]:
+    """Run the sweep with a progress bar: (counts by status, failures, outcomes by run id)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from flcli.sweep import run_sweep
+
+    columns = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[note]}"),
+    ]
+    counts = {"completed": 0, "skipped": 0, "failed": 0, "interrupted": 0}
+    failures, finished = [], {}
+    with Progress(*columns, console=err, transient=False) as progress:
+        task = progress.add_task(summary, total=len(plan.runs), note="")
+        try:
+            for outcome in run_sweep(plan, jobs):
+                if outcome.status == "failed":
+                    failures.append(outcome)
+                if outcome.kind == "partition":
+                    progress.update(task, note=f"partition {outcome.id} {outcome.status}")
+                    continue
+                counts[outcome.status] += 1
+                finished[outcome.id] = outcome
+                progress.update(
+                    task,
+                    advance=1,
+                    note=", ".join(f"{n} {status}" for status, n in counts.items() if n),
+                )
+        except KeyboardInterrupt:
+            done = counts["completed"] + counts["skipped"]
+            raise RunFailed(
+                f"interrupted with {done} of {len(plan.runs)} runs done; unfinished runs keep what "
+                f"they trained; continue with: {shlex.join(['fl', *invocation])}"
+            ) from None
+    return counts, failures, finished
 
 
 def prune_runs(plan, delete: bool) -> None:
