@@ -242,7 +242,7 @@ def describe_value_for_title(key: str, value: Any) -> str:
     if key == "clients_per_round":
         return f"{value} clients per round"
     if key == "fraction":
-        return f"{value:g} of clients per round"
+        return "all clients every round" if value == 1 else f"{value:.0%} of clients per round"
     if key == "attack":
         return f"attack: {value}"
     if key == "malicious":
