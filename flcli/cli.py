@@ -297,20 +297,27 @@ def alias_parameters() -> list[inspect.Parameter]:
     return parameters
 
 
-def register_train() -> None:
-    """Adds `fl train` to the app, after `inspect`: its options come from TrainConfig and the
-    algorithms' signatures, which import NumPy, so it is built when `fl` runs, not when flcli.cli
-    is imported."""
+def register_train(full: bool) -> None:
+    """Adds `fl train` to the app, after `inspect`. Its options come from TrainConfig and the
+    algorithms' signatures, which import NumPy: they are built only when `fl train` runs; for any
+    other command (`fl --help` lists train by its help alone) a stand-in without options does."""
     from typer.models import CommandInfo
 
     from flcli.options import command
 
-    if any(info.name == "train" for info in app.registered_commands):
+    current = next((c for c in app.registered_commands if c.name == "train"), None)
+    if current is not None and (current.callback is not train_stand_in or not full):
         return
-    callback = command(TrainConfig, train, extra=alias_parameters())
+    callback = command(TrainConfig, train, extra=alias_parameters()) if full else train_stand_in
     info = CommandInfo(name="train", callback=callback, help=TRAIN_HELP, epilog=TRAIN_EPILOG)
+    if current is not None:
+        app.registered_commands.remove(current)
     at = next(i for i, c in enumerate(app.registered_commands) if c.name == "inspect") + 1
     app.registered_commands.insert(at, info)
+
+
+def train_stand_in() -> None:
+    """What `fl --help` lists for train (never run: `fl train` registers the real command)."""
 
 
 def interrupt_once(signum, frame):
@@ -835,9 +842,10 @@ INTERRUPTED = 130  # what Typer exits with on a Ctrl-C: 128 + SIGINT
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of `fl`: errors become one line on stderr and an exit code, never a traceback."""
-    register_train()
-    command = typer.main.get_command(app)
     invocation[:] = sys.argv[1:] if argv is None else argv
+    named = [arg for arg in invocation if not arg.startswith("-")]
+    register_train(full=named[:1] == ["train"])
+    command = typer.main.get_command(app)
     try:
         code = command.main(args=argv, prog_name="fl", standalone_mode=False)
     except click_errors.NoArgsIsHelpError:  # the help was already shown
