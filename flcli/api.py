@@ -1,5 +1,6 @@
 """The library API behind the command line: each command is one call here."""
 
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
@@ -89,7 +90,11 @@ class Training:
         finally:
             if not finished:
                 self.run.flush()
-                self.run.set_status("interrupted")
+                error = sys.exc_info()[1]  # an internal error (a bug) fails the run
+                if error is None or isinstance(error, (KeyboardInterrupt, GeneratorExit)):
+                    self.run.set_status("interrupted")
+                else:
+                    self.run.set_status("failed", error=f"internal error: {error!r}")
             self.run.release()
 
     def frame(self):

@@ -17,6 +17,7 @@ from rich.text import Text
 
 from flcli.config import ALGORITHM as ALGORITHM_PANEL
 from flcli.config import TrainConfig
+from flcli.crashlog import internal_error_line, raise_internal_errors
 from flcli.data.config import PartitionConfig
 from flcli.data.schemes import catalogue as scheme_catalogue
 from flcli.errors import FLError, RunFailed
@@ -137,7 +138,8 @@ def train(
     for note in training.notes:
         err.print(f"note: {note}", highlight=False, soft_wrap=True, markup=False)
     metric = "test_r2" if training.partition.task == "regression" else "test_accuracy"
-    record = follow_rounds(training, metric, resume, out_dir)
+    # a run stopped between its last checkpoint and "completed" trains no round when resumed
+    record = follow_rounds(training, metric, resume, out_dir) or training.run.rows[-1]
     out.print(
         f"round {record['round']}: {metric.replace('_', ' ')} {record[metric]:.4f}, "
         f"train loss {record['train_loss']:.4f} -> {out_dir / 'rounds.csv'}"
@@ -614,6 +616,11 @@ def main(argv: list[str] | None = None) -> None:
         error_line(f"{where}{failure.strerror}; choose another path or fix it")
         sys.exit(2)
     except typer.Abort:
+        sys.exit(1)
+    except Exception as bug:  # the last line of defence; FL_RAISE_INTERNAL_ERRORS=1 turns it off
+        if raise_internal_errors():
+            raise
+        error_line(internal_error_line(bug, invocation))
         sys.exit(1)
     if code == INTERRUPTED:  # Typer's code for a Ctrl-C that no command handled
         error_line("interrupted; nothing was written: run the same command again")
