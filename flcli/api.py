@@ -12,9 +12,10 @@ from flcli.config import FLUSH_SECONDS, TrainConfig
 from flcli.data.config import PartitionConfig
 from flcli.data.store import Partition, load_partition, write_partition
 from flcli.engine.outcome import RoundResult
-from flcli.engine.rounds import run_rounds
+from flcli.engine.rounds import round_kind, run_rounds
 from flcli.errors import FLError, RunFailed
 from flcli.options import from_mapping
+from flcli.runcheck import check_checkpoint
 from flcli.runlog import RunDir, open_run
 
 if TYPE_CHECKING:
@@ -134,7 +135,11 @@ def prepare_training(
             )
         saved = run.checkpoint()
         if saved is not None:
-            resume_from = RoundResult(*saved)
+            record, state = saved
+            fresh = round_kind(parts).initial_state()
+            file = Path(out) / "checkpoint.npz"
+            check_checkpoint(file, record["round"], state, fresh, parts.config.rounds)
+            resume_from = RoundResult(record, state)
     return Training(run, parts, resume_from, list(parts.notes))
 
 

@@ -410,10 +410,25 @@ def report(
         err.print(f"wrote {out_file}", highlight=False)
 
 
+OWN_FILES = {  # a dir holding the first file is a run or partition dir; fl writes none of these
+    "run.json": ("run.json", "rounds.csv", "clients.csv", "checkpoint.npz", ".lock"),
+    "partition.json": ("partition.json", "data.npz", "partition.png"),
+}
+
+
 def check_out_file(path: Path | None, example: str) -> None:
-    """Refuse an --out that is a directory before any work is done."""
-    if path is not None and path.is_dir():
+    """Refuse an --out that is a directory, or one of a run's or a partition's own files, before
+    any work is done."""
+    if path is None:
+        return
+    if path.is_dir():
         raise FLError(f"--out {path} is a directory; give a file in it, e.g. {path / example}")
+    for marker, files in OWN_FILES.items():
+        if path.name in files and (path.parent / marker).is_file():
+            raise FLError(
+                f"--out {path} is a file of the {marker.split('.')[0]} in {path.parent}; "
+                f"write elsewhere, e.g. {path.parent / example}"
+            )
 
 
 def report_table(summary) -> Table:

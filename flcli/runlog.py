@@ -4,7 +4,6 @@ completed round). Every write is atomic."""
 
 import csv
 import io
-import json
 import platform
 import zipfile
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from flcli.algorithms.base import ServerState
 from flcli.config import NOT_IN_DIGEST, TrainConfig
 from flcli.errors import FLError
 from flcli.fileio import atomic_write, atomic_write_json, atomic_write_text
+from flcli.runcheck import read_rows, read_run_json
 
 try:
     import fcntl
@@ -38,6 +38,7 @@ COLUMNS = [
 ]
 CLIENT_COLUMNS = ["round", "client", "n", "loss", "accuracy"]
 LOCK = ".lock"
+ROUNDS, CLIENTS = "rounds.csv", "clients.csv"
 INTEGER_COLUMNS = ("round", "clients", "bytes_up", "bytes_down", "dropped", "client", "n")
 
 
@@ -121,7 +122,7 @@ class RunDir:
                     for prefix in ("extra_", "uplink_")
                 )
                 state = ServerState(params=npz["params"], extra=extra, uplink=uplink)
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        except (OSError, ValueError, TypeError, KeyError, EOFError, zipfile.BadZipFile) as e:
             raise FLError(
                 f"{file} is damaged ({e}); delete it to start this run over from round 0"
             ) from None
@@ -141,16 +142,6 @@ def csv_text(rows: list[dict], first_columns: list[str]) -> str:
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()
-
-
-def _read_rows(file: Path) -> list[dict]:
-    if not file.is_file():
-        return []
-    with file.open(newline="") as f:
-        return [
-            {k: (int(v) if k in INTEGER_COLUMNS else float(v)) for k, v in row.items()}
-            for row in csv.DictReader(f)
-        ]
 
 
 def differences(info: dict, config: TrainConfig, identity: dict) -> str:
@@ -210,12 +201,7 @@ def open_run(
         held = lock_run(out)
         remove_leftovers(out)
     elif out.exists():
-        try:
-            info = json.loads((out / "run.json").read_text())
-        except (OSError, ValueError):
-            raise FLError(
-                f"--out {out} already exists and is not a flcli run; choose a new --out"
-            ) from None
+        info = read_run_json(out)
         if any(info.get(k) != v for k, v in identity.items()):
             raise FLError(
                 f"--out {out} holds a run of a different {differences(info, config, identity)}; "
@@ -225,7 +211,7 @@ def open_run(
         remove_leftovers(out)  # writes cut short by a kill
         resolved = config.to_dict()  # how this session computes and saves may differ
         info["config"].update({key: resolved[key] for key in NOT_IN_DIGEST})
-        rows = _read_rows(out / "rounds.csv"), _read_rows(out / "clients.csv")
+        rows = read_rows(out / ROUNDS, INTEGER_COLUMNS), read_rows(out / CLIENTS, INTEGER_COLUMNS)
         return RunDir(out, info, *rows, lock=held)
     else:
         out.mkdir(parents=True)
