@@ -395,3 +395,12 @@ def test_report_and_plot_never_write_over_a_run_or_a_partition(cli, small, inter
     for args in cases:
         assert_one_line_error(cli(*args), "")
     assert digest(run, part) == before
+
+
+def test_an_unreachable_ray_address_is_one_line_within_seconds(cli, small, tmp_path):
+    import time
+
+    start = time.monotonic()
+    args = ("--backend", "ray", "--ray-address", "127.0.0.1:1", "--out", tmp_path / "r")
+    assert_one_line_error(cli("train", small[1], *args), "--ray-address 127.0.0.1:1")
+    assert time.monotonic() - start < 15
