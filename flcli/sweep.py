@@ -39,7 +39,7 @@ from flcli.configfile import hyperparameter_aliases, read_toml, train_keys, with
 from flcli.data.config import PartitionConfig
 from flcli.errors import FLError, RunFailed
 from flcli.names import check_name
-from flcli.options import from_mapping, normalize_keys
+from flcli.options import normalize_keys
 
 # A partition id's hash is of the options as named before PartitionConfig, so that the partition
 # dirs of an existing sweep keep their ids (and its done runs stay done).
@@ -207,7 +207,6 @@ def load_sweep(
         try:
             part, train = _split(with_plugin_hyperparameters(options))
             config = TrainConfig.from_dict(train)
-            from_mapping(PartitionConfig, part, "partition options")
         except FLError as bad:
             raise FLError(f"{where}: run {run_id}: {bad}") from None
         partition_id = _partition_id(items, part, seeded=PARTITION_SEED in options)

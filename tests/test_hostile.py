@@ -324,7 +324,6 @@ SWEEP_CASES = [
     ('name = "ok"\n[grid]\nseed = [1, {a = 1}]', "mixes"),
     ('name = "ok"\n[grid]\nseed = [1, 1]', "twice"),
     ('name = "ok"\n[grid]\nrounds = [0, 1]', "rounds"),
-    ('name = "ok"\n[base]\nclients = -1', "clients"),
     ('name = "ok"\n[base]\nbogus = 1', "bogus"),
     ('name = "ok"\nextra = 1', "extra"),
     ('name = "ok"\n[base]\nseed = 9223372036854775808', "seed"),

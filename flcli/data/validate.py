@@ -10,7 +10,6 @@ from flcli.errors import FLError
 
 REBUILD = "re-create the partition with fl partition"
 TASKS = ("classification", "regression")
-HUGE = 1e154  # a feature beyond it overflows float64 when squared: a corruption, not a measurement
 OPTIONAL_ARRAYS = ("x_client_test", "y_client_test", "client_test_offsets")
 
 
@@ -87,8 +86,8 @@ def check_pair(arrays, x_name, y_name, num_classes, width, data_file) -> int:
         raise FLError(
             f"{data_file}: {x_name} has {x.shape[1]} features, x_train {width}; {REBUILD}"
         )
-    if x.dtype.kind == "f" and not (np.abs(x) < HUGE).all():
-        raise refused(data_file, f"{x_name} holds NaN, infinite or huge (> 1e154) values")
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        raise refused(data_file, f"{x_name} holds NaN or infinite values")
     if y.ndim != 1 or len(y) != len(x):
         raise refused(data_file, f"{y_name} must be 1-D with one value per row of {x_name}")
     if num_classes is None:
