@@ -7,7 +7,9 @@ DEMO := results/demo
 SWEEP ?= experiments/noniid.toml
 FACET ?= partition
 JOBS ?= 2
-SWEEP_DIR = results/$(shell $(BIN)/python -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["name"])' $(SWEEP))
+# the sweep's name if fl sweep would take it (letters, digits, . _ = , + -), else empty
+SWEEP_NAME = $(shell $(BIN)/python -c 'import sys, tomllib; from flcli.names import is_safe_name; n = tomllib.load(open(sys.argv[1], "rb")).get("name"); print(n if is_safe_name(n) else "")' '$(SWEEP)' 2>/dev/null)
+SWEEP_DIR = results/$(SWEEP_NAME)
 
 .PHONY: venv install demo sweep figures test lint bench scale clean
 
@@ -37,11 +39,12 @@ demo: install
 	$(FL) report $(DEMO)/runs --target-accuracy 0.9
 
 sweep: install
-	$(FL) sweep $(SWEEP) --jobs $(JOBS)
+	$(FL) sweep '$(SWEEP)' --jobs '$(JOBS)'
 
 figures: install
-	$(FL) plot $(SWEEP_DIR) --facet $(FACET) --out $(SWEEP_DIR)/accuracy.png
-	$(FL) report $(SWEEP_DIR) --out $(SWEEP_DIR)/report.md
+	@test -n '$(SWEEP_NAME)' || { echo "error: $(SWEEP) has no valid name = \"...\"; fix it" >&2; exit 2; }
+	$(FL) plot '$(SWEEP_DIR)' --facet '$(FACET)' --out '$(SWEEP_DIR)/accuracy.png'
+	$(FL) report '$(SWEEP_DIR)' --out '$(SWEEP_DIR)/report.md'
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q

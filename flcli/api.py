@@ -1,5 +1,6 @@
 """The library API behind the command line: each command is one call here."""
 
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
@@ -12,10 +13,11 @@ from flcli.data.config import PartitionConfig
 from flcli.data.store import Partition, load_partition, write_partition
 from flcli.engine.health import LearningCheck
 from flcli.engine.outcome import RoundResult
-from flcli.engine.rounds import run_rounds
+from flcli.engine.rounds import round_kind, run_rounds
 from flcli.errors import FLError, RunFailed
 from flcli.models.base import capabilities_of
 from flcli.options import from_mapping
+from flcli.runcheck import check_checkpoint
 from flcli.runlog import RunDir, open_run
 
 if TYPE_CHECKING:
@@ -97,7 +99,11 @@ class Training:
         finally:
             if not finished:
                 self.run.flush()
-                self.run.set_status("interrupted")
+                error = sys.exc_info()[1]  # an internal error (a bug) fails the run
+                if error is None or isinstance(error, (KeyboardInterrupt, GeneratorExit)):
+                    self.run.set_status("interrupted")
+                else:
+                    self.run.set_status("failed", error=f"internal error: {error!r}")
             self.run.release()
 
     def learning_check(self) -> LearningCheck:
@@ -167,7 +173,11 @@ def prepare_training(
             )
         saved = run.checkpoint()
         if saved is not None:
-            resume_from = RoundResult(*saved)
+            record, state = saved
+            fresh = round_kind(parts).initial_state()
+            file = Path(out) / "checkpoint.npz"
+            check_checkpoint(file, record["round"], state, fresh, parts.config.rounds)
+            resume_from = RoundResult(record, state)
     return Training(run, parts, resume_from, list(parts.notes))
 
 

@@ -19,6 +19,7 @@ from flcli.data.store import Partition
 from flcli.engine.backends import check_backend, trainer_for
 from flcli.engine.uplink import Uplink, build_uplink, check_uplink_options
 from flcli.errors import FLError
+from flcli.memory import refuse_beyond_memory
 from flcli.models.base import capabilities_of
 from flcli.models.registry import DEFAULT_HIDDEN, default_lr, make_model, takes_model_args
 from flcli.plugins import find
@@ -222,6 +223,12 @@ def assemble(config: TrainConfig, partition: Partition) -> Parts:
     refuse_vertical(partition)
     resolved, spec, model = resolve(config, partition)
     refuse_for_run(resolved, spec, model, partition)
+    refuse_beyond_memory(
+        run_memory(model, partition, resolved.cohort_size(partition.num_clients), resolved.dtype),
+        f"this run (--model {resolved.model}, {resolved.cohort_size(partition.num_clients)} "
+        "clients per round)",
+        "choose a smaller model, fewer clients per round or --dtype float32",
+    )
     data = partition.astype(resolved.dtype)
     x_proxy = None
     if spec.holds_out_proxy:
@@ -243,3 +250,12 @@ def assemble(config: TrainConfig, partition: Partition) -> Parts:
     notes.extend(dp_notes(resolved, uplink))
     system = build_system(resolved.system, resolved.availability, data.num_clients, resolved.seed)
     return Parts(resolved, spec, model, data, algorithm, uplink, trainer, x_proxy, notes, system)
+
+
+def run_memory(model, partition: Partition, cohort_size: int, dtype: str) -> float:
+    """A run's peak memory, roughly: the data, and per sampled client a few model-sized vectors
+    (its parameters, gradient, update and the algorithm's correction)."""
+    params = getattr(model, "num_params", 0) or 0
+    itemsize = np.dtype(dtype).itemsize
+    data = sum(a.size * itemsize for a in (partition.x_train, partition.x_test))
+    return data + params * itemsize * (4 * cohort_size + 8)

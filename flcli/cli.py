@@ -18,6 +18,7 @@ from rich.text import Text
 
 from flcli.config import ALGORITHM as ALGORITHM_PANEL
 from flcli.config import TrainConfig
+from flcli.crashlog import internal_error_line, raise_internal_errors
 from flcli.data import progress
 from flcli.data.config import PartitionConfig
 from flcli.data.schemes import catalogue as scheme_catalogue
@@ -184,7 +185,8 @@ def train(
         shown = note if note.startswith("warning: ") else f"note: {note}"
         err.print(shown, highlight=False, soft_wrap=True, markup=False)
     metric = "test_r2" if training.partition.task == "regression" else "test_accuracy"
-    record = follow_rounds(training, metric, resume, out_dir)
+    # a run stopped between its last checkpoint and "completed" trains no round when resumed
+    record = follow_rounds(training, metric, resume, out_dir) or training.run.rows[-1]
     out.print(
         f"round {record['round']}: {metric.replace('_', ' ')} {record[metric]:.4f}, "
         f"train loss {record['train_loss']:.4f} -> {out_dir / 'rounds.csv'}"
@@ -605,10 +607,25 @@ def report(
         err.print(f"wrote {out_file}", highlight=False)
 
 
+OWN_FILES = {  # a dir holding the first file is a run or partition dir; fl writes none of these
+    "run.json": ("run.json", "rounds.csv", "clients.csv", "checkpoint.npz", ".lock"),
+    "partition.json": ("partition.json", "data.npz", "partition.png"),
+}
+
+
 def check_out_file(path: Path | None, example: str) -> None:
-    """Refuse an --out that is a directory before any work is done."""
-    if path is not None and path.is_dir():
+    """Refuse an --out that is a directory, or one of a run's or a partition's own files, before
+    any work is done."""
+    if path is None:
+        return
+    if path.is_dir():
         raise FLError(f"--out {path} is a directory; give a file in it, e.g. {path / example}")
+    for marker, files in OWN_FILES.items():
+        if path.name in files and (path.parent / marker).is_file():
+            raise FLError(
+                f"--out {path} is a file of the {marker.split('.')[0]} in {path.parent}; "
+                f"write elsewhere, e.g. {path.parent / example}"
+            )
 
 
 def report_table(summary) -> Table:
@@ -871,6 +888,11 @@ def main(argv: list[str] | None = None) -> None:
         error_line(f"{where}{failure.strerror}; choose another path or fix it")
         sys.exit(2)
     except typer.Abort:
+        sys.exit(1)
+    except Exception as bug:  # the last line of defence; FL_RAISE_INTERNAL_ERRORS=1 turns it off
+        if raise_internal_errors():
+            raise
+        error_line(internal_error_line(bug, invocation))
         sys.exit(1)
     if code == INTERRUPTED:  # Typer's code for a Ctrl-C that no command handled
         error_line("interrupted; nothing was written: run the same command again")

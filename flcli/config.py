@@ -19,6 +19,7 @@ from flcli.models.registry import lr_defaults
 from flcli.numbers import round_half_up
 from flcli.options import (
     Check,
+    above,
     at_least,
     check_fields,
     from_mapping,
@@ -33,6 +34,7 @@ BACKENDS = ("vectorized", "serial", "process", "ray")
 DTYPES = ("float64", "float32")
 NOT_IN_DIGEST = ("backend", "jobs", "ray_address", "checkpoint_every")
 FLUSH_SECONDS = 1.0  # without --checkpoint-every, rounds.csv and the checkpoint lag at most this
+MAX_HIDDEN = 100_000
 PRIVACY, ROBUSTNESS, ALGORITHM, TIME = "Privacy", "Robustness", "Algorithm", "Simulated time"
 COMMUNICATION = "Communication"
 # Options added after runs were recorded, with the value that gives the behaviour from before
@@ -58,9 +60,10 @@ def parse_hidden(value) -> tuple[int, ...]:
         sizes = tuple(int(str(part).strip()) for part in parts)
     except ValueError:
         sizes = ()
-    if not sizes or min(sizes) < 1:
+    if not sizes or min(sizes) < 1 or max(sizes) > MAX_HIDDEN:
         raise FLError(
-            f"--hidden {value!r} must be positive layer sizes separated by commas, e.g. 128,64"
+            f"--hidden {value!r} must be layer sizes in [1, {MAX_HIDDEN:,}] separated by commas, "
+            "e.g. 128,64"
         )
     return sizes
 
@@ -82,8 +85,8 @@ class TrainConfig:
         "softmax",
         "Model (see: fl list models), or your own: FILE.py:CLASS.",
     )
-    rounds: int = option(20, "Communication rounds.", check=positive_int(20))
-    local_epochs: int = option(2, "Local epochs per round.", check=positive_int(2))
+    rounds: int = option(20, "Communication rounds.", check=positive_int(20, 10**6))
+    local_epochs: int = option(2, "Local epochs per round.", check=positive_int(2, 10**5))
     batch_size: int = option(16, "Local minibatch size.", check=positive_int(16))
     lr: float | None = option(
         None,
@@ -93,7 +96,7 @@ class TrainConfig:
         "learning_rate='constant' --lr 0.01; for forests, boosted trees and k-NN it is the step of "
         "feddist's softmax student).",
         show_default=lr_defaults(),
-        check=Check(lambda v: v > 0, "must be > 0, e.g. 0.1"),
+        check=above(0, 0.1),
     )
     clients_per_round: int | None = option(
         None, "Clients sampled per round.", show_default="all", check=positive_int(10)
@@ -122,7 +125,7 @@ class TrainConfig:
         None,
         "Worker processes (process) or CPUs of the local Ray (ray).",
         show_default="all cores (process), 2 (ray)",
-        check=positive_int(2),
+        check=positive_int(2, 4096),
     )
     ray_address: str | None = option(
         None, "Join this Ray cluster (e.g. auto) instead of starting a local one."
@@ -202,7 +205,7 @@ class TrainConfig:
         None,
         "Instead of --dp-noise: the epsilon the whole run may spend.",
         panel=PRIVACY,
-        check=Check(lambda v: v > 0, "must be > 0, e.g. 2"),
+        check=above(0, 2),
     )
     dp_delta: float | None = option(
         None,
@@ -260,7 +263,7 @@ class TrainConfig:
         "signflip/scale factor or gaussian std.",
         panel=ROBUSTNESS,
         show_default="4, 10, 1",
-        check=Check(lambda v: v > 0, "must be > 0, e.g. 4"),
+        check=above(0, 4),
     )
     dropout: float = option(
         0.0,

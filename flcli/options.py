@@ -40,18 +40,28 @@ class Check:
             raise FLError(f"{label} {shown} {self.hint}")
 
 
-def positive_int(example: int = 1) -> Check:
+MOST = 10**9  # a count above it is a typo or a script gone wrong, not an experiment
+
+
+def positive_int(example: int = 1, most: int = MOST) -> Check:
     return Check(
-        lambda v: isinstance(v, int) and v >= 1, f"must be a positive integer, e.g. {example}"
+        lambda v: isinstance(v, int) and 1 <= v <= most,
+        f"must be an integer in [1, {most:,}], e.g. {example}",
     )
 
 
 def at_least(bound: float, example: float) -> Check:
-    return Check(lambda v: v >= bound, f"must be >= {bound:g}, e.g. {example:g}")
+    return Check(
+        lambda v: math.isfinite(v) and v >= bound,
+        f"must be finite and >= {bound:g}, e.g. {example:g}",
+    )
 
 
 def above(bound: float, example: float) -> Check:
-    return Check(lambda v: v > bound, f"must be > {bound:g}, e.g. {example:g}")
+    return Check(
+        lambda v: math.isfinite(v) and v > bound,
+        f"must be finite and > {bound:g}, e.g. {example:g}",
+    )
 
 
 def within(low: float, high: float, example: float, closed: str = "[)") -> Check:

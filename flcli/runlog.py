@@ -19,6 +19,7 @@ from flcli.algorithms.base import ServerState
 from flcli.config import DIGEST_IF_SET, NOT_IN_DIGEST, TrainConfig
 from flcli.errors import FLError
 from flcli.fileio import atomic_write, atomic_write_json, atomic_write_text
+from flcli.runcheck import read_rows, read_run_json
 
 try:
     import fcntl
@@ -40,6 +41,7 @@ COLUMNS = [
 ]
 CLIENT_COLUMNS = ["round", "client", "n", "loss", "accuracy"]
 LOCK = ".lock"
+ROUNDS, CLIENTS = "rounds.csv", "clients.csv"
 INTEGER_COLUMNS = (
     "round",
     "clients",
@@ -133,7 +135,7 @@ class RunDir:
                     for prefix in ("extra_", "uplink_")
                 )
                 state = ServerState(params=npz["params"], extra=extra, uplink=uplink)
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        except (OSError, ValueError, TypeError, KeyError, EOFError, zipfile.BadZipFile) as e:
             raise FLError(
                 f"{file} is damaged ({e}); delete it to start this run over from round 0"
             ) from None
@@ -153,16 +155,6 @@ def csv_text(rows: list[dict], first_columns: list[str]) -> str:
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()
-
-
-def _read_rows(file: Path) -> list[dict]:
-    if not file.is_file():
-        return []
-    with file.open(newline="") as f:
-        return [
-            {k: (int(v) if k in INTEGER_COLUMNS else float(v)) for k, v in row.items()}
-            for row in csv.DictReader(f)
-        ]
 
 
 # TrainConfig's fields before the algorithms owned their hyperparameters (flcli 0.1 up to the open
@@ -261,12 +253,7 @@ def open_run(
         held = lock_run(out)
         remove_leftovers(out)
     elif out.exists():
-        try:
-            info = json.loads((out / "run.json").read_text())
-        except (OSError, ValueError):
-            raise FLError(
-                f"--out {out} already exists and is not a flcli run; choose a new --out"
-            ) from None
+        info = read_run_json(out)
         if not same_run(info, config, identity["partition_hash"]):
             raise FLError(
                 f"--out {out} holds a run of a different {differences(info, config, identity)}; "
@@ -276,7 +263,7 @@ def open_run(
         remove_leftovers(out)  # writes cut short by a kill
         resolved = config.to_dict()  # how this session computes and saves may differ
         info["config"].update({key: resolved[key] for key in NOT_IN_DIGEST})
-        rows = _read_rows(out / "rounds.csv"), _read_rows(out / "clients.csv")
+        rows = read_rows(out / ROUNDS, INTEGER_COLUMNS), read_rows(out / CLIENTS, INTEGER_COLUMNS)
         return RunDir(out, info, *rows, lock=held)
     else:
         out.mkdir(parents=True)

@@ -39,6 +39,7 @@ from flcli.config import TrainConfig
 from flcli.configfile import hyperparameter_aliases, read_toml, train_keys, with_algo_args
 from flcli.data.config import PartitionConfig
 from flcli.errors import FLError, RunFailed
+from flcli.names import check_name
 from flcli.options import normalize_keys
 from flcli.runlog import same_config
 
@@ -99,7 +100,7 @@ def format_value(value: Any) -> str:
     if isinstance(value, bool):
         return str(value).lower()
     text = str(value)
-    return "".join("_" if c in "/\\" or c.isspace() else c for c in text)
+    return "".join("_" if c in "/\\" or c.isspace() or not c.isprintable() else c for c in text)
 
 
 def describe(items: list[tuple[str, Any]]) -> str:
@@ -194,11 +195,9 @@ def load_sweep(
             f"{where}: [labels] maps a value or a group to its legend name, "
             'e.g. fedprox = "FedProx"'
         )
-    name = data.get("name")
-    if not isinstance(name, str) or not name or format_value(name) != name:
-        raise FLError(
-            f'{where}: needs a top-level name = "..." (no slashes or spaces), e.g. name = "noniid"'
-        )
+    if "name" not in data:
+        raise FLError(f'{where}: needs a top-level name = "...", e.g. name = "noniid"')
+    name = check_name(data["name"], f"{where}: name", 'name = "noniid"')
     for table in ("base", "grid"):
         if not isinstance(data.get(table, {}), dict):
             raise FLError(

@@ -1,5 +1,10 @@
+import os
+
 import numpy as np
 import pytest
+
+# a bug must fail the test that finds it, not hide behind fl's last-line-of-defence handler
+os.environ["FL_RAISE_INTERNAL_ERRORS"] = "1"
 
 from flcli import api
 from flcli.cli import main

@@ -319,12 +319,45 @@ def test_an_out_file_that_cannot_be_written_is_named_as_given(cli, iid_dir, tmp_
     assert not [p for p in folder.parent.iterdir() if p.name.endswith(".tmp")]
 
 
-def test_a_run_that_cannot_go_on_is_marked_failed_not_interrupted(cli, iid_dir, tmp_path):
-    """Out of memory (a hidden layer no machine holds): resuming would fail the same way."""
-    result = cli("train", iid_dir, "--model", "mlp", "--hidden", "99999999999", "--out", tmp_path)
+def test_a_run_that_cannot_go_on_is_marked_failed_not_interrupted(
+    cli, iid_dir, tmp_path, monkeypatch
+):
+    """A hidden layer no machine holds is refused up front; running out of memory midway fails
+    the run (resuming would fail the same way)."""
+    huge = cli("train", iid_dir, "--model", "mlp", "--hidden", "99999999999", "--out", tmp_path)
+    assert_one_line_error(huge, "--hidden")
+    import flcli.engine.rounds
+
+    def out_of_memory(*args):
+        raise MemoryError
+
+    monkeypatch.setattr(flcli.engine.rounds, "check_finite", out_of_memory)
+    result = cli("train", iid_dir, "--out", tmp_path / "run")
     assert result.code == 1 and "Traceback" not in result.err
     assert "not enough memory" in result.err.strip().splitlines()[-1]
-    assert json.loads((tmp_path / "run.json").read_text())["status"] == "failed"
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "failed"
+
+
+def test_an_internal_error_is_one_line_and_a_log_and_fails_the_run(
+    cli, iid_dir, tmp_path, monkeypatch
+):
+    import flcli.engine.rounds
+
+    def bug(*args):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(flcli.engine.rounds, "check_finite", bug)
+    with pytest.raises(ZeroDivisionError):  # the suite sees bugs as they are
+        cli("train", iid_dir, "--out", tmp_path / "seen")
+    monkeypatch.delenv("FL_RAISE_INTERNAL_ERRORS")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    result = cli("train", iid_dir, "--out", tmp_path / "run")
+    assert result.code == 1 and "Traceback" not in result.err
+    line = result.err.strip().splitlines()[-1]  # after the progress bar
+    assert line.startswith("error: internal error: ZeroDivisionError: a bug; details in ")
+    [log] = (tmp_path / "cache" / "flcli" / "errors").iterdir()
+    assert "Traceback" in log.read_text() and str(log) in line
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "failed"
 
 
 def test_ctrl_c_before_anything_is_saved_says_to_start_again(cli, iid_dir, tmp_path, monkeypatch):
@@ -635,9 +668,9 @@ def test_outputs_go_where_asked_with_the_usual_permissions_or_fail_in_one_line(
 @pytest.mark.parametrize(
     "edit, fragment",
     [
-        (lambda meta: meta.pop("num_classes"), "lacks or garbles"),
-        (lambda meta: meta.update(num_clients="ten"), "lacks or garbles"),
-        (lambda meta: meta.update(num_classes=5), "num_classes disagree"),
+        (lambda meta: meta.pop("num_classes"), "num_classes is missing or of the wrong type"),
+        (lambda meta: meta.update(num_clients="ten"), "num_clients is missing or of the wrong"),
+        (lambda meta: meta.update(num_classes=5), "label_counts is not a clients x classes"),
         (lambda meta: meta.update(client_sizes=[1] * 10), "client_sizes disagree"),
     ],
 )
@@ -648,7 +681,7 @@ def test_an_edited_partition_json_is_a_one_line_error(cli, iid_dir, tmp_path, ed
     edit(meta)
     (edited / "partition.json").write_text(json.dumps(meta))
     assert_one_line_error(cli("train", edited, "--out", tmp_path / "r"), fragment)
-    if fragment == "lacks or garbles":
+    if "wrong type" in fragment:
         assert_one_line_error(cli("inspect", edited), fragment)
 
 

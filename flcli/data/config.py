@@ -139,7 +139,7 @@ class PartitionConfig:
     seed: int = option(
         0,
         "Seed of every random stream (same seed, same results).",
-        check=Check(lambda v: v >= 0, "must be an integer >= 0, e.g. 0"),
+        check=Check(lambda v: 0 <= v < 2**63, "must be an integer >= 0 and below 2^63, e.g. 0"),
     )
 
     def __post_init__(self) -> None:

@@ -12,6 +12,7 @@ import numpy as np
 
 from flcli.data.dataset import Dataset
 from flcli.errors import FLError
+from flcli.memory import refuse_beyond_memory
 
 
 def parse_params(spec: str) -> tuple[str, dict[str, float]]:
@@ -24,11 +25,18 @@ def parse_params(spec: str) -> tuple[str, dict[str, float]]:
             if not sep:
                 raise ValueError
             params[key.strip()] = float(value)
+            if not math.isfinite(params[key.strip()]):
+                raise ValueError
         except ValueError:
             example = GENERATORS[family][2] if family in GENERATORS else "synthetic:alpha=1"
             raise FLError(
-                f"dataset parameter {item!r} in {spec!r} is not KEY=NUMBER; e.g. {example}"
+                f"dataset parameter {item!r} in {spec!r} is not KEY=NUMBER (finite); e.g. {example}"
             ) from None
+    # the generated table and a few copies of it while it is split and partitioned
+    rows, columns = params.get("n_samples", 1000), params.get("n_features", 20)
+    refuse_beyond_memory(
+        abs(rows * columns) * 8 * 4, f"{spec}", "generate fewer n_samples or n_features"
+    )
     return family, params
 
 

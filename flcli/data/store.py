@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from flcli.data import progress
+from flcli.data.validate import OPTIONAL_ARRAYS, check_arrays, check_description
 from flcli.errors import FLError
 from flcli.fileio import UMASK, atomic_write
 
 ARRAYS = ("x_train", "y_train", "offsets", "x_test", "y_test")
-# clients' local test splits (fl partition --client-test-fraction): client i's test rows are
-# client_test_offsets[i]:client_test_offsets[i + 1]
-OPTIONAL_ARRAYS = ("x_client_test", "y_client_test", "client_test_offsets")
+# OPTIONAL_ARRAYS, clients' local test splits (fl partition --client-test-fraction): client i's
+# test rows are client_test_offsets[i]:client_test_offsets[i + 1]
 
 
 @dataclass(frozen=True)
@@ -167,49 +167,23 @@ def load_partition(path: Path) -> Partition:
     try:
         meta = json.loads(meta_file.read_text())
         with np.load(data_file, allow_pickle=False) as npz:
-            names = ARRAYS + tuple(n for n in OPTIONAL_ARRAYS if n in npz.files)
-            arrays = {name: npz[name] for name in names}
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+            names = ARRAYS + OPTIONAL_ARRAYS
+            arrays = {name: npz[name] for name in names if name in npz.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise FLError(f"{path} holds an unreadable partition ({e}); re-create it") from None
+    missing = [name for name in ARRAYS if name not in arrays]
+    if missing:
+        raise FLError(f"{data_file} lacks the array {missing[0]}; re-create the partition")
     if not isinstance(meta, dict) or meta.get("hash") != array_hash(arrays):
         raise FLError(f"{data_file} does not match {meta_file}'s hash; re-create the partition")
     check_description(meta, meta_file)
+    check_arrays(arrays, meta, data_file)
     sizes = np.diff(arrays["offsets"])
-    labels = np.concatenate([arrays["y_train"], arrays["y_test"]])
-    disagreements = [  # num_clients is len(client_sizes): check_description saw to that
-        (meta["client_sizes"] != sizes.tolist(), "client_sizes"),
-        (
-            meta.get("task") != "regression" and labels.max(initial=0) >= meta["num_classes"],
-            "num_classes",
-        ),
-    ]
-    wrong = [key for disagrees, key in disagreements if disagrees]
-    if wrong:
+    if meta["client_sizes"] != sizes.tolist():
         raise FLError(
-            f"{meta_file}'s {', '.join(wrong)} disagree with {data_file}; re-create the partition"
+            f"{meta_file}'s client_sizes disagree with {data_file}; re-create the partition"
         )
     return Partition(meta=meta, **arrays)
-
-
-def check_description(meta: dict, meta_file: Path) -> None:
-    """The keys of partition.json that flcli reads, with the types it reads them as."""
-    counts = (
-        ("num_clients", "num_classes") if meta.get("task") != "regression" else ("num_clients",)
-    )
-    well_formed = (
-        all(isinstance(meta.get(key), int) and meta[key] >= 1 for key in counts)
-        and isinstance(meta.get("client_sizes"), list)
-        and all(isinstance(size, int) for size in meta["client_sizes"])
-        and len(meta["client_sizes"]) == meta["num_clients"]
-        and isinstance(meta.get("dataset"), str)
-        and isinstance(meta.get("scheme"), str)
-        and isinstance(meta.get("params"), dict)
-    )
-    if not well_formed:
-        raise FLError(
-            f"{meta_file} lacks or garbles dataset, scheme, params, num_clients, client_sizes or "
-            "num_classes; re-create the partition"
-        )
 
 
 def partition_from_arrays(

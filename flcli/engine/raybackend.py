@@ -7,6 +7,7 @@ Ray with --jobs CPUs (default 2) is started and kept for the rest of the process
 """
 
 import logging
+import socket
 
 import numpy as np
 
@@ -35,12 +36,32 @@ def _train_chunk(model, x, y, cohort, w_global, spec, seed, round, work):
     return train_cohort(model, x, y, cohort, w_global, spec, seed, round, work, threads=1)
 
 
+CONNECT_TIMEOUT_S = 5.0
+
+
+def check_reachable(address: str) -> None:
+    """A HOST:PORT that nothing answers on is one line now, not a Ray join that waits for
+    minutes (auto and ray:// addresses are left to Ray)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "://" in address:
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except (OSError, OverflowError) as failure:
+        raise FLError(
+            f"--ray-address {address}: nothing answers there ({failure.strerror or failure}); "
+            "check the address (ray status prints it) or omit it for a local Ray"
+        ) from None
+
+
 class RayTrainer:
     """A trainer with train_cohort's signature whose work runs as Ray tasks."""
 
     def __init__(self, jobs: int | None = None, address: str | None = None):
         self.jobs = jobs
         self.address = address
+        if address:
+            check_reachable(address)
         self._arrays: tuple[np.ndarray, np.ndarray] | None = None
         self._refs = None
         self._remote = None

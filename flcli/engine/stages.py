@@ -214,6 +214,12 @@ class SecAggThreshold(Stage):
                 f"--secagg-threshold {self.threshold} is larger than the {cohort_size} clients "
                 f"sampled per round; use at most {cohort_size}"
             )
+        if self.threshold is not None and self.threshold <= cohort_size // 2:
+            raise FLError(
+                f"--secagg-threshold {self.threshold} of {cohort_size} clients per round: a "
+                "minority of them could unmask single updates; use a majority, at least "
+                f"{cohort_size // 2 + 1}"
+            )
 
     def apply(self, message: Message, state: State) -> tuple[Message, State]:
         cohort, alive = len(message.ids), message.alive

@@ -232,6 +232,11 @@ def build_uplink(config, num_clients: int, cohort_size: int, num_params: int = 0
     feedback's table needs); FLError on combinations it cannot run."""
     seed = config.seed
     delta = config.dp_delta if config.dp_delta is not None else default_delta(num_clients)
+    if config.dp_clip is not None and delta >= 1 / num_clients:
+        raise FLError(
+            f"--dp-delta {delta:g} is not below 1/clients = {1 / num_clients:g}: at such a delta "
+            f"one client's whole data may leak; use at most {default_delta(num_clients):.2g}"
+        )
     dp = dp_spec(config, num_clients, cohort_size, delta)
     if dp is None:
         sampler = FixedSample(seed, num_clients, cohort_size)

@@ -227,6 +227,16 @@ def make_estimator_model(
     from sklearn.base import is_classifier, is_regressor
 
     cls = find_estimator(name)
+    required = [
+        p.name
+        for p in inspect.signature(cls.__init__).parameters.values()
+        if p.default is p.empty and p.kind is p.POSITIONAL_OR_KEYWORD and p.name != "self"
+    ]
+    if required:
+        raise FLError(
+            f"--model sklearn:{name} needs constructor arguments ({', '.join(required)}) that "
+            "flcli cannot give; choose an estimator that has defaults, e.g. sklearn:SGDClassifier"
+        )
     known = cls().get_params()
     for key in model_args:
         if key == "random_state":

@@ -2,6 +2,8 @@
 parsed, the flags given, and the algorithms and models that cannot take them. The options' own
 checks are the uplink stages' (flcli.engine.uplink.check_uplink_options)."""
 
+import math
+
 from flcli.errors import FLError
 from flcli.models.base import capabilities_of
 
@@ -13,8 +15,8 @@ def parse_clip(value) -> float | str | None:
         clip = float(value)
     except (TypeError, ValueError):
         raise FLError(f"--dp-clip {value!r} must be a positive norm or 'adaptive'") from None
-    if not clip > 0:
-        raise FLError(f"--dp-clip {value} must be > 0 (e.g. 1.0) or 'adaptive'")
+    if not 0 < clip < math.inf:
+        raise FLError(f"--dp-clip {value} must be a finite norm > 0 (e.g. 1.0) or 'adaptive'")
     return clip
 
 

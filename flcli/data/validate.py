@@ -1,0 +1,119 @@
+"""What a partition dir must hold to be trained on: partition.json's keys and types, and the
+arrays of data.npz (dtypes, shapes, ranges, and their agreement with each other and with
+partition.json). Every failure is one FLError naming the file, the field and the fix."""
+
+from pathlib import Path
+
+import numpy as np
+
+from flcli.errors import FLError
+
+REBUILD = "re-create the partition with fl partition"
+TASKS = ("classification", "regression")
+OPTIONAL_ARRAYS = ("x_client_test", "y_client_test", "client_test_offsets")
+
+
+def refused(file: Path, what: str) -> FLError:
+    return FLError(f"{file}: {what}; {REBUILD}")
+
+
+def is_count(value, low: int = 0) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def check_description(meta, meta_file: Path) -> None:
+    """The keys of partition.json that flcli reads, with the types it reads them as."""
+    if not isinstance(meta, dict):
+        raise FLError(f"{meta_file} does not hold a JSON object; {REBUILD}")
+    task = meta.get("task", "classification")
+    sizes = meta.get("client_sizes")
+    checks = [
+        ("task", task in TASKS),
+        ("num_clients", is_count(meta.get("num_clients"), 1)),
+        ("num_classes", task == "regression" or is_count(meta.get("num_classes"), 1)),
+        ("client_sizes", isinstance(sizes, list) and all(is_count(s) for s in sizes)),
+        ("dataset", isinstance(meta.get("dataset"), str)),
+        ("scheme", isinstance(meta.get("scheme"), str)),
+        ("params", isinstance(meta.get("params"), dict)),
+        ("hash", isinstance(meta.get("hash", ""), str)),
+        ("seed", is_count(meta.get("seed"))),
+        ("heterogeneity", isinstance(meta.get("heterogeneity", {}), dict)),
+    ]
+    for key, good in checks:
+        if not good:
+            raise refused(meta_file, f"{key} is missing or of the wrong type")
+    if len(sizes) != meta["num_clients"]:
+        raise refused(meta_file, "client_sizes has not num_clients entries")
+    if "label_counts" in meta and not good_label_counts(meta):
+        raise refused(meta_file, "label_counts is not a clients x classes table")
+
+
+def good_label_counts(meta: dict) -> bool:
+    counts = meta["label_counts"]
+    return (
+        isinstance(counts, list)
+        and len(counts) == meta["num_clients"]
+        and all(isinstance(row, list) and len(row) == meta.get("num_classes") for row in counts)
+        and all(is_count(c) for row in counts for c in row)
+    )
+
+
+def check_arrays(arrays: dict[str, np.ndarray], meta: dict, data_file: Path) -> None:
+    """data.npz's arrays: features 2-D and finite with one feature count, targets 1-D with a row
+    count of their features (integer labels in [0, num_classes) or finite reals), and offsets
+    that cut the training rows (and the clients' test rows) into num_clients ranges exactly."""
+    num_classes = meta.get("num_classes") if meta.get("task") != "regression" else None
+    optional = [name for name in OPTIONAL_ARRAYS if name in arrays]
+    if optional and len(optional) != len(OPTIONAL_ARRAYS):
+        raise refused(data_file, f"{optional[0]} without the rest of {OPTIONAL_ARRAYS}")
+    pairs = [("x_train", "y_train"), ("x_test", "y_test")]
+    pairs += [("x_client_test", "y_client_test")] if optional else []
+    width = None
+    for x_name, y_name in pairs:
+        width = check_pair(arrays, x_name, y_name, num_classes, width, data_file)
+    check_offsets(arrays["offsets"], len(arrays["y_train"]), meta, "offsets", data_file)
+    if "client_test_offsets" in arrays:
+        rows = len(arrays["y_client_test"])
+        check_offsets(arrays["client_test_offsets"], rows, meta, "client_test_offsets", data_file)
+
+
+def check_pair(arrays, x_name, y_name, num_classes, width, data_file) -> int:
+    """One features/targets pair; returns the feature count (which every pair must share)."""
+    x, y = arrays[x_name], arrays[y_name]
+    if x.ndim != 2 or x.dtype.kind not in "fiub":
+        raise refused(data_file, f"{x_name} must be a 2-D numeric array (rows x features)")
+    if width is not None and x.shape[1] != width:
+        raise FLError(
+            f"{data_file}: {x_name} has {x.shape[1]} features, x_train {width}; {REBUILD}"
+        )
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        raise refused(data_file, f"{x_name} holds NaN or infinite values")
+    if y.ndim != 1 or len(y) != len(x):
+        raise refused(data_file, f"{y_name} must be 1-D with one value per row of {x_name}")
+    if num_classes is None:
+        if y.dtype.kind not in "fiu" or (y.dtype.kind == "f" and not np.isfinite(y).all()):
+            raise refused(data_file, f"{y_name} must hold finite numbers")
+    elif y.dtype.kind not in "iu":
+        raise refused(data_file, f"{y_name} must hold integer class labels")
+    elif len(y) and (y.min() < 0 or y.max() >= num_classes):
+        raise FLError(
+            f"{data_file}: {y_name} holds labels outside [0, {num_classes}) (num_classes in "
+            f"partition.json); {REBUILD}"
+        )
+    return x.shape[1]
+
+
+def check_offsets(offsets: np.ndarray, rows: int, meta: dict, name: str, data_file: Path) -> None:
+    """offsets[i]:offsets[i + 1] are client i's rows: from 0, never decreasing, to rows."""
+    if offsets.ndim != 1 or offsets.dtype.kind not in "iu":
+        raise refused(data_file, f"{name} must be a 1-D integer array")
+    if len(offsets) != meta["num_clients"] + 1:
+        raise FLError(
+            f"{data_file}: {name} has {len(offsets)} entries, num_clients + 1 = "
+            f"{meta['num_clients'] + 1} expected; {REBUILD}"
+        )
+    if offsets[0] != 0 or offsets[-1] != rows or (np.diff(offsets) < 0).any():
+        raise FLError(
+            f"{data_file}: {name} must rise from 0 to {rows} (the rows it cuts into clients); "
+            f"{REBUILD}"
+        )
