@@ -1,15 +1,13 @@
 """The simulated clock (flcli.system, flcli.engine.clock) and asynchronous FL
 (flcli.algorithms.asynchronous, flcli.engine.asynchronous)."""
 
-import signal
-
 import numpy as np
 import pandas as pd
 import pytest
 from conftest import assert_one_line_error
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_crash import start_fl, wait_for_rounds
+from test_crash import assert_sigkill_then_resume_is_uninterrupted
 
 from flcli import api
 from flcli.algorithms.asynchronous import fedasync, fedbuff, staleness_weight
@@ -125,16 +123,7 @@ def test_fedbuff_reports_staleness_and_its_order_is_the_seed_alone(iid_dir):
 def test_an_asynchronous_run_resumes_exactly_after_sigkill(cli, iid_dir, tmp_path):
     args = ["--algo", "fedbuff", "--buffer-size", 2, "--concurrency", 5, "--system",
             "lognormal:sigma=1", "--rounds", 60, "--seed", 4, "--checkpoint-every", 1]  # fmt: skip
-    killed = tmp_path / "killed"
-    process = start_fl("train", iid_dir, *args, "--out", killed)
-    wait_for_rounds(killed, process, 3)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert cli("train", iid_dir, *args, "--out", killed, "--resume").code == 0
-    whole = tmp_path / "whole"
-    assert cli("train", iid_dir, *args, "--out", whole).code == 0
-    read = [pd.read_csv(run / "rounds.csv").drop(columns=["elapsed_s"]) for run in (whole, killed)]
-    pd.testing.assert_frame_equal(*read, check_exact=True)
+    assert_sigkill_then_resume_is_uninterrupted(cli, iid_dir, args, tmp_path)
 
 
 @pytest.mark.parametrize(

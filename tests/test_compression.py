@@ -3,15 +3,15 @@ compressors' means and variance bounds, top-k's k entries, error feedback's resi
 bits counted against a hand count, and the runs through the CLI (bytes_up, refusals, resume)."""
 
 import io
-import json
 import math
-import signal
 
 import numpy as np
 import pandas as pd
 import pytest
 from conftest import assert_one_line_error
-from test_crash import rounds_of, start_fl, wait_for_rounds
+from test_crash import (
+    assert_sigkill_then_resume_is_uninterrupted,
+)
 
 from flcli import compression
 from flcli.algorithms.aggregate import weighted_mean
@@ -244,16 +244,7 @@ def test_impossible_combinations_are_one_line(cli, iid_dir, tmp_path, flags, fra
 def test_sigkill_then_resume_keeps_the_residuals(cli, iid_dir, tmp_path):
     args = ["--rounds", 60, "--fraction", 0.5, "--seed", 4, "--checkpoint-every", 1]
     args += ["--compress", "topk:fraction=0.05", "--error-feedback", "ef"]
-    killed = tmp_path / "killed"
-    process = start_fl("train", iid_dir, *args, "--out", killed)
-    wait_for_rounds(killed, process, 3)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert json.loads((killed / "run.json").read_text())["status"] == "running"
-    assert cli("train", iid_dir, *args, "--out", killed, "--resume").code == 0
-    whole = tmp_path / "whole"
-    assert cli("train", iid_dir, *args, "--out", whole).code == 0
-    pd.testing.assert_frame_equal(rounds_of(whole), rounds_of(killed), check_exact=True)
+    assert_sigkill_then_resume_is_uninterrupted(cli, iid_dir, args, tmp_path)
 
 
 SECURE_SPECS = ["qsgd:bits=4", "uniform:bits=3", "terngrad", "hadamard+qsgd:bits=3"]

@@ -45,6 +45,25 @@ def wait_for_rounds(run_dir, process: subprocess.Popen, rounds: int, timeout: fl
     raise AssertionError(f"{csv} did not reach {rounds} rounds in {timeout} s")
 
 
+def assert_sigkill_then_resume_is_uninterrupted(cli, partition, args, tmp_path, after=3):
+    """`fl train ARGS` killed with SIGKILL after `after` saved rounds, then resumed with the same
+    command plus --resume, ends with the rounds.csv of an uninterrupted run (timing aside)."""
+    killed = tmp_path / "killed"
+    process = start_fl("train", partition, *args, "--out", killed)
+    wait_for_rounds(killed, process, after)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert json.loads((killed / "run.json").read_text())["status"] == "running"  # cut short
+    resumed = cli("train", partition, *args, "--out", killed, "--resume")
+    assert resumed.code == 0, resumed.err
+    whole = cli("train", partition, *args, "--out", tmp_path / "whole")
+    assert whole.code == 0, whole.err
+    pd.testing.assert_frame_equal(
+        rounds_of(tmp_path / "whole"), rounds_of(killed), check_exact=True
+    )
+    return killed
+
+
 def test_sigkill_then_resume_gives_the_uninterrupted_rounds_csv(cli, iid_dir, tmp_path):
     killed = tmp_path / "killed"
     process = start_fl("train", iid_dir, *ARGS, "--out", killed)

@@ -4,14 +4,16 @@ every broken plugin is one line, exit 2."""
 
 import dataclasses
 import json
-import signal
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from conftest import assert_one_line_error, install_entry_points
-from test_crash import rounds_of, start_fl, wait_for_rounds
+from test_crash import (
+    assert_sigkill_then_resume_is_uninterrupted,
+    rounds_of,
+)
 
 from flcli.algorithms.base import ClientUpdates, Context
 from flcli.algorithms.registry import algorithm_spec, build
@@ -72,15 +74,7 @@ def test_a_plugin_run_killed_with_sigkill_resumes_to_the_uninterrupted_rounds_cs
     cli, iid_dir, tmp_path
 ):
     args = [*PLUGINS, "--rounds", 40, "--fraction", 0.5, "--seed", 4, "--checkpoint-every", 1]
-    killed = tmp_path / "killed"
-    process = start_fl("train", iid_dir, *args, "--out", killed)
-    wait_for_rounds(killed, process, 3)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert json.loads((killed / "run.json").read_text())["status"] == "running"
-    assert cli("train", iid_dir, *args, "--out", killed, "--resume").code == 0
-    whole = train(cli, iid_dir, tmp_path / "whole", *args)
-    pd.testing.assert_frame_equal(whole, rounds_of(killed), check_exact=True)
+    assert_sigkill_then_resume_is_uninterrupted(cli, iid_dir, args, tmp_path)
 
 
 def test_fedexp_with_equal_updates_is_fedavg_and_extrapolates_when_they_cancel():

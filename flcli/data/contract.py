@@ -187,3 +187,9 @@ def client_indices(part: Any, client: int, label: str) -> np.ndarray:
             f"{indices.shape}; each client's indices must be a 1-D array of integers"
         )
     return np.sort(indices.astype(np.int64))
+
+
+def group_indices(client_of: np.ndarray, num_clients: int) -> list[np.ndarray]:
+    """Sorted sample indices of each client, from each sample's client id."""
+    order = np.argsort(client_of, kind="stable")
+    return np.split(order, np.cumsum(np.bincount(client_of, minlength=num_clients))[:-1])

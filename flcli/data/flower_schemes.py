@@ -7,7 +7,7 @@ describes; where Flower keeps the dataset's order, flcli shuffles with the PARTI
 
 import numpy as np
 
-from flcli.data.contract import check_min_samples
+from flcli.data.contract import check_min_samples, group_indices
 from flcli.data.sizes import law_weights, whole_sizes
 from flcli.errors import FLError
 
@@ -19,8 +19,7 @@ def client_of_counts(labels: np.ndarray, counts: np.ndarray, rng) -> list[np.nda
     for c, label in enumerate(np.unique(labels)):
         members = rng.permutation(np.flatnonzero(labels == label))
         client_of[members] = np.repeat(np.arange(num_clients), counts[:, c])
-    order = np.argsort(client_of, kind="stable")
-    return np.split(order, np.cumsum(np.bincount(client_of, minlength=num_clients))[:-1])
+    return group_indices(client_of, num_clients)
 
 
 def size(

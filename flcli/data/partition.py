@@ -13,7 +13,7 @@ import numpy as np
 
 from flcli import rng as streams
 from flcli.data.config import PartitionConfig
-from flcli.data.contract import Scheme, check_min_samples
+from flcli.data.contract import Scheme, check_min_samples, group_indices
 from flcli.data.flower_schemes import distribution, grouped_natural, inner_dirichlet, size
 from flcli.data.schemes import DESCRIPTIONS
 from flcli.data.vertical import vertical
@@ -126,12 +126,6 @@ def dirichlet(
         f"--min-samples {min_samples} in all {MAX_DIRICHLET_DRAWS} draws of this seed; {fix}",
         largest,
     )
-
-
-def group_indices(client_of: np.ndarray, num_clients: int) -> list[np.ndarray]:
-    """Sorted sample indices of each client, from each sample's client id."""
-    order = np.argsort(client_of, kind="stable")
-    return np.split(order, np.cumsum(np.bincount(client_of, minlength=num_clients))[:-1])
 
 
 def pathological(
