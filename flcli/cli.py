@@ -397,6 +397,9 @@ def plot(
         ),
     ] = None,
     logy: Annotated[bool, typer.Option("--logy", help="Logarithmic y axis.")] = False,
+    logx: Annotated[
+        bool, typer.Option("--logx", help="Logarithmic x axis (e.g. --x bytes of compressed runs).")
+    ] = False,
     label: Annotated[
         list[str] | None,
         typer.Option(
@@ -431,7 +434,7 @@ def plot(
     labels.update(parse_labels(label or []))
     layout = Layout(
         labels, title, parse_pair(figsize, "--figsize", "x", "3.5x2.6"),
-        parse_pair(ylim, "--ylim", ":", "0.5:1"), legend, font_size,
+        parse_pair(ylim, "--ylim", ":", "0.5:1"), legend, font_size, logx,
     )  # fmt: skip
     summary = api.plot(
         paths, out_file, metric, x=x, group_by=group_by, facet=facet, smooth=smooth,

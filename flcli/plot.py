@@ -178,6 +178,8 @@ def unset(keys: list[str]) -> str:
     "no DP" when they are all DP settings."""
     if all(key.startswith("dp_") for key in keys):
         return "no DP"
+    if set(keys) <= {"compress", "compress_down", "error_feedback"}:
+        return "no compression"
     return f"{', '.join(GREEK.get(key, key) for key in keys)} not set"
 
 
@@ -271,6 +273,7 @@ class Layout:
     ylim: tuple[float | None, float | None] | None = None
     legend: str = "below"
     font_size: float | None = None
+    logx: bool = False  # a logarithmic x axis (bytes of compressed and dense runs side by side)
 
     def check(self) -> None:
         if self.legend not in LEGENDS:
@@ -564,6 +567,8 @@ def style_axes(ax, figure: Figure) -> None:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
     elif figure.x_column == "bytes_up":
         ax.xaxis.set_major_formatter(EngFormatter(unit="B"))
+    if figure.layout.logx:
+        ax.set_xscale("log", nonpositive="mask")  # round 0, at x = 0, is left out
     if figure.logy:
         ax.set_yscale("log")
         ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))

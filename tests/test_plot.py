@@ -176,3 +176,14 @@ def test_a_figure_needs_a_known_extension(tmp_path):
     with pytest.raises(FLError, match=r"\.png, \.svg, \.pdf"):
         plot_runs(runs, tmp_path / "figure.jpg")
     assert group_runs(runs)[0].label == "all runs"
+
+
+def test_the_dense_baseline_of_a_compression_study_is_named_so_and_logx_draws(tmp_path, cli):
+    from flcli.plot import unset
+
+    assert unset(["compress", "error_feedback"]) == "no compression"
+    assert unset(["dp_clip", "dp_noise"]) == "no DP"
+    runs = [write_run(tmp_path / f"r{i}", [0.1, 0.5, 0.8], seed=i) for i in range(2)]
+    done = cli("plot", *runs, "--x", "bytes", "--logx", "--out", tmp_path / "a.png")
+    assert done.code == 0, done.err
+    assert (tmp_path / "a.png").stat().st_size > 0
