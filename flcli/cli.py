@@ -74,8 +74,8 @@ def partition(
     dataset: Annotated[
         str,
         typer.Argument(
-            help="Built-in name, generator (synthetic:alpha=1,beta=1), FILE.csv|.parquet|.npz or "
-            "openml:NAME (see: fl list datasets)."
+            help="Built-in name, generator (synthetic:alpha=1,beta=1), FILE.csv|.parquet|.npz, "
+            "openml:NAME, leaf:PATH or hf:NAME (see: fl list datasets)."
         ),
     ] = PartitionConfig.dataset,
 ) -> None:
