@@ -172,15 +172,23 @@ def load_hf(
         if table.impute == "drop":
             raise FLError(f"{spec} has its own test split; use --impute mean|median, not drop")
         frame = pd.concat([frame, to_frame(test, spec)], ignore_index=True)
-    label = train.features.get(target)
-    if type(label).__name__ == "ClassLabel" and target in frame.columns:
-        frame[target] = frame[target].map(dict(enumerate(label.names)))
     data = dataset_from_frame(spec, frame, target, encode, group_by, table=table)
+    data = with_label_names(data, train.features.get(target))
     source = {"loader": "datasets", "fingerprint": fingerprint(train)}
     if test is not None:
         source["test_fingerprint"] = fingerprint(test)
     source["revision"] = revision
     return with_test_rows(data, len(train), test is not None, source)
+
+
+def with_label_names(data: Dataset, label) -> Dataset:
+    """A ClassLabel's names as the classes (its ids, factorized in order, index them)."""
+    import dataclasses
+
+    if type(label).__name__ != "ClassLabel" or data.classes is None:
+        return data
+    names = tuple(label.names[int(c)] for c in data.classes)
+    return dataclasses.replace(data, classes=names)
 
 
 def with_test_rows(data: Dataset, num_train: int, has_test: bool, source: dict) -> Dataset:
