@@ -25,9 +25,9 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --progress-bar on --disable-pip-version-check -e '.[dev]'
 	touch $@
 
-# the tests also cover the optional parts: the Ray backend and Parquet files
+# the tests also cover the optional parts: the Ray backend, Parquet files and Hugging Face datasets
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,ray,parquet]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,ray,parquet,hf]'
 	touch $@
 
 demo: install

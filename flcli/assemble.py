@@ -15,6 +15,7 @@ from flcli.algorithms.base import Algorithm, AlgorithmSpec, Context, EnsembleAlg
 from flcli.algorithms.registry import algorithm_spec, build, hyperparameters_for
 from flcli.config import TrainConfig, parse_hidden
 from flcli.data.holdout import hold_out_proxy
+from flcli.data.proxy import HOLDOUT, load_proxy
 from flcli.data.store import Partition
 from flcli.engine.backends import check_backend, trainer_for
 from flcli.engine.uplink import Uplink, build_uplink, check_uplink_options
@@ -218,6 +219,20 @@ def dp_notes(config: TrainConfig, uplink) -> list[str]:
     return notes
 
 
+def proxy_set(
+    resolved: TrainConfig, spec: AlgorithmSpec, data: Partition
+) -> tuple[Partition, np.ndarray | None]:
+    """(the clients' data, FedDF's proxy features): --proxy holdout takes a --proxy-fraction of
+    every shard out of training; a dir or file (flcli.data.proxy) leaves the shards whole."""
+    if not spec.holds_out_proxy:
+        if resolved.proxy != HOLDOUT:
+            raise FLError(f"--proxy applies to --algo feddist, not to --algo {resolved.algo}")
+        return data, None
+    if resolved.proxy == HOLDOUT:
+        return hold_out_proxy(data, resolved.algo_args[PROXY_FRACTION], resolved.seed)
+    return data, load_proxy(resolved.proxy, data.num_features, data.x_train.dtype)
+
+
 def assemble(config: TrainConfig, partition: Partition) -> Parts:
     """Resolve the config against the partition and build every part of the run, once."""
     refuse_vertical(partition)
@@ -230,9 +245,7 @@ def assemble(config: TrainConfig, partition: Partition) -> Parts:
         "choose a smaller model, fewer clients per round or --dtype float32",
     )
     data = partition.astype(resolved.dtype)
-    x_proxy = None
-    if spec.holds_out_proxy:
-        data, x_proxy = hold_out_proxy(data, resolved.algo_args[PROXY_FRACTION], resolved.seed)
+    data, x_proxy = proxy_set(resolved, spec, data)
     context = Context(model, data.num_clients, resolved.lr, x_proxy)
     capabilities = capabilities_of(model)
     algorithm = build(spec, resolved.algo_args, context, capabilities.parametric)

@@ -74,22 +74,47 @@ def partition(
     dataset: Annotated[
         str,
         typer.Argument(
-            help="Built-in name, generator (synthetic:alpha=1,beta=1), FILE.csv|.parquet|.npz or "
-            "openml:NAME (see: fl list datasets)."
+            help="Built-in name, generator (synthetic:alpha=1,beta=1), FILE.csv|.parquet|.npz, "
+            "openml:NAME, leaf:PATH, hf:NAME or flower:DIR (see: fl list datasets)."
         ),
     ] = PartitionConfig.dataset,
+    export: Annotated[
+        tuple[str, Path] | None,
+        typer.Option(
+            help="Also write the shards as FORMAT in DIR: flower (flwr-datasets create's "
+            "DIR/partition_i folders, and DIR/test; needs flcli[hf]).",
+            metavar="FORMAT DIR",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Split a dataset into client shards and write a partition dir."""
     from flcli import api
 
     config = PartitionConfig(dataset=dataset, **given)
+    export = export or (None, None)
+    if export[0] is not None and export[0] not in ("flower",):
+        raise FLError(f"--export {export[0]!r}: the one format is flower (--export flower DIR)")
+    if export[1] is not None and export[1].exists():
+        raise FLError(
+            f"--export flower {export[1]} already exists; choose a new folder or delete it"
+        )
     with partition_progress(f"loading {dataset}") as listener, progress.listening(listener):
         built, written = api.partition(out_dir, config)
+        if export[0] is not None:
+            from flcli.data.flower_export import export_flower
+
+            progress.stage(f"exporting {built.num_clients} shards to {export[1]}")
+            export_flower(built, export[1])
     from flcli.data.report import partition_report
 
     out.print(partition_report(built.meta))
     note = "wrote" if written else "already there, identical:"
     out.print(f"{note} {out_dir} (partition.json, data.npz, partition.png)")
+    if export[0] is not None:
+        out.print(
+            f"exported {built.num_clients} partitions to {export[1]} (Flower Datasets' layout)"
+        )
 
 
 @contextmanager

@@ -143,6 +143,13 @@ class TrainConfig:
         cli_type=str,
         parse=parse_hidden,
     )
+    proxy: str = option(
+        "holdout",
+        "FedDF's (--algo feddist) unlabeled proxy set: holdout (a --proxy-fraction of every "
+        "shard, held out of training), a partition dir (its test features) or a .npz, .csv or "
+        ".parquet file of features; from outside the shards, no client loses a row.",
+        metavar="holdout|DIR|FILE",
+    )
     dtype: str = option(
         "float64", "float64, or float32 (half the memory, faster).", check=one_of(*DTYPES)
     )

@@ -1,8 +1,9 @@
 """FedDF, federated ensemble distillation (Lin, Kong, Stich, Jaggi 2020, "Ensemble Distillation for
 Robust Model Fusion in Federated Learning", NeurIPS); `--algo feddist`.
 
-The server holds an unlabeled proxy set D (a --proxy-fraction of every client's shard, held out of
-local training). Each round it averages the clients' models as FedAvg does, w = sum n_k w_k / n,
+The server holds an unlabeled proxy set D (--proxy holdout: a --proxy-fraction of every client's
+shard, held out of local training; --proxy DIR|FILE: rows from outside the shards). Each round
+it averages the clients' models as FedAvg does, w = sum n_k w_k / n,
 then distills the clients' ensemble into w: the teacher is the softmax of the averaged logits
 (AvgLogits), t(d) = softmax(mean_k f(w_k, d) / T), and w takes --distill-steps gradient steps
 (step size --lr, full batch over D) on the mean over d of T^2 KL(t(d) || softmax(f(w, d) / T)).
@@ -88,7 +89,8 @@ def feddist(
     distill_steps: Annotated[int, STEPS] = 50,
     proxy_fraction: Annotated[float, PROXY] = 0.1,
 ) -> Algorithm:
-    """proxy_fraction is read by the engine, which holds the proxy set out of the shards."""
+    """proxy_fraction is read by the engine, which holds the proxy set out of the shards under
+    --proxy holdout (the default); --proxy DIR|FILE gives it from outside (flcli.data.proxy)."""
     if not capabilities_of(ctx.model).distillable:
         raise FLError("--algo feddist needs a model that can be distilled; use --model softmax")
 

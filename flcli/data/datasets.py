@@ -18,7 +18,9 @@ from flcli.data.files import (
     load_openml,
     standardize,
 )
+from flcli.data.flower_export import load_flower
 from flcli.data.generators import GENERATORS, generate
+from flcli.data.hf import load_hf
 from flcli.data.leaf import load_leaf
 from flcli.data.user_code import load_user_dataset
 from flcli.errors import FLError
@@ -79,6 +81,15 @@ def catalogue() -> dict[str, str]:
         "are the natural clients (--scheme natural), its test folder the test set; text (Sent140, "
         "Shakespeare) as a hashed bag of words"
     )
+    rows["hf:NAME[@REVISION][:SPLIT]"] = (
+        "a Hugging Face dataset (a save_to_disk folder offline, or a hub name) through the "
+        "datasets library, flcli[hf]: --by COLUMN its natural clients (writer_id), images and "
+        "lists of numbers flattened into features, --target or its ClassLabel column the label"
+    )
+    rows["flower:DIR"] = (
+        "partitions in Flower Datasets' layout (flwr-datasets create's DIR/partition_i, or fl "
+        "partition --export flower DIR): each partition a natural client, DIR/test the test set"
+    )
     rows["openml:NAME"] = (
         "an OpenML dataset (name or id) through scikit-learn's fetch_openml and its cache"
     )
@@ -106,7 +117,9 @@ def load_dataset(
     target and encode apply to files and OpenML; group_by names a column whose values are the
     rows' natural clients (removed from the features)."""
     family = name.split(":", 1)[0]
-    builtin = family in ("openml", "leaf") or family in GENERATORS or name in DATASETS
+    builtin = (
+        family in ("openml", "leaf", "hf", "flower") or family in GENERATORS or name in DATASETS
+    )
     if dataset_args or not builtin:
         user_data = load_user_dataset(name, seed, dataset_args or {})
         if user_data is not None:
@@ -118,6 +131,10 @@ def load_dataset(
             )
     if family == "openml":
         return load_openml(name, target, encode, group_by, table=table)
+    if family == "hf":
+        return load_hf(name, target, encode, group_by, table)
+    if family == "flower":
+        return load_flower(name, target, encode, group_by, table)
     if table.given and not (Path(name).suffix or "/" in name) or table.given and family == "leaf":
         raise FLError(f"--drop, --features and --impute apply to files and openml:, not {name!r}")
     if family == "leaf":
