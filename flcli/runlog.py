@@ -3,9 +3,11 @@
 completed round). Every write is atomic."""
 
 import csv
+import errno
 import hashlib
 import io
 import json
+import os
 import platform
 import zipfile
 from dataclasses import dataclass, field
@@ -216,7 +218,16 @@ def lock_run(out: Path) -> IO | None:
     ends. (None where fcntl does not exist: Windows.)"""
     if fcntl is None:
         return None
-    handle = (out / LOCK).open("a")
+    lock = out / LOCK
+    try:  # O_NOFOLLOW: a .lock symlinked elsewhere must not make fl create or touch that file
+        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o666)
+    except OSError as failure:
+        if failure.errno != errno.ELOOP:
+            raise
+        raise FLError(
+            f"{lock} is a symbolic link; fl will not follow it out of --out: delete it"
+        ) from None
+    handle = os.fdopen(fd, "a")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -43,3 +43,15 @@ def test_a_build_dir_of_a_live_process_is_kept(tmp_path):
     (tmp_path / ".notours.123").mkdir()  # not named like a build dir: someone else's
     remove_orphaned_builds(tmp_path)
     assert mine.is_dir() and (tmp_path / ".notours.123").is_dir()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="symbolic links and advisory locks")
+def test_a_symlinked_lock_is_refused_and_its_target_left_alone(cli, iid_dir, tmp_path):
+    from conftest import assert_one_line_error
+
+    run, target = tmp_path / "run", tmp_path / "elsewhere"
+    run.mkdir()
+    (run / ".lock").symlink_to(target)
+    result = cli("train", iid_dir, "--rounds", 1, "--out", run)
+    assert_one_line_error(result, ".lock", "symbolic link", "delete it")
+    assert not target.exists()
