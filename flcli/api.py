@@ -1,5 +1,7 @@
 """The library API behind the command line: each command is one call here."""
 
+import contextlib
+import errno
 import sys
 import time
 from collections.abc import Iterator
@@ -92,6 +94,11 @@ class Training:
                 yield record
             finished = True
             self.run.set_status("completed", wall_time_s=self.run.rows[-1]["elapsed_s"])
+        except OSError as failure:
+            if failure.errno != errno.ENOSPC:
+                raise
+            finished = True  # no flush: it would hit the full disk again
+            raise self.disk_full(failure) from None
         except (RunFailed, FLError, MemoryError) as failure:  # not resumable as it stands
             finished = True
             self.run.flush()
@@ -106,6 +113,17 @@ class Training:
                 else:
                     self.run.set_status("failed", error=f"internal error: {error!r}")
             self.run.release()
+
+    def disk_full(self, failure: OSError) -> RunFailed:
+        """The run marked failed (when run.json still fits) and the line that says so."""
+        message = (
+            f"{failure.filename or self.run.path}: no space left on device; free some space, then "
+            "run the same command with --resume (the last checkpoint is intact)"
+        )
+        # not even run.json fits: it keeps "running", which --resume continues
+        with contextlib.suppress(OSError):
+            self.run.set_status("failed", error=message)
+        return RunFailed(message)
 
     def published(self, record: dict) -> dict:
         """The round's record as rounds.csv gets it: with DP, without what epsilon does not cover

@@ -47,7 +47,8 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
         os.replace(tmp, path)
     except BaseException as failure:
         Path(tmp).unlink(missing_ok=True)
-        if isinstance(failure, OSError) and failure.filename == tmp:
+        # a full disk fails in write() with no filename: name the file being written
+        if isinstance(failure, OSError) and failure.filename in (tmp, None):
             raise naming(path, failure) from None
         raise
 

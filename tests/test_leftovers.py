@@ -55,3 +55,39 @@ def test_a_symlinked_lock_is_refused_and_its_target_left_alone(cli, iid_dir, tmp
     result = cli("train", iid_dir, "--rounds", 1, "--out", run)
     assert_one_line_error(result, ".lock", "symbolic link", "delete it")
     assert not target.exists()
+
+
+def test_a_full_disk_names_the_file_exits_1_and_marks_the_run_failed(
+    cli, iid_dir, tmp_path, monkeypatch
+):
+    import errno
+    import json
+
+    import flcli.runlog
+    from flcli.fileio import atomic_write
+
+    def full_disk(file):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def write_text(path, text):  # rounds.csv hits a full disk; the rest still fits
+        if Path(path).name == "rounds.csv":
+            atomic_write(path, full_disk)
+        else:
+            atomic_write(path, lambda f: f.write(text.encode()))
+
+    monkeypatch.setattr(flcli.runlog, "atomic_write_text", write_text)
+    run = tmp_path / "run"
+    result = cli("train", iid_dir, "--rounds", 3, "--checkpoint-every", 1, "--out", run)
+    assert result.code == 1, result.err
+    last = result.err.strip().splitlines()[-1]
+    assert "Traceback" not in result.err
+    assert str(run / "rounds.csv") in last and "no space left" in last and "--resume" in last
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "failed" and "no space left" in info["error"]
+    assert not [f for f in os.listdir(run) if f.endswith(".tmp")]
+    monkeypatch.undo()  # space freed: the same command with --resume finishes the run
+    resumed = cli(
+        "train", iid_dir, "--rounds", 3, "--checkpoint-every", 1, "--out", run, "--resume"
+    )
+    assert resumed.code == 0, resumed.err
+    assert json.loads((run / "run.json").read_text())["status"] == "completed"
