@@ -1,5 +1,7 @@
 """The library API behind the command line: each command is one call here."""
 
+import contextlib
+import errno
 import sys
 import time
 from collections.abc import Iterator
@@ -80,7 +82,8 @@ class Training:
             self.run.set_status("running")
             for result in run_rounds(self.parts, self.resume_from):
                 clients = result.clients if self.config.log_clients else None
-                self.run.append(result.record, result.state, clients)
+                record = self.published(result.record)
+                self.run.append(record, result.state, clients)
                 if check.observe(self.run.rows, len(self.run.rows) - 1):
                     self.warnings[:] = self.run.info["warnings"] = list(check.warnings)
                 round = result.record["round"]
@@ -88,9 +91,14 @@ class Training:
                 if due or round == self.config.rounds:
                     self.run.flush()
                     last_flush = time.monotonic()
-                yield result.record
+                yield record
             finished = True
             self.run.set_status("completed", wall_time_s=self.run.rows[-1]["elapsed_s"])
+        except OSError as failure:
+            if failure.errno != errno.ENOSPC:
+                raise
+            finished = True  # no flush: it would hit the full disk again
+            raise self.disk_full(failure) from None
         except (RunFailed, FLError, MemoryError) as failure:  # not resumable as it stands
             finished = True
             self.run.flush()
@@ -105,6 +113,24 @@ class Training:
                 else:
                     self.run.set_status("failed", error=f"internal error: {error!r}")
             self.run.release()
+
+    def disk_full(self, failure: OSError) -> RunFailed:
+        """The run marked failed (when run.json still fits) and the line that says so."""
+        message = (
+            f"{failure.filename or self.run.path}: no space left on device; free some space, then "
+            "run the same command with --resume (the last checkpoint is intact)"
+        )
+        # not even run.json fits: it keeps "running", which --resume continues
+        with contextlib.suppress(OSError):
+            self.run.set_status("failed", error=message)
+        return RunFailed(message)
+
+    def published(self, record: dict) -> dict:
+        """The round's record as rounds.csv gets it: with DP, without what epsilon does not cover
+        (the exact cohort size, per-client accuracies) unless --dp-publish-uncovered."""
+        if self.config.dp_clip is None or self.config.dp_publish_uncovered:
+            return record
+        return {key: value for key, value in record.items() if not uncovered(key)}
 
     def learning_check(self) -> LearningCheck:
         """The check of whether the run learns, having read the rounds a resumed run logged
@@ -149,6 +175,16 @@ def check_sources(run: RunDir, sources: dict[str, dict]) -> None:
                 f"(sha256 {before[:12]}..., now {now['sha256'][:12]}...); put the file back as it "
                 "was, or train in a new --out"
             )
+
+
+UNCOVERED_PREFIXES = ("client_accuracy_", "personal_accuracy_")
+# the cohort's exact size, and the counters that are multiples of it (bytes per client x clients)
+UNCOVERED_COUNTS = ("clients", "bytes_up", "bytes_down", "dense_bytes", "dropped")
+
+
+def uncovered(column: str) -> bool:
+    """A rounds.csv column a DP run's epsilon does not cover."""
+    return column in UNCOVERED_COUNTS or column.startswith(UNCOVERED_PREFIXES)
 
 
 def prepare_training(

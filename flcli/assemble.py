@@ -72,6 +72,7 @@ def check_alone(config: TrainConfig) -> tuple[TrainConfig, AlgorithmSpec]:
         compression.parse(config.compress_down, "--compress-down")
     refuse_for_algorithm(config, spec)
     refuse_weighting(config, spec)
+    refuse_uncovered(config)
     values = {
         "lr": default_lr(config.model) if config.lr is None else config.lr,
         "algo_args": hyperparameters_for(spec, config.algo_args, fallback=config.__dict__),
@@ -83,6 +84,18 @@ def check_alone(config: TrainConfig) -> tuple[TrainConfig, AlgorithmSpec]:
     if config.model == "mlp":
         values["hidden"] = parse_hidden(config.hidden or DEFAULT_HIDDEN)
     return replace(config, **values), spec
+
+
+def refuse_uncovered(config: TrainConfig) -> None:
+    """With DP, what epsilon does not cover is written only when asked for."""
+    if config.dp_publish_uncovered and config.dp_clip is None:
+        raise FLError("--dp-publish-uncovered applies to DP runs (--dp-clip) only; drop it")
+    if config.dp_clip is not None and config.log_clients and not config.dp_publish_uncovered:
+        raise FLError(
+            "--log-clients writes each client's loss and accuracy every round, which --dp-clip's "
+            "epsilon does not cover; drop --log-clients, or add --dp-publish-uncovered to "
+            "publish them anyway"
+        )
 
 
 def refuse_weighting(config: TrainConfig, spec: AlgorithmSpec) -> None:

@@ -702,6 +702,10 @@ def sweep(
         ),
     ] = False,
     yes: Annotated[bool, typer.Option("--yes", help="With --prune: delete what it lists.")] = False,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="Join this Ray cluster (with --backend ray): every run uses it."),
+    ] = None,
 ) -> None:
     """Run a grid of partitions x training runs in parallel; completed runs are skipped."""
     from joblib.externals.loky import cpu_count
@@ -711,6 +715,8 @@ def sweep(
     if jobs is not None and jobs < 1:
         raise FLError(f"--jobs {jobs} must be a positive integer, e.g. 2")
     overrides = {"backend": backend} if backend is not None else {}
+    if ray_address is not None:
+        overrides["ray_address"] = ray_address
     plan = load_sweep(sweep_file, out_dir, overrides)
     if yes and not prune:
         raise FLError("--yes confirms --prune's deletions; add --prune")
@@ -718,6 +724,10 @@ def sweep(
         prune_runs(plan, yes)
         return
     summary = f"{plan.name}: {len(plan.runs)} runs on {plan.num_partitions} partitions"
+    if ray_address is not None and not dry_run:
+        from flcli.engine.raybackend import check_reachable
+
+        check_reachable(ray_address)  # one line now, not one failure per run
     if dry_run:
         table = Table(title=summary, box=None)
         for column in ("run", "partition", "state"):

@@ -50,6 +50,7 @@ DIGEST_IF_SET = {
     "concurrency": None,
     "round_deadline": None,
     "over_select": None,
+    "dp_publish_uncovered": False,
 }
 
 
@@ -226,6 +227,14 @@ class TrainConfig:
         "rdp or pld (dp-accounting's accountants).",
         panel=PRIVACY,
         check=one_of("rdp", "pld"),
+    )
+    dp_publish_uncovered: bool = option(
+        False,
+        "With DP: also write what epsilon does not cover (the per-client accuracy columns, the "
+        "exact clients per round, and --log-clients' clients.csv).",
+        flag="--dp-publish-uncovered",
+        panel=PRIVACY,
+        show_default=False,
     )
     secure_agg: bool = option(
         False,

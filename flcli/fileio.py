@@ -20,6 +20,17 @@ def current_umask() -> int:
 UMASK = current_umask()  # read once: os.umask can only be read by setting it
 
 
+def alive(pid: int) -> bool:
+    """Whether process pid exists (a temporary file or dir named after a dead one is litter)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
     """Call write(file) on a temporary file beside path, then rename it to path (making the
     missing folders of path first)."""
@@ -36,7 +47,8 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
         os.replace(tmp, path)
     except BaseException as failure:
         Path(tmp).unlink(missing_ok=True)
-        if isinstance(failure, OSError) and failure.filename == tmp:
+        # a full disk fails in write() with no filename: name the file being written
+        if isinstance(failure, OSError) and failure.filename in (tmp, None):
             raise naming(path, failure) from None
         raise
 

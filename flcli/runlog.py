@@ -3,9 +3,11 @@
 completed round). Every write is atomic."""
 
 import csv
+import errno
 import hashlib
 import io
 import json
+import os
 import platform
 import zipfile
 from dataclasses import dataclass, field
@@ -210,18 +212,40 @@ def remove_leftovers(out: Path) -> None:
         leftover.unlink(missing_ok=True)
 
 
+class RunBusy(FLError):
+    """The run dir is locked by another fl process (fl sweep waits for it instead)."""
+
+
+def wait_for_run(out: Path) -> None:
+    """Block until no other fl process holds out/.lock (at once where there are no locks)."""
+    if fcntl is None:
+        return
+    fd = os.open(Path(out) / LOCK, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o666)
+    with os.fdopen(fd, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released as the file closes
+
+
 def lock_run(out: Path) -> IO | None:
     """An exclusive lock on out/.lock, so that a second fl train or sweep on the same run dir is
     refused instead of writing beside the first. The OS drops it when the process ends, however it
     ends. (None where fcntl does not exist: Windows.)"""
     if fcntl is None:
         return None
-    handle = (out / LOCK).open("a")
+    lock = out / LOCK
+    try:  # O_NOFOLLOW: a .lock symlinked elsewhere must not make fl create or touch that file
+        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o666)
+    except OSError as failure:
+        if failure.errno != errno.ELOOP:
+            raise
+        raise FLError(
+            f"{lock} is a symbolic link; fl will not follow it out of --out: delete it"
+        ) from None
+    handle = os.fdopen(fd, "a")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.close()
-        raise FLError(
+        raise RunBusy(
             f"--out {out} is in use by another fl process; wait for it to end or choose a new --out"
         ) from None
     return handle

@@ -27,6 +27,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import math
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -41,7 +42,7 @@ from flcli.data.config import PartitionConfig
 from flcli.errors import FLError, RunFailed
 from flcli.names import check_name
 from flcli.options import normalize_keys
-from flcli.runlog import same_config
+from flcli.runlog import RunBusy, same_config, wait_for_run
 
 # A partition id's hash is of the options as named before PartitionConfig, so that the partition
 # dirs of an existing sweep keep their ids (and its done runs stay done).
@@ -122,6 +123,20 @@ def _grid_axes(grid: dict[str, Any], where: str) -> list[list[list[tuple[str, An
         else:
             axes.append([[(key.replace("-", "_"), value)] for value in values])
     return axes
+
+
+MAX_RUNS = 100_000
+
+
+def check_grid_size(axes: list[list], where: str) -> None:
+    """A grid of more runs than MAX_RUNS is refused before any of them is planned."""
+    count = math.prod(len(axis) for axis in axes)
+    if count > MAX_RUNS:
+        sizes = " x ".join(str(len(axis)) for axis in axes)
+        raise FLError(
+            f"{where}: the grid plans {count:,} runs ({sizes}), more than {MAX_RUNS:,}; "
+            "shorten its lists or split it into several sweep files"
+        )
 
 
 def dashes_to_underscores(values: dict[str, Any]) -> dict[str, Any]:
@@ -208,7 +223,9 @@ def load_sweep(
     overrides = normalize_keys(overrides or {}, "options", known_keys())
     root = Path(out) if out is not None else Path("results") / name
     runs, seen = [], set()
-    for combination in itertools.product(*_grid_axes(data.get("grid", {}), f"{where} [grid]")):
+    axes = _grid_axes(data.get("grid", {}), f"{where} [grid]")
+    check_grid_size(axes, where)
+    for combination in itertools.product(*axes):
         items = [pair for choice in combination for pair in choice]
         run_id = describe(items) or "run"
         if run_id in seen:
@@ -272,9 +289,19 @@ def _build(run: PlannedRun) -> Outcome:
     return Outcome("partition", run.partition_id, "completed")
 
 
+def _prepare(run: PlannedRun):
+    """The run's Training; a run another fl process trains (a second fl sweep on the same file) is
+    waited for, then reopened: done by then, or left interrupted to continue."""
+    while True:
+        try:
+            return api.prepare_training(run.partition_dir, run.config, run.out, resume=True)
+        except RunBusy:
+            wait_for_run(run.out)
+
+
 def _train(run: PlannedRun) -> Outcome:
     try:
-        training = api.prepare_training(run.partition_dir, run.config, run.out, resume=True)
+        training = _prepare(run)
         if training.already_completed:
             return Outcome("run", run.run_id, "skipped", record=training.run.rows[-1])
         last = deque(training.rounds(), maxlen=1)  # train; keep the last round's record

@@ -109,3 +109,29 @@ def test_poisson_sampling_has_rate_q_and_is_addressed():
     counts = [len(dp.poisson_sample(0, r, 1000, 0.1)) for r in range(1, 21)]
     assert 80 < np.mean(counts) < 120
     assert np.array_equal(dp.poisson_sample(0, 4, 1000, 0.1), dp.poisson_sample(0, 4, 1000, 0.1))
+
+
+def test_a_dp_run_leaves_what_epsilon_does_not_cover_out_unless_asked(cli, iid_dir, tmp_path):
+    import pandas as pd
+    from conftest import assert_one_line_error
+
+    dp = ["--dp-clip", "1.0", "--dp-noise", "0.5", "--rounds", "2", "--seed", "1"]
+    refused = cli("train", iid_dir, *dp, "--log-clients", "--out", tmp_path / "a")
+    assert_one_line_error(refused, "--log-clients", "--dp-publish-uncovered")
+    assert cli("train", iid_dir, *dp, "--out", tmp_path / "quiet").code == 0
+    quiet = pd.read_csv(tmp_path / "quiet" / "rounds.csv").columns
+    assert "epsilon" in quiet and "test_accuracy" in quiet
+    assert "clients" not in quiet and "bytes_up" not in quiet  # bytes_up: clients x model size
+    assert not any(c.startswith("client_accuracy") for c in quiet)
+    loud = [*dp, "--log-clients", "--dp-publish-uncovered"]
+    assert cli("train", iid_dir, *loud, "--out", tmp_path / "loud").code == 0
+    published = pd.read_csv(tmp_path / "loud" / "rounds.csv").columns
+    assert "clients" in published and "client_accuracy_mean" in published
+    assert (tmp_path / "loud" / "clients.csv").is_file()
+
+
+def test_dp_publish_uncovered_without_dp_is_refused(cli, iid_dir, tmp_path):
+    from conftest import assert_one_line_error
+
+    result = cli("train", iid_dir, "--dp-publish-uncovered", "--out", tmp_path / "r")
+    assert_one_line_error(result, "--dp-publish-uncovered", "--dp-clip")

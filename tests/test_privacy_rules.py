@@ -406,7 +406,7 @@ def test_the_logged_epsilon_uses_the_default_delta_and_q_from_clients_per_round(
     out, z, seed = tmp_path / "run", 1.1, 4
     result = cli(
         "train", partition, "--out", out, "--rounds", "2", "--clients-per-round", per_round,
-        "--dp-clip", "1", "--dp-noise", z, "--seed", seed,
+        "--dp-clip", "1", "--dp-noise", z, "--seed", seed, "--dp-publish-uncovered",
     )  # fmt: skip
     assert result.code == 0, result.err
     q = per_round / clients

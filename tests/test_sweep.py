@@ -208,3 +208,41 @@ def test_ctrl_c_stops_the_sweep_with_one_line_and_the_same_command_continues(cli
     for run in load_sweep(sweep, out).runs:
         assert json.loads((run.out / "run.json").read_text())["status"] == "completed"
         assert len(pd.read_csv(run.out / "rounds.csv")) == 101
+
+
+def test_a_grid_of_more_than_100000_runs_is_refused_up_front(cli, tmp_path):
+    values = ", ".join(str(v) for v in range(11))
+    grid = "\n".join(f"{key} = [{values}]" for key in ("seed", "rounds", "lr", "mu", "clients"))
+    sweep = write(tmp_path / "s.toml", f'name = "huge"\n[base]\ndataset = "digits"\n[grid]\n{grid}')
+    result = cli("sweep", sweep, "--dry-run", "--out", tmp_path / "out")
+    assert_one_line_error(result, "161,051 runs", "100,000", "split it")
+
+
+def test_sweep_ray_address_is_probed_once_and_needs_the_ray_backend(cli, tmp_path):
+    import socket
+
+    with socket.socket() as free:  # a port nothing listens on once closed
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    sweep, out = write(tmp_path / "s.toml", SWEEP), tmp_path / "out"
+    address = f"127.0.0.1:{port}"
+    result = cli("sweep", sweep, "--backend", "ray", "--ray-address", address, "--out", out)
+    assert_one_line_error(result, f"--ray-address {address}", "nothing answers")
+    assert not out.exists()
+    alone = cli("sweep", sweep, "--ray-address", address, "--out", out)
+    assert_one_line_error(alone, "--ray-address", "--backend ray")
+
+
+def test_two_sweeps_on_one_file_at_once_both_succeed(tmp_path):
+    from test_crash import start_fl
+
+    longer = SWEEP.replace("rounds = 2", "rounds = 60")  # so that their runs overlap
+    sweep, out = write(tmp_path / "s.toml", longer), tmp_path / "out"
+    both = [start_fl("sweep", sweep, "--jobs", 1, "--out", out) for _ in range(2)]
+    for process in both:
+        output, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err
+        assert "0 failed" in output and "Traceback" not in err
+    for run in load_sweep(sweep, out).runs:
+        assert json.loads((run.out / "run.json").read_text())["status"] == "completed"
+    assert not [p for p in (out / "partitions").iterdir() if p.name.startswith(".")]

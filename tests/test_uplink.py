@@ -118,6 +118,7 @@ def test_secure_aggregation_under_dp_needs_a_majority_of_each_rounds_random_coho
         "0.5",
         "--seed",
         "2",
+        "--dp-publish-uncovered",  # reads the exact cohort sizes
     )
     plain = train(cli, iid_dir, tmp_path / "dp", *dp)
     secure = train(cli, iid_dir, tmp_path / "dp-secure", *dp, "--secure-agg")

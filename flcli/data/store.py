@@ -19,7 +19,7 @@ import numpy as np
 from flcli.data import progress
 from flcli.data.validate import OPTIONAL_ARRAYS, check_arrays, check_description
 from flcli.errors import FLError
-from flcli.fileio import UMASK, atomic_write
+from flcli.fileio import UMASK, alive, atomic_write
 
 ARRAYS = ("x_train", "y_train", "offsets", "x_test", "y_test")
 # OPTIONAL_ARRAYS, clients' local test splits (fl partition --client-test-fraction): client i's
@@ -104,6 +104,25 @@ def _same_partition(out: Path, meta: dict) -> bool:
     return existing.get("hash") == meta["hash"] and existing.get("params") == meta["params"]
 
 
+BUILDING = ".building-"  # in the name of the temporary dir a partition is built in, before its pid
+
+
+def building_dir(out: Path) -> Path:
+    """A new hidden dir beside out, named after this process: .<out>.building-<pid>-<random>."""
+    return Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}{BUILDING}{os.getpid()}-"))
+
+
+def remove_orphaned_builds(parent: Path) -> None:
+    """Delete the temporary dirs in parent of partitions whose process is gone (a kill -9 mid-write
+    leaves them: nothing else would ever remove them)."""
+    if os.name != "posix" or not parent.is_dir():  # os.kill(pid, 0) only probes on POSIX
+        return
+    for leftover in parent.glob(f".*{BUILDING}*-*"):
+        pid = leftover.name.rsplit(BUILDING, 1)[1].split("-")[0]
+        if leftover.is_dir() and pid.isdigit() and not alive(int(pid)):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
 def write_partition(partition: Partition, out: Path, draw_heatmap=None) -> bool:
     """Write the partition dir atomically (built in a temporary dir, then renamed).
 
@@ -118,7 +137,8 @@ def write_partition(partition: Partition, out: Path, draw_heatmap=None) -> bool:
             f"--out {out} already exists and is not this partition; choose a new --out or delete it"
         )
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    remove_orphaned_builds(out.parent)
+    tmp = building_dir(out)
     try:
         arrays = partition.arrays
         progress.stage(f"writing {out}")
@@ -128,7 +148,13 @@ def write_partition(partition: Partition, out: Path, draw_heatmap=None) -> bool:
             progress.stage("drawing partition.png")
             draw_heatmap(partition, tmp / "partition.png")
         os.chmod(tmp, 0o777 & ~UMASK)  # mkdtemp makes it private; a plain mkdir would not
-        os.rename(tmp, out)
+        try:
+            os.rename(tmp, out)
+        except OSError:  # another process (a second fl sweep) put the same partition there first
+            if not _same_partition(out, partition.meta):
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+            return False
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

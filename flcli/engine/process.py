@@ -28,6 +28,7 @@ from flcli.algorithms.work import LocalSpec, LocalWork
 from flcli.engine.chunks import chunks_of
 from flcli.engine.cohort import train_cohort
 from flcli.engine.local import Cohort, CohortResult
+from flcli.fileio import alive
 from flcli.plugins import plugin_folders
 
 
@@ -71,16 +72,6 @@ def remove_orphaned_shares(folder: Path | None = None) -> None:
         pid = share.name[len(SHARE_PREFIX) :].split("-")[0]
         if pid.isdigit() and (share / "x.npy").is_file() and not alive(int(pid)):
             shutil.rmtree(share, ignore_errors=True)
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 def _train_chunk(model, paths, w_global, spec, seed, round, rows, cohort, work):
