@@ -8,6 +8,7 @@ from dataclasses import replace
 
 from flcli.algorithms import (
     asynchronous,
+    clustered,
     fedavg,
     fedbag,
     feddf,
@@ -36,6 +37,7 @@ BUILT_IN = (
     qfedavg.SPEC,
     *personal.SPECS,
     *headbody.SPECS,
+    *clustered.SPECS,
     feddf.SPEC,
     fedbag.SPEC,
     *asynchronous.SPECS,
@@ -159,7 +161,13 @@ def guarded(algorithm, label: str):
     functions = {"server_init": True, "server_update": True}
     if isinstance(algorithm, Algorithm):
         functions.update(
-            client_work=False, local_spec=False, personalize=True, prepare=False, keep=True
+            client_work=False,
+            local_spec=False,
+            personalize=True,
+            prepare=False,
+            keep=True,
+            candidates=False,
+            choose=True,
         )
     wrapped = {
         name: guard(name, getattr(algorithm, name), state) for name, state in functions.items()
