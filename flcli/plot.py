@@ -91,6 +91,8 @@ ALGORITHM_COLORS = {
     "fedbabu": "#0077BB",
     "ifca": "#CC3311",
     "cfl": "#33BBEE",
+    "pfedme": "#BBBB00",
+    "per-fedavg": "#EE3377",
 }
 # Names no longer or not yet registered hash to these, which no registered algorithm uses.
 UNREGISTERED_COLORS = ("#776677", "#CC11BB", "#555500", "#8844FF")

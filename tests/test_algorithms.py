@@ -19,7 +19,7 @@ from flcli.engine.stages import sample_clients
 from flcli.models.linear import SoftmaxRegression
 
 HEAD_BODY = ("fedper", "lg-fedavg", "fedrep", "fedbabu")
-RANDOM_INIT = ("ifca",)  # k distinct initial models: a model whose init draws
+RANDOM_INIT = ("ifca",)  # k distinct initial models: softmax starts at zeros, the MLP draws
 
 
 def model_of(partition):

@@ -18,6 +18,10 @@ class LocalSpec:
 # correction(W [K, P], anchor [P], **inputs) -> [K, P], added to the gradient of every local step;
 # inputs are the per-client arrays of LocalWork.inputs, restricted to the same K clients as W.
 Correction = Callable[..., np.ndarray]
+# step(model, W [A, P], X [A, B, D], y [A, B], mask [A, B], lr, anchor [P], **inputs) -> None:
+# a local step of the algorithm's own that replaces the plain SGD step, updating W in place (Per-
+# FedAvg's two-batch meta step, pFedMe's inner solve); picklable like the correction.
+Step = Callable[..., None]
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,7 @@ class LocalWork:
     # [P] bool, the same for every client: coordinates that do not train (each client's stay at
     # its start values after every step: FedRep's and FedBABU's frozen head or body)
     frozen: np.ndarray | None = None
+    step: Step | None = None  # a local step of its own instead of plain SGD (not for estimators)
 
     def chunk(self, index: np.ndarray | slice) -> "LocalWork":
         def cut(a):

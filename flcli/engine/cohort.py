@@ -117,6 +117,7 @@ def train_chunk(
     held_active = held
     step_bytes = len(sizes) * batch * x.shape[1] * x.dtype.itemsize
     fused = capabilities_of(model).fused_step  # the model takes a whole step at once (compiled)
+    fused = fused or work.step is not None  # (or the algorithm does): no gradient buffer
     with WORKSPACES.borrow() as space:  # the step loop allocates nothing large
         grad = None if fused else space.array("grad", W.shape, W.dtype)
         for first, stop in segments(total_steps, max(1, SEGMENT_BYTES // step_bytes)):
@@ -137,7 +138,9 @@ def train_chunk(
                 correction = None
                 if work.correction is not None:
                     correction = spec.lr * work.correction(W_active, w_global, **inputs)
-                if fused:
+                if work.step is not None:
+                    work.step(model, W_active, X[i], Y[i], mask[i], spec.lr, w_global, **inputs)
+                elif fused:
                     model.sgd_step(W_active, X[i], Y[i], mask[i], spec.lr, space)
                 else:
                     model.loss_grad(

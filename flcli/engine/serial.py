@@ -40,10 +40,19 @@ def train_serial(
                     break
                 rows = start + order[first : first + spec.batch_size]
                 mask = np.ones((1, len(rows)), dtype=x.dtype)
-                _, grad = model.loss_grad(w[None], x[rows][None], y[rows][None], mask)
-                if work.correction is not None:
-                    grad += work.correction(w[None], w_global, **inputs)
-                w = w - spec.lr * grad[0]
+                if work.step is not None:
+                    W = w[None].copy()
+                    work.step(
+                        model, W, x[rows][None], y[rows][None], mask, spec.lr, w_global, **inputs
+                    )
+                    if work.correction is not None:
+                        W -= spec.lr * work.correction(w[None], w_global, **inputs)
+                    w = W[0]
+                else:
+                    _, grad = model.loss_grad(w[None], x[rows][None], y[rows][None], mask)
+                    if work.correction is not None:
+                        grad += work.correction(w[None], w_global, **inputs)
+                    w = w - spec.lr * grad[0]
                 if frozen is not None:
                     w[frozen] = held
                 taken += 1
