@@ -52,6 +52,8 @@ INTEGER_COLUMNS = (
     "client",
     "n",
     "staleness_max",
+    "clusters",
+    "cluster",
 )
 
 

@@ -92,7 +92,7 @@ def test_ifca_clients_train_the_model_of_lowest_loss_from_distinct_inits():
     models = first[0].state.extra["models"]
     assert len({m.tobytes() for m in models}) == 3
     assert np.array_equal(models[0], first[0].state.params)  # cluster 0: the usual init
-    assert (first[0].state.extra["cluster"] == -1).all()
+    assert (first[0].state.extra["cluster"] == 0).all()
 
 
 def test_cfl_splits_the_planted_two_groups():
@@ -135,3 +135,27 @@ def test_clustered_algorithms_refuse_what_reads_only_the_aggregate():
             run(partition, algo=algo, rounds=1, compress_down="qsgd:bits=4")
         with pytest.raises(FLError, match="does not apply"):
             run(partition, algo=algo, rounds=1, aggregator="median")
+
+
+@pytest.mark.parametrize("algo", ["ifca", "cfl"])
+def test_assignments_are_in_the_checkpoint_and_resume_is_exact(personal_dir, tmp_path, algo):
+    import pandas as pd
+
+    from flcli import api
+
+    config = train_config(
+        algo=algo, model="mlp", hidden=(8,), rounds=4, fraction=0.5, seed=2, log_clients=True
+    )
+    whole = tmp_path / "whole"
+    api.prepare_training(personal_dir, config, whole).frame()
+    rounds = api.prepare_training(personal_dir, config, tmp_path / "cut").rounds()
+    for record in rounds:
+        if record["round"] == 2:
+            break
+    rounds.close()
+    api.prepare_training(personal_dir, config, tmp_path / "cut", resume=True).frame()
+    for name in ("rounds.csv", "clients.csv"):
+        a = pd.read_csv(whole / name).drop(columns=["elapsed_s"], errors="ignore")
+        b = pd.read_csv(tmp_path / "cut" / name).drop(columns=["elapsed_s"], errors="ignore")
+        pd.testing.assert_frame_equal(a, b)
+    assert "cluster" in pd.read_csv(whole / "clients.csv").columns

@@ -21,7 +21,7 @@ returns pure functions over explicit state.
 - candidates and choose (optional, clustered FL such as IFCA): before local training each sampled
   client scores the models candidates(state) -> [M, P] by its loss on its own training rows, and
   choose(state, ids, losses [K, M]) -> ServerState records what the clients chose. A per-client
-  int array extra["cluster"] [N] (-1: not yet assigned) is logged as clients.csv's `cluster` and
+  int array extra["cluster"] [N] (0 until assigned) is logged as clients.csv's `cluster` and
   rounds.csv's `clusters` (the number of distinct clusters clients are in).
 
 The factory's keyword parameters are its hyperparameters (scikit-learn's rule: the signature is

@@ -25,11 +25,12 @@ F_i for its loss, theta_j for cluster j's model.
   from theta_c; each is split again in later rounds by the same test (recursively).
 
 What rounds.csv calls the global model (test_accuracy, train_loss, client_accuracy_*) is the model
-of the cluster that holds the most clients (ties: the lowest cluster id; before any assignment,
-cluster 0). personal_accuracy scores each client of the round on its own cluster's model after the
-round's update, on its local test split: that is the clustered accuracy. Each client's cluster is
-the per-client array extra["cluster"] [N] (-1 before ifca's client first chooses), in the
-checkpoint, logged as clients.csv's `cluster` and rounds.csv's `clusters`.
+of the cluster that holds the most clients (ties: the lowest cluster id; every client is in
+cluster 0 until it first chooses). personal_accuracy scores each client of the round on its own
+cluster's model after the round's update, on its local test split: the clustered accuracy.
+Each client's cluster is the per-client array extra["cluster"] [N] (0 until a client first
+chooses or splits), in the checkpoint, logged as clients.csv's `cluster` and rounds.csv's
+`clusters`.
 
 Memory: ifca keeps [k, P] models and [N] assignments; cfl keeps [N, P] models (a cluster per client
 at most, since every split makes a new non-empty cluster) and [N] assignments, N * P floats as
@@ -72,17 +73,16 @@ OWN_START = "each client starts from its cluster's model, not from the broadcast
 
 
 def largest(cluster: np.ndarray) -> int:
-    """The cluster holding the most clients (ties: the lowest id); 0 before any assignment."""
-    assigned = cluster[cluster >= 0]
-    return int(np.bincount(assigned).argmax()) if len(assigned) else 0
+    """The cluster holding the most clients (ties: the lowest id)."""
+    return int(np.bincount(cluster).argmax())
 
 
 def cluster_models(key: str):
     """client_work and personalize shared by ifca and cfl: client i starts from, and is scored on,
-    extra[key][extra["cluster"][i]] (cluster 0 before it has one)."""
+    extra[key][extra["cluster"][i]]."""
 
     def mine(state: ServerState, ids: np.ndarray) -> np.ndarray:
-        return state.extra[key][np.maximum(state.extra["cluster"][ids], 0)]
+        return state.extra[key][state.extra["cluster"][ids]]
 
     def client_work(state: ServerState, ids: np.ndarray) -> LocalWork:
         return LocalWork(start=mine(state, ids))
@@ -102,7 +102,7 @@ def ifca(ctx: Context, clusters: Annotated[int, CLUSTERS] = 2) -> Algorithm:
                 "--algo ifca needs distinct initial models, and this model's init does not draw "
                 "from its random generator (e.g. softmax starts at zero); use --model mlp"
             )
-        cluster = np.full(num_clients, -1, dtype=np.int64)
+        cluster = np.zeros(num_clients, dtype=np.int64)
         return ServerState(params.copy(), {"models": models, "cluster": cluster})
 
     def candidates(state: ServerState) -> np.ndarray:

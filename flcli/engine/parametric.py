@@ -194,9 +194,9 @@ class ParametricRounds:
             tested_clients = sizes > 0
             accuracy = correct[tested_clients] / sizes[tested_clients]
             record.update(distribution(accuracy, "personal_accuracy"))
-        if "cluster" in state.extra:  # clustered FL: each client's cluster, -1 before any
+        if "cluster" in state.extra:  # clustered FL: each client's cluster
             assigned = state.extra["cluster"]
-            record["clusters"] = len(np.unique(assigned[assigned >= 0]))
+            record["clusters"] = len(np.unique(assigned))
             clients["cluster"] = assigned[ids]
         if self.uplink.dp is not None:
             record["epsilon"] = self.uplink.epsilon_after(round)
