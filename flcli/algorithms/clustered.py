@@ -61,11 +61,11 @@ CLUSTERS = Hyper(
     Check(lambda v: isinstance(v, int) and 1 <= v <= 1000, "must be an integer in 1..1000, e.g. 2"),
 )
 EPS1 = Hyper(
-    "CFL splits a cluster when the norm of its mean update is below this ...",
+    "CFL splits a cluster only when the norm of its mean update is below eps1.",
     Check(lambda v: v > 0, "must be > 0, e.g. 0.4"),
 )
 EPS2 = Hyper(
-    "... and its largest client update norm is above this.",
+    "CFL splits a cluster only when its largest client update norm is above eps2.",
     Check(lambda v: v > 0, "must be > 0, e.g. 1.6"),
 )
 OWN_WEIGHTS = "it averages each cluster's clients by their training rows itself"
