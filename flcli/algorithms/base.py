@@ -18,6 +18,9 @@ returns pure functions over explicit state.
   their local models (FedPer's heads, LG-FedAvg's bodies), from the models themselves, before
   anything is sent; sends ([P] bool): the coordinates a client sends (the others' deltas are 0,
   so the uplink, DP and robust rules see only the shared part).
+- carried (optional): (state, ids, carry [K, P]) -> ServerState: what the clients keep of
+  LocalWork.carry, a second per-client vector their own local step (LocalWork.step) updated
+  alongside the model (APFL's personal models).
 - candidates and choose (optional, clustered FL such as IFCA): before local training each sampled
   client scores the models candidates(state) -> [M, P] by its loss on its own training rows, and
   choose(state, ids, losses [K, M]) -> ServerState records what the clients chose. A per-client
@@ -122,6 +125,9 @@ class Algorithm:
     keep: Callable[[ServerState, np.ndarray, np.ndarray], ServerState] | None = None
     sends: np.ndarray | None = None  # [P] bool: the coordinates a client sends (None: all)
     candidates: Callable[[ServerState], np.ndarray] | None = None
+    # (state, ids, trained LocalWork.carry [K, P]) -> ServerState: what the clients keep of the
+    # carry their local steps updated (APFL's personal models), before anything is sent
+    carried: Callable[[ServerState, np.ndarray, np.ndarray], ServerState] | None = None
     choose: Callable[[ServerState, np.ndarray, np.ndarray], ServerState] | None = None
     needs_client_losses: bool = False
     models_per_message: int = 1  # SCAFFOLD sends a control variate with each model

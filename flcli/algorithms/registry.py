@@ -7,6 +7,7 @@ A new built-in algorithm is one module (its factory and its SPEC) and one line i
 from dataclasses import replace
 
 from flcli.algorithms import (
+    apfl,
     asynchronous,
     clustered,
     fedavg,
@@ -40,6 +41,7 @@ BUILT_IN = (
     *headbody.SPECS,
     *clustered.SPECS,
     *meta.SPECS,
+    apfl.SPEC,
     feddf.SPEC,
     fedbag.SPEC,
     *asynchronous.SPECS,
@@ -168,6 +170,7 @@ def guarded(algorithm, label: str):
             personalize=True,
             prepare=False,
             keep=True,
+            carried=True,
             candidates=False,
             choose=True,
         )

@@ -139,6 +139,8 @@ class ParametricRounds:
         holding = state
         if self.algorithm.keep is not None:
             holding = self.algorithm.keep(state, ids, local.params)
+        if self.algorithm.carried is not None and local.carry is not None:
+            holding = self.algorithm.carried(holding, ids, local.carry)
         if self.algorithm.sends is not None:
             deltas[:, ~self.algorithm.sends] = 0  # what stays on the client is not sent
         updates = ClientUpdates(
