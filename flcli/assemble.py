@@ -70,6 +70,11 @@ def check_alone(config: TrainConfig) -> tuple[TrainConfig, AlgorithmSpec]:
         from flcli import compression
 
         compression.parse(config.compress_down, "--compress-down")
+        if spec.refuses_compress_down is not None:
+            raise FLError(
+                f"--compress-down does not apply to --algo {spec.name}: "
+                f"{spec.refuses_compress_down}; drop it"
+            )
     refuse_for_algorithm(config, spec)
     refuse_weighting(config, spec)
     refuse_uncovered(config)
@@ -259,7 +264,7 @@ def assemble(config: TrainConfig, partition: Partition) -> Parts:
     )
     data = partition.astype(resolved.dtype)
     data, x_proxy = proxy_set(resolved, spec, data)
-    context = Context(model, data.num_clients, resolved.lr, x_proxy)
+    context = Context(model, data.num_clients, resolved.lr, x_proxy, resolved.seed)
     capabilities = capabilities_of(model)
     algorithm = build(spec, resolved.algo_args, context, capabilities.parametric)
     resolved = asynchronous(resolved, algorithm, data.num_clients)

@@ -89,6 +89,11 @@ ALGORITHM_COLORS = {
     "lg-fedavg": "#117733",
     "fedrep": "#EE7733",
     "fedbabu": "#0077BB",
+    "ifca": "#CC3311",
+    "cfl": "#33BBEE",
+    "pfedme": "#BBBB00",
+    "per-fedavg": "#EE3377",
+    "apfl": "#009988",
 }
 # Names no longer or not yet registered hash to these, which no registered algorithm uses.
 UNREGISTERED_COLORS = ("#776677", "#CC11BB", "#555500", "#8844FF")

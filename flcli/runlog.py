@@ -54,6 +54,8 @@ INTEGER_COLUMNS = (
     "client",
     "n",
     "staleness_max",
+    "clusters",
+    "cluster",
 )
 
 

@@ -19,6 +19,7 @@ from flcli.engine.stages import sample_clients
 from flcli.models.linear import SoftmaxRegression
 
 HEAD_BODY = ("fedper", "lg-fedavg", "fedrep", "fedbabu")
+RANDOM_INIT = ("ifca",)  # k distinct initial models: softmax starts at zeros, the MLP draws
 
 
 def model_of(partition):
@@ -66,7 +67,7 @@ def test_every_algorithm_gives_the_same_numbers_on_both_backends(personal_dir, n
         malicious=0.2,
         dropout=0.2,
     )
-    if name in HEAD_BODY:  # a body and a head: the MLP
+    if name in HEAD_BODY + RANDOM_INIT:  # a body and a head, or random inits: the MLP
         settings.update(model="mlp", hidden=(8,))
     if ALGORITHMS[name].reads_clients is None:  # it takes a robust aggregator
         settings["aggregator"] = "trimmed-mean"

@@ -18,6 +18,14 @@ returns pure functions over explicit state.
   their local models (FedPer's heads, LG-FedAvg's bodies), from the models themselves, before
   anything is sent; sends ([P] bool): the coordinates a client sends (the others' deltas are 0,
   so the uplink, DP and robust rules see only the shared part).
+- carried (optional): (state, ids, carry [K, P]) -> ServerState: what the clients keep of
+  LocalWork.carry, a second per-client vector their own local step (LocalWork.step) updated
+  alongside the model (APFL's personal models).
+- candidates and choose (optional, clustered FL such as IFCA): before local training each sampled
+  client scores the models candidates(state) -> [M, P] by its loss on its own training rows, and
+  choose(state, ids, losses [K, M]) -> ServerState records what the clients chose. A per-client
+  int array extra["cluster"] [N] (0 until assigned) is logged as clients.csv's `cluster` and
+  rounds.csv's `clusters` (the number of distinct clusters clients are in).
 
 The factory's keyword parameters are its hyperparameters (scikit-learn's rule: the signature is
 the schema): their defaults are the algorithm's defaults, and an `Annotated[float, Hyper(...)]`
@@ -84,6 +92,7 @@ class Context:
     num_clients: int
     lr: float  # the clients' learning rate
     x_proxy: np.ndarray | None = None  # FedDF's unlabeled proxy set
+    seed: int = 0  # the run's --seed, for an algorithm's own addressed randomness (flcli.rng)
 
 
 # train(w_anchor [P], work, epochs) -> CohortResult, on the round's cohort and backend
@@ -115,6 +124,11 @@ class Algorithm:
     prepare: Callable[[ServerState, np.ndarray, LocalWork, Train], LocalWork] | None = None
     keep: Callable[[ServerState, np.ndarray, np.ndarray], ServerState] | None = None
     sends: np.ndarray | None = None  # [P] bool: the coordinates a client sends (None: all)
+    candidates: Callable[[ServerState], np.ndarray] | None = None
+    # (state, ids, trained LocalWork.carry [K, P]) -> ServerState: what the clients keep of the
+    # carry their local steps updated (APFL's personal models), before anything is sent
+    carried: Callable[[ServerState, np.ndarray, np.ndarray], ServerState] | None = None
+    choose: Callable[[ServerState, np.ndarray, np.ndarray], ServerState] | None = None
     needs_client_losses: bool = False
     models_per_message: int = 1  # SCAFFOLD sends a control variate with each model
     # asynchronous (flcli.engine.asynchronous): the server updates on every buffer_size arrivals
@@ -231,6 +245,9 @@ class AlgorithmSpec:
     holds_out_proxy: bool = False  # FedDF: a proxy_fraction of every shard is held out
     display_name: str = ""  # as figures and tables spell it (its paper's spelling); default: name
     asynchronous: bool = False  # its Algorithm has a buffer_size: flcli.engine.asynchronous
+    # Why --compress-down cannot apply, if so (clients start from models other than the one
+    # broadcast, so their deltas from the compressed broadcast mean nothing to the server)
+    refuses_compress_down: str | None = None
 
     @property
     def hyperparameters(self) -> dict[str, Hyperparameter]:

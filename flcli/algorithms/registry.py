@@ -7,7 +7,9 @@ A new built-in algorithm is one module (its factory and its SPEC) and one line i
 from dataclasses import replace
 
 from flcli.algorithms import (
+    apfl,
     asynchronous,
+    clustered,
     fedavg,
     fedbag,
     feddf,
@@ -17,6 +19,7 @@ from flcli.algorithms import (
     fedprox,
     fedsgd,
     headbody,
+    meta,
     personal,
     qfedavg,
     scaffold,
@@ -36,6 +39,9 @@ BUILT_IN = (
     qfedavg.SPEC,
     *personal.SPECS,
     *headbody.SPECS,
+    *clustered.SPECS,
+    *meta.SPECS,
+    apfl.SPEC,
     feddf.SPEC,
     fedbag.SPEC,
     *asynchronous.SPECS,
@@ -159,7 +165,14 @@ def guarded(algorithm, label: str):
     functions = {"server_init": True, "server_update": True}
     if isinstance(algorithm, Algorithm):
         functions.update(
-            client_work=False, local_spec=False, personalize=True, prepare=False, keep=True
+            client_work=False,
+            local_spec=False,
+            personalize=True,
+            prepare=False,
+            keep=True,
+            carried=True,
+            candidates=False,
+            choose=True,
         )
     wrapped = {
         name: guard(name, getattr(algorithm, name), state) for name, state in functions.items()

@@ -18,6 +18,10 @@ class LocalSpec:
 # correction(W [K, P], anchor [P], **inputs) -> [K, P], added to the gradient of every local step;
 # inputs are the per-client arrays of LocalWork.inputs, restricted to the same K clients as W.
 Correction = Callable[..., np.ndarray]
+# step(model, W [A, P], X [A, B, D], y [A, B], mask [A, B], lr, anchor [P], **inputs) -> None:
+# a local step of the algorithm's own that replaces the plain SGD step, updating W in place (Per-
+# FedAvg's two-batch meta step, pFedMe's inner solve); picklable like the correction.
+Step = Callable[..., None]
 
 
 @dataclass(frozen=True)
@@ -35,13 +39,23 @@ class LocalWork:
     # [P] bool, the same for every client: coordinates that do not train (each client's stay at
     # its start values after every step: FedRep's and FedBABU's frozen head or body)
     frozen: np.ndarray | None = None
+    step: Step | None = None  # a local step of its own instead of plain SGD (not for estimators)
+    # [K, P] a second vector per client that `step` updates alongside the model, in place, as its
+    # keyword `carry` (APFL's personal model v); the trained carry is CohortResult.carry
+    carry: np.ndarray | None = None
 
     def chunk(self, index: np.ndarray | slice) -> "LocalWork":
         def cut(a):
             return None if a is None else a[index]
 
         inputs = {name: value[index] for name, value in self.inputs.items()}
-        return replace(self, inputs=inputs, start=cut(self.start), max_steps=cut(self.max_steps))
+        return replace(
+            self,
+            inputs=inputs,
+            start=cut(self.start),
+            max_steps=cut(self.max_steps),
+            carry=cut(self.carry),
+        )
 
     def step_counts(self, sizes: np.ndarray, batch_size: int, epochs: int) -> np.ndarray:
         """[K] local steps each client takes: its full budget, or less for a straggler."""

@@ -20,6 +20,7 @@ def join(results: list[CohortResult]) -> CohortResult:
     return CohortResult(
         params=np.concatenate([r.params for r in results]),
         num_steps=np.concatenate([r.num_steps for r in results]),
+        carry=None if results[0].carry is None else np.concatenate([r.carry for r in results]),
     )
 
 

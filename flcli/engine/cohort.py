@@ -51,10 +51,12 @@ def train_cohort(
     work: LocalWork | None = None,
     threads: int | None = None,
     out: np.ndarray | None = None,
+    carry_out: np.ndarray | None = None,
 ) -> CohortResult:
     """Local SGD of every client of the cohort from w_global (or work.start); threads None uses
     one per available core (backends that already run one process per core pass 1). The local
-    models go into out [K, P] when given (the process backend's shared file), else a new array.
+    models go into out [K, P] when given (the process backend's shared file), else a new array;
+    the trained work.carry likewise into carry_out.
 
     Every step is spec.batch_size wide (short batches are masked): give a batch size no larger
     than the largest shard (run_rounds does), not the cohort's largest, which depends on who was
@@ -69,19 +71,24 @@ def train_cohort(
     chunks_per_thread = -(-size // (threads * max(MIN_PIECE, CACHE_BYTES // per_client)))
     pieces = threads * chunks_per_thread  # the threads finish together
     params = np.empty((size, model.num_params), dtype=x.dtype) if out is None else out
+    carry = carry_out
+    if carry is None and work.carry is not None:
+        carry = np.empty(work.carry.shape, dtype=x.dtype)
     with one_blas_thread():
         if pieces == 1:
-            return train_chunk(model, x, y, cohort, w_global, spec, seed, round, work, params)
+            args = (w_global, spec, seed, round, work, params, carry)
+            return train_chunk(model, x, y, cohort, *args)
 
         def train(index: slice) -> np.ndarray:
             chunk, chunk_work = cohort.chunk(index), work.chunk(index)
-            args = (w_global, spec, seed, round, chunk_work, params[index])
+            chunk_carry = None if carry is None else carry[index]
+            args = (w_global, spec, seed, round, chunk_work, params[index], chunk_carry)
             return train_chunk(model, x, y, chunk, *args).num_steps
 
         cuts = [slice(part[0], part[-1] + 1) for part in chunk_indices(size, pieces)]
         with ThreadPoolExecutor(threads) as pool:
             num_steps = np.concatenate(list(pool.map(train, cuts)))
-    return CohortResult(params=params, num_steps=num_steps)
+    return CohortResult(params=params, num_steps=num_steps, carry=carry)
 
 
 def train_chunk(
@@ -95,8 +102,10 @@ def train_chunk(
     round: int,
     work: LocalWork,
     out: np.ndarray,
+    carry_out: np.ndarray | None = None,
 ) -> CohortResult:
-    """train_cohort for one chunk of clients, in one thread: their local models go into out."""
+    """train_cohort for one chunk of clients, in one thread: their local models go into out (and
+    their trained work.carry into carry_out)."""
     w_global = np.asarray(w_global, dtype=x.dtype)  # the data's dtype is the compute dtype
     sizes = cohort.sizes
     # Every step is spec.batch_size wide, whatever the chunk holds: a narrower block (a chunk of
@@ -112,11 +121,15 @@ def train_chunk(
     # The clients still training and their parameters: W_active is W itself until someone
     # finishes, then a compact copy written back to W only when the active set changes.
     active, W_active, inputs = everyone, W, work.inputs
+    C = C_active = carry_out  # the carry, kept as W is
+    if C is not None:
+        C[...] = work.carry
     frozen = frozen_index(work)
     held = None if frozen is None else W[:, frozen]  # fancy indexing: a copy
     held_active = held
     step_bytes = len(sizes) * batch * x.shape[1] * x.dtype.itemsize
     fused = capabilities_of(model).fused_step  # the model takes a whole step at once (compiled)
+    fused = fused or work.step is not None  # (or the algorithm does): no gradient buffer
     with WORKSPACES.borrow() as space:  # the step loop allocates nothing large
         grad = None if fused else space.array("grad", W.shape, W.dtype)
         for first, stop in segments(total_steps, max(1, SEGMENT_BYTES // step_bytes)):
@@ -124,8 +137,11 @@ def train_chunk(
             if still.sum() < len(active):
                 if W_active is not W:
                     W[active] = W_active
+                    if C is not None:
+                        C[active] = C_active
                 active = everyone[still]  # changes only when someone finishes
                 W_active = W[active]
+                C_active = None if C is None else C[active]
                 grad = None if fused else grad[: len(active)]
                 inputs = {name: value[active] for name, value in work.inputs.items()}
                 held_active = None if held is None else held[active]
@@ -137,7 +153,10 @@ def train_chunk(
                 correction = None
                 if work.correction is not None:
                     correction = spec.lr * work.correction(W_active, w_global, **inputs)
-                if fused:
+                if work.step is not None:
+                    more = inputs if C is None else {**inputs, "carry": C_active}
+                    work.step(model, W_active, X[i], Y[i], mask[i], spec.lr, w_global, **more)
+                elif fused:
                     model.sgd_step(W_active, X[i], Y[i], mask[i], spec.lr, space)
                 else:
                     model.loss_grad(
@@ -150,7 +169,9 @@ def train_chunk(
                     W_active[:, frozen] = held_active
     if W_active is not W:
         W[active] = W_active
-    return CohortResult(params=W, num_steps=total_steps)
+        if C is not None:
+            C[active] = C_active
+    return CohortResult(params=W, num_steps=total_steps, carry=C)
 
 
 def segments(total_steps: np.ndarray, longest: int):

@@ -40,6 +40,11 @@ def train_one_by_one(model, x, y, cohort, w_global, spec, seed, round, work: Loc
     """A straggler's step budget (work.max_steps, in --batch-size steps) is honoured by
     partial_fit to the batch: its whole passes, then the first rows of one more. An estimator
     without partial_fit cannot stop inside a pass, so it does its whole passes, at least one."""
+    if work.step is not None:  # a user's algorithm (built-in ones say refuses_estimators)
+        raise RunFailed(
+            f"sklearn:{model.name} trains through its own fit, which cannot take the algorithm's "
+            "own local step (LocalWork.step); use a NumPy model such as --model softmax"
+        )
     full_passes = spec.epochs if model.mode != "fit" else 1  # a plain refit ignores its start
     per_pass = steps_per_epoch(cohort.sizes, spec.batch_size)
     params, steps = [], []

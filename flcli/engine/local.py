@@ -29,6 +29,7 @@ class Cohort:
 class CohortResult:
     params: np.ndarray  # [K, P] local models after training
     num_steps: np.ndarray  # [K]
+    carry: np.ndarray | None = None  # [K, P] LocalWork.carry after training, if any
 
 
 def epoch_orders(

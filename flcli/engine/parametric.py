@@ -108,7 +108,24 @@ class ParametricRounds:
             work = replace(work, max_steps=budgets)
         return work, straggling
 
+    def chosen(self, state: ServerState, sampled: np.ndarray) -> ServerState:
+        """The state after the sampled clients chose among the algorithm's candidate models by
+        their loss on their own training rows (IFCA); the state itself for other algorithms."""
+        if self.algorithm.choose is None:
+            return state
+        cohort = Cohort.of(sampled, self.data.offsets)
+        x, y = self.data.x_train, self.y_local
+        losses = np.stack(
+            [
+                client_scores(self.model, w, x, y, cohort.starts, cohort.sizes)[0]
+                for w in self.algorithm.candidates(state)
+            ],
+            axis=1,
+        ).reshape(len(sampled), -1)
+        return self.algorithm.choose(state, sampled, losses)
+
     def train(self, state: ServerState, round: int, sampled: np.ndarray) -> Trained:
+        state = self.chosen(state, sampled)
         work, straggling = self.client_work(state, round, Cohort.of(sampled, self.data.offsets))
         cohort, work, sent = self.timed(Cohort.of(sampled, self.data.offsets), work, straggling)
         ids = cohort.ids
@@ -122,6 +139,8 @@ class ParametricRounds:
         holding = state
         if self.algorithm.keep is not None:
             holding = self.algorithm.keep(state, ids, local.params)
+        if self.algorithm.carried is not None and local.carry is not None:
+            holding = self.algorithm.carried(holding, ids, local.carry)
         if self.algorithm.sends is not None:
             deltas[:, ~self.algorithm.sends] = 0  # what stays on the client is not sent
         updates = ClientUpdates(
@@ -177,6 +196,10 @@ class ParametricRounds:
             tested_clients = sizes > 0
             accuracy = correct[tested_clients] / sizes[tested_clients]
             record.update(distribution(accuracy, "personal_accuracy"))
+        if "cluster" in state.extra:  # clustered FL: each client's cluster
+            assigned = state.extra["cluster"]
+            record["clusters"] = len(np.unique(assigned))
+            clients["cluster"] = assigned[ids]
         if self.uplink.dp is not None:
             record["epsilon"] = self.uplink.epsilon_after(round)
         return record, clients

@@ -76,10 +76,12 @@ def remove_orphaned_shares(folder: Path | None = None) -> None:
 
 def _train_chunk(model, paths, w_global, spec, seed, round, rows, cohort, work):
     """Trains one chunk on the mapped x and y; its local models go to rows `rows` of the output."""
-    x_path, y_path, out_path = paths
+    x_path, y_path, out_path, carry_path = paths
     x, y = _mapped(x_path), _mapped(y_path)
     out = np.load(out_path, mmap_mode="r+")[rows]
-    return train_cohort(model, x, y, cohort, w_global, spec, seed, round, work, 1, out).num_steps
+    carry = None if carry_path is None else np.load(carry_path, mmap_mode="r+")[rows]
+    args = (w_global, spec, seed, round, work, 1, out, carry)
+    return train_cohort(model, x, y, cohort, *args).num_steps
 
 
 class ProcessTrainer:
@@ -108,11 +110,17 @@ class ProcessTrainer:
         params = np.lib.format.open_memmap(
             out_path, mode="w+", dtype=x.dtype, shape=(len(cohort.ids), model.num_params)
         )
+        carry, carry_path = None, None
+        if work is not None and work.carry is not None:
+            carry_path = str(Path(x_path).with_name("carry.npy"))
+            carry = np.lib.format.open_memmap(
+                carry_path, mode="w+", dtype=x.dtype, shape=work.carry.shape
+            )
         executor = get_memmapping_executor(
             self.jobs, initializer=worker_initializer(os.getpid(), plugin_folders())
         )
         train = functools.partial(
-            _train_chunk, model, (x_path, y_path, out_path), w_global, spec, seed, round
+            _train_chunk, model, (x_path, y_path, out_path, carry_path), w_global, spec, seed, round
         )
         futures = [
             executor.submit(train, rows, chunk, part)
@@ -120,7 +128,8 @@ class ProcessTrainer:
         ]
         num_steps = np.concatenate([future.result() for future in futures])
         # a copy: the file is rewritten next round, while the caller may keep this round's models
-        return CohortResult(params=np.array(params), num_steps=num_steps)
+        carry = None if carry is None else np.array(carry)
+        return CohortResult(params=np.array(params), num_steps=num_steps, carry=carry)
 
     def _share(self, x: np.ndarray, y: np.ndarray) -> tuple[str, str]:
         """The .npy files holding x and y, written on first use (once per run's arrays)."""

@@ -23,13 +23,15 @@ def train_serial(
 ) -> CohortResult:
     w_global = np.asarray(w_global, dtype=x.dtype)  # the data's dtype is the compute dtype
     work = work or LocalWork()
-    params, steps = [], []
+    params, steps, carried = [], [], []
     frozen = frozen_index(work)
     for k, (client, start, size) in enumerate(
         zip(cohort.ids, cohort.starts, cohort.sizes, strict=True)
     ):
         w = w_global.copy() if work.start is None else work.start[k].astype(x.dtype)
         inputs = {name: value[k : k + 1] for name, value in work.inputs.items()}
+        carry = None if work.carry is None else work.carry[k : k + 1].astype(x.dtype)
+        more = inputs if carry is None else {**inputs, "carry": carry}  # updated in place
         held = None if frozen is None else w[frozen].copy()
         budget = None if work.max_steps is None else int(work.max_steps[k])
         taken = 0
@@ -40,13 +42,24 @@ def train_serial(
                     break
                 rows = start + order[first : first + spec.batch_size]
                 mask = np.ones((1, len(rows)), dtype=x.dtype)
-                _, grad = model.loss_grad(w[None], x[rows][None], y[rows][None], mask)
-                if work.correction is not None:
-                    grad += work.correction(w[None], w_global, **inputs)
-                w = w - spec.lr * grad[0]
+                if work.step is not None:
+                    W = w[None].copy()
+                    X, Y = x[rows][None], y[rows][None]
+                    work.step(model, W, X, Y, mask, spec.lr, w_global, **more)
+                    if work.correction is not None:
+                        W -= spec.lr * work.correction(w[None], w_global, **inputs)
+                    w = W[0]
+                else:
+                    _, grad = model.loss_grad(w[None], x[rows][None], y[rows][None], mask)
+                    if work.correction is not None:
+                        grad += work.correction(w[None], w_global, **inputs)
+                    w = w - spec.lr * grad[0]
                 if frozen is not None:
                     w[frozen] = held
                 taken += 1
         params.append(w)
         steps.append(taken)
-    return CohortResult(params=np.stack(params), num_steps=np.array(steps, dtype=np.int64))
+        carried.append(carry)
+    carry = None if work.carry is None else np.concatenate(carried)
+    steps = np.array(steps, dtype=np.int64)
+    return CohortResult(params=np.stack(params), num_steps=steps, carry=carry)
