@@ -256,11 +256,15 @@ def assemble(config: TrainConfig, partition: Partition) -> Parts:
     refuse_vertical(partition)
     resolved, spec, model = resolve(config, partition)
     refuse_for_run(resolved, spec, model, partition)
+    cohort = resolved.cohort_size(partition.num_clients)
+    kept = spec.client_state + (resolved.error_feedback is not None)
     refuse_beyond_memory(
-        run_memory(model, partition, resolved.cohort_size(partition.num_clients), resolved.dtype),
-        f"this run (--model {resolved.model}, {resolved.cohort_size(partition.num_clients)} "
-        "clients per round)",
-        "choose a smaller model, fewer clients per round or --dtype float32",
+        run_memory(model, partition, cohort, resolved.dtype, kept),
+        f"this run (--model {resolved.model}, {cohort} clients per round"
+        + (f", {kept:g} model-sized vector(s) kept per client" if kept else "")
+        + ")",
+        "choose a smaller model, fewer clients per round or --dtype float32"
+        + (", or an algorithm that keeps no state per client" if kept else ""),
     )
     data = partition.astype(resolved.dtype)
     data, x_proxy = proxy_set(resolved, spec, data)
@@ -283,10 +287,15 @@ def assemble(config: TrainConfig, partition: Partition) -> Parts:
     return Parts(resolved, spec, model, data, algorithm, uplink, trainer, x_proxy, notes, system)
 
 
-def run_memory(model, partition: Partition, cohort_size: int, dtype: str) -> float:
-    """A run's peak memory, roughly: the data, and per sampled client a few model-sized vectors
-    (its parameters, gradient, update and the algorithm's correction)."""
+def run_memory(
+    model, partition: Partition, cohort_size: int, dtype: str, kept_per_client: float = 0
+) -> float:
+    """A run's peak memory, roughly: the data, per sampled client a few model-sized vectors (its
+    parameters, gradient, update and the algorithm's correction), and the model-sized vectors the
+    server keeps for every client (SCAFFOLD's control variates, Ditto's personal models, an error
+    feedback table)."""
     params = getattr(model, "num_params", 0) or 0
     itemsize = np.dtype(dtype).itemsize
     data = sum(a.size * itemsize for a in (partition.x_train, partition.x_test))
-    return data + params * itemsize * (4 * cohort_size + 8)
+    clients = 4 * cohort_size + 8 + kept_per_client * partition.num_clients
+    return data + params * itemsize * clients

@@ -79,4 +79,5 @@ SPEC = AlgorithmSpec(
         "its local step also trains a personal model, which a scikit-learn estimator's fit cannot"
     ),
     display_name="APFL",
+    client_state=1,
 )

@@ -244,6 +244,7 @@ class AlgorithmSpec:
     own_weighting: str | None = None
     holds_out_proxy: bool = False  # FedDF: a proxy_fraction of every shard is held out
     display_name: str = ""  # as figures and tables spell it (its paper's spelling); default: name
+    client_state: float = 0  # model-sized vectors the server keeps per client (memory estimate)
     asynchronous: bool = False  # its Algorithm has a buffer_size: flcli.engine.asynchronous
     # Why --compress-down cannot apply, if so (clients start from models other than the one
     # broadcast, so their deltas from the compressed broadcast mean nothing to the server)

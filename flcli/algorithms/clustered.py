@@ -237,6 +237,7 @@ SPECS = (
         personalizes=True,
         reads_clients="each client's update, to split clusters by their cosine similarities",
         display_name="CFL",
+        client_state=1,
         refuses_compress_down=OWN_START,
         own_weighting=OWN_WEIGHTS,
     ),

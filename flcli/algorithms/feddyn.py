@@ -71,4 +71,5 @@ SPEC = AlgorithmSpec(
     own_weighting="its means are uniform already",
     approximate_with_estimators=STEP_SIZE_CAVEAT,
     display_name="FedDyn",
+    client_state=1,
 )

@@ -163,6 +163,7 @@ SPECS = (
         "shared body, a personal head per client that never leaves it; label-skewed clients",
         personalizes=True,
         display_name="FedPer",
+        client_state=1,
     ),
     AlgorithmSpec(
         "lg-fedavg",
@@ -171,6 +172,7 @@ SPECS = (
         "personal bodies (local representations), a shared head; personalization",
         personalizes=True,
         display_name="LG-FedAvg",
+        client_state=1,
     ),
     AlgorithmSpec(
         "fedrep",
@@ -179,6 +181,7 @@ SPECS = (
         "shared body; each client fits its head first (--head-epochs), then the body",
         personalizes=True,
         display_name="FedRep",
+        client_state=1,
     ),
     AlgorithmSpec(
         "fedbabu",

@@ -90,6 +90,7 @@ SPECS = (
         "a personal model per client pulled to the global one by --lambda; personalization",
         personalizes=True,
         display_name="Ditto",
+        client_state=1,
     ),
     AlgorithmSpec(
         "fedavglu",

@@ -68,4 +68,5 @@ SPEC = AlgorithmSpec(
     reads_clients="each client's update to set its control variate",
     approximate_with_estimators=STEP_SIZE_CAVEAT,
     display_name="SCAFFOLD",
+    client_state=1,
 )
