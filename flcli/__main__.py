@@ -1,3 +1,3 @@
-from flcli.cli import main
+from flcli.entry import run
 
-main()
+run()
