@@ -220,12 +220,25 @@ def prepare_training(
 def plot(paths: list[Path], out: Path, metric: str | None = None, **options) -> "PlotSummary":
     """Find the runs under `paths` (copies of one run counted once), group them and draw the
     figure `out`. options: plot_runs's (x, group_by as "algo,alpha", facet, smooth, logy,
-    final, layout)."""
+    final, layout), and kind: line (the default) or distribution (the last round's per-client
+    metric, one ECDF per group, from clients.csv: flcli.distplot)."""
     from flcli.plot import plot_runs  # matplotlib and pandas: only for plots and reports
     from flcli.runs import default_metric, find_runs, merge_copies, parse_keys
 
     runs, notes = merge_copies(find_runs(paths))
     options["group_by"] = parse_keys(options.get("group_by"), "--group-by")
+    kind = options.pop("kind", "line")
+    if kind == "distribution":
+        from flcli.distplot import plot_distribution
+
+        layout = options.get("layout")
+        labels = layout.labels if layout is not None else {}
+        metric = metric or "client_accuracy"
+        summary = plot_distribution(runs, out, metric, options["group_by"], labels)
+        summary.notes[:0] = notes
+        return summary
+    if kind != "line":
+        raise FLError(f"--kind {kind}: choose line or distribution")
     summary = plot_runs(runs, out, metric=metric or default_metric(runs), **options)
     summary.notes[:0] = notes
     return summary

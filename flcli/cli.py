@@ -449,6 +449,14 @@ def plot(
     font_size: Annotated[
         float | None, typer.Option(help="Font size in points.", show_default="10")
     ] = None,
+    kind: Annotated[
+        str,
+        typer.Option(
+            help="line: the metric per round; distribution: the last round's per-client "
+            "--metric (client_accuracy, client_loss, personal_accuracy) from clients.csv "
+            "(fl train --log-clients), one ECDF per group (default: per algorithm).",
+        ),
+    ] = "line",
 ) -> None:
     """Plot a metric per round: one line per group of runs, mean ± 1 std over seeds."""
     from flcli import api
@@ -463,7 +471,7 @@ def plot(
     )  # fmt: skip
     summary = api.plot(
         paths, out_file, metric, x=x, group_by=group_by, facet=facet, smooth=smooth,
-        logy=logy, final=final, layout=layout,
+        logy=logy, final=final, layout=layout, kind=kind,
     )  # fmt: skip
     for note in summary.notes:
         err.print(f"note: {note}", highlight=False, soft_wrap=True, markup=False)

@@ -22,6 +22,7 @@ class Purpose(IntEnum):
     CLIENT_TEST = 10  # rows of a client's shard held out as its local test split
     PROXY = 11  # rows of a client's shard held out as FedDF's proxy set
     SYSTEM = 12  # a client's device: compute speed and bandwidths (flcli.system)
+    NEW_CLIENTS = 13  # clients held out of training entirely (fl partition --new-clients)
     # 20+ for privacy and faults, kept apart from other additions (IntEnum aliases duplicates)
     DROPOUT = 20  # clients failing mid-round
     SECAGG = 21  # secure aggregation's simulated client keys and secret-sharing polynomials

@@ -11,7 +11,7 @@ from flcli.data.contract import Scheme, user_scheme
 from flcli.data.dataset import Dataset
 from flcli.data.datasets import load_dataset
 from flcli.data.files import TableOptions, columns_text
-from flcli.data.holdout import with_client_test
+from flcli.data.holdout import with_client_test, with_new_clients
 from flcli.data.store import Partition, array_hash
 from flcli.data.user_code import check_arguments
 from flcli.errors import FLError
@@ -98,7 +98,9 @@ def build_partition(config: PartitionConfig) -> Partition:
         meta["client_names"] = names
     built = Partition(meta=meta, **arrays)
     if config.client_test_fraction:
-        return with_client_test(built, config.client_test_fraction, config.seed)
+        built = with_client_test(built, config.client_test_fraction, config.seed)
+    if config.new_clients:
+        built = with_new_clients(built, config.new_clients, config.seed)
     return built
 
 

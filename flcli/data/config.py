@@ -136,6 +136,13 @@ class PartitionConfig:
         show_default="0: none",
         check=Check(lambda v: v == 0 or 0 < v < 1, "must be in (0, 1), e.g. 0.2"),
     )
+    new_clients: float = option(
+        0.0,
+        "Fraction of the clients held out of training entirely, as new clients that arrive "
+        "after training (their rows go to x_new/y_new of data.npz; for personalization).",
+        show_default="0: none",
+        check=Check(lambda v: v == 0 or 0 < v < 1, "must be in (0, 1), e.g. 0.2"),
+    )
     seed: int = option(
         0,
         "Seed of every random stream (same seed, same results).",

@@ -87,3 +87,87 @@ def hold_out_proxy(
         offsets=offsets,
     )
     return reduced, partition.x_train[held]
+
+
+def new_client_ids(num_clients: int, fraction: float, seed: int) -> np.ndarray:
+    """The sorted ids of the round(fraction * num_clients) clients (at least one, and at most
+    num_clients - 1) whose addressed draws rng(seed, NEW_CLIENTS, 0, client) are smallest: whether
+    a client is new depends only on its own draw and on how many are taken."""
+    if num_clients < 2:
+        raise FLError(
+            f"--new-clients needs at least 2 clients to keep one for training; got {num_clients}"
+        )
+    count = min(num_clients - 1, max(1, round(fraction * num_clients)))
+    draws = [rng(seed, Purpose.NEW_CLIENTS, 0, client).random() for client in range(num_clients)]
+    return np.sort(np.argsort(draws, kind="stable")[:count])
+
+
+def take_clients(x, y, offsets, ids) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x, y, offsets) of only the clients ids, in their order."""
+    starts, sizes = offsets[ids], offsets[ids + 1] - offsets[ids]
+    rows = np.concatenate([np.arange(s, s + n) for s, n in zip(starts, sizes, strict=True)])
+    rows = rows.astype(np.int64)
+    return x[rows], y[rows], np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+
+
+def with_new_clients(partition: Partition, fraction: float, seed: int) -> Partition:
+    """The partition without a `fraction` of its clients, which move to the new-client arrays
+    (x_new, y_new, new_offsets, and their local test rows when the partition has clients' test
+    splits); the remaining clients are renumbered 0.. in their order."""
+    if not 0 < fraction < 1:
+        raise FLError(f"--new-clients {fraction} must be in (0, 1), e.g. 0.2")
+    if "vertical" in partition.meta:
+        raise FLError(
+            "--new-clients holds whole clients out; a vertical partition's clients "
+            "share every row: drop --new-clients"
+        )
+    new = new_client_ids(partition.num_clients, fraction, seed)
+    kept = np.setdiff1d(np.arange(partition.num_clients), new)
+    p = partition
+    x, y, offsets = take_clients(p.x_train, p.y_train, p.offsets, kept)
+    arrays = {
+        "x_train": x,
+        "y_train": y,
+        "offsets": offsets,
+        "x_test": p.x_test,
+        "y_test": p.y_test,
+    }
+    x_new, y_new, new_offsets = take_clients(p.x_train, p.y_train, p.offsets, new)
+    arrays.update(x_new=x_new, y_new=y_new, new_offsets=new_offsets)
+    meta = dict(p.meta)
+    meta["params"] = {**meta["params"], "new_clients": fraction}
+    described = {"ids": new.tolist(), "sizes": np.diff(new_offsets).tolist()}
+    if p.has_client_test:
+        tests = (p.x_client_test, p.y_client_test, p.client_test_offsets)
+        arrays.update(zip(OPTIONAL_TEST, take_clients(*tests, kept), strict=True))
+        arrays.update(zip(NEW_TEST, take_clients(*tests, new), strict=True))
+        meta["client_test_sizes"] = np.diff(arrays["client_test_offsets"]).tolist()
+        described["test_sizes"] = np.diff(arrays["new_test_offsets"]).tolist()
+    meta["new_clients"] = described
+    if "client_names" in meta:
+        names = meta["client_names"]
+        meta["client_names"] = [names[i] for i in kept]
+        described["names"] = [names[i] for i in new]
+    meta["num_clients"] = len(kept)
+    meta["client_sizes"] = np.diff(offsets).tolist()
+    meta["num_train"] = int(len(y))
+    describe_clients(meta, arrays)
+    meta["hash"] = array_hash(arrays)
+    return Partition(meta=meta, **arrays)
+
+
+OPTIONAL_TEST = ("x_client_test", "y_client_test", "client_test_offsets")
+NEW_TEST = ("x_new_test", "y_new_test", "new_test_offsets")
+
+
+def describe_clients(meta: dict, arrays: dict) -> None:
+    """meta's label_counts and heterogeneity (or target figures) of the training clients' arrays."""
+    offsets = arrays["offsets"]
+    if "label_counts" in meta:
+        counts = stats.label_counts_from_offsets(
+            arrays["y_train"], offsets, int(meta["num_classes"])
+        )
+        meta["label_counts"] = counts.tolist()
+        meta["heterogeneity"] = stats.heterogeneity(counts)
+    else:
+        meta["heterogeneity"] = stats.target_heterogeneity(arrays["y_train"], offsets)

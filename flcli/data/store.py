@@ -17,7 +17,14 @@ from pathlib import Path
 import numpy as np
 
 from flcli.data import progress
-from flcli.data.validate import OPTIONAL_ARRAYS, check_arrays, check_description
+from flcli.data.validate import (
+    EXTRA_ARRAYS,
+    NEW_ARRAYS,
+    NEW_TEST_ARRAYS,
+    OPTIONAL_ARRAYS,
+    check_arrays,
+    check_description,
+)
 from flcli.errors import FLError
 from flcli.fileio import UMASK, alive, atomic_write
 
@@ -37,14 +44,28 @@ class Partition:
     x_client_test: np.ndarray | None = None
     y_client_test: np.ndarray | None = None
     client_test_offsets: np.ndarray | None = None
+    # new clients, held out of training entirely (fl partition --new-clients): their training
+    # rows, and their local test rows when the partition has clients' test splits
+    x_new: np.ndarray | None = None
+    y_new: np.ndarray | None = None
+    new_offsets: np.ndarray | None = None
+    x_new_test: np.ndarray | None = None
+    y_new_test: np.ndarray | None = None
+    new_test_offsets: np.ndarray | None = None
 
     @property
     def has_client_test(self) -> bool:
         return self.client_test_offsets is not None
 
     @property
+    def has_new_clients(self) -> bool:
+        return self.new_offsets is not None
+
+    @property
     def arrays(self) -> dict[str, np.ndarray]:
         names = ARRAYS + (OPTIONAL_ARRAYS if self.has_client_test else ())
+        if self.has_new_clients:
+            names += NEW_ARRAYS + (NEW_TEST_ARRAYS if self.new_test_offsets is not None else ())
         return {name: getattr(self, name) for name in names}
 
     @property
@@ -88,7 +109,7 @@ class Partition:
 
 def array_hash(arrays: dict[str, np.ndarray]) -> str:
     digest = hashlib.sha256()
-    for name in ARRAYS + tuple(n for n in OPTIONAL_ARRAYS if n in arrays):
+    for name in ARRAYS + tuple(n for n in EXTRA_ARRAYS if n in arrays):
         a = np.ascontiguousarray(arrays[name])
         digest.update(f"{name}:{a.dtype.str}:{a.shape}".encode())
         # the bytes without a copy (memoryview.cast refuses arrays with a zero in their shape)
@@ -193,7 +214,7 @@ def load_partition(path: Path) -> Partition:
     try:
         meta = json.loads(meta_file.read_text())
         with np.load(data_file, allow_pickle=False) as npz:
-            names = ARRAYS + OPTIONAL_ARRAYS
+            names = ARRAYS + EXTRA_ARRAYS
             arrays = {name: npz[name] for name in names if name in npz.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise FLError(f"{path} holds an unreadable partition ({e}); re-create it") from None

@@ -11,6 +11,12 @@ from flcli.errors import FLError
 REBUILD = "re-create the partition with fl partition"
 TASKS = ("classification", "regression")
 OPTIONAL_ARRAYS = ("x_client_test", "y_client_test", "client_test_offsets")
+# new clients, held out of training (fl partition --new-clients): new client j's training rows are
+# x_new[new_offsets[j]:new_offsets[j + 1]], its local test rows (with --client-test-fraction)
+# x_new_test[new_test_offsets[j]:new_test_offsets[j + 1]]
+NEW_ARRAYS = ("x_new", "y_new", "new_offsets")
+NEW_TEST_ARRAYS = ("x_new_test", "y_new_test", "new_test_offsets")
+EXTRA_ARRAYS = OPTIONAL_ARRAYS + NEW_ARRAYS + NEW_TEST_ARRAYS
 
 
 def refused(file: Path, what: str) -> FLError:
@@ -75,6 +81,31 @@ def check_arrays(arrays: dict[str, np.ndarray], meta: dict, data_file: Path) -> 
     if "client_test_offsets" in arrays:
         rows = len(arrays["y_client_test"])
         check_offsets(arrays["client_test_offsets"], rows, meta, "client_test_offsets", data_file)
+    check_new_clients(arrays, meta, num_classes, width, data_file)
+
+
+def check_new_clients(arrays, meta: dict, num_classes, width, data_file: Path) -> None:
+    """The new clients' arrays (all of NEW_ARRAYS or none; NEW_TEST_ARRAYS only with them and with
+    the clients' test splits), checked like the training ones against partition.json's
+    new_clients."""
+    new = [name for name in NEW_ARRAYS + NEW_TEST_ARRAYS if name in arrays]
+    if not new and "new_clients" not in meta:
+        return
+    has_test = "client_test_offsets" in arrays
+    wanted = NEW_ARRAYS + (NEW_TEST_ARRAYS if has_test else ())
+    if tuple(new) != wanted or not isinstance(meta.get("new_clients"), dict):
+        raise refused(data_file, f"the new clients' arrays must be exactly {', '.join(wanted)}")
+    described = meta["new_clients"]
+    if not all(isinstance(described.get(k), list) for k in ("ids", "sizes")):
+        raise refused(data_file, "partition.json's new_clients lacks its ids or sizes")
+    count = {"num_clients": len(described["ids"])}
+    pairs = [("x_new", "y_new", "new_offsets")]
+    pairs += [("x_new_test", "y_new_test", "new_test_offsets")] if has_test else []
+    for x_name, y_name, offsets in pairs:
+        check_pair(arrays, x_name, y_name, num_classes, width, data_file)
+        check_offsets(arrays[offsets], len(arrays[y_name]), count, offsets, data_file)
+    if np.diff(arrays["new_offsets"]).tolist() != described["sizes"]:
+        raise refused(data_file, "new_offsets disagree with partition.json's new_clients sizes")
 
 
 def check_pair(arrays, x_name, y_name, num_classes, width, data_file) -> int:

@@ -196,6 +196,8 @@ class ParametricRounds:
             tested_clients = sizes > 0
             accuracy = correct[tested_clients] / sizes[tested_clients]
             record.update(distribution(accuracy, "personal_accuracy"))
+            if data.new_test_offsets is not None:
+                record["new_client_accuracy"] = self.new_client_accuracy(state.params, round)
         if "cluster" in state.extra:  # clustered FL: each client's cluster
             assigned = state.extra["cluster"]
             record["clusters"] = len(np.unique(assigned))
@@ -203,6 +205,38 @@ class ParametricRounds:
         if self.uplink.dp is not None:
             record["epsilon"] = self.uplink.epsilon_after(round)
         return record, clients
+
+    def new_client_accuracy(self, w: np.ndarray, round: int) -> float:
+        """How well clients that never trained personalize the global model w: each new client
+        (fl partition --new-clients) fine-tunes w by plain SGD on its own training rows, for the
+        algorithm's --algo-arg personal_epochs or finetune_epochs when given, else 1 epoch, at
+        --lr and --batch-size, the whole model (no frozen head or body, no proximal term), then
+        scores it on its local test rows; the mean of those accuracies over the new clients that
+        have test rows. The same generic rule for every personalizing algorithm, and its cost is
+        one such fine-tune of every new client at every evaluated round."""
+        data = self.data
+        args = self.config.algo_args
+        epochs = int(args.get("personal_epochs") or args.get("finetune_epochs") or 1)
+        offsets = data.new_offsets
+        sizes = np.diff(offsets)
+        # addresses no training client has, so their shuffles are their own
+        ids = data.num_clients + np.arange(len(sizes), dtype=np.int64)
+        cohort = Cohort(ids=ids, starts=offsets[:-1], sizes=sizes)
+        batch = min(self.base_spec.batch_size, int(sizes.max()))
+        spec = replace(self.base_spec, epochs=epochs, batch_size=batch)
+        x = data.x_new.astype(data.x_train.dtype, copy=False)
+        seed = self.config.seed
+        tuned = self.parts.trainer(
+            self.model, x, data.y_new, cohort, w, spec, seed, round, LocalWork()
+        )
+        test = data.new_test_offsets
+        test_sizes = np.diff(test)
+        x_test = data.x_new_test.astype(data.x_train.dtype, copy=False)
+        correct = personal_scores(
+            self.model, tuned.params, x_test, data.y_new_test, test[:-1], test_sizes
+        )
+        tested = test_sizes > 0
+        return float(np.mean(correct[tested] / test_sizes[tested])) if tested.any() else math.nan
 
 
 @dataclass(frozen=True)
