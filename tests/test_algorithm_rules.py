@@ -433,3 +433,33 @@ def test_feddist_student_adam_runs_through_the_cli(cli, iid_dir, tmp_path):
         "--out", tmp_path / "no",
     )  # fmt: skip
     assert refused.code == 2 and "sgd or adam" in refused.err
+
+
+def test_feddist_adam_student_resumes_exactly(cli, dirichlet_dir, tmp_path):
+    """The round that addresses the validation split and the minibatches is kept in the server
+    state, so a run cut after round 2 and resumed gives the uninterrupted run's rounds.csv."""
+    import json
+
+    import pandas as pd
+
+    from flcli import api
+    from flcli.config import TrainConfig
+
+    args = [dirichlet_dir, "--algo", "feddist", "--rounds", 4, "--clients-per-round", 4]
+    args += ["--algo-arg", "student=adam", "--algo-arg", "student_batch=16"]
+    args += ["--algo-arg", "student_lr=0.01", "--seed", 3]
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert cli("train", *args, "--out", whole).code == 0
+    config = TrainConfig.from_dict(json.loads((whole / "run.json").read_text())["config"])
+    rounds = api.prepare_training(dirichlet_dir, config, cut).rounds()
+    for record in rounds:
+        if record["round"] == 2:
+            break
+    rounds.close()
+    resumed = cli("train", *args, "--out", cut, "--resume")
+    assert resumed.code == 0, resumed.err
+
+    def table(run_dir):
+        return pd.read_csv(run_dir / "rounds.csv").drop(columns=["elapsed_s"])
+
+    pd.testing.assert_frame_equal(table(whole), table(cut), check_exact=True)

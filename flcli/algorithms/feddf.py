@@ -60,7 +60,6 @@ from flcli.algorithms.base import (
     EnsembleAlgorithm,
     Hyper,
     ServerState,
-    plain_init,
 )
 from flcli.errors import FLError
 from flcli.models.base import capabilities_of, log_probabilities
@@ -204,20 +203,27 @@ def feddist(
         raise FLError("--algo feddist needs a model that can be distilled; use --model softmax")
     train_student = distiller(ctx, student, distill_steps, student_lr, student_batch, patience)
 
+    adam = student == "adam"
+
+    def server_init(params: np.ndarray, num_clients: int) -> ServerState:
+        # adam: the server's round count, which addresses the validation split and minibatches
+        extra = {"distill_round": np.asarray(0)} if adam else {}
+        return ServerState(params=params.copy(), extra=extra)
+
     def server_update(state: ServerState, updates: ClientUpdates) -> ServerState:
         average = state.params + updates.aggregate(updates.deltas, updates.num_samples)
+        extra = state.extra
+        if adam:
+            extra = {**extra, "distill_round": np.asarray(extra["distill_round"]) + 1}
         if ctx.x_proxy is None or not len(ctx.x_proxy):
-            return ServerState(params=average, extra=state.extra)
+            return ServerState(params=average, extra=extra)
         clients = state.params + updates.deltas
         teacher = ensemble_targets(ctx.model, clients, ctx.x_proxy, temperature)
-        extra = state.extra
-        if student == "adam":  # the round addresses the validation split and the minibatches
-            extra = {**extra, "distill_round": np.asarray(extra.get("distill_round", 0)) + 1}
         round = int(extra.get("distill_round", 0))
         params = train_student(ctx.model, average, ctx.x_proxy, teacher, temperature, round)
         return ServerState(params=params, extra=extra)
 
-    return Algorithm(name="feddist", server_init=plain_init, server_update=server_update)
+    return Algorithm(name="feddist", server_init=server_init, server_update=server_update)
 
 
 def soften(proba: np.ndarray, temperature: float) -> np.ndarray:
