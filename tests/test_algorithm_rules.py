@@ -341,3 +341,125 @@ def test_uniform_server_weighting_averages_the_clients_updates_equally(dirichlet
     assert_exact(results[1].state.params, uniform, f"{algo} with uniform server weighting")
     weighted = fedavg_step(partition, w0, steps, lr)
     assert np.abs(weighted - uniform).max() > 1e-3  # the shards differ: the weighting matters
+
+
+class Quadratic:
+    """A stand-in student whose distillation loss is 0.5 ||w||^2 (gradient w), whatever the rows."""
+
+    def distill_loss_grad(self, w, x, targets, temperature):
+        return 0.5 * float(w @ w), w.copy()
+
+
+def test_feddist_adam_student_first_two_steps_by_hand():
+    """Kingma & Ba 2015, bias-corrected: with m, v = 0 the first step is lr * g / |g| per
+    coordinate whatever the gradient's scale; the second is worked out below."""
+    from flcli.algorithms.feddf import Adam, AdamStudent
+
+    student = AdamStudent(Adam(0.1), batch=100, patience=5, max_steps=2, seed=3)
+    x, targets = np.zeros((10, 1)), np.zeros((10, 2))
+    w = student.distill(Quadratic(), np.array([1.0, -2.0]), x, targets, 1.0, round=1)
+    # step 1: g = (1, -2), m = 0.1 g, v = 0.001 g^2, m/(1-0.9) = g, v/(1-0.999) = g^2
+    w1 = np.array([1.0 - 0.1, -2.0 + 0.1])
+    # step 2: g = w1
+    m = 0.9 * np.array([0.1, -0.2]) + 0.1 * w1
+    v = 0.999 * np.array([0.001, 0.004]) + 0.001 * w1**2
+    w2 = w1 - 0.1 * (m / (1 - 0.9**2)) / (np.sqrt(v / (1 - 0.999**2)) + 1e-8)
+    np.testing.assert_allclose(w, w2, rtol=1e-7)
+    np.testing.assert_allclose(w2, [0.8004122, -1.8001669], atol=1e-6)
+
+
+def test_feddist_adam_student_stops_early_and_keeps_the_best_validation_student():
+    """Training rows teach p(class 0) = 0.9, validation rows 0.5; the student starts at p = 0.1,
+    so the validation KL falls, then rises once p passes 0.5: the student kept is the epoch-end
+    one with the lowest validation KL, not the last one."""
+    from flcli.algorithms.feddf import Adam, AdamStudent
+    from flcli.models.linear import SoftmaxRegression
+    from flcli.rng import Purpose, rng
+
+    model, n, seed, round = SoftmaxRegression(1, 2), 10, 4, 7
+    valid = rng(seed, Purpose.PROXY, round, 0).permutation(n)[:2]  # 20% addressed by the round
+    x = np.ones((n, 1))
+    targets = np.tile([0.9, 0.1], (n, 1))
+    targets[valid] = [0.5, 0.5]
+    train = np.setdiff1d(np.arange(n), valid)
+    start = np.array([-2.2, 0.0, 0.0, 0.0])  # [W (1 x 2), b]: logits (-2.2, 0), p0 ~ 0.1
+    adam, patience = Adam(0.1), 3
+    student = AdamStudent(adam, batch=n, patience=patience, max_steps=1000, seed=seed)
+    kept = student.distill(model, start, x, targets, 1.0, round)
+
+    def kl(w, rows):
+        return model.distill_loss_grad(w, x[rows], targets[rows], 1.0)[0]
+
+    # replay: one full step over the training rows per epoch, then one evaluation
+    w, m, v, t = start, np.zeros(4), np.zeros(4), 0
+    best, best_kl, waited, seen = start, kl(start, valid), 0, [kl(start, valid)]
+    while waited < patience:
+        t += 1
+        _, grad = model.distill_loss_grad(w, x[train], targets[train], 1.0)
+        w, m, v = adam.step(w, grad, m, v, t)
+        seen.append(kl(w, valid))
+        if seen[-1] < best_kl:
+            best, best_kl, waited = w, seen[-1], 0
+        else:
+            waited += 1
+    np.testing.assert_allclose(kept, best, rtol=1e-12)
+    assert seen[1] < seen[0] and seen[-1] > min(seen)  # the validation KL fell, then rose
+    assert kl(kept, valid) < kl(w, valid) and not np.allclose(kept, w)
+
+
+def test_feddist_adam_student_gives_the_same_numbers_on_both_backends(dirichlet_dir):
+    partition = load_partition(dirichlet_dir)
+    settings = dict(
+        algo="feddist", rounds=2, student="adam", student_lr=0.01, student_batch=16, patience=2
+    )
+    vectorized = run(partition, backend="vectorized", **settings)
+    serial = run(partition, backend="serial", **settings)
+    sgd = run(partition, backend="vectorized", algo="feddist", rounds=2)
+    for a, b in zip(vectorized, serial, strict=True):
+        np.testing.assert_array_equal(a.state.params, b.state.params)
+    assert not np.allclose(vectorized[-1].state.params, sgd[-1].state.params)
+
+
+def test_feddist_student_adam_runs_through_the_cli(cli, iid_dir, tmp_path):
+    out = tmp_path / "adam"
+    result = cli(
+        "train", iid_dir, "--algo", "feddist", "--algo-arg", "student=adam",
+        "--algo-arg", "patience=2", "--rounds", "2", "--out", out,
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    assert (out / "rounds.csv").exists()
+    refused = cli(
+        "train", iid_dir, "--algo", "feddist", "--algo-arg", "student=lbfgs",
+        "--out", tmp_path / "no",
+    )  # fmt: skip
+    assert refused.code == 2 and "sgd or adam" in refused.err
+
+
+def test_feddist_adam_student_resumes_exactly(cli, dirichlet_dir, tmp_path):
+    """The round that addresses the validation split and the minibatches is kept in the server
+    state, so a run cut after round 2 and resumed gives the uninterrupted run's rounds.csv."""
+    import json
+
+    import pandas as pd
+
+    from flcli import api
+    from flcli.config import TrainConfig
+
+    args = [dirichlet_dir, "--algo", "feddist", "--rounds", 4, "--clients-per-round", 4]
+    args += ["--algo-arg", "student=adam", "--algo-arg", "student_batch=16"]
+    args += ["--algo-arg", "student_lr=0.01", "--seed", 3]
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert cli("train", *args, "--out", whole).code == 0
+    config = TrainConfig.from_dict(json.loads((whole / "run.json").read_text())["config"])
+    rounds = api.prepare_training(dirichlet_dir, config, cut).rounds()
+    for record in rounds:
+        if record["round"] == 2:
+            break
+    rounds.close()
+    resumed = cli("train", *args, "--out", cut, "--resume")
+    assert resumed.code == 0, resumed.err
+
+    def table(run_dir):
+        return pd.read_csv(run_dir / "rounds.csv").drop(columns=["elapsed_s"])
+
+    pd.testing.assert_frame_equal(table(whole), table(cut), check_exact=True)

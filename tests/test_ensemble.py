@@ -158,3 +158,23 @@ def test_list_says_which_algorithms_take_which_models(cli):
     assert "all but fedbag" in models
     assert "fedbag" in cli("list", "algorithms").out
     assert default_lr(FOREST) == 0.5  # --lr is the step of feddist's softmax student
+
+
+def test_feddist_fitted_adam_student_learns_the_ensemble_and_is_reproducible(iid_dir):
+    """student=adam in the fitted-member form: minibatch Adam with early stopping, addressed by
+    (seed, PROXY, round): the same round gives the same student."""
+    partition = load_partition(iid_dir)
+    model = make_model(FOREST, partition.num_features, 10, model_args=SMALL_FOREST)
+    proxy = partition.x_test
+    context = Context(model, 2, 0.5, proxy, seed=5)
+    members = [model.fit(partition.x_train[i::2], partition.y_train[i::2], i) for i in (0, 1)]
+    students = []
+    for _ in range(2):
+        algorithm = feddist_fitted(
+            context, distill_steps=3000, student="adam", student_lr=0.01, student_batch=32
+        )
+        state = algorithm.server_init(np.random.default_rng(0), 2)
+        students.append(algorithm.server_update(state, 1, np.array([0, 1]), members).params)
+    np.testing.assert_array_equal(students[0], students[1])
+    agreement = algorithm.student.predict(students[0], proxy) == model.predict(members, proxy)
+    assert agreement.mean() > 0.9
