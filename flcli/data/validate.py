@@ -111,8 +111,8 @@ def check_new_clients(arrays, meta: dict, num_classes, width, data_file: Path) -
 def check_pair(arrays, x_name, y_name, num_classes, width, data_file) -> int:
     """One features/targets pair; returns the feature count (which every pair must share)."""
     x, y = arrays[x_name], arrays[y_name]
-    if x.ndim != 2 or x.dtype.kind not in "fiub":
-        raise refused(data_file, f"{x_name} must be a 2-D numeric array (rows x features)")
+    if x.ndim != 2 or x.dtype.kind != "f":  # fl partition writes features as floats
+        raise refused(data_file, f"{x_name} must be a 2-D array of floats (rows x features)")
     if width is not None and x.shape[1] != width:
         raise FLError(
             f"{data_file}: {x_name} has {x.shape[1]} features, x_train {width}; {REBUILD}"
