@@ -397,3 +397,37 @@ def test_compress_down_sends_the_decoded_model_and_counts_its_exact_bits(cli, ii
     )
     fp16 = pd.read_csv(tmp_path / "f" / "rounds.csv")
     assert abs(fp16["test_accuracy"].iloc[-1] - dense["test_accuracy"].iloc[-1]) < 0.02
+
+
+COMPILED_SPECS = [
+    "qsgd:bits=8",
+    "qsgd:bits=2",
+    "uniform:bits=4",
+    "terngrad",
+    "sign",
+    "randk:fraction=0.01",
+    "randk:fraction=0.3",
+    "hadamard+qsgd:bits=4",
+    "hadamard+uniform:bits=2",
+    "hadamard+terngrad",
+    "hadamard+sign",
+]
+
+
+@pytest.mark.parametrize("spec", COMPILED_SPECS)
+@pytest.mark.parametrize("P", [1, 7, 610, 1025])
+def test_the_compiled_kernels_are_bit_identical_to_numpy(spec, P, monkeypatch):
+    """flcli.compression_kernels repeats the NumPy functions operation for operation: the same
+    bits for zero rows, odd widths, padded rotations, and clients with large ids."""
+    rng = np.random.default_rng(P)
+    x = rng.normal(size=(23, P)) * rng.uniform(0.01, 10, size=(23, 1))
+    x[3], x[5, ::2] = 0, 0
+    ids = rng.choice(10**9, 23, replace=False)
+    parsed = compression.parse(spec)
+    monkeypatch.setattr(compression, "COMPILED", False)
+    plain, plain_bits = compression.compress(parsed, x, 5, 3, ids, 32)
+    monkeypatch.setattr(compression, "COMPILED", True)
+    assert compression.compiled() is not None
+    fast, fast_bits = compression.compress(parsed, x, 5, 3, ids, 32)
+    assert np.array_equal(plain.view(np.uint64), fast.view(np.uint64))
+    assert np.array_equal(plain_bits, fast_bits)

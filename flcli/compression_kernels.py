@@ -1,0 +1,142 @@
+"""The compressors' elementwise passes, compiled: one pass over a block of rows that hashes the
+addressed random bits, rounds, and writes the decoded value, with no [K, P] temporaries.
+
+Same arithmetic as the NumPy functions of flcli.compression, operation for operation (no
+fastmath), so the results are bit-identical; tests/test_compression.py compares the two. The
+per-row scalars whose value depends on a summation order (norms, sums) stay NumPy's, computed by
+the caller and passed in. Imported lazily: `fl --help` and the NumPy path do not need numba.
+
+The random bits are flcli.rng's: word j of client c is mix(mix(prefix ^ c) ^ j) (splitmix64's
+finalizer), whose low 32 bits give coordinate j's uniform and high 32 bits coordinate half + j's
+(flcli.rng.paired_uniforms); rand-k ranks coordinates by mix(mix(prefix ^ c) ^ j)
+(flcli.rng.hash_bits).
+"""
+
+import numpy as np
+from numba import njit
+
+M1 = np.uint64(0xBF58476D1CE4E5B9)
+M2 = np.uint64(0x94D049BB133111EB)
+S27, S30, S31, S32 = np.uint64(27), np.uint64(30), np.uint64(31), np.uint64(32)
+LOW32 = np.uint64(0xFFFFFFFF)
+HALF = np.uint64(0x80000000)
+GRID = 2.0**-32
+QSGD, UNIFORM, TERNGRAD, SIGN = 0, 1, 2, 3
+CODES = {"qsgd": QSGD, "uniform": UNIFORM, "terngrad": TERNGRAD, "sign": SIGN}
+
+
+@njit(inline="always")
+def mix(z):
+    z = (z ^ (z >> S30)) * M1
+    z = (z ^ (z >> S27)) * M2
+    return z ^ (z >> S31)
+
+
+@njit(inline="always")
+def one(code, v, u, factor, mult, offset, flag):
+    """The decoded value of one coordinate v with uniform u, per compressor (see compression)."""
+    if code == QSGD:
+        r = abs(v) * factor
+        low = np.floor(r)
+        r = (1.0 if u < r - low else 0.0) + low
+        return np.copysign(r, v) * mult
+    if code == UNIFORM:
+        if not flag:
+            return v
+        r = (v - offset) * factor
+        low = np.floor(r)
+        r = (1.0 if u < r - low else 0.0) + low
+        return r * mult + offset
+    if code == TERNGRAD:
+        r = 1.0 if u < abs(v) * factor else 0.0
+        return np.copysign(r, v) * mult
+    return mult * (1.0 if v >= 0 else -1.0)
+
+
+@njit(cache=True, nogil=True)
+def quantize(code, x, clients, prefix, factor, mult, offset, flag, out):
+    """out[k] = C(x[k]) for each row; factor, mult, offset and flag are per-row scalars."""
+    K, P = x.shape
+    half = (P + 1) // 2
+    for k in range(K):
+        c = mix(prefix ^ clients[k])
+        f, m, o, g = factor[k], mult[k], offset[k], flag[k]
+        for j in range(half):
+            z = mix(c ^ np.uint64(j))
+            u = np.float64(z & LOW32) * GRID
+            out[k, j] = one(code, x[k, j], u, f, m, o, g)
+            if j + half < P:
+                u = np.float64(z >> S32) * GRID
+                out[k, j + half] = one(code, x[k, j + half], u, f, m, o, g)
+
+
+@njit(cache=True, nogil=True)
+def rand_k(x, k, clients, prefix, scale, out):
+    """out[r] keeps the k coordinates of x[r] whose hashes are smallest, times scale."""
+    K, P = x.shape
+    order = np.empty(P, dtype=np.uint64)
+    for r in range(K):
+        c = mix(prefix ^ clients[r])
+        for j in range(P):
+            order[j] = mix(c ^ np.uint64(j))
+        threshold = np.partition(order.copy(), k - 1)[k - 1]  # the hashes are distinct
+        for j in range(P):
+            out[r, j] = x[r, j] * scale if order[j] <= threshold else 0.0
+
+
+@njit(inline="always")
+def fwht(a):
+    """The unnormalized Walsh-Hadamard transform of one row in place, Sylvester order: the same
+    butterflies, operand for operand, as compression.hadamard's constant-geometry passes."""
+    d = a.shape[0]
+    h = 1
+    while h < d:
+        for i in range(0, d, 2 * h):
+            for j in range(i, i + h):
+                p, q = a[j], a[j + h]
+                a[j] = p + q
+                a[j + h] = p - q
+        h *= 2
+
+
+@njit(inline="always")
+def sign(z, j, half):
+    """The rotation's sign of coordinate j from word z (uniform < 1/2 gives -1)."""
+    word = z & LOW32 if j < half else z >> S32
+    return -1.0 if word < HALF else 1.0
+
+
+@njit(cache=True, nogil=True)
+def rotate(padded, clients, prefix, root):
+    """padded[k] <- H D padded[k] / root in place, D the client's random signs."""
+    K, d = padded.shape
+    half = (d + 1) // 2
+    for k in range(K):
+        c = mix(prefix ^ clients[k])
+        row = padded[k]
+        for j in range(half):
+            z = mix(c ^ np.uint64(j))
+            row[j] *= sign(z, j, half)
+            if j + half < d:
+                row[j + half] *= sign(z, j + half, half)
+        fwht(row)
+        for j in range(d):
+            row[j] /= root
+
+
+@njit(cache=True, nogil=True)
+def unrotate(rotated, clients, prefix, root, out):
+    """out[k] <- (D H rotated[k] / root)[:P] (rotated is overwritten)."""
+    K, d = rotated.shape
+    P = out.shape[1]
+    half = (d + 1) // 2
+    for k in range(K):
+        c = mix(prefix ^ clients[k])
+        row = rotated[k]
+        fwht(row)
+        for j in range(half):
+            z = mix(c ^ np.uint64(j))
+            if j < P:
+                out[k, j] = row[j] * sign(z, j, half) / root
+            if j + half < P:
+                out[k, j + half] = row[j + half] * sign(z, j + half, half) / root
