@@ -262,10 +262,10 @@ def row_scalars(spec: Compressor, x: np.ndarray):
 def quantize_compiled(fast, spec: Compressor, x, seed: int, round: int, ids, out):
     """C(x) into out by the compiled kernels, or None for a kind they do not cover."""
     clients = np.asarray(ids).astype(np.uint64)
-    if spec.kind in fast.CODES:
+    if spec.kind in fast.QUANTIZERS:
         factor, mult, offset, flag = row_scalars(spec, x)
         where = prefix(seed, Purpose.QUANTIZE, round)
-        fast.quantize(fast.CODES[spec.kind], x, clients, where, factor, mult, offset, flag, out)
+        fast.QUANTIZERS[spec.kind](x, clients, where, factor, mult, offset, flag, out)
         return out
     if spec.kind == "randk":
         k = kept(spec.fraction, x.shape[1])

@@ -21,8 +21,7 @@ S27, S30, S31, S32 = np.uint64(27), np.uint64(30), np.uint64(31), np.uint64(32)
 LOW32 = np.uint64(0xFFFFFFFF)
 HALF = np.uint64(0x80000000)
 GRID = 2.0**-32
-QSGD, UNIFORM, TERNGRAD, SIGN = 0, 1, 2, 3
-CODES = {"qsgd": QSGD, "uniform": UNIFORM, "terngrad": TERNGRAD, "sign": SIGN}
+QSGD, UNIFORM, TERNGRAD = 0, 1, 2
 
 
 @njit(inline="always")
@@ -49,37 +48,88 @@ def one(code, v, u, factor, mult, offset, flag):
         return r * mult + offset
     if code == TERNGRAD:
         r = 1.0 if u < abs(v) * factor else 0.0
-        return np.copysign(r, v) * mult
-    return mult * (1.0 if v >= 0 else -1.0)
+    return np.copysign(r, v) * mult
+
+
+@njit(inline="always")
+def rows(code, x, clients, prefix, factor, mult, offset, flag, out):
+    """out[k] = C(x[k]) for each row; factor, mult, offset and flag are per-row scalars. Word j
+    gives the uniforms of coordinates j and half + j; they go to a row buffer first, so that
+    both loops are branch-free and vectorize."""
+    K, P = x.shape
+    half = (P + 1) // 2
+    u = np.empty(2 * half)
+    for k in range(K):
+        c = mix(prefix ^ clients[k])
+        for j in range(half):
+            z = mix(c ^ np.uint64(j))
+            u[j] = np.float64(np.int64(z & LOW32)) * GRID
+            u[j + half] = np.float64(np.int64(z >> S32)) * GRID
+        f, m, o, g = factor[k], mult[k], offset[k], flag[k]
+        xs, ys = x[k], out[k]
+        for j in range(P):
+            ys[j] = one(code, xs[j], u[j], f, m, o, g)
 
 
 @njit(cache=True, nogil=True)
-def quantize(code, x, clients, prefix, factor, mult, offset, flag, out):
-    """out[k] = C(x[k]) for each row; factor, mult, offset and flag are per-row scalars."""
+def quantize_qsgd(x, clients, prefix, factor, mult, offset, flag, out):
+    rows(QSGD, x, clients, prefix, factor, mult, offset, flag, out)
+
+
+@njit(cache=True, nogil=True)
+def quantize_uniform(x, clients, prefix, factor, mult, offset, flag, out):
+    rows(UNIFORM, x, clients, prefix, factor, mult, offset, flag, out)
+
+
+@njit(cache=True, nogil=True)
+def quantize_terngrad(x, clients, prefix, factor, mult, offset, flag, out):
+    rows(TERNGRAD, x, clients, prefix, factor, mult, offset, flag, out)
+
+
+@njit(cache=True, nogil=True)
+def quantize_sign(x, clients, prefix, factor, mult, offset, flag, out):
+    """No random bits: out = mult sign(x)."""
     K, P = x.shape
-    half = (P + 1) // 2
     for k in range(K):
-        c = mix(prefix ^ clients[k])
-        f, m, o, g = factor[k], mult[k], offset[k], flag[k]
-        for j in range(half):
-            z = mix(c ^ np.uint64(j))
-            u = np.float64(z & LOW32) * GRID
-            out[k, j] = one(code, x[k, j], u, f, m, o, g)
-            if j + half < P:
-                u = np.float64(z >> S32) * GRID
-                out[k, j + half] = one(code, x[k, j + half], u, f, m, o, g)
+        m = mult[k]
+        for j in range(P):
+            out[k, j] = m * (1.0 if x[k, j] >= 0 else -1.0)
+
+
+QUANTIZERS = {
+    "qsgd": quantize_qsgd,
+    "uniform": quantize_uniform,
+    "terngrad": quantize_terngrad,
+    "sign": quantize_sign,
+}
 
 
 @njit(cache=True, nogil=True)
 def rand_k(x, k, clients, prefix, scale, out):
-    """out[r] keeps the k coordinates of x[r] whose hashes are smallest, times scale."""
+    """out[r] keeps the k coordinates of x[r] whose hashes are smallest, times scale. The hashes
+    are distinct and uniform over uint64: the k smallest are looked for among those below about
+    2 k / P of the range (about 2k candidates), and among all of them if fewer than k are."""
     K, P = x.shape
     order = np.empty(P, dtype=np.uint64)
+    bound = np.uint64(min(2.0**63, (2.0 * k + 64.0) / P * 2.0**64))
     for r in range(K):
         c = mix(prefix ^ clients[r])
+        count = 0
         for j in range(P):
-            order[j] = mix(c ^ np.uint64(j))
-        threshold = np.partition(order.copy(), k - 1)[k - 1]  # the hashes are distinct
+            h = mix(c ^ np.uint64(j))
+            order[j] = h
+            if h < bound:
+                count += 1
+        if count >= k:
+            candidates = np.empty(count, dtype=np.uint64)
+            n = 0
+            for j in range(P):
+                if order[j] < bound:
+                    candidates[n] = order[j]
+                    n += 1
+        else:
+            candidates = order.copy()
+        threshold = np.partition(candidates, k - 1)[k - 1]
         for j in range(P):
             out[r, j] = x[r, j] * scale if order[j] <= threshold else 0.0
 
@@ -87,16 +137,30 @@ def rand_k(x, k, clients, prefix, scale, out):
 @njit(inline="always")
 def fwht(a):
     """The unnormalized Walsh-Hadamard transform of one row in place, Sylvester order: the same
-    butterflies, operand for operand, as compression.hadamard's constant-geometry passes."""
+    butterflies, operand for operand, as compression.hadamard's constant-geometry passes (which
+    combine index bit 0 first, then bit 1, ...). Stages h and 2h go together (radix 4: one pass
+    over the row for two stages), the first stage alone when log2 d is odd."""
     d = a.shape[0]
-    h = 1
+    stages, h = 0, 1
     while h < d:
-        for i in range(0, d, 2 * h):
+        stages, h = stages + 1, 2 * h
+    h = 1
+    if stages % 2 == 1:
+        for j in range(0, d, 2):
+            p, q = a[j], a[j + 1]
+            a[j] = p + q
+            a[j + 1] = p - q
+        h = 2
+    while h < d:
+        for i in range(0, d, 4 * h):
             for j in range(i, i + h):
-                p, q = a[j], a[j + h]
-                a[j] = p + q
-                a[j + h] = p - q
-        h *= 2
+                p, q, r, s = a[j], a[j + h], a[j + 2 * h], a[j + 3 * h]
+                p, q, r, s = p + q, p - q, r + s, r - s
+                a[j] = p + r
+                a[j + 2 * h] = p - r
+                a[j + h] = q + s
+                a[j + 3 * h] = q - s
+        h *= 4
 
 
 @njit(inline="always")
