@@ -333,10 +333,14 @@ class Compress(Stage):
             table = state[self.key]  # updated in place: no copy of the [N, P] table each round
             if self.feedback == "ef":
                 source -= sent
-                table[ids[alive]] = source[alive]
+                arrived = source
             else:
-                received = memory + sent
-                table[ids[alive]] = received[alive]
+                received = np.add(memory, sent, out=sent if bits is not None else None)
+                arrived = received
+            if alive.all():  # no [K, P] copy of the rows that arrived
+                table[ids] = arrived
+            else:
+                table[ids[alive]] = arrived[alive]
             state = {self.key: table}
         deltas = received.astype(message.deltas.dtype, copy=False)
         return replace(message, deltas=deltas, bits=bits, codes=codes), state
