@@ -272,6 +272,13 @@ def quantize_compiled(fast, spec: Compressor, x, seed: int, round: int, ids, out
         where = prefix(seed, Purpose.SPARSIFY, round)
         fast.rand_k(x, k, clients, where, x.shape[1] / k, out)
         return out
+    if spec.kind == "bf16":
+        fast.bfloat16(x, out)
+        return out
+    if spec.kind == "fp16":
+        x = np.ascontiguousarray(x)
+        fast.float16(x.view(np.uint64), out, out.view(np.uint64))
+        return out
     return None
 
 

@@ -204,3 +204,70 @@ def unrotate(rotated, clients, prefix, root, out):
                 out[k, j] = row[j] * sign(z, j, half) / root
             if j + half < P:
                 out[k, j + half] = row[j + half] * sign(z, j + half, half) / root
+
+
+@njit(cache=True, nogil=True)
+def bfloat16(x, out):
+    """out = x rounded to the nearest even on the upper 16 bits of its float32 pattern."""
+    K, P = x.shape
+    buf = np.empty(P, dtype=np.float32)
+    words = buf.view(np.uint32)
+    for k in range(K):
+        for j in range(P):
+            buf[j] = np.float32(x[k, j])
+        for j in range(P):
+            w = words[j]
+            words[j] = (w + (BF_HALF + ((w >> BF_SHIFT) & BF_ONE))) & BF_UPPER
+        for j in range(P):
+            out[k, j] = np.float64(buf[j])
+
+
+BF_HALF, BF_SHIFT, BF_ONE, BF_UPPER = (np.uint32(v) for v in (0x7FFF, 16, 1, 0xFFFF0000))
+SIGN64, EXP64, SIG64 = (np.uint64(v) for v in (1 << 63, 0x7FF << 52, (1 << 52) - 1))
+
+
+@njit(inline="always")
+def half_bits(d):
+    """NumPy's npy_doublebits_to_halfbits: the IEEE half nearest (ties to even) to the double
+    whose bits are d, as an integer (the overflow and underflow flags left out)."""
+    h_sgn = (d & SIGN64) >> np.uint64(48)
+    d_exp = d & EXP64
+    if d_exp >= np.uint64(0x40F0000000000000):
+        d_sig = d & SIG64
+        if d_exp == EXP64 and d_sig != np.uint64(0):
+            ret = np.uint64(0x7C00) + (d_sig >> np.uint64(42))
+            return h_sgn + (ret + np.uint64(1) if ret == np.uint64(0x7C00) else ret)
+        return h_sgn + np.uint64(0x7C00)  # inf, or overflow to inf
+    if d_exp <= np.uint64(0x3F00000000000000):
+        if d_exp < np.uint64(0x3E60000000000000):
+            return h_sgn
+        e = d_exp >> np.uint64(52)
+        d_sig = (np.uint64(0x0010000000000000) + (d & SIG64)) << (e - np.uint64(998))
+        if (d_sig & np.uint64(0x003FFFFFFFFFFFFF)) != np.uint64(0x0010000000000000):
+            d_sig += np.uint64(0x0010000000000000)
+        return h_sgn + (d_sig >> np.uint64(53))
+    h_exp = (d_exp - np.uint64(0x3F00000000000000)) >> np.uint64(42)
+    d_sig = d & SIG64
+    if (d_sig & np.uint64(0x000007FFFFFFFFFF)) != np.uint64(0x0000020000000000):
+        d_sig += np.uint64(0x0000020000000000)
+    return h_sgn + h_exp + (d_sig >> np.uint64(42))
+
+
+@njit(cache=True, nogil=True)
+def float16(x_bits, out, out_bits):
+    """out = x rounded to IEEE half and back (x_bits, out_bits: the uint64 views of x, out)."""
+    K, P = x_bits.shape
+    for k in range(K):
+        for j in range(P):
+            h = half_bits(x_bits[k, j]) & np.uint64(0xFFFF)
+            sgn = (h & np.uint64(0x8000)) << np.uint64(48)
+            h_exp = h & np.uint64(0x7C00)
+            if h_exp == np.uint64(0):
+                value = np.float64(np.int64(h & np.uint64(0x3FF))) * 2.0**-24
+                out[k, j] = -value if sgn else value
+            elif h_exp == np.uint64(0x7C00):
+                out_bits[k, j] = sgn + EXP64 + ((h & np.uint64(0x3FF)) << np.uint64(42))
+            else:
+                out_bits[k, j] = sgn + (
+                    ((h & np.uint64(0x7FFF)) + np.uint64(0xFC000)) << np.uint64(42)
+                )

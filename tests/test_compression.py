@@ -411,6 +411,8 @@ COMPILED_SPECS = [
     "hadamard+uniform:bits=2",
     "hadamard+terngrad",
     "hadamard+sign",
+    "bf16",
+    "fp16",
 ]
 
 
@@ -431,3 +433,24 @@ def test_the_compiled_kernels_are_bit_identical_to_numpy(spec, P, monkeypatch):
     fast, fast_bits = compression.compress(parsed, x, 5, 3, ids, 32)
     assert np.array_equal(plain.view(np.uint64), fast.view(np.uint64))
     assert np.array_equal(plain_bits, fast_bits)
+
+
+@pytest.mark.parametrize("spec", ["bf16", "fp16"])
+def test_the_compiled_float_roundings_match_numpy_at_every_edge(spec, monkeypatch):
+    """Ties, subnormals, overflow, infinities, NaN and signed zeros of each 16-bit format."""
+    halves = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float64)
+    finite = halves[np.isfinite(halves)]
+    ties = (finite[:-1] + finite[1:]) / 2
+    edges = [0.0, -0.0, np.inf, -np.inf, np.nan, 65520.0, 65519.99, 1e300, 1e-300, 2.0**-25]
+    rng = np.random.default_rng(0)
+    noise = rng.normal(size=4000) * 10.0 ** rng.integers(-40, 40, size=4000)
+    x = np.concatenate([halves, ties, np.nextafter(ties, 0), np.nextafter(ties, 1e9), edges])
+    x = np.concatenate([x, noise])
+    x = x[: len(x) // 8 * 8].reshape(8, -1)
+    parsed = compression.parse(spec)
+    monkeypatch.setattr(compression, "COMPILED", False)
+    with np.errstate(all="ignore"):
+        plain, _ = compression.compress(parsed, x, 0, 0, np.arange(8))
+    monkeypatch.setattr(compression, "COMPILED", True)
+    fast, _ = compression.compress(parsed, x, 0, 0, np.arange(8))
+    assert np.array_equal(plain.view(np.uint64), fast.view(np.uint64))
