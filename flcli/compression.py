@@ -263,7 +263,9 @@ def quantize_compiled(fast, spec: Compressor, x, seed: int, round: int, ids, out
     """C(x) into out by the compiled kernels, or None for a kind they do not cover."""
     clients = np.asarray(ids).astype(np.uint64)
     if spec.kind in fast.QUANTIZERS:
-        factor, mult, offset, flag = row_scalars(spec, x)
+        rows = max(1, CHUNK // x.shape[1])  # the scalars' temporaries stay in cache
+        parts = [row_scalars(spec, x[i : i + rows]) for i in range(0, len(x), rows)]
+        factor, mult, offset, flag = (np.concatenate(column) for column in zip(*parts, strict=True))
         where = prefix(seed, Purpose.QUANTIZE, round)
         fast.QUANTIZERS[spec.kind](x, clients, where, factor, mult, offset, flag, out)
         return out
@@ -271,6 +273,9 @@ def quantize_compiled(fast, spec: Compressor, x, seed: int, round: int, ids, out
         k = kept(spec.fraction, x.shape[1])
         where = prefix(seed, Purpose.SPARSIFY, round)
         fast.rand_k(x, k, clients, where, x.shape[1] / k, out)
+        return out
+    if spec.kind == "topk" and x.shape[1] >= 1024:  # below, NumPy's argpartition is faster
+        fast.top_k(x, kept(spec.fraction, x.shape[1]), out)
         return out
     if spec.kind == "bf16":
         fast.bfloat16(x, out)
@@ -332,6 +337,7 @@ def float_values(spec: Compressor, width: int) -> int:
 
 
 CHUNK = 1 << 17  # coordinates compressed at once: a block of clients' rows stays in cache
+COMPILED_CHUNK = 1 << 20  # the kernels go row by row: larger blocks, fewer calls per cohort
 
 
 def compress(
@@ -349,7 +355,7 @@ def compress(
     ids = np.asarray(ids, dtype=np.int64)
     K, P = x.shape
     width = 1 << max(0, (P - 1).bit_length()) if spec.rotate else P
-    rows = max(1, CHUNK // width)
+    rows = max(1, (CHUNK if compiled() is None else COMPILED_CHUNK) // width)
     out = np.empty_like(x)
     bits = compress_rows(spec, np.zeros((1, P)), seed, round, ids[:1], float_bits)[1]
     for start in range(0, K, rows):

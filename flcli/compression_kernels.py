@@ -271,3 +271,54 @@ def float16(x_bits, out, out_bits):
                 out_bits[k, j] = sgn + (
                     ((h & np.uint64(0x7FFF)) + np.uint64(0xFC000)) << np.uint64(42)
                 )
+
+
+@njit(inline="always")
+def kth_largest(magnitude, k):
+    """The k-th largest of magnitude (no NaN). A strided sample of 256 gives a bound that about
+    2k + 10 P / 256 values reach; the k-th largest is looked for among those (all of them if fewer
+    than k do): the same value either way."""
+    P = magnitude.shape[0]
+    S = 256
+    if P >= 4 * S:
+        sample = np.sort(magnitude[:: P // S][:S])
+        bound = sample[max(0, S - 1 - (2 * k * S) // P - 10)]
+        count = 0
+        for j in range(P):
+            if magnitude[j] >= bound:
+                count += 1
+        if count >= k:
+            candidates = np.empty(count)
+            n = 0
+            for j in range(P):
+                if magnitude[j] >= bound:
+                    candidates[n] = magnitude[j]
+                    n += 1
+            return np.partition(candidates, count - k)[count - k]
+    return np.partition(magnitude.copy(), P - k)[P - k]
+
+
+@njit(cache=True, nogil=True)
+def top_k(x, k, out):
+    """out[r] keeps the k coordinates of x[r] of largest magnitude: those above the k-th largest
+    |x|, then those equal to it from the lowest index (np.argpartition may take other ones among
+    equal magnitudes; the kept values differ only if such a tie is not all zeros)."""
+    K, P = x.shape
+    magnitude = np.empty(P)
+    for r in range(K):
+        for j in range(P):
+            magnitude[j] = abs(x[r, j])
+        threshold = kth_largest(magnitude, k)
+        ties = k
+        for j in range(P):
+            if magnitude[j] > threshold:
+                ties -= 1
+        for j in range(P):
+            m = magnitude[j]
+            if m > threshold:
+                out[r, j] = x[r, j]
+            elif m == threshold and ties > 0:
+                out[r, j] = x[r, j]
+                ties -= 1
+            else:
+                out[r, j] = 0.0

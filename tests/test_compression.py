@@ -413,6 +413,8 @@ COMPILED_SPECS = [
     "hadamard+sign",
     "bf16",
     "fp16",
+    "topk:fraction=0.01",
+    "topk:fraction=0.3",
 ]
 
 
