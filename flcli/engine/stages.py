@@ -318,8 +318,10 @@ class Compress(Stage):
         if self.feedback == "ef":
             memory += x  # the table's rows are a copy: it becomes p = x + e_i
             source = memory
-        else:
+        elif self.feedback == "ef21":
             source = x - memory
+        else:
+            source = x  # compress() does not write into its input
         codes = None
         if self.secure:
             sent, codes = self.on_shared_grid(message, source)
