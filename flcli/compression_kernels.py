@@ -322,3 +322,36 @@ def top_k(x, k, out):
                 ties -= 1
             else:
                 out[r, j] = 0.0
+
+
+@njit(cache=True, nogil=True)
+def gather_add(table, ids, x, sign, out):
+    """out[r] = table[ids[r]] + sign x[r] (error feedback's p = x + e_i for sign = 1; for
+    sign = -1, x[r] - table[ids[r]] is computed as such), without a copy of the table's rows."""
+    K, P = x.shape
+    for r in range(K):
+        row = table[ids[r]]
+        if sign > 0:
+            for j in range(P):
+                out[r, j] = row[j] + x[r, j]
+        else:
+            for j in range(P):
+                out[r, j] = x[r, j] - row[j]
+
+
+@njit(cache=True, nogil=True)
+def feed_back(table, ids, alive, source, sent, keep):
+    """ef (keep = 0): table[ids[r]] = source[r] - sent[r] for the rows that arrive. ef21 (keep =
+    1): sent[r] += table[ids[r]] (what the server takes), stored back for the rows that arrive."""
+    K, P = sent.shape
+    for r in range(K):
+        row = table[ids[r]]
+        if keep:
+            for j in range(P):
+                value = row[j] + sent[r, j]
+                sent[r, j] = value
+                if alive[r]:
+                    row[j] = value
+        elif alive[r]:
+            for j in range(P):
+                row[j] = source[r, j] - sent[r, j]

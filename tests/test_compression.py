@@ -456,3 +456,25 @@ def test_the_compiled_float_roundings_match_numpy_at_every_edge(spec, monkeypatc
     monkeypatch.setattr(compression, "COMPILED", True)
     fast, _ = compression.compress(parsed, x, 0, 0, np.arange(8))
     assert np.array_equal(plain.view(np.uint64), fast.view(np.uint64))
+
+
+@pytest.mark.parametrize("feedback", ["ef", "ef21"])
+@pytest.mark.parametrize("spec", ["topk:fraction=0.1", "sign", "qsgd:bits=3"])
+def test_the_compiled_error_feedback_matches_numpy(spec, feedback, monkeypatch):
+    """The table read and written in place by the kernels: the same deltas and the same table,
+    bit for bit, over rounds with clients that drop out."""
+    results = []
+    for mode in (False, True):
+        monkeypatch.setattr(compression, "COMPILED", mode)
+        stage = Compress(compression.parse(spec), 3, feedback, 30, 50)
+        state, sent = stage.initial_state(), []
+        for round in range(3):
+            ids = np.random.default_rng(round).choice(30, 12, replace=False)
+            alive = np.random.default_rng(round + 10).random(12) < 0.7
+            x = np.random.default_rng(round + 20).normal(size=(12, 50))
+            message, state = stage.apply(Message(round, ids, x, alive), state)
+            sent.append(message.deltas)
+        results.append((np.concatenate(sent), state[stage.key]))
+    (a, table_a), (b, table_b) = results
+    assert np.array_equal(a.view(np.uint64), b.view(np.uint64))
+    assert np.array_equal(table_a.view(np.uint64), table_b.view(np.uint64))

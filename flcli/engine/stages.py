@@ -314,6 +314,9 @@ class Compress(Stage):
         x = np.asarray(message.deltas, dtype=np.float64)
         float_bits = 8 * message.deltas.dtype.itemsize
         ids, alive = message.ids, message.alive
+        fast = compression.compiled() if self.feedback and not self.secure else None
+        if fast is not None and len(np.unique(ids)) == len(ids):
+            return self.apply_compiled(fast, message, state, x, float_bits)
         memory = state[self.key][ids] if self.feedback else 0.0
         if self.feedback == "ef":
             memory += x  # the table's rows are a copy: it becomes p = x + e_i
@@ -346,6 +349,20 @@ class Compress(Stage):
             state = {self.key: table}
         deltas = received.astype(message.deltas.dtype, copy=False)
         return replace(message, deltas=deltas, bits=bits, codes=codes), state
+
+    def apply_compiled(self, fast, message: Message, state: State, x, float_bits: int):
+        """apply() with error feedback through flcli.compression_kernels: the table's rows are
+        read and written in place (no gathered copy), the same sums and differences."""
+        table = state[self.key]
+        ids, alive = np.asarray(message.ids, dtype=np.int64), np.asarray(message.alive)
+        source = np.empty_like(x)
+        fast.gather_add(table, ids, x, 1 if self.feedback == "ef" else -1, source)
+        sent, bits = compression.compress(
+            self.spec, source, self.seed, message.round, ids, float_bits
+        )
+        fast.feed_back(table, ids, alive, source, sent, self.feedback == "ef21")
+        deltas = sent.astype(message.deltas.dtype, copy=False)
+        return replace(message, deltas=deltas, bits=bits, codes=None), {self.key: table}
 
     def on_shared_grid(self, message: Message, x: np.ndarray):
         """(the decoded updates [K, P], their Codes) on the round's shared grid, whose scale a
