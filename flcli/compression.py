@@ -282,7 +282,7 @@ def quantize_compiled(fast, spec: Compressor, x, seed: int, round: int, ids, out
         return out
     if spec.kind == "fp16":
         x = np.ascontiguousarray(x)
-        fast.float16(x.view(np.uint64), out, out.view(np.uint64))
+        fast.float16(x, x.view(np.uint64), out, out.view(np.uint64))
         return out
     return None
 

@@ -253,24 +253,45 @@ def half_bits(d):
     return h_sgn + h_exp + (d_sig >> np.uint64(42))
 
 
+@njit(inline="always")
+def float16_one(d, out, out_bits, k, j):
+    """out[k, j] = the double of bits d rounded to half and back, any d."""
+    h = half_bits(d) & np.uint64(0xFFFF)
+    sgn = (h & np.uint64(0x8000)) << np.uint64(48)
+    h_exp = h & np.uint64(0x7C00)
+    if h_exp == np.uint64(0):
+        value = np.float64(np.int64(h & np.uint64(0x3FF))) * 2.0**-24
+        out[k, j] = -value if sgn else value
+    elif h_exp == np.uint64(0x7C00):
+        out_bits[k, j] = sgn + EXP64 + ((h & np.uint64(0x3FF)) << np.uint64(42))
+    else:
+        out_bits[k, j] = sgn + (((h & np.uint64(0x7FFF)) + np.uint64(0xFC000)) << np.uint64(42))
+
+
 @njit(cache=True, nogil=True)
-def float16(x_bits, out, out_bits):
-    """out = x rounded to IEEE half and back (x_bits, out_bits: the uint64 views of x, out)."""
+def float16(x, x_bits, out, out_bits):
+    """out = x rounded to IEEE half and back (x_bits, out_bits: the uint64 views of x, out). A
+    branch-free pass does the doubles whose half is normal (exponent 2^-14 .. 2^14: no subnormal,
+    no overflow even after rounding up); below, the half's grid is 2^-24 and rint (ties to even)
+    finds it; the rare others (2^15 and up, inf, NaN) go through half_bits one by one."""
     K, P = x_bits.shape
     for k in range(K):
         for j in range(P):
-            h = half_bits(x_bits[k, j]) & np.uint64(0xFFFF)
-            sgn = (h & np.uint64(0x8000)) << np.uint64(48)
-            h_exp = h & np.uint64(0x7C00)
-            if h_exp == np.uint64(0):
-                value = np.float64(np.int64(h & np.uint64(0x3FF))) * 2.0**-24
-                out[k, j] = -value if sgn else value
-            elif h_exp == np.uint64(0x7C00):
-                out_bits[k, j] = sgn + EXP64 + ((h & np.uint64(0x3FF)) << np.uint64(42))
-            else:
-                out_bits[k, j] = sgn + (
-                    ((h & np.uint64(0x7FFF)) + np.uint64(0xFC000)) << np.uint64(42)
-                )
+            d = x_bits[k, j]
+            sig = d & SIG64
+            tie = (sig & np.uint64(0x000007FFFFFFFFFF)) == np.uint64(0x0000020000000000)
+            sig += np.uint64(0) if tie else np.uint64(0x0000020000000000)
+            h = (((d & EXP64) - np.uint64(0x3F00000000000000)) >> np.uint64(42)) + (
+                sig >> np.uint64(42)
+            )
+            out_bits[k, j] = (d & SIGN64) + ((h + np.uint64(0xFC000)) << np.uint64(42))
+        for j in range(P):
+            e = x_bits[k, j] & EXP64
+            if e <= np.uint64(0x3F00000000000000):  # a subnormal half (or zero): exact here
+                out[k, j] = np.rint(x[k, j] * 2.0**24) * 2.0**-24
+        for j in range(P):
+            if x_bits[k, j] & EXP64 >= np.uint64(0x40E0000000000000):
+                float16_one(x_bits[k, j], out, out_bits, k, j)
 
 
 @njit(inline="always")
