@@ -295,28 +295,36 @@ def float16(x, x_bits, out, out_bits):
 
 
 @njit(inline="always")
-def kth_largest(magnitude, k):
-    """The k-th largest of magnitude (no NaN). A strided sample of 256 gives a bound that about
-    2k + 10 P / 256 values reach; the k-th largest is looked for among those (all of them if fewer
-    than k do): the same value either way."""
-    P = magnitude.shape[0]
+def kth_largest(x, k, candidates):
+    """(the k-th largest |x|, how many |x| exceed it) for one row x (no NaN). A strided sample of
+    256 gives a bound that about k + 6 P / 256 values reach; the k-th largest is looked for among
+    those (all of them if fewer than k do): the same value either way."""
+    P = x.shape[0]
     S = 256
+    bound = 0.0
     if P >= 4 * S:
-        sample = np.sort(magnitude[:: P // S][:S])
-        bound = sample[max(0, S - 1 - (2 * k * S) // P - 10)]
-        count = 0
+        sample = np.empty(S)
+        for i in range(S):
+            sample[i] = abs(x[i * (P // S)])
+        sample.sort()
+        bound = sample[max(0, S - 1 - (k * S) // P - 6)]
+    n = 0
+    for j in range(P):
+        m = abs(x[j])
+        if m >= bound:
+            candidates[n] = m
+            n += 1
+    if n < k:  # the sample's bound was too high: all of them
+        n = P
         for j in range(P):
-            if magnitude[j] >= bound:
-                count += 1
-        if count >= k:
-            candidates = np.empty(count)
-            n = 0
-            for j in range(P):
-                if magnitude[j] >= bound:
-                    candidates[n] = magnitude[j]
-                    n += 1
-            return np.partition(candidates, count - k)[count - k]
-    return np.partition(magnitude.copy(), P - k)[P - k]
+            candidates[j] = abs(x[j])
+    chosen = candidates[:n]
+    threshold = np.partition(chosen, n - k)[n - k]
+    above = 0
+    for i in range(n):
+        if chosen[i] > threshold:
+            above += 1
+    return threshold, above
 
 
 @njit(cache=True, nogil=True)
@@ -325,21 +333,17 @@ def top_k(x, k, out):
     |x|, then those equal to it from the lowest index (np.argpartition may take other ones among
     equal magnitudes; the kept values differ only if such a tie is not all zeros)."""
     K, P = x.shape
-    magnitude = np.empty(P)
+    candidates = np.empty(P)
     for r in range(K):
+        threshold, above = kth_largest(x[r], k, candidates)
+        ties = k - above
         for j in range(P):
-            magnitude[j] = abs(x[r, j])
-        threshold = kth_largest(magnitude, k)
-        ties = k
-        for j in range(P):
-            if magnitude[j] > threshold:
-                ties -= 1
-        for j in range(P):
-            m = magnitude[j]
+            v = x[r, j]
+            m = abs(v)
             if m > threshold:
-                out[r, j] = x[r, j]
+                out[r, j] = v
             elif m == threshold and ties > 0:
-                out[r, j] = x[r, j]
+                out[r, j] = v
                 ties -= 1
             else:
                 out[r, j] = 0.0
