@@ -135,22 +135,48 @@ def rand_k(x, k, clients, prefix, scale, out):
 
 
 @njit(inline="always")
+def butterflies(a, h, d):
+    """Stage h alone: (a[j], a[j + h]) <- (a[j] + a[j + h], a[j] - a[j + h])."""
+    for i in range(0, d, 2 * h):
+        for j in range(i, i + h):
+            p, q = a[j], a[j + h]
+            a[j] = p + q
+            a[j + h] = p - q
+
+
+@njit(inline="always")
 def fwht(a):
     """The unnormalized Walsh-Hadamard transform of one row in place, Sylvester order: the same
     butterflies, operand for operand, as compression.hadamard's constant-geometry passes (which
-    combine index bit 0 first, then bit 1, ...). Stages h and 2h go together (radix 4: one pass
-    over the row for two stages), the first stage alone when log2 d is odd."""
+    combine index bit 0 first, then bit 1, ...). Stages 1, 2 and 4 go together on blocks of 8 in
+    registers; then stages h and 2h in one pass (radix 4), a lone stage first when their count is
+    odd: a pass over the row for every two stages, and the short strides are never a loop."""
     d = a.shape[0]
-    stages, h = 0, 1
+    if d < 8:
+        h = 1
+        while h < d:
+            butterflies(a, h, d)
+            h *= 2
+        return
+    for i in range(0, d, 8):
+        a0, a1, a2, a3 = a[i] + a[i + 1], a[i] - a[i + 1], a[i + 2] + a[i + 3], a[i + 2] - a[i + 3]
+        a4, a5, a6, a7 = (
+            a[i + 4] + a[i + 5],
+            a[i + 4] - a[i + 5],
+            a[i + 6] + a[i + 7],
+            a[i + 6] - a[i + 7],
+        )
+        b0, b1, b2, b3 = a0 + a2, a1 + a3, a0 - a2, a1 - a3
+        b4, b5, b6, b7 = a4 + a6, a5 + a7, a4 - a6, a5 - a7
+        a[i], a[i + 1], a[i + 2], a[i + 3] = b0 + b4, b1 + b5, b2 + b6, b3 + b7
+        a[i + 4], a[i + 5], a[i + 6], a[i + 7] = b0 - b4, b1 - b5, b2 - b6, b3 - b7
+    stages, h = 0, 8
     while h < d:
         stages, h = stages + 1, 2 * h
-    h = 1
+    h = 8
     if stages % 2 == 1:
-        for j in range(0, d, 2):
-            p, q = a[j], a[j + 1]
-            a[j] = p + q
-            a[j + 1] = p - q
-        h = 2
+        butterflies(a, h, d)
+        h *= 2
     while h < d:
         for i in range(0, d, 4 * h):
             for j in range(i, i + h):

@@ -419,7 +419,7 @@ COMPILED_SPECS = [
 
 
 @pytest.mark.parametrize("spec", COMPILED_SPECS)
-@pytest.mark.parametrize("P", [1, 7, 610, 1025])
+@pytest.mark.parametrize("P", [1, 3, 7, 610, 1025])
 def test_the_compiled_kernels_are_bit_identical_to_numpy(spec, P, monkeypatch):
     """flcli.compression_kernels repeats the NumPy functions operation for operation: the same
     bits for zero rows, odd widths, padded rotations, and clients with large ids."""
