@@ -6,8 +6,10 @@ Data: the Synthetic(0, 0) devices of cohorts.py (1,000 clients of 80-120 samples
 training (1 epoch, batch 16) for all 1,000 clients, then the uplink's Compress stage
 (flcli.engine.stages.Compress: compressor, decoding, bit count and the error-feedback table) on
 the resulting [1000, P] updates. Each figure is the median of REPEATS runs (the first, untimed,
-warms up). The compression is vectorized over the cohort: one NumPy expression per step, no loop
-over clients.
+warms up, and compiles flcli.compression_kernels on a first run). The compression goes over the
+cohort in blocks of rows, each one compiled pass (flcli.compression_kernels, bit-identical to the
+NumPy functions of flcli.compression); no Python loop over clients. The training's time moves
+with the machine's load: compare seconds, and percentages only within one run.
 
 Run: python benchmarks/compression.py [--quick] [--json out.json] [--figure out.png]
 """

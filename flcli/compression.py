@@ -40,11 +40,12 @@ so a client's message does not depend on who else was sampled.
 
 import math
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 
 from flcli.errors import FLError
-from flcli.rng import Purpose, hash_bits, paired_uniforms
+from flcli.rng import Purpose, hash_bits, paired_uniforms, prefix
 
 SEED_BITS = 64
 QUANTIZERS = ("qsgd", "uniform", "terngrad", "sign")
@@ -218,11 +219,87 @@ def hadamard(x: np.ndarray) -> np.ndarray:
     return a
 
 
-def quantize(spec: Compressor, x: np.ndarray, seed: int, round: int, ids: np.ndarray):
-    """(x', bits of each message) without the rotation."""
+COMPILED = True  # the numba kernels of flcli.compression_kernels when numba imports
+
+
+@cache
+def kernels():
+    """flcli.compression_kernels, or None without numba (the NumPy functions above then)."""
+    try:
+        from flcli import compression_kernels
+    except ImportError:  # pragma: no cover - numba is a dependency
+        return None
+    return compression_kernels
+
+
+def compiled():
+    return kernels() if COMPILED else None
+
+
+def row_scalars(spec: Compressor, x: np.ndarray):
+    """(factor, mult, offset, flag) [K] of the compiled quantizer: the per-row values of qsgd,
+    uniform, terngrad and sign above, by the same NumPy expressions (so the same rounding)."""
+    K, P = x.shape
+    zeros, ones = np.zeros(K), np.ones(K, dtype=np.bool_)
+    if spec.kind == "qsgd":
+        s = 2 ** (spec.bits - 1) - 1
+        norm = np.sqrt(np.einsum("ij,ij->i", x, x))
+        factor = np.divide(s, norm, out=np.zeros_like(norm), where=norm > 0)
+        return factor, norm / s, zeros, ones
+    if spec.kind == "uniform":
+        steps = 2**spec.bits - 1
+        low, high = x.min(axis=1), x.max(axis=1)
+        width = np.where(high > low, high - low, 1.0)
+        return steps / width, width / steps, low, high > low
+    if spec.kind == "terngrad":
+        scale = np.abs(x).max(axis=1)
+        factor = np.divide(1.0, scale, out=np.zeros_like(scale), where=scale > 0)
+        return factor, scale, zeros, ones
+    scale = np.abs(x).sum(axis=1, keepdims=True) / P
+    return zeros, scale[:, 0], zeros, ones
+
+
+def quantize_compiled(fast, spec: Compressor, x, seed: int, round: int, ids, out):
+    """C(x) into out by the compiled kernels, or None for a kind they do not cover."""
+    clients = np.asarray(ids).astype(np.uint64)
+    if spec.kind in fast.QUANTIZERS:
+        rows = max(1, CHUNK // x.shape[1])  # the scalars' temporaries stay in cache
+        parts = [row_scalars(spec, x[i : i + rows]) for i in range(0, len(x), rows)]
+        factor, mult, offset, flag = (np.concatenate(column) for column in zip(*parts, strict=True))
+        where = prefix(seed, Purpose.QUANTIZE, round)
+        fast.QUANTIZERS[spec.kind](x, clients, where, factor, mult, offset, flag, out)
+        return out
+    if spec.kind == "randk":
+        k = kept(spec.fraction, x.shape[1])
+        where = prefix(seed, Purpose.SPARSIFY, round)
+        fast.rand_k(x, k, clients, where, x.shape[1] / k, out)
+        return out
+    if spec.kind == "topk" and x.shape[1] >= 1024:  # below, NumPy's argpartition is faster
+        fast.top_k(x, kept(spec.fraction, x.shape[1]), out)
+        return out
+    if spec.kind == "bf16":
+        fast.bfloat16(x, out)
+        return out
+    if spec.kind == "fp16":
+        x = np.ascontiguousarray(x)
+        fast.float16(x, x.view(np.uint64), out, out.view(np.uint64))
+        return out
+    return None
+
+
+def quantize(spec: Compressor, x: np.ndarray, seed: int, round: int, ids: np.ndarray, out=None):
+    """(x', bits of each message) without the rotation; x' written into `out` when the compiled
+    kernels cover the kind (else a new array)."""
     K, P = x.shape
     value = 64  # the caller narrows to the run's float width (see compress)
     kind = spec.kind
+    fast = compiled()
+    if fast is not None:
+        done = quantize_compiled(
+            fast, spec, x, seed, round, ids, np.empty_like(x) if out is None else out
+        )
+        if done is not None:
+            return done, message_bits(spec, P, value)
     u = uniforms(seed, Purpose.QUANTIZE, round, ids, P) if spec.unbiased else None
     if kind == "qsgd":
         return qsgd(x, spec.bits, u), value + P * spec.bits
@@ -242,6 +319,16 @@ def quantize(spec: Compressor, x: np.ndarray, seed: int, round: int, ids: np.nda
     return x.astype(np.float16).astype(np.float64), 16 * P
 
 
+def message_bits(spec: Compressor, P: int, value: int) -> int:
+    """The bits of one message of P coordinates, floats of `value` bits (quantize's counts)."""
+    kind = spec.kind
+    if kind in ("topk", "randk"):
+        k = kept(spec.fraction, P)
+        return k * value + (position_bits(k, P) if kind == "topk" else SEED_BITS)
+    per = {"qsgd": spec.bits, "uniform": spec.bits, "terngrad": 2, "sign": 1}.get(kind, 16)
+    return {"qsgd": 1, "uniform": 2, "terngrad": 1, "sign": 1}.get(kind, 0) * value + P * per
+
+
 def float_values(spec: Compressor, width: int) -> int:
     """How many floats a message of `width` coordinates carries (norms, scales, kept values)."""
     if spec.kind in ("topk", "randk"):
@@ -250,6 +337,7 @@ def float_values(spec: Compressor, width: int) -> int:
 
 
 CHUNK = 1 << 17  # coordinates compressed at once: a block of clients' rows stays in cache
+COMPILED_CHUNK = 1 << 20  # the kernels go row by row: larger blocks, fewer calls per cohort
 
 
 def compress(
@@ -267,25 +355,36 @@ def compress(
     ids = np.asarray(ids, dtype=np.int64)
     K, P = x.shape
     width = 1 << max(0, (P - 1).bit_length()) if spec.rotate else P
-    rows = max(1, CHUNK // width)
+    rows = max(1, (CHUNK if compiled() is None else COMPILED_CHUNK) // width)
     out = np.empty_like(x)
     bits = compress_rows(spec, np.zeros((1, P)), seed, round, ids[:1], float_bits)[1]
     for start in range(0, K, rows):
         block = slice(start, start + rows)
-        out[block] = compress_rows(spec, x[block], seed, round, ids[block], float_bits)[0]
+        sent = compress_rows(spec, x[block], seed, round, ids[block], float_bits, out[block])[0]
+        if sent is not out[block]:
+            out[block] = sent
     return out, np.full(K, bits, dtype=np.int64)
 
 
-def compress_rows(spec: Compressor, x, seed: int, round: int, ids, float_bits: int):
-    """(C(x), the bits of one message) for a block of rows."""
+def compress_rows(spec: Compressor, x, seed: int, round: int, ids, float_bits: int, out=None):
+    """(C(x), the bits of one message) for a block of rows (C(x) in `out` when given and the
+    compiled kernels cover the kind)."""
     K, P = x.shape
     if not spec.rotate:
-        out, bits = quantize(spec, x, seed, round, ids)
+        out, bits = quantize(spec, x, seed, round, ids, out)
         return out, bits - float_values(spec, P) * (64 - float_bits)
     d = 1 << max(0, (P - 1).bit_length())
-    signs = np.where(uniforms(seed, Purpose.ROTATE, round, ids, d) < 0.5, -1.0, 1.0)
+    fast = compiled()
     padded = np.zeros((K, d))
     padded[:, :P] = x
+    if fast is not None:
+        clients, where = np.asarray(ids).astype(np.uint64), prefix(seed, Purpose.ROTATE, round)
+        fast.rotate(padded, clients, where, math.sqrt(d))
+        rotated, bits = quantize(spec, padded, seed, round, ids, padded)
+        back = np.empty((K, P)) if out is None else out
+        fast.unrotate(rotated, clients, where, math.sqrt(d), back)
+        return back, bits - float_values(spec, d) * (64 - float_bits) + SEED_BITS
+    signs = np.where(uniforms(seed, Purpose.ROTATE, round, ids, d) < 0.5, -1.0, 1.0)
     padded *= signs
     rotated = hadamard(padded)
     rotated /= math.sqrt(d)

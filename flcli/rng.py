@@ -48,6 +48,14 @@ def _mix(z: np.ndarray) -> np.ndarray:
     return z ^ (z >> np.uint64(31))
 
 
+def prefix(seed: int, purpose: Purpose, round: int) -> np.uint64:
+    """The hash state after (seed, purpose, round): hash_bits is mix(mix(prefix ^ client) ^
+    counter), and the compiled compressors (flcli.compression_kernels) start from it."""
+    with np.errstate(over="ignore"):
+        z = _mix(np.uint64(int(seed) & 0xFFFFFFFFFFFFFFFF) + np.uint64(0x9E3779B97F4A7C15))
+        return _mix(z ^ np.uint64((int(purpose) << 32) | (int(round) & 0xFFFFFFFF)))
+
+
 def hash_bits(seed: int, purpose: Purpose, round: int, client, counter) -> np.ndarray:
     """Counter-based random bits (uint64) addressed by (seed, purpose, round, client, counter).
 
@@ -79,9 +87,9 @@ def paired_uniforms(seed: int, purpose: Purpose, round: int, clients, width: int
     clients = np.asarray(clients, dtype=np.uint64).reshape(-1, 1)
     half = (width + 1) // 2
     with np.errstate(over="ignore"):
-        prefix = _mix(np.uint64(int(seed) & 0xFFFFFFFFFFFFFFFF) + np.uint64(0x9E3779B97F4A7C15))
-        prefix = _mix(prefix ^ np.uint64((int(purpose) << 32) | (int(round) & 0xFFFFFFFF)))
-        z = np.bitwise_xor(_mix(prefix ^ clients), np.arange(half, dtype=np.uint64)[None, :])
+        z = np.bitwise_xor(
+            _mix(prefix(seed, purpose, round) ^ clients), np.arange(half, dtype=np.uint64)[None, :]
+        )
         _mix_in_place(z, np.empty_like(z))
     halves = z.view(np.uint32).reshape(len(clients), half, 2)
     low = 0 if np.little_endian else 1

@@ -388,3 +388,84 @@ def test_compress_down_sends_the_decoded_model_and_counts_its_exact_bits(cli, ii
     )
     fp16 = pd.read_csv(tmp_path / "f" / "rounds.csv")
     assert abs(fp16["test_accuracy"].iloc[-1] - dense["test_accuracy"].iloc[-1]) < 0.02
+
+
+COMPILED_SPECS = [
+    "qsgd:bits=8",
+    "qsgd:bits=2",
+    "uniform:bits=4",
+    "terngrad",
+    "sign",
+    "randk:fraction=0.01",
+    "randk:fraction=0.3",
+    "hadamard+qsgd:bits=4",
+    "hadamard+uniform:bits=2",
+    "hadamard+terngrad",
+    "hadamard+sign",
+    "bf16",
+    "fp16",
+    "topk:fraction=0.01",
+    "topk:fraction=0.3",
+]
+
+
+@pytest.mark.parametrize("spec", COMPILED_SPECS)
+@pytest.mark.parametrize("P", [1, 3, 7, 610, 1025])
+def test_the_compiled_kernels_are_bit_identical_to_numpy(spec, P, monkeypatch):
+    """flcli.compression_kernels repeats the NumPy functions operation for operation: the same
+    bits for zero rows, odd widths, padded rotations, and clients with large ids."""
+    rng = np.random.default_rng(P)
+    x = rng.normal(size=(23, P)) * rng.uniform(0.01, 10, size=(23, 1))
+    x[3], x[5, ::2] = 0, 0
+    ids = rng.choice(10**9, 23, replace=False)
+    parsed = compression.parse(spec)
+    monkeypatch.setattr(compression, "COMPILED", False)
+    plain, plain_bits = compression.compress(parsed, x, 5, 3, ids, 32)
+    monkeypatch.setattr(compression, "COMPILED", True)
+    assert compression.compiled() is not None
+    fast, fast_bits = compression.compress(parsed, x, 5, 3, ids, 32)
+    assert np.array_equal(plain.view(np.uint64), fast.view(np.uint64))
+    assert np.array_equal(plain_bits, fast_bits)
+
+
+@pytest.mark.parametrize("spec", ["bf16", "fp16"])
+def test_the_compiled_float_roundings_match_numpy_at_every_edge(spec, monkeypatch):
+    """Ties, subnormals, overflow, infinities, NaN and signed zeros of each 16-bit format."""
+    halves = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float64)
+    finite = halves[np.isfinite(halves)]
+    ties = (finite[:-1] + finite[1:]) / 2
+    edges = [0.0, -0.0, np.inf, -np.inf, np.nan, 65520.0, 65519.99, 1e300, 1e-300, 2.0**-25]
+    rng = np.random.default_rng(0)
+    noise = rng.normal(size=4000) * 10.0 ** rng.integers(-40, 40, size=4000)
+    x = np.concatenate([halves, ties, np.nextafter(ties, 0), np.nextafter(ties, 1e9), edges])
+    x = np.concatenate([x, noise])
+    x = x[: len(x) // 8 * 8].reshape(8, -1)
+    parsed = compression.parse(spec)
+    monkeypatch.setattr(compression, "COMPILED", False)
+    with np.errstate(all="ignore"):
+        plain, _ = compression.compress(parsed, x, 0, 0, np.arange(8))
+    monkeypatch.setattr(compression, "COMPILED", True)
+    fast, _ = compression.compress(parsed, x, 0, 0, np.arange(8))
+    assert np.array_equal(plain.view(np.uint64), fast.view(np.uint64))
+
+
+@pytest.mark.parametrize("feedback", ["ef", "ef21"])
+@pytest.mark.parametrize("spec", ["topk:fraction=0.1", "sign", "qsgd:bits=3"])
+def test_the_compiled_error_feedback_matches_numpy(spec, feedback, monkeypatch):
+    """The table read and written in place by the kernels: the same deltas and the same table,
+    bit for bit, over rounds with clients that drop out."""
+    results = []
+    for mode in (False, True):
+        monkeypatch.setattr(compression, "COMPILED", mode)
+        stage = Compress(compression.parse(spec), 3, feedback, 30, 50)
+        state, sent = stage.initial_state(), []
+        for round in range(3):
+            ids = np.random.default_rng(round).choice(30, 12, replace=False)
+            alive = np.random.default_rng(round + 10).random(12) < 0.7
+            x = np.random.default_rng(round + 20).normal(size=(12, 50))
+            message, state = stage.apply(Message(round, ids, x, alive), state)
+            sent.append(message.deltas)
+        results.append((np.concatenate(sent), state[stage.key]))
+    (a, table_a), (b, table_b) = results
+    assert np.array_equal(a.view(np.uint64), b.view(np.uint64))
+    assert np.array_equal(table_a.view(np.uint64), table_b.view(np.uint64))

@@ -314,12 +314,17 @@ class Compress(Stage):
         x = np.asarray(message.deltas, dtype=np.float64)
         float_bits = 8 * message.deltas.dtype.itemsize
         ids, alive = message.ids, message.alive
+        fast = compression.compiled() if self.feedback and not self.secure else None
+        if fast is not None and len(np.unique(ids)) == len(ids):
+            return self.apply_compiled(fast, message, state, x, float_bits)
         memory = state[self.key][ids] if self.feedback else 0.0
         if self.feedback == "ef":
             memory += x  # the table's rows are a copy: it becomes p = x + e_i
             source = memory
-        else:
+        elif self.feedback == "ef21":
             source = x - memory
+        else:
+            source = x  # compress() does not write into its input
         codes = None
         if self.secure:
             sent, codes = self.on_shared_grid(message, source)
@@ -333,13 +338,31 @@ class Compress(Stage):
             table = state[self.key]  # updated in place: no copy of the [N, P] table each round
             if self.feedback == "ef":
                 source -= sent
-                table[ids[alive]] = source[alive]
+                arrived = source
             else:
-                received = memory + sent
-                table[ids[alive]] = received[alive]
+                received = np.add(memory, sent, out=sent if bits is not None else None)
+                arrived = received
+            if alive.all():  # no [K, P] copy of the rows that arrived
+                table[ids] = arrived
+            else:
+                table[ids[alive]] = arrived[alive]
             state = {self.key: table}
         deltas = received.astype(message.deltas.dtype, copy=False)
         return replace(message, deltas=deltas, bits=bits, codes=codes), state
+
+    def apply_compiled(self, fast, message: Message, state: State, x, float_bits: int):
+        """apply() with error feedback through flcli.compression_kernels: the table's rows are
+        read and written in place (no gathered copy), the same sums and differences."""
+        table = state[self.key]
+        ids, alive = np.asarray(message.ids, dtype=np.int64), np.asarray(message.alive)
+        source = np.empty_like(x)
+        fast.gather_add(table, ids, x, 1 if self.feedback == "ef" else -1, source)
+        sent, bits = compression.compress(
+            self.spec, source, self.seed, message.round, ids, float_bits
+        )
+        fast.feed_back(table, ids, alive, source, sent, self.feedback == "ef21")
+        deltas = sent.astype(message.deltas.dtype, copy=False)
+        return replace(message, deltas=deltas, bits=bits, codes=None), {self.key: table}
 
     def on_shared_grid(self, message: Message, x: np.ndarray):
         """(the decoded updates [K, P], their Codes) on the round's shared grid, whose scale a
