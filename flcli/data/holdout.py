@@ -62,14 +62,7 @@ def with_client_test(partition: Partition, fraction: float, seed: int) -> Partit
     meta["client_sizes"] = np.diff(offsets).tolist()
     meta["client_test_sizes"] = np.diff(test_offsets).tolist()
     meta["num_train"] = int(len(kept))
-    if "label_counts" in meta:
-        counts = stats.label_counts_from_offsets(
-            arrays["y_train"], offsets, int(meta["num_classes"])
-        )
-        meta["label_counts"] = counts.tolist()
-        meta["heterogeneity"] = stats.heterogeneity(counts)
-    else:
-        meta["heterogeneity"] = stats.target_heterogeneity(arrays["y_train"], offsets)
+    describe_clients(meta, arrays)
     meta["hash"] = array_hash(arrays)
     return Partition(meta=meta, **arrays)
 
