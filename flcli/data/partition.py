@@ -16,6 +16,7 @@ from flcli.data.config import PartitionConfig
 from flcli.data.contract import Scheme, check_min_samples, group_indices
 from flcli.data.flower_schemes import distribution, grouped_natural, inner_dirichlet, size
 from flcli.data.schemes import DESCRIPTIONS
+from flcli.data.sizes import whole_sizes
 from flcli.data.vertical import vertical
 from flcli.errors import FLError
 from flcli.options import declared, flag_of
@@ -230,12 +231,7 @@ def size_weights(kind: str, num_clients: int, alpha: float, rng) -> np.ndarray:
 
 def sizes_from_weights(n: int, weights: np.ndarray, min_samples: int) -> np.ndarray:
     """min_samples each, the rest shared in proportion to weights (largest remainders)."""
-    rest = n - min_samples * len(weights)
-    share = rest * weights / weights.sum()
-    sizes = np.floor(share).astype(np.int64)
-    leftover = rest - int(sizes.sum())
-    sizes[np.argsort(sizes - share, kind="stable")[:leftover]] += 1
-    return sizes + min_samples
+    return whole_sizes(n - min_samples * len(weights), weights) + min_samples
 
 
 def quantity(
