@@ -23,6 +23,7 @@ A round where nobody arrives keeps the model, except under DP, where the noise i
 """
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -100,9 +101,18 @@ class Uplink:
     dp_accountant: str = "rdp"
 
     def __post_init__(self) -> None:
-        named = [stage.name for stage in self.stages if stage.initial_state()]
+        stateful = zip(self.stages, self.state_names, strict=True)
+        named = [stage.name for stage, keys in stateful if keys]
         if len(set(named)) != len(named):
             raise ValueError(f"stages with state need names of their own, not {named}")
+
+    @cached_property
+    def state_names(self) -> tuple[dict[str, str], ...]:
+        """Each stage's state keys, mapped to their names in ServerState.uplink (worked out once:
+        an error-feedback stage's initial state is a clients-by-parameters array)."""
+        return tuple(
+            {key: f"{stage.name}_{key}" for key in stage.initial_state()} for stage in self.stages
+        )
 
     @property
     def counts(self) -> list[str]:
@@ -134,8 +144,7 @@ class Uplink:
         The updates that arrive reach the server update with the aggregate."""
         message = Message(round, updates.ids, updates.deltas, np.asarray(sent, dtype=bool))
         state: State = {}
-        for stage in self.stages:
-            keys = {key: f"{stage.name}_{key}" for key in stage.initial_state()}
+        for stage, keys in zip(self.stages, self.state_names, strict=True):
             missing = [name for name in keys.values() if name not in uplink_state]
             if missing:
                 raise FLError(
