@@ -197,9 +197,10 @@ def prepare_training(
     run = open_run(out, parts.config, Path(partition_dir), data.meta, given=config)
     if parts.uplink.dp is not None:  # what the epsilon column was computed from, for a paper
         run.info["dp"] = parts.uplink.dp_record()
-    check_sources(run, parts.sources)
-    if parts.sources:
-        run.info["sources"] = parts.sources
+    sources = parts.sources
+    check_sources(run, sources)
+    if sources:
+        run.info["sources"] = sources
     resume_from = None
     if run.status != "completed" and run.rows:
         if not resume:

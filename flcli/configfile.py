@@ -10,6 +10,7 @@ file.
 """
 
 import dataclasses
+import functools
 import json
 import tomllib
 from pathlib import Path
@@ -33,8 +34,10 @@ def train_keys() -> list[str]:
     return [f.name for f in dataclasses.fields(TrainConfig)]
 
 
+@functools.cache  # a sweep asks once per planned run; the built-in algorithms never change
 def hyperparameter_aliases() -> dict[str, str]:
-    """A key or flag name of a built-in hyperparameter -> its name (lambda -> lam, mu -> mu)."""
+    """A key or flag name of a built-in hyperparameter -> its name (lambda -> lam, mu -> mu);
+    read-only."""
     from flcli.algorithms.registry import ALGORITHMS
 
     aliases = {}
