@@ -64,9 +64,7 @@ def hash_bits(seed: int, purpose: Purpose, round: int, client, counter) -> np.nd
     whole cohort in one NumPy expression. client and counter broadcast.
     """
     with np.errstate(over="ignore"):
-        z = _mix(np.uint64(int(seed) & 0xFFFFFFFFFFFFFFFF) + np.uint64(0x9E3779B97F4A7C15))
-        z = _mix(z ^ np.uint64((int(purpose) << 32) | (int(round) & 0xFFFFFFFF)))
-        z = _mix(z ^ np.asarray(client, dtype=np.uint64))
+        z = _mix(prefix(seed, purpose, round) ^ np.asarray(client, dtype=np.uint64))
         return _mix(z ^ np.asarray(counter, dtype=np.uint64))
 
 

@@ -16,14 +16,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from flcli.config import NOT_IN_DIGEST
 from flcli.errors import FLError
 
 RUN_FILE = "run.json"
 ROUNDS_FILE = "rounds.csv"
 # Settings in which the repeats of one experiment differ: never a default group key.
 REPEAT_KEYS = ("seed", "partition_seed", "backend", "checkpoint_every")
-# How a run was computed, not what: two runs that differ only in these are copies of one run.
-HOW_KEYS = ("backend", "checkpoint_every", "jobs", "ray_address")
 # Partition params about the split rather than the scheme's shape: not part of `partition`.
 SPLIT_PARAMS = (
     "test_size",
@@ -186,7 +185,7 @@ def describe(values: dict[str, Any]) -> str:
 def identity(run: Run) -> str:
     """What a run is, as text: its settings (seed included) and its partition's hash, leaving
     out how it was computed. Two run dirs with one identity are copies of one run."""
-    settings = {k: v for k, v in run.settings.items() if k not in HOW_KEYS}
+    settings = {k: v for k, v in run.settings.items() if k not in NOT_IN_DIGEST}
     settings["partition_hash"] = run.info.get("partition_hash")
     return json.dumps(settings, sort_keys=True, default=str)
 

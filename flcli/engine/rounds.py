@@ -20,6 +20,7 @@ import numpy as np
 from flcli.algorithms.base import ServerState
 from flcli.engine.asynchronous import AsynchronousRounds
 from flcli.engine.fitted import FittedRounds
+from flcli.engine.health import advice
 from flcli.engine.outcome import RoundResult
 from flcli.engine.parametric import ParametricRounds
 from flcli.errors import RunFailed
@@ -41,10 +42,7 @@ def round_kind(parts):
 def check_finite(record: dict, state: ServerState, round: int, lr: float) -> None:
     train_loss = record["train_loss"]
     if not (math.isfinite(train_loss) and np.isfinite(state.params).all()):
-        raise RunFailed(
-            f"training diverged at round {round} (loss {train_loss}); "
-            f"try a smaller --lr, e.g. {lr / 10:g}"
-        )
+        raise RunFailed(f"training diverged at round {round} (loss {train_loss}); {advice(lr)}")
 
 
 def run_rounds(parts, resume_from: RoundResult | None = None) -> Iterator[RoundResult]:
