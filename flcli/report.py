@@ -399,10 +399,6 @@ def final_name(report: Report) -> str:
     return {"last": "final", "best": "best"}.get(kind, f"last-{count} mean")
 
 
-def spread_name(report: Report) -> str:
-    return f"{report.ci:g}% t-interval" if report.ci is not None else "sample std"
-
-
 def caption(report: Report) -> str:
     """What the numbers are, in one paragraph."""
     kind, count = report.final

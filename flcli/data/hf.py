@@ -22,8 +22,6 @@ from flcli.data.files import TableOptions, columns_text, dataset_from_frame
 from flcli.errors import FLError
 
 INSTALL = "pip install 'flcli[hf]'"
-EXPORT_LABEL = "label"
-EXPORT_FEATURES = "x"
 
 
 def import_datasets(what: str):

@@ -18,7 +18,6 @@ Each check fires once, at the first round it holds. The outcome depends on the r
 every backend and a resumed run give the same warnings.
 """
 
-import math
 from collections.abc import Sequence
 
 RISING = 5  # rounds
@@ -105,8 +104,3 @@ def learning_warnings(rows: Sequence[dict], num_classes: int | None, lr: float |
     for i in range(len(rows)):
         check.observe(rows, i)
     return check.warnings
-
-
-def below_chance(accuracy: float, num_classes: int | None) -> bool:
-    """Whether an accuracy is at or below chance (1 / num_classes); False when unknown."""
-    return bool(num_classes) and math.isfinite(accuracy) and accuracy <= 1 / num_classes
