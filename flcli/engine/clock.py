@@ -24,10 +24,9 @@ from flcli.system import System
 
 @dataclass(frozen=True)
 class Plan:
-    ids: np.ndarray  # [K] the clients that train
+    index: np.ndarray  # [K] the positions, among the sampled ids, of the clients that train
     budgets: np.ndarray  # [K] local steps each does (below its full budget when the deadline cuts)
     sent: np.ndarray  # [K] whether each sends its update
-    downloads: int  # clients that downloaded the model (over-selected ones included)
 
 
 def sample_available(uplink, system: System, round: int, now: float, over_select: float):
@@ -63,7 +62,6 @@ def plan_round(
     partial: bool,
 ) -> Plan:
     """Who of the sampled ids trains, for how many steps, and who sends (see the module)."""
-    downloads = len(ids)
     comm = system.seconds(ids, 0, message_bytes, message_bytes)
     busy = comm + samples_of(full_steps, batch_size) / system.compute_sps[ids]
     order = np.lexsort((ids, busy))[:keep]
@@ -79,7 +77,7 @@ def plan_round(
             sent = budgets > 0
         else:
             sent = ~late
-    return Plan(ids, budgets, sent, downloads)
+    return Plan(chosen, budgets, sent)
 
 
 def round_seconds(

@@ -72,9 +72,8 @@ class ParametricRounds:
             config.round_deadline,
             partial=not config.drop_stragglers,
         )
-        index = np.searchsorted(cohort.ids, plan.ids)
-        work = replace(work.chunk(index), max_steps=plan.budgets)
-        return cohort.chunk(index), work, sent[index] & plan.sent
+        work = replace(work.chunk(plan.index), max_steps=plan.budgets)
+        return cohort.chunk(plan.index), work, sent[plan.index] & plan.sent
 
     def initial_state(self) -> ServerState:
         initial = self.model.init(rng(self.config.seed, Purpose.INIT))
@@ -93,11 +92,7 @@ class ParametricRounds:
         which clients straggle."""
         work = self.algorithm.client_work(state, cohort.ids)
         if self.algorithm.prepare is not None:
-
-            def train_first(anchor, first_work: LocalWork, epochs: int):
-                first_spec = replace(self.base_spec, epochs=epochs)
-                return self.fit(cohort, anchor, first_spec, round, first_work)
-
+            train_first = self.trainer_for(cohort, round)
             work = self.algorithm.prepare(state, cohort.ids, work, train_first)
         straggling = np.zeros(len(cohort.ids), dtype=bool)
         if self.config.stragglers > 0:
@@ -108,12 +103,11 @@ class ParametricRounds:
             work = replace(work, max_steps=budgets)
         return work, straggling
 
-    def chosen(self, state: ServerState, sampled: np.ndarray) -> ServerState:
+    def chosen(self, state: ServerState, cohort: Cohort) -> ServerState:
         """The state after the sampled clients chose among the algorithm's candidate models by
         their loss on their own training rows (IFCA); the state itself for other algorithms."""
         if self.algorithm.choose is None:
             return state
-        cohort = Cohort.of(sampled, self.data.offsets)
         x, y = self.data.x_train, self.y_local
         losses = np.stack(
             [
@@ -121,13 +115,14 @@ class ParametricRounds:
                 for w in self.algorithm.candidates(state)
             ],
             axis=1,
-        ).reshape(len(sampled), -1)
-        return self.algorithm.choose(state, sampled, losses)
+        ).reshape(len(cohort.ids), -1)
+        return self.algorithm.choose(state, cohort.ids, losses)
 
     def train(self, state: ServerState, round: int, sampled: np.ndarray) -> Trained:
-        state = self.chosen(state, sampled)
-        work, straggling = self.client_work(state, round, Cohort.of(sampled, self.data.offsets))
-        cohort, work, sent = self.timed(Cohort.of(sampled, self.data.offsets), work, straggling)
+        sampled_cohort = Cohort.of(sampled, self.data.offsets)
+        state = self.chosen(state, sampled_cohort)
+        work, straggling = self.client_work(state, round, sampled_cohort)
+        cohort, work, sent = self.timed(sampled_cohort, work, straggling)
         ids = cohort.ids
         losses = None
         if self.algorithm.needs_client_losses:
@@ -172,11 +167,17 @@ class ParametricRounds:
         kept = None if len(ids) == len(sampled) else ids
         return Trained(new_state, up, down, delivery.counts, personal, seconds, kept)
 
-    def personalize(self, before: ServerState, after: ServerState, cohort: Cohort, round: int):
-        def train_personal(anchor, personal_work: LocalWork, epochs: int):
-            personal_spec = replace(self.base_spec, epochs=epochs)
-            return self.fit(cohort, anchor, personal_spec, round, personal_work)
+    def trainer_for(self, cohort: Cohort, round: int):
+        """(anchor, work, epochs) -> the cohort's local training from anchor for that many
+        epochs: what an algorithm's prepare and personalize steps train with."""
 
+        def train(anchor, work: LocalWork, epochs: int):
+            return self.fit(cohort, anchor, replace(self.base_spec, epochs=epochs), round, work)
+
+        return train
+
+    def personalize(self, before: ServerState, after: ServerState, cohort: Cohort, round: int):
+        train_personal = self.trainer_for(cohort, round)
         return self.algorithm.personalize(before, after, cohort.ids, train_personal)
 
     def measure(self, state, round, ids, personal, totals) -> tuple[dict, dict]:
