@@ -137,7 +137,5 @@ def grouped_natural(
             f"--group-size {group_size} makes {merged} clients of the natural ones; drop "
             f"--clients {num_clients} (or set it to {merged})"
         )
-    client_of = group_of // group_size
-    order = np.argsort(client_of, kind="stable")
-    parts = np.split(order, np.cumsum(np.bincount(client_of, minlength=merged))[:-1])
+    parts = group_indices(group_of // group_size, merged)
     return check_min_samples(parts, min_samples, f"grouped-natural (G={group_size})")
