@@ -24,11 +24,11 @@ from flcli.algorithms.aggregate import scatter
 from flcli.algorithms.base import Algorithm, AlgorithmSpec, Context, Hyper, ServerState, Train
 from flcli.algorithms.fedavg import fedavg_update
 from flcli.algorithms.work import LocalWork
-from flcli.options import Check
+from flcli.options import within
 
 ALPHA = Hyper(
     "APFL's mixing weight alpha of the personal model in alpha v + (1 - alpha) w.",
-    Check(lambda v: 0 <= v <= 1, "must be in [0, 1], e.g. 0.25"),
+    within(0, 1, 0.25, "[]"),
 )
 
 

@@ -29,11 +29,11 @@ from flcli.algorithms.base import (
     ServerState,
     plain_init,
 )
-from flcli.options import Check
+from flcli.options import Check, within
 
 MIXING = Hyper(
     "FedAsync's mixing weight alpha of an arriving model.",
-    Check(lambda v: 0 < v <= 1, "must be in (0, 1], e.g. 0.6"),
+    within(0, 1, 0.6, "(]"),
 )
 STALENESS_FN = Hyper(
     "FedAsync's staleness function: constant, polynomial or hinge.",

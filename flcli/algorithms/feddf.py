@@ -64,7 +64,7 @@ from flcli.algorithms.base import (
 from flcli.errors import FLError
 from flcli.models.base import capabilities_of, log_probabilities
 from flcli.models.linear import SoftmaxRegression
-from flcli.options import Check
+from flcli.options import Check, within
 from flcli.rng import Purpose, rng
 
 TEMPERATURE = Hyper("Distillation temperature.", Check(lambda v: v > 0, "must be > 0, e.g. 1"))
@@ -74,7 +74,7 @@ STEPS = Hyper(
 )
 PROXY = Hyper(
     "Fraction of each shard held out as the proxy set.",
-    Check(lambda v: 0 < v < 1, "must be in (0, 1), e.g. 0.1"),
+    within(0, 1, 0.1, "()"),
 )
 STUDENT = Hyper(
     "The student's optimizer: sgd (full-batch steps at --lr) or adam (the paper's: minibatch Adam "

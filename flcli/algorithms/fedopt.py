@@ -25,11 +25,11 @@ from flcli.algorithms.base import (
     Hyper,
     ServerState,
 )
-from flcli.options import Check
+from flcli.options import Check, within
 
-MOMENTUM = Hyper("Server momentum.", Check(lambda v: 0 <= v < 1, "must be in [0, 1), e.g. 0.9"))
-BETA1 = Hyper("First-moment decay.", Check(lambda v: 0 <= v < 1, "must be in [0, 1), e.g. 0.9"))
-BETA2 = Hyper("Second-moment decay.", Check(lambda v: 0 <= v < 1, "must be in [0, 1), e.g. 0.99"))
+MOMENTUM = Hyper("Server momentum.", within(0, 1, 0.9))
+BETA1 = Hyper("First-moment decay.", within(0, 1, 0.9))
+BETA2 = Hyper("Second-moment decay.", within(0, 1, 0.99))
 TAU = Hyper("Adaptivity floor.", Check(lambda v: v > 0, "must be > 0, e.g. 0.001"))
 
 
