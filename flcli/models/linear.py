@@ -22,6 +22,11 @@ from flcli.models.heads import (
 )
 
 
+def whole_model_head(model) -> slice:
+    """The last layer: for a one-layer model, every parameter (the body is empty)."""
+    return slice(0, model.num_params)
+
+
 class SoftmaxRegression:
     task = "classification"
     capabilities = Capabilities(distillable=True, exact_log_proba=True, splits_head=True)
@@ -39,9 +44,7 @@ class SoftmaxRegression:
     def init(self, rng: np.random.Generator) -> np.ndarray:
         return np.zeros(self.num_params, dtype=self.dtype)
 
-    def head_slice(self) -> slice:
-        """The last layer: for a one-layer model, every parameter (the body is empty)."""
-        return slice(0, self.num_params)
+    head_slice = whole_model_head
 
     def _unpack(self, W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         d, c = self.num_features, self.num_classes
@@ -92,9 +95,7 @@ class _AffineScore:
     def init(self, rng: np.random.Generator) -> np.ndarray:
         return np.zeros(self.num_params, dtype=self.dtype)
 
-    def head_slice(self) -> slice:
-        """The last layer: for a one-layer model, every parameter (the body is empty)."""
-        return slice(0, self.num_params)
+    head_slice = whole_model_head
 
     def score(self, W, X):
         """x v + b for W [K, P] and X [K, B, D] -> [K, B]; or w [P] and X [N, D] -> [N]."""
