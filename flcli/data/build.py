@@ -85,7 +85,7 @@ def build_partition(config: PartitionConfig) -> Partition:
         "num_test": int(len(test)),
         "client_sizes": np.diff(arrays["offsets"]).tolist(),
         **describe(data, arrays),
-        "hash": array_hash(arrays),
+        "hash": None,  # set last, of the arrays the holdouts leave
     }
     if data.source is not None:
         meta["dataset_source"] = data.source
@@ -101,6 +101,7 @@ def build_partition(config: PartitionConfig) -> Partition:
         built = with_client_test(built, config.client_test_fraction, config.seed)
     if config.new_clients:
         built = with_new_clients(built, config.new_clients, config.seed)
+    built.meta["hash"] = array_hash(built.arrays)
     return built
 
 

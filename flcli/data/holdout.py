@@ -9,7 +9,7 @@ from dataclasses import replace
 import numpy as np
 
 from flcli.data import stats
-from flcli.data.store import Partition, array_hash
+from flcli.data.store import Partition
 from flcli.errors import FLError
 from flcli.rng import Purpose, rng
 
@@ -40,7 +40,8 @@ def split_shards(
 
 
 def with_client_test(partition: Partition, fraction: float, seed: int) -> Partition:
-    """The partition with a local test split of `fraction` of each client's shard."""
+    """The partition with a local test split of `fraction` of each client's shard (its meta's
+    hash is the caller's to set, once every holdout is cut)."""
     if not 0 < fraction < 1:
         raise FLError(f"--client-test-fraction {fraction} must be in (0, 1), e.g. 0.2")
     kept, offsets, held, test_offsets = split_shards(
@@ -63,7 +64,6 @@ def with_client_test(partition: Partition, fraction: float, seed: int) -> Partit
     meta["client_test_sizes"] = np.diff(test_offsets).tolist()
     meta["num_train"] = int(len(kept))
     describe_clients(meta, arrays)
-    meta["hash"] = array_hash(arrays)
     return Partition(meta=meta, **arrays)
 
 
@@ -106,7 +106,8 @@ def take_clients(x, y, offsets, ids) -> tuple[np.ndarray, np.ndarray, np.ndarray
 def with_new_clients(partition: Partition, fraction: float, seed: int) -> Partition:
     """The partition without a `fraction` of its clients, which move to the new-client arrays
     (x_new, y_new, new_offsets, and their local test rows when the partition has clients' test
-    splits); the remaining clients are renumbered 0.. in their order."""
+    splits); the remaining clients are renumbered 0.. in their order. Its meta's hash is the
+    caller's to set."""
     if not 0 < fraction < 1:
         raise FLError(f"--new-clients {fraction} must be in (0, 1), e.g. 0.2")
     if "vertical" in partition.meta:
@@ -145,7 +146,6 @@ def with_new_clients(partition: Partition, fraction: float, seed: int) -> Partit
     meta["client_sizes"] = np.diff(offsets).tolist()
     meta["num_train"] = int(len(y))
     describe_clients(meta, arrays)
-    meta["hash"] = array_hash(arrays)
     return Partition(meta=meta, **arrays)
 
 
