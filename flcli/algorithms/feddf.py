@@ -152,9 +152,10 @@ class AdamStudent:
 
     def distill(self, model, w, x, targets, temperature: float, round: int) -> np.ndarray:
         generator, train, valid = self.split(len(x), round)
+        x_valid, targets_valid = x[valid], targets[valid]
 
         def valid_loss(params):
-            return model.distill_loss_grad(params, x[valid], targets[valid], temperature)[0]
+            return model.distill_loss_grad(params, x_valid, targets_valid, temperature)[0]
 
         m, v, t = np.zeros_like(w), np.zeros_like(w), 0
         best, best_loss, waited = w, valid_loss(w) if len(valid) else math.inf, 0
