@@ -540,6 +540,15 @@ def final_spread(report: Report, row: dict) -> float:
 # --- pivot and LaTeX --------------------------------------------------------------------------
 
 
+def best_index(means: list[float], metric: str) -> int | None:
+    """Which of the means is best for the metric (the lowest loss, the highest accuracy); None
+    when every one is NaN."""
+    if all(math.isnan(m) for m in means):
+        return None
+    pick = np.nanargmin if lower_is_better(metric) else np.nanargmax
+    return int(pick(means))
+
+
 def pivot_cells(report: Report) -> tuple[list[str], list[list[str]], set[tuple[int, int]]]:
     """The final metric as a table of the pivot's row key x column key: a header, rows of
     strings (a cell's n in brackets when it differs from the most common n) and the (row,
@@ -559,9 +568,9 @@ def pivot_cells(report: Report) -> tuple[list[str], list[list[str]], set[tuple[i
     body, best = [], set()
     for j, col in enumerate(cols_of, start=1):
         means = [cell.get((repr(r), repr(col)), {}).get("final_mean", math.nan) for r in rows_of]
-        if not all(math.isnan(m) for m in means):
-            pick = np.nanargmin if lower_is_better(report.metric) else np.nanargmax
-            best.add((int(pick(means)), j))
+        row = best_index(means, report.metric)
+        if row is not None:
+            best.add((row, j))
     for r in rows_of:
         line = [label_of(row_key, r)]
         for col in cols_of:
@@ -623,10 +632,8 @@ def to_latex(report: Report) -> str:
         header, rows = text_cells(report)
         column = header.index(next(h for h in header if h.endswith(metric_name(report.metric))))
         means = [row.get("final_mean", math.nan) for row in report.rows]
-        best = set()
-        if not all(math.isnan(m) for m in means):
-            pick = np.nanargmin if lower_is_better(report.metric) else np.nanargmax
-            best = {(int(pick(means)), column)}
+        row = best_index(means, report.metric)
+        best = set() if row is None else {(row, column)}
     labels = report.label_columns
     spec = "l" * labels + "r" * (len(header) - labels)
     lines = [f"% {line}" for line in textwrap.wrap(caption(report), 96)]
