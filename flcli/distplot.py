@@ -9,8 +9,7 @@ import numpy as np
 import pandas as pd
 
 from flcli.errors import FLError
-from flcli.fileio import atomic_save_figure
-from flcli.plot import FORMATS, STYLE, PlotSummary, algorithm_color, name_of
+from flcli.plot import STYLE, PlotSummary, algorithm_color, figure_path, name_of, save_figure
 from flcli.runs import Group, Run, group_runs
 
 # the metric as fl plot names it -> its column of clients.csv
@@ -50,9 +49,7 @@ def plot_distribution(
 ) -> PlotSummary:
     """Draw one ECDF per group of the last round's per-client metric (the runs of a group, e.g.
     its seeds, pooled); write it to out."""
-    out = Path(out)
-    if out.suffix.lower() not in FORMATS:
-        raise FLError(f"--out {out}: give a file ending in {', '.join(FORMATS)}")
+    out = figure_path(out)
     if metric not in COLUMNS:
         raise FLError(
             f"--kind distribution plots {', '.join(COLUMNS)} (from clients.csv); got --metric "
@@ -62,12 +59,7 @@ def plot_distribution(
         raise FLError("no runs to plot; give run dirs")
     groups = group_runs(runs, group_by or ["algo"])
     values = [np.concatenate([last_round_values(r, metric) for r in g.runs]) for g in groups]
-    fig = draw(groups, values, metric, labels)
-    import matplotlib.pyplot as plt
-
-    with plt.rc_context(STYLE):
-        atomic_save_figure(out, fig, dpi=200)
-    plt.close(fig)
+    save_figure(draw(groups, values, metric, labels), out)
     return PlotSummary(len(runs), len(groups), 1, [])
 
 

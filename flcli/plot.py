@@ -434,20 +434,30 @@ def coinciding(panels, styles: dict[str, Look], legend, metric, smooth, marked) 
     return notes
 
 
+def figure_path(out: Path | str) -> Path:
+    """out as a Path, refused unless it ends in a format a figure is written in."""
+    out = Path(out)
+    if out.suffix.lower() not in FORMATS:
+        raise FLError(f"--out {out}: give a file ending in {', '.join(FORMATS)}")
+    return out
+
+
+def save_figure(fig, out: Path) -> None:
+    """Write fig to out in the house style, whole or not at all, and close it."""
+    import matplotlib.pyplot as plt
+
+    with plt.rc_context(STYLE):
+        atomic_save_figure(out, fig, dpi=200)
+    plt.close(fig)
+
+
 def plot_runs(runs: list[Run], out: Path, **options: Any) -> PlotSummary:
     """Draw the options' metric for each group of runs (a mean line and a ±1 std band over
     seeds, or with a setting as x the final metric per value with error bars), one panel per
     facet value with shared axes; write it to `out`."""
-    out = Path(out)
-    if out.suffix.lower() not in FORMATS:
-        raise FLError(f"--out {out}: give a file ending in {', '.join(FORMATS)}")
+    out = figure_path(out)
     figure = plan_figure(runs, **options)
-    drawn = render(figure)
-    import matplotlib.pyplot as plt
-
-    with plt.rc_context(STYLE):
-        atomic_save_figure(out, drawn, dpi=200)
-    plt.close(drawn)
+    save_figure(render(figure), out)
     runs_drawn = sum(len(g.runs) for _, groups in figure.panels for g in groups)
     return PlotSummary(runs_drawn, len(figure.styles), len(figure.panels), figure.notes)
 
