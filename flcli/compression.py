@@ -329,6 +329,19 @@ def message_bits(spec: Compressor, P: int, value: int) -> int:
     return {"qsgd": 1, "uniform": 2, "terngrad": 1, "sign": 1}.get(kind, 0) * value + P * per
 
 
+def padded_width(P: int) -> int:
+    """d = 2^ceil(log2 P): the width a rotated message is padded to."""
+    return 1 << max(0, (P - 1).bit_length())
+
+
+def sent_bits(spec: Compressor, P: int, float_bits: int = 64) -> int:
+    """The bits of one compressed message of P coordinates, floats of float_bits bits (with a
+    rotation, the padded width's codes and the rotation's seed)."""
+    if not spec.rotate:
+        return message_bits(spec, P, float_bits)
+    return message_bits(spec, padded_width(P), float_bits) + SEED_BITS
+
+
 def float_values(spec: Compressor, width: int) -> int:
     """How many floats a message of `width` coordinates carries (norms, scales, kept values)."""
     if spec.kind in ("topk", "randk"):
@@ -354,10 +367,10 @@ def compress(
     x = np.asarray(x, dtype=np.float64)
     ids = np.asarray(ids, dtype=np.int64)
     K, P = x.shape
-    width = 1 << max(0, (P - 1).bit_length()) if spec.rotate else P
+    width = padded_width(P) if spec.rotate else P
     rows = max(1, (CHUNK if compiled() is None else COMPILED_CHUNK) // width)
     out = np.empty_like(x)
-    bits = compress_rows(spec, np.zeros((1, P)), seed, round, ids[:1], float_bits)[1]
+    bits = sent_bits(spec, P, float_bits)
     for start in range(0, K, rows):
         block = slice(start, start + rows)
         sent = compress_rows(spec, x[block], seed, round, ids[block], float_bits, out[block])[0]
@@ -373,7 +386,7 @@ def compress_rows(spec: Compressor, x, seed: int, round: int, ids, float_bits: i
     if not spec.rotate:
         out, bits = quantize(spec, x, seed, round, ids, out)
         return out, bits - float_values(spec, P) * (64 - float_bits)
-    d = 1 << max(0, (P - 1).bit_length())
+    d = padded_width(P)
     fast = compiled()
     padded = np.zeros((K, d))
     padded[:, :P] = x
@@ -454,7 +467,7 @@ def shared_rotation(spec: Compressor, x: np.ndarray, seed: int, round: int):
     if not spec.rotate:
         return x, None
     K, P = x.shape
-    d = 1 << max(0, (P - 1).bit_length())
+    d = padded_width(P)
     signs = np.where(uniforms(seed, Purpose.ROTATE, round, np.array([SHARED]), d)[0] < 0.5, -1, 1)
     padded = np.zeros((K, d))
     padded[:, :P] = x

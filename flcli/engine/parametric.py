@@ -284,10 +284,8 @@ class Broadcast:
         from flcli import compression
 
         width = self.model_bytes * 8 // self.float_bits
-        _, bits = compression.compress(
-            self.spec, np.zeros((1, width)), self.seed, 0, BROADCAST_ADDRESS, self.float_bits
-        )
-        return self.dense_bytes - self.model_bytes + -(-int(bits[0]) // 8)
+        bits = compression.sent_bits(self.spec, width, self.float_bits)
+        return self.dense_bytes - self.model_bytes + -(-bits // 8)
 
 
 BROADCAST_ADDRESS = np.array([2**63 - 3], dtype=np.int64)  # the broadcast's: no client's id
