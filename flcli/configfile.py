@@ -54,13 +54,13 @@ def with_algo_args(values: dict[str, Any], where: str) -> dict[str, Any]:
     older run.json's hyperparameters of other algorithms) is not given; a value given twice, or
     any other unknown key, is one line."""
     aliases = hyperparameter_aliases()
-    values = {str(key).replace("-", "_"): value for key, value in values.items()}
+    settings = train_keys()
+    values = normalize_keys(values, where, [*settings, PARTITION_KEY, *sorted(set(aliases))])
     moved = {}
-    for key in [k for k in values if k in aliases and k not in train_keys()]:
+    for key in [k for k in values if k in aliases and k not in settings]:
         value = values.pop(key)
         if value is not None:
             moved[aliases[key]] = value
-    normalize_keys(values, where, [*train_keys(), PARTITION_KEY, *sorted(set(aliases))])
     table = values.get("algo_args", {})
     if not isinstance(table, dict):
         raise FLError(f"{where}: algo_args = {table!r} must be a table of key = value")
