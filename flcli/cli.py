@@ -330,8 +330,6 @@ def register_train(full: bool) -> None:
     other command (`fl --help` lists train by its help alone) a stand-in without options does."""
     from typer.models import CommandInfo
 
-    from flcli.options import command
-
     current = next((c for c in app.registered_commands if c.name == "train"), None)
     if current is not None and (current.callback is not train_stand_in or not full):
         return

@@ -42,12 +42,8 @@ def refuse_for_algorithm(config, spec) -> None:
     from flcli.algorithms.registry import ALGORITHMS
 
     reads = spec.reads_clients
-    asked = [
-        flag
-        for flag in uplink_flags(config)
-        if flag.startswith(("--dp", "--sec", "--agg", "--compress "))
-        and "--compress-down" not in flag
-    ]
+    starts = ("--dp", "--sec", "--agg", "--compress ")  # --compress-down is the server's
+    asked = [flag for flag in uplink_flags(config) if flag.startswith(starts)]
     if reads is not None and asked:
         able = [name for name, info in ALGORITHMS.items() if info.reads_clients is None]
         raise FLError(
