@@ -41,9 +41,9 @@ class Parts:
     algorithm: Algorithm | EnsembleAlgorithm
     uplink: Uplink
     trainer: Any  # (model, x, y, cohort, w, spec, seed, round, work) -> CohortResult
+    system: System  # the clients' devices (flcli.system)
     x_proxy: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)  # what the user should know before it runs
-    system: System | None = None  # the clients' devices (flcli.system); None: identical
 
     @property
     def sources(self) -> dict[str, dict]:
@@ -284,7 +284,7 @@ def assemble(config: TrainConfig, partition: Partition) -> Parts:
         )
     notes.extend(dp_notes(resolved, uplink))
     system = build_system(resolved.system, resolved.availability, data.num_clients, resolved.seed)
-    return Parts(resolved, spec, model, data, algorithm, uplink, trainer, x_proxy, notes, system)
+    return Parts(resolved, spec, model, data, algorithm, uplink, trainer, system, x_proxy, notes)
 
 
 def run_memory(

@@ -22,7 +22,6 @@ from flcli.data.store import Partition
 from flcli.engine.evaluate import round_rows
 from flcli.engine.outcome import Trained
 from flcli.rng import Purpose, rng
-from flcli.system import identical
 
 
 class Members:
@@ -54,7 +53,7 @@ class FittedRounds:
         self.data, self.seed = parts.partition, parts.config.seed
         self.members = Members(self.model, self.data, self.seed)
         self.uplink = parts.uplink
-        self.system = parts.system or identical(self.data.num_clients)
+        self.system = parts.system
 
     @property
     def counts(self) -> list[str]:

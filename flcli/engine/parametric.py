@@ -17,7 +17,6 @@ from flcli.engine.local import Cohort, CohortResult
 from flcli.engine.outcome import Trained
 from flcli.engine.stragglers import straggler_budgets
 from flcli.rng import Purpose, rng
-from flcli.system import identical
 
 
 class ParametricRounds:
@@ -39,7 +38,7 @@ class ParametricRounds:
         self.spec = replace(spec, batch_size=min(spec.batch_size, largest_shard))
         message = self.model.num_params * np.dtype(config.dtype).itemsize
         self.bytes_per_message = message * self.algorithm.models_per_message
-        self.system = parts.system or identical(data.num_clients)
+        self.system = parts.system
         self.over_select = config.over_select or 1.0
         self.wait = 0.0  # seconds the round being sampled waits for an available client
         self.broadcast = Broadcast.of(config, self.model.num_params, self.bytes_per_message)
