@@ -5,8 +5,11 @@ guards against power loss, not against a killed run, and costs milliseconds per 
 
 import json
 import os
+import signal
 import tempfile
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -70,3 +73,28 @@ def atomic_save_figure(path: Path, figure: Any, **savefig_kwargs: Any) -> None:
     """Save a matplotlib figure atomically; the format follows the extension of path."""
     fmt = Path(path).suffix.lstrip(".").lower() or "png"
     atomic_write(path, lambda f: figure.savefig(f, format=fmt, **savefig_kwargs))
+
+
+@contextmanager
+def signals_held(signums: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[None]:
+    """Run the block whole: Ctrl-C or SIGTERM arriving inside it is handled as it ends (a
+    KeyboardInterrupt inside np.savez would leave a half-built ZipFile to complain as it is
+    collected). Only the main thread receives signals; elsewhere the block just runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[tuple[int, object]] = []
+    previous = {signum: signal.getsignal(signum) for signum in signums}
+    for signum in signums:
+        signal.signal(signum, lambda number, frame: caught.append((number, frame)))
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for number, frame in caught[:1]:
+            handler = previous[number]
+            if callable(handler):
+                handler(number, frame)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(number)

@@ -20,7 +20,7 @@ from flcli import __version__
 from flcli.algorithms.base import ServerState
 from flcli.config import DIGEST_IF_SET, NOT_IN_DIGEST, TrainConfig
 from flcli.errors import FLError
-from flcli.fileio import atomic_write, atomic_write_json, atomic_write_text
+from flcli.fileio import atomic_write, atomic_write_json, atomic_write_text, signals_held
 from flcli.runcheck import read_rows, read_run_json
 
 try:
@@ -115,15 +115,16 @@ class RunDir:
             return
         round, state = self.pending
         client_rows = [row for row in self.client_rows if row["round"] <= round]
-        if client_rows:  # first, so that clients.csv never lags the checkpoint
-            atomic_write_text(self.path / "clients.csv", csv_text(client_rows, CLIENT_COLUMNS))
         rows = [row for row in self.rows if row["round"] <= round]
-        atomic_write_text(self.path / "rounds.csv", csv_text(rows, COLUMNS))
         arrays = {"round": np.array(round), "params": state.params}
         arrays.update({f"extra_{k}": v for k, v in state.extra.items()})
         arrays.update({f"uplink_{k}": v for k, v in state.uplink.items()})
-        atomic_write(self.path / "checkpoint.npz", lambda f: np.savez(f, **arrays))
-        self.pending, self.saved_round = None, round
+        with signals_held():
+            if client_rows:  # first, so that clients.csv never lags the checkpoint
+                atomic_write_text(self.path / "clients.csv", csv_text(client_rows, CLIENT_COLUMNS))
+            atomic_write_text(self.path / "rounds.csv", csv_text(rows, COLUMNS))
+            atomic_write(self.path / "checkpoint.npz", lambda f: np.savez(f, **arrays))
+            self.pending, self.saved_round = None, round
 
     def checkpoint(self) -> tuple[dict, ServerState] | None:
         """The last round's record and server state, or None when no round was logged."""

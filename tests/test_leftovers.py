@@ -10,6 +10,7 @@ import pytest
 from test_crash import start_fl
 
 from flcli.data.store import remove_orphaned_builds
+from flcli.fileio import signals_held
 
 BIG = "classification:n_samples=300000,n_features=50"
 
@@ -91,3 +92,14 @@ def test_a_full_disk_names_the_file_exits_1_and_marks_the_run_failed(
     )
     assert resumed.code == 0, resumed.err
     assert json.loads((run / "run.json").read_text())["status"] == "completed"
+
+
+def test_a_ctrl_c_inside_a_held_block_lands_after_the_block_has_finished():
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own, as at start
+    finished = []
+    with pytest.raises(KeyboardInterrupt), signals_held():
+        os.kill(os.getpid(), signal.SIGINT)
+        finished.append("the write")
+    restored = signal.signal(signal.SIGINT, before)
+    assert finished == ["the write"]
+    assert restored is signal.default_int_handler
