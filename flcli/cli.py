@@ -6,6 +6,7 @@ import shlex
 import signal
 import sys
 import typing
+from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
@@ -678,14 +679,16 @@ def report_table(summary) -> Table:
 
 @app.command(
     epilog="Example: fl sweep experiments/noniid.toml --jobs 2  (again: does nothing; "
-    "interrupted: continues)"
+    "interrupted: continues). On a Ray cluster: fl sweep experiments/noniid.toml --backend ray "
+    "--ray-address HEAD:6379"
 )
 def sweep(
     sweep_file: Annotated[Path, typer.Argument(help="Sweep TOML: name, \\[base], \\[grid].")],
     jobs: Annotated[
         int | None,
         typer.Option(
-            help="Runs at once; with --backend process or ray, workers per run.",
+            help="Runs at once; with --backend process, workers per run; with --backend ray "
+            "and no --ray-address, the CPUs of the local Ray it starts.",
             show_default="all cores",
         ),
     ] = None,
@@ -710,13 +713,16 @@ def sweep(
     yes: Annotated[bool, typer.Option("--yes", help="With --prune: delete what it lists.")] = False,
     ray_address: Annotated[
         str | None,
-        typer.Option(help="Join this Ray cluster (with --backend ray): every run uses it."),
+        typer.Option(
+            help="With --backend ray: the Ray cluster to run on (each run is one task, on every "
+            "node; `ray status` prints the address)."
+        ),
     ] = None,
 ) -> None:
     """Run a grid of partitions x training runs in parallel; completed runs are skipped."""
     from joblib.externals.loky import cpu_count
 
-    from flcli.sweep import load_sweep, state
+    from flcli.sweep import check_runnable, load_sweep, state
 
     if jobs is not None and jobs < 1:
         raise FLError(f"--jobs {jobs} must be a positive integer, e.g. 2")
@@ -742,8 +748,13 @@ def sweep(
             table.add_row(run.run_id, run.partition_id, state(run))
         print_table(table)
         return
+    check_runnable(plan)
     counts, failures, finished = follow_sweep(plan, summary, jobs or cpu_count())
     print_table(sweep_table(plan, finished))
+    nodes = Counter(outcome.node for outcome in finished.values() if outcome.node)
+    if nodes:
+        shown = ", ".join(f"{node}: {n}" for node, n in sorted(nodes.items()))
+        out.print(f"runs trained per Ray node ({len(nodes)} nodes): {shown}")
     out.print(
         f"{counts['completed']} trained, {counts['skipped']} already done, "
         f"{counts['failed']} failed -> {plan.root}"
@@ -791,13 +802,14 @@ def follow_sweep(plan, summary: str, jobs: int) -> tuple[dict, list, dict]:
                 if outcome.kind == "partition":
                     progress.update(task, note=f"partition {outcome.id} {outcome.status}")
                     continue
+                if outcome.kind == "cluster":
+                    progress.update(
+                        task, note="; ".join(filter(None, [done_note(counts), outcome.message]))
+                    )
+                    continue
                 counts[outcome.status] += 1
                 finished[outcome.id] = outcome
-                progress.update(
-                    task,
-                    advance=1,
-                    note=", ".join(f"{n} {status}" for status, n in counts.items() if n),
-                )
+                progress.update(task, advance=1, note=done_note(counts))
         except KeyboardInterrupt:
             done = counts["completed"] + counts["skipped"]
             raise RunFailed(
@@ -805,6 +817,10 @@ def follow_sweep(plan, summary: str, jobs: int) -> tuple[dict, list, dict]:
                 f"they trained; continue with: {shlex.join(['fl', *invocation])}"
             ) from None
     return counts, failures, finished
+
+
+def done_note(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {status}" for status, n in counts.items() if n)
 
 
 def prune_runs(plan, delete: bool) -> None:
@@ -824,15 +840,19 @@ def prune_runs(plan, delete: bool) -> None:
 
 
 def sweep_table(plan, finished: dict) -> Table:
+    """One row per run that finished: its status and accuracy, and on a Ray sweep its node."""
+    on_nodes = any(outcome.node for outcome in finished.values())
     table = Table(box=None)
-    for column, justify in (("run", "left"), ("status", "left"), ("test accuracy", "right")):
+    columns = [("run", "left"), ("status", "left"), ("test accuracy", "right")]
+    for column, justify in columns + ([("node", "left")] if on_nodes else []):
         table.add_column(column, justify=justify)
     for run in plan.runs:
         outcome = finished.get(run.run_id)
         if outcome is None:
             continue
         accuracy = outcome.record.get("test_accuracy")
-        table.add_row(run.run_id, outcome.status, "-" if accuracy is None else f"{accuracy:.4f}")
+        row = [run.run_id, outcome.status, "-" if accuracy is None else f"{accuracy:.4f}"]
+        table.add_row(*row, *([outcome.node] if on_nodes else []))
     return table
 
 

@@ -28,7 +28,6 @@ import hashlib
 import itertools
 import json
 import math
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -39,17 +38,17 @@ from flcli.assemble import check_alone
 from flcli.config import TrainConfig
 from flcli.configfile import hyperparameter_aliases, read_toml, train_keys, with_algo_args
 from flcli.data.config import PartitionConfig
-from flcli.errors import FLError, RunFailed
+from flcli.errors import FLError
 from flcli.names import check_name
 from flcli.options import normalize_keys
-from flcli.runlog import RunBusy, same_config, wait_for_run
+from flcli.runjob import Outcome, train_run
+from flcli.runlog import same_config
 
 # A partition id's hash is of the options as named before PartitionConfig, so that the partition
 # dirs of an existing sweep keep their ids (and its done runs stay done).
 HASHED_AS = {"clients": "num_clients"}
 PARTITION_SEED = "partition_seed"
 SHARED_KEYS = ("seed",)  # options that are both a partition and a training option
-INNER_PARALLEL = ("process", "ray")  # backends that spread one run over the workers themselves
 
 
 def partition_keys() -> list[str]:
@@ -84,17 +83,6 @@ class Sweep:
     @property
     def num_partitions(self) -> int:
         return len({run.partition_id for run in self.runs})
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What happened to one run (or one partition) of the sweep."""
-
-    kind: str  # "partition" or "run"
-    id: str
-    status: str  # completed | skipped | failed | interrupted
-    message: str = ""
-    record: dict = field(default_factory=dict)  # the run's last rounds.csv row
 
 
 def format_value(value: Any) -> str:
@@ -289,29 +277,8 @@ def _build(run: PlannedRun) -> Outcome:
     return Outcome("partition", run.partition_id, "completed")
 
 
-def _prepare(run: PlannedRun):
-    """The run's Training; a run another fl process trains (a second fl sweep on the same file) is
-    waited for, then reopened: done by then, or left interrupted to continue."""
-    while True:
-        try:
-            return api.prepare_training(run.partition_dir, run.config, run.out, resume=True)
-        except RunBusy:
-            wait_for_run(run.out)
-
-
 def _train(run: PlannedRun) -> Outcome:
-    try:
-        training = _prepare(run)
-        if training.already_completed:
-            return Outcome("run", run.run_id, "skipped", record=training.run.rows[-1])
-        last = deque(training.rounds(), maxlen=1)  # train; keep the last round's record
-    except (FLError, RunFailed) as failure:
-        return Outcome("run", run.run_id, "failed", str(failure))
-    except KeyboardInterrupt:  # Ctrl-C reaches the workers too: the run saved what it did
-        return Outcome("run", run.run_id, "interrupted")
-    except Exception as bug:  # one broken run must not take the sweep down
-        return Outcome("run", run.run_id, "failed", f"{type(bug).__name__}: {bug}")
-    return Outcome("run", run.run_id, "completed", record=last[0] if last else {})
+    return train_run(run.partition_dir, run.config, run.out, run.run_id)
 
 
 def _parallel(jobs: int):
@@ -320,15 +287,27 @@ def _parallel(jobs: int):
     return Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered")
 
 
+def check_runnable(sweep: Sweep) -> None:
+    """FLError before anything is built when the sweep's runs cannot go where they are sent (a
+    Ray sweep without Ray, or with a plugin file the nodes cannot be given)."""
+    configs = [run.config for run in sweep.runs if run.config.backend == "ray"]
+    if configs:
+        from flcli.cluster import check_cluster_sweep
+
+        check_cluster_sweep(configs)
+
+
 def run_sweep(sweep: Sweep, jobs: int = 1) -> Iterator[Outcome]:
     """Build the missing partitions, then train the runs not yet done; one Outcome per partition
     built and per run, as they finish. Failures are reported, never raised.
 
-    Runs are trained `jobs` at a time, except with the process and ray backends, which spread each
-    run over the workers themselves: their runs go one after another.
+    Runs are trained `jobs` at a time, except with the process backend, which spreads each run
+    over the workers itself: its runs go one after another. With the ray backend each run is one
+    Ray task on the cluster (flcli.cluster), `jobs` the CPUs of a local Ray started for it.
     """
     from joblib import delayed
 
+    check_runnable(sweep)
     todo = []
     for run in sweep.runs:
         if is_done(run):
@@ -348,7 +327,11 @@ def run_sweep(sweep: Sweep, jobs: int = 1) -> Iterator[Outcome]:
             yield Outcome("run", run.run_id, "failed", message)
         else:
             ready.append(run)
-    if any(run.config.backend in INNER_PARALLEL for run in ready):
+    if any(run.config.backend == "ray" for run in ready):
+        from flcli.cluster import run_on_cluster
+
+        yield from run_on_cluster(ready, jobs, ready[0].config.ray_address)
+    elif any(run.config.backend == "process" for run in ready):
         for run in ready:
             jobs_given = run.config.jobs is not None
             yield _train(run if jobs_given else replace(run, config=replace(run.config, jobs=jobs)))

@@ -2,12 +2,15 @@
 
 The training arrays are put in Ray's object store once per run; each round's tasks get references
 to them (read zero-copy by the workers), their chunk of the cohort, the global model and the spec.
---ray-address joins an existing cluster (flcli must be installed on its nodes); otherwise a local
-Ray with --jobs CPUs (default 2) is started and kept for the rest of the process.
+--ray-address joins an existing cluster; otherwise a local Ray with --jobs CPUs (default 2) is
+started and kept for the rest of the process. Either way flcli's package travels to the workers in
+Ray's runtime environment (py_modules), so the nodes need only Python with Ray and flcli's
+dependencies.
 """
 
 import logging
 import socket
+from pathlib import Path
 
 import numpy as np
 
@@ -30,6 +33,17 @@ def import_ray():
             "pip install 'flcli[ray]' (or choose --backend process)"
         ) from None
     return ray
+
+
+PACKAGE_EXCLUDES = ["__pycache__", "*.pyc", "*.nbi", "*.nbc"]
+
+
+def package_runtime_env() -> dict:
+    """A Ray runtime environment that ships the flcli package this process imports to every worker
+    (the working tree or the installed copy, whichever runs here)."""
+    import flcli
+
+    return {"py_modules": [str(Path(flcli.__file__).parent)], "excludes": PACKAGE_EXCLUDES}
 
 
 def _train_chunk(model, x, y, cohort, w_global, spec, seed, round, work):
@@ -89,7 +103,11 @@ class RayTrainer:
     def _start(self):
         ray = import_ray()
         if not ray.is_initialized():
-            quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
+            quiet = {
+                "log_to_driver": False,
+                "logging_level": logging.ERROR,
+                "runtime_env": package_runtime_env(),
+            }
             if self.address:
                 try:
                     ray.init(address=self.address, **quiet)

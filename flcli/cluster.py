@@ -1,0 +1,275 @@
+"""`fl sweep --backend ray`: each run of a sweep is one Ray task, scheduled over every node.
+
+The driver (the machine running fl sweep) builds the missing partitions as a local sweep does,
+puts each partition's files in Ray's object store once, and submits one task per run. flcli's own
+code travels to the nodes in the task's runtime environment (the package the driver imports, as
+`py_modules`), and so do the folders of a user's plugin files (as its `working_dir`); the nodes
+need only Python with Ray and flcli's dependencies. A task writes its partition into a cache on its
+node (once per node), trains the run there with the vectorized backend, and returns the run dir's
+files; the driver writes them into results/<name>/<run-id>/ as one directory rename, so a run dir
+is either absent, as it was, or complete. A task lost with its node is retried on another one
+(Ray's max_retries). An interrupted sweep resumes: the runs already written are done, and an
+unfinished run dir travels with its task, which continues it from its checkpoint.
+"""
+
+import json
+import logging
+import os
+import shutil
+import socket
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from flcli import plugins
+from flcli.config import TrainConfig
+from flcli.data.store import building_dir, remove_orphaned_builds
+from flcli.engine.raybackend import import_ray, package_runtime_env
+from flcli.errors import FLError
+from flcli.fileio import UMASK, atomic_write_json
+from flcli.runjob import Outcome, train_run
+from flcli.runlog import LOCK, is_leftover
+
+RETRIES = 3  # how often a task lost with its node (or its worker process) is run again
+POLL_S = 1.0  # how often the progress line is refreshed while no run finishes
+LOCAL_CPUS = 2
+
+
+@dataclass(frozen=True)
+class RunTask:
+    """What a node needs to train one run: the run's config and the files it continues from."""
+
+    run_id: str
+    config: TrainConfig
+    partition_hash: str
+    resumed_files: dict[str, bytes]  # an unfinished run dir's files, else empty
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: str
+    status: str  # completed | failed
+    message: str
+    files: dict[str, bytes]
+    record: dict
+    node: str  # the node that trained it: "<host name> <node id prefix>"
+
+
+def connect(address: str | None, cpus: int | None, configs: list[TrainConfig]):
+    """Ray, joined to the cluster at address (or a local Ray of `cpus` CPUs started here), with
+    this sweep's runtime environment. A Ray the caller already started is used as it is: its own
+    runtime environment must carry flcli and the plugins to the nodes."""
+    ray = import_ray()
+    if ray.is_initialized():
+        return ray
+    env = runtime_env(configs)
+    settings = {"log_to_driver": False, "logging_level": logging.ERROR, "runtime_env": env}
+    try:
+        if address is None:
+            ray.init(num_cpus=cpus or LOCAL_CPUS, include_dashboard=False, **settings)
+        else:
+            ray.init(address=address, **settings)
+    except ConnectionError as failure:
+        raise FLError(
+            f"--ray-address {address}: cannot join the cluster ({failure}); check the address "
+            "(ray status prints it) or omit it for a local Ray"
+        ) from None
+    finally:  # ray.init uploaded it
+        if "working_dir" in env:
+            shutil.rmtree(env["working_dir"], ignore_errors=True)
+    return ray
+
+
+def runtime_env(configs: list[TrainConfig]) -> dict:
+    """flcli's package folder, and the folders of the runs' plugin files (`--algo FILE.py:NAME`,
+    `--model FILE.py:NAME`): what every task's worker imports, so that nothing is installed by
+    hand on the nodes."""
+    env = package_runtime_env()
+    folders = plugin_folders(configs)
+    if folders:
+        env["working_dir"] = str(plugin_tree(folders))
+    return env
+
+
+def check_cluster_sweep(configs: list[TrainConfig]) -> None:
+    """One line now, before any partition is built: Ray is missing, or a plugin file lies where
+    the nodes' working directory cannot hold it."""
+    import_ray()
+    plugin_folders(configs)
+
+
+def plugin_folders(configs: list[TrainConfig]) -> list[Path]:
+    """The folders of the runs' plugin files, relative to the working directory (where a node's
+    worker looks for `FILE.py:NAME`)."""
+    here = Path.cwd().resolve()
+    names = {name for config in configs for name in (config.algo, config.model)}
+    modules = [name.rpartition(":")[0] for name in names if plugins.is_reference(name)]
+    folders = []
+    for folder in sorted({Path(m).resolve().parent for m in modules if m.endswith(".py")}):
+        if folder != here and here not in folder.parents:
+            raise FLError(
+                f"plugin folder {folder} is outside the working directory {here}; a Ray sweep "
+                "ships plugin files by their path under it: run fl sweep from a folder above it"
+            )
+        folders.append(folder.relative_to(here))
+    return folders
+
+
+def plugin_tree(folders: list[Path]) -> Path:
+    """A temporary folder holding the .py files of each plugin folder at its relative path."""
+    tree = Path(tempfile.mkdtemp(prefix="flcli-plugins-"))
+    for folder in folders:
+        (tree / folder).mkdir(parents=True, exist_ok=True)
+        for file in folder.glob("*.py"):
+            shutil.copy2(file, tree / folder / file.name)
+    return tree
+
+
+def read_files(folder: Path) -> dict[str, bytes]:
+    """The regular files of a run or partition dir by name (not its lock or half-written files)."""
+    return {
+        path.name: path.read_bytes()
+        for path in sorted(Path(folder).iterdir())
+        if path.is_file() and path.name != LOCK and not is_leftover(path)
+    }
+
+
+def node_cache() -> Path:
+    return Path(tempfile.gettempdir()) / f"flcli-cluster-{os.getuid()}"
+
+
+def materialize_partition(files: dict[str, bytes], partition_hash: str) -> Path:
+    """The partition's dir in this node's cache, written once per node (a rename makes it appear
+    whole; a concurrent task that wrote it first wins)."""
+    folder = node_cache() / "partitions" / partition_hash
+    if folder.is_dir():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    remove_orphaned_builds(folder.parent)
+    tmp = building_dir(folder)
+    for name, content in files.items():
+        (tmp / name).write_bytes(content)
+    try:
+        os.rename(tmp, folder)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not folder.is_dir():
+            raise
+    return folder
+
+
+def train_on_node(task: RunTask, partition_files: dict[str, bytes]) -> RunResult:
+    """A Ray task: train one run in a scratch dir of this node and return its files."""
+    import ray
+
+    context = ray.get_runtime_context()
+    node = f"{socket.gethostname()} {context.get_node_id()[:8]}"
+    partition_dir = materialize_partition(partition_files, task.partition_hash)
+    scratch = Path(tempfile.mkdtemp(dir=node_cache(), prefix="run-"))
+    try:
+        for name, content in task.resumed_files.items():
+            (scratch / name).write_bytes(content)
+        config = replace(task.config, backend="vectorized", jobs=None, ray_address=None)
+        outcome = train_run(partition_dir, config, scratch, task.run_id)
+        files = read_files(scratch) if outcome.status != "failed" else {}
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return RunResult(task.run_id, outcome.status, outcome.message, files, outcome.record, node)
+
+
+def write_run_dir(out: Path, files: dict[str, bytes], partition_dir: Path) -> None:
+    """Put a run's files at out in one rename (a run dir already there, unfinished, is replaced);
+    run.json names the driver's partition dir and plugin files, as a local run's does."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    remove_orphaned_builds(out.parent)
+    tmp = building_dir(out)
+    try:
+        for name, content in files.items():
+            if name != "run.json":
+                (tmp / name).write_bytes(content)
+        info = json.loads(files["run.json"])
+        info["partition"] = str(partition_dir.resolve())
+        if "sources" in info:
+            info["sources"] = driver_sources(info["sources"])
+        atomic_write_json(tmp / "run.json", info)
+        os.chmod(tmp, 0o777 & ~UMASK)  # mkdtemp makes it private; a plain mkdir would not
+        if out.exists():
+            old = building_dir(out)
+            os.rename(out, old / "replaced")
+            os.rename(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def driver_sources(sources: dict[str, dict]) -> dict[str, dict]:
+    """run.json's plugin records with the driver's file paths (the node ran a copy of the same
+    bytes, in its runtime environment's folder)."""
+    mapped = {}
+    for key, source in sources.items():
+        here = plugins.source_of(source["reference"]) if "entry_point" not in source else {}
+        same = here.get("sha256") is not None and here.get("sha256") == source.get("sha256")
+        mapped[key] = here if same else source
+    return mapped
+
+
+def resumable_files(out: Path) -> dict[str, bytes]:
+    """An unfinished run dir's files, for its task to continue from (none for a fresh run)."""
+    return read_files(out) if (out / "run.json").is_file() else {}
+
+
+def run_on_cluster(runs: list, jobs: int | None, address: str | None) -> Iterator[Outcome]:
+    """Train each planned run (sweep.PlannedRun) as one Ray task; one Outcome per run as it
+    finishes, and an Outcome of kind "cluster" with the runs in flight every POLL_S seconds.
+    Their partitions must already be built."""
+    ray = connect(address, jobs, [run.config for run in runs])
+    train = ray.remote(num_cpus=1, max_retries=RETRIES)(train_on_node)
+    shared = {}
+    for run in runs:
+        if run.partition_id not in shared:
+            files = read_files(run.partition_dir)
+            shared[run.partition_id] = (partition_hash(files), ray.put(files))
+    pending = {}
+    for run in runs:
+        hashed, files_ref = shared[run.partition_id]
+        task = RunTask(run.run_id, run.config, hashed, resumable_files(run.out))
+        pending[train.remote(task, files_ref)] = run
+    try:
+        yield from follow_tasks(ray, pending)
+    finally:
+        for ref in pending if ray.is_initialized() else ():
+            ray.cancel(ref, force=True)
+
+
+def follow_tasks(ray, pending: dict) -> Iterator[Outcome]:
+    """Write each finished task's run dir and yield its Outcome; `pending` shrinks as they do."""
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_S)
+        if not done:
+            yield in_flight(ray, len(pending))
+            continue
+        run = pending.pop(done[0])
+        try:
+            result = ray.get(done[0])
+        except ray.exceptions.RayError as lost:  # retried RETRIES times, lost every time
+            yield Outcome("run", run.run_id, "failed", f"{type(lost).__name__}: {lost}")
+            continue
+        if result.files:
+            write_run_dir(run.out, result.files, run.partition_dir)
+        yield Outcome("run", run.run_id, result.status, result.message, result.record, result.node)
+
+
+def in_flight(ray, count: int) -> Outcome:
+    nodes = [node for node in ray.nodes() if node.get("Alive")]
+    cpus = int(sum(node.get("Resources", {}).get("CPU", 0) for node in nodes))
+    running = min(count, cpus)
+    note = f"{running} running, {count - running} queued on {len(nodes)} nodes"
+    return Outcome("cluster", "", "running", note)
+
+
+def partition_hash(files: dict[str, bytes]) -> str:
+    return str(json.loads(files["partition.json"])["hash"])
