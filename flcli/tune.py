@@ -267,7 +267,10 @@ def report_to(plan: TunePlan, trial, seed_index: int) -> Callable[[dict], bool]:
                 f"[objective] metric = {metric!r} is not a column of rounds.csv; its columns: "
                 f"{', '.join(record)}"
             )
-        step = seed_index * (plan.rounds + 1) + int(record["round"])
+        round = int(record["round"])
+        if round % plan.pruner.every and round != plan.rounds:
+            return False
+        step = seed_index * (plan.rounds + 1) + round
         trial.report(plan.objective.signed(float(record[metric])), step)
         return trial.should_prune()
 

@@ -24,6 +24,7 @@ The file:
     [pruner]
     kind = "median"             # median | halving | none
     warmup_rounds = 5
+    every = 1                   # report to the pruner every this many rounds (and the last)
 
 The [space] keys are training options and algorithm hyperparameters (mu, lambda, or a plugin
 algorithm's); partition options belong in [base]: one partition serves the whole study.
@@ -123,6 +124,7 @@ class Pruner:
     startup_trials: int = 5  # median: finished trials before any is pruned
     min_rounds: int | None = None  # halving: the first rung
     reduction_factor: int = 3  # halving
+    every: int = 1  # report (and maybe prune) every this many rounds: each report is a write
 
 
 @dataclass(frozen=True)
@@ -275,7 +277,7 @@ def parse_objective(table: dict, default_seed: int, where: str) -> Objective:
 
 
 def parse_pruner(table: dict, rounds: int, where: str) -> Pruner:
-    keys = ("kind", "warmup_rounds", "startup_trials", "min_rounds", "reduction_factor")
+    keys = ("kind", "warmup_rounds", "startup_trials", "min_rounds", "reduction_factor", "every")
     _known(table, keys, "[pruner]", where)
     kind = table.get("kind", "median")
     if kind not in PRUNERS:
@@ -288,6 +290,7 @@ def parse_pruner(table: dict, rounds: int, where: str) -> Pruner:
         startup_trials=_count(table.get("startup_trials", 5), f"{at} startup_trials", "5", 0),
         min_rounds=_count(table.get("min_rounds", max(1, rounds // 8)), f"{at} min_rounds", "2"),
         reduction_factor=_count(table.get("reduction_factor", 3), f"{at} reduction_factor", "3", 2),
+        every=_count(table.get("every", 1), f"{at} every", "5"),
     )
 
 

@@ -196,6 +196,7 @@ def test_without_optuna_fl_tune_says_how_to_install_it(cli, tmp_path, monkeypatc
         ('kind = "none"', 'kind = "sometimes"', ["kind", "'sometimes'", "median"]),
         ("[pruner]", '[objective]\nmode = "rounds_to"\n[pruner]', ["target", "rounds_to"]),
         ("[pruner]", '[objective]\nmetric = ""\n[pruner]', ["metric", "column"]),
+        ('kind = "none"', 'kind = "none"\nevery = 0', ["every = 0", "integer >= 1"]),
     ],
 )
 def test_bad_tune_file_is_one_line(cli, tmp_path, old, new, fragments):
@@ -212,6 +213,22 @@ def test_an_objective_metric_that_is_no_column_stops_the_study_with_one_line(cli
     last = result.err.strip().splitlines()[-1]
     assert "test_accuracyy" in last and "columns" in last
     assert load_study(sqlite(tmp_path / "o")).trials[0].state == optuna.trial.TrialState.FAIL
+
+
+def test_the_shipped_tune_and_its_grid_share_partition_rounds_seed_and_budget():
+    from pathlib import Path
+
+    from flcli.sweep import load_sweep
+    from flcli.tunefile import load_tune
+
+    experiments = Path(__file__).parent.parent / "experiments"
+    tune = load_tune(experiments / "tune-fedprox.toml")
+    grid = load_sweep(experiments / "fedprox-grid.toml")
+    assert tune.trials == len(grid.runs) == 30 and grid.num_partitions == 1
+    assert tune.partition_options == grid.runs[0].partition_options
+    assert {run.config.rounds for run in grid.runs} == {tune.rounds}
+    assert {run.config.seed for run in grid.runs} == set(tune.objective.seeds)
+    assert {p.key for p in tune.space} == {"lr", "mu", "local_epochs"}
 
 
 def rows(accuracies, sim_step=2.0):
