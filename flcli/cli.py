@@ -878,7 +878,7 @@ def tune(
         bool, typer.Option(help="Show the space, the objective and the budget; run nothing.")
     ] = False,
 ) -> None:
-    """Search fl train's options with Optuna (pip install 'flcli[tune]'), one trial at a time;
+    """Search fl train's options with Optuna (pip install 'flcli\\[tune]'), one trial at a time;
     then print the best configs and re-run the best over fresh seeds."""
     from flcli.tunefile import load_tune
 

@@ -18,7 +18,7 @@ imported only here). The file's format and the objective's maths are in flcli/tu
 - The sampler is seeded from (seed, trials in the study), so a study is reproducible given the
   same sessions, and a resumed session never replays the first session's draws.
 - Trials run one at a time: flcli's vectorized backend already keeps the cores busy with one run
-  (see the README's fl tune section for the measurement).
+  (the README's Tuning paragraph has the measurement).
 """
 
 import json
