@@ -856,6 +856,210 @@ def sweep_table(plan, finished: dict) -> Table:
     return table
 
 
+@app.command(
+    epilog="Example: fl tune experiments/tune-fedprox.toml  (again, or after Ctrl-C: continues "
+    "the study; --dry-run: the space and the budget)"
+)
+def tune(
+    tune_file: Annotated[
+        Path,
+        typer.Argument(
+            help="Tune TOML: name, trials and/or timeout, \\[base], \\[space], \\[objective], "
+            "\\[pruner]."
+        ),
+    ],
+    trials: Annotated[
+        int | None,
+        typer.Option(
+            help="The study's total trials, those done included.", show_default="the file's"
+        ),
+    ] = None,
+    timeout: Annotated[
+        str | None,
+        typer.Option(
+            help="Start no trial after this long: seconds, or 30m, 2h.", show_default="the file's"
+        ),
+    ] = None,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            help="Optuna storage URL; postgresql://... lets several machines tune one study.",
+            show_default="sqlite:///<out>/study.db",
+        ),
+    ] = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="Results dir.", show_default="results/<name>"),
+    ] = None,
+    confirm_seeds: Annotated[
+        int, typer.Option(help="Re-run the best config over this many fresh seeds (0: none).")
+    ] = 3,
+    dry_run: Annotated[
+        bool, typer.Option(help="Show the space, the objective and the budget; run nothing.")
+    ] = False,
+) -> None:
+    """Search fl train's options with Optuna (pip install 'flcli\\[tune]'), one trial at a time;
+    then print the best configs and re-run the best over fresh seeds."""
+    from flcli.tunefile import load_tune
+
+    if confirm_seeds < 0:
+        raise FLError(f"--confirm-seeds {confirm_seeds} must be 0 or more, e.g. 3")
+    overrides = {"trials": trials, "timeout": timeout}
+    plan = load_tune(tune_file, out_dir, {k: v for k, v in overrides.items() if v is not None})
+    if dry_run:
+        print_table(tune_plan_table(plan, storage))
+        return
+    from flcli import tune as tuning
+
+    study = tuning.open_study(plan, storage)
+    with stopped_by_ctrl_c(
+        "the study keeps its finished trials; the current trial's run is saved and retried first"
+    ):
+        follow_tune(plan, study)
+    best = tuning.best_trials(study, 5)
+    if not best:
+        raise RunFailed(
+            f"no trial of {plan.name} completed (see `fl report {plan.root / 'trials'}`); "
+            "widen the space, relax the pruner or add trials"
+        )
+    print_table(best_table(plan, best))
+    out.print(f"best config (trial {best[0].number}), for [base]:", highlight=False, markup=False)
+    out.print(tuning.best_toml(best[0].params), highlight=False, markup=False, soft_wrap=True)
+    if confirm_seeds:
+        with stopped_by_ctrl_c("the re-runs saved what they trained"):
+            confirm_best(plan, best[0], tuning.confirm_seeds(plan, confirm_seeds))
+
+
+@contextmanager
+def stopped_by_ctrl_c(kept: str):
+    """Ctrl-C or SIGTERM: one line saying what was kept and how to continue; exit code 1."""
+    default_ctrl_c = signal.getsignal(signal.SIGINT)
+    if default_ctrl_c is signal.default_int_handler:  # not when started with Ctrl-C ignored
+        signal.signal(signal.SIGINT, interrupt_once)
+    default_term = signal.signal(signal.SIGTERM, interrupt_once)
+    try:
+        yield
+    except KeyboardInterrupt:  # Ctrl-C stays ignored until the process exits
+        raise RunFailed(
+            f"interrupted; {kept}; continue with: {shlex.join(['fl', *invocation])}"
+        ) from None
+    signal.signal(signal.SIGINT, default_ctrl_c)
+    signal.signal(signal.SIGTERM, default_term)
+
+
+def follow_tune(plan, study) -> None:
+    """Run the study's trials with a progress bar: done, pruned, failed, the best so far."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from flcli.tune import finished, run_study, tally
+
+    columns = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[note]}"),
+    ]
+    counts = tally(study)
+    best = None if counts["complete"] == 0 else study.best_value
+    with Progress(*columns, console=err, transient=False) as progress:
+        task = progress.add_task(
+            f"{plan.name} trials", total=plan.trials, completed=finished(counts), note=""
+        )
+        for outcome in run_study(plan, study):
+            counts[outcome.state] += 1
+            if outcome.value is not None:
+                better = best is None or (outcome.value < best) == plan.objective.minimize
+                best = outcome.value if better else best
+            shown = f"best {best:.4g}" if best is not None else "best -"
+            progress.update(
+                task,
+                advance=1,
+                note=f"{counts['complete']} done, {counts['pruned']} pruned, "
+                f"{counts['failed']} failed, {shown}",
+            )
+
+
+def tune_plan_table(plan, storage: str | None) -> Table:
+    from flcli.tune import storage_url
+    from flcli.tunefile import Choice
+
+    budget = [
+        f"{plan.trials} trials" if plan.trials else "",
+        f"{plan.timeout:g} s" if plan.timeout else "",
+    ]
+    objective = plan.objective
+    goal = f"{objective.mode} {objective.metric}" + (
+        f" to {objective.target:g}" if objective.target is not None else ""
+    )
+    table = Table(title=f"{plan.name}: {' or '.join(b for b in budget if b)}", box=None)
+    for column in ("key", "search"):
+        table.add_column(column)
+    for param in plan.space:
+        if isinstance(param, Choice):
+            table.add_row(param.key, f"one of {', '.join(map(str, param.values))}")
+        else:
+            scale = "log" if param.log else "linear"
+            table.add_row(
+                param.key, f"{param.low:g} .. {param.high:g} ({scale}, {type(param.low).__name__})"
+            )
+    sense = "minimize" if objective.minimize else "maximize"
+    table.add_row(
+        "objective", f"{sense} {goal}, seeds {list(objective.seeds)}, k = {objective.k:g}"
+    )
+    table.add_row(
+        "sampler", f"{plan.sampler}, seed {plan.seed}, {plan.startup_trials} random first"
+    )
+    table.add_row("pruner", plan.pruner.kind)
+    table.add_row("storage", storage_url(plan, storage))
+    return table
+
+
+def best_table(plan, best: list) -> Table:
+    table = Table(title="best trials", box=None)
+    table.add_column("trial", justify="right")
+    table.add_column(
+        plan.objective.metric if plan.objective.mode == "final" else plan.objective.mode,
+        justify="right",
+    )
+    for param in plan.space:
+        table.add_column(param.key, justify="right")
+    table.add_column("run dir")
+    for trial in best:
+        values = [
+            f"{v:.4g}" if isinstance(v, float) else str(v)
+            for v in (trial.params[p.key] for p in plan.space)
+        ]
+        table.add_row(str(trial.number), f"{trial.value:.4f}", *values, str(trial.run_dir))
+    return table
+
+
+def confirm_best(plan, best, seeds: list[int]) -> None:
+    """Re-run the best config over fresh seeds and print the mean ± std of its value there."""
+    from flcli.runs import spread
+    from flcli.tune import confirm
+
+    with err.status(
+        f"re-running trial {best.number} over fresh seeds {', '.join(map(str, seeds))}"
+    ):
+        values = [value for _, value in confirm(plan, best, seeds)]
+    mean, std = spread(values)
+    spread_text = f" ± {std:.4f}" if len(values) > 1 else ""
+    objective = plan.objective
+    what = (
+        objective.metric
+        if objective.mode in ("final", "best")
+        else f"{objective.mode} {objective.target:g}"
+    )
+    out.print(
+        f"fresh seeds {', '.join(map(str, seeds))}: {objective.mode} {what} "
+        f"{mean:.4f}{spread_text} (mean ± std over {len(values)} seeds; the study's estimate "
+        f"was {best.value:.4f}) -> {plan.root / 'best' / str(best.number)}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
 @app.command(name="list", epilog="Example: fl list algorithms")
 def list_(
     what: Annotated[str, typer.Argument(help="datasets, schemes, algorithms or models.")],

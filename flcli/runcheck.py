@@ -12,7 +12,7 @@ import numpy as np
 from flcli.algorithms.base import ServerState
 from flcli.errors import FLError
 
-STATUSES = ("running", "completed", "failed", "interrupted")
+STATUSES = ("running", "completed", "failed", "interrupted", "pruned")  # pruned: by fl tune
 
 
 def read_run_json(out: Path) -> dict:

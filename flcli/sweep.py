@@ -155,7 +155,7 @@ def with_plugin_hyperparameters(options: dict[str, Any]) -> dict[str, Any]:
     return {**rest, "algo_args": {**moved, **(table if isinstance(table, dict) else {})}}
 
 
-def _split(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(api.partition options, TrainConfig values) of one run's options."""
     partition_names, training = set(partition_keys()), set(train_keys())
     part = {k: v for k, v in options.items() if k in partition_names}
@@ -167,7 +167,7 @@ def _split(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     return part, train
 
 
-def _partition_id(items: list[tuple[str, Any]], options: dict[str, Any], seeded: bool) -> str:
+def partition_id_of(items: list[tuple[str, Any]], options: dict[str, Any], seeded: bool) -> str:
     """Readable from the run's grid values that shape the partition, plus a hash of all of them
     (so that editing [base] never reuses a stale partition). seeded: a partition_seed is set, so
     the run's seed does not shape its partition."""
@@ -221,12 +221,12 @@ def load_sweep(
         seen.add(run_id)
         options = {**base, **dict(items), **overrides}
         try:
-            part, train = _split(with_plugin_hyperparameters(options))
+            part, train = split_options(with_plugin_hyperparameters(options))
             config = TrainConfig.from_dict(train)
             resolved = check_alone(config)[0]
         except FLError as bad:
             raise FLError(f"{where}: run {run_id}: {bad}") from None
-        partition_id = _partition_id(items, part, seeded=PARTITION_SEED in options)
+        partition_id = partition_id_of(items, part, seeded=PARTITION_SEED in options)
         runs.append(
             PlannedRun(
                 run_id=run_id,
