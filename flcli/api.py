@@ -82,7 +82,7 @@ class Training:
             with contextlib.closing(self.train()) as records:  # its run status set before finish
                 for record in records:
                     if tracker is not None:
-                        tracker.log(record)
+                        track(tracker, record)
                     yield record
         finally:
             if tracker is not None:
@@ -182,6 +182,17 @@ class Training:
         for _ in self.rounds():
             pass
         return pd.DataFrame(self.run.rows)
+
+
+def track(tracker: Tracker, record: dict) -> None:
+    """Log a round; a tracker gone wrong stops the run, which is saved and resumes."""
+    try:
+        tracker.log(record)
+    except FLError as failure:
+        raise RunFailed(
+            f"{failure}; the run stopped at round {record['round']}, saved: fix the tracking, then "
+            "continue it with --resume"
+        ) from None
 
 
 def simulate(partition: Partition | Path, config: TrainConfig) -> Iterator[RoundResult]:

@@ -720,7 +720,7 @@ def sweep(
     """Run a grid of partitions x training runs in parallel; completed runs are skipped."""
     from joblib.externals.loky import cpu_count
 
-    from flcli.sweep import load_sweep, state
+    from flcli.sweep import check_tracking, load_sweep, state
 
     if jobs is not None and jobs < 1:
         raise FLError(f"--jobs {jobs} must be a positive integer, e.g. 2")
@@ -738,6 +738,8 @@ def sweep(
         from flcli.engine.raybackend import check_reachable
 
         check_reachable(ray_address)  # one line now, not one failure per run
+    if not dry_run:
+        check_tracking(plan)
     if dry_run:
         table = Table(title=summary, box=None)
         for column in ("run", "partition", "state"):

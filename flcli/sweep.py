@@ -43,6 +43,7 @@ from flcli.errors import FLError, RunFailed
 from flcli.names import check_name
 from flcli.options import normalize_keys
 from flcli.runlog import RunBusy, same_config, wait_for_run
+from flcli.tracking import require
 
 # A partition id's hash is of the options as named before PartitionConfig, so that the partition
 # dirs of an existing sweep keep their ids (and its done runs stay done).
@@ -329,6 +330,7 @@ def run_sweep(sweep: Sweep, jobs: int = 1) -> Iterator[Outcome]:
     """
     from joblib import delayed
 
+    check_tracking(sweep)
     todo = []
     for run in sweep.runs:
         if is_done(run):
@@ -354,6 +356,15 @@ def run_sweep(sweep: Sweep, jobs: int = 1) -> Iterator[Outcome]:
             yield _train(run if jobs_given else replace(run, config=replace(run.config, jobs=jobs)))
     else:
         yield from _parallel(min(jobs, max(len(ready), 1)))(delayed(_train)(r) for r in ready)
+
+
+def check_tracking(sweep: Sweep) -> None:
+    """Each tracker the runs use (track = "mlflow" in [base]) installed and its URI usable, once,
+    before any run: a missing library is one line, not one failure per run, and a new MLflow
+    database is made before parallel runs would race to make it."""
+    for track, uri in dict.fromkeys((run.config.track, run.config.track_uri) for run in sweep.runs):
+        if track is not None:
+            require(track, uri)
 
 
 def _first_per_partition(runs: list[PlannedRun]) -> list[PlannedRun]:

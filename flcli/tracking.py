@@ -232,6 +232,7 @@ class MlflowTracker:
         from mlflow.entities import Param
 
         self.client = open_mlflow(uri, flag)
+        self.broken = False
         experiment = self.experiment_id(experiment_name(run_dir))
         key = run_key(run_dir, info)
         found = self.call(
@@ -259,12 +260,14 @@ class MlflowTracker:
         self.where = f"mlflow run {self.run_id} (experiment {experiment_name(run_dir)}, {uri})"
 
     def call(self, method, *args, **kwargs) -> Any:
-        """A call to MLflow; what it raises (a store or a server gone wrong) is one line."""
+        """A call to MLflow; what it raises (a store or a server gone wrong) is one line, and
+        the tracker is broken: finish() then leaves the run as it is."""
         from mlflow.exceptions import MlflowException
 
         try:
             return method(*args, **kwargs)
         except (MlflowException, OSError) as failure:
+            self.broken = True
             raise FLError(f"MLflow: {first_line(failure)}") from None
 
     def experiment_id(self, name: str) -> str:
@@ -297,7 +300,7 @@ class MlflowTracker:
     def finish(self, status: str) -> None:
         """Give the MLflow run the run dir's status (completed: FINISHED, ...)."""
         wanted = MLFLOW_STATUS.get(status, "RUNNING")
-        if wanted != self.status and wanted != "RUNNING":
+        if not self.broken and wanted not in (self.status, "RUNNING"):
             self.call(self.client.set_terminated, self.run_id, status=wanted)
             self.status = wanted
 

@@ -13,6 +13,7 @@ from conftest import assert_one_line_error
 
 from flcli import api
 from flcli.config import TrainConfig
+from flcli.errors import RunFailed
 
 mlflow_tracking = pytest.importorskip(
     "mlflow.tracking", reason="MLflow is an optional extra: pip install 'flcli[mlflow]'"
@@ -248,3 +249,29 @@ def test_a_server_nobody_runs_and_a_file_for_a_folder_are_one_line(cli, part, tm
     (tmp_path / "file").write_text("")
     result = cli("export", tmp_path, "--to", "tensorboard", "--uri", tmp_path / "file")
     assert_one_line_error(result, f"--uri {tmp_path / 'file'} is a file")
+
+
+def test_a_tracked_run_deleted_while_training_stops_the_run_which_resumes(cli, part, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    out = tmp_path / "exp" / "r"
+    config = TrainConfig(rounds=3, local_epochs=1, track="mlflow", track_uri=uri)
+    rounds = api.prepare_training(part, config, out).rounds()
+    next(rounds)
+    client(uri).delete_run(only_run(uri, "exp").info.run_id)  # as from MLflow's UI
+    with pytest.raises(RunFailed, match="MLflow: .*stopped at round 1, saved.*--resume"):
+        next(rounds)
+    assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
+    flags = ["--rounds", 3, "--local-epochs", 1, "--track", "mlflow", "--track-uri", uri]
+    assert cli("train", part, *flags, "--out", out, "--resume").code == 0
+    assert_metrics_are_rounds_csv(uri, only_run(uri, "exp"), out)  # a new run, every round
+
+
+def test_a_sweep_needing_a_missing_extra_is_one_line_before_any_partition(
+    cli, tmp_path, monkeypatch
+):
+    monkeypatch.setitem(sys.modules, "mlflow", None)
+    sweep = tmp_path / "s.toml"
+    sweep.write_text('name = "t"\n[base]\ndataset = "digits"\ntrack = "mlflow"\n')
+    result = cli("sweep", sweep, "--out", tmp_path / "t")
+    assert_one_line_error(result, "--track mlflow needs MLflow", "pip install 'flcli[mlflow]'")
+    assert not (tmp_path / "t").exists()
