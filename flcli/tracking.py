@@ -358,7 +358,12 @@ Tracker = MlflowTracker | TensorBoardTracker
 
 
 def open_tracker(
-    backend: str, uri: str | None, run_dir: Path, info: dict, live: bool = False, flags=TRAIN
+    backend: str,
+    uri: str | None,
+    run_dir: Path,
+    info: dict,
+    live: bool = False,
+    flags: Flags = TRAIN,
 ) -> Tracker:
     """The tracked run of this run dir, found again or started. live: the run is training now
     (an MLflow run found again is RUNNING again)."""
@@ -389,7 +394,9 @@ class Exported:
     rounds: int
 
 
-def export_run(run_dir: Path, info: dict, rows: Iterable[dict], backend: str, uri: str | None):
+def export_run(
+    run_dir: Path, info: dict, rows: Iterable[dict], backend: str, uri: str | None
+) -> Exported:
     """Replay a run dir's rows through the tracker, as --track would have logged them."""
     tracker = open_tracker(backend, uri, run_dir, info, flags=EXPORT)
     rows = list(rows)
