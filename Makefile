@@ -25,10 +25,10 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --progress-bar on --disable-pip-version-check -e '.[dev]'
 	touch $@
 
-# the tests also cover the optional parts: the Ray backend, Parquet files, Hugging Face datasets
-# and fl tune (Optuna)
+# the tests also cover the optional parts: the Ray backend, Parquet files, Hugging Face datasets,
+# fl tune (Optuna) and tracking to MLflow and TensorBoard
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,ray,parquet,hf,tune]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,ray,parquet,hf,tune,mlflow,tensorboard]'
 	touch $@
 
 demo: install

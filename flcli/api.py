@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flcli.assemble import Parts, assemble
-from flcli.config import FLUSH_SECONDS, TrainConfig
+from flcli.config import FLUSH_SECONDS, TRACKERS, TrainConfig
 from flcli.data.config import PartitionConfig
 from flcli.data.store import Partition, load_partition, write_partition
 from flcli.engine.health import LearningCheck
@@ -21,6 +21,7 @@ from flcli.models.base import capabilities_of
 from flcli.options import from_mapping
 from flcli.runcheck import check_checkpoint
 from flcli.runlog import RunDir, open_run
+from flcli.tracking import EXPORT, Exported, Tracker, export_run, open_tracker, require
 
 if TYPE_CHECKING:
     from flcli.plot import PlotSummary
@@ -55,6 +56,7 @@ class Training:
     # what the user should know about the rounds so far (see flcli.engine.health); run.json keeps
     # them as `warnings`
     warnings: list[str] = field(default_factory=list)
+    tracked: str | None = None  # with --track: where the rounds are logged, once training starts
 
     @property
     def config(self) -> TrainConfig:
@@ -71,9 +73,36 @@ class Training:
 
     def rounds(self) -> Iterator[dict]:
         """Train, yielding each round's rounds.csv row; rounds.csv and the checkpoint are saved
-        as the run goes (every second, or every --checkpoint-every rounds)."""
+        as the run goes (every second, or every --checkpoint-every rounds), and with --track each
+        row is logged to the tracker as it comes."""
         if self.already_completed:
             return
+        tracker = self.start_tracking()
+        try:
+            with contextlib.closing(self.train()) as records:  # its run status set before finish
+                for record in records:
+                    if tracker is not None:
+                        track(tracker, record)
+                    yield record
+        finally:
+            if tracker is not None:
+                tracker.finish(self.run.status)
+
+    def start_tracking(self) -> Tracker | None:
+        """With --track: the run's tracked run, found again or started, holding the rounds a
+        resumed run has logged already."""
+        if self.config.track is None:
+            return None
+        tracker = open_tracker(
+            self.config.track, self.config.track_uri, self.run.path, self.run.info, live=True
+        )
+        for row in self.run.rows:
+            tracker.log(row)
+        self.tracked = tracker.where
+        return tracker
+
+    def train(self) -> Iterator[dict]:
+        """The rounds, saved as they come, the run's status kept in run.json."""
         every = self.config.checkpoint_every
         finished = False
         last_flush = time.monotonic()
@@ -155,6 +184,17 @@ class Training:
         return pd.DataFrame(self.run.rows)
 
 
+def track(tracker: Tracker, record: dict) -> None:
+    """Log a round; a tracker gone wrong stops the run, which is saved and resumes."""
+    try:
+        tracker.log(record)
+    except FLError as failure:
+        raise RunFailed(
+            f"{failure}; the run stopped at round {record['round']}, saved: fix the tracking, then "
+            "continue it with --resume"
+        ) from None
+
+
 def simulate(partition: Partition | Path, config: TrainConfig) -> Iterator[RoundResult]:
     """The rounds of a run in memory, nothing written: round 0 (the initial model), then one
     RoundResult per round (its rounds.csv record, the server state, the clients' rows)."""
@@ -192,6 +232,8 @@ def prepare_training(
 ) -> Training:
     """Check everything a run needs before it starts and build its parts, once; refuse an --out
     that holds another run."""
+    if config.track is not None:  # the library and the URI, before anything is written
+        require(config.track, config.track_uri)
     data = load_partition(partition_dir)
     parts = assemble(config, data)
     run = open_run(out, parts.config, Path(partition_dir), data.meta, given=config)
@@ -263,3 +305,22 @@ def report(
     summary = summarize(groups, metric or default_metric(runs), target, baseline, **options)
     summary.notes[:0] = notes
     return summary
+
+
+def export(paths: list[Path], to: str, uri: str | None = None) -> tuple[int, Iterator[Exported]]:
+    """Log the runs found under `paths` (run.json's config, rounds.csv's rows) to `to`, mlflow or
+    tensorboard, as --track would have; a run already there gets only the rounds it lacks.
+    Returns how many runs were found, and one Exported per run as each is done."""
+    from flcli.runs import find_runs
+
+    if to not in TRACKERS:
+        raise FLError(f"--to {to!r} is not one of: {', '.join(TRACKERS)}")
+    require(to, uri, EXPORT)
+    runs = find_runs(paths)
+
+    def each() -> Iterator[Exported]:
+        for run in runs:
+            rows = [] if run.rounds is None else run.rounds.to_dict("records")
+            yield export_run(run.path, run.info, rows, to, uri)
+
+    return len(runs), each()

@@ -206,6 +206,8 @@ def train(
     training = api.prepare_training(partition_dir, config, out_dir, resume=resume)
     if training.already_completed:
         out.print(f"{out_dir} already holds this completed run; nothing to do")
+        if training.config.track is not None:
+            out.print(f"to track it, run: fl export {out_dir} --to {training.config.track}")
         return
     for note in training.notes:  # a warning says so itself
         shown = note if note.startswith("warning: ") else f"note: {note}"
@@ -217,6 +219,8 @@ def train(
         f"round {record['round']}: {metric.replace('_', ' ')} {record[metric]:.4f}, "
         f"train loss {record['train_loss']:.4f} -> {out_dir / 'rounds.csv'}"
     )
+    if training.tracked is not None:
+        out.print(f"tracked: {training.tracked}", soft_wrap=True, highlight=False)
 
 
 def follow_rounds(training, metric: str, resume: bool, out_dir: Path) -> dict:
@@ -1058,6 +1062,58 @@ def confirm_best(plan, best, seeds: list[int]) -> None:
         highlight=False,
         soft_wrap=True,
     )
+
+
+@app.command(
+    name="export",
+    epilog="Examples: fl export results/noniid --to mlflow (then: mlflow ui, in this folder) · "
+    "fl export results/runs/fedavg --to mlflow --uri http://127.0.0.1:5000 · "
+    "fl export results/noniid --to tensorboard (then: tensorboard --logdir results/noniid)",
+)
+def export(
+    runs: Annotated[
+        list[Path],
+        typer.Argument(help="Run dirs, or folders searched recursively for runs."),
+    ],
+    to: Annotated[
+        str,
+        typer.Option(
+            "--to",
+            help="mlflow (pip install 'flcli\\[mlflow]') or tensorboard (pip install "
+            "'flcli\\[tensorboard]').",
+            metavar="mlflow|tensorboard",
+            show_default=False,
+        ),
+    ],
+    uri: Annotated[
+        str | None,
+        typer.Option(
+            help="mlflow: a tracking URI, sqlite:///FILE.db or a server http://HOST:PORT; "
+            "tensorboard: a folder, events in FOLDER/EXPERIMENT/RUN.",
+            show_default="sqlite:///mlflow.db (mlflow), RUN/tb (tensorboard)",
+            metavar="URI",
+        ),
+    ] = None,
+) -> None:
+    """Log finished runs (run.json's config, rounds.csv's rows) to MLflow or TensorBoard, as fl
+    train --track does; a run exported before gets only the rounds it lacks."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from flcli import api
+
+    count, exports = api.export(runs, to, uri)
+    columns = [TextColumn(f"[bold]exporting to {to}"), BarColumn(), MofNCompleteColumn()]
+    with Progress(*columns, console=err, transient=True, disable=count < 2) as progress:
+        task = progress.add_task("export", total=count)
+        for done in exports:
+            out.print(export_line(done), soft_wrap=True, highlight=False, markup=False)
+            progress.advance(task)
+
+
+def export_line(done) -> str:
+    if done.added == 0 and done.rounds > 0:
+        return f"{done.run_dir}: already in {done.where}, nothing to add"
+    return f"{done.run_dir} -> {done.where}: {done.added} of {done.rounds} rounds"
 
 
 @app.command(name="list", epilog="Example: fl list algorithms")

@@ -25,15 +25,15 @@ from pathlib import Path
 from flcli import plugins
 from flcli.config import TrainConfig
 from flcli.data.store import building_dir, remove_orphaned_builds
-from flcli.engine.raybackend import import_ray, package_runtime_env
+from flcli.engine.raybackend import LOCAL_CPUS, LOCAL_RAY, import_ray, package_runtime_env
 from flcli.errors import FLError
 from flcli.fileio import UMASK, atomic_write_json
 from flcli.runjob import Outcome, train_run
 from flcli.runlog import LOCK, is_leftover
+from flcli.tracking import export_run
 
 RETRIES = 3  # how often a task lost with its node (or its worker process) is run again
 POLL_S = 1.0  # how often the progress line is refreshed while no run finishes
-LOCAL_CPUS = 2
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def connect(address: str | None, cpus: int | None, configs: list[TrainConfig]):
     settings = {"log_to_driver": False, "logging_level": logging.ERROR, "runtime_env": env}
     try:
         if address is None:
-            ray.init(num_cpus=cpus or LOCAL_CPUS, include_dashboard=False, **settings)
+            ray.init(num_cpus=cpus or LOCAL_CPUS, **LOCAL_RAY, **settings)
         else:
             ray.init(address=address, **settings)
     except ConnectionError as failure:
@@ -170,7 +170,14 @@ def train_on_node(task: RunTask, partition_files: dict[str, bytes]) -> RunResult
     try:
         for name, content in task.resumed_files.items():
             (scratch / name).write_bytes(content)
-        config = replace(task.config, backend="vectorized", jobs=None, ray_address=None)
+        config = replace(
+            task.config,
+            backend="vectorized",
+            jobs=None,
+            ray_address=None,
+            track=None,
+            track_uri=None,
+        )  # the driver tracks the run dir it writes (track_on_driver)
         outcome = train_run(partition_dir, config, scratch, task.run_id)
         files = read_files(scratch) if outcome.status != "failed" else {}
     finally:
@@ -217,6 +224,18 @@ def driver_sources(sources: dict[str, dict]) -> dict[str, dict]:
     return mapped
 
 
+def track_on_driver(out: Path, config: TrainConfig) -> None:
+    """--track of a run trained on a node: the driver logs the run dir it wrote, as fl export
+    would (the node's tracker, were it on, would write to the node's own store)."""
+    if config.track is None:
+        return
+    import pandas as pd
+
+    rows = pd.read_csv(out / "rounds.csv").to_dict("records")
+    info = json.loads((out / "run.json").read_text())
+    export_run(out, info, rows, config.track, config.track_uri)
+
+
 def resumable_files(out: Path) -> dict[str, bytes]:
     """An unfinished run dir's files, for its task to continue from (none for a fresh run)."""
     return read_files(out) if (out / "run.json").is_file() else {}
@@ -260,6 +279,7 @@ def follow_tasks(ray, pending: dict) -> Iterator[Outcome]:
             continue
         if result.files:
             write_run_dir(run.out, result.files, run.partition_dir)
+            track_on_driver(run.out, run.config)
         yield Outcome("run", run.run_id, result.status, result.message, result.record, result.node)
 
 

@@ -32,11 +32,13 @@ from flcli.options import (
 
 BACKENDS = ("vectorized", "serial", "process", "ray")
 DTYPES = ("float64", "float32")
-NOT_IN_DIGEST = ("backend", "jobs", "ray_address", "checkpoint_every")
+TRACKERS = ("mlflow", "tensorboard")
+# how a run is computed, saved and tracked: never what it computes
+NOT_IN_DIGEST = ("backend", "jobs", "ray_address", "checkpoint_every", "track", "track_uri")
 FLUSH_SECONDS = 1.0  # without --checkpoint-every, rounds.csv and the checkpoint lag at most this
 MAX_HIDDEN = 100_000
 PRIVACY, ROBUSTNESS, ALGORITHM, TIME = "Privacy", "Robustness", "Algorithm", "Simulated time"
-COMMUNICATION = "Communication"
+COMMUNICATION, TRACKING = "Communication", "Tracking"
 # Options added after runs were recorded, with the value that gives the behaviour from before
 # them: left out of the digest at that value, so that a run of an older flcli keeps its digest
 # (and resumes, and a sweep finds it done).
@@ -348,6 +350,25 @@ class TrainConfig:
         show_default="1",
         check=Check(lambda v: v >= 1, "must be >= 1, e.g. 1.3"),
     )
+    track: str | None = option(
+        None,
+        "Log the run's config and each round's metrics as it trains: mlflow (pip install "
+        "'flcli\\[mlflow]') or tensorboard (pip install 'flcli\\[tensorboard]'). Changes no "
+        "result; fl export logs finished runs.",
+        panel=TRACKING,
+        show_default="none",
+        check=one_of(*TRACKERS),
+        metavar="mlflow|tensorboard",
+    )
+    track_uri: str | None = option(
+        None,
+        "Where --track logs. mlflow: a tracking URI, sqlite:///FILE.db or a server "
+        "http://HOST:PORT (experiment: the name of the folder holding --out; run: --out's name). "
+        "tensorboard: a folder, events in FOLDER/EXPERIMENT/RUN.",
+        panel=TRACKING,
+        show_default="sqlite:///mlflow.db (mlflow, MLflow's own default), OUT/tb (tensorboard)",
+        metavar="URI",
+    )
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -360,6 +381,10 @@ class TrainConfig:
             )
         if self.ray_address is not None and self.backend != "ray":
             raise FLError(f"--ray-address {self.ray_address} needs --backend ray")
+        if self.track_uri is not None and self.track is None:
+            raise FLError(
+                f"--track-uri {self.track_uri} needs --track mlflow or --track tensorboard"
+            )
 
     def cohort_size(self, num_clients: int) -> int:
         """Clients sampled per round: --clients-per-round, or --fraction of all (default all)."""

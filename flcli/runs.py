@@ -21,8 +21,9 @@ from flcli.errors import FLError
 
 RUN_FILE = "run.json"
 ROUNDS_FILE = "rounds.csv"
-# Settings in which the repeats of one experiment differ: never a default group key.
-REPEAT_KEYS = ("seed", "partition_seed", "backend", "checkpoint_every")
+# Settings in which the repeats of one experiment differ (their seeds, how each was computed,
+# saved and tracked): never a default group key.
+REPEAT_KEYS = ("seed", "partition_seed", *NOT_IN_DIGEST)
 # Partition params about the split rather than the scheme's shape: not part of `partition`.
 SPLIT_PARAMS = (
     "test_size",

@@ -43,6 +43,7 @@ from flcli.names import check_name
 from flcli.options import normalize_keys
 from flcli.runjob import Outcome, train_run
 from flcli.runlog import same_config
+from flcli.tracking import require
 
 # A partition id's hash is of the options as named before PartitionConfig, so that the partition
 # dirs of an existing sweep keep their ids (and its done runs stay done).
@@ -288,13 +289,18 @@ def _parallel(jobs: int):
 
 
 def check_runnable(sweep: Sweep) -> None:
-    """FLError before anything is built when the sweep's runs cannot go where they are sent (a
-    Ray sweep without Ray, or with a plugin file the nodes cannot be given)."""
+    """FLError before anything is built when the sweep's runs cannot go where they are sent: a
+    Ray sweep without Ray, or with a plugin file the nodes cannot be given; a tracker (track =
+    "mlflow" in [base]) not installed or its URI unusable (checked once, and a new MLflow
+    database is made before parallel runs would race to make it)."""
     configs = [run.config for run in sweep.runs if run.config.backend == "ray"]
     if configs:
         from flcli.cluster import check_cluster_sweep
 
         check_cluster_sweep(configs)
+    for track, uri in dict.fromkeys((run.config.track, run.config.track_uri) for run in sweep.runs):
+        if track is not None:
+            require(track, uri)
 
 
 def run_sweep(sweep: Sweep, jobs: int = 1) -> Iterator[Outcome]:

@@ -180,3 +180,19 @@ def test_a_plugin_outside_the_working_directory_is_refused_in_one_line(cli, tmp_
     finally:
         ray.shutdown()
     assert_one_line_error(result, str(elsewhere), "outside the working directory")
+
+
+def test_a_tracked_cluster_sweep_is_tracked_by_the_driver(cli, cluster, tmp_path):
+    from test_tracking import assert_scalars_are_rounds_csv
+
+    head, _ = cluster
+    (tmp_path / "tracked.toml").write_text(
+        'name = "tracked"\n[base]\ndataset = "digits"\nclients = 6\nrounds = 3\n'
+        'track = "tensorboard"\n[grid]\nseed = [0, 1]\n'
+    )
+    out = tmp_path / "out"
+    sweep = tmp_path / "tracked.toml"
+    result = cli("sweep", sweep, "--backend", "ray", "--ray-address", head.address, "--out", out)
+    assert result.code == 0, result.err
+    for run_id in ("seed=0", "seed=1"):
+        assert_scalars_are_rounds_csv(out / run_id / "tb", out / run_id)

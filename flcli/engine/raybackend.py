@@ -22,6 +22,9 @@ from flcli.errors import FLError
 from flcli.plugins import share_with_ray
 
 LOCAL_CPUS = 2
+# a new Ray of our own: without address="local", ray.init joins the last cluster started on this
+# machine if it still runs (and then refuses num_cpus)
+LOCAL_RAY = {"address": "local", "include_dashboard": False}
 
 
 def import_ray():
@@ -117,7 +120,7 @@ class RayTrainer:
                         "check the address (ray status prints it) or omit it for a local Ray"
                     ) from None
             else:
-                ray.init(num_cpus=self.jobs or LOCAL_CPUS, include_dashboard=False, **quiet)
+                ray.init(num_cpus=self.jobs or LOCAL_CPUS, **LOCAL_RAY, **quiet)
         if self._remote is None:
             share_with_ray()  # a user's model or algorithm file, which Ray's workers cannot import
             self._remote = ray.remote(num_cpus=1)(_train_chunk)
