@@ -901,15 +901,34 @@ def tune(
     dry_run: Annotated[
         bool, typer.Option(help="Show the space, the objective and the budget; run nothing.")
     ] = False,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            help="ray: trials as Ray tasks, as many at once as the cluster has CPUs (overrides "
+            "[base]'s backend).",
+            show_default="[base]'s",
+        ),
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="With --backend ray: the Ray cluster to run the trials on."),
+    ] = None,
 ) -> None:
-    """Search fl train's options with Optuna (pip install 'flcli\\[tune]'), one trial at a time;
-    then print the best configs and re-run the best over fresh seeds."""
+    """Search fl train's options with Optuna (pip install 'flcli\\[tune]'), one trial at a time
+    (on a Ray cluster, one per CPU); then print the best configs and re-run the best over fresh
+    seeds."""
     from flcli.tunefile import load_tune
 
     if confirm_seeds < 0:
         raise FLError(f"--confirm-seeds {confirm_seeds} must be 0 or more, e.g. 3")
     overrides = {"trials": trials, "timeout": timeout}
-    plan = load_tune(tune_file, out_dir, {k: v for k, v in overrides.items() if v is not None})
+    base = {"backend": backend, "ray_address": ray_address}
+    plan = load_tune(
+        tune_file,
+        out_dir,
+        {k: v for k, v in overrides.items() if v is not None},
+        {k: v for k, v in base.items() if v is not None},
+    )
     if dry_run:
         print_table(tune_plan_table(plan, storage))
         return
@@ -919,7 +938,7 @@ def tune(
     with stopped_by_ctrl_c(
         "the study keeps its finished trials; the current trial's run is saved and retried first"
     ):
-        follow_tune(plan, study)
+        follow_tune(plan, study, storage)
     best = tuning.best_trials(study, 5)
     if not best:
         raise RunFailed(
@@ -951,7 +970,7 @@ def stopped_by_ctrl_c(kept: str):
     signal.signal(signal.SIGTERM, default_term)
 
 
-def follow_tune(plan, study) -> None:
+def follow_tune(plan, study, storage: str | None) -> None:
     """Run the study's trials with a progress bar: done, pruned, failed, the best so far."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -970,7 +989,7 @@ def follow_tune(plan, study) -> None:
         task = progress.add_task(
             f"{plan.name} trials", total=plan.trials, completed=finished(counts), note=""
         )
-        for outcome in run_study(plan, study):
+        for outcome in run_study(plan, study, storage):
             counts[outcome.state] += 1
             if outcome.value is not None:
                 better = best is None or (outcome.value < best) == plan.objective.minimize

@@ -19,6 +19,7 @@ import shutil
 import socket
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -159,30 +160,43 @@ def materialize_partition(files: dict[str, bytes], partition_hash: str) -> Path:
     return folder
 
 
-def train_on_node(task: RunTask, partition_files: dict[str, bytes]) -> RunResult:
-    """A Ray task: train one run in a scratch dir of this node and return its files."""
+def node_name() -> str:
+    """This Ray node as the sweep's table shows it: "<host name> <node id prefix>"."""
     import ray
 
-    context = ray.get_runtime_context()
-    node = f"{socket.gethostname()} {context.get_node_id()[:8]}"
-    partition_dir = materialize_partition(partition_files, task.partition_hash)
+    return f"{socket.gethostname()} {ray.get_runtime_context().get_node_id()[:8]}"
+
+
+def on_node(config: TrainConfig) -> TrainConfig:
+    """A run's config as a node trains it: vectorized in the task's own CPU, untracked (the driver
+    tracks the run dir it writes: track_on_driver)."""
+    return replace(
+        config, backend="vectorized", jobs=None, ray_address=None, track=None, track_uri=None
+    )
+
+
+@contextmanager
+def scratch_run_dir(resumed_files: dict[str, bytes]) -> Iterator[Path]:
+    """A run dir in this node's cache holding an unfinished run's files (or none), deleted after."""
+    node_cache().mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(dir=node_cache(), prefix="run-"))
     try:
-        for name, content in task.resumed_files.items():
+        for name, content in resumed_files.items():
             (scratch / name).write_bytes(content)
-        config = replace(
-            task.config,
-            backend="vectorized",
-            jobs=None,
-            ray_address=None,
-            track=None,
-            track_uri=None,
-        )  # the driver tracks the run dir it writes (track_on_driver)
-        outcome = train_run(partition_dir, config, scratch, task.run_id)
-        files = read_files(scratch) if outcome.status != "failed" else {}
+        yield scratch
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return RunResult(task.run_id, outcome.status, outcome.message, files, outcome.record, node)
+
+
+def train_on_node(task: RunTask, partition_files: dict[str, bytes]) -> RunResult:
+    """A Ray task: train one run in a scratch dir of this node and return its files."""
+    partition_dir = materialize_partition(partition_files, task.partition_hash)
+    with scratch_run_dir(task.resumed_files) as scratch:
+        outcome = train_run(partition_dir, on_node(task.config), scratch, task.run_id)
+        files = read_files(scratch) if outcome.status != "failed" else {}
+    return RunResult(
+        task.run_id, outcome.status, outcome.message, files, outcome.record, node_name()
+    )
 
 
 def write_run_dir(out: Path, files: dict[str, bytes], partition_dir: Path) -> None:

@@ -18,16 +18,21 @@ imported only here). The file's format and the objective's maths are in flcli/tu
 - The sampler is seeded from (seed, trials in the study), so a study is reproducible given the
   same sessions, and a resumed session never replays the first session's draws.
 - Trials run one at a time: flcli's vectorized backend already keeps the cores busy with one run
-  (the README's Tuning paragraph has the measurement).
+  (the README's Tuning paragraph has the measurement). With backend ray (fl tune --backend ray
+  [--ray-address ADDR]) each trial is one Ray task and as many run at once as the cluster has
+  CPUs: a StudyKeeper actor on this node holds the study (so the default SQLite file needs no
+  shared file system), the nodes train in scratch dirs and report each round to it, and this
+  process writes each trial's run dirs as it ends (flcli/cluster.py's machinery, as a Ray sweep).
 """
 
+import functools
 import json
 import math
 import os
 import socket
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -195,66 +200,231 @@ def ensure_partition(plan: TunePlan) -> None:
         api.partition(plan.partition_dir, **plan.partition_options)
 
 
-def run_study(plan: TunePlan, study) -> Iterator[TrialOutcome]:
-    """Run trials until the budget is spent (trials already in the study count), one at a time;
-    one TrialOutcome per trial. A trial whose run raises FLError (a metric that is no column)
-    is marked FAIL and the error raised; Ctrl-C marks it for a retry (see the module's doc)."""
-    optuna = require_optuna()
+def run_study(plan: TunePlan, study, storage: str | None = None) -> Iterator[TrialOutcome]:
+    """Run trials until the budget is spent (trials already in the study count); one
+    TrialOutcome per trial. One at a time here; with backend ray in [base] (or fl tune --backend
+    ray), as many at once as the cluster has CPUs, each trial one Ray task (see run_on_cluster).
+    A trial whose run raises FLError (a metric that is no column) is marked FAIL and the error
+    raised; Ctrl-C marks it for a retry (see the module's doc)."""
     ensure_partition(plan)
     retry_stale(study)
-    distributions = {param.key: distribution(optuna, param) for param in plan.space}
-    start = time.monotonic()
-    while plan.trials is None or finished(tally(study)) < plan.trials:
-        if plan.timeout is not None and time.monotonic() - start >= plan.timeout:
-            return
-        trial = study.ask(distributions)
-        yield evaluate(plan, study, trial)
+    if plan.config({}, plan.objective.seeds[0]).backend == "ray":
+        yield from run_on_cluster(plan, storage)
+        return
+    keeper = StudyKeeper(plan, study=study)
+    while keeper.wants_more(0):
+        number, run_dir = keeper.ask()
+        try:
+            results = train_trial(plan, keeper.params(number), run_dir, number, keeper.report)
+        except KeyboardInterrupt:
+            keeper.interrupt(number)
+            raise
+        except BaseException:
+            keeper.fail(number)
+            raise
+        yield keeper.conclude(number, results)
 
 
-def evaluate(plan: TunePlan, study, trial) -> TrialOutcome:
-    from optuna.trial import TrialState
-
-    run_dir = Path(trial.user_attrs.get(RUN_DIR) or plan.root / "trials" / str(trial.number))
-    try:
-        return run_trial(plan, study, trial, run_dir)
-    except KeyboardInterrupt:
-        study.enqueue_trial(
-            trial.params, user_attrs={RUN_DIR: str(run_dir), RETRY_OF: trial.number}
-        )
-        raise
-    finally:  # not left RUNNING, whatever stopped it
-        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
-
-
-def run_trial(plan: TunePlan, study, trial, run_dir: Path) -> TrialOutcome:
-    from optuna.trial import TrialState
-
-    for key, value in (
-        (RUN_DIR, str(run_dir)),
-        ("host", socket.gethostname()),
-        ("pid", os.getpid()),
-    ):
-        trial.set_user_attr(key, value)
-    params, seeds = dict(trial.params), plan.objective.seeds
-    values = []
+def train_trial(
+    plan: TunePlan, params: dict, run_dir: Path, number: int, report: Callable
+) -> list[RunResult]:
+    """Train a trial's run of each seed into run_dir (or run_dir/seed=S), stopping at the first
+    that does not complete; report(number, seed_index, record) -> True prunes."""
+    seeds, results = plan.objective.seeds, []
     for index, seed in enumerate(seeds):
         out = run_dir / f"seed={seed}" if len(seeds) > 1 else run_dir
-        config = plan.config(params, seed)
-        result = train_run(plan.partition_dir, config, out, report_to(plan, trial, index))
+        on_round = functools.partial(report, number, index)
+        results.append(train_run(plan.partition_dir, plan.config(params, seed), out, on_round))
+        if results[-1].status != "completed":
+            break
+    return results
+
+
+class StudyKeeper:
+    """The study's side of the trials: asks for params, takes each round's report, concludes a
+    trial from its runs. In the fl tune process, or as a Ray actor on its node when trials train
+    on a cluster (then it is the one process that reports to the study)."""
+
+    def __init__(self, plan: TunePlan, storage: str | None = None, study=None, pid: int = 0):
+        self.plan = plan
+        self.study = study if study is not None else open_study(plan, storage)
+        self.started = time.monotonic()
+        self.pid = pid or os.getpid()
+        optuna = require_optuna()
+        self.distributions = {p.key: distribution(optuna, p) for p in plan.space}
+        self.trials: dict[int, Any] = {}
+
+    def wants_more(self, in_flight: int) -> bool:
+        """Whether the budget leaves room for one more trial beside those in flight."""
+        plan = self.plan
+        if plan.timeout is not None and time.monotonic() - self.started >= plan.timeout:
+            return False
+        return plan.trials is None or finished(tally(self.study)) + in_flight < plan.trials
+
+    def ask(self) -> tuple[int, Path]:
+        """A new trial (a retry first, when one is enqueued): its number and run dir."""
+        trial = self.study.ask(self.distributions)
+        run_dir = Path(
+            trial.user_attrs.get(RUN_DIR) or self.plan.root / "trials" / str(trial.number)
+        )
+        for key, value in (
+            (RUN_DIR, str(run_dir)),
+            ("host", socket.gethostname()),
+            ("pid", self.pid),
+        ):
+            trial.set_user_attr(key, value)
+        self.trials[trial.number] = trial
+        return trial.number, run_dir
+
+    def params(self, number: int) -> dict[str, Any]:
+        return dict(self.trials[number].params)
+
+    def report(self, number: int, seed_index: int, record: dict) -> bool:
+        return report_to(self.plan, self.trials[number], seed_index)(record)
+
+    def conclude(self, number: int, results: list[RunResult]) -> TrialOutcome:
+        """Tell the study the trial's value (pruned when a run did not complete, or its value is
+        NaN)."""
+        from optuna.trial import TrialState
+
+        trial, plan = self.trials.pop(number), self.plan
+        params, run_dir = dict(trial.params), Path(trial.user_attrs[RUN_DIR])
+        stopped = next((r.message for r in results if r.status != "completed"), None)
+        if stopped is None:
+            values = [run_value(r.rows, plan.objective, plan.rounds) for r in results]
+            value = combine(values, plan.objective.k, plan.objective.minimize)
+            if not math.isnan(value):
+                trial.set_user_attr(SEED_VALUES, values)
+                self.study.tell(trial, value)
+                return TrialOutcome(trial.number, "complete", value, params, run_dir)
+            stopped = f"its {plan.objective.metric} is NaN"
+        trial.set_user_attr(STOPPED, stopped)
+        self.study.tell(trial, state=TrialState.PRUNED)
+        return TrialOutcome(trial.number, "pruned", None, params, run_dir, stopped)
+
+    def fail(self, number: int) -> None:
+        """The trial raised (its metric is no column of rounds.csv): FAIL, not retried."""
+        from optuna.trial import TrialState
+
+        self.study.tell(self.trials.pop(number), state=TrialState.FAIL, skip_if_finished=True)
+
+    def interrupt(self, number: int) -> None:
+        """The trial stopped midway (Ctrl-C, an error): FAIL, and its params enqueued again with
+        the same run dir, which the retry continues from its checkpoint."""
+        from optuna.trial import TrialState
+
+        trial = self.trials.pop(number)
+        attrs = {RUN_DIR: trial.user_attrs[RUN_DIR], RETRY_OF: trial.number}
+        self.study.enqueue_trial(trial.params, user_attrs=attrs)
+        self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+
+
+@dataclass(frozen=True)
+class TrialTask:
+    """What a node needs to train one trial: a config and a run dir (relative to the trial's) per
+    seed, and the files of those runs an interrupted session left."""
+
+    number: int
+    params: dict[str, Any]
+    configs: list[TrainConfig]
+    subdirs: list[str]  # "" for one seed, "seed=S" for several
+    partition_hash: str
+    resumed: dict[str, dict[str, bytes]]
+
+
+def trial_task(plan: TunePlan, number: int, params: dict, run_dir: Path, hashed: str) -> TrialTask:
+    from flcli.cluster import resumable_files
+
+    seeds = plan.objective.seeds
+    subdirs = [f"seed={seed}" if len(seeds) > 1 else "" for seed in seeds]
+    resumed = {sub: resumable_files(run_dir / sub) for sub in subdirs if (run_dir / sub).is_dir()}
+    configs = [plan.config(params, seed) for seed in seeds]
+    return TrialTask(number, params, configs, subdirs, hashed, resumed)
+
+
+def train_trial_on_node(task: TrialTask, partition_files: dict[str, bytes], keeper):
+    """A Ray task: the trial's runs, each in a scratch dir of this node, reporting every round to
+    the StudyKeeper actor (which may prune it); [(RunResult, the run dir's files)]."""
+    import ray
+
+    from flcli import cluster
+
+    partition_dir = cluster.materialize_partition(partition_files, task.partition_hash)
+    trained = []
+    for index, (config, sub) in enumerate(zip(task.configs, task.subdirs, strict=True)):
+        with cluster.scratch_run_dir(task.resumed.get(sub, {})) as scratch:
+
+            def on_round(record: dict, index: int = index) -> bool:
+                return ray.get(keeper.report.remote(task.number, index, record))
+
+            result = train_run(partition_dir, cluster.on_node(config), scratch, on_round)
+            trained.append((result, cluster.read_files(scratch)))
         if result.status != "completed":
-            trial.set_user_attr(STOPPED, result.message)
-            study.tell(trial, state=TrialState.PRUNED)
-            return TrialOutcome(trial.number, "pruned", None, params, run_dir, result.message)
-        values.append(run_value(result.rows, plan.objective, plan.rounds))
-    value = combine(values, plan.objective.k, plan.objective.minimize)
-    if math.isnan(value):
-        message = f"its {plan.objective.metric} is NaN"
-        trial.set_user_attr(STOPPED, message)
-        study.tell(trial, state=TrialState.PRUNED)
-        return TrialOutcome(trial.number, "pruned", None, params, run_dir, message)
-    trial.set_user_attr(SEED_VALUES, values)
-    study.tell(trial, value)
-    return TrialOutcome(trial.number, "complete", value, params, run_dir)
+            break
+    return trained
+
+
+def run_on_cluster(plan: TunePlan, storage: str | None) -> Iterator[TrialOutcome]:
+    """Trials as Ray tasks, as many at once as the cluster has CPUs. The study stays with a
+    StudyKeeper actor on this node (so a SQLite study needs no shared file system); the nodes
+    train and report each round to it; this process writes each trial's run dirs as it ends."""
+    from flcli import cluster
+
+    base = plan.config({}, plan.objective.seeds[0])
+    ray = cluster.connect(base.ray_address, base.jobs, [base])
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    plan = replace(plan, root=plan.root.resolve(), partition_dir=plan.partition_dir.resolve())
+    keeper = (
+        ray.remote(StudyKeeper)
+        .options(num_cpus=0, scheduling_strategy=here)
+        .remote(plan, storage_url(plan, storage), pid=os.getpid())
+    )
+    files = cluster.read_files(plan.partition_dir)
+    shared, hashed = ray.put(files), cluster.partition_hash(files)
+    train = ray.remote(num_cpus=1, max_retries=cluster.RETRIES)(train_trial_on_node)
+    capacity = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    pending: dict = {}
+    try:
+        while True:
+            while len(pending) < capacity and ray.get(keeper.wants_more.remote(len(pending))):
+                number, run_dir = ray.get(keeper.ask.remote())
+                params = ray.get(keeper.params.remote(number))
+                task = trial_task(plan, number, params, run_dir, hashed)
+                pending[train.remote(task, shared, keeper)] = (task, run_dir)
+            if not pending:
+                return
+            done, _ = ray.wait(list(pending), num_returns=1)
+            task, run_dir = pending.pop(done[0])
+            yield conclude_on_driver(ray, keeper, plan, task, run_dir, done[0])
+    except KeyboardInterrupt:
+        for task, _ in pending.values():
+            ray.get(keeper.interrupt.remote(task.number))
+        raise
+    finally:
+        for ref in pending if ray.is_initialized() else ():
+            ray.cancel(ref, force=True)
+
+
+def conclude_on_driver(ray, keeper, plan: TunePlan, task: TrialTask, run_dir: Path, ref):
+    """Write a finished trial task's run dirs and conclude it with the keeper; a task that raised
+    FLError (its metric is no column) fails the trial and stops the study, as locally."""
+    from flcli import cluster
+
+    try:
+        trained = ray.get(ref)
+    except ray.exceptions.RayError as failure:  # raised in the task, or lost RETRIES times
+        ray.get(keeper.fail.remote(task.number))
+        if isinstance(getattr(failure, "cause", None), FLError):
+            raise FLError(str(failure.cause)) from None
+        message = f"{type(failure).__name__}: {failure}"
+        return TrialOutcome(task.number, "failed", None, task.params, run_dir, message)
+    for (_, files), sub, config in zip(trained, task.subdirs, task.configs, strict=False):
+        if files:
+            cluster.write_run_dir(run_dir / sub, files, plan.partition_dir)
+            cluster.track_on_driver(run_dir / sub, config)
+    return ray.get(keeper.conclude.remote(task.number, [result for result, _ in trained]))
 
 
 def report_to(plan: TunePlan, trial, seed_index: int) -> Callable[[dict], bool]:

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from flcli.assemble import check_alone
-from flcli.config import TrainConfig
+from flcli.config import NOT_IN_DIGEST, TrainConfig
 from flcli.configfile import read_toml, train_keys
 from flcli.errors import FLError
 from flcli.names import check_name
@@ -294,10 +294,18 @@ def parse_pruner(table: dict, rounds: int, where: str) -> Pruner:
     )
 
 
-def load_tune(path: Path, out: Path | None = None, overrides: dict | None = None) -> TunePlan:
-    """Read and check a tune file; overrides: trials and timeout from the command line."""
+def load_tune(
+    path: Path,
+    out: Path | None = None,
+    overrides: dict | None = None,
+    base_overrides: dict | None = None,
+) -> TunePlan:
+    """Read and check a tune file; overrides: trials and timeout from the command line;
+    base_overrides: [base] options from it (backend, ray_address)."""
     where = str(path)
     data = {**read_toml(Path(path)), **(overrides or {})}
+    if base_overrides:
+        data["base"] = {**_table(data, "base", where), **base_overrides}
     _known(data, TOP_KEYS, "the file", where)
     if "name" not in data:
         raise FLError(f'{where}: needs a top-level name = "...", e.g. name = "tune-fedprox"')
@@ -326,8 +334,8 @@ def load_tune(path: Path, out: Path | None = None, overrides: dict | None = None
     pruner = parse_pruner(_table(data, "pruner", where), base_config.rounds, where)
     root = Path(out) if out is not None else Path("results") / name
     partition_id = partition_id_of([], partition_options, seeded=PARTITION_SEED in base)
-    definition = {
-        "base": base,
+    definition = {  # how runs are executed or logged does not make another study
+        "base": {k: v for k, v in base.items() if k.replace("-", "_") not in NOT_IN_DIGEST},
         "space": [vars(param) for param in space],
         "objective": vars(objective),
     }

@@ -7,6 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import assert_one_line_error
@@ -196,3 +197,52 @@ def test_a_tracked_cluster_sweep_is_tracked_by_the_driver(cli, cluster, tmp_path
     assert result.code == 0, result.err
     for run_id in ("seed=0", "seed=1"):
         assert_scalars_are_rounds_csv(out / run_id / "tb", out / run_id)
+
+
+TUNE = """
+name = "clustered"
+trials = 6
+startup_trials = 2
+[base]
+dataset = "digits"
+clients = 6
+rounds = 6
+algo = "fedprox"
+[space]
+lr = { low = 0.01, high = 3.0, log = true }
+mu = { low = 0.001, high = 1.0, log = true }
+[objective]
+seeds = [0, 1]
+[pruner]
+kind = "median"
+warmup_rounds = 1
+startup_trials = 2
+"""
+
+
+def test_tune_trials_train_on_the_cluster_and_report_to_the_study(cli, cluster, tmp_path):
+    optuna = pytest.importorskip("optuna")
+    head, _ = cluster
+    (tmp_path / "tune.toml").write_text(TUNE)
+    out = tmp_path / "out"
+    result = cli(
+        "tune", tmp_path / "tune.toml", "--backend", "ray", "--ray-address", head.address,
+        "--out", out, "--confirm-seeds", 0,
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    study = optuna.load_study(study_name="clustered", storage=f"sqlite:///{out / 'study.db'}")
+    states = [trial.state.name for trial in study.trials]
+    assert len(states) == 6 and "PRUNED" in states and "COMPLETE" in states, states
+    for trial in study.trials:
+        runs = [Path(trial.user_attrs["run_dir"]) / f"seed={seed}" for seed in (0, 1)]
+        statuses = [
+            json.loads((run / "run.json").read_text())["status"] for run in runs if run.is_dir()
+        ]
+        if (
+            trial.state.name == "COMPLETE"
+        ):  # its value is the mean - std of its runs' final accuracy (sample std)
+            finals = [pd.read_csv(run / "rounds.csv")["test_accuracy"].iloc[-1] for run in runs]
+            assert statuses == ["completed", "completed"]
+            assert trial.value == pytest.approx(np.mean(finals) - np.std(finals, ddof=1))
+        else:
+            assert "pruned" in statuses
