@@ -417,7 +417,12 @@ def compress_rows(spec: Compressor, x, seed: int, round: int, ids, float_bits: i
 # terngrad and uniform: ||x||_inf); e is the largest of the survivors' ceil(log2 scale), which the
 # server learns from a secure sum of one-hot exponents (the count of clients per exponent, not
 # whose). The rotation's signs are the round's, shared by the cohort, so R^T applies to the sum.
-SECURE = ("qsgd", "uniform", "terngrad")
+# rand-k too: the round's k positions are shared by the cohort (drawn from the round's shared
+# randomness instead of each client's), and each kept value, scaled by P / k, travels as a signed
+# CODE_BITS-bit code on the grid, by stochastic rounding: still unbiased, as the positions are
+# uniform for every client, and the codes add coordinate by coordinate.
+SECURE = ("qsgd", "uniform", "terngrad", "randk")
+CODE_BITS = 16  # rand-k's kept values under secure aggregation: a sign and 15 bits of level
 EXPONENTS = (-60, 20)  # the scales 2^-60 .. 2^20 (secure aggregation's bound), clamped to them
 SHARED = 2**64 - 1  # the client address of the round's shared randomness (no client has it)
 
@@ -433,11 +438,21 @@ class Codes:
     largest: int  # the largest |code|: the field must hold a weighted sum of them
     width: int  # P, the coordinates of the update (d >= P under a rotation)
     signs: np.ndarray | None  # [d] the shared rotation's signs D, None without a rotation
+    positions: np.ndarray | None = None  # rand-k: the round's kept coordinates of the P
 
     def decode(self, total: np.ndarray, weight: float) -> np.ndarray:
         """sum_k w_k C(x_k) from sum_k w_k codes[k] (exact integers) and W = sum_k w_k."""
         values = self.offset * weight + self.step * np.asarray(total, dtype=np.float64)
-        return unrotate(values[None, :], self.signs)[0, : self.width]
+        return self.placed(values[None, :])[0]
+
+    def placed(self, values: np.ndarray) -> np.ndarray:
+        """[K, P] vectors from [K, d] grid values: put at the kept positions (rand-k), rotated
+        back (under hadamard+), cut to the update's width."""
+        if self.positions is not None:
+            full = np.zeros((len(values), self.width))
+            full[:, self.positions] = values
+            return full
+        return unrotate(values, self.signs)[:, : self.width]
 
 
 def unrotate(x: np.ndarray, signs: np.ndarray | None) -> np.ndarray:
@@ -474,6 +489,18 @@ def shared_rotation(spec: Compressor, x: np.ndarray, seed: int, round: int):
     return hadamard(signs * padded) / math.sqrt(d), signs.astype(np.float64)
 
 
+def shared_selection(spec: Compressor, x: np.ndarray, seed: int, round: int):
+    """(the values each client quantizes onto the grid, the round's kept positions): rand-k's k
+    coordinates, drawn from the round's shared randomness and scaled by P / k; else (x, None)."""
+    if spec.kind != "randk":
+        return x, None
+    width = x.shape[1]
+    k = kept(spec.fraction, width)
+    order = hash_bits(seed, Purpose.SPARSIFY, round, np.array([SHARED]), np.arange(width))
+    positions = np.sort(np.argpartition(order, k - 1)[:k])
+    return x[:, positions] * (width / k), positions
+
+
 def grid_codes(
     spec: Compressor, x: np.ndarray, exponent: int, seed: int, round: int, ids: np.ndarray
 ) -> Codes:
@@ -482,6 +509,8 @@ def grid_codes(
 
     - qsgd: codes sign(x_i) l_i, l_i in 0..s rounded from |x_i| s / M; decoded M codes / s;
     - terngrad: codes sign(x_i) b_i, b_i ~ Bernoulli(|x_i| / M); decoded M codes;
+    - randk: x the kept values already (shared_selection); qsgd's rule with 2^(CODE_BITS-1) - 1
+      levels;
     - uniform: codes in 0..2^B - 1 rounded from (x_i + M) (2^B - 1) / 2M; decoded -M + codes 2M /
       (2^B - 1), the paper's 2^B levels over [-M, M] instead of [min x, max x]."""
     M = 2.0**exponent
@@ -490,7 +519,8 @@ def grid_codes(
         steps = 2**spec.bits - 1
         codes = stochastic_round((np.clip(x, -M, M) + M) * (steps / (2 * M)), u)
         return Codes(codes.astype(np.int64), -M, 2 * M / steps, steps, x.shape[1], None)
-    levels = 2 ** (spec.bits - 1) - 1 if spec.kind == "qsgd" else 1
+    levels = {"qsgd": 2 ** ((spec.bits or 0) - 1) - 1, "randk": 2 ** (CODE_BITS - 1) - 1}
+    levels = levels.get(spec.kind, 1)
     magnitude = stochastic_round(np.minimum(np.abs(x) / M, 1.0) * levels, u)
     codes = (np.sign(x) * magnitude).astype(np.int64)
     return Codes(codes, 0.0, M / levels, levels, x.shape[1], None)

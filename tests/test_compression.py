@@ -2,6 +2,7 @@
 compressors' means and variance bounds, top-k's k entries, error feedback's residual identity, the
 bits counted against a hand count, and the runs through the CLI (bytes_up, refusals, resume)."""
 
+import dataclasses
 import io
 import math
 
@@ -247,7 +248,13 @@ def test_sigkill_then_resume_keeps_the_residuals(cli, iid_dir, tmp_path):
     assert_sigkill_then_resume_is_uninterrupted(cli, iid_dir, args, tmp_path)
 
 
-SECURE_SPECS = ["qsgd:bits=4", "uniform:bits=3", "terngrad", "hadamard+qsgd:bits=3"]
+SECURE_SPECS = [
+    "qsgd:bits=4",
+    "uniform:bits=3",
+    "terngrad",
+    "hadamard+qsgd:bits=3",
+    "randk:fraction=0.2",
+]
 
 
 def secure_round(spec: str, K=6, P=50, alive=None, feedback=None):
@@ -469,3 +476,27 @@ def test_the_compiled_error_feedback_matches_numpy(spec, feedback, monkeypatch):
     (a, table_a), (b, table_b) = results
     assert np.array_equal(a.view(np.uint64), b.view(np.uint64))
     assert np.array_equal(table_a.view(np.uint64), table_b.view(np.uint64))
+
+
+def test_secure_randk_shares_the_rounds_positions_and_is_unbiased_over_rounds():
+    parsed = compression.parse("randk:fraction=0.25")
+    x = vector()
+    k = compression.kept(0.25, len(x))
+    cohort = np.tile(x, (3, 1)) * np.array([[1.0], [-2.0], [0.5]])
+    values, positions = compression.shared_selection(parsed, cohort, 7, 4)
+    assert values.shape == (3, k) and len(set(positions.tolist())) == k  # the same k for all
+    np.testing.assert_allclose(values, cohort[:, positions] * len(x) / k)
+    total = np.zeros_like(x)
+    rounds = 4_000
+    for round in range(rounds):
+        kept_values, kept_at = compression.shared_selection(parsed, x[None, :], 7, round)
+        exponent = int(compression.exponents("randk", kept_values)[0])
+        codes = compression.grid_codes(parsed, kept_values, exponent, 7, round, np.array([0]))
+        codes = dataclasses.replace(codes, width=len(x), positions=kept_at)
+        decoded = codes.placed(codes.offset + codes.step * codes.codes.astype(np.float64))[0]
+        assert np.count_nonzero(decoded) <= k
+        total += decoded
+    # each coordinate is kept in about k / P of the rounds, scaled by P / k: mean x, with a
+    # standard error of about |x_i| sqrt(P / k - 1) / sqrt(rounds)
+    bound = 5 * np.abs(x) * math.sqrt(len(x) / k - 1) / math.sqrt(rounds) + 1e-9
+    assert np.all(np.abs(total / rounds - x) <= bound)

@@ -368,6 +368,9 @@ class Compress(Stage):
         """(the decoded updates [K, P], their Codes) on the round's shared grid, whose scale a
         secure sum of the survivors' one-hot exponents finds (its bytes join the traffic)."""
         rotated, signs = compression.shared_rotation(self.spec, x, self.seed, message.round)
+        rotated, positions = compression.shared_selection(
+            self.spec, rotated, self.seed, message.round
+        )
         alive = message.alive
         exponent = compression.EXPONENTS[0]
         if alive.any():
@@ -387,9 +390,8 @@ class Compress(Stage):
         codes = compression.grid_codes(
             self.spec, rotated, exponent, self.seed, message.round, message.ids
         )
-        codes = replace(codes, width=x.shape[1], signs=signs)
-        values = codes.offset + codes.step * codes.codes.astype(np.float64)
-        return compression.unrotate(values, signs)[:, : x.shape[1]], codes
+        codes = replace(codes, width=x.shape[1], signs=signs, positions=positions)
+        return codes.placed(codes.offset + codes.step * codes.codes.astype(np.float64)), codes
 
 
 @dataclass(frozen=True)
