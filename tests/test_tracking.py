@@ -275,3 +275,33 @@ def test_a_sweep_needing_a_missing_extra_is_one_line_before_any_partition(
     result = cli("sweep", sweep, "--out", tmp_path / "t")
     assert_one_line_error(result, "--track mlflow needs MLflow", "pip install 'flcli[mlflow]'")
     assert not (tmp_path / "t").exists()
+
+
+@pytest.mark.parametrize(
+    "uri, fragments",
+    [
+        ("sqlite:///notes.txt", ["notes.txt is not a SQLite database"]),
+        ("sqlite:///folder", ["folder is a folder", "sqlite:///folder/mlflow.db"]),
+        ("sqlite:///notes.txt/x.db", ["notes.txt is a file, not a folder"]),
+        ("notes.txt", ["notes.txt is a file, not a tracking URI", "sqlite:///notes.txt"]),
+        ("http://[::1", ["is not a URI", "Invalid IPv6 URL"]),
+        ("http://127.0.0.1:99999", ["Port out of range", "http://HOST:PORT"]),
+        ("http://", ["names no host"]),
+        ("postgresql://nobody@127.0.0.1:1/x", ["needs psycopg", "pip install 'psycopg[binary]'"]),
+    ],
+)
+def test_an_mlflow_uri_that_cannot_work_is_one_line_and_nothing_is_written(
+    cli, part, tmp_path, uri, fragments
+):
+    (tmp_path / "notes.txt").write_text("not a database\n")
+    (tmp_path / "folder").mkdir()
+    out = tmp_path / "runs" / "r"
+    train(cli, part, out)
+    before = sorted(tmp_path.rglob("*"))
+    assert_one_line_error(
+        cli("export", out, "--to", "mlflow", "--uri", uri), f"--uri {uri}", *fragments
+    )
+    result = cli("train", part, "--track", "mlflow", "--track-uri", uri, "--out", tmp_path / "t")
+    assert_one_line_error(result, f"--track-uri {uri}", *fragments)
+    assert sorted(tmp_path.rglob("*")) == before
+    assert (tmp_path / "notes.txt").read_text() == "not a database\n"
