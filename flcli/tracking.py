@@ -293,12 +293,12 @@ class MlflowTracker:
                 self.call(self.client.update_run, self.run_id, status="RUNNING")
                 self.status = "RUNNING"
         else:
+            params = [Param(k, v) for k, v in params_of(info).items()]  # before the run is made
             tags = {RUN_KEY: key, RUN_DIR: str(Path(run_dir).resolve()), ROUNDS_LOGGED: "-1"}
             run = self.call(
                 self.client.create_run, experiment, run_name=Path(run_dir).name, tags=tags
             )
             self.run_id, self.status, self.logged = run.info.run_id, "RUNNING", -1
-            params = [Param(k, v) for k, v in params_of(info).items()]
             for chunk in batches(params, MAX_PARAMS):
                 self.call(self.client.log_batch, self.run_id, params=chunk)
         self.where = f"mlflow run {self.run_id} (experiment {experiment_name(run_dir)}, {uri})"

@@ -305,3 +305,32 @@ def test_an_mlflow_uri_that_cannot_work_is_one_line_and_nothing_is_written(
     assert_one_line_error(result, f"--track-uri {uri}", *fragments)
     assert sorted(tmp_path.rglob("*")) == before
     assert (tmp_path / "notes.txt").read_text() == "not a database\n"
+
+
+def test_a_path_without_runs_is_one_line_before_the_store_is_made(cli, tmp_path):
+    result = cli("export", tmp_path / "nowhere", "--to", "mlflow")
+    assert_one_line_error(result, "nowhere does not exist")
+    assert not (tmp_path / "mlflow.db").exists()  # the default store, in the current folder
+
+
+@pytest.mark.parametrize(
+    "key, value, named",
+    [
+        ("config", "oops", "'config' should be a table"),
+        ("partition_meta", 7, "'partition_meta' should be a table"),
+        ("status", 5, "'status' should be a string"),
+        ("config", {"lr": 0.1, "algo_args": [1]}, "'config.algo_args' should be a table"),
+    ],
+)
+def test_a_run_json_edited_by_hand_is_one_line_and_logs_nothing(
+    cli, part, tmp_path, key, value, named
+):
+    out = tmp_path / "runs" / "r"
+    train(cli, part, out)
+    info = json.loads((out / "run.json").read_text())
+    info[key] = value
+    (out / "run.json").write_text(json.dumps(info))
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    for command in (["export", out, "--to", "mlflow", "--uri", uri], ["report", out]):
+        assert_one_line_error(cli(*command), f"{out / 'run.json'}: {named}", "delete the run")
+    assert not (tmp_path / "store.db").exists()
