@@ -196,3 +196,17 @@ def test_a_tracked_cluster_sweep_is_tracked_by_the_driver(cli, cluster, tmp_path
     assert result.code == 0, result.err
     for run_id in ("seed=0", "seed=1"):
         assert_scalars_are_rounds_csv(out / run_id / "tb", out / run_id)
+
+
+def test_ctrl_c_on_a_ray_sweep_says_the_runs_in_flight_start_over(cli, tmp_path, monkeypatch):
+    def interrupted(runs, jobs, address):
+        raise KeyboardInterrupt  # as Ctrl-C lands while the driver waits on the tasks
+        yield
+
+    monkeypatch.setattr("flcli.cluster.run_on_cluster", interrupted)
+    result = cli("sweep", sweep_file(tmp_path), "--backend", "ray", "--out", tmp_path / "s")
+    assert result.code == 1, result.err
+    last = result.err.strip().splitlines()[-1]
+    assert "interrupted with 0 of 16 runs done" in last
+    assert "runs in flight on the Ray cluster were cancelled and start over" in last
+    assert "keep what they trained" not in last
