@@ -247,7 +247,8 @@ def test_a_server_nobody_runs_and_a_file_for_a_folder_are_one_line(cli, part, tm
     result = cli("train", part, "--track", "mlflow", "--track-uri", uri, "--out", tmp_path / "r")
     assert_one_line_error(result, f"--track-uri {uri}", "nothing answers")
     (tmp_path / "file").write_text("")
-    result = cli("export", tmp_path, "--to", "tensorboard", "--uri", tmp_path / "file")
+    train(cli, part, tmp_path / "runs" / "r")  # a path holding no run is refused first
+    result = cli("export", tmp_path / "runs", "--to", "tensorboard", "--uri", tmp_path / "file")
     assert_one_line_error(result, f"--uri {tmp_path / 'file'} is a file")
 
 
