@@ -315,8 +315,8 @@ def export(paths: list[Path], to: str, uri: str | None = None) -> tuple[int, Ite
 
     if to not in TRACKERS:
         raise FLError(f"--to {to!r} is not one of: {', '.join(TRACKERS)}")
+    runs = find_runs(paths)  # a path that holds no run is one line before a store is made
     require(to, uri, EXPORT)
-    runs = find_runs(paths)
 
     def each() -> Iterator[Exported]:
         for run in runs:

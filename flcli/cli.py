@@ -817,10 +817,18 @@ def follow_sweep(plan, summary: str, jobs: int) -> tuple[dict, list, dict]:
         except KeyboardInterrupt:
             done = counts["completed"] + counts["skipped"]
             raise RunFailed(
-                f"interrupted with {done} of {len(plan.runs)} runs done; unfinished runs keep what "
-                f"they trained; continue with: {shlex.join(['fl', *invocation])}"
+                f"interrupted with {done} of {len(plan.runs)} runs done; {kept_note(plan)}; "
+                f"continue with: {shlex.join(['fl', *invocation])}"
             ) from None
     return counts, failures, finished
+
+
+def kept_note(plan) -> str:
+    """What an interrupted sweep kept of its unfinished runs: a run trained here saved its
+    checkpoint; a Ray task cancelled on a node sent nothing back, so that run starts over."""
+    if any(run.config.backend == "ray" for run in plan.runs):
+        return "runs in flight on the Ray cluster were cancelled and start over"
+    return "unfinished runs keep what they trained"
 
 
 def done_note(counts: dict[str, int]) -> str:

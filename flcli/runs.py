@@ -238,6 +238,7 @@ def read_run(run_dir: Path) -> Run:
         ) from None
     if not isinstance(info, dict):
         raise FLError(f"{run_dir / RUN_FILE} does not hold a run description; delete the run")
+    check_info_types(run_dir / RUN_FILE, info)
     file = run_dir / ROUNDS_FILE
     if not file.is_file():
         return Run(run_dir, info, None)
@@ -254,6 +255,28 @@ def read_run(run_dir: Path) -> Run:
     if wrong:
         raise FLError(f"{file} has non-numeric values in column {wrong[0]!r}")
     return Run(run_dir, info, rounds.sort_values("round", ignore_index=True))
+
+
+# what flcli writes in run.json under these keys (each may be absent or null)
+INFO_TABLES = ("config", "given", "partition_meta", "versions")
+INFO_TEXTS = ("status", "partition", "config_digest", "partition_hash")
+NESTED_TABLES = (("config", "algo_args"), ("config", "model_args"), ("partition_meta", "params"))
+
+
+def check_info_types(file: Path, info: dict) -> None:
+    """A run.json edited by hand is one line naming the key, not a crash further on."""
+    wrong = [(key, "a table") for key in INFO_TABLES if not isinstance(info.get(key) or {}, dict)]
+    wrong += [(key, "a string") for key in INFO_TEXTS if not isinstance(info.get(key) or "", str)]
+    for outer, key in NESTED_TABLES:
+        inner = info.get(outer) or {}
+        if isinstance(inner, dict) and not isinstance(inner.get(key) or {}, dict):
+            wrong.append((f"{outer}.{key}", "a table"))
+    if wrong:
+        key, kind = wrong[0]
+        raise FLError(
+            f"{file}: {key!r} should be {kind}, as flcli wrote it; restore the file or delete "
+            "the run"
+        )
 
 
 def require_columns(runs: list[Run], columns: list[str]) -> None:

@@ -49,6 +49,9 @@ DATABASES = ("sqlite", "postgresql", "mysql", "mssql")  # SQLAlchemy dialects ML
 SERVERS = ("http", "https", "databricks", "databricks-uc")
 MAX_METRICS, MAX_PARAMS = 1000, 100  # per MLflow log_batch call
 CONNECT_TIMEOUT_S = 5.0
+EXTRA_MODULES = ("sqlalchemy", "alembic")  # what flcli[mlflow] brings for a SQL store
+# the pip package of each database driver SQLAlchemy imports (flcli[mlflow] brings none of them)
+DRIVERS = {"psycopg": "'psycopg[binary]'", "psycopg2": "psycopg2-binary", "MySQLdb": "mysqlclient"}
 
 
 @dataclass(frozen=True)
@@ -91,8 +94,16 @@ def mlflow_uri(uri: str | None, flag: str) -> str:
     which MLflow 3.7+ writes only with MLFLOW_ALLOW_FILE_STORE=true)."""
     if uri is None:
         return DEFAULT_MLFLOW_URI
-    scheme = urlparse(uri).scheme.split("+")[0]
+    try:
+        scheme = urlparse(uri).scheme.split("+")[0]
+    except ValueError as bad:  # e.g. Invalid IPv6 URL: http://[::1
+        raise FLError(f"{flag} {uri} is not a URI ({bad}); e.g. sqlite:///mlflow.db") from None
     if scheme in ("", "file"):
+        if Path(urlparse(uri).path if scheme == "file" else uri).is_file():
+            raise FLError(
+                f"{flag} {uri} is a file, not a tracking URI; for a SQLite database give "
+                f"sqlite:///{uri.removeprefix('file://')}"
+            )
         if os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() not in ("true", "1"):
             raise FLError(
                 f"{flag} {uri} is a folder, MLflow's file store, which MLflow keeps for old "
@@ -106,7 +117,7 @@ def mlflow_uri(uri: str | None, flag: str) -> str:
                 f"{flag} {uri}: a SQLite URI is sqlite:///FILE.db (three slashes, then the "
                 "file's path), e.g. sqlite:///mlflow.db"
             )
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        check_sqlite_file(Path(uri.removeprefix("sqlite:///")), uri, flag)
         return uri
     if scheme in ("http", "https"):
         check_reachable(uri, flag)
@@ -119,10 +130,41 @@ def mlflow_uri(uri: str | None, flag: str) -> str:
     )
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database
+
+
+def check_sqlite_file(file: Path, uri: str, flag: str) -> None:
+    """The database file of a sqlite:/// URI: new (its folder made), empty, or a SQLite
+    database; a folder or another file is one line now, not minutes of MLflow's retries or
+    SQLAlchemy's traceback."""
+    if file.is_dir():
+        raise FLError(
+            f"{flag} {uri}: {file} is a folder; name a database file in it, e.g. "
+            f"sqlite:///{file / 'mlflow.db'}"
+        )
+    if file.is_file():
+        with file.open("rb") as handle:
+            head = handle.read(len(SQLITE_HEADER))
+        if head and head != SQLITE_HEADER:
+            raise FLError(
+                f"{flag} {uri}: {file} is not a SQLite database; give a new file, e.g. "
+                "sqlite:///mlflow.db"
+            )
+        return
+    if file.parent.exists() and not file.parent.is_dir():
+        raise FLError(f"{flag} {uri}: {file.parent} is a file, not a folder; choose another path")
+    file.parent.mkdir(parents=True, exist_ok=True)
+
+
 def check_reachable(uri: str, flag: str) -> None:
     """An MLflow server that nothing answers on is one line now, not minutes of retries."""
     parsed = urlparse(uri)
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    except ValueError as bad:  # a port out of range, or not a number
+        raise FLError(f"{flag} {uri}: {bad}; give http://HOST:PORT") from None
+    if not parsed.hostname:
+        raise FLError(f"{flag} {uri} names no host; give http://HOST:PORT")
     try:
         socket.create_connection((parsed.hostname, port), timeout=CONNECT_TIMEOUT_S).close()
     except (OSError, OverflowError) as failure:
@@ -159,10 +201,12 @@ def open_mlflow(uri: str, flag: str):
     try:
         client = MlflowClient(tracking_uri=uri)
         client.search_experiments(max_results=1)
-    except ImportError as missing:  # a SQL store without SQLAlchemy (mlflow-skinny alone)
+    except ImportError as missing:  # SQLAlchemy (mlflow-skinny alone), or a database's driver
+        name = missing.name or "sqlalchemy"
+        package = DRIVERS.get(name, "'flcli[mlflow]'" if name in EXTRA_MODULES else name)
         raise FLError(
-            f"{flag} {uri} needs {missing.name or 'SQLAlchemy'}, which is not installed; "
-            "install it with: pip install 'flcli[mlflow]'"
+            f"{flag} {uri} needs {name}, which is not installed; install it with: "
+            f"pip install {package}"
         ) from None
     except (MlflowException, OSError) as failure:
         raise FLError(f"{flag} {uri}: {first_line(failure)}") from None
@@ -249,12 +293,12 @@ class MlflowTracker:
                 self.call(self.client.update_run, self.run_id, status="RUNNING")
                 self.status = "RUNNING"
         else:
+            params = [Param(k, v) for k, v in params_of(info).items()]  # before the run is made
             tags = {RUN_KEY: key, RUN_DIR: str(Path(run_dir).resolve()), ROUNDS_LOGGED: "-1"}
             run = self.call(
                 self.client.create_run, experiment, run_name=Path(run_dir).name, tags=tags
             )
             self.run_id, self.status, self.logged = run.info.run_id, "RUNNING", -1
-            params = [Param(k, v) for k, v in params_of(info).items()]
             for chunk in batches(params, MAX_PARAMS):
                 self.call(self.client.log_batch, self.run_id, params=chunk)
         self.where = f"mlflow run {self.run_id} (experiment {experiment_name(run_dir)}, {uri})"

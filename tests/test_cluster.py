@@ -238,11 +238,23 @@ def test_tune_trials_train_on_the_cluster_and_report_to_the_study(cli, cluster, 
         statuses = [
             json.loads((run / "run.json").read_text())["status"] for run in runs if run.is_dir()
         ]
-        if (
-            trial.state.name == "COMPLETE"
-        ):  # its value is the mean - std of its runs' final accuracy (sample std)
+        if trial.state.name == "COMPLETE":  # its value: mean - sample std of the finals
             finals = [pd.read_csv(run / "rounds.csv")["test_accuracy"].iloc[-1] for run in runs]
             assert statuses == ["completed", "completed"]
             assert trial.value == pytest.approx(np.mean(finals) - np.std(finals, ddof=1))
         else:
             assert "pruned" in statuses
+
+
+def test_ctrl_c_on_a_ray_sweep_says_the_runs_in_flight_start_over(cli, tmp_path, monkeypatch):
+    def interrupted(runs, jobs, address):
+        raise KeyboardInterrupt  # as Ctrl-C lands while the driver waits on the tasks
+        yield
+
+    monkeypatch.setattr("flcli.cluster.run_on_cluster", interrupted)
+    result = cli("sweep", sweep_file(tmp_path), "--backend", "ray", "--out", tmp_path / "s")
+    assert result.code == 1, result.err
+    last = result.err.strip().splitlines()[-1]
+    assert "interrupted with 0 of 16 runs done" in last
+    assert "runs in flight on the Ray cluster were cancelled and start over" in last
+    assert "keep what they trained" not in last

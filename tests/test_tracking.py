@@ -247,7 +247,8 @@ def test_a_server_nobody_runs_and_a_file_for_a_folder_are_one_line(cli, part, tm
     result = cli("train", part, "--track", "mlflow", "--track-uri", uri, "--out", tmp_path / "r")
     assert_one_line_error(result, f"--track-uri {uri}", "nothing answers")
     (tmp_path / "file").write_text("")
-    result = cli("export", tmp_path, "--to", "tensorboard", "--uri", tmp_path / "file")
+    train(cli, part, tmp_path / "runs" / "r")  # a path holding no run is refused first
+    result = cli("export", tmp_path / "runs", "--to", "tensorboard", "--uri", tmp_path / "file")
     assert_one_line_error(result, f"--uri {tmp_path / 'file'} is a file")
 
 
@@ -275,3 +276,62 @@ def test_a_sweep_needing_a_missing_extra_is_one_line_before_any_partition(
     result = cli("sweep", sweep, "--out", tmp_path / "t")
     assert_one_line_error(result, "--track mlflow needs MLflow", "pip install 'flcli[mlflow]'")
     assert not (tmp_path / "t").exists()
+
+
+@pytest.mark.parametrize(
+    "uri, fragments",
+    [
+        ("sqlite:///notes.txt", ["notes.txt is not a SQLite database"]),
+        ("sqlite:///folder", ["folder is a folder", "sqlite:///folder/mlflow.db"]),
+        ("sqlite:///notes.txt/x.db", ["notes.txt is a file, not a folder"]),
+        ("notes.txt", ["notes.txt is a file, not a tracking URI", "sqlite:///notes.txt"]),
+        ("http://[::1", ["is not a URI", "Invalid IPv6 URL"]),
+        ("http://127.0.0.1:99999", ["Port out of range", "http://HOST:PORT"]),
+        ("http://", ["names no host"]),
+        ("postgresql://nobody@127.0.0.1:1/x", ["needs psycopg", "pip install 'psycopg[binary]'"]),
+    ],
+)
+def test_an_mlflow_uri_that_cannot_work_is_one_line_and_nothing_is_written(
+    cli, part, tmp_path, uri, fragments
+):
+    (tmp_path / "notes.txt").write_text("not a database\n")
+    (tmp_path / "folder").mkdir()
+    out = tmp_path / "runs" / "r"
+    train(cli, part, out)
+    before = sorted(tmp_path.rglob("*"))
+    assert_one_line_error(
+        cli("export", out, "--to", "mlflow", "--uri", uri), f"--uri {uri}", *fragments
+    )
+    result = cli("train", part, "--track", "mlflow", "--track-uri", uri, "--out", tmp_path / "t")
+    assert_one_line_error(result, f"--track-uri {uri}", *fragments)
+    assert sorted(tmp_path.rglob("*")) == before
+    assert (tmp_path / "notes.txt").read_text() == "not a database\n"
+
+
+def test_a_path_without_runs_is_one_line_before_the_store_is_made(cli, tmp_path):
+    result = cli("export", tmp_path / "nowhere", "--to", "mlflow")
+    assert_one_line_error(result, "nowhere does not exist")
+    assert not (tmp_path / "mlflow.db").exists()  # the default store, in the current folder
+
+
+@pytest.mark.parametrize(
+    "key, value, named",
+    [
+        ("config", "oops", "'config' should be a table"),
+        ("partition_meta", 7, "'partition_meta' should be a table"),
+        ("status", 5, "'status' should be a string"),
+        ("config", {"lr": 0.1, "algo_args": [1]}, "'config.algo_args' should be a table"),
+    ],
+)
+def test_a_run_json_edited_by_hand_is_one_line_and_logs_nothing(
+    cli, part, tmp_path, key, value, named
+):
+    out = tmp_path / "runs" / "r"
+    train(cli, part, out)
+    info = json.loads((out / "run.json").read_text())
+    info[key] = value
+    (out / "run.json").write_text(json.dumps(info))
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    for command in (["export", out, "--to", "mlflow", "--uri", uri], ["report", out]):
+        assert_one_line_error(cli(*command), f"{out / 'run.json'}: {named}", "delete the run")
+    assert not (tmp_path / "store.db").exists()
