@@ -28,7 +28,7 @@ from flcli.config import TrainConfig
 from flcli.data.store import building_dir, remove_orphaned_builds
 from flcli.engine.raybackend import LOCAL_CPUS, LOCAL_RAY, import_ray, package_runtime_env
 from flcli.errors import FLError
-from flcli.fileio import UMASK, atomic_write_json
+from flcli.fileio import UMASK, atomic_write_json, signals_held
 from flcli.runjob import Outcome, train_run
 from flcli.runlog import LOCK, is_leftover
 from flcli.tracking import export_run
@@ -57,13 +57,17 @@ class RunResult:
     node: str  # the node that trained it: "<host name> <node id prefix>"
 
 
-def connect(address: str | None, cpus: int | None, configs: list[TrainConfig]):
+@contextmanager
+def session(address: str | None, cpus: int | None, configs: list[TrainConfig]) -> Iterator:
     """Ray, joined to the cluster at address (or a local Ray of `cpus` CPUs started here), with
-    this sweep's runtime environment. A Ray the caller already started is used as it is: its own
+    the runs' runtime environment; shut down on the way out if started here, with Ctrl-C held
+    (left to Ray's exit hook, a shutdown after Ctrl-C reached its processes can crash the
+    interpreter: exit code 139). A Ray the caller already started is used as it is: its own
     runtime environment must carry flcli and the plugins to the nodes."""
     ray = import_ray()
     if ray.is_initialized():
-        return ray
+        yield ray
+        return
     env = runtime_env(configs)
     settings = {"log_to_driver": False, "logging_level": logging.ERROR, "runtime_env": env}
     try:
@@ -79,7 +83,11 @@ def connect(address: str | None, cpus: int | None, configs: list[TrainConfig]):
     finally:  # ray.init uploaded it
         if "working_dir" in env:
             shutil.rmtree(env["working_dir"], ignore_errors=True)
-    return ray
+    try:
+        yield ray
+    finally:
+        with signals_held():
+            ray.shutdown()
 
 
 def runtime_env(configs: list[TrainConfig]) -> dict:
@@ -259,23 +267,28 @@ def run_on_cluster(runs: list, jobs: int | None, address: str | None) -> Iterato
     """Train each planned run (sweep.PlannedRun) as one Ray task; one Outcome per run as it
     finishes, and an Outcome of kind "cluster" with the runs in flight every POLL_S seconds.
     Their partitions must already be built."""
-    ray = connect(address, jobs, [run.config for run in runs])
-    train = ray.remote(num_cpus=1, max_retries=RETRIES)(train_on_node)
-    shared = {}
-    for run in runs:
-        if run.partition_id not in shared:
-            files = read_files(run.partition_dir)
-            shared[run.partition_id] = (partition_hash(files), ray.put(files))
-    pending = {}
-    for run in runs:
-        hashed, files_ref = shared[run.partition_id]
-        task = RunTask(run.run_id, run.config, hashed, resumable_files(run.out))
-        pending[train.remote(task, files_ref)] = run
-    try:
-        yield from follow_tasks(ray, pending)
-    finally:
-        for ref in pending if ray.is_initialized() else ():
-            ray.cancel(ref, force=True)
+    with session(address, jobs, [run.config for run in runs]) as ray:
+        train = ray.remote(num_cpus=1, max_retries=RETRIES)(train_on_node)
+        shared = {}
+        for run in runs:
+            if run.partition_id not in shared:
+                files = read_files(run.partition_dir)
+                shared[run.partition_id] = (partition_hash(files), ray.put(files))
+        pending = {}
+        for run in runs:
+            hashed, files_ref = shared[run.partition_id]
+            task = RunTask(run.run_id, run.config, hashed, resumable_files(run.out))
+            pending[train.remote(task, files_ref)] = run
+        try:
+            yield from follow_tasks(ray, pending)
+        finally:
+            cancel(ray, pending)
+
+
+def cancel(ray, pending: dict) -> None:
+    """Cancel the tasks still in flight (Ctrl-C, or the caller stopped early)."""
+    for ref in pending if ray.is_initialized() else ():
+        ray.cancel(ref, force=True)
 
 
 def follow_tasks(ray, pending: dict) -> Iterator[Outcome]:

@@ -371,8 +371,14 @@ def run_on_cluster(plan: TunePlan, storage: str | None) -> Iterator[TrialOutcome
     from flcli import cluster
 
     base = plan.config({}, plan.objective.seeds[0])
-    ray = cluster.connect(base.ray_address, base.jobs, [base])
+    with cluster.session(base.ray_address, base.jobs, [base]) as ray:
+        yield from trials_on_cluster(ray, plan, storage)
+
+
+def trials_on_cluster(ray, plan: TunePlan, storage: str | None) -> Iterator[TrialOutcome]:
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from flcli import cluster
 
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     plan = replace(plan, root=plan.root.resolve(), partition_dir=plan.partition_dir.resolve())
@@ -403,8 +409,7 @@ def run_on_cluster(plan: TunePlan, storage: str | None) -> Iterator[TrialOutcome
             ray.get(keeper.interrupt.remote(task.number))
         raise
     finally:
-        for ref in pending if ray.is_initialized() else ():
-            ray.cancel(ref, force=True)
+        cluster.cancel(ray, pending)
 
 
 def conclude_on_driver(ray, keeper, plan: TunePlan, task: TrialTask, run_dir: Path, ref):
