@@ -31,6 +31,7 @@ SPLIT_PARAMS = (
     "min_samples",
     "min_samples_default",
     "client_test_fraction",
+    "client_test_split",
 )
 # Metrics whose smaller values are better (the others: larger is better).
 LOWER_IS_BETTER = re.compile(r"loss|mse|mae|rmse|error|epsilon")

@@ -1,10 +1,15 @@
 """hf:NAME[@REVISION][:SPLIT] through the datasets library, on folders the tests write."""
 
 import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
 from conftest import assert_one_line_error
+
+from flcli.data.hub import resolve_revision
+from flcli.errors import FLError
 
 datasets = pytest.importorskip("datasets")
 
@@ -43,6 +48,7 @@ def test_a_saved_folder_through_partition_and_train(cli, tmp_path):
     assert meta["classes"] == ["a", "b", "c"]
     source = meta["dataset_source"]
     assert source["loader"] == "datasets" and source["revision"] == "local"
+    assert "revision_requested" not in source  # a folder has no revisions to ask for
     assert len(source["fingerprint"]) >= 8
     assert cli("train", part, "--rounds", "2", "--out", run).code == 0
 
@@ -113,3 +119,117 @@ def test_without_the_extra_it_says_what_to_install(cli, tmp_path, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "datasets", None)
     result = cli("partition", f"hf:{tmp_path}", "--scheme", "natural", "--out", tmp_path / "p")
     assert_one_line_error(result, "pip install 'flcli[hf]'")
+
+
+SHAS = {"main": "1" * 40, "v1": "2" * 40}  # the fake hub's commit of each revision of flcli/tiny
+
+
+class FakeHub(BaseHTTPRequestHandler):
+    """The hub's dataset-info route, /api/datasets/OWNER/NAME/revision/REVISION, for flcli/tiny;
+    flcli/broken answers 500."""
+
+    asked: list[str] = []
+
+    def do_GET(self):
+        self.asked.append(self.path)
+        prefix = "/api/datasets/flcli/tiny/revision/"
+        revision = self.path.split("?")[0].removeprefix(prefix)
+        if self.path.startswith("/api/datasets/flcli/broken"):
+            self.answer(500, {"error": "down"})
+        elif not self.path.startswith(prefix):
+            self.answer(404, {"error": "no repo"}, code="RepoNotFound")
+        elif revision not in SHAS:
+            self.answer(404, {"error": "no revision"}, code="RevisionNotFound")
+        else:
+            self.answer(200, {"id": "flcli/tiny", "sha": SHAS[revision], "private": False})
+
+    def answer(self, status, body, code=None):
+        content = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(content)))
+        if code:
+            self.send_header("X-Error-Code", code)
+        self.end_headers()
+        self.wfile.write(content)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def hub():
+    FakeHub.asked = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeHub)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("requested, asked", [(None, "main"), ("main", "main"), ("v1", "v1")])
+def test_the_hub_resolves_the_revision_to_its_commit(hub, requested, asked):
+    record = resolve_revision("flcli/tiny", requested, offline=False, endpoint=hub)
+    assert record == {"revision_requested": asked, "revision": SHAS[asked]}
+    assert FakeHub.asked == [f"/api/datasets/flcli/tiny/revision/{asked}"]
+
+
+@pytest.mark.parametrize(
+    "name, requested, fragments",
+    [
+        ("flcli/tiny", "v9", ["hf:flcli/tiny@v9", "no revision 'v9'"]),
+        ("flcli/nothing", None, ["hf:flcli/nothing", "no dataset 'flcli/nothing'"]),
+        ("flcli/broken", None, ["hf:flcli/broken", "did not answer", "HF_HUB_OFFLINE=1"]),
+    ],
+)
+def test_what_the_hub_refuses_is_one_line(hub, name, requested, fragments):
+    with pytest.raises(FLError) as refused:
+        resolve_revision(name, requested, offline=False, endpoint=hub)
+    message = str(refused.value)
+    assert "\n" not in message
+    for fragment in fragments:
+        assert fragment in message
+
+
+def test_an_unreachable_hub_is_one_line(hub):
+    closed = hub.rsplit(":", 1)[0] + ":1"  # nothing listens on port 1
+    with pytest.raises(FLError, match="did not answer.*HF_HUB_OFFLINE=1"):
+        resolve_revision("flcli/tiny", None, offline=False, endpoint=closed)
+
+
+def write_hub_cache(root, refs):
+    """The hub cache's layout for dataset flcli/tiny: refs/REF holds a commit, snapshots/SHA/."""
+    repo = root / "datasets--flcli--tiny"
+    (repo / "refs").mkdir(parents=True)
+    for ref, sha in refs.items():
+        (repo / "refs" / ref).write_text(sha)
+        (repo / "snapshots" / sha).mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def test_offline_the_cached_commit_is_recorded(tmp_path, hub):
+    cache = write_hub_cache(tmp_path, {"main": SHAS["main"]})
+    record = resolve_revision("flcli/tiny", None, offline=True, endpoint=hub, cache=cache)
+    assert record["revision_requested"] == "main" and record["revision"] == SHAS["main"]
+    assert "hub cache" in record["revision_note"]
+    by_sha = resolve_revision("flcli/tiny", SHAS["main"], offline=True, cache=cache)
+    assert by_sha["revision"] == SHAS["main"]
+    assert FakeHub.asked == []  # offline: the hub is never asked
+
+
+def test_offline_and_not_cached_records_the_revision_asked_for_with_a_note(tmp_path):
+    cache = write_hub_cache(tmp_path, {"main": SHAS["main"]})
+    record = resolve_revision("flcli/tiny", "v1", offline=True, cache=cache)
+    assert record["revision"] == "v1" == record["revision_requested"]
+    assert "not resolved" in record["revision_note"]
+    other = resolve_revision("flcli/other", None, offline=True, cache=cache)
+    assert other["revision"] == "main" and "not resolved" in other["revision_note"]
+
+
+def test_a_hub_name_that_cannot_be_read_is_one_line(cli, tmp_path):
+    """No network here (a ConnectError), or, with one, no such dataset: one line either way."""
+    result = cli(
+        "partition", "hf:flcli-tests/no-such-set", "--scheme", "iid", "--out", tmp_path / "p"
+    )
+    assert_one_line_error(result, "hf:flcli-tests/no-such-set")

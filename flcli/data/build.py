@@ -11,7 +11,7 @@ from flcli.data.contract import Scheme, user_scheme
 from flcli.data.dataset import Dataset
 from flcli.data.datasets import load_dataset
 from flcli.data.files import TableOptions, columns_text
-from flcli.data.holdout import with_client_test, with_new_clients
+from flcli.data.holdout import with_client_test, with_new_clients, with_own_client_test
 from flcli.data.store import Partition, array_hash
 from flcli.data.user_code import check_arguments
 from flcli.errors import FLError
@@ -43,6 +43,11 @@ def build_partition(config: PartitionConfig) -> Partition:
         dataset_args=config.dataset_args,
         table=TableOptions(config.drop, config.features, config.impute),
     )
+    if own_local_tests(data, scheme) and config.client_test_fraction:
+        raise FLError(
+            f"{config.dataset} gives each client its own local test rows (its users' test "
+            "split); drop --client-test-fraction"
+        )
     if data.task == "regression" and scheme.label_skew:
         others = [name for name, other in schemes.SCHEMES.items() if not other.label_skew]
         raise FLError(
@@ -96,13 +101,44 @@ def build_partition(config: PartitionConfig) -> Partition:
     names = client_names(scheme, data, train, len(parts))
     if names is not None:
         meta["client_names"] = names
-    built = Partition(meta=meta, **arrays)
-    if config.client_test_fraction:
-        built = with_client_test(built, config.client_test_fraction, config.seed)
+    built = with_local_tests(Partition(meta=meta, **arrays), data, train, parts, scheme, config)
     if config.new_clients:
         built = with_new_clients(built, config.new_clients, config.seed)
     built.meta["hash"] = array_hash(built.arrays)
     return built
+
+
+def own_local_tests(data: Dataset, scheme: Scheme) -> bool:
+    """Whether the clients take the data's own local test rows: the data has them (LEAF) and
+    each client is one of its groups or a union of them."""
+    return data.test_groups is not None and data.is_test is not None and scheme.own_clients
+
+
+def with_local_tests(built: Partition, data, train, parts, scheme, config) -> Partition:
+    """The partition with its clients' local test splits: the data's own, or a
+    --client-test-fraction of every shard, or none."""
+    if own_local_tests(data, scheme):
+        return with_own_client_test(built, *own_client_test(data, train, parts))
+    if config.client_test_fraction:
+        return with_client_test(built, config.client_test_fraction, config.seed)
+    return built
+
+
+def own_client_test(data: Dataset, train: np.ndarray, parts: list[np.ndarray]):
+    """(x, y, offsets) of each client's own test rows, in the data's order: the test rows of the
+    groups its training rows come from."""
+    groups = data.groups[train]
+    client_of_group = np.full(int(groups.max()) + 1, -1, dtype=np.int64)
+    for client, part in enumerate(parts):
+        client_of_group[groups[part]] = client
+    owner = data.test_groups
+    rows = np.flatnonzero(data.is_test & (owner >= 0) & (owner < len(client_of_group)))
+    clients = client_of_group[owner[rows]]
+    rows, clients = rows[clients >= 0], clients[clients >= 0]
+    rows = rows[np.argsort(clients, kind="stable")]
+    sizes = np.bincount(clients, minlength=len(parts))
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    return data.X[rows], data.y[rows], offsets
 
 
 def split_with_default_min(scheme, config, labels, num_clients, min_samples, options, inputs):

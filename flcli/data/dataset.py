@@ -17,6 +17,9 @@ class Dataset:
     classes: tuple[str, ...] | None = None  # the original label of each class id, from files
     source: dict[str, str] | None = None  # a user's loader: its reference, file and sha256
     group_names: tuple[str, ...] | None = None  # the name of each group id (hospital_a, ...)
+    # [n] the group whose own test row each test row is (LEAF's users' splits), -1 for training
+    # rows and for test rows of no group; None: the test rows are only the central test set
+    test_groups: np.ndarray | None = None
 
     @property
     def task(self) -> str:

@@ -78,8 +78,9 @@ def catalogue() -> dict[str, str]:
     )
     rows["leaf:PATH"] = (
         "a LEAF benchmark as its preprocessing writes it (PATH/train, PATH/test JSON): its users "
-        "are the natural clients (--scheme natural), its test folder the test set; text (Sent140, "
-        "Shakespeare) as a hashed bag of words"
+        "are the natural clients (--scheme natural), each with its own test rows as its local "
+        "test split, and all test rows pooled the central test set; text (Sent140, Shakespeare) "
+        "as a hashed bag of words"
     )
     rows["hf:NAME[@REVISION][:SPLIT]"] = (
         "a Hugging Face dataset (a save_to_disk folder offline, or a hub name) through the "

@@ -3,8 +3,9 @@
 
 NAME is a local folder (a `save_to_disk` folder is read with datasets.load_from_disk, offline; any
 other folder of data files with datasets.load_dataset) or a hub name (datasets.load_dataset, cached
-where datasets caches: HF_DATASETS_CACHE, by default ~/.cache/huggingface/datasets). A dataset with
-splits uses SPLIT, or its train split with its test split as the central test set, or its only one.
+where datasets caches: HF_DATASETS_CACHE, by default ~/.cache/huggingface/datasets), loaded at the
+commit its REVISION (by default main) resolves to (flcli.data.hub). A dataset with splits uses
+SPLIT, or its train split with its test split as the central test set, or its only one.
 
 Columns become a table for dataset_from_frame: an image column (PIL images) and a list-of-numbers
 column (any nesting) become float features, flattened into COLUMN_0, COLUMN_1, ...; numbers stay
@@ -19,6 +20,7 @@ import pandas as pd
 
 from flcli.data.dataset import Dataset
 from flcli.data.files import TableOptions, columns_text, dataset_from_frame
+from flcli.data.hub import resolve_revision
 from flcli.errors import FLError
 
 INSTALL = "pip install 'flcli[hf]'"
@@ -50,31 +52,37 @@ def is_saved_folder(path: Path) -> bool:
 
 
 def open_hf(spec: str):
-    """The Dataset or DatasetDict that spec names, and its revision (local: a local folder)."""
+    """The Dataset or DatasetDict that spec names, and the record of its revision: `local` for a
+    local folder; for a hub name the revision asked for and the commit it resolved to, at which
+    the dataset is loaded (flcli.data.hub)."""
     datasets = import_datasets(spec)
     name, revision, split = parse_spec(spec)
     path = Path(name).expanduser()
     looks_local = name.startswith(("/", ".", "~")) or path.exists()
     if looks_local and not path.is_dir():
         raise FLError(f"{spec}: folder {path} does not exist; give a save_to_disk folder")
+    saved = looks_local and is_saved_folder(path)
+    if saved and revision is not None:
+        raise FLError(f"{spec}: a local folder has no revisions; drop @{revision}")
+    record = {"revision": "local"}
+    if not looks_local:
+        offline = bool(datasets.config.HF_DATASETS_OFFLINE)
+        record = resolve_revision(name, revision, offline)
+        revision = record["revision"]
     try:
-        if looks_local and is_saved_folder(path):
-            if revision is not None:
-                raise FLError(f"{spec}: a local folder has no revisions; drop @{revision}")
+        if saved:
             found = datasets.load_from_disk(str(path))
-            if split is not None:
-                found = pick_split(found, split, spec)
         else:
             found = datasets.load_dataset(str(path) if looks_local else name, revision=revision)
-            if split is not None:
-                found = pick_split(found, split, spec)
+        if split is not None:
+            found = pick_split(found, split, spec)
     except (OSError, ValueError, KeyError, TypeError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise FLError(
             f"cannot read {spec} ({type(e).__name__}: {first}); give a save_to_disk folder, "
             "or a hub name reachable from here (or in the datasets cache)"
         ) from None
-    return found, "local" if looks_local else revision or "main"
+    return found, record
 
 
 def pick_split(found, split: str, spec: str):
@@ -162,7 +170,7 @@ def fingerprint(data) -> str:
 def load_hf(
     spec: str, target=None, encode=False, group_by=None, table: TableOptions = TableOptions()
 ) -> Dataset:
-    found, revision = open_hf(spec)
+    found, revision = open_hf(spec)  # revision: its record, for partition.json
     train, test = train_test(found, spec)
     target = target or default_target(train, spec)
     frame = to_frame(train, spec)
@@ -175,7 +183,7 @@ def load_hf(
     source = {"loader": "datasets", "fingerprint": fingerprint(train)}
     if test is not None:
         source["test_fingerprint"] = fingerprint(test)
-    source["revision"] = revision
+    source.update(revision)
     return with_test_rows(data, len(train), test is not None, source)
 
 

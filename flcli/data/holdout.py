@@ -1,5 +1,6 @@
 """Hold out a fraction of every client's shard: clients' local test splits (fl partition
---client-test-fraction, for personalization) and FedDF's unlabeled proxy set.
+--client-test-fraction, for personalization; or the data's own, LEAF's) and FedDF's unlabeled
+proxy set.
 
 Which rows a client holds out depends only on (seed, purpose, client): not on the other clients.
 """
@@ -65,6 +66,20 @@ def with_client_test(partition: Partition, fraction: float, seed: int) -> Partit
     meta["num_train"] = int(len(kept))
     describe_clients(meta, arrays)
     return Partition(meta=meta, **arrays)
+
+
+def with_own_client_test(
+    partition: Partition, x: np.ndarray, y: np.ndarray, test_offsets: np.ndarray
+) -> Partition:
+    """The partition with the data's own local test splits (LEAF's users' test rows): client i's
+    are x[test_offsets[i]:test_offsets[i + 1]]; its training rows and the central test set stay
+    as they are."""
+    meta = dict(partition.meta)
+    meta["params"] = {**meta["params"], "client_test_split": "own"}
+    meta["client_test_sizes"] = np.diff(test_offsets).tolist()
+    return replace(
+        partition, meta=meta, x_client_test=x, y_client_test=y, client_test_offsets=test_offsets
+    )
 
 
 def hold_out_proxy(

@@ -8,7 +8,12 @@ text: a string (Shakespeare) or a list whose last string is the text (Sent140's
 [id, date, query, user, tweet]). Text becomes a bag of words through scikit-learn's
 HashingVectorizer(n_features=TEXT_FEATURES, alternate_sign=False, norm="l2"): stateless, so train
 and test are encoded alike without fitting on either. Labels are factorized in sorted order.
-The rows of the test folder are the central test set; every training user is one client.
+
+Every training user is one client. A user's rows in the test folder are that client's local test
+split, exactly as LEAF split them (Dataset.test_groups), and all test rows pooled are the central
+test set: LEAF's reported metric, the accuracy over every user's test rows. A test user with no
+training rows (LEAF's user split, `-t user`) is in the central test set only; when no test user
+has training rows, the clients have no local test split of LEAF's.
 """
 
 import json
@@ -100,9 +105,8 @@ def load_leaf(spec: str, group_by: str | None = None) -> Dataset:
         raise FLError(f"{spec} has its own clients (LEAF's users); drop --by")
     train_folder, test_folder = leaf_folders(path)
     train, test = read_split(train_folder), read_split(test_folder)
-    users = [user for user, _, _ in train]
-    if len(set(users)) != len(users):
-        raise FLError(f"{train_folder}: a user appears in two files; re-run LEAF's preprocessing")
+    users = unique_users(train, train_folder)
+    unique_users(test, test_folder)
     xs = [x for _, x_user, _ in train + test for x in x_user]
     ys = [y for _, _, y_user in train + test for y in y_user]
     sizes = [len(y) for _, _, y in train]
@@ -116,6 +120,8 @@ def load_leaf(spec: str, group_by: str | None = None) -> Dataset:
     groups = np.full(len(ys), -1, dtype=np.int64)
     groups[:num_train] = np.repeat(np.arange(len(users)), sizes)
     is_test = np.arange(len(ys)) >= num_train
+    test_groups = np.full(len(ys), -1, dtype=np.int64)
+    test_groups[num_train:] = test_owners(users, test)
     return Dataset(
         name=spec,
         X=X,
@@ -126,4 +132,18 @@ def load_leaf(spec: str, group_by: str | None = None) -> Dataset:
         is_test=is_test,
         classes=tuple(str(c) for c in classes),
         group_names=tuple(users),
+        test_groups=test_groups if (test_groups >= 0).any() else None,
     )
+
+
+def unique_users(split: list[tuple[str, list, list]], folder: Path) -> list[str]:
+    users = [user for user, _, _ in split]
+    if len(set(users)) != len(users):
+        raise FLError(f"{folder}: a user appears in two files; re-run LEAF's preprocessing")
+    return users
+
+
+def test_owners(users: list[str], test: list[tuple[str, list, list]]) -> np.ndarray:
+    """Each test row's training user (its index in users), -1 for a user with no training rows."""
+    index = {user: i for i, user in enumerate(users)}
+    return np.array([index.get(user, -1) for user, _, ys in test for _ in ys], dtype=np.int64)

@@ -149,7 +149,7 @@ def checked_own_dataset(data: Dataset, X: np.ndarray, y: np.ndarray, label: str)
         raise FLError(
             f"{label} returned {len(names)} feature_names for the {X.shape[1]} columns of X"
         )
-    for field in ("groups", "is_test"):
+    for field in ("groups", "is_test", "test_groups"):
         rows = getattr(data, field)
         if rows is not None and np.shape(rows) != (len(X),):
             raise FLError(
