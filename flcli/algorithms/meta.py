@@ -9,12 +9,13 @@ loss on the rows D, B for the minibatch of a local step.
     Hessian-free (--variant hf):  w <- w - beta (g - alpha d),  g = grad F_k(w~; D'),
                                   d = (grad F_k(w + delta g; D'') - grad F_k(w - delta g; D''))
                                       / (2 delta)
-  with beta = --beta and delta = --delta: d approximates the Hessian-vector product
-  hess F_k(w; D'') g of the exact MAML gradient (I - alpha hess F_k(w; D'')) g to O(delta^2), by
-  two gradients instead of a Hessian. D, D' (and D'') are disjoint parts of the step's minibatch
-  B: its even and odd positions (fo), its positions 0, 1, 2 mod 3 (hf). The server averages the
-  local models as FedAvg does. A client's personal model is the new global model after one SGD
-  step at alpha on one minibatch of its own training rows (the paper's evaluation).
+  with beta = --beta (default: --lr, so alpha = beta = eta) and delta = --delta: d approximates
+  the Hessian-vector product hess F_k(w; D'') g of the exact MAML gradient
+  (I - alpha hess F_k(w; D'')) g to O(delta^2), by two gradients instead of a Hessian.
+  D, D' (and D'') are disjoint parts of the step's minibatch B: its even and odd positions
+  (fo), its positions 0, 1, 2 mod 3 (hf). The server averages the local models as FedAvg does.
+  A client's personal model is the new global model after one SGD step at alpha on one
+  minibatch of its own training rows (the paper's evaluation).
 - pfedme (T. Dinh, Tran, Nguyen 2020, "Personalized Federated Learning with Moreau Envelopes",
   NeurIPS): each local step solves the Moreau envelope's inner problem on its minibatch B
   approximately, theta = argmin_theta F_k(theta; B) + lambda/2 ||theta - w||^2, by --inner-steps
@@ -50,7 +51,9 @@ from flcli.algorithms.work import LocalWork
 from flcli.options import Check
 
 POSITIVE = Check(lambda v: v > 0, "must be > 0, e.g. 0.05")
-BETA = Hyper("Per-FedAvg's outer (meta) step beta; the inner step alpha is --lr.", POSITIVE)
+BETA = Hyper(
+    "Per-FedAvg's outer (meta) step beta; the inner step alpha is --lr. Default: --lr.", POSITIVE
+)
 VARIANT = Hyper(
     "Per-FedAvg's variant: fo (first order) or hf (Hessian-free, a finite-difference "
     "Hessian-vector product).",
@@ -128,17 +131,21 @@ def one_step(ids: np.ndarray) -> np.ndarray:
 
 def per_fedavg(
     ctx: Context,
-    beta: Annotated[float, BETA] = 0.05,
+    beta: Annotated[float | None, BETA] = None,
     variant: Annotated[str, VARIANT] = "fo",
     delta: Annotated[float, DELTA] = 1e-3,
 ) -> Algorithm:
+    beta = ctx.lr if beta is None else beta  # the meta-model moves at FedAvg's local step
     step = partial(meta_step, beta=beta, variant=variant, delta=delta)
 
     def client_work(state: ServerState, ids: np.ndarray) -> LocalWork:
         return LocalWork(step=step)
 
+    def personalize_new(state: ServerState, ids: np.ndarray, train: Train, losses):
+        return train(state.params, LocalWork(max_steps=one_step(ids)), 1).params
+
     def personalize(before: ServerState, after: ServerState, ids: np.ndarray, train: Train):
-        return after, train(after.params, LocalWork(max_steps=one_step(ids)), 1).params
+        return after, personalize_new(after, ids, train, None)
 
     return Algorithm(
         name="per-fedavg",
@@ -146,6 +153,7 @@ def per_fedavg(
         server_update=fedavg_update,
         client_work=client_work,
         personalize=personalize,
+        personalize_new=personalize_new,
     )
 
 
@@ -165,9 +173,12 @@ def pfedme(
         mean = updates.aggregate(updates.deltas, updates.num_samples)
         return ServerState(state.params + server_beta * mean, state.extra)
 
-    def personalize(before: ServerState, after: ServerState, ids: np.ndarray, train: Train):
+    def personalize_new(state: ServerState, ids: np.ndarray, train: Train, losses):
         work = LocalWork(step=partial(personal_step, **solve), max_steps=one_step(ids))
-        return after, train(after.params, work, 1).params
+        return train(state.params, work, 1).params
+
+    def personalize(before: ServerState, after: ServerState, ids: np.ndarray, train: Train):
+        return after, personalize_new(after, ids, train, None)
 
     return Algorithm(
         name="pfedme",
@@ -175,6 +186,7 @@ def pfedme(
         server_update=server_update,
         client_work=client_work,
         personalize=personalize,
+        personalize_new=personalize_new,
     )
 
 
