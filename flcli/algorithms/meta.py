@@ -203,7 +203,7 @@ SPECS = (
     AlgorithmSpec(
         "per-fedavg",
         per_fedavg,
-        "Fallah et al. 2020 (Per-FedAvg, first-order)",
+        "Fallah et al. 2020 (Per-FedAvg, first-order or Hessian-free: --variant)",
         "a meta-model one local step (--lr) from each client's own; personalization",
         personalizes=True,
         refuses_estimators=OWN_STEP,
