@@ -268,7 +268,9 @@ def assemble(config: TrainConfig, partition: Partition) -> Parts:
     )
     data = partition.astype(resolved.dtype)
     data, x_proxy = proxy_set(resolved, spec, data)
-    context = Context(model, data.num_clients, resolved.lr, x_proxy, resolved.seed)
+    context = Context(
+        model, data.num_clients, resolved.lr, x_proxy, resolved.seed, resolved.local_epochs
+    )
     capabilities = capabilities_of(model)
     algorithm = build(spec, resolved.algo_args, context, capabilities.parametric)
     resolved = asynchronous(resolved, algorithm, data.num_clients)

@@ -7,18 +7,23 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from flcli.algorithms.base import Context
 from flcli.algorithms.clustered import bipartition
+from flcli.algorithms.registry import algorithm_spec
 from flcli.api import simulate
 from flcli.configfile import train_config
 from flcli.data.store import partition_from_arrays
+from flcli.engine.evaluate import client_scores
 from flcli.errors import FLError
+from flcli.models.mlp import MLP
 
 PERMUTATIONS = (np.array([0, 1, 2, 3]), np.array([3, 2, 1, 0]), np.array([1, 0, 3, 2]))
 
 
-def planted(groups: int, per_group: int = 4, rows: int = 60, seed: int = 0):
+def planted(groups: int, per_group: int = 4, rows: int = 60, seed: int = 0, new_per_group=0):
     """A partition of groups * per_group clients over 4 Gaussian classes in 6 dimensions; the
-    clients of group g see label perm_g(y). Returns (partition, each client's group)."""
+    clients of group g see label perm_g(y). Returns (partition, each client's group). With
+    new_per_group, that many new clients of each group, in order (fl partition --new-clients)."""
     gen = np.random.default_rng(seed)
     centers = 3.0 * gen.standard_normal((4, 6))
 
@@ -47,6 +52,20 @@ def planted(groups: int, per_group: int = 4, rows: int = 60, seed: int = 0):
         y_client_test=np.concatenate([y for _, y in local]),
         client_test_offsets=test_offsets,
     )
+    if new_per_group:
+        new = [draw(rows, PERMUTATIONS[g]) for g in np.repeat(np.arange(groups), new_per_group)]
+        new_test = [
+            draw(rows // 4, PERMUTATIONS[g]) for g in np.repeat(np.arange(groups), new_per_group)
+        ]
+        partition = replace(
+            partition,
+            x_new=np.concatenate([x for x, _ in new]),
+            y_new=np.concatenate([y for _, y in new]),
+            new_offsets=np.arange(len(new) + 1, dtype=np.int64) * rows,
+            x_new_test=np.concatenate([x for x, _ in new_test]),
+            y_new_test=np.concatenate([y for _, y in new_test]),
+            new_test_offsets=np.arange(len(new) + 1, dtype=np.int64) * (rows // 4),
+        )
     return partition, truth
 
 
@@ -159,3 +178,33 @@ def test_assignments_are_in_the_checkpoint_and_resume_is_exact(personal_dir, tmp
         b = pd.read_csv(tmp_path / "cut" / name).drop(columns=["elapsed_s"], errors="ignore")
         pd.testing.assert_frame_equal(a, b)
     assert "cluster" in pd.read_csv(whole / "clients.csv").columns
+
+
+def test_ifca_new_clients_pick_the_cluster_of_their_planted_group():
+    """A new client trains nothing: it takes the cluster model of lowest loss on its rows, which
+    is its group's (the one the training clients of that group chose)."""
+    partition, truth = planted(2, new_per_group=2)
+    new_truth = np.repeat(np.arange(2), 2)
+    last = run(partition, algo="ifca", clusters=2)[-1]
+    spec = algorithm_spec("ifca")
+    context = Context(MLP(6, (8,), 4), partition.num_clients, 0.1)
+    algorithm = spec.factory(context, clusters=2)
+    model, starts, sizes = context.model, partition.new_offsets[:-1], np.diff(partition.new_offsets)
+
+    def losses(models):
+        return np.stack(
+            [
+                client_scores(model, w, partition.x_new, partition.y_new, starts, sizes)[0]
+                for w in models
+            ],
+            axis=1,
+        )
+
+    ids = np.arange(len(new_truth))
+    picked = algorithm.personalize_new(last.state, ids, None, losses)
+    models, cluster = last.state.extra["models"], last.state.extra["cluster"]
+    for client, group in enumerate(new_truth):
+        mine = cluster[np.flatnonzero(truth == group)[0]]
+        np.testing.assert_array_equal(picked[client], models[mine])
+    # scored on their own test rows, the picked cluster models fit their permuted labels
+    assert last.record["new_client_accuracy"] > 0.9

@@ -141,6 +141,7 @@ ADDED = (
     "sim_time_s",
     *(f"client_accuracy_{s}" for s in SPREAD),
     *(f"personal_accuracy_{s}" for s in ("mean", "std", "p10", *SPREAD)),
+    "global_client_test_accuracy",
 )
 
 

@@ -4,9 +4,15 @@ state the round loop produces (the MLP's last layer is the head)."""
 import numpy as np
 import pytest
 
+from flcli import api
+from flcli.algorithms.base import Context
+from flcli.algorithms.registry import algorithm_spec
+from flcli.algorithms.work import LocalSpec
 from flcli.api import simulate
 from flcli.configfile import train_config
 from flcli.data.store import load_partition
+from flcli.engine.cohort import train_cohort
+from flcli.engine.local import Cohort
 from flcli.errors import FLError
 from flcli.models.mlp import MLP
 
@@ -97,3 +103,33 @@ def test_personal_parts_are_in_the_checkpoint_and_resume_is_exact(personal_dir, 
     a = pd.read_csv(whole / "rounds.csv").drop(columns=drop)
     b = pd.read_csv(tmp_path / "cut" / "rounds.csv").drop(columns=drop)
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_fedper_new_clients_train_a_head_on_the_global_body(tmp_path):
+    """A new client keeps the global body exactly and trains only its head on its own rows."""
+    out = tmp_path / "held"
+    settings = dict(dataset="digits", clients=10, scheme="pathological", seed=0)
+    api.partition(out, **settings, new_clients=0.2, client_test_fraction=0.2)
+    partition = load_partition(out)
+    last = run(partition, algo="fedper")[-1]
+    assert 0 <= last.record["new_client_accuracy"] <= 1
+    model = MLP(partition.num_features, (8,), partition.num_classes)
+    algorithm = algorithm_spec("fedper").factory(Context(model, partition.num_clients, 0.2))
+    offsets = partition.new_offsets
+    cohort = Cohort(
+        ids=np.arange(len(offsets) - 1) + 10, starts=offsets[:-1], sizes=np.diff(offsets)
+    )
+
+    def train(anchor, work, epochs):
+        spec = LocalSpec(epochs, 7, 0.2)
+        return train_cohort(
+            model, partition.x_new, partition.y_new, cohort, anchor, spec, 1, 3, work
+        )
+
+    personal = algorithm.personalize_new(last.state, cohort.ids, train, None)
+    head = head_of(partition)
+    body = last.state.params[~head]
+    np.testing.assert_array_equal(
+        personal[:, ~head], np.broadcast_to(body, personal[:, ~head].shape)
+    )
+    assert not np.allclose(personal[:, head], last.state.params[head])

@@ -59,6 +59,13 @@ def apfl(ctx: Context, apfl_alpha: Annotated[float, ALPHA] = 0.25) -> Algorithm:
         mixed = apfl_alpha * after.extra["personal"][ids] + (1 - apfl_alpha) * after.params
         return after, mixed
 
+    def personalize_new(state: ServerState, ids: np.ndarray, train: Train, losses):
+        """A new client's v starts at the global model and trains alongside w by APFL's step
+        for a round's local epochs; its personal model mixes that v with the global model."""
+        start = np.tile(state.params, (len(ids), 1))
+        v = train(state.params, LocalWork(step=step, carry=start), ctx.local_epochs).carry
+        return apfl_alpha * v + (1 - apfl_alpha) * state.params
+
     return Algorithm(
         name="apfl",
         server_init=server_init,
@@ -66,6 +73,7 @@ def apfl(ctx: Context, apfl_alpha: Annotated[float, ALPHA] = 0.25) -> Algorithm:
         client_work=client_work,
         carried=carried,
         personalize=personalize,
+        personalize_new=personalize_new,
     )
 
 

@@ -12,6 +12,11 @@ returns pure functions over explicit state.
 - local_spec(spec) -> LocalSpec: the local training the algorithm wants (FedSGD: one full batch).
 - personalize (optional): after the server update, trains personal models of the round's clients
   (Ditto, FedAvgLU); gets a `train` callable that runs the backend on the cohort.
+- personalize_new (optional): (state, ids, train, losses) -> [K, P], the personal models of
+  clients that never trained (fl partition --new-clients) by the algorithm's own rule (IFCA picks
+  the cluster model of lowest loss, FedPer trains a head on the global body); train runs on the
+  new clients' training rows, losses(models [M, P]) -> [K, M] is each new client's mean loss on
+  them under each model. Without it a new client fine-tunes the whole global model.
 - prepare (optional): before local training, (state, ids, work, train) -> LocalWork: a first
   phase of local training whose result sets the main phase's work (FedRep trains the head first).
 - keep (optional): (state, ids, local models [K, P]) -> ServerState: what the clients keep of
@@ -93,12 +98,16 @@ class Context:
     lr: float  # the clients' learning rate
     x_proxy: np.ndarray | None = None  # FedDF's unlabeled proxy set
     seed: int = 0  # the run's --seed, for an algorithm's own addressed randomness (flcli.rng)
+    local_epochs: int = 1  # the run's --local-epochs (a new client's budget, personalize_new)
 
 
 # train(w_anchor [P], work, epochs) -> CohortResult, on the round's cohort and backend
 Train = Callable[[np.ndarray, LocalWork, int], object]
 # personalize(state before the round, state after it, ids, train) -> (state, personal models)
 Personalize = Callable[[ServerState, ServerState, np.ndarray, Train], tuple]
+# personalize_new(state, new clients' ids, train, losses) -> their personal models [K, P];
+# losses(models [M, P]) -> [K, M], each new client's mean loss on its training rows
+PersonalizeNew = Callable[[ServerState, np.ndarray, Train, Callable], np.ndarray]
 
 
 def no_work(state: ServerState, ids: np.ndarray) -> LocalWork:
@@ -121,6 +130,7 @@ class Algorithm:
     client_work: Callable[[ServerState, np.ndarray], LocalWork] = no_work
     local_spec: Callable[[LocalSpec], LocalSpec] = same_spec
     personalize: Personalize | None = None
+    personalize_new: PersonalizeNew | None = None
     prepare: Callable[[ServerState, np.ndarray, LocalWork, Train], LocalWork] | None = None
     keep: Callable[[ServerState, np.ndarray, np.ndarray], ServerState] | None = None
     sends: np.ndarray | None = None  # [P] bool: the coordinates a client sends (None: all)

@@ -37,6 +37,7 @@ at most, since every split makes a new non-empty cluster) and [N] assignments, N
 Ditto's personal models.
 """
 
+from functools import partial
 from typing import Annotated
 
 import numpy as np
@@ -93,6 +94,13 @@ def cluster_models(key: str):
     return client_work, personalize
 
 
+def lowest_loss(models, state: ServerState, ids, train: Train, losses) -> np.ndarray:
+    """A new client's personal model: of the cluster models models(state) [M, P], the one of
+    lowest loss on its training rows (as a training client chooses in IFCA; it trains nothing)."""
+    candidates = models(state)
+    return candidates[losses(candidates).argmin(axis=1)]
+
+
 def ifca(ctx: Context, clusters: Annotated[int, CLUSTERS] = 2) -> Algorithm:
     def server_init(params: np.ndarray, num_clients: int) -> ServerState:
         others = [ctx.model.init(rng(ctx.seed, Purpose.INIT, 0, j)) for j in range(1, clusters)]
@@ -130,6 +138,7 @@ def ifca(ctx: Context, clusters: Annotated[int, CLUSTERS] = 2) -> Algorithm:
         server_update=server_update,
         client_work=client_work,
         personalize=personalize,
+        personalize_new=partial(lowest_loss, candidates),
         candidates=candidates,
         choose=choose,
     )
@@ -207,6 +216,9 @@ def cfl(
         extra = {"models": models, "cluster": cluster}
         return ServerState(models[largest(cluster)].copy(), extra, state.uplink)
 
+    def in_use(state: ServerState) -> np.ndarray:
+        return state.extra["models"][np.unique(state.extra["cluster"])]
+
     client_work, personalize = cluster_models("models")
     return Algorithm(
         name="cfl",
@@ -214,6 +226,7 @@ def cfl(
         server_update=server_update,
         client_work=client_work,
         personalize=personalize,
+        personalize_new=partial(lowest_loss, in_use),
     )
 
 

@@ -78,7 +78,7 @@ def with_part(params: np.ndarray, mask: np.ndarray, part: np.ndarray) -> np.ndar
     return models
 
 
-def personal_part(mask: np.ndarray, key: str) -> Algorithm:
+def personal_part(mask: np.ndarray, key: str, epochs: int) -> Algorithm:
     """The state machinery shared by fedper (personal head) and lg-fedavg (personal body): each
     client keeps params[mask] as extra[key], starts from the global model with its own part, and
     sends the rest."""
@@ -96,6 +96,11 @@ def personal_part(mask: np.ndarray, key: str) -> Algorithm:
     def personalize(before: ServerState, after: ServerState, ids: np.ndarray, train: Train):
         return after, with_part(after.params, mask, after.extra[key][ids])
 
+    def personalize_new(state: ServerState, ids: np.ndarray, train: Train, losses):
+        """A new client trains only its personal part, the shared part frozen at the global
+        one, for a round's local epochs."""
+        return train(state.params, LocalWork(frozen=~mask), epochs).params
+
     return Algorithm(
         name=key,
         server_init=server_init,
@@ -104,24 +109,25 @@ def personal_part(mask: np.ndarray, key: str) -> Algorithm:
         keep=keep,
         sends=~mask,
         personalize=personalize,
+        personalize_new=personalize_new,
     )
 
 
 def fedper(ctx: Context) -> Algorithm:
     head = head_mask(ctx.model, "fedper")
-    parts = personal_part(head, "heads")
+    parts = personal_part(head, "heads", ctx.local_epochs)
     return replace(parts, name="fedper")
 
 
 def lg_fedavg(ctx: Context) -> Algorithm:
     head = head_mask(ctx.model, "lg-fedavg")
-    parts = personal_part(~head, "bodies")
+    parts = personal_part(~head, "bodies", ctx.local_epochs)
     return replace(parts, name="lg-fedavg")
 
 
 def fedrep(ctx: Context, head_epochs: Annotated[int, HEAD_EPOCHS] = 1) -> Algorithm:
     head = head_mask(ctx.model, "fedrep")
-    parts = personal_part(head, "heads")
+    parts = personal_part(head, "heads", ctx.local_epochs)
 
     def prepare(state: ServerState, ids: np.ndarray, work: LocalWork, train: Train) -> LocalWork:
         head_only = LocalWork(start=work.start, frozen=~head)
@@ -142,8 +148,11 @@ def fedbabu(ctx: Context, finetune_epochs: Annotated[int, FINETUNE_EPOCHS] = 5) 
     def client_work(state: ServerState, ids: np.ndarray) -> LocalWork:
         return LocalWork(frozen=head)
 
+    def personalize_new(state: ServerState, ids: np.ndarray, train: Train, losses):
+        return train(state.params, LocalWork(), finetune_epochs).params
+
     def personalize(before: ServerState, after: ServerState, ids: np.ndarray, train: Train):
-        return after, train(after.params, LocalWork(), finetune_epochs).params
+        return after, personalize_new(after, ids, train, None)
 
     return Algorithm(
         name="fedbabu",
@@ -152,6 +161,7 @@ def fedbabu(ctx: Context, finetune_epochs: Annotated[int, FINETUNE_EPOCHS] = 5) 
         client_work=client_work,
         sends=~head,
         personalize=personalize,
+        personalize_new=personalize_new,
     )
 
 

@@ -3,12 +3,19 @@ at the client's loss at more than one point. Write eta for --lr, F_k(w; D) for c
 loss on the rows D, B for the minibatch of a local step.
 
 - per-fedavg (Fallah, Mokhtari, Ozdaglar 2020, "Personalized Federated Learning with Theoretical
-  Guarantees: A Model-Agnostic Meta-Learning Approach", NeurIPS), first-order variant (FO): each
-  local step splits its minibatch B into D (its even positions) and D' (its odd ones), adapts
-  w~ = w - alpha grad F_k(w; D) with alpha = --lr, and moves w <- w - beta grad F_k(w~; D') with
-  beta = --beta (the Hessian term of the MAML gradient is dropped: that is FO). The server
-  averages the local models as FedAvg does. A client's personal model is the new global model
-  after one step of SGD at alpha on one minibatch of its own rows (the paper's evaluation).
+  Guarantees: A Model-Agnostic Meta-Learning Approach", NeurIPS, Algorithm 1). Each local step
+  adapts w~ = w - alpha grad F_k(w; D) with alpha = --lr, then moves the meta-model
+    first order (--variant fo):   w <- w - beta grad F_k(w~; D')
+    Hessian-free (--variant hf):  w <- w - beta (g - alpha d),  g = grad F_k(w~; D'),
+                                  d = (grad F_k(w + delta g; D'') - grad F_k(w - delta g; D''))
+                                      / (2 delta)
+  with beta = --beta (default: --lr, so alpha = beta = eta) and delta = --delta: d approximates
+  the Hessian-vector product hess F_k(w; D'') g of the exact MAML gradient
+  (I - alpha hess F_k(w; D'')) g to O(delta^2), by two gradients instead of a Hessian.
+  D, D' (and D'') are disjoint parts of the step's minibatch B: its even and odd positions
+  (fo), its positions 0, 1, 2 mod 3 (hf). The server averages the local models as FedAvg does.
+  A client's personal model is the new global model after one SGD step at alpha on one
+  minibatch of its own training rows (the paper's evaluation).
 - pfedme (T. Dinh, Tran, Nguyen 2020, "Personalized Federated Learning with Moreau Envelopes",
   NeurIPS): each local step solves the Moreau envelope's inner problem on its minibatch B
   approximately, theta = argmin_theta F_k(theta; B) + lambda/2 ||theta - w||^2, by --inner-steps
@@ -44,7 +51,15 @@ from flcli.algorithms.work import LocalWork
 from flcli.options import Check
 
 POSITIVE = Check(lambda v: v > 0, "must be > 0, e.g. 0.05")
-BETA = Hyper("Per-FedAvg's outer (meta) step beta; the inner step alpha is --lr.", POSITIVE)
+BETA = Hyper(
+    "Per-FedAvg's outer (meta) step beta; the inner step alpha is --lr. Default: --lr.", POSITIVE
+)
+VARIANT = Hyper(
+    "Per-FedAvg's variant: fo (first order) or hf (Hessian-free, a finite-difference "
+    "Hessian-vector product).",
+    Check(lambda v: v in ("fo", "hf"), "must be fo or hf"),
+)
+DELTA = Hyper("Per-FedAvg (HF)'s finite-difference step delta.", POSITIVE)
 PFEDME_LAMBDA = Hyper(
     "pFedMe's lambda: the pull of personal models to the local one.",
     POSITIVE,
@@ -64,15 +79,29 @@ OWN_STEP = (
 )
 
 
-def meta_step(model, W, X, y, mask, lr, anchor, *, beta: float) -> None:
-    """Per-FedAvg (FO): W <- W - beta grad F(W - lr grad F(W; D); D'), D and D' the even and the
-    odd positions of the minibatch."""
-    first, second = mask.copy(), mask.copy()
-    first[:, 1::2] = 0
-    second[:, 0::2] = 0
-    _, step = model.loss_grad(W, X, y, first, scale=lr)
-    _, outer = model.loss_grad(W - step, X, y, second, scale=beta)
-    W -= outer
+def parts(mask: np.ndarray, count: int) -> list[np.ndarray]:
+    """mask [A, B] cut into `count` disjoint masks by position modulo count."""
+    cut = []
+    for part in range(count):
+        mine = np.zeros_like(mask)
+        mine[:, part::count] = mask[:, part::count]
+        cut.append(mine)
+    return cut
+
+
+def meta_step(
+    model, W, X, y, mask, lr, anchor, *, beta: float, variant: str = "fo", delta: float = 1e-3
+) -> None:
+    """Per-FedAvg's local step, in place: W <- W - beta grad F(W - lr grad F(W; D); D') (fo), or
+    with the Hessian-free correction W <- W - beta (g - lr d) (hf; see the module's docstring)."""
+    batches = parts(mask, 2 if variant == "fo" else 3)
+    _, step = model.loss_grad(W, X, y, batches[0], scale=lr)
+    _, outer = model.loss_grad(W - step, X, y, batches[1])
+    if variant == "hf":
+        _, plus = model.loss_grad(W + delta * outer, X, y, batches[2])
+        _, minus = model.loss_grad(W - delta * outer, X, y, batches[2])
+        outer -= (lr / (2 * delta)) * (plus - minus)
+    W -= beta * outer
 
 
 def inner_solution(model, W, X, y, mask, *, lam: float, nu: float, steps: int) -> np.ndarray:
@@ -100,12 +129,23 @@ def one_step(ids: np.ndarray) -> np.ndarray:
     return np.ones(len(ids), dtype=np.int64)
 
 
-def per_fedavg(ctx: Context, beta: Annotated[float, BETA] = 0.05) -> Algorithm:
+def per_fedavg(
+    ctx: Context,
+    beta: Annotated[float | None, BETA] = None,
+    variant: Annotated[str, VARIANT] = "fo",
+    delta: Annotated[float, DELTA] = 1e-3,
+) -> Algorithm:
+    beta = ctx.lr if beta is None else beta  # the meta-model moves at FedAvg's local step
+    step = partial(meta_step, beta=beta, variant=variant, delta=delta)
+
     def client_work(state: ServerState, ids: np.ndarray) -> LocalWork:
-        return LocalWork(step=partial(meta_step, beta=beta))
+        return LocalWork(step=step)
+
+    def personalize_new(state: ServerState, ids: np.ndarray, train: Train, losses):
+        return train(state.params, LocalWork(max_steps=one_step(ids)), 1).params
 
     def personalize(before: ServerState, after: ServerState, ids: np.ndarray, train: Train):
-        return after, train(after.params, LocalWork(max_steps=one_step(ids)), 1).params
+        return after, personalize_new(after, ids, train, None)
 
     return Algorithm(
         name="per-fedavg",
@@ -113,6 +153,7 @@ def per_fedavg(ctx: Context, beta: Annotated[float, BETA] = 0.05) -> Algorithm:
         server_update=fedavg_update,
         client_work=client_work,
         personalize=personalize,
+        personalize_new=personalize_new,
     )
 
 
@@ -132,9 +173,12 @@ def pfedme(
         mean = updates.aggregate(updates.deltas, updates.num_samples)
         return ServerState(state.params + server_beta * mean, state.extra)
 
-    def personalize(before: ServerState, after: ServerState, ids: np.ndarray, train: Train):
+    def personalize_new(state: ServerState, ids: np.ndarray, train: Train, losses):
         work = LocalWork(step=partial(personal_step, **solve), max_steps=one_step(ids))
-        return after, train(after.params, work, 1).params
+        return train(state.params, work, 1).params
+
+    def personalize(before: ServerState, after: ServerState, ids: np.ndarray, train: Train):
+        return after, personalize_new(after, ids, train, None)
 
     return Algorithm(
         name="pfedme",
@@ -142,6 +186,7 @@ def pfedme(
         server_update=server_update,
         client_work=client_work,
         personalize=personalize,
+        personalize_new=personalize_new,
     )
 
 
@@ -158,7 +203,7 @@ SPECS = (
     AlgorithmSpec(
         "per-fedavg",
         per_fedavg,
-        "Fallah et al. 2020 (Per-FedAvg, first-order)",
+        "Fallah et al. 2020 (Per-FedAvg, first-order or Hessian-free: --variant)",
         "a meta-model one local step (--lr) from each client's own; personalization",
         personalizes=True,
         refuses_estimators=OWN_STEP,

@@ -59,17 +59,26 @@ def ditto(
         extra = {**after.extra, "personal": scatter(after.extra["personal"], ids, personal)}
         return ServerState(params=after.params, extra=extra), personal
 
+    def personalize_new(state: ServerState, ids: np.ndarray, train: Train, losses):
+        """A new client's personal model starts at the global model (as every v_k starts at the
+        initial one) and trains by Ditto's rule around it."""
+        return train(state.params, LocalWork(correction=correction), personal_epochs).params
+
     return Algorithm(
         name="ditto",
         server_init=server_init,
         server_update=fedavg_update,
         personalize=personalize,
+        personalize_new=personalize_new,
     )
 
 
 def fedavglu(ctx: Context, personal_epochs: Annotated[int, PERSONAL_EPOCHS] = 1) -> Algorithm:
+    def personalize_new(state: ServerState, ids: np.ndarray, train: Train, losses):
+        return train(state.params, LocalWork(), personal_epochs).params
+
     def personalize(before: ServerState, after: ServerState, ids: np.ndarray, train: Train):
-        return after, train(after.params, LocalWork(), personal_epochs).params
+        return after, personalize_new(after, ids, train, None)
 
     def server_init(params: np.ndarray, num_clients: int) -> ServerState:
         return ServerState(params=params.copy())
@@ -79,6 +88,7 @@ def fedavglu(ctx: Context, personal_epochs: Annotated[int, PERSONAL_EPOCHS] = 1)
         server_init=server_init,
         server_update=fedavg_update,
         personalize=personalize,
+        personalize_new=personalize_new,
     )
 
 

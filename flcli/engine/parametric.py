@@ -183,21 +183,7 @@ class ParametricRounds:
         data = self.data
         record, clients = round_rows(self.model, state.params, data, round, ids, totals)
         if self.algorithm.personalize is not None:
-            if personal is None:  # round 0: nothing personalized yet
-                personal = np.broadcast_to(state.params, (len(ids), state.params.size))
-            offsets = data.client_test_offsets
-            starts, sizes = offsets[ids], offsets[ids + 1] - offsets[ids]
-            correct = personal_scores(
-                self.model, personal, data.x_client_test, data.y_client_test, starts, sizes
-            )
-            tested = sizes.sum()  # 0 in a round that sampled nobody (DP's Poisson sampling)
-            record["personal_accuracy"] = float(correct.sum() / tested) if tested else math.nan
-            clients["personal_accuracy"] = correct / np.maximum(sizes, 1)
-            tested_clients = sizes > 0
-            accuracy = correct[tested_clients] / sizes[tested_clients]
-            record.update(distribution(accuracy, "personal_accuracy"))
-            if data.new_test_offsets is not None:
-                record["new_client_accuracy"] = self.new_client_accuracy(state.params, round)
+            record.update(self.personal_record(state, round, ids, personal, clients))
         if "cluster" in state.extra:  # clustered FL: each client's cluster
             assigned = state.extra["cluster"]
             record["clusters"] = len(np.unique(assigned))
@@ -206,34 +192,75 @@ class ParametricRounds:
             record["epsilon"] = self.uplink.epsilon_after(round)
         return record, clients
 
-    def new_client_accuracy(self, w: np.ndarray, round: int) -> float:
-        """How well clients that never trained personalize the global model w: each new client
-        (fl partition --new-clients) fine-tunes w by plain SGD on its own training rows, for the
-        algorithm's --algo-arg personal_epochs or finetune_epochs when given, else 1 epoch, at
-        --lr and --batch-size, the whole model (no frozen head or body, no proximal term), then
-        scores it on its local test rows; the mean of those accuracies over the new clients that
-        have test rows. The same generic rule for every personalizing algorithm, and its cost is
-        one such fine-tune of every new client at every evaluated round."""
+    def personal_record(self, state, round, ids, personal, clients: dict) -> dict:
+        """personal_accuracy (each client's personal model on its local test split, also written
+        into clients) and its distribution over the cohort; global_client_test_accuracy, the
+        global model on the same local test splits (what personalization is measured against);
+        with new clients, new_client_accuracy."""
         data = self.data
-        args = self.config.algo_args
-        epochs = int(args.get("personal_epochs") or args.get("finetune_epochs") or 1)
+        if personal is None:  # round 0: nothing personalized yet
+            personal = np.broadcast_to(state.params, (len(ids), state.params.size))
+        offsets = data.client_test_offsets
+        starts, sizes = offsets[ids], offsets[ids + 1] - offsets[ids]
+        x, y = data.x_client_test, data.y_client_test
+        correct = personal_scores(self.model, personal, x, y, starts, sizes)
+        shared = personal_scores(
+            self.model, np.broadcast_to(state.params, personal.shape), x, y, starts, sizes
+        )
+        tested = sizes.sum()  # 0 in a round that sampled nobody (DP's Poisson sampling)
+        record = {
+            "personal_accuracy": float(correct.sum() / tested) if tested else math.nan,
+            "global_client_test_accuracy": float(shared.sum() / tested) if tested else math.nan,
+        }
+        clients["personal_accuracy"] = correct / np.maximum(sizes, 1)
+        tested_clients = sizes > 0
+        accuracy = correct[tested_clients] / sizes[tested_clients]
+        record.update(distribution(accuracy, "personal_accuracy"))
+        if data.new_test_offsets is not None:
+            record["new_client_accuracy"] = self.new_client_accuracy(state, round)
+        return record
+
+    def new_client_accuracy(self, state: ServerState, round: int) -> float:
+        """How well clients that never trained (fl partition --new-clients) personalize: each
+        new client makes its personal model by the algorithm's own rule (personalize_new, from
+        the state on its training rows: IFCA picks a cluster, FedPer trains a head on the global
+        body, Per-FedAvg takes one step) and is scored on its local test rows; the mean of those
+        accuracies over the new clients that have test rows. An algorithm without such a rule
+        (a user's) fine-tunes the whole global model by plain SGD, for its --algo-arg
+        personal_epochs or finetune_epochs when given, else 1 epoch. Computed at every evaluated
+        round."""
+        data, config = self.data, self.config
         offsets = data.new_offsets
         sizes = np.diff(offsets)
         # addresses no training client has, so their shuffles are their own
         ids = data.num_clients + np.arange(len(sizes), dtype=np.int64)
         cohort = Cohort(ids=ids, starts=offsets[:-1], sizes=sizes)
         batch = min(self.base_spec.batch_size, int(sizes.max()))
-        spec = replace(self.base_spec, epochs=epochs, batch_size=batch)
         x = data.x_new.astype(data.x_train.dtype, copy=False)
-        seed = self.config.seed
-        tuned = self.parts.trainer(
-            self.model, x, data.y_new, cohort, w, spec, seed, round, LocalWork()
-        )
+
+        def train(anchor, work: LocalWork, epochs: int):
+            spec = replace(self.base_spec, epochs=epochs, batch_size=batch)
+            return self.parts.trainer(
+                self.model, x, data.y_new, cohort, anchor, spec, config.seed, round, work
+            )
+
+        def losses(models: np.ndarray) -> np.ndarray:
+            scores = [
+                client_scores(self.model, w, x, data.y_new, offsets[:-1], sizes)[0] for w in models
+            ]
+            return np.stack(scores, axis=1)
+
+        if self.algorithm.personalize_new is not None:
+            personal = self.algorithm.personalize_new(state, ids, train, losses)
+        else:
+            args = config.algo_args
+            epochs = int(args.get("personal_epochs") or args.get("finetune_epochs") or 1)
+            personal = train(state.params, LocalWork(), epochs).params
         test = data.new_test_offsets
         test_sizes = np.diff(test)
         x_test = data.x_new_test.astype(data.x_train.dtype, copy=False)
         correct = personal_scores(
-            self.model, tuned.params, x_test, data.y_new_test, test[:-1], test_sizes
+            self.model, personal, x_test, data.y_new_test, test[:-1], test_sizes
         )
         tested = test_sizes > 0
         return float(np.mean(correct[tested] / test_sizes[tested])) if tested.any() else math.nan
