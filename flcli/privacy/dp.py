@@ -195,11 +195,9 @@ class PldRounds:
     instead is faster but rounds differently: up to 2e-10 relative after 30 rounds.)"""
 
     def __init__(self, sampling_rate: float, noise_multiplier: float, delta: float):
-        self.sampling_rate, self.noise_multiplier, self.delta = (
-            sampling_rate,
-            noise_multiplier,
-            delta,
-        )
+        self.sampling_rate = sampling_rate
+        self.noise_multiplier = noise_multiplier
+        self.delta = delta
 
     @functools.cached_property
     def one_round(self):
@@ -232,8 +230,8 @@ class RunAccountant:
     ):
         make_accountant(accountant)  # an unknown name fails here
         self.accountant, self.noise_multiplier = accountant, noise_multiplier
-        rounds_kind = RdpRounds if accountant == "rdp" else PldRounds
-        self.rounds = rounds_kind(sampling_rate, noise_multiplier, delta)
+        composition = RdpRounds if accountant == "rdp" else PldRounds
+        self.composition = composition(sampling_rate, noise_multiplier, delta)
 
     def epsilon_after(self, rounds: int) -> float:
         """The epsilon spent at delta after `rounds` rounds (0 before the first, inf without
@@ -243,7 +241,7 @@ class RunAccountant:
         if self.noise_multiplier == 0:
             return math.inf
         with accounting(self.accountant, self.noise_multiplier):
-            return self.rounds.epsilon_after(rounds)
+            return self.composition.epsilon_after(rounds)
 
 
 PLD_SMALLEST_NOISE = 0.05  # PLD's calibration searches no lower (its memory grows without bound)
