@@ -26,6 +26,43 @@ def test_epsilon_is_dp_accountings(accountant):
     assert dp.epsilon(q, 0.0, 3, delta) == math.inf
 
 
+@pytest.mark.parametrize(
+    ("accountant", "q", "z", "delta", "rounds"),
+    [
+        ("rdp", 0.1, 0.8, 1e-5, 40),
+        ("rdp", 0.02, 0.5, 3e-6, 40),
+        ("rdp", 1.0, 2.0, 1e-5, 40),
+        ("pld", 0.1, 1.1, 1e-5, 8),
+        ("pld", 0.3, 0.9, 1e-6, 5),
+    ],
+)
+def test_a_runs_accountant_gives_a_fresh_accountants_epsilon_to_the_last_bit(
+    accountant, q, z, delta, rounds
+):
+    """The run's accountant works out one round once; epsilon after each round must still be
+    what a fresh dp-accounting accountant composing that many rounds returns, exactly."""
+    run = dp.RunAccountant(q, z, delta, accountant)
+    for t in range(1, rounds + 1):
+        fresh = rdp.RdpAccountant() if accountant == "rdp" else pld.PLDAccountant()
+        assert run.epsilon_after(t) == accountant_says(fresh, q, z, t, delta), t
+
+
+def test_a_runs_accountant_asked_first_at_a_late_round_is_the_same_as_one_asked_every_round():
+    """What a resumed run does: its first question is the round after the checkpoint's."""
+    q, z, delta = 0.1, 0.8, 1e-5
+    every_round = dp.RunAccountant(q, z, delta, "pld")
+    asked = [every_round.epsilon_after(t) for t in range(1, 5)]
+    resumed = dp.RunAccountant(q, z, delta, "pld")
+    assert [resumed.epsilon_after(t) for t in (3, 4)] == asked[2:]
+
+
+def test_a_runs_accountant_spends_nothing_before_the_first_round_and_all_without_noise():
+    assert dp.RunAccountant(0.1, 1.0, 1e-5, "pld").epsilon_after(0) == 0.0
+    assert dp.RunAccountant(0.1, 0.0, 1e-5, "rdp").epsilon_after(3) == math.inf
+    with pytest.raises(FLError, match="--dp-accountant"):
+        dp.RunAccountant(0.1, 1.0, 1e-5, "moments")
+
+
 def test_noise_for_epsilon_spends_the_budget_and_no_more():
     q, rounds, delta, target = 0.1, 40, 1e-2, 2.0
     z = dp.noise_for_epsilon(q, rounds, target, delta)

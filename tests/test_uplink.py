@@ -6,7 +6,7 @@ import json
 import dp_accounting
 import numpy as np
 import pytest
-from dp_accounting import rdp
+from dp_accounting import pld, rdp
 
 from flcli.api import simulate
 from flcli.config import TrainConfig
@@ -27,16 +27,18 @@ def train(cli, partition, out, *flags):
     return rows(out)
 
 
-def test_the_logged_epsilon_is_dp_accountings(cli, iid_dir, tmp_path):
+@pytest.mark.parametrize("accountant", ["rdp", "pld"])
+def test_the_logged_epsilon_is_dp_accountings(cli, iid_dir, tmp_path, accountant):
     logged = train(
         cli, iid_dir, tmp_path / "dp", "--rounds", "3", "--fraction", "0.5",
         "--dp-clip", "0.5", "--dp-noise", "1.3", "--dp-delta", "1e-3",
+        "--dp-accountant", accountant,
     )  # fmt: skip
     for row in logged[1:]:
         event = dp_accounting.PoissonSampledDpEvent(0.5, dp_accounting.GaussianDpEvent(1.3))
-        ledger = rdp.RdpAccountant()
+        ledger = rdp.RdpAccountant() if accountant == "rdp" else pld.PLDAccountant()
         ledger.compose(event, int(row["round"]))
-        assert float(row["epsilon"]) == pytest.approx(ledger.get_epsilon(1e-3), rel=1e-9)
+        assert float(row["epsilon"]) == ledger.get_epsilon(1e-3)  # to the last bit
     assert float(logged[0]["epsilon"]) == 0.0
 
 
@@ -232,6 +234,7 @@ def test_dp_rounds_that_sample_nobody_still_add_noise_on_both_backends(personal_
     "options",
     [
         {"dp_clip": "adaptive", "dp_noise": 0.1},  # the clipping norm is state to carry over
+        {"dp_clip": 1.0, "dp_noise": 1.0, "dp_accountant": "pld"},  # the accountant starts over
         {"dropout": 0.3},  # adds the integer column "dropped"
     ],
 )

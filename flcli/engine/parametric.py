@@ -42,6 +42,7 @@ class ParametricRounds:
         self.over_select = config.over_select or 1.0
         self.wait = 0.0  # seconds the round being sampled waits for an available client
         self.broadcast = Broadcast.of(config, self.model.num_params, self.bytes_per_message)
+        self.accountant = None if self.uplink.dp is None else self.uplink.accountant()
 
     @property
     def counts(self) -> list[str]:
@@ -188,8 +189,8 @@ class ParametricRounds:
             assigned = state.extra["cluster"]
             record["clusters"] = len(np.unique(assigned))
             clients["cluster"] = assigned[ids]
-        if self.uplink.dp is not None:
-            record["epsilon"] = self.uplink.epsilon_after(round)
+        if self.accountant is not None:
+            record["epsilon"] = self.accountant.epsilon_after(round)
         return record, clients
 
     def personal_record(self, state, round, ids, personal, clients: dict) -> dict:

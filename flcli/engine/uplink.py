@@ -172,10 +172,11 @@ class Uplink:
             payload_up = int(np.ceil(message.bits[alive] / 8).sum()) if message.plain else 0
         return Delivery(arrivals, state, counts, messages_up, payload_up, message.traffic)
 
-    def epsilon_after(self, rounds: int) -> float:
+    def accountant(self) -> dpfedavg.RunAccountant:
+        """A run's accounting of DP: the epsilon spent after each round."""
         spec = self.dp
-        return dpfedavg.epsilon(
-            spec.sampling_rate, spec.noise_multiplier, rounds, self.dp_delta, self.dp_accountant
+        return dpfedavg.RunAccountant(
+            spec.sampling_rate, spec.noise_multiplier, self.dp_delta, self.dp_accountant
         )
 
     def dp_record(self) -> dict:

@@ -125,32 +125,123 @@ def round_event(sampling_rate: float, noise_multiplier: float, rounds: int):
     return dp_accounting.SelfComposedDpEvent(one, rounds)
 
 
+PLD_DISCRETIZATION = 1e-4  # the PLD accountant's interval of privacy losses (its default)
+
+
 def make_accountant(kind: str):
     if kind not in ACCOUNTANTS:
         raise FLError(f"unknown --dp-accountant {kind!r}; choose one of: {', '.join(ACCOUNTANTS)}")
     from dp_accounting import pld, rdp
 
-    return rdp.RdpAccountant() if kind == "rdp" else pld.PLDAccountant()
+    if kind == "rdp":
+        return rdp.RdpAccountant()
+    return pld.PLDAccountant(value_discretization_interval=PLD_DISCRETIZATION)
 
 
-def epsilon(
-    sampling_rate: float, noise_multiplier: float, rounds: int, delta: float, accountant="rdp"
-) -> float:
-    """The epsilon spent at delta after `rounds` rounds (0 before the first, inf without noise)."""
-    if rounds == 0:
-        return 0.0
-    if noise_multiplier == 0:
-        return math.inf
+@contextlib.contextmanager
+def accounting(accountant: str, noise_multiplier: float) -> Iterator[None]:
+    """dp-accounting at work: its logs quiet, running out of memory a one-line FLError."""
     try:
         with quiet_accountant():
-            ledger = make_accountant(accountant)
-            ledger.compose(round_event(sampling_rate, noise_multiplier, rounds))
-            return float(ledger.get_epsilon(delta))
+            yield
     except MemoryError:  # PLD discretizes the privacy loss, which is huge at a tiny noise
         raise FLError(
             f"--dp-accountant {accountant} cannot account noise multiplier {noise_multiplier:.3g} "
             "in this machine's memory; use --dp-accountant rdp, or more noise"
         ) from None
+
+
+def epsilon(
+    sampling_rate: float, noise_multiplier: float, rounds: int, delta: float, accountant="rdp"
+) -> float:
+    """The epsilon spent at delta after `rounds` rounds (0 before the first, inf without noise),
+    by a fresh accountant. A run's rounds ask RunAccountant, which gives the same numbers."""
+    if rounds == 0:
+        return 0.0
+    if noise_multiplier == 0:
+        return math.inf
+    with accounting(accountant, noise_multiplier):
+        ledger = make_accountant(accountant)
+        ledger.compose(round_event(sampling_rate, noise_multiplier, rounds))
+        return float(ledger.get_epsilon(delta))
+
+
+class RdpRounds:
+    """Epsilon after t rounds by RDP. At every order, the RDP of t identical rounds is t times
+    that of one round, which is what RdpAccountant computes for SelfComposedDpEvent(round, t);
+    one round's RDP, the costly part, is worked out once."""
+
+    def __init__(self, sampling_rate: float, noise_multiplier: float, delta: float):
+        self.event = round_event(sampling_rate, noise_multiplier, 1)
+        self.delta = delta
+
+    @functools.cached_property
+    def one_round(self):
+        accountant = make_accountant("rdp")
+        accountant.compose(self.event)
+        return accountant
+
+    def epsilon_after(self, rounds: int) -> float:
+        from dp_accounting.rdp.rdp_privacy_accountant import compute_epsilon
+
+        orders, one_round = self.one_round.orders, self.one_round.rdp
+        return float(compute_epsilon(orders, rounds * one_round, self.delta)[0])
+
+
+class PldRounds:
+    """Epsilon after t rounds by PLD: the privacy loss distribution of one round self-composed t
+    times, as PLDAccountant composes SelfComposedDpEvent(round, t); one round's distribution, the
+    costly part, is worked out once. (Composing each round onto the last one's distribution
+    instead is faster but rounds differently: up to 2e-10 relative after 30 rounds.)"""
+
+    def __init__(self, sampling_rate: float, noise_multiplier: float, delta: float):
+        self.sampling_rate = sampling_rate
+        self.noise_multiplier = noise_multiplier
+        self.delta = delta
+
+    @functools.cached_property
+    def one_round(self):
+        from dp_accounting.pld import privacy_loss_distribution
+
+        return privacy_loss_distribution.from_gaussian_mechanism(
+            standard_deviation=self.noise_multiplier,
+            value_discretization_interval=PLD_DISCRETIZATION,
+            sampling_prob=self.sampling_rate,
+        )
+
+    def epsilon_after(self, rounds: int) -> float:
+        from dp_accounting.pld import privacy_loss_distribution
+
+        # PLDAccountant composes onto its identity distribution; so does this, for its bits
+        start = privacy_loss_distribution.identity(PLD_DISCRETIZATION)
+        composed = start.compose(self.one_round.self_compose(rounds))
+        return float(composed.get_epsilon_for_delta(self.delta))
+
+
+class RunAccountant:
+    """The epsilon one run has spent after each of its rounds, the same numbers as
+    epsilon(sampling_rate, noise_multiplier, rounds, delta, accountant) to the last bit. Every
+    round of a run is the same event (q and the total noise multiplier z are fixed for the run;
+    adaptive clipping splits z between its two queries but keeps it), so the accounting of one
+    round is done once per run, on first use (a resumed run does it again), not once a round."""
+
+    def __init__(
+        self, sampling_rate: float, noise_multiplier: float, delta: float, accountant="rdp"
+    ):
+        make_accountant(accountant)  # an unknown name fails here
+        self.accountant, self.noise_multiplier = accountant, noise_multiplier
+        composition = RdpRounds if accountant == "rdp" else PldRounds
+        self.composition = composition(sampling_rate, noise_multiplier, delta)
+
+    def epsilon_after(self, rounds: int) -> float:
+        """The epsilon spent at delta after `rounds` rounds (0 before the first, inf without
+        noise)."""
+        if rounds == 0:
+            return 0.0
+        if self.noise_multiplier == 0:
+            return math.inf
+        with accounting(self.accountant, self.noise_multiplier):
+            return self.composition.epsilon_after(rounds)
 
 
 PLD_SMALLEST_NOISE = 0.05  # PLD's calibration searches no lower (its memory grows without bound)
