@@ -1,4 +1,5 @@
 import os
+import signal
 
 import numpy as np
 import pytest
@@ -44,6 +45,12 @@ def dirichlet_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("parts") / "dirichlet"
     api.partition(out, dataset="digits", clients=8, scheme="dirichlet", alpha=0.3, seed=1)
     return out
+
+
+def ctrl_c_as_in_a_terminal() -> None:
+    """preexec_fn of the fl processes a test interrupts: Ctrl-C handled as in a terminal, even
+    when the test run itself started with it ignored (a shell's background job, nohup)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def assert_one_line_error(result, *fragments):

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import assert_one_line_error, write_generated_partition
+from conftest import assert_one_line_error, ctrl_c_as_in_a_terminal, write_generated_partition
 
 from flcli.engine.process import remove_orphaned_shares
 
@@ -30,6 +30,7 @@ def start_fl(*args) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=ctrl_c_as_in_a_terminal,
     )
 
 

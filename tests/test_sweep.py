@@ -4,7 +4,7 @@ import json
 
 import pandas as pd
 import pytest
-from conftest import assert_one_line_error
+from conftest import assert_one_line_error, ctrl_c_as_in_a_terminal
 
 from flcli.sweep import known_keys, load_sweep, partition_keys
 
@@ -189,7 +189,12 @@ def test_ctrl_c_stops_the_sweep_with_one_line_and_the_same_command_continues(cli
     sweep, out = write(tmp_path / "s.toml", text), tmp_path / "out"
     command = [sys.executable, "-m", "flcli", "sweep", str(sweep), "--jobs", "2", "--out", str(out)]
     process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=ctrl_c_as_in_a_terminal,
     )
     deadline = time.monotonic() + 60
     while not any(

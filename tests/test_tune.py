@@ -10,7 +10,7 @@ import time
 
 import pandas as pd
 import pytest
-from conftest import assert_one_line_error
+from conftest import assert_one_line_error, ctrl_c_as_in_a_terminal
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -124,7 +124,12 @@ def test_ctrl_c_keeps_the_study_and_the_same_command_retries_the_trial_in_its_ru
     file, out = write(tmp_path / "t.toml", text), tmp_path / "out"
     command = [sys.executable, "-m", "flcli", "tune", str(file), "--out", str(out)]
     process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=ctrl_c_as_in_a_terminal,
     )
     rounds, deadline = out / "trials" / "0" / "rounds.csv", time.monotonic() + 60
     while not (rounds.is_file() and rounds.read_text().count("\n") > 3):
