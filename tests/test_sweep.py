@@ -231,9 +231,10 @@ def test_sweep_ray_address_is_probed_once_and_needs_the_ray_backend(cli, tmp_pat
         port = free.getsockname()[1]
     sweep, out = write(tmp_path / "s.toml", SWEEP), tmp_path / "out"
     address = f"127.0.0.1:{port}"
-    result = cli("sweep", sweep, "--backend", "ray", "--ray-address", address, "--out", out)
-    assert_one_line_error(result, f"--ray-address {address}", "nothing answers")
-    assert not out.exists()
+    for given in (address, f"ray://{address}"):  # a Ray Client address too, before any wait
+        result = cli("sweep", sweep, "--backend", "ray", "--ray-address", given, "--out", out)
+        assert_one_line_error(result, f"--ray-address {given}", "nothing answers")
+        assert not out.exists()
     alone = cli("sweep", sweep, "--ray-address", address, "--out", out)
     assert_one_line_error(alone, "--ray-address", "--backend ray")
 

@@ -57,10 +57,10 @@ CONNECT_TIMEOUT_S = 5.0
 
 
 def check_reachable(address: str) -> None:
-    """A HOST:PORT that nothing answers on is one line now, not a Ray join that waits for
-    minutes (auto and ray:// addresses are left to Ray)."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or "://" in address:
+    """A HOST:PORT or ray://HOST:PORT that nothing answers on is one line now, not a Ray join
+    that waits for minutes (auto is left to Ray)."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit() or "://" in host:
         return
     try:
         socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
