@@ -215,6 +215,41 @@ def test_an_objective_metric_that_is_no_column_stops_the_study_with_one_line(cli
     assert load_study(sqlite(tmp_path / "o")).trials[0].state == optuna.trial.TrialState.FAIL
 
 
+def test_a_damaged_study_db_is_one_line_naming_the_fix(cli, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    optuna.create_study(storage=sqlite(out), study_name="other")
+    whole = (out / "study.db").read_bytes()
+    (out / "study.db").write_bytes(whole[:5000])  # a truncated copy
+    file = write(tmp_path / "t.toml", TUNE)
+    result = cli("tune", file, "--out", out)
+    assert_one_line_error(result, "study.db is damaged", "move it aside to start a new study")
+    assert sorted(p.name for p in out.iterdir()) == ["study.db"]
+
+
+@pytest.mark.parametrize(
+    "storage, fragments",
+    [
+        ("sqlite:///{tmp}/missing/x.db", ["missing does not exist"]),
+        ("{tmp}/t.toml", ["is not a database URL", "sqlite:///study.db", "postgresql://"]),
+        ("sqlite:///{tmp}/t.toml", ["t.toml is not a SQLite database", "sqlite:///study.db"]),
+        ("sqlite:///{tmp}", ["is a folder", "study.db"]),
+        ("postgresql://x@127.0.0.1:1/db", ["needs the database driver psycopg", "pip install"]),
+    ],
+)
+def test_a_bad_storage_is_one_line_before_anything_is_written(
+    cli, tmp_path, monkeypatch, storage, fragments
+):
+    for driver in ("psycopg", "psycopg2"):  # as if not installed
+        monkeypatch.setitem(sys.modules, driver, None)
+    file = write(tmp_path / "t.toml", TUNE)
+    storage = storage.format(tmp=tmp_path)
+    assert_one_line_error(
+        cli("tune", file, "--out", tmp_path / "o", "--storage", storage), *fragments
+    )
+    assert not (tmp_path / "o").exists() and not (tmp_path / "missing").exists()
+
+
 def test_the_shipped_tune_and_its_grid_share_partition_rounds_seed_and_budget():
     from pathlib import Path
 
