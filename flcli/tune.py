@@ -108,6 +108,23 @@ class TrialOutcome:
     message: str = ""
 
 
+def check_runnable(plan: TunePlan) -> None:
+    """One line before the study is opened or anything written: Ray missing or its address not
+    answering (a Ray study), a tracker not installed or its URI unusable."""
+    from flcli.tracking import require
+
+    base = plan.config({}, plan.objective.seeds[0])
+    if base.backend == "ray":
+        from flcli.cluster import check_cluster_sweep
+        from flcli.engine.raybackend import check_reachable
+
+        check_cluster_sweep([base])
+        if base.ray_address is not None:
+            check_reachable(base.ray_address)
+    if base.track is not None:
+        require(base.track, base.track_uri)
+
+
 def storage_url(plan: TunePlan, storage: str | None) -> str:
     return storage or f"sqlite:///{(plan.root / 'study.db').resolve()}"
 
