@@ -937,7 +937,7 @@ def tune(
     """Search fl train's options with Optuna (pip install 'flcli\\[tune]'), one trial at a time
     (on a Ray cluster, one per CPU); then print the best configs and re-run the best over fresh
     seeds."""
-    from flcli.tunefile import load_tune, parse_duration
+    from flcli.tunefile import check_metric, load_tune, parse_duration
 
     if confirm_seeds < 0:
         raise FLError(f"--confirm-seeds {confirm_seeds} must be 0 or more, e.g. 3")
@@ -960,6 +960,7 @@ def tune(
     from flcli import tune as tuning
 
     tuning.check_runnable(plan)
+    check_metric(plan)
     study = tuning.open_study(plan, storage)
     with stopped_by_ctrl_c(
         "the study keeps its finished trials; the current trial's run is saved and retried first"

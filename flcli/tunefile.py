@@ -423,3 +423,22 @@ def combine(values: list[float], k: float, minimize: bool) -> float:
     mean, std = spread(values)
     std = 0.0 if len(values) < 2 else std
     return mean + k * std if minimize else mean - k * std
+
+
+def check_metric(plan: TunePlan) -> None:
+    """The objective's metric is a column of the study's rounds.csv. Which columns a run writes
+    depends on its dataset, algorithm and options, so the engine says: round 0 (the initial
+    model's evaluation) of [base]'s config on its partition, built in memory, nothing written."""
+    from flcli.api import simulate
+    from flcli.data.build import build_partition
+    from flcli.data.config import PartitionConfig
+    from flcli.options import from_mapping
+
+    config = from_mapping(PartitionConfig, plan.partition_options, "partition options")
+    base = plan.config({}, plan.objective.seeds[0])
+    record = next(iter(simulate(build_partition(config), base))).record
+    if plan.objective.metric not in record:
+        raise FLError(
+            f"[objective] metric = {plan.objective.metric!r} is not a column of rounds.csv; "
+            f"its columns: {', '.join(record)}"
+        )
