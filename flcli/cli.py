@@ -652,6 +652,17 @@ OWN_FILES = {  # a dir holding the first file is a run or partition dir; fl writ
 }
 
 
+def check_out_folder(path: Path | None) -> None:
+    """Refuse an --out results folder that is a file (or lies under one) before any work."""
+    if path is None:
+        return
+    file = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    if file == path:
+        raise FLError(f"--out {path} is a file; give a folder")
+    if file is not None:
+        raise FLError(f"--out {path}: {file} is a file; give a folder")
+
+
 def check_out_file(path: Path | None, example: str) -> None:
     """Refuse an --out that is a directory, or one of a run's or a partition's own files, before
     any work is done."""
@@ -730,6 +741,7 @@ def sweep(
 
     if jobs is not None and jobs < 1:
         raise FLError(f"--jobs {jobs} must be a positive integer, e.g. 2")
+    check_out_folder(out_dir)
     overrides = {"backend": backend} if backend is not None else {}
     if ray_address is not None:
         overrides["ray_address"] = ray_address
@@ -925,10 +937,15 @@ def tune(
     """Search fl train's options with Optuna (pip install 'flcli\\[tune]'), one trial at a time
     (on a Ray cluster, one per CPU); then print the best configs and re-run the best over fresh
     seeds."""
-    from flcli.tunefile import load_tune
+    from flcli.tunefile import check_metric, load_tune, parse_duration
 
     if confirm_seeds < 0:
         raise FLError(f"--confirm-seeds {confirm_seeds} must be 0 or more, e.g. 3")
+    if trials is not None and trials < 1:
+        raise FLError(f"--trials {trials} must be an integer >= 1, e.g. 30")
+    if timeout is not None:
+        timeout = parse_duration(timeout, f"--timeout {timeout}")
+    check_out_folder(out_dir)
     overrides = {"trials": trials, "timeout": timeout}
     base = {"backend": backend, "ray_address": ray_address}
     plan = load_tune(
@@ -942,6 +959,8 @@ def tune(
         return
     from flcli import tune as tuning
 
+    tuning.check_runnable(plan)
+    check_metric(plan)
     study = tuning.open_study(plan, storage)
     with stopped_by_ctrl_c(
         "the study keeps its finished trials; the current trial's run is saved and retried first"

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from flcli.databases import DRIVERS, check_sqlite_file, first_line
 from flcli.errors import FLError
 
 DEFAULT_MLFLOW_URI = "sqlite:///mlflow.db"
@@ -50,8 +51,6 @@ SERVERS = ("http", "https", "databricks", "databricks-uc")
 MAX_METRICS, MAX_PARAMS = 1000, 100  # per MLflow log_batch call
 CONNECT_TIMEOUT_S = 5.0
 EXTRA_MODULES = ("sqlalchemy", "alembic")  # what flcli[mlflow] brings for a SQL store
-# the pip package of each database driver SQLAlchemy imports (flcli[mlflow] brings none of them)
-DRIVERS = {"psycopg": "'psycopg[binary]'", "psycopg2": "psycopg2-binary", "MySQLdb": "mysqlclient"}
 
 
 @dataclass(frozen=True)
@@ -117,7 +116,7 @@ def mlflow_uri(uri: str | None, flag: str) -> str:
                 f"{flag} {uri}: a SQLite URI is sqlite:///FILE.db (three slashes, then the "
                 "file's path), e.g. sqlite:///mlflow.db"
             )
-        check_sqlite_file(Path(uri.removeprefix("sqlite:///")), uri, flag)
+        check_sqlite_path(Path(uri.removeprefix("sqlite:///")), uri, flag)
         return uri
     if scheme in ("http", "https"):
         check_reachable(uri, flag)
@@ -130,29 +129,11 @@ def mlflow_uri(uri: str | None, flag: str) -> str:
     )
 
 
-SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database
-
-
-def check_sqlite_file(file: Path, uri: str, flag: str) -> None:
+def check_sqlite_path(file: Path, uri: str, flag: str) -> None:
     """The database file of a sqlite:/// URI: new (its folder made), empty, or a SQLite
     database; a folder or another file is one line now, not minutes of MLflow's retries or
     SQLAlchemy's traceback."""
-    if file.is_dir():
-        raise FLError(
-            f"{flag} {uri}: {file} is a folder; name a database file in it, e.g. "
-            f"sqlite:///{file / 'mlflow.db'}"
-        )
-    if file.is_file():
-        with file.open("rb") as handle:
-            head = handle.read(len(SQLITE_HEADER))
-        if head and head != SQLITE_HEADER:
-            raise FLError(
-                f"{flag} {uri}: {file} is not a SQLite database; give a new file, e.g. "
-                "sqlite:///mlflow.db"
-            )
-        return
-    if file.parent.exists() and not file.parent.is_dir():
-        raise FLError(f"{flag} {uri}: {file.parent} is a file, not a folder; choose another path")
+    check_sqlite_file(file, f"{flag} {uri}", "mlflow.db", "restore it, or give a new file")
     file.parent.mkdir(parents=True, exist_ok=True)
 
 
@@ -211,11 +192,6 @@ def open_mlflow(uri: str, flag: str):
     except (MlflowException, OSError) as failure:
         raise FLError(f"{flag} {uri}: {first_line(failure)}") from None
     return client
-
-
-def first_line(failure: Exception) -> str:
-    text = str(failure).strip() or type(failure).__name__
-    return text.splitlines()[0]
 
 
 # --- what is logged ------------------------------------------------------------------------------

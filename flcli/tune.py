@@ -38,6 +38,7 @@ from typing import Any
 
 from flcli import api
 from flcli.config import TrainConfig
+from flcli.databases import DRIVERS, check_sqlite_file, first_line
 from flcli.errors import FLError, RunFailed
 from flcli.tunefile import Choice, IntRange, Param, TunePlan, combine, run_value
 
@@ -107,6 +108,23 @@ class TrialOutcome:
     message: str = ""
 
 
+def check_runnable(plan: TunePlan) -> None:
+    """One line before the study is opened or anything written: Ray missing or its address not
+    answering (a Ray study), a tracker not installed or its URI unusable."""
+    from flcli.tracking import require
+
+    base = plan.config({}, plan.objective.seeds[0])
+    if base.backend == "ray":
+        from flcli.cluster import check_cluster_sweep
+        from flcli.engine.raybackend import check_reachable
+
+        check_cluster_sweep([base])
+        if base.ray_address is not None:
+            check_reachable(base.ray_address)
+    if base.track is not None:
+        require(base.track, base.track_uri)
+
+
 def storage_url(plan: TunePlan, storage: str | None) -> str:
     return storage or f"sqlite:///{(plan.root / 'study.db').resolve()}"
 
@@ -115,6 +133,8 @@ def open_study(plan: TunePlan, storage: str | None):
     """The plan's study in the storage, created or loaded; refused when it is another study."""
     optuna = require_optuna()
     url = storage_url(plan, storage)
+    where = f"--storage {storage}" if storage is not None else f"the study of {plan.name}"
+    check_storage(url, where, made_here=storage is None)
     if storage is None:
         plan.root.mkdir(parents=True, exist_ok=True)
     try:
@@ -125,8 +145,14 @@ def open_study(plan: TunePlan, storage: str | None):
             pruner=make_pruner(optuna, plan),
             load_if_exists=True,
         )
-    except Exception as failure:  # Optuna and SQLAlchemy's many errors: a bad URL, no server
-        raise FLError(f"storage {url}: {type(failure).__name__}: {failure}") from None
+    except ImportError as missing:  # Optuna's own, raised from the driver's
+        module = getattr(missing.__cause__, "name", None) or missing.name or "the driver"
+        raise FLError(
+            f"{where} needs the database driver {module}, which is not installed; install it "
+            f"with: pip install {DRIVERS.get(module, module)}"
+        ) from None
+    except Exception as failure:  # Optuna and SQLAlchemy's many errors: no server, a bad login
+        raise FLError(f"{where}: {type(failure).__name__}: {first_line(failure)}") from None
     definition = json.loads(json.dumps(plan.definition))
     stored = study.user_attrs.get("definition")
     if stored is None:
@@ -138,6 +164,30 @@ def open_study(plan: TunePlan, storage: str | None):
         )
     study.sampler = make_sampler(optuna, plan, len(study.get_trials(deepcopy=False)))
     return study
+
+
+def check_storage(url: str, where: str, made_here: bool) -> None:
+    """A storage URL Optuna can open: a database URL, and a SQLite file that is whole in a folder
+    that exists (made_here: the default file, whose folder fl tune makes)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise FLError(
+            f"{where} is not a database URL; give a database URL, e.g. sqlite:///study.db or "
+            "postgresql://user@host/db"
+        ) from None
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return
+    file = Path(parsed.database)
+    damaged = "restore it, or move it aside to start a new study"
+    check_sqlite_file(file, where, "study.db", damaged)
+    if not made_here and not file.parent.is_dir():
+        raise FLError(
+            f"{where}: the folder {file.parent} does not exist; create it or give another path"
+        )
 
 
 def make_sampler(optuna, plan: TunePlan, trials_so_far: int):

@@ -30,6 +30,8 @@ The [space] keys are training options and algorithm hyperparameters (mu, lambda,
 algorithm's); partition options belong in [base]: one partition serves the whole study.
 """
 
+import difflib
+import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -44,6 +46,7 @@ from flcli.names import check_name
 from flcli.sweep import (
     PARTITION_SEED,
     dashes_to_underscores,
+    known_keys,
     partition_id_of,
     partition_keys,
     split_options,
@@ -151,8 +154,9 @@ class TunePlan:
         return TrainConfig.from_dict(split_options(options)[1])
 
 
-def parse_duration(value: Any, where: str) -> float:
-    """Seconds from a number of seconds or a string such as "90s", "30m", "2h", "1h30m"."""
+def parse_duration(value: Any, named: str) -> float:
+    """Seconds from a number of seconds or a string such as "90s", "30m", "2h", "1h30m"; named:
+    the value as the user gave it (`t.toml: timeout = '-1'`, `--timeout -1`), for the error."""
     if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
         return float(value)
     text = value.replace(" ", "") if isinstance(value, str) else ""
@@ -161,7 +165,7 @@ def parse_duration(value: Any, where: str) -> float:
         seconds = sum(float(n) * UNIT_SECONDS[u] for n, u in parts)
         if seconds > 0:
             return seconds
-    raise FLError(f'{where} = {value!r} is not a duration; give seconds or e.g. "30m", "2h"')
+    raise FLError(f'{named} is not a duration; give seconds or e.g. "30m", "2h"')
 
 
 def _number(value: Any) -> bool:
@@ -212,6 +216,9 @@ def parse_space(table: Any, base: dict[str, Any], where: str) -> tuple[Param, ..
     for key, spec in dashes_to_underscores(table).items():
         if key in ("seed", PARTITION_SEED):
             raise FLError(f"{where}: [space] {key}: seeds are not tuned; set [objective] seeds")
+        if key in base:
+            raise FLError(f"{where}: {key} is both in [base] and [space]; keep it in one")
+        check_space_key(key, spec, base, where)
         if key in partition_keys() and key not in train_keys():
             raise FLError(
                 f"{where}: [space] {key} is a partition option; one partition serves the study: "
@@ -226,6 +233,31 @@ def parse_space(table: Any, base: dict[str, Any], where: str) -> tuple[Param, ..
             except FLError as bad:
                 raise FLError(f"{where}: [space] {param.key} = {value!r}: {bad}") from None
     return tuple(params)
+
+
+def check_space_key(key: str, spec: Any, base: dict[str, Any], where: str) -> None:
+    """A [space] key that is no option of fl train nor a hyperparameter of [base]'s algorithm is
+    one line suggesting the closest (the whole list is in fl train --help)."""
+    from flcli.algorithms.registry import algorithm_spec
+
+    known = [*known_keys(), *algorithm_spec(base.get("algo", "fedavg")).hyperparameters]
+    if key in known:
+        return
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f"did you mean {close[0]}? " if close else ""
+    raise FLError(
+        f"{where}: [space] {key} = {as_toml(spec)} is no option of fl train; {hint}"
+        "(fl train --help lists them)"
+    )
+
+
+def as_toml(value: Any) -> str:
+    """A value as a TOML file spells it: { low = 0.1, high = 1.0 }, [16, 32], "sgd", true."""
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {as_toml(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(as_toml(v) for v in value) + "]"
+    return json.dumps(value) if isinstance(value, str | bool) else repr(value)
 
 
 def _table(data: dict, key: str, where: str) -> dict:
@@ -258,10 +290,12 @@ def parse_objective(table: dict, default_seed: int, where: str) -> Objective:
     if mode not in MODES:
         raise FLError(f"{where}: [objective] mode = {mode!r}: choose one of {', '.join(MODES)}")
     target = table.get("target")
-    if (target is None) == (mode in ("rounds_to", "time_to")):
+    if target is None and mode in ("rounds_to", "time_to"):
+        raise FLError(f"{where}: [objective] mode = {mode!r} needs a target, e.g. target = 0.9")
+    if target is not None and mode not in ("rounds_to", "time_to"):
         raise FLError(
-            f"{where}: [objective] target = {target!r}: modes rounds_to and time_to take a "
-            f"target (e.g. target = 0.9), mode {mode} none"
+            f"{where}: [objective] target = {target!r} is for modes rounds_to and time_to only; "
+            f'drop it, or set mode = "rounds_to" or "time_to"'
         )
     if target is not None and not _number(target):
         raise FLError(f"{where}: [objective] target = {target!r} must be a number, e.g. 0.9")
@@ -316,7 +350,7 @@ def load_tune(
     if trials is not None:
         _count(trials, f"{where}: trials", "30")
     if timeout is not None:
-        timeout = parse_duration(timeout, f"{where}: timeout")
+        timeout = parse_duration(timeout, f"{where}: timeout = {timeout!r}")
     sampler = data.get("sampler", "tpe")
     if sampler not in SAMPLERS:
         raise FLError(f"{where}: sampler = {sampler!r}: choose one of {', '.join(SAMPLERS)}")
@@ -389,3 +423,22 @@ def combine(values: list[float], k: float, minimize: bool) -> float:
     mean, std = spread(values)
     std = 0.0 if len(values) < 2 else std
     return mean + k * std if minimize else mean - k * std
+
+
+def check_metric(plan: TunePlan) -> None:
+    """The objective's metric is a column of the study's rounds.csv. Which columns a run writes
+    depends on its dataset, algorithm and options, so the engine says: round 0 (the initial
+    model's evaluation) of [base]'s config on its partition, built in memory, nothing written."""
+    from flcli.api import simulate
+    from flcli.data.build import build_partition
+    from flcli.data.config import PartitionConfig
+    from flcli.options import from_mapping
+
+    config = from_mapping(PartitionConfig, plan.partition_options, "partition options")
+    base = plan.config({}, plan.objective.seeds[0])
+    record = next(iter(simulate(build_partition(config), base))).record
+    if plan.objective.metric not in record:
+        raise FLError(
+            f"[objective] metric = {plan.objective.metric!r} is not a column of rounds.csv; "
+            f"its columns: {', '.join(record)}"
+        )
