@@ -40,6 +40,7 @@ from flcli import api
 from flcli.config import TrainConfig
 from flcli.databases import DRIVERS, check_sqlite_file, first_line
 from flcli.errors import FLError, RunFailed
+from flcli.fileio import alive
 from flcli.tunefile import Choice, IntRange, Param, TunePlan, combine, run_value
 
 RUN_DIR = "run_dir"  # user attr: where the trial's runs are
@@ -514,16 +515,6 @@ def retry_stale(study) -> None:
         attrs = {RUN_DIR: trial.user_attrs.get(RUN_DIR), RETRY_OF: trial.number}
         study.enqueue_trial(trial.params, user_attrs={k: v for k, v in attrs.items() if v})
         study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 @dataclass(frozen=True)

@@ -673,6 +673,9 @@ def test_outputs_go_where_asked_with_the_usual_permissions_or_fail_in_one_line(
         (lambda meta: meta.update(num_clients="ten"), "num_clients is missing or of the wrong"),
         (lambda meta: meta.update(num_classes=5), "label_counts is not a clients x classes"),
         (lambda meta: meta.update(client_sizes=[1] * 10), "client_sizes disagree"),
+        (lambda meta: meta.update(dataset="iris"), "was edited after fl partition wrote it"),
+        (lambda meta: meta.update(scheme="dirichlet"), "was edited after fl partition wrote it"),
+        (lambda meta: meta.update(seed=meta["seed"] + 1), "was edited after fl partition"),
     ],
 )
 def test_an_edited_partition_json_is_a_one_line_error(cli, iid_dir, tmp_path, edit, fragment):

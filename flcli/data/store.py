@@ -164,7 +164,8 @@ def write_partition(partition: Partition, out: Path, draw_heatmap=None) -> bool:
         arrays = partition.arrays
         progress.stage(f"writing {out}")
         atomic_write(tmp / "data.npz", lambda f: np.savez(f, **arrays))  # uncompressed: fast
-        (tmp / "partition.json").write_text(json.dumps(partition.meta, indent=2) + "\n")
+        described = {**partition.meta, DESCRIBED: description_hash(partition.meta)}
+        (tmp / "partition.json").write_text(json.dumps(described, indent=2) + "\n")
         if draw_heatmap is not None:
             progress.stage("drawing partition.png")
             draw_heatmap(partition, tmp / "partition.png")
@@ -230,7 +231,26 @@ def load_partition(path: Path) -> Partition:
         raise FLError(
             f"{meta_file}'s client_sizes disagree with {data_file}; re-create the partition"
         )
+    if DESCRIBED in meta and meta[DESCRIBED] != description_hash(meta):
+        raise FLError(
+            f"{meta_file} was edited after fl partition wrote it (its description no longer "
+            f"matches its {DESCRIBED}); re-create the partition"
+        )
     return Partition(meta=meta, **arrays)
+
+
+DESCRIBED = (
+    "description_hash"  # partition.json's digest of itself: written since flcli 0.1's 27th stop
+)
+
+
+def description_hash(meta: dict) -> str:
+    """sha256 of what partition.json says of the partition (every key but the data's hash and
+    this one), as JSON reads it back, so that a hand edit of the dataset, scheme or seed it names
+    is told from the file fl partition wrote. Older partition dirs have none and pass."""
+    canonical = json.loads(json.dumps(meta))
+    kept = {key: value for key, value in canonical.items() if key not in ("hash", DESCRIBED)}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def partition_from_arrays(
