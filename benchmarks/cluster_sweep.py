@@ -6,7 +6,8 @@ a head and a worker node of one CPU each (ray.cluster_utils.Cluster), `fl sweep 
 --ray-address HEAD`. Each is one whole `fl sweep` process, timed from start to exit, alternating,
 median of --repeats. The rounds.csv files of both are compared (timing columns aside).
 
-Run: .venv/bin/python benchmarks/cluster_sweep.py [--rounds 40] [--model mlp] [--repeats 3]
+Run: .venv/bin/python benchmarks/cluster_sweep.py [--rounds 40] [--model mlp --lr 0.05]
+     [--repeats 3]
 """
 
 import argparse
@@ -27,7 +28,7 @@ dataset = "digits"
 clients = 20
 rounds = {rounds}
 model = "{model}"
-[grid]
+{lr}[grid]
 algo = ["fedavg", "fedprox", "scaffold", "fedadam"]
 seed = [0, 1]
 partition = [{{ scheme = "iid" }}, {{ scheme = "dirichlet", alpha = 0.3 }}]
@@ -56,12 +57,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--model", default="softmax")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--lr", type=float, help="default: the model's (with --model mlp SCAFFOLD diverges at it)"
+    )
+
     args = parser.parse_args()
     from ray.cluster_utils import Cluster
 
     folder = Path(tempfile.mkdtemp(prefix="flcli-cluster-bench-"))
     sweep = folder / "sixteen.toml"
-    sweep.write_text(SWEEP.format(rounds=args.rounds, model=args.model))
+    lr = "" if args.lr is None else f"lr = {args.lr}\n"
+    sweep.write_text(SWEEP.format(rounds=args.rounds, model=args.model, lr=lr))
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
