@@ -752,10 +752,6 @@ def sweep(
         prune_runs(plan, yes)
         return
     summary = f"{plan.name}: {len(plan.runs)} runs on {plan.num_partitions} partitions"
-    if ray_address is not None and not dry_run:
-        from flcli.engine.raybackend import check_reachable
-
-        check_reachable(ray_address)  # one line now, not one failure per run
     if dry_run:
         table = Table(title=summary, box=None)
         for column in ("run", "partition", "state"):
@@ -962,8 +958,15 @@ def tune(
     tuning.check_runnable(plan)
     check_metric(plan)
     study = tuning.open_study(plan, storage)
+    on_ray = plan.config({}, plan.objective.seeds[0]).backend == "ray"
     with stopped_by_ctrl_c(
-        "the study keeps its finished trials; the current trial's run is saved and retried first"
+        "the study keeps its finished trials; "
+        + (
+            "the trials in flight on the Ray cluster were cancelled and are retried first, "
+            "from round 0"
+            if on_ray
+            else "the current trial's run is saved and retried first"
+        )
     ):
         follow_tune(plan, study, storage)
     best = tuning.best_trials(study, 5)

@@ -26,7 +26,13 @@ from pathlib import Path
 from flcli import plugins
 from flcli.config import TrainConfig
 from flcli.data.store import building_dir, remove_orphaned_builds
-from flcli.engine.raybackend import LOCAL_CPUS, LOCAL_RAY, import_ray, package_runtime_env
+from flcli.engine.raybackend import (
+    LOCAL_CPUS,
+    LOCAL_RAY,
+    check_reachable,
+    import_ray,
+    package_runtime_env,
+)
 from flcli.errors import FLError
 from flcli.fileio import UMASK, atomic_write_json, signals_held
 from flcli.runjob import Outcome, train_run
@@ -102,9 +108,18 @@ def runtime_env(configs: list[TrainConfig]) -> dict:
 
 
 def check_cluster_sweep(configs: list[TrainConfig]) -> None:
-    """One line now, before any partition is built: Ray is missing, or a plugin file lies where
-    the nodes' working directory cannot hold it."""
+    """One line now, before any partition is built: Ray is missing, the runs name more than one
+    cluster or one where nothing answers, or a plugin file lies where the nodes' working
+    directory cannot hold it."""
     import_ray()
+    addresses = sorted({str(config.ray_address) for config in configs})
+    if len(addresses) > 1:
+        raise FLError(
+            f"the Ray runs name {len(addresses)} clusters ({', '.join(addresses)}); a sweep runs "
+            "on one: give ray_address once, in [base] or as --ray-address"
+        )
+    if configs[0].ray_address is not None:
+        check_reachable(configs[0].ray_address)
     plugin_folders(configs)
 
 
@@ -201,7 +216,7 @@ def train_on_node(task: RunTask, partition_files: dict[str, bytes]) -> RunResult
     partition_dir = materialize_partition(partition_files, task.partition_hash)
     with scratch_run_dir(task.resumed_files) as scratch:
         outcome = train_run(partition_dir, on_node(task.config), scratch, task.run_id)
-        files = read_files(scratch) if outcome.status != "failed" else {}
+        files = read_files(scratch)  # a failed run's too: its run dir says so, as locally
     return RunResult(
         task.run_id, outcome.status, outcome.message, files, outcome.record, node_name()
     )
@@ -233,6 +248,14 @@ def write_run_dir(out: Path, files: dict[str, bytes], partition_dir: Path) -> No
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def store_run(out: Path, files: dict[str, bytes], partition_dir: Path, config: TrainConfig):
+    """Write a run dir a node sent back (none when the run failed before it had one) and track it
+    as --track asks."""
+    if "run.json" in files:
+        write_run_dir(out, files, partition_dir)
+        track_on_driver(out, config)
 
 
 def driver_sources(sources: dict[str, dict]) -> dict[str, dict]:
@@ -304,9 +327,11 @@ def follow_tasks(ray, pending: dict) -> Iterator[Outcome]:
         except ray.exceptions.RayError as lost:  # retried RETRIES times, lost every time
             yield Outcome("run", run.run_id, "failed", f"{type(lost).__name__}: {lost}")
             continue
-        if result.files:
-            write_run_dir(run.out, result.files, run.partition_dir)
-            track_on_driver(run.out, run.config)
+        try:
+            store_run(run.out, result.files, run.partition_dir, run.config)
+        except (OSError, FLError) as failure:  # a full disk, a tracker gone: this run only
+            yield Outcome("run", run.run_id, "failed", f"{type(failure).__name__}: {failure}")
+            continue
         yield Outcome("run", run.run_id, result.status, result.message, result.record, result.node)
 
 

@@ -333,16 +333,18 @@ def run_sweep(sweep: Sweep, jobs: int = 1) -> Iterator[Outcome]:
             yield Outcome("run", run.run_id, "failed", message)
         else:
             ready.append(run)
-    if any(run.config.backend == "ray" for run in ready):
+    on_ray = [run for run in ready if run.config.backend == "ray"]
+    here = [run for run in ready if run.config.backend != "ray"]
+    if on_ray:
         from flcli.cluster import run_on_cluster
 
-        yield from run_on_cluster(ready, jobs, ready[0].config.ray_address)
-    elif any(run.config.backend == "process" for run in ready):
-        for run in ready:
+        yield from run_on_cluster(on_ray, jobs, on_ray[0].config.ray_address)
+    if any(run.config.backend == "process" for run in here):
+        for run in here:
             jobs_given = run.config.jobs is not None
             yield _train(run if jobs_given else replace(run, config=replace(run.config, jobs=jobs)))
-    else:
-        yield from _parallel(min(jobs, max(len(ready), 1)))(delayed(_train)(r) for r in ready)
+    elif here:
+        yield from _parallel(min(jobs, max(len(here), 1)))(delayed(_train)(r) for r in here)
 
 
 def _first_per_partition(runs: list[PlannedRun]) -> list[PlannedRun]:

@@ -13,8 +13,9 @@ imported only here). The file's format and the objective's maths are in flcli/tu
   sampler learns to avoid it (its run dir stays `failed`).
 - Ctrl-C (or SIGTERM) leaves the trial's run dir interrupted, marks the trial FAIL and enqueues its
   params again with the same run dir: the next session retries it first and the run continues from
-  its checkpoint. A trial left RUNNING by a killed process is treated the same way by the next
-  session on the same host (its host and pid are user attrs); trials running elsewhere are left be.
+  its checkpoint (on a Ray cluster, from round 0: a cancelled task sends nothing back). A trial
+  left RUNNING by a killed process is treated the same way by the next session on the same host
+  (its host and pid are user attrs); trials running elsewhere are left be.
 - The sampler is seeded from (seed, trials in the study), so a study is reproducible given the
   same sessions, and a resumed session never replays the first session's draws.
 - Trials run one at a time: flcli's vectorized backend already keeps the cores busy with one run
@@ -38,8 +39,8 @@ from typing import Any
 
 from flcli import api
 from flcli.config import TrainConfig
-from flcli.databases import DRIVERS, check_sqlite_file, first_line
-from flcli.errors import FLError, RunFailed
+from flcli.databases import DRIVERS, check_sqlite_file
+from flcli.errors import FLError, RunFailed, first_line
 from flcli.fileio import alive
 from flcli.tunefile import Choice, IntRange, Param, TunePlan, combine, run_value
 
@@ -102,7 +103,7 @@ def mark_pruned(training, round: int) -> RunResult:
 @dataclass(frozen=True)
 class TrialOutcome:
     number: int
-    state: str  # complete | pruned
+    state: str  # complete | pruned | failed (a trial task lost on the cluster)
     value: float | None
     params: dict[str, Any]
     run_dir: Path
@@ -477,9 +478,7 @@ def conclude_on_driver(ray, keeper, plan: TunePlan, task: TrialTask, run_dir: Pa
         message = f"{type(failure).__name__}: {failure}"
         return TrialOutcome(task.number, "failed", None, task.params, run_dir, message)
     for (_, files), sub, config in zip(trained, task.subdirs, task.configs, strict=False):
-        if files:
-            cluster.write_run_dir(run_dir / sub, files, plan.partition_dir)
-            cluster.track_on_driver(run_dir / sub, config)
+        cluster.store_run(run_dir / sub, files, plan.partition_dir, config)
     return ray.get(keeper.conclude.remote(task.number, [result for result, _ in trained]))
 
 
