@@ -232,10 +232,10 @@ def prepare_training(
 ) -> Training:
     """Check everything a run needs before it starts and build its parts, once; refuse an --out
     that holds another run."""
-    if config.track is not None:  # the library and the URI, before anything is written
-        require(config.track, config.track_uri)
     data = load_partition(partition_dir)
     parts = assemble(config, data)
+    if config.track is not None:  # the library and the URI, before the run dir is written
+        require(config.track, config.track_uri)
     run = open_run(out, parts.config, Path(partition_dir), data.meta, given=config)
     if parts.uplink.dp is not None:  # what the epsilon column was computed from, for a paper
         run.info["dp"] = parts.uplink.dp_record()

@@ -47,9 +47,3 @@ def sqlite_problem(file: Path) -> str | None:
     except sqlite3.DatabaseError as failure:  # a truncated file: 'database disk image is malformed'
         return str(failure)
     return None if verdict == "ok" else verdict
-
-
-def first_line(failure: Exception) -> str:
-    """The first line of an exception's text (SQLAlchemy adds the SQL and a link below it)."""
-    text = str(failure).strip() or type(failure).__name__
-    return text.splitlines()[0]

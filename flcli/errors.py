@@ -11,3 +11,10 @@ class FLError(ValueError):
 
 class RunFailed(RuntimeError):
     """A run that failed at run time; its run dir is marked and can be resumed or inspected."""
+
+
+def first_line(failure: BaseException) -> str:
+    """The first line of an exception's text, or its type's name when it has none (SQLAlchemy,
+    huggingface_hub and others add pages below the line that says what happened)."""
+    text = str(failure).strip() or type(failure).__name__
+    return text.splitlines()[0]

@@ -23,6 +23,7 @@ import hashlib
 import logging
 import math
 import os
+import re
 import socket
 import time
 from collections.abc import Iterable, Iterator
@@ -32,8 +33,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from flcli.databases import DRIVERS, check_sqlite_file, first_line
-from flcli.errors import FLError
+from flcli.databases import DRIVERS, check_sqlite_file
+from flcli.errors import FLError, first_line
 
 DEFAULT_MLFLOW_URI = "sqlite:///mlflow.db"
 TENSORBOARD_FOLDER = "tb"
@@ -111,12 +112,13 @@ def mlflow_uri(uri: str | None, flag: str) -> str:
             )
         return uri
     if scheme == "sqlite":
-        if not uri.startswith("sqlite:///") or uri == "sqlite:///":
+        prefix = re.match(r"sqlite(\+\w+)?:///", uri)  # sqlite+pysqlite:/// too
+        if prefix is None or uri == prefix.group(0):
             raise FLError(
                 f"{flag} {uri}: a SQLite URI is sqlite:///FILE.db (three slashes, then the "
                 "file's path), e.g. sqlite:///mlflow.db"
             )
-        check_sqlite_path(Path(uri.removeprefix("sqlite:///")), uri, flag)
+        check_sqlite_path(Path(uri[prefix.end() :]), uri, flag)
         return uri
     if scheme in ("http", "https"):
         check_reachable(uri, flag)
@@ -148,9 +150,10 @@ def check_reachable(uri: str, flag: str) -> None:
         raise FLError(f"{flag} {uri} names no host; give http://HOST:PORT")
     try:
         socket.create_connection((parsed.hostname, port), timeout=CONNECT_TIMEOUT_S).close()
-    except (OSError, OverflowError) as failure:
+    except (OSError, OverflowError, ValueError) as failure:  # ValueError: a host idna refuses
+        said = getattr(failure, "strerror", None) or failure
         raise FLError(
-            f"{flag} {uri}: nothing answers there ({failure.strerror or failure}); start "
+            f"{flag} {uri}: nothing answers there ({said}); start "
             "the MLflow server (mlflow server --port PORT) or check the address"
         ) from None
 
@@ -166,8 +169,10 @@ def tensorboard_folder(uri: str | None, flag: str) -> Path | None:
             f"{flag} results/tensorboard"
         )
     folder = Path(parsed.path if parsed.scheme == "file" else uri)
-    if folder.exists() and not folder.is_dir():
-        raise FLError(f"{flag} {uri} is a file; give a folder for TensorBoard's events")
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        said = "is a file" if existing == folder else f"lies under the file {existing}"
+        raise FLError(f"{flag} {uri} {said}; give a folder for TensorBoard's events")
     return folder
 
 
@@ -328,11 +333,19 @@ class MlflowTracker:
 class TensorBoardTracker:
     """Scalars in one folder of event files per run dir (TensorBoard's 'run')."""
 
-    def __init__(self, folder: Path):
-        self.folder = folder
+    KEY_FILE = "flcli_run_key"  # the run_key of the run whose events the folder holds
+
+    def __init__(self, folder: Path, key: str, flag: str):
+        self.folder, self.key = folder, key
+        self.where = f"tensorboard folder {folder}"
+        held = folder / self.KEY_FILE
+        if held.is_file() and held.read_text().strip() != key:
+            raise FLError(
+                f"{flag}: {self.where} holds the events of another run (another run dir, config "
+                "or partition of the same name); give another folder or delete that one"
+            )
         self.logged = last_step(folder)
         self.writer = None  # made at the first new round: a run already there gets no new file
-        self.where = f"tensorboard folder {folder}"
 
     def log(self, row: dict) -> bool:
         from tensorboard.compat.proto.event_pb2 import Event
@@ -345,6 +358,7 @@ class TensorBoardTracker:
         values = [Summary.Value(tag=k, simple_value=v) for k, v in metrics_of(row).items()]
         if self.writer is None:
             self.folder.mkdir(parents=True, exist_ok=True)
+            (self.folder / self.KEY_FILE).write_text(self.key + "\n")
             self.writer = EventFileWriter(str(self.folder))
         event = Event(wall_time=time.time(), step=round, summary=Summary(value=values))
         self.writer.add_event(event)
@@ -391,9 +405,11 @@ def open_tracker(
         return MlflowTracker(mlflow_uri(uri, flags.uri), flags.uri, run_dir, info, live)
     folder = tensorboard_folder(uri, flags.uri)
     run_dir = Path(run_dir)
+    key = run_key(run_dir, info)
     if folder is None:
-        return TensorBoardTracker(run_dir / TENSORBOARD_FOLDER)
-    return TensorBoardTracker(folder / experiment_name(run_dir) / run_dir.resolve().name)
+        return TensorBoardTracker(run_dir / TENSORBOARD_FOLDER, key, flags.uri)
+    named = folder / experiment_name(run_dir) / run_dir.resolve().name
+    return TensorBoardTracker(named, key, flags.uri)
 
 
 def batches(items: list, size: int) -> Iterator[list]:

@@ -172,7 +172,7 @@ def test_export_a_folder_of_runs_to_both_backends_and_again_adds_nothing(cli, pa
     assert cli("export", *runs, "--to", "tensorboard", "--uri", board).code == 0
     for run_dir in runs:
         folder = board / "grid" / run_dir.name
-        assert len(list(folder.iterdir())) == 1  # the second export wrote no event file
+        assert len(list(folder.glob("events.out.tfevents.*"))) == 1  # no second event file
         assert_scalars_are_rounds_csv(folder, run_dir)
 
 
@@ -289,6 +289,8 @@ def test_a_sweep_needing_a_missing_extra_is_one_line_before_any_partition(
         ("http://127.0.0.1:99999", ["Port out of range", "http://HOST:PORT"]),
         ("http://", ["names no host"]),
         ("postgresql://nobody@127.0.0.1:1/x", ["needs psycopg", "pip install 'psycopg[binary]'"]),
+        ("sqlite+pysqlite:///notes.txt", ["notes.txt is not a SQLite database"]),
+        (f"http://{'a' * 70}.com:5000", ["nothing answers there"]),  # a label idna refuses
     ],
 )
 def test_an_mlflow_uri_that_cannot_work_is_one_line_and_nothing_is_written(
@@ -335,3 +337,30 @@ def test_a_run_json_edited_by_hand_is_one_line_and_logs_nothing(
     for command in (["export", out, "--to", "mlflow", "--uri", uri], ["report", out]):
         assert_one_line_error(cli(*command), f"{out / 'run.json'}: {named}", "delete the run")
     assert not (tmp_path / "store.db").exists()
+
+
+def test_a_tensorboard_folder_of_another_run_of_the_same_name_is_refused(cli, part, tmp_path):
+    board = tmp_path / "board"
+    first = train(cli, part, tmp_path / "a" / "sweep" / "r", "--track", "tensorboard")
+    assert first.code == 0, first.err
+    export = cli("export", tmp_path / "a" / "sweep" / "r", "--to", "tensorboard", "--uri", board)
+    assert export.code == 0, export.err
+    other = train(cli, part, tmp_path / "b" / "sweep" / "r", "--lr", 0.01)  # same names, other run
+    assert other.code == 0, other.err
+    again = cli("export", tmp_path / "b" / "sweep" / "r", "--to", "tensorboard", "--uri", board)
+    assert_one_line_error(again, "holds the events of another run")
+
+
+def test_sqlite_with_a_driver_is_a_sqlite_uri(cli, part, tmp_path):
+    uri = f"sqlite+pysqlite:///{tmp_path / 'store.db'}"
+    train(cli, part, tmp_path / "runs" / "r", "--track", "mlflow", "--track-uri", uri)
+    assert (tmp_path / "store.db").is_file()
+
+
+def test_a_tensorboard_folder_under_a_file_is_one_line_before_the_run_dir(cli, part, tmp_path):
+    (tmp_path / "notes.txt").write_text("a file\n")
+    uri = tmp_path / "notes.txt" / "board"
+    out = tmp_path / "r"
+    result = cli("train", part, "--track", "tensorboard", "--track-uri", uri, "--out", out)
+    assert_one_line_error(result, "lies under the file")
+    assert not out.exists()

@@ -8,7 +8,7 @@ was downloaded, and snapshots/SHA/ the files of each commit.
 import re
 from pathlib import Path
 
-from flcli.errors import FLError
+from flcli.errors import FLError, first_line
 
 SHA = re.compile(r"[0-9a-f]{40}")
 TIMEOUT_S = 10.0
@@ -66,10 +66,6 @@ def hub_sha(name: str, revision: str, endpoint: str | None) -> str:
             "revision as a commit sha"
         )
     return info.sha
-
-
-def first_line(error: Exception) -> str:
-    return (str(error).strip().splitlines() or ["no message"])[0]
 
 
 def cached_sha(name: str, revision: str, cache: Path) -> str | None:
