@@ -13,7 +13,6 @@ unfinished run dir travels with its task, which continues it from its checkpoint
 """
 
 import json
-import logging
 import os
 import shutil
 import socket
@@ -26,13 +25,7 @@ from pathlib import Path
 from flcli import plugins
 from flcli.config import TrainConfig
 from flcli.data.store import building_dir, remove_orphaned_builds
-from flcli.engine.raybackend import (
-    LOCAL_CPUS,
-    LOCAL_RAY,
-    check_reachable,
-    import_ray,
-    package_runtime_env,
-)
+from flcli.engine.raybackend import check_reachable, import_ray, init_ray, package_runtime_env
 from flcli.errors import FLError
 from flcli.fileio import UMASK, atomic_write_json, signals_held
 from flcli.runjob import Outcome, train_run
@@ -75,17 +68,8 @@ def session(address: str | None, cpus: int | None, configs: list[TrainConfig]) -
         yield ray
         return
     env = runtime_env(configs)
-    settings = {"log_to_driver": False, "logging_level": logging.ERROR, "runtime_env": env}
     try:
-        if address is None:
-            ray.init(num_cpus=cpus or LOCAL_CPUS, **LOCAL_RAY, **settings)
-        else:
-            ray.init(address=address, **settings)
-    except ConnectionError as failure:
-        raise FLError(
-            f"--ray-address {address}: cannot join the cluster ({failure}); check the address "
-            "(ray status prints it) or omit it for a local Ray"
-        ) from None
+        init_ray(ray, address, cpus, env)
     finally:  # ray.init uploaded it
         if "working_dir" in env:
             shutil.rmtree(env["working_dir"], ignore_errors=True)

@@ -164,7 +164,9 @@ def open_study(plan: TunePlan, storage: str | None):
             f"{url} holds a study {plan.name} of another [base], [space] or [objective]; "
             "choose another name or --storage, or delete the study"
         )
-    study.sampler = make_sampler(optuna, plan, len(study.get_trials(deepcopy=False)))
+    waiting = optuna.trial.TrialState.WAITING  # enqueued retries: not drawn by the sampler
+    drawn = [t for t in study.get_trials(deepcopy=False) if t.state != waiting]
+    study.sampler = make_sampler(optuna, plan, len(drawn))
     return study
 
 

@@ -22,9 +22,6 @@ from flcli.errors import FLError
 from flcli.plugins import share_with_ray
 
 LOCAL_CPUS = 2
-# a new Ray of our own: without address="local", ray.init joins the last cluster started on this
-# machine if it still runs (and then refuses num_cpus)
-LOCAL_RAY = {"address": "local", "include_dashboard": False}
 
 
 def import_ray():
@@ -71,6 +68,23 @@ def check_reachable(address: str) -> None:
         ) from None
 
 
+def init_ray(ray, address: str | None, cpus: int | None, runtime_env: dict) -> None:
+    """Join the cluster at address, or start a local Ray of `cpus` CPUs (address "local": without
+    it, ray.init joins the last cluster started on this machine if it still runs, and then refuses
+    num_cpus); quiet, with the runtime environment the workers import from."""
+    settings = {"log_to_driver": False, "logging_level": logging.ERROR, "runtime_env": runtime_env}
+    if address is None:
+        ray.init(address="local", num_cpus=cpus or LOCAL_CPUS, include_dashboard=False, **settings)
+        return
+    try:
+        ray.init(address=address, **settings)
+    except ConnectionError as failure:
+        raise FLError(
+            f"--ray-address {address}: cannot join the cluster ({failure}); check the address "
+            "(ray status prints it) or omit it for a local Ray"
+        ) from None
+
+
 class RayTrainer:
     """A trainer with train_cohort's signature whose work runs as Ray tasks."""
 
@@ -106,21 +120,7 @@ class RayTrainer:
     def _start(self):
         ray = import_ray()
         if not ray.is_initialized():
-            quiet = {
-                "log_to_driver": False,
-                "logging_level": logging.ERROR,
-                "runtime_env": package_runtime_env(),
-            }
-            if self.address:
-                try:
-                    ray.init(address=self.address, **quiet)
-                except ConnectionError as e:
-                    raise FLError(
-                        f"--ray-address {self.address}: cannot join the cluster ({e}); "
-                        "check the address (ray status prints it) or omit it for a local Ray"
-                    ) from None
-            else:
-                ray.init(num_cpus=self.jobs or LOCAL_CPUS, **LOCAL_RAY, **quiet)
+            init_ray(ray, self.address, self.jobs, package_runtime_env())
         if self._remote is None:
             share_with_ray()  # a user's model or algorithm file, which Ray's workers cannot import
             self._remote = ray.remote(num_cpus=1)(_train_chunk)
