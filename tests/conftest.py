@@ -1,5 +1,7 @@
 import os
 import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -51,6 +53,19 @@ def ctrl_c_as_in_a_terminal() -> None:
     """preexec_fn of the fl processes a test interrupts: Ctrl-C handled as in a terminal, even
     when the test run itself started with it ignored (a shell's background job, nohup)."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def start_fl_group(*args) -> subprocess.Popen:
+    """`fl ARGS` in a process group of its own (so that killpg reaches it and its workers), with
+    a terminal's Ctrl-C."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "flcli", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=ctrl_c_as_in_a_terminal,
+    )
 
 
 def assert_one_line_error(result, *fragments):

@@ -4,7 +4,7 @@ import json
 
 import pandas as pd
 import pytest
-from conftest import assert_one_line_error, ctrl_c_as_in_a_terminal
+from conftest import assert_one_line_error, start_fl_group
 
 from flcli.sweep import known_keys, load_sweep, partition_keys
 
@@ -181,21 +181,11 @@ def test_ctrl_c_stops_the_sweep_with_one_line_and_the_same_command_continues(cli
     """Ctrl-C reaches the whole process group: the sweep and its worker processes."""
     import os
     import signal
-    import subprocess
-    import sys
     import time
 
     text = SWEEP.replace("rounds = 2", "rounds = 100")
     sweep, out = write(tmp_path / "s.toml", text), tmp_path / "out"
-    command = [sys.executable, "-m", "flcli", "sweep", str(sweep), "--jobs", "2", "--out", str(out)]
-    process = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-        preexec_fn=ctrl_c_as_in_a_terminal,
-    )
+    process = start_fl_group("sweep", sweep, "--jobs", 2, "--out", out)
     deadline = time.monotonic() + 60
     while not any(
         csv.read_text().count("\n") > 3 for csv in out.glob("*/rounds.csv")

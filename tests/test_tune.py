@@ -10,7 +10,7 @@ import time
 
 import pandas as pd
 import pytest
-from conftest import assert_one_line_error, ctrl_c_as_in_a_terminal
+from conftest import assert_one_line_error, start_fl_group
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -121,15 +121,7 @@ def test_ctrl_c_keeps_the_study_and_the_same_command_retries_the_trial_in_its_ru
     text = TUNE.replace("trials = 3", "trials = 1").replace("rounds = 3", "rounds = 150")
     text = text.replace("[space]", "checkpoint_every = 1\n[space]")  # rounds.csv from round 1
     file, out = write(tmp_path / "t.toml", text), tmp_path / "out"
-    command = [sys.executable, "-m", "flcli", "tune", str(file), "--out", str(out)]
-    process = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-        preexec_fn=ctrl_c_as_in_a_terminal,
-    )
+    process = start_fl_group("tune", file, "--out", out)
     rounds, deadline = out / "trials" / "0" / "rounds.csv", time.monotonic() + 60
     while not (rounds.is_file() and rounds.read_text().count("\n") > 3):
         assert time.monotonic() < deadline and process.poll() is None, process.communicate()
