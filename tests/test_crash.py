@@ -17,6 +17,8 @@ from conftest import assert_one_line_error, ctrl_c_as_in_a_terminal, write_gener
 from flcli.engine.process import remove_orphaned_shares
 
 ARGS = ["--rounds", 60, "--fraction", 0.5, "--seed", 4, "--checkpoint-every", 1]
+# runs a Ctrl-C must land in: long enough that a loaded machine cannot finish them first
+LONG = ["--rounds", 400, *ARGS[2:]]
 
 
 def rounds_of(run_dir):
@@ -87,7 +89,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_rounds_csv(cli, iid_dir, tm
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])  # Ctrl-C, kill
 def test_ctrl_c_marks_the_run_interrupted_and_says_how_to_resume(cli, iid_dir, tmp_path, stop):
     run = tmp_path / "run"
-    process = start_fl("train", iid_dir, *ARGS, "--out", run)
+    process = start_fl("train", iid_dir, *LONG, "--out", run)
     wait_for_rounds(run, process, 2)
     process.send_signal(stop)
     _, err = process.communicate(timeout=60)
@@ -97,16 +99,16 @@ def test_ctrl_c_marks_the_run_interrupted_and_says_how_to_resume(cli, iid_dir, t
     assert "interrupted after round" in last and "--resume" in last and str(run) in last
     assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
     saved = pd.read_csv(run / "rounds.csv")
-    assert 3 <= len(saved) < 61
-    resumed = cli("train", iid_dir, *ARGS, "--out", run, "--resume")
+    assert 3 <= len(saved) < 401
+    resumed = cli("train", iid_dir, *LONG, "--out", run, "--resume")
     assert resumed.code == 0, resumed.err
-    assert list(pd.read_csv(run / "rounds.csv")["round"]) == list(range(61))
+    assert list(pd.read_csv(run / "rounds.csv")["round"]) == list(range(401))
 
 
 @pytest.mark.parametrize("backend", ["vectorized", "process"])  # process: workers get it too
 def test_a_second_ctrl_c_does_not_cut_the_save_short(iid_dir, tmp_path, backend):
     run = tmp_path / "run"
-    process = start_fl("train", iid_dir, *ARGS, "--backend", backend, "--out", run)
+    process = start_fl("train", iid_dir, *LONG, "--backend", backend, "--out", run)
     wait_for_rounds(run, process, 2)
     process.send_signal(signal.SIGINT)
     time.sleep(0.001)
