@@ -6,7 +6,7 @@ imported only here). The file's format and the objective's maths are in flcli/tu
   already complete, pruned or failed count towards it. A study whose stored [base], [space] and
   [objective] differ from the file's is refused rather than mixed.
 - Each trial is an ordinary run dir, results/<name>/trials/<number>/ (one seed) or
-  .../<number>/seed=S/ (several), trained by `train_run`, which knows nothing of Optuna.
+  .../<number>/seed=S/ (several), trained by `train_prunable`, which knows nothing of Optuna.
 - Pruning: each round's metric is reported at step seed_index * (rounds + 1) + round, so the
   pruner compares a trial with others at the same seed and round. A pruned trial's run dir is
   marked `pruned`; a run that fails at run time (diverges) ends its trial PRUNED too, so that the
@@ -62,15 +62,15 @@ def require_optuna():
 
 
 @dataclass(frozen=True)
-class RunResult:
+class PrunableRun:
     status: str  # completed | pruned | failed (at run time: diverged)
     rows: list[dict]
     message: str = ""
 
 
-def train_run(
+def train_prunable(
     partition_dir: Path, config: TrainConfig, out: Path, on_round: Callable[[dict], bool]
-) -> RunResult:
+) -> PrunableRun:
     """Train one run into `out`, continuing the run left there if any. on_round gets every
     round's record from round 0 (those logged before too); when it returns True the run stops
     and its run.json says `pruned`. Knows nothing of Optuna, so it can run elsewhere."""
@@ -88,16 +88,16 @@ def train_run(
                     rounds.close()  # saves what was done
                     return mark_pruned(training, record["round"])
     except RunFailed as failure:
-        return RunResult("failed", training.run.rows, str(failure))
+        return PrunableRun("failed", training.run.rows, str(failure))
     finally:
         rounds.close()
         training.run.release()
-    return RunResult("completed", training.run.rows)
+    return PrunableRun("completed", training.run.rows)
 
 
-def mark_pruned(training, round: int) -> RunResult:
+def mark_pruned(training, round: int) -> PrunableRun:
     training.run.set_status("pruned", pruned_at_round=round)
-    return RunResult("pruned", training.run.rows, f"pruned at round {round}")
+    return PrunableRun("pruned", training.run.rows, f"pruned at round {round}")
 
 
 @dataclass(frozen=True)
@@ -281,14 +281,14 @@ def run_study(plan: TunePlan, study, storage: str | None = None) -> Iterator[Tri
 
 def train_trial(
     plan: TunePlan, params: dict, run_dir: Path, number: int, report: Callable
-) -> list[RunResult]:
+) -> list[PrunableRun]:
     """Train a trial's run of each seed into run_dir (or run_dir/seed=S), stopping at the first
     that does not complete; report(number, seed_index, record) -> True prunes."""
     seeds, results = plan.objective.seeds, []
     for index, seed in enumerate(seeds):
         out = run_dir / f"seed={seed}" if len(seeds) > 1 else run_dir
         on_round = functools.partial(report, number, index)
-        results.append(train_run(plan.partition_dir, plan.config(params, seed), out, on_round))
+        results.append(train_prunable(plan.partition_dir, plan.config(params, seed), out, on_round))
         if results[-1].status != "completed":
             break
     return results
@@ -336,7 +336,7 @@ class StudyKeeper:
     def report(self, number: int, seed_index: int, record: dict) -> bool:
         return report_to(self.plan, self.trials[number], seed_index)(record)
 
-    def conclude(self, number: int, results: list[RunResult]) -> TrialOutcome:
+    def conclude(self, number: int, results: list[PrunableRun]) -> TrialOutcome:
         """Tell the study the trial's value (pruned when a run did not complete, or its value is
         NaN)."""
         from optuna.trial import TrialState
@@ -398,7 +398,7 @@ def trial_task(plan: TunePlan, number: int, params: dict, run_dir: Path, hashed:
 
 def train_trial_on_node(task: TrialTask, partition_files: dict[str, bytes], keeper):
     """A Ray task: the trial's runs, each in a scratch dir of this node, reporting every round to
-    the StudyKeeper actor (which may prune it); [(RunResult, the run dir's files)]."""
+    the StudyKeeper actor (which may prune it); [(PrunableRun, the run dir's files)]."""
     import ray
 
     from flcli import cluster
@@ -411,7 +411,7 @@ def train_trial_on_node(task: TrialTask, partition_files: dict[str, bytes], keep
             def on_round(record: dict, index: int = index) -> bool:
                 return ray.get(keeper.report.remote(task.number, index, record))
 
-            result = train_run(partition_dir, cluster.on_node(config), scratch, on_round)
+            result = train_prunable(partition_dir, cluster.on_node(config), scratch, on_round)
             trained.append((result, cluster.read_files(scratch)))
         if result.status != "completed":
             break
@@ -485,7 +485,7 @@ def conclude_on_driver(ray, keeper, plan: TunePlan, task: TrialTask, run_dir: Pa
 
 
 def report_to(plan: TunePlan, trial, seed_index: int) -> Callable[[dict], bool]:
-    """on_round for train_run: reports the round's metric to the trial; True to prune it."""
+    """on_round for train_prunable: reports the round's metric to the trial; True to prune it."""
     metric = plan.objective.metric
 
     def on_round(record: dict) -> bool:
@@ -558,7 +558,7 @@ def confirm(plan: TunePlan, best: BestTrial, seeds: list[int]) -> Iterator[tuple
     (a done run is read, not trained again); each seed's value in the objective's mode."""
     for seed in seeds:
         out = plan.root / "best" / str(best.number) / f"seed={seed}"
-        result = train_run(plan.partition_dir, plan.config(best.params, seed), out, never)
+        result = train_prunable(plan.partition_dir, plan.config(best.params, seed), out, never)
         if result.status != "completed":
             raise RunFailed(f"the best config's re-run with seed {seed} failed: {result.message}")
         yield seed, run_value(result.rows, plan.objective, plan.rounds)
