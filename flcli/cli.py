@@ -933,7 +933,7 @@ def tune(
     """Search fl train's options with Optuna (pip install 'flcli\\[tune]'), one trial at a time
     (on a Ray cluster, one per CPU); then print the best configs and re-run the best over fresh
     seeds."""
-    from flcli.tunefile import check_metric, load_tune, parse_duration
+    from flcli.tunefile import load_tune, parse_duration
 
     if confirm_seeds < 0:
         raise FLError(f"--confirm-seeds {confirm_seeds} must be 0 or more, e.g. 3")
@@ -953,21 +953,19 @@ def tune(
     if dry_run:
         print_table(tune_plan_table(plan, storage))
         return
+    tune_and_confirm(plan, storage, confirm_seeds)
+
+
+def tune_and_confirm(plan, storage: str | None, confirm_seeds: int) -> None:
+    """Run the study to its budget, print its best trials and config, and re-run the best over
+    fresh seeds."""
     from flcli import tune as tuning
+    from flcli.tunefile import check_metric
 
     tuning.check_runnable(plan)
     check_metric(plan)
     study = tuning.open_study(plan, storage)
-    on_ray = plan.config({}, plan.objective.seeds[0]).backend == "ray"
-    with stopped_by_ctrl_c(
-        "the study keeps its finished trials; "
-        + (
-            "the trials in flight on the Ray cluster were cancelled and are retried first, "
-            "from round 0"
-            if on_ray
-            else "the current trial's run is saved and retried first"
-        )
-    ):
+    with stopped_by_ctrl_c(f"the study keeps its finished trials; {trials_kept_note(plan)}"):
         follow_tune(plan, study, storage)
     best = tuning.best_trials(study, 5)
     if not best:
@@ -981,6 +979,17 @@ def tune(
     if confirm_seeds:
         with stopped_by_ctrl_c("the re-runs saved what they trained"):
             confirm_best(plan, best[0], tuning.confirm_seeds(plan, confirm_seeds))
+
+
+def trials_kept_note(plan) -> str:
+    """What an interrupted study keeps of its trials in flight (as kept_note says of a sweep's
+    runs): a trial trained here saved its checkpoint; Ray tasks cancelled sent nothing back."""
+    if plan.config({}, plan.objective.seeds[0]).backend == "ray":
+        return (
+            "the trials in flight on the Ray cluster were cancelled and are retried first, "
+            "from round 0"
+        )
+    return "the current trial's run is saved and retried first"
 
 
 @contextmanager
