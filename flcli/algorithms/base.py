@@ -110,6 +110,16 @@ Personalize = Callable[[ServerState, ServerState, np.ndarray, Train], tuple]
 PersonalizeNew = Callable[[ServerState, np.ndarray, Train, Callable], np.ndarray]
 
 
+def as_new_clients(personalize_new: PersonalizeNew) -> Personalize:
+    """personalize for an algorithm whose round's clients personalize as new clients do: by its
+    personalize_new rule from the global model after the round."""
+
+    def personalize(before: ServerState, after: ServerState, ids: np.ndarray, train: Train):
+        return after, personalize_new(after, ids, train, None)
+
+    return personalize
+
+
 def no_work(state: ServerState, ids: np.ndarray) -> LocalWork:
     return LocalWork()
 

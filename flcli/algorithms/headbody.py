@@ -43,6 +43,7 @@ from flcli.algorithms.base import (
     Hyper,
     ServerState,
     Train,
+    as_new_clients,
     plain_init,
 )
 from flcli.algorithms.fedavg import fedavg_update
@@ -151,16 +152,13 @@ def fedbabu(ctx: Context, finetune_epochs: Annotated[int, FINETUNE_EPOCHS] = 5) 
     def personalize_new(state: ServerState, ids: np.ndarray, train: Train, losses):
         return train(state.params, LocalWork(), finetune_epochs).params
 
-    def personalize(before: ServerState, after: ServerState, ids: np.ndarray, train: Train):
-        return after, personalize_new(after, ids, train, None)
-
     return Algorithm(
         name="fedbabu",
         server_init=plain_init,
         server_update=fedavg_update,
         client_work=client_work,
         sends=~head,
-        personalize=personalize,
+        personalize=as_new_clients(personalize_new),
         personalize_new=personalize_new,
     )
 

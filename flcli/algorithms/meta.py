@@ -44,6 +44,7 @@ from flcli.algorithms.base import (
     Hyper,
     ServerState,
     Train,
+    as_new_clients,
     plain_init,
 )
 from flcli.algorithms.fedavg import fedavg_update
@@ -144,15 +145,12 @@ def per_fedavg(
     def personalize_new(state: ServerState, ids: np.ndarray, train: Train, losses):
         return train(state.params, LocalWork(max_steps=one_step(ids)), 1).params
 
-    def personalize(before: ServerState, after: ServerState, ids: np.ndarray, train: Train):
-        return after, personalize_new(after, ids, train, None)
-
     return Algorithm(
         name="per-fedavg",
         server_init=plain_init,
         server_update=fedavg_update,
         client_work=client_work,
-        personalize=personalize,
+        personalize=as_new_clients(personalize_new),
         personalize_new=personalize_new,
     )
 
@@ -177,15 +175,12 @@ def pfedme(
         work = LocalWork(step=partial(personal_step, **solve), max_steps=one_step(ids))
         return train(state.params, work, 1).params
 
-    def personalize(before: ServerState, after: ServerState, ids: np.ndarray, train: Train):
-        return after, personalize_new(after, ids, train, None)
-
     return Algorithm(
         name="pfedme",
         server_init=plain_init,
         server_update=server_update,
         client_work=client_work,
-        personalize=personalize,
+        personalize=as_new_clients(personalize_new),
         personalize_new=personalize_new,
     )
 

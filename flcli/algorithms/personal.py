@@ -25,6 +25,7 @@ from flcli.algorithms.base import (
     Hyper,
     ServerState,
     Train,
+    as_new_clients,
 )
 from flcli.algorithms.fedavg import fedavg_update
 from flcli.algorithms.fedprox import proximal
@@ -77,9 +78,6 @@ def fedavglu(ctx: Context, personal_epochs: Annotated[int, PERSONAL_EPOCHS] = 1)
     def personalize_new(state: ServerState, ids: np.ndarray, train: Train, losses):
         return train(state.params, LocalWork(), personal_epochs).params
 
-    def personalize(before: ServerState, after: ServerState, ids: np.ndarray, train: Train):
-        return after, personalize_new(after, ids, train, None)
-
     def server_init(params: np.ndarray, num_clients: int) -> ServerState:
         return ServerState(params=params.copy())
 
@@ -87,7 +85,7 @@ def fedavglu(ctx: Context, personal_epochs: Annotated[int, PERSONAL_EPOCHS] = 1)
         name="fedavglu",
         server_init=server_init,
         server_update=fedavg_update,
-        personalize=personalize,
+        personalize=as_new_clients(personalize_new),
         personalize_new=personalize_new,
     )
 
