@@ -49,6 +49,25 @@ def dirichlet_dir(tmp_path_factory):
     return out
 
 
+def assert_resume_is_exact(partition_dir, config, tmp_path, files=("rounds.csv",)):
+    """A run stopped after round 2 (as Ctrl-C would) and resumed writes the uninterrupted run's
+    files, timing aside."""
+    import pandas as pd
+
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    api.prepare_training(partition_dir, config, whole).frame()
+    rounds = api.prepare_training(partition_dir, config, cut).rounds()
+    for record in rounds:
+        if record["round"] == 2:
+            break
+    rounds.close()
+    api.prepare_training(partition_dir, config, cut, resume=True).frame()
+    for name in files:
+        a = pd.read_csv(whole / name).drop(columns=["elapsed_s"], errors="ignore")
+        b = pd.read_csv(cut / name).drop(columns=["elapsed_s"], errors="ignore")
+        pd.testing.assert_frame_equal(a, b)
+
+
 def ctrl_c_as_in_a_terminal() -> None:
     """preexec_fn of the fl processes a test interrupts: Ctrl-C handled as in a terminal, even
     when the test run itself started with it ignored (a shell's background job, nohup)."""

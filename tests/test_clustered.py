@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from conftest import assert_resume_is_exact
 
 from flcli.algorithms.base import Context
 from flcli.algorithms.clustered import bipartition
@@ -160,24 +161,11 @@ def test_clustered_algorithms_refuse_what_reads_only_the_aggregate():
 def test_assignments_are_in_the_checkpoint_and_resume_is_exact(personal_dir, tmp_path, algo):
     import pandas as pd
 
-    from flcli import api
-
     config = train_config(
         algo=algo, model="mlp", hidden=(8,), rounds=4, fraction=0.5, seed=2, log_clients=True
     )
-    whole = tmp_path / "whole"
-    api.prepare_training(personal_dir, config, whole).frame()
-    rounds = api.prepare_training(personal_dir, config, tmp_path / "cut").rounds()
-    for record in rounds:
-        if record["round"] == 2:
-            break
-    rounds.close()
-    api.prepare_training(personal_dir, config, tmp_path / "cut", resume=True).frame()
-    for name in ("rounds.csv", "clients.csv"):
-        a = pd.read_csv(whole / name).drop(columns=["elapsed_s"], errors="ignore")
-        b = pd.read_csv(tmp_path / "cut" / name).drop(columns=["elapsed_s"], errors="ignore")
-        pd.testing.assert_frame_equal(a, b)
-    assert "cluster" in pd.read_csv(whole / "clients.csv").columns
+    assert_resume_is_exact(personal_dir, config, tmp_path, ("rounds.csv", "clients.csv"))
+    assert "cluster" in pd.read_csv(tmp_path / "whole" / "clients.csv").columns
 
 
 def test_ifca_new_clients_pick_the_cluster_of_their_planted_group():

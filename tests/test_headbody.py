@@ -3,6 +3,7 @@ state the round loop produces (the MLP's last layer is the head)."""
 
 import numpy as np
 import pytest
+from conftest import assert_resume_is_exact
 
 from flcli import api
 from flcli.algorithms.base import Context
@@ -86,23 +87,8 @@ def test_fedbabu_refuses_a_model_that_is_all_head(personal_dir):
 
 @pytest.mark.parametrize("algo", ["fedper", "fedrep", "lg-fedavg"])
 def test_personal_parts_are_in_the_checkpoint_and_resume_is_exact(personal_dir, tmp_path, algo):
-    import pandas as pd
-
-    from flcli import api
-
     config = train_config(algo=algo, model="mlp", hidden=(8,), rounds=4, fraction=0.5, seed=2)
-    whole = tmp_path / "whole"
-    api.prepare_training(personal_dir, config, whole).frame()
-    rounds = api.prepare_training(personal_dir, config, tmp_path / "cut").rounds()
-    for record in rounds:
-        if record["round"] == 2:
-            break
-    rounds.close()
-    api.prepare_training(personal_dir, config, tmp_path / "cut", resume=True).frame()
-    drop = ["elapsed_s"]
-    a = pd.read_csv(whole / "rounds.csv").drop(columns=drop)
-    b = pd.read_csv(tmp_path / "cut" / "rounds.csv").drop(columns=drop)
-    pd.testing.assert_frame_equal(a, b)
+    assert_resume_is_exact(personal_dir, config, tmp_path)
 
 
 def test_fedper_new_clients_train_a_head_on_the_global_body(tmp_path):
