@@ -23,7 +23,7 @@ from flcli.errors import FLError
 from flcli.memory import refuse_beyond_memory
 from flcli.models.base import capabilities_of
 from flcli.models.registry import DEFAULT_HIDDEN, default_lr, make_model, takes_model_args
-from flcli.plugins import find
+from flcli.plugins import find, model_reference
 from flcli.privacy.options import parse_clip, refuse_for_algorithm, refuse_for_model
 from flcli.system import System, build_system
 
@@ -49,7 +49,8 @@ class Parts:
     def sources(self) -> dict[str, dict]:
         """The user's code this run used, by option: the reference or entry point, and the
         sha256 of its file."""
-        chosen = {"algo": (self.config.algo, "algorithm"), "model": (self.config.model, "model")}
+        _, model, kind = model_reference(self.config.model)
+        chosen = {"algo": (self.config.algo, "algorithm"), "model": (model, kind)}
         found = {key: find(name, kind) for key, (name, kind) in chosen.items()}
         return {key: hit[1] for key, hit in found.items() if hit is not None}
 
@@ -136,7 +137,15 @@ def model_for(config: TrainConfig, partition: Partition):
         hidden=hidden,
         dtype=config.dtype,
         model_args=config.model_args,
+        shape=sample_shape(partition),
     )
+
+
+def sample_shape(partition: Partition) -> tuple:
+    """(one sample's shape, the vocabulary's size or None), what a PyTorch module is built for."""
+    shape = getattr(partition, "input_shape", (partition.num_features,))
+    vocabulary = getattr(partition, "vocabulary", None)
+    return tuple(shape), (len(vocabulary) if vocabulary is not None else None)
 
 
 def refuse_for_run(config: TrainConfig, spec: AlgorithmSpec, model, partition: Partition) -> None:

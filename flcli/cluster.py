@@ -111,7 +111,8 @@ def plugin_folders(configs: list[TrainConfig]) -> list[Path]:
     """The folders of the runs' plugin files, relative to the working directory (where a node's
     worker looks for `FILE.py:NAME`)."""
     here = Path.cwd().resolve()
-    names = {name for config in configs for name in (config.algo, config.model)}
+    models = (plugins.model_reference(config.model)[1] for config in configs)
+    names = {*(config.algo for config in configs), *models}
     modules = [name.rpartition(":")[0] for name in names if plugins.is_reference(name)]
     folders = []
     for folder in sorted({Path(m).resolve().parent for m in modules if m.endswith(".py")}):

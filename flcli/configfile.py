@@ -19,6 +19,7 @@ from typing import Any
 from flcli.config import TrainConfig
 from flcli.errors import FLError
 from flcli.options import normalize_keys
+from flcli.plugins import model_reference
 
 PARTITION_KEY = "partition"
 EXCLUSIVE = [
@@ -126,13 +127,14 @@ def plugin_files(values: dict[str, Any], sources: Any) -> dict[str, str]:
     references (relative to where it was started) no longer reach from here."""
     found = {}
     for key, source in (sources or {}).items() if isinstance(sources, dict) else ():
-        reference = values.get(key)
+        name = values.get(key)
         file = source.get("file") if isinstance(source, dict) else None
-        if not isinstance(reference, str) or not file or ".py:" not in reference:
+        if not isinstance(name, str) or not file or ".py:" not in name:
             continue
+        prefix, reference, _ = model_reference(name)
         module, _, attribute = reference.rpartition(":")
         if not Path(module).is_file() and Path(file).is_file():
-            found[key] = f"{file}:{attribute}"
+            found[key] = f"{prefix}{file}:{attribute}"
     return found
 
 

@@ -28,18 +28,37 @@ from flcli.errors import FLError
 GROUPS = {
     "algorithm": "flcli.algorithms",
     "model": "flcli.models",
+    "torch_model": "flcli.torch_models",
     "scheme": "flcli.schemes",
     "dataset": "flcli.datasets",
 }
 FLAGS = {
     "algorithm": "--algo",
     "model": "--model",
+    "torch_model": "--model torch:",
     "scheme": "--scheme",
     "dataset": "DATASET",
     "size": "--sizes",
 }
 LOADED: dict[str, ModuleType] = {}  # modules loaded from references, by reference's module part
 SOURCES: dict[str, dict[str, str]] = {}  # their files and sha256 as loaded, likewise
+
+
+TORCH_PREFIX = "torch:"  # --model torch:REFERENCE names a PyTorch module
+
+
+def model_reference(name: str) -> tuple[str, str, str]:
+    """(prefix, reference, kind) of a --model name: torch:FILE.py:Net is a "torch_model"
+    reference behind the prefix "torch:", any other name a "model" one without prefix."""
+    if name.startswith(TORCH_PREFIX):
+        return TORCH_PREFIX, name[len(TORCH_PREFIX) :], "torch_model"
+    return "", name, "model"
+
+
+def label_of(kind: str, reference: str) -> str:
+    """How the user wrote it: '--algo my.py:fedx', '--model torch:my.py:Net'."""
+    flag = FLAGS[kind]
+    return f"{flag}{reference}" if flag.endswith(":") else f"{flag} {reference}"
 
 
 def is_reference(name: str) -> bool:
@@ -50,7 +69,7 @@ def is_reference(name: str) -> bool:
 
 
 def _import(module_name: str, kind: str, reference: str) -> ModuleType:
-    label = f"{FLAGS[kind]} {reference}"
+    label = label_of(kind, reference)
     path = Path(module_name).resolve() if module_name.endswith(".py") else None
     if path is not None:
         if not path.is_file():
@@ -115,7 +134,7 @@ def load(reference: str, kind: str) -> Any:
     if not hasattr(module, attribute):
         public = [n for n in vars(module) if not n.startswith("_") and callable(vars(module)[n])]
         raise FLError(
-            f"{FLAGS[kind]} {reference}: {module_name} has no {attribute!r}; it defines: "
+            f"{label_of(kind, reference)}: {module_name} has no {attribute!r}; it defines: "
             f"{', '.join(public) or 'nothing callable'}"
         )
     return getattr(module, attribute)
@@ -146,7 +165,7 @@ def load_entry_point(name: str, kind: str) -> Any | None:
         return point.load()
     except Exception as failure:  # a broken installed plugin: name it, do not crash
         raise FLError(
-            f"{FLAGS[kind]} {name}: the entry point {point.value} failed to load: "
+            f"{label_of(kind, name)}: the entry point {point.value} failed to load: "
             f"{type(failure).__name__}: {failure}"
         ) from None
 

@@ -64,7 +64,8 @@ def train_cohort(
     work = work or LocalWork()
     size = len(cohort.ids)
     work_size = int(cohort.sizes.sum()) * spec.epochs * model.num_params  # ~ multiply-adds
-    threads = max(1, min(threads or default_threads(), size // MIN_CHUNK, work_size // MIN_WORK))
+    fewest = 1 if capabilities_of(model).heavy_clients else MIN_CHUNK  # clients per thread
+    threads = max(1, min(threads or default_threads(), size // fewest, work_size // MIN_WORK))
     # Clients are independent through all their local steps, so a chunk of them can run every
     # step before the next chunk starts: sized so its parameters and gradients stay in cache.
     per_client = 2 * model.num_params * x.dtype.itemsize

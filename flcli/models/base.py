@@ -64,6 +64,9 @@ class Capabilities:
     # has head_slice() -> slice of the flat vector holding the last layer (the head of head/body
     # methods: FedPer, LG-FedAvg, FedRep, FedBABU)
     splits_head: bool = False
+    # each client's step is heavy (milliseconds: a deep model's): the engine gives a thread as few
+    # clients as one, where a light model's chunks need many to pay for the thread
+    heavy_clients: bool = False
 
     def __post_init__(self):
         if self.trains not in TRAINS:

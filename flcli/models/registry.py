@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from flcli.errors import FLError
 from flcli.models.base import check_model
-from flcli.plugins import call, entry_points, find
+from flcli.plugins import TORCH_PREFIX, call, entry_points, find
 
 SKLEARN_PREFIX = "sklearn:"
 DEFAULT_HIDDEN = (128, 64)
@@ -84,7 +84,7 @@ def lr_defaults() -> str:
 
 
 def is_plugin(name: str) -> bool:
-    return name not in MODELS and not name.startswith(SKLEARN_PREFIX)
+    return name not in MODELS and not name.startswith((SKLEARN_PREFIX, TORCH_PREFIX))
 
 
 def takes_model_args(name: str) -> bool:
@@ -113,6 +113,10 @@ def default_lr(name: str) -> float:
         if isinstance(lr, bool) or not isinstance(lr, int | float) or not 0 < lr < float("inf"):
             raise FLError(f"--model {name}'s default_lr {lr!r} must be a number > 0, e.g. 0.1")
         return float(lr)
+    if name.startswith(TORCH_PREFIX):
+        from flcli.models import torchload
+
+        return torchload.default_lr(name)
     if name.startswith(SKLEARN_PREFIX):
         from flcli.models.sklearn import find_estimator
 
@@ -129,10 +133,19 @@ def make_model(
     hidden: tuple[int, ...] | None = None,
     dtype: str = "float64",
     model_args: dict | None = None,
+    shape: tuple | None = None,
 ):
     """The model `name` for data with num_features inputs and the given task (num_classes is None
     for regression), checked against the model protocol (flcli.models.base.check_model). Raises
-    FLError when the model does not fit the task."""
+    FLError when the model does not fit the task. shape is (one sample's shape, vocabulary size
+    or None), for PyTorch modules."""
+    if name.startswith(TORCH_PREFIX):
+        from flcli.models.torchload import make_torch_model
+
+        model = make_torch_model(
+            name, num_features, num_classes, task, dtype, model_args or {}, shape
+        )
+        return check_model(model, f"--model {name}")
     if is_plugin(name):
         return make_plugin_model(name, num_features, num_classes, task, dtype, model_args or {})
     if name.startswith(SKLEARN_PREFIX):
@@ -189,6 +202,10 @@ def describe_models(algorithms: dict) -> dict[str, str]:
         lines[name] = f"{'classification':<15} {fitted:<16} {text}"
     for name, point in entry_points("model").items():  # installed packages' models
         lines[name] = f"{'?':<15} {every:<16} {point.value} (installed plugin)"
+    lines["torch:FILE.py:NAME"] = (
+        f"{'either':<15} {every:<16} a PyTorch module trained a cohort at once (flcli[torch]; "
+        "examples/cnn.py), --model-arg key=value"
+    )
     lines["FILE.py:CLASS"] = (
         f"{'either':<15} {every:<16} your own model class (see docs/api.md), --model-arg key=value"
     )
