@@ -7,6 +7,9 @@ DEMO := results/demo
 SWEEP ?= experiments/noniid.toml
 FACET ?= partition
 JOBS ?= 2
+# the tests' PyTorch, pinned: pip on the CI machines takes its CPU build from local disk, where
+# another version would download a CUDA build of several GB (TORCH= takes what the range gives)
+TORCH ?= torch==2.13.0
 # the sweep's name if fl sweep would take it (letters, digits, . _ = , + -), else empty
 SWEEP_NAME = $(shell $(BIN)/python -c 'import sys, tomllib; from flcli.names import is_safe_name; n = tomllib.load(open(sys.argv[1], "rb")).get("name"); print(n if is_safe_name(n) else "")' '$(SWEEP)' 2>/dev/null)
 SWEEP_DIR = results/$(SWEEP_NAME)
@@ -28,7 +31,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 # the tests also cover the optional parts: the Ray backend, Parquet files, Hugging Face datasets,
 # fl tune (Optuna) and tracking to MLflow and TensorBoard
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,ray,parquet,hf,tune,mlflow,tensorboard]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,ray,parquet,hf,tune,mlflow,tensorboard,torch]' $(TORCH)
 	touch $@
 
 demo: install

@@ -39,7 +39,8 @@ class CharLSTM(nn.Module):
         super().__init__()
         self.embed = nn.Embedding(vocabulary_size, embedding)
         sizes = [embedding] + [hidden] * layers
-        self.layers = nn.Sequential(*(LSTMLayer(a, b) for a, b in zip(sizes, sizes[1:])))
+        pairs = zip(sizes[:-1], sizes[1:], strict=True)
+        self.layers = nn.Sequential(*(LSTMLayer(inputs, units) for inputs, units in pairs))
         self.output = nn.Linear(hidden, num_classes)
 
     def forward(self, tokens):  # [N, T] token ids -> [N, num_classes]

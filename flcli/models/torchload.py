@@ -16,7 +16,7 @@ import inspect
 
 from flcli.errors import FLError
 from flcli.plugins import call, find, model_reference
-GIVEN = ("num_classes", "input_shape", "vocabulary_size")
+
 DEFAULT_LR = 0.05
 
 
@@ -82,9 +82,7 @@ def module_builder(name: str, data: dict, model_args: dict):
 
 def check_module(module, name: str, torch) -> None:
     if not isinstance(module, torch.nn.Module):
-        raise FLError(
-            f"--model {name} returned a {type(module).__name__}, not a torch.nn.Module"
-        )
+        raise FLError(f"--model {name} returned a {type(module).__name__}, not a torch.nn.Module")
     if not any(True for _ in module.parameters()):
         raise FLError(f"--model {name} has no parameters to train")
     buffers = [buffer_name for buffer_name, _ in module.named_buffers()]

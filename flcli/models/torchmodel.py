@@ -1,4 +1,4 @@
-"""A PyTorch module as flcli's model: `--model torch:FILE.py:NAME` (flcli.models.torchload builds it).
+"""A PyTorch module as flcli's model, `--model torch:FILE.py:NAME` (built by models/torchload.py).
 
 The module's parameters travel as one flat vector, in named_parameters order, so every algorithm,
 DP, secure aggregation, robust rule and compression works on it unchanged. A cohort trains at once:
@@ -124,7 +124,8 @@ class TorchModel:
                 rows = slice(start, stop)
                 yield rows, (W_t[rows], X_t[rows], y_t[rows], mask_t[rows])
             else:
-                index = torch.tensor([*range(start, stop)] + [stop - 1] * (self.block - stop + start))
+                repeats = [stop - 1] * (self.block - stop + start)
+                index = torch.tensor([*range(start, stop), *repeats])
                 yield slice(start, stop), tuple(t[index] for t in (W_t, X_t, y_t, mask_t))
 
     def loss_grad(self, W, X, y, mask, out=None, scale=1.0, workspace=None):
