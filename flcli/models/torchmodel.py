@@ -25,7 +25,7 @@ from torch.func import functional_call, grad_and_value, vmap
 
 from flcli.models.base import Capabilities
 
-CACHE_BYTES = 2**21  # a block's parameters
+CACHE_BYTES = 2**20  # a block's parameters
 MAX_BLOCK = 16
 PREDICT_ROWS = 256  # rows per forward pass when predicting (bounds activations' memory)
 
@@ -107,6 +107,13 @@ class TorchModel:
 
     def gradients(self, W, X, y, mask):
         """({name: [K, *shape] gradient}, loss [K]) of a block of exactly `block` clients."""
+        if self.block == 1:  # one client: plain autograd, as a per-client loop runs
+            params = {name: p.detach().requires_grad_() for name, p in self.views(W[0]).items()}
+            with torch.enable_grad():
+                value = self.client_loss(params, X[0], y[0], mask[0])
+                grads = torch.autograd.grad(value, list(params.values()))
+            named = zip(params, grads, strict=True)
+            return {name: grad[None] for name, grad in named}, value.detach()[None]
         if self._step is None:
             self._step = vmap(grad_and_value(self.client_loss))
         return self._step(self.views(W), X, y, mask)
