@@ -8,6 +8,7 @@ chosen scheme's own defaults, the keyword defaults of its function (flcli.data.p
 from dataclasses import dataclass
 from typing import Any
 
+from flcli.data.samples import SHAPE_HINT, parse_input_shape, shape_of
 from flcli.data.schemes import DESCRIPTIONS
 from flcli.options import Check, at_least, check_fields, option, parse_key_values
 
@@ -116,6 +117,16 @@ class PartitionConfig:
         parse=lambda items: parse_key_values(items, "--dataset-arg"),
         show_default=False,
         metavar="KEY=VALUE",
+    )
+    input_shape: tuple[int, ...] | None = option(
+        None,
+        "The shape of one sample, recorded in partition.json for models that read images "
+        "(C,H,W, e.g. 1,28,28) or sequences (T); its product must be the number of features.",
+        show_default="the source's own, e.g. digits: 1,8,8",
+        cli_type=str,
+        parse=parse_input_shape,
+        check=Check(lambda v: shape_of(v) is not None, f"is not a shape; {SHAPE_HINT}"),
+        metavar="C,H,W",
     )
     test_size: float | None = option(
         None,

@@ -2,6 +2,7 @@
 (`synthetic:alpha=1,beta=1`), the user's .csv/.parquet/.npz files, `openml:NAME`, and the user's
 own loader (`FILE.py:NAME`, `package.module:NAME` or an installed package's entry point)."""
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,14 @@ __all__ = ["DATASETS", "Dataset", "catalogue", "load_dataset"]
 
 
 def _sklearn_loader(
-    loader_name: str, scale: Callable[[np.ndarray], np.ndarray], task: str = "classification"
+    loader_name: str,
+    scale: Callable[[np.ndarray], np.ndarray],
+    task: str = "classification",
+    input_shape: tuple[int, ...] | None = None,
 ):
+    """A loader of one of scikit-learn's bundled sets; input_shape is its samples' shape (while
+    --by leaves all its columns features)."""
+
     def load(name: str, group_by: str | None = None) -> Dataset:
         import sklearn.datasets
 
@@ -39,14 +46,17 @@ def _sklearn_loader(
         names = [str(n) for n in getattr(bunch, "feature_names", range(bunch.data.shape[1]))]
         frame = pd.DataFrame(np.asarray(bunch.data, dtype=np.float64), columns=names)
         frame["target"] = bunch.target
-        return dataset_from_frame(name, frame, "target", group_by=group_by, scale=scale, task=task)
+        data = dataset_from_frame(name, frame, "target", group_by=group_by, scale=scale, task=task)
+        if input_shape is None or group_by is not None:
+            return data
+        return dataclasses.replace(data, input_shape=input_shape)
 
     return load
 
 
 DATASETS: dict[str, tuple[Callable[..., Dataset], str]] = {
     "digits": (
-        _sklearn_loader("load_digits", lambda X: X / 16.0),
+        _sklearn_loader("load_digits", lambda X: X / 16.0, input_shape=(1, 8, 8)),
         "8x8 handwritten digits, 1,797 images, 64 pixel features in [0, 1], 10 classes (embedded)",
     ),
     "iris": (
