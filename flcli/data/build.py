@@ -14,6 +14,7 @@ from flcli.data.files import TableOptions, columns_text
 from flcli.data.holdout import with_client_test, with_new_clients, with_own_client_test
 from flcli.data.samples import parse_input_shape, sample_description
 from flcli.data.store import Partition, array_hash
+from flcli.data.text import TextOptions
 from flcli.data.user_code import check_arguments
 from flcli.errors import FLError
 from flcli.plugins import entry_points, find
@@ -43,6 +44,7 @@ def build_partition(config: PartitionConfig) -> Partition:
         group_by,
         dataset_args=config.dataset_args,
         table=TableOptions(config.drop, config.features, config.impute),
+        text=TextOptions(config.text, config.sequence_length, config.vocabulary_size),
     )
     check_scheme_fits(scheme, data, config)
     train, test, params = split_train_test(data, config.test_size, config.seed)
@@ -285,11 +287,13 @@ def dataset_params(config: PartitionConfig) -> dict[str, Any]:
         params["encode"] = True
     if config.dataset_args:
         params["dataset_args"] = recordable(config.dataset_args)
-    for name in ("drop", "features", "impute"):
+    for name in ("drop", "features", "impute", "sequence_length", "vocabulary_size"):
         if getattr(config, name) is not None:
             params[name] = getattr(config, name)
     if config.input_shape is not None:
         params["input_shape"] = list(parse_input_shape(config.input_shape))
+    if config.text != "hashed":
+        params["text"] = config.text
     return params
 
 

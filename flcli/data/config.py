@@ -10,7 +10,16 @@ from typing import Any
 
 from flcli.data.samples import SHAPE_HINT, parse_input_shape, shape_of
 from flcli.data.schemes import DESCRIPTIONS
-from flcli.options import Check, at_least, check_fields, option, parse_key_values
+from flcli.data.text import DEFAULT_VOCABULARY_SIZE, MODES
+from flcli.options import (
+    Check,
+    at_least,
+    check_fields,
+    one_of,
+    option,
+    parse_key_values,
+    positive_int,
+)
 
 AT_LEAST_ONE = Check(lambda v: v >= 1, "must be at least 1")
 FRACTION = "use a fraction in (0, 1), e.g. 0.2"
@@ -127,6 +136,29 @@ class PartitionConfig:
         parse=parse_input_shape,
         check=Check(lambda v: shape_of(v) is not None, f"is not a shape; {SHAPE_HINT}"),
         metavar="C,H,W",
+    )
+    text: str = option(
+        "hashed",
+        "Text samples (leaf: Sent140, Shakespeare) as: hashed (a bag of words, 1024 features), "
+        "chars (character ids in LEAF's Shakespeare alphabet) or words (word ids of a vocabulary "
+        "of the training rows); chars and words record input_shape T and the vocabulary.",
+        check=one_of(*MODES),
+        metavar="|".join(MODES),
+    )
+    sequence_length: int | None = option(
+        None,
+        "Tokens per sample of --text chars or words: longer texts are cut, shorter padded.",
+        show_default="chars: the longest sample; words: 25",
+        check=positive_int(80, 100_000),
+    )
+    vocabulary_size: int | None = option(
+        None,
+        "Ids of --text words in all, the padding and unknown ids included.",
+        show_default=f"{DEFAULT_VOCABULARY_SIZE}",
+        check=Check(
+            lambda v: isinstance(v, int) and 3 <= v <= 10_000_000,
+            "must be an integer in [3, 10,000,000], e.g. 10000",
+        ),
     )
     test_size: float | None = option(
         None,

@@ -23,6 +23,7 @@ from flcli.data.flower_export import load_flower
 from flcli.data.generators import GENERATORS, generate
 from flcli.data.hf import load_hf
 from flcli.data.leaf import load_leaf
+from flcli.data.text import TextOptions
 from flcli.data.user_code import load_user_dataset
 from flcli.errors import FLError
 from flcli.rng import Purpose, rng
@@ -121,13 +122,20 @@ def load_dataset(
     group_by: str | None = None,
     dataset_args: dict[str, Any] | None = None,
     table: TableOptions = TableOptions(),
+    text: TextOptions = TextOptions(),
 ) -> Dataset:
     """Load a dataset by name, generator spec, file path, openml:NAME or a user's loader
     (dataset_args: its keyword arguments); FLError if unknown.
 
     target and encode apply to files and OpenML; group_by names a column whose values are the
-    rows' natural clients (removed from the features)."""
+    rows' natural clients (removed from the features); text to LEAF's text samples."""
     family = name.split(":", 1)[0]
+    text.check()
+    if text.as_sequences and family != "leaf":
+        raise FLError(
+            f"--text {text.mode} applies to the text samples of leaf:PATH (Sent140, "
+            f"Shakespeare), not to {name!r}; drop it"
+        )
     builtin = (
         family in ("openml", "leaf", "hf", "flower") or family in GENERATORS or name in DATASETS
     )
@@ -151,7 +159,7 @@ def load_dataset(
     if family == "leaf":
         if target is not None or encode:
             raise FLError(f"--target and --encode do not apply to {name}: LEAF gives its labels")
-        return load_leaf(name, group_by)
+        return load_leaf(name, group_by, text)
     if (family in GENERATORS or name in DATASETS) and (target is not None or encode):
         raise FLError(f"--target and --encode apply to files and openml:NAME, not to {name!r}")
     if family in GENERATORS:

@@ -5,10 +5,11 @@ PATH is a folder with `train/` and `test/` (LEAF's `data/<name>/data`, or its pa
 *.json file in them holds `users`, `num_samples` and `user_data` {user: {"x": [...], "y": [...]}}.
 A sample x is a list of numbers (an image, flattened), a list of lists of numbers (flattened, the
 nesting's shape its input_shape), or text: a string (Shakespeare) or a list whose last string is
-the text (Sent140's [id, date, query, user, tweet]). Text becomes a bag of words through
-scikit-learn's HashingVectorizer(n_features=TEXT_FEATURES, alternate_sign=False, norm="l2"):
-stateless, so train and test are encoded alike without fitting on either. Labels are factorized
-in sorted order.
+the text (Sent140's [id, date, query, user, tweet]). Text becomes, by default (--text hashed), a
+bag of words through scikit-learn's HashingVectorizer(n_features=TEXT_FEATURES,
+alternate_sign=False, norm="l2"): stateless, so train and test are encoded alike without fitting
+on either; --text chars or words make it a token sequence instead (flcli.data.text), whose word
+vocabulary only the train folder's rows build. Labels are factorized in sorted order.
 
 Every training user is one client. A user's rows in the test folder are that client's local test
 split, exactly as LEAF split them (Dataset.test_groups), and all test rows pooled are the central
@@ -24,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from flcli.data.dataset import Dataset
+from flcli.data.text import TextOptions, encode_texts
 from flcli.errors import FLError
 
 TEXT_FEATURES = 1024
@@ -80,16 +82,32 @@ def sample_text(x) -> str | None:
     return None
 
 
-def samples_of(xs: list, source: str) -> dict:
-    """The Dataset's X [n, d] and, when the samples have one, input_shape: text hashed into a
-    bag of words, numbers flattened."""
+def samples_of(xs: list, is_train: np.ndarray, text: TextOptions, source: str) -> dict:
+    """The Dataset's X [n, d] and, when the samples have them, input_shape and vocabulary: text
+    as text asks (flcli.data.text), numbers flattened."""
     texts = [sample_text(x) for x in xs]
     if all(t is not None for t in texts):
+        return text_samples(texts, is_train, text)
+    if text.as_sequences:
+        raise FLError(
+            f"--text {text.mode} applies to text samples (Sent140, Shakespeare); {source} holds "
+            "numbers: drop --text"
+        )
+    return number_samples(xs, source)
+
+
+def text_samples(texts: list[str], is_train: np.ndarray, text: TextOptions) -> dict:
+    if not text.as_sequences:
         from sklearn.feature_extraction.text import HashingVectorizer
 
         vectorizer = HashingVectorizer(n_features=TEXT_FEATURES, alternate_sign=False, norm="l2")
         return {"X": vectorizer.transform(texts).toarray()}
-    return number_samples(xs, source)
+    encoded = encode_texts(texts, is_train, text)
+    return {
+        "X": encoded.ids.astype(np.float64),
+        "input_shape": (encoded.ids.shape[1],),
+        "vocabulary": encoded.vocabulary,
+    }
 
 
 def number_samples(xs: list, source: str) -> dict:
@@ -110,7 +128,7 @@ def number_samples(xs: list, source: str) -> dict:
     return {"X": X, "input_shape": shape if nested else None}
 
 
-def load_leaf(spec: str, group_by: str | None = None) -> Dataset:
+def load_leaf(spec: str, group_by: str | None = None, text: TextOptions = TextOptions()) -> Dataset:
     path = Path(spec.split(":", 1)[1])
     if group_by is not None:
         raise FLError(f"{spec} has its own clients (LEAF's users); drop --by")
@@ -124,7 +142,7 @@ def load_leaf(spec: str, group_by: str | None = None) -> Dataset:
     num_train = sum(sizes)
     if not num_train or len(ys) == num_train:
         raise FLError(f"leaf:{path} has an empty train or test folder; both need samples")
-    samples = samples_of(xs, str(path))
+    samples = samples_of(xs, np.arange(len(ys)) < num_train, text, str(path))
     codes, classes = pd.factorize(
         pd.Series([str(y) if isinstance(y, str) else y for y in ys]), sort=True
     )
