@@ -91,12 +91,13 @@ def catalogue() -> dict[str, str]:
         "a LEAF benchmark as its preprocessing writes it (PATH/train, PATH/test JSON): its users "
         "are the natural clients (--scheme natural), each with its own test rows as its local "
         "test split, and all test rows pooled the central test set; text (Sent140, Shakespeare) "
-        "as a hashed bag of words"
+        "as a hashed bag of words, or token ids with --text chars|words"
     )
     rows["hf:NAME[@REVISION][:SPLIT]"] = (
         "a Hugging Face dataset (a save_to_disk folder offline, or a hub name) through the "
         "datasets library, flcli[hf]: --by COLUMN its natural clients (writer_id), images and "
-        "lists of numbers flattened into features, --target or its ClassLabel column the label"
+        "lists of numbers flattened into features (images channels first), --target or its "
+        "ClassLabel column the label"
     )
     rows["flower:DIR"] = (
         "partitions in Flower Datasets' layout (flwr-datasets create's DIR/partition_i, or fl "
