@@ -10,7 +10,7 @@ from conftest import assert_one_line_error
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flcli.data.samples import parse_input_shape
+from flcli.data.sample_format import parse_input_shape
 from flcli.data.store import description_hash, load_partition
 from flcli.errors import FLError
 

@@ -9,7 +9,7 @@ from conftest import assert_one_line_error
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flcli.data.samples import PAD, PAD_ID, UNKNOWN, UNKNOWN_ID
+from flcli.data.sample_format import PAD, PAD_ID, UNKNOWN, UNKNOWN_ID
 from flcli.data.store import load_partition
 from flcli.data.text import (
     CHAR_VOCABULARY,

@@ -12,7 +12,8 @@ from flcli.data.dataset import Dataset
 from flcli.data.datasets import load_dataset
 from flcli.data.files import TableOptions, columns_text
 from flcli.data.holdout import with_client_test, with_new_clients, with_own_client_test
-from flcli.data.samples import parse_input_shape, sample_description
+from flcli.data.sample_format import parse_input_shape
+from flcli.data.samples import sample_description
 from flcli.data.store import Partition, array_hash
 from flcli.data.text import TextOptions
 from flcli.data.user_code import check_arguments

@@ -8,9 +8,14 @@ chosen scheme's own defaults, the keyword defaults of its function (flcli.data.p
 from dataclasses import dataclass
 from typing import Any
 
-from flcli.data.samples import SHAPE_HINT, parse_input_shape, shape_of
+from flcli.data.sample_format import (
+    DEFAULT_VOCABULARY_SIZE,
+    SHAPE_HINT,
+    TEXT_MODES,
+    parse_input_shape,
+    shape_of,
+)
 from flcli.data.schemes import DESCRIPTIONS
-from flcli.data.text import DEFAULT_VOCABULARY_SIZE, MODES
 from flcli.options import (
     Check,
     at_least,
@@ -142,8 +147,8 @@ class PartitionConfig:
         "Text samples (leaf: Sent140, Shakespeare) as: hashed (a bag of words, 1024 features), "
         "chars (character ids in LEAF's Shakespeare alphabet) or words (word ids of a vocabulary "
         "of the training rows); chars and words record input_shape T and the vocabulary.",
-        check=one_of(*MODES),
-        metavar="|".join(MODES),
+        check=one_of(*TEXT_MODES),
+        metavar="|".join(TEXT_MODES),
     )
     sequence_length: int | None = option(
         None,

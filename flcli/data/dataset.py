@@ -21,7 +21,7 @@ class Dataset:
     # rows and for test rows of no group; None: the test rows are only the central test set
     test_groups: np.ndarray | None = None
     # the shape of one sample, whose product is d: (C, H, W) of an image, (T,) of a token
-    # sequence; None: a plain row of features (flcli.data.samples)
+    # sequence; None: a plain row of features (flcli.data.sample_format)
     input_shape: tuple[int, ...] | None = None
     # a token sequence's vocabulary: the token of each id, PAD and UNKNOWN first
     vocabulary: tuple[str, ...] | None = None

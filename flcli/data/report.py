@@ -8,7 +8,7 @@ import numpy as np
 from rich.console import Group
 from rich.table import Table
 
-from flcli.data.samples import PAD, PAD_ID, UNKNOWN, UNKNOWN_ID
+from flcli.data.sample_format import PAD, PAD_ID, UNKNOWN, UNKNOWN_ID
 from flcli.data.stats import js_divergences
 
 MAX_CLIENT_ROWS = 20

@@ -100,7 +100,7 @@ class Partition:
     @property
     def vocabulary(self) -> tuple[str, ...] | None:
         """The token of each id of a token sequence's features (id 0 pads a short sequence, id 1
-        is an unknown token: flcli.data.samples), or None for features that are not tokens."""
+        is an unknown token: flcli.data.sample_format), or None for features that are not tokens."""
         vocabulary = self.meta.get("vocabulary")
         return None if vocabulary is None else tuple(vocabulary)
 

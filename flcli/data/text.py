@@ -7,7 +7,7 @@ of words (`--text hashed`, the default, done by the loader).
   is the training rows' words, most frequent first (ties alphabetical), at most vocabulary_size
   ids in all.
 
-A sequence keeps its first T tokens and is padded with PAD after its last (flcli.data.samples
+A sequence keeps its first T tokens and is padded with PAD after its last (flcli.data.sample_format
 says which ids are reserved). T is --sequence-length, or else for chars the longest text (train
 and test rows: none is cut), for words 25.
 """
@@ -19,15 +19,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from flcli.data.samples import PAD_ID, RESERVED, UNKNOWN_ID
+from flcli.data.sample_format import (
+    DEFAULT_VOCABULARY_SIZE,
+    DEFAULT_WORDS_LENGTH,
+    PAD_ID,
+    RESERVED,
+    UNKNOWN_ID,
+)
 from flcli.errors import FLError
 
-MODES = ("hashed", "chars", "words")
 LEAF_ALPHABET = "\n !\"&'(),-.0123456789:;>?ABCDEFGHIJKLMNOPQRSTUVWXYZ[]abcdefghijklmnopqrstuvwxyz}"
 CHAR_VOCABULARY = (*RESERVED, *LEAF_ALPHABET)
 WORD = re.compile(r"[\w']+|[.,!?;]")
-DEFAULT_WORDS_LENGTH = 25  # LEAF's Sent140 models read 25 words
-DEFAULT_VOCABULARY_SIZE = 10_000
 CHUNK = 65_536  # texts encoded at once, to bound the fixed-width copy of them
 
 

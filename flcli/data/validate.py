@@ -7,12 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from flcli.data.samples import (
-    shape_problem,
-    shape_text,
-    token_ids_problem,
-    vocabulary_problem,
-)
+from flcli.data.sample_format import shape_problem, shape_text, vocabulary_problem
+from flcli.data.samples import token_ids_problem
 from flcli.errors import FLError
 
 REBUILD = "re-create the partition with fl partition"
