@@ -174,7 +174,7 @@ def test_list_names_what_is_available(cli):
         (["train", "{iid}", "--batch-size", "0", "--out", "{tmp}/r"], ["--batch-size 0"]),
         (["train", "{iid}", "--backend", "gpu", "--out", "{tmp}/r"], ["'gpu'"]),
         (["train", "{iid}", "--clients-per-round", "11", "--out", "{tmp}/r"], ["at most 10"]),
-        (["train", "{iid}", "--rounds", "abc", "--out", "{tmp}/r"], ["--rounds", "integer"]),
+        (["train", "{iid}", "--rounds", "abc", "--out", "{tmp}/r"], ["--rounds", "valid int"]),
         (["train", "{iid}"], ["--out"]),
         (["train", "{iid}", "--mu", "0.1", "--out", "{tmp}/r"], ["--mu", "fedavg", "fedprox"]),
         (

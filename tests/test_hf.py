@@ -233,3 +233,51 @@ def test_a_hub_name_that_cannot_be_read_is_one_line(cli, tmp_path):
         "partition", "hf:flcli-tests/no-such-set", "--scheme", "iid", "--out", tmp_path / "p"
     )
     assert_one_line_error(result, "hf:flcli-tests/no-such-set")
+
+
+def image_dataset(mode, extra_column=False, n=12):
+    """A save_to_disk-able Dataset of n PIL images (5 high, 4 wide) of mode RGB or L, a label
+    and, with extra_column, a number; and the images' pixels as NumPy holds them (H, W[, C])."""
+    from PIL import Image
+
+    generator = np.random.default_rng(1)
+    shape = (n, 5, 4, 3) if mode == "RGB" else (n, 5, 4)
+    pixels = generator.integers(0, 256, shape, dtype=np.uint8)
+    columns = {
+        "image": [Image.fromarray(p, mode=mode) for p in pixels],
+        "label": (np.arange(n) % 2).tolist(),
+    }
+    if extra_column:
+        columns["size"] = generator.random(n).tolist()
+    data = datasets.Dataset.from_dict(columns).cast_column("image", datasets.Image())
+    return data.cast_column("label", datasets.ClassLabel(names=["a", "b"])), pixels
+
+
+@pytest.mark.parametrize("mode, shape", [("RGB", [3, 5, 4]), ("L", [1, 5, 4])])
+def test_images_are_flattened_channels_first_and_record_their_shape(cli, tmp_path, mode, shape):
+    from flcli.data.hf import image_block
+
+    data, pixels = image_dataset(mode)
+    block, found = image_block(data, "image", "hf:test")
+    channels_first = pixels.transpose(0, 3, 1, 2) if mode == "RGB" else pixels[:, None]
+    assert list(found) == shape
+    assert np.array_equal(block.reshape(len(block), *found), channels_first)
+    data.save_to_disk(str(tmp_path / "images"))
+    out = tmp_path / "p"
+    result = cli("partition", f"hf:{tmp_path / 'images'}", "--clients", "2", "--out", out)
+    assert result.code == 0, result.err
+    assert json.loads((out / "partition.json").read_text())["input_shape"] == shape
+
+
+def test_images_beside_other_features_record_no_shape(cli, tmp_path):
+    data, _ = image_dataset("RGB", extra_column=True)
+    data.save_to_disk(str(tmp_path / "images"))
+    out = tmp_path / "p"
+    result = cli("partition", f"hf:{tmp_path / 'images'}", "--clients", "2", "--out", out)
+    assert result.code == 0, result.err
+    meta = json.loads((out / "partition.json").read_text())
+    assert "input_shape" not in meta and meta["num_features"] == 3 * 5 * 4 + 1
+    dropped = tmp_path / "q"
+    args = ("partition", f"hf:{tmp_path / 'images'}", "--drop", "size", "--clients", "2")
+    assert cli(*args, "--out", dropped).code == 0
+    assert json.loads((dropped / "partition.json").read_text())["input_shape"] == [3, 5, 4]

@@ -38,14 +38,25 @@ def write_leaf(root, text=False, train_sizes=(30, 20, 25), test_size=6, seed=0, 
 def test_users_are_the_clients_and_the_test_folder_the_test_set(tmp_path):
     data = load_leaf(f"leaf:{write_leaf(tmp_path / 'femnist')}")
     assert data.X.shape == (75 + 18, 4)  # 2x2 images flattened
+    assert data.input_shape == (2, 2)  # the nesting of LEAF's lists
     assert data.is_test.sum() == 18
     assert np.bincount(data.groups[~data.is_test]).tolist() == [30, 20, 25]
     assert data.group_names == USERS
 
 
+def test_flat_samples_have_no_shape_of_their_own(tmp_path):
+    root = write_leaf(tmp_path / "flat")
+    for file in root.glob("*/*.json"):
+        content = json.loads(file.read_text())
+        for rows in content["user_data"].values():
+            rows["x"] = [np.ravel(x).tolist() for x in rows["x"]]
+        file.write_text(json.dumps(content))
+    assert load_leaf(f"leaf:{root}").input_shape is None
+
+
 def test_sent140_text_becomes_a_bag_of_words(tmp_path):
     data = load_leaf(f"leaf:{write_leaf(tmp_path / 'sent140', text=True)}")
-    assert data.X.shape[1] == 1024
+    assert data.X.shape[1] == 1024 and data.input_shape is None and data.vocabulary is None
     assert np.allclose(np.linalg.norm(data.X, axis=1), 1.0)
 
 
@@ -59,6 +70,7 @@ def test_leaf_through_partition_train_and_plot(cli, tmp_path):
     meta = json.loads((part / "partition.json").read_text())
     assert meta["client_names"] == list(USERS) and meta["client_sizes"] == [30, 20, 25]
     assert meta["num_test"] == 18 and USERS[0] in result.out
+    assert meta["input_shape"] == [2, 2] and load_partition(part).input_shape == (2, 2)
     assert tree.is_dir()
     assert cli("train", str(part), "--rounds", "2", "--out", str(run)).code == 0
     assert cli("plot", str(run), "--out", str(tmp_path / "f.png")).code == 0

@@ -12,7 +12,10 @@ from flcli.data.dataset import Dataset
 from flcli.data.datasets import load_dataset
 from flcli.data.files import TableOptions, columns_text
 from flcli.data.holdout import with_client_test, with_new_clients, with_own_client_test
+from flcli.data.sample_format import parse_input_shape
+from flcli.data.samples import sample_description
 from flcli.data.store import Partition, array_hash
+from flcli.data.text import TextOptions
 from flcli.data.user_code import check_arguments
 from flcli.errors import FLError
 from flcli.plugins import entry_points, find
@@ -42,18 +45,9 @@ def build_partition(config: PartitionConfig) -> Partition:
         group_by,
         dataset_args=config.dataset_args,
         table=TableOptions(config.drop, config.features, config.impute),
+        text=TextOptions(config.text, config.sequence_length, config.vocabulary_size),
     )
-    if own_local_tests(data, scheme) and config.client_test_fraction:
-        raise FLError(
-            f"{config.dataset} gives each client its own local test rows (its users' test "
-            "split); drop --client-test-fraction"
-        )
-    if data.task == "regression" and scheme.label_skew:
-        others = [name for name, other in schemes.SCHEMES.items() if not other.label_skew]
-        raise FLError(
-            f"--scheme {scheme.name} skews labels, and {config.dataset} has a regression target; "
-            f"use {', '.join(others[:-1])} or {others[-1]}"
-        )
+    check_scheme_fits(scheme, data, config)
     train, test, params = split_train_test(data, config.test_size, config.seed)
     min_samples = config.min_samples
     if min_samples is None:
@@ -90,6 +84,7 @@ def build_partition(config: PartitionConfig) -> Partition:
         "num_test": int(len(test)),
         "client_sizes": np.diff(arrays["offsets"]).tolist(),
         **describe(data, arrays),
+        **sample_description(data, config.input_shape),
         "hash": None,  # set last, of the arrays the holdouts leave
     }
     if data.source is not None:
@@ -106,6 +101,26 @@ def build_partition(config: PartitionConfig) -> Partition:
         built = with_new_clients(built, config.new_clients, config.seed)
     built.meta["hash"] = array_hash(built.arrays)
     return built
+
+
+def check_scheme_fits(scheme: Scheme, data: Dataset, config: PartitionConfig) -> None:
+    """Refuse a scheme (or --client-test-fraction) that the loaded data cannot take."""
+    if data.vocabulary is not None and scheme.perturb is not None:
+        raise FLError(
+            f"--scheme {scheme.name} adds noise to the features, and token ids cannot take it; "
+            "choose another scheme"
+        )
+    if own_local_tests(data, scheme) and config.client_test_fraction:
+        raise FLError(
+            f"{config.dataset} gives each client its own local test rows (its users' test "
+            "split); drop --client-test-fraction"
+        )
+    if data.task == "regression" and scheme.label_skew:
+        others = [name for name, other in schemes.SCHEMES.items() if not other.label_skew]
+        raise FLError(
+            f"--scheme {scheme.name} skews labels, and {config.dataset} has a regression target; "
+            f"use {', '.join(others[:-1])} or {others[-1]}"
+        )
 
 
 def own_local_tests(data: Dataset, scheme: Scheme) -> bool:
@@ -273,9 +288,13 @@ def dataset_params(config: PartitionConfig) -> dict[str, Any]:
         params["encode"] = True
     if config.dataset_args:
         params["dataset_args"] = recordable(config.dataset_args)
-    for name in ("drop", "features", "impute"):
+    for name in ("drop", "features", "impute", "sequence_length", "vocabulary_size"):
         if getattr(config, name) is not None:
             params[name] = getattr(config, name)
+    if config.input_shape is not None:
+        params["input_shape"] = list(parse_input_shape(config.input_shape))
+    if config.text != "hashed":
+        params["text"] = config.text
     return params
 
 

@@ -8,8 +8,23 @@ chosen scheme's own defaults, the keyword defaults of its function (flcli.data.p
 from dataclasses import dataclass
 from typing import Any
 
+from flcli.data.sample_format import (
+    DEFAULT_VOCABULARY_SIZE,
+    SHAPE_HINT,
+    TEXT_MODES,
+    parse_input_shape,
+    shape_of,
+)
 from flcli.data.schemes import DESCRIPTIONS
-from flcli.options import Check, at_least, check_fields, option, parse_key_values
+from flcli.options import (
+    Check,
+    at_least,
+    check_fields,
+    one_of,
+    option,
+    parse_key_values,
+    positive_int,
+)
 
 AT_LEAST_ONE = Check(lambda v: v >= 1, "must be at least 1")
 FRACTION = "use a fraction in (0, 1), e.g. 0.2"
@@ -116,6 +131,39 @@ class PartitionConfig:
         parse=lambda items: parse_key_values(items, "--dataset-arg"),
         show_default=False,
         metavar="KEY=VALUE",
+    )
+    input_shape: tuple[int, ...] | None = option(
+        None,
+        "The shape of one sample, recorded in partition.json for models that read images "
+        "(C,H,W, e.g. 1,28,28) or sequences (T); its product must be the number of features.",
+        show_default="the source's own, e.g. digits: 1,8,8",
+        cli_type=str,
+        parse=parse_input_shape,
+        check=Check(lambda v: shape_of(v) is not None, f"is not a shape; {SHAPE_HINT}"),
+        metavar="C,H,W",
+    )
+    text: str = option(
+        "hashed",
+        "Text samples (leaf: Sent140, Shakespeare) as: hashed (a bag of words, 1024 features), "
+        "chars (character ids in LEAF's Shakespeare alphabet) or words (word ids of a vocabulary "
+        "of the training rows); chars and words record input_shape T and the vocabulary.",
+        check=one_of(*TEXT_MODES),
+        metavar="|".join(TEXT_MODES),
+    )
+    sequence_length: int | None = option(
+        None,
+        "Tokens per sample of --text chars or words: longer texts are cut, shorter padded.",
+        show_default="chars: the longest sample; words: 25",
+        check=positive_int(80, 100_000),
+    )
+    vocabulary_size: int | None = option(
+        None,
+        "Ids of --text words in all, the padding and unknown ids included.",
+        show_default=f"{DEFAULT_VOCABULARY_SIZE}",
+        check=Check(
+            lambda v: isinstance(v, int) and 3 <= v <= 10_000_000,
+            "must be an integer in [3, 10,000,000], e.g. 10000",
+        ),
     )
     test_size: float | None = option(
         None,

@@ -8,7 +8,7 @@ import numpy as np
 @dataclass(frozen=True)
 class Dataset:
     name: str
-    X: np.ndarray  # [n, d] float64
+    X: np.ndarray  # [n, d] float64 (generated images: float32), each sample flat in C order
     y: np.ndarray  # [n] int64 class ids 0..num_classes-1, or float64 targets (regression)
     num_classes: int | None  # None for a regression target
     feature_names: tuple[str, ...] = ()
@@ -20,6 +20,11 @@ class Dataset:
     # [n] the group whose own test row each test row is (LEAF's users' splits), -1 for training
     # rows and for test rows of no group; None: the test rows are only the central test set
     test_groups: np.ndarray | None = None
+    # the shape of one sample, whose product is d: (C, H, W) of an image, (T,) of a token
+    # sequence; None: a plain row of features (flcli.data.sample_format)
+    input_shape: tuple[int, ...] | None = None
+    # a token sequence's vocabulary: the token of each id, PAD and UNKNOWN first
+    vocabulary: tuple[str, ...] | None = None
 
     @property
     def task(self) -> str:

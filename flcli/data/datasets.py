@@ -2,6 +2,7 @@
 (`synthetic:alpha=1,beta=1`), the user's .csv/.parquet/.npz files, `openml:NAME`, and the user's
 own loader (`FILE.py:NAME`, `package.module:NAME` or an installed package's entry point)."""
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from flcli.data.flower_export import load_flower
 from flcli.data.generators import GENERATORS, generate
 from flcli.data.hf import load_hf
 from flcli.data.leaf import load_leaf
+from flcli.data.text import TextOptions
 from flcli.data.user_code import load_user_dataset
 from flcli.errors import FLError
 from flcli.rng import Purpose, rng
@@ -30,8 +32,14 @@ __all__ = ["DATASETS", "Dataset", "catalogue", "load_dataset"]
 
 
 def _sklearn_loader(
-    loader_name: str, scale: Callable[[np.ndarray], np.ndarray], task: str = "classification"
+    loader_name: str,
+    scale: Callable[[np.ndarray], np.ndarray],
+    task: str = "classification",
+    input_shape: tuple[int, ...] | None = None,
 ):
+    """A loader of one of scikit-learn's bundled sets; input_shape is its samples' shape (while
+    --by leaves all its columns features)."""
+
     def load(name: str, group_by: str | None = None) -> Dataset:
         import sklearn.datasets
 
@@ -39,14 +47,17 @@ def _sklearn_loader(
         names = [str(n) for n in getattr(bunch, "feature_names", range(bunch.data.shape[1]))]
         frame = pd.DataFrame(np.asarray(bunch.data, dtype=np.float64), columns=names)
         frame["target"] = bunch.target
-        return dataset_from_frame(name, frame, "target", group_by=group_by, scale=scale, task=task)
+        data = dataset_from_frame(name, frame, "target", group_by=group_by, scale=scale, task=task)
+        if input_shape is None or group_by is not None:
+            return data
+        return dataclasses.replace(data, input_shape=input_shape)
 
     return load
 
 
 DATASETS: dict[str, tuple[Callable[..., Dataset], str]] = {
     "digits": (
-        _sklearn_loader("load_digits", lambda X: X / 16.0),
+        _sklearn_loader("load_digits", lambda X: X / 16.0, input_shape=(1, 8, 8)),
         "8x8 handwritten digits, 1,797 images, 64 pixel features in [0, 1], 10 classes (embedded)",
     ),
     "iris": (
@@ -80,12 +91,13 @@ def catalogue() -> dict[str, str]:
         "a LEAF benchmark as its preprocessing writes it (PATH/train, PATH/test JSON): its users "
         "are the natural clients (--scheme natural), each with its own test rows as its local "
         "test split, and all test rows pooled the central test set; text (Sent140, Shakespeare) "
-        "as a hashed bag of words"
+        "as a hashed bag of words, or token ids with --text chars|words"
     )
     rows["hf:NAME[@REVISION][:SPLIT]"] = (
         "a Hugging Face dataset (a save_to_disk folder offline, or a hub name) through the "
         "datasets library, flcli[hf]: --by COLUMN its natural clients (writer_id), images and "
-        "lists of numbers flattened into features, --target or its ClassLabel column the label"
+        "lists of numbers flattened into features (images channels first), --target or its "
+        "ClassLabel column the label"
     )
     rows["flower:DIR"] = (
         "partitions in Flower Datasets' layout (flwr-datasets create's DIR/partition_i, or fl "
@@ -111,13 +123,20 @@ def load_dataset(
     group_by: str | None = None,
     dataset_args: dict[str, Any] | None = None,
     table: TableOptions = TableOptions(),
+    text: TextOptions = TextOptions(),
 ) -> Dataset:
     """Load a dataset by name, generator spec, file path, openml:NAME or a user's loader
     (dataset_args: its keyword arguments); FLError if unknown.
 
     target and encode apply to files and OpenML; group_by names a column whose values are the
-    rows' natural clients (removed from the features)."""
+    rows' natural clients (removed from the features); text to LEAF's text samples."""
     family = name.split(":", 1)[0]
+    text.check()
+    if text.as_sequences and family != "leaf":
+        raise FLError(
+            f"--text {text.mode} applies to the text samples of leaf:PATH (Sent140, "
+            f"Shakespeare), not to {name!r}; drop it"
+        )
     builtin = (
         family in ("openml", "leaf", "hf", "flower") or family in GENERATORS or name in DATASETS
     )
@@ -141,7 +160,7 @@ def load_dataset(
     if family == "leaf":
         if target is not None or encode:
             raise FLError(f"--target and --encode do not apply to {name}: LEAF gives its labels")
-        return load_leaf(name, group_by)
+        return load_leaf(name, group_by, text)
     if (family in GENERATORS or name in DATASETS) and (target is not None or encode):
         raise FLError(f"--target and --encode apply to files and openml:NAME, not to {name!r}")
     if family in GENERATORS:

@@ -20,7 +20,14 @@ import pandas as pd
 
 from flcli.data.dataset import Dataset
 from flcli.data.files import TableOptions, dataset_from_frame
-from flcli.data.hf import default_target, fingerprint, import_datasets, to_frame, with_label_names
+from flcli.data.hf import (
+    default_target,
+    fingerprint,
+    image_shape,
+    import_datasets,
+    to_frame,
+    with_label_names,
+)
 from flcli.data.store import Partition
 from flcli.errors import FLError
 
@@ -98,10 +105,14 @@ def load_flower(
     parts = [read_folder(datasets, f, spec) for f in partition_folders(root, spec)]
     test = read_folder(datasets, root / "test", spec) if (root / "test").is_dir() else None
     target = target or default_target(parts[0], spec)
-    frames = [to_frame(p, spec).assign(**{GROUP_COLUMN: i}) for i, p in enumerate(parts)]
-    if test is not None:
-        frames.append(to_frame(test, spec).assign(**{GROUP_COLUMN: -1}))
+    splits = {i: part for i, part in enumerate(parts)} | ({-1: test} if test is not None else {})
+    frames, shapes = [], []
+    for group, split in splits.items():
+        columns, image_shapes = to_frame(split, spec)
+        frames.append(columns.assign(**{GROUP_COLUMN: group}))
+        shapes.append(image_shapes)
     frame = pd.concat(frames, ignore_index=True)
+    same_images = shapes[0] if shapes.count(shapes[0]) == len(shapes) else {}
     data = dataset_from_frame(
         spec, frame, target, encode, GROUP_COLUMN, scale=lambda X: X, table=table
     )
@@ -111,6 +122,7 @@ def load_flower(
         "groups": client,
         "group_names": tuple(f"partition_{i}" for i in range(len(parts))),
         "source": {"loader": "flower", "fingerprints": ",".join(map(fingerprint, parts))},
+        "input_shape": image_shape(data, same_images),
     }
     if len(client) != len(data.y):
         raise FLError(f"{spec}: --impute drop changes the partitions; use --impute mean|median")

@@ -1,5 +1,5 @@
 """Generated datasets, named with their parameters: `synthetic:alpha=1,beta=1`, `fcube`,
-`classification:n_samples=2000,n_classes=4`.
+`classification:n_samples=2000,n_classes=4`, `images:samples=2000,noise=0.2`.
 
 Each generator takes its parsed parameters and a Generator (the GENERATE stream of --seed) and
 returns a Dataset; synthetic and fcube come with their own clients (`groups`) and test rows.
@@ -172,6 +172,90 @@ def classification(params: dict, rng: np.random.Generator) -> Dataset:
     )
 
 
+IMAGE_DEFAULTS = {
+    "samples": 2000,
+    "channels": 3,
+    "size": 32,
+    "classes": 10,
+    "templates": 3,
+    "noise": 0.2,
+}
+CANVAS = 0.5  # the grey an image's pattern is placed on
+CONTRAST = (0.3, 0.5)  # the range of a pattern's largest deviation from the canvas
+
+
+def images(params: dict, rng: np.random.Generator) -> Dataset:
+    """Class-conditional images [channels, size, size], float32 in [0, 1], for CNNs.
+
+    Each class has a few (templates) random smooth colour patterns of 5/8 of the image's side,
+    zero mean in each channel. A sample of class k: one of k's patterns, at a random contrast,
+    placed at a random position on a grey canvas, plus pixel noise (uniform, of std noise),
+    clipped to [0, 1]. As the pattern moves by up to 3/8 of the image, a class's mean image is a
+    blur of its patterns, which a linear model of the pixels tells apart only in part, while a
+    convolution that finds a pattern wherever it is separates the classes. Labels are balanced
+    (samples % classes in a random order).
+    """
+    _check_keys("images", params, tuple(IMAGE_DEFAULTS))
+    given = {**IMAGE_DEFAULTS, **params}
+    least = {"samples": 1, "channels": 1, "size": 4, "classes": 2, "templates": 1}
+    samples, channels, size, classes, templates = (
+        _whole("images", key, given[key], low) for key, low in least.items()
+    )
+    noise = given["noise"]
+    if noise < 0:
+        raise FLError(f"images:noise={noise:g} must be >= 0 (the std of the pixel noise)")
+    pixels = samples * channels * size * size  # float32, and a few copies while partitioned
+    refuse_beyond_memory(4.0 * pixels * 4, f"images:samples={samples}", "generate fewer samples")
+    side = size // 2 + size // 8
+    patterns = smooth_patterns(classes * templates, channels, side, rng)
+    y = rng.permutation(np.arange(samples) % classes)
+    chosen = y * templates + rng.integers(templates, size=samples)
+    contrast = rng.uniform(*CONTRAST, samples).astype(np.float32)
+    corners = rng.integers(0, size - side + 1, (samples, 2))
+    X = rng.random((samples, channels, size, size), dtype=np.float32)
+    spread = noise * math.sqrt(12)  # a uniform on [0, spread) has std noise
+    X *= np.float32(spread)
+    X += np.float32(CANVAS - spread / 2)
+    for rows, (top, left) in rows_by_corner(corners, size - side + 1):
+        block = patterns[chosen[rows]] * contrast[rows, None, None, None]
+        X[rows, :, top : top + side, left : left + side] += block
+    np.clip(X, 0.0, 1.0, out=X)
+    return Dataset(
+        name="images",
+        X=X.reshape(samples, -1),
+        y=y.astype(np.int64),
+        num_classes=classes,
+        feature_names=tuple(f"x{j}" for j in range(channels * size * size)),
+        input_shape=(channels, size, size),
+    )
+
+
+def smooth_patterns(count: int, channels: int, side: int, rng: np.random.Generator) -> np.ndarray:
+    """[count, channels, side, side] float32: uniform noise on a coarse grid (a quarter of the
+    side) interpolated up to side x side, each channel shifted to zero mean and the pattern
+    scaled to a largest absolute value of 1."""
+    from scipy.ndimage import zoom
+
+    coarse = max(3, side // 4)
+    grid = rng.uniform(-1.0, 1.0, (count, channels, coarse, coarse))
+    patterns = zoom(
+        grid, (1, 1, side / coarse, side / coarse), order=1, mode="nearest", grid_mode=True
+    )
+    patterns = patterns - patterns.mean(axis=(2, 3), keepdims=True)
+    largest = np.abs(patterns).max(axis=(1, 2, 3), keepdims=True)
+    return (patterns / np.maximum(largest, 1e-12)).astype(np.float32)
+
+
+def rows_by_corner(corners: np.ndarray, span: int):
+    """(the rows, (top, left)) for each corner position that corners [n, 2] hold."""
+    keys = corners[:, 0] * span + corners[:, 1]
+    order = np.argsort(keys, kind="stable")
+    starts = np.searchsorted(keys[order], np.arange(span * span + 1))
+    for key in range(span * span):
+        if starts[key] < starts[key + 1]:
+            yield order[starts[key] : starts[key + 1]], divmod(key, span)
+
+
 def spec_of(params: dict) -> str:
     return ",".join(f"{k}={v:g}" for k, v in params.items())
 
@@ -194,6 +278,13 @@ GENERATORS = {
         classification,
         "scikit-learn's make_classification with its keyword arguments as parameters",
         "classification:n_samples=2000,n_features=20,n_classes=4",
+    ),
+    "images": (
+        images,
+        "class-conditional colour images for CNNs (input_shape channels x size x size): each "
+        "class a few smooth patterns placed anywhere, plus noise (samples=2000, channels=3, "
+        "size=32, classes=10, templates=3, noise=0.2)",
+        "images:samples=2000,noise=0.2",
     ),
 }
 

@@ -10,8 +10,11 @@ SPLIT, or its train split with its test split as the central test set, or its on
 Columns become a table for dataset_from_frame: an image column (PIL images) and a list-of-numbers
 column (any nesting) become float features, flattened into COLUMN_0, COLUMN_1, ...; numbers stay
 numbers; text needs --encode (one-hot). The label is --target, or else the one ClassLabel column.
+Images are flattened channels first (C, H, W); when one image column is all the features, its
+(C, H, W) is the input_shape.
 """
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -132,23 +135,29 @@ def numbers_block(column, name: str, spec: str) -> np.ndarray:
     return values.reshape(rows, -1)
 
 
-def image_block(data, name: str, spec: str) -> np.ndarray:
+def image_block(data, name: str, spec: str) -> tuple[np.ndarray, tuple[int, ...]]:
+    """[n, C*H*W] float64 of an image column, each image channels first (PIL's H x W x C
+    transposed; a grayscale image one channel), and (C, H, W)."""
     try:
-        return np.stack([np.asarray(im, dtype=np.float64).ravel() for im in data[name]])
+        images = np.stack([np.asarray(im, dtype=np.float64) for im in data[name]])
     except ValueError:
         raise FLError(f"{spec}: images of {name!r} differ in size; resize them first") from None
+    images = images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)
+    return images.reshape(len(images), -1), images.shape[1:]
 
 
-def to_frame(data, spec: str) -> pd.DataFrame:
-    """A DataFrame of a datasets.Dataset: images and lists of numbers flattened into columns."""
+def to_frame(data, spec: str) -> tuple[pd.DataFrame, dict[str, tuple[int, ...]]]:
+    """A DataFrame of a datasets.Dataset, images and lists of numbers flattened into columns,
+    and the shape of each image column's images."""
     import pyarrow as pa
 
     table = data.with_format("arrow")[:]  # the rows of a selected or shuffled view, in order
     parts: list[pd.DataFrame] = []
+    shapes = {}
     for name, feature in data.features.items():
         column = table.column(name)
         if type(feature).__name__ == "Image":
-            block = image_block(data, name, spec)
+            block, shapes[name] = image_block(data, name, spec)
         elif (
             pa.types.is_list(column.type)
             or pa.types.is_large_list(column.type)
@@ -158,9 +167,22 @@ def to_frame(data, spec: str) -> pd.DataFrame:
         else:
             parts.append(pd.DataFrame({name: column.to_pandas()}))
             continue
-        columns = [f"{name}_{j}" for j in range(block.shape[1])]
-        parts.append(pd.DataFrame(block, columns=columns))
-    return pd.concat(parts, axis=1)
+        parts.append(pd.DataFrame(block, columns=flat_columns(name, block.shape[1])))
+    return pd.concat(parts, axis=1), shapes
+
+
+def flat_columns(name: str, width: int) -> list[str]:
+    return [f"{name}_{j}" for j in range(width)]
+
+
+def image_shape(data: Dataset, shapes: dict[str, tuple[int, ...]]) -> tuple[int, ...] | None:
+    """The shape of the one image column's images when its pixels are all of data's features
+    (no other feature column besides it), else None."""
+    if len(shapes) != 1:
+        return None
+    [(name, shape)] = shapes.items()
+    pixels = flat_columns(name, int(np.prod(shape)))
+    return shape if list(data.feature_names) == pixels else None
 
 
 def fingerprint(data) -> str:
@@ -173,12 +195,15 @@ def load_hf(
     found, revision = open_hf(spec)  # revision: its record, for partition.json
     train, test = train_test(found, spec)
     target = target or default_target(train, spec)
-    frame = to_frame(train, spec)
+    frame, shapes = to_frame(train, spec)
     if test is not None:
         if table.impute == "drop":
             raise FLError(f"{spec} has its own test split; use --impute mean|median, not drop")
-        frame = pd.concat([frame, to_frame(test, spec)], ignore_index=True)
+        test_frame, test_shapes = to_frame(test, spec)
+        shapes = shapes if test_shapes == shapes else {}
+        frame = pd.concat([frame, test_frame], ignore_index=True)
     data = dataset_from_frame(spec, frame, target, encode, group_by, table=table)
+    data = dataclasses.replace(data, input_shape=image_shape(data, shapes))
     data = with_label_names(data, train.features.get(target))
     source = {"loader": "datasets", "fingerprint": fingerprint(train)}
     if test is not None:
@@ -189,8 +214,6 @@ def load_hf(
 
 def with_label_names(data: Dataset, label) -> Dataset:
     """A ClassLabel's names as the classes (its ids, factorized in order, index them)."""
-    import dataclasses
-
     if type(label).__name__ != "ClassLabel" or data.classes is None:
         return data
     names = tuple(label.names[int(c)] for c in data.classes)
@@ -198,8 +221,6 @@ def with_label_names(data: Dataset, label) -> Dataset:
 
 
 def with_test_rows(data: Dataset, num_train: int, has_test: bool, source: dict) -> Dataset:
-    import dataclasses
-
     changes: dict[str, Any] = {"source": {k: v for k, v in source.items() if v}}
     if has_test:
         is_test = np.arange(len(data.y)) >= num_train

@@ -3,11 +3,13 @@ preprocessing writes it, with its natural clients and the users' own train/test 
 
 PATH is a folder with `train/` and `test/` (LEAF's `data/<name>/data`, or its parent). Every
 *.json file in them holds `users`, `num_samples` and `user_data` {user: {"x": [...], "y": [...]}}.
-A sample x is a list of numbers (an image, flattened), a list of lists of numbers (flattened), or
-text: a string (Shakespeare) or a list whose last string is the text (Sent140's
-[id, date, query, user, tweet]). Text becomes a bag of words through scikit-learn's
-HashingVectorizer(n_features=TEXT_FEATURES, alternate_sign=False, norm="l2"): stateless, so train
-and test are encoded alike without fitting on either. Labels are factorized in sorted order.
+A sample x is a list of numbers (an image, flattened), a list of lists of numbers (flattened, the
+nesting's shape its input_shape), or text: a string (Shakespeare) or a list whose last string is
+the text (Sent140's [id, date, query, user, tweet]). Text becomes, by default (--text hashed), a
+bag of words through scikit-learn's HashingVectorizer(n_features=TEXT_FEATURES,
+alternate_sign=False, norm="l2"): stateless, so train and test are encoded alike without fitting
+on either; --text chars or words make it a token sequence instead (flcli.data.text), whose word
+vocabulary only the train folder's rows build. Labels are factorized in sorted order.
 
 Every training user is one client. A user's rows in the test folder are that client's local test
 split, exactly as LEAF split them (Dataset.test_groups), and all test rows pooled are the central
@@ -23,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from flcli.data.dataset import Dataset
+from flcli.data.text import TextOptions, encode_texts
 from flcli.errors import FLError
 
 TEXT_FEATURES = 1024
@@ -79,27 +82,53 @@ def sample_text(x) -> str | None:
     return None
 
 
-def features_of(xs: list, source: str) -> np.ndarray:
-    """[n, d] floats: numbers flattened, or text hashed into a bag of words."""
+def samples_of(xs: list, is_train: np.ndarray, text: TextOptions, source: str) -> dict:
+    """The Dataset's X [n, d] and, when the samples have them, input_shape and vocabulary: text
+    as text asks (flcli.data.text), numbers flattened."""
     texts = [sample_text(x) for x in xs]
     if all(t is not None for t in texts):
+        return text_samples(texts, is_train, text)
+    if text.as_sequences:
+        raise FLError(
+            f"--text {text.mode} applies to text samples (Sent140, Shakespeare); {source} holds "
+            "numbers: drop --text"
+        )
+    return number_samples(xs, source)
+
+
+def text_samples(texts: list[str], is_train: np.ndarray, text: TextOptions) -> dict:
+    if not text.as_sequences:
         from sklearn.feature_extraction.text import HashingVectorizer
 
         vectorizer = HashingVectorizer(n_features=TEXT_FEATURES, alternate_sign=False, norm="l2")
-        return vectorizer.transform(texts).toarray()
+        return {"X": vectorizer.transform(texts).toarray()}
+    encoded = encode_texts(texts, is_train, text)
+    return {
+        "X": encoded.ids.astype(np.float64),
+        "input_shape": (encoded.ids.shape[1],),
+        "vocabulary": encoded.vocabulary,
+    }
+
+
+def number_samples(xs: list, source: str) -> dict:
+    """Each sample flattened; the shape of its nesting its input_shape, when it is nested and
+    every sample has the same."""
     try:
-        X = np.array([np.ravel(np.asarray(x, dtype=np.float64)) for x in xs])
+        arrays = [np.asarray(x, dtype=np.float64) for x in xs]
+        X = np.stack([a.ravel() for a in arrays])
     except (TypeError, ValueError):
-        X = np.empty(0)
+        arrays, X = [], np.empty(0)
     if X.ndim != 2 or not np.isfinite(X).all():
         raise FLError(
             f"{source}: x must be numbers of one length (an image, flattened) or text; other "
             "kinds (CelebA's image file names) are not read"
         )
-    return X
+    shape = arrays[0].shape
+    nested = len(shape) > 1 and all(a.shape == shape for a in arrays)
+    return {"X": X, "input_shape": shape if nested else None}
 
 
-def load_leaf(spec: str, group_by: str | None = None) -> Dataset:
+def load_leaf(spec: str, group_by: str | None = None, text: TextOptions = TextOptions()) -> Dataset:
     path = Path(spec.split(":", 1)[1])
     if group_by is not None:
         raise FLError(f"{spec} has its own clients (LEAF's users); drop --by")
@@ -113,7 +142,7 @@ def load_leaf(spec: str, group_by: str | None = None) -> Dataset:
     num_train = sum(sizes)
     if not num_train or len(ys) == num_train:
         raise FLError(f"leaf:{path} has an empty train or test folder; both need samples")
-    X = features_of(xs, str(path))
+    samples = samples_of(xs, np.arange(len(ys)) < num_train, text, str(path))
     codes, classes = pd.factorize(
         pd.Series([str(y) if isinstance(y, str) else y for y in ys]), sort=True
     )
@@ -124,15 +153,15 @@ def load_leaf(spec: str, group_by: str | None = None) -> Dataset:
     test_groups[num_train:] = test_owners(users, test)
     return Dataset(
         name=spec,
-        X=X,
         y=codes.astype(np.int64),
         num_classes=len(classes),
-        feature_names=tuple(f"x{j}" for j in range(X.shape[1])),
+        feature_names=tuple(f"x{j}" for j in range(samples["X"].shape[1])),
         groups=groups,
         is_test=is_test,
         classes=tuple(str(c) for c in classes),
         group_names=tuple(users),
         test_groups=test_groups if (test_groups >= 0).any() else None,
+        **samples,
     )
 
 

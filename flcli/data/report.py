@@ -8,6 +8,7 @@ import numpy as np
 from rich.console import Group
 from rich.table import Table
 
+from flcli.data.sample_format import PAD, PAD_ID, UNKNOWN, UNKNOWN_ID
 from flcli.data.stats import js_divergences
 
 MAX_CLIENT_ROWS = 20
@@ -43,6 +44,8 @@ def summary_table(meta: dict) -> Table:
     table.add_row("clients", f"{clients}  (seed {meta.get('seed', '-')})")
     train, test = meta.get("num_train", sizes.sum()), meta.get("num_test", "-")
     table.add_row("train / test samples", f"{train} / {test}")
+    for name, text in sample_rows(meta):
+        table.add_row(name, text)
     table.add_row(
         "client size min / median / max",
         f"{sizes.min()} / {np.median(sizes):g} / {sizes.max()}   (CV {skew['size_cv']:.2f})",
@@ -67,6 +70,23 @@ def summary_table(meta: dict) -> Table:
     elif "target_shift" in skew:
         table.add_row("target shift", f"{skew['target_shift']:.2f}  (std of client means / std)")
     return table
+
+
+def sample_rows(meta: dict) -> list[tuple[str, str]]:
+    """The shape of a sample (C x H x W, T) and a token sequence's vocabulary, when recorded."""
+    rows = []
+    features = meta.get("num_features")
+    if "input_shape" in meta:
+        shape = " x ".join(str(size) for size in meta["input_shape"])
+        rows.append(("input shape", f"{shape}   ({features} features)" if features else shape))
+    elif features is not None:
+        rows.append(("input shape", f"{features} features"))
+    if "vocabulary" in meta:
+        size = len(meta["vocabulary"])
+        rows.append(
+            ("vocabulary", f"{size} tokens   (id {PAD_ID}: {PAD}, id {UNKNOWN_ID}: {UNKNOWN})")
+        )
+    return rows
 
 
 def client_table(meta: dict) -> Table:

@@ -91,6 +91,20 @@ class Partition:
         return int(self.x_train.shape[1])
 
     @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The shape of one sample (its features are its values in C order): partition.json's
+        input_shape, (C, H, W) of an image or (T,) of a token sequence, else (num_features,)."""
+        shape = self.meta.get("input_shape")
+        return (self.num_features,) if shape is None else tuple(shape)
+
+    @property
+    def vocabulary(self) -> tuple[str, ...] | None:
+        """The token of each id of a token sequence's features (id 0 pads a short sequence, id 1
+        is an unknown token: flcli.data.sample_format), or None for features that are not tokens."""
+        vocabulary = self.meta.get("vocabulary")
+        return None if vocabulary is None else tuple(vocabulary)
+
+    @property
     def hash(self) -> str:
         return self.meta["hash"]
 

@@ -2,10 +2,13 @@
 arrays of data.npz (dtypes, shapes, ranges, and their agreement with each other and with
 partition.json). Every failure is one FLError naming the file, the field and the fix."""
 
+import json
 from pathlib import Path
 
 import numpy as np
 
+from flcli.data.sample_format import shape_problem, shape_text, vocabulary_problem
+from flcli.data.samples import token_ids_problem
 from flcli.errors import FLError
 
 REBUILD = "re-create the partition with fl partition"
@@ -52,6 +55,31 @@ def check_description(meta, meta_file: Path) -> None:
         raise refused(meta_file, "client_sizes has not num_clients entries")
     if "label_counts" in meta and not good_label_counts(meta):
         raise refused(meta_file, "label_counts is not a clients x classes table")
+    check_sample_description(meta, meta_file)
+
+
+def check_sample_description(meta: dict, meta_file: Path) -> None:
+    """input_shape (positive integers whose product is num_features) and vocabulary (strings,
+    PAD and UNKNOWN first), when partition.json has them."""
+    features = meta.get("num_features")
+    if "input_shape" in meta:
+        shape = meta["input_shape"]
+        problem = shape_problem(shape, features if is_count(features, 1) else None)
+        if problem is not None:
+            raise FLError(
+                f"{meta_file}: input_shape {json_text(shape)} {problem}; {REBUILD} "
+                "(--input-shape C,H,W or T whose product is the number of features)"
+            )
+    if "vocabulary" in meta:
+        problem = vocabulary_problem(meta["vocabulary"])
+        if problem is not None:
+            raise FLError(f"{meta_file}: vocabulary {problem}; {REBUILD} (--text chars or words)")
+
+
+def json_text(value) -> str:
+    """value as partition.json spells it, cut short."""
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def good_label_counts(meta: dict) -> bool:
@@ -82,6 +110,26 @@ def check_arrays(arrays: dict[str, np.ndarray], meta: dict, data_file: Path) -> 
         rows = len(arrays["y_client_test"])
         check_offsets(arrays["client_test_offsets"], rows, meta, "client_test_offsets", data_file)
     check_new_clients(arrays, meta, num_classes, width, data_file)
+    check_samples(arrays, meta, data_file)
+
+
+def check_samples(arrays: dict[str, np.ndarray], meta: dict, data_file: Path) -> None:
+    """partition.json's input_shape multiplies to the arrays' feature count, and the features of
+    a partition with a vocabulary are ids of it."""
+    width = arrays["x_train"].shape[1]
+    if "input_shape" in meta and shape_problem(meta["input_shape"], width) is not None:
+        raise FLError(
+            f"{data_file}: partition.json's input_shape {shape_text(meta['input_shape'])} does "
+            f"not multiply to its {width} features; {REBUILD} (--input-shape whose product is "
+            f"{width})"
+        )
+    if "vocabulary" not in meta:
+        return
+    for name in arrays:
+        if name.startswith("x_"):
+            problem = token_ids_problem(arrays[name], len(meta["vocabulary"]))
+            if problem is not None:
+                raise FLError(f"{data_file}: {name} {problem}; {REBUILD} (--text chars or words)")
 
 
 def check_new_clients(arrays, meta: dict, num_classes, width, data_file: Path) -> None:

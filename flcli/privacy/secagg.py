@@ -26,17 +26,19 @@ the result is the plain sum up to the fixed-point rounding (at most K * step / 2
 the step is 2^-32, coarser beyond 2,047 clients so that the sum never overflows).
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from flcli.errors import RunFailed
 from flcli.privacy import shamir
 from flcli.rng import Purpose, rng
+
+if TYPE_CHECKING:  # cryptography is imported by the runs that use it (20 ms of start-up)
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 KEY_BYTES = 32
 WORD_BYTES = 8  # one coordinate modulo 2^64
@@ -63,7 +65,7 @@ class FixedPoint:
         return 2.0**-self.fraction_bits
 
     @classmethod
-    def for_cohort(cls, clients: int) -> "FixedPoint":
+    def for_cohort(cls, clients: int) -> FixedPoint:
         """The finest step whose sum over this many clients cannot overflow: 2^-32 up to 2,047
         clients, one bit coarser at each doubling beyond."""
         bits = min(32, 63 - 20 - clients.bit_length())
@@ -108,6 +110,10 @@ def protocol_traffic(
 
 def prg(key: bytes, length: int, context: bytes) -> np.ndarray:
     """length uint64 words of the ChaCha20 key stream under HKDF-SHA256(key, info=context)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     stream_key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=context).derive(key)
     encryptor = Cipher(algorithms.ChaCha20(stream_key, bytes(16)), mode=None).encryptor()
     return np.frombuffer(encryptor.update(bytes(WORD_BYTES * length)), dtype=np.uint64)
@@ -116,6 +122,8 @@ def prg(key: bytes, length: int, context: bytes) -> np.ndarray:
 def pairwise_mask(
     own: X25519PrivateKey, other_public: bytes, length: int, label: bytes = b""
 ) -> np.ndarray:
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+
     shared = own.exchange(X25519PublicKey.from_public_bytes(other_public))
     return prg(shared, length, b"flcli secagg pairwise mask" + label)
 
@@ -133,9 +141,15 @@ class ClientSecrets:
     seed_shares: list[tuple[int, int]]
 
 
+def private_key(raw: bytes) -> X25519PrivateKey:
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    return X25519PrivateKey.from_private_bytes(raw)
+
+
 def client_secrets(seed: int, round: int, client: int, threshold: int, cohort: int):
     generator = rng(seed, Purpose.SECAGG, round, client)
-    key = X25519PrivateKey.from_private_bytes(generator.bytes(KEY_BYTES))
+    key = private_key(generator.bytes(KEY_BYTES))
     self_seed = generator.bytes(KEY_BYTES)
     raw_key = key.private_bytes_raw()
     return ClientSecrets(
@@ -232,7 +246,7 @@ def secure_word_sum(
     for v in dropped:
         points = [secrets[v].key_shares[h] for h in helpers]
         raw = shamir.reconstruct(points).to_bytes(KEY_BYTES, "big")
-        key_v = X25519PrivateKey.from_private_bytes(raw)
+        key_v = private_key(raw)
         for u in alive:
             mask = pairwise_mask(key_v, secrets[u].public, P, label)  # = s_uv, by symmetry
             total = total - mask if v > u else total + mask
