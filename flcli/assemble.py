@@ -143,9 +143,8 @@ def model_for(config: TrainConfig, partition: Partition):
 
 def sample_shape(partition: Partition) -> tuple:
     """(one sample's shape, the vocabulary's size or None), what a PyTorch module is built for."""
-    shape = getattr(partition, "input_shape", (partition.num_features,))
-    vocabulary = getattr(partition, "vocabulary", None)
-    return tuple(shape), (len(vocabulary) if vocabulary is not None else None)
+    vocabulary = partition.vocabulary
+    return partition.input_shape, (len(vocabulary) if vocabulary is not None else None)
 
 
 def refuse_for_run(config: TrainConfig, spec: AlgorithmSpec, model, partition: Partition) -> None:

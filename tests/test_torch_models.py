@@ -20,6 +20,8 @@ from flcli.models.registry import make_model
 torch = pytest.importorskip("torch")
 
 NETS = '''
+import math
+
 import torch
 from torch import nn
 
@@ -41,26 +43,29 @@ class SmallCNN(nn.Module):
 
 
 def mlp(num_classes, input_shape, hidden=16):
-    return nn.Sequential(
-        nn.Flatten(), nn.Linear(input_shape[-1], hidden), nn.Tanh(), nn.Linear(hidden, num_classes)
-    )
+    features = math.prod(input_shape)
+    layers = [nn.Linear(features, hidden), nn.Tanh(), nn.Linear(hidden, num_classes)]
+    return nn.Sequential(nn.Flatten(), *layers)
 
 
 def regressor(num_classes, input_shape):
-    return nn.Linear(input_shape[-1], 1)
+    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), 1))
 
 
 def with_batchnorm(num_classes, input_shape):
     norm = nn.BatchNorm1d(8)
-    return nn.Sequential(nn.Linear(input_shape[-1], 8), norm, nn.Linear(8, num_classes))
+    features = math.prod(input_shape)
+    return nn.Sequential(nn.Flatten(), nn.Linear(features, 8), norm, nn.Linear(8, num_classes))
 
 
 def with_dropout(num_classes, input_shape):
-    return nn.Sequential(nn.Linear(input_shape[-1], 8), nn.Dropout(0.5), nn.Linear(8, num_classes))
+    features = math.prod(input_shape)
+    layers = [nn.Linear(features, 8), nn.Dropout(0.5), nn.Linear(8, num_classes)]
+    return nn.Sequential(nn.Flatten(), *layers)
 
 
 def three_outputs(num_classes, input_shape):
-    return nn.Linear(input_shape[-1], 3)
+    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), 3))
 
 
 def not_a_module(num_classes, input_shape):
@@ -245,3 +250,29 @@ def test_head_is_the_last_layer(nets):
     head = model.head_slice()
     assert head.stop == model.num_params
     assert head.stop - head.start == 4 * 16 * 10 + 10
+
+
+@pytest.mark.parametrize(
+    "name, args",
+    [("mlp", {"hidden": 600}), ("FedAvgCNN", {})],  # blocks of 5 clients (vmap); one (autograd)
+)
+def test_chunks_trained_in_threads_at_once_give_the_same_models(dirichlet_dir, nets, name, args):
+    """Threads train chunks of clients at once, each through its own copy of the module."""
+    partition = load_partition(dirichlet_dir)
+    where = "examples/cnn.py" if name == "FedAvgCNN" else nets
+    model = make_model(
+        f"torch:{where}:{name}",
+        partition.num_features,
+        10,
+        dtype="float32",
+        model_args=args,
+        shape=(partition.input_shape, None),
+    )
+    data = partition.astype("float32")
+    cohort = Cohort.of(np.arange(partition.num_clients), partition.offsets)
+    w = model.init(np.random.default_rng(0))
+    spec = LocalSpec(epochs=1, batch_size=8, lr=0.05)
+    args = (data.x_train, data.y_train, cohort, w, spec, 3, 1)
+    alone = train_cohort(model, *args, threads=1).params
+    together = train_cohort(model, *args, threads=2).params
+    assert np.array_equal(alone, together)

@@ -19,6 +19,9 @@ The loss is the mean over each client's masked batch, as for flcli's NumPy model
 the logits for classification, squared error of the one output for regression.
 """
 
+import copy
+import threading
+
 import numpy as np
 import torch
 from torch.func import functional_call, grad_and_value, vmap
@@ -59,17 +62,25 @@ class TorchModel:
         self.bounds = np.concatenate([[0], np.cumsum(self.sizes)]).tolist()
         self.num_params = int(self.bounds[-1])
         self.block = max(1, min(MAX_BLOCK, CACHE_BYTES // (self.num_params * self.dtype.itemsize)))
-        self._step = None
+        self.threads = threading.local()  # each thread's own module and vmapped step
         probe = torch.zeros(1, int(np.prod(self.input_shape)), dtype=self.torch_dtype)
         with torch.no_grad():
             self.output_shape = tuple(self.module(self.inputs(probe)).shape[1:])
 
-    def __getstate__(self):  # the vmapped function is rebuilt where the model is unpickled
-        return {**self.__dict__, "_step": None}
+    def __getstate__(self):  # each thread's module and step are rebuilt where it is unpickled
+        return {key: value for key, value in self.__dict__.items() if key != "threads"}
 
     def __setstate__(self, state):
-        self.__dict__.update(state)
+        self.__dict__.update(state, threads=threading.local())
         one_deterministic_thread()
+
+    def own_module(self) -> torch.nn.Module:
+        """This thread's copy of the module: functional_call swaps a module's parameters while it
+        runs, so threads training chunks at once must not share one."""
+        if not hasattr(self.threads, "module"):
+            self.threads.module = copy.deepcopy(self.module)
+            self.threads.step = vmap(grad_and_value(self.client_loss))
+        return self.threads.module
 
     def init(self, rng: np.random.Generator) -> np.ndarray:
         module = self.build(int(rng.integers(2**63)))
@@ -98,7 +109,7 @@ class TorchModel:
 
     def client_loss(self, params, x, y, mask):
         """One client's mean loss over its masked batch (vmapped over clients)."""
-        out = functional_call(self.module, params, (self.inputs(x),))
+        out = functional_call(self.own_module(), params, (self.inputs(x),))
         if self.task == "regression":
             per_sample = (out.reshape(-1) - y) ** 2
         else:
@@ -114,9 +125,8 @@ class TorchModel:
                 grads = torch.autograd.grad(value, list(params.values()))
             named = zip(params, grads, strict=True)
             return {name: grad[None] for name, grad in named}, value.detach()[None]
-        if self._step is None:
-            self._step = vmap(grad_and_value(self.client_loss))
-        return self._step(self.views(W), X, y, mask)
+        self.own_module()
+        return self.threads.step(self.views(W), X, y, mask)
 
     def blocks(self, W: np.ndarray, X, y, mask):
         """(rows of W, their tensors) per vmap call: blocks of `block` clients, a short last block
@@ -165,7 +175,7 @@ class TorchModel:
         x = torch.from_numpy(np.ascontiguousarray(X, dtype=self.dtype))
         with torch.no_grad():
             parts = [
-                functional_call(self.module, params, (self.inputs(x[i : i + PREDICT_ROWS]),))
+                functional_call(self.own_module(), params, (self.inputs(x[i : i + PREDICT_ROWS]),))
                 for i in range(0, len(x), PREDICT_ROWS)
             ]
         return torch.cat(parts) if parts else torch.empty(0, *self.output_shape)
