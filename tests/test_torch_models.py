@@ -175,16 +175,20 @@ def rounds_of(out):
     return pd.read_csv(out / "rounds.csv").drop(columns=["elapsed_s"])
 
 
-@pytest.mark.parametrize("algo", ["fedavg", "scaffold"])
-def test_cli_runs_are_the_same_on_every_backend(cli, dirichlet_dir, nets, tmp_path, algo):
+@pytest.mark.parametrize(
+    "algo, backends",
+    [("fedavg", ("process", "ray", "serial")), ("scaffold", ("process", "serial"))],
+)
+def test_cli_runs_are_the_same_on_every_backend(cli, dirichlet_dir, nets, tmp_path, algo, backends):
     common = ("--model", f"torch:{nets}:SmallCNN", "--algo", algo, "--rounds", "3", "--seed", "4")
     runs = {}
-    for backend in ("vectorized", "process", "serial"):
+    for backend in ("vectorized", *backends):
         out = tmp_path / backend
         result = cli("train", dirichlet_dir, *common, "--backend", backend, "--out", out)
         assert result.code == 0, result.err
         runs[backend] = rounds_of(out)
-    pd.testing.assert_frame_equal(runs["vectorized"], runs["process"], check_exact=True)
+    for exact in set(backends) - {"serial"}:
+        pd.testing.assert_frame_equal(runs["vectorized"], runs[exact], check_exact=True)
     pd.testing.assert_frame_equal(runs["vectorized"], runs["serial"], check_exact=False, atol=1e-9)
     assert runs["vectorized"]["test_accuracy"].iloc[-1] > 0.5
 
@@ -276,3 +280,19 @@ def test_chunks_trained_in_threads_at_once_give_the_same_models(dirichlet_dir, n
     alone = train_cohort(model, *args, threads=1).params
     together = train_cohort(model, *args, threads=2).params
     assert np.array_equal(alone, together)
+
+
+def test_char_lstm_trains_on_leaf_text_as_characters(cli, tmp_path):
+    from test_text import write_leaf_text
+
+    root = write_leaf_text(tmp_path / "shakespeare", sentences=False)
+    partition = tmp_path / "p"
+    made = cli("partition", f"leaf:{root}", "--text", "chars", "--out", partition)
+    assert made.code == 0, made.err
+    lstm = "torch:examples/char_lstm.py:CharLSTM"
+    small = ("--model-arg", "hidden=8", "--model-arg", "embedding=4", "--model-arg", "layers=1")
+    args = ("--model", lstm, *small, "--rounds", "3", "--local-epochs", "3", "--dtype", "float32")
+    result = cli("train", partition, *args, "--out", tmp_path / "r")
+    assert result.code == 0, result.err
+    frame = rounds_of(tmp_path / "r")
+    assert frame["train_loss"].iloc[-1] < frame["train_loss"].iloc[0]
