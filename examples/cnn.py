@@ -26,7 +26,7 @@ def after_convolutions(input_shape, layers: nn.Module) -> int:
 
 
 class FedAvgCNN(nn.Module):
-    default_lr = 0.05
+    default_lr = 0.1
 
     def __init__(self, num_classes: int = 10, input_shape=(1, 28, 28)):
         super().__init__()
@@ -50,7 +50,7 @@ class FedAvgCNN(nn.Module):
 
 
 class LeNet5(nn.Module):
-    default_lr = 0.05
+    default_lr = 0.1
 
     def __init__(self, num_classes: int = 10, input_shape=(1, 28, 28)):
         super().__init__()
