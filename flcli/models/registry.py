@@ -109,20 +109,25 @@ def plugin_class(name: str):
 def default_lr(name: str) -> float:
     """The default --lr of a model (models differ in scale: an MLP needs smaller steps)."""
     if is_plugin(name):
-        lr = getattr(plugin_class(name), "default_lr", PLUGIN_LR)
-        if isinstance(lr, bool) or not isinstance(lr, int | float) or not 0 < lr < float("inf"):
-            raise FLError(f"--model {name}'s default_lr {lr!r} must be a number > 0, e.g. 0.1")
-        return float(lr)
+        return checked_lr(getattr(plugin_class(name), "default_lr", PLUGIN_LR), name)
     if name.startswith(TORCH_PREFIX):
         from flcli.models import torchload
 
-        return torchload.default_lr(name)
+        factory = torchload.module_factory(name)
+        return checked_lr(getattr(factory, "default_lr", torchload.DEFAULT_LR), name)
     if name.startswith(SKLEARN_PREFIX):
         from flcli.models.sklearn import find_estimator
 
         family = find_estimator(name[len(SKLEARN_PREFIX) :]).__module__
         return MODELS["softmax"].lr if family.startswith(UNPARAMETRIC_FAMILIES) else SKLEARN_LR
     return MODELS[name].lr if name in MODELS else MODELS["softmax"].lr
+
+
+def checked_lr(lr, name: str) -> float:
+    """A user's class's default_lr, checked."""
+    if isinstance(lr, bool) or not isinstance(lr, int | float) or not 0 < lr < float("inf"):
+        raise FLError(f"--model {name}'s default_lr {lr!r} must be a number > 0, e.g. 0.1")
+    return float(lr)
 
 
 def make_model(

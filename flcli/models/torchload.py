@@ -46,13 +46,6 @@ def module_factory(name: str):
     return found[0]
 
 
-def default_lr(name: str) -> float:
-    lr = getattr(module_factory(name), "default_lr", DEFAULT_LR)
-    if isinstance(lr, bool) or not isinstance(lr, int | float) or not 0 < lr < float("inf"):
-        raise FLError(f"--model {name}'s default_lr {lr!r} must be a number > 0, e.g. 0.05")
-    return float(lr)
-
-
 def arguments(factory, data: dict, model_args: dict) -> dict:
     """What the factory is called with: the data's facts its signature names, then --model-arg."""
     try:
