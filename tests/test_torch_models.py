@@ -199,8 +199,10 @@ def test_run_json_records_the_module_file_and_resume_is_exact(cli, iid_dir, nets
     out = tmp_path / "run"
     result = cli("train", iid_dir, "--model", f"torch:{nets}:mlp", "--rounds", "1", "--out", out)
     assert result.code == 0, result.err
-    source = json.loads((out / "run.json").read_text())["sources"]["model"]
+    run = json.loads((out / "run.json").read_text())
+    source = run["sources"]["model"]
     assert source["reference"] == f"{nets}:mlp" and len(source["sha256"]) == 64
+    assert run["config"]["lr"] == 0.05  # a module without a default_lr of its own
     config = train_config(model=f"torch:{nets}:mlp", rounds=4, seed=3, algo="fedavgm")
     assert_resume_is_exact(iid_dir, config, tmp_path)
 
