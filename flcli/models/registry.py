@@ -208,7 +208,7 @@ def describe_models(algorithms: dict) -> dict[str, str]:
     for name, point in entry_points("model").items():  # installed packages' models
         lines[name] = f"{'?':<15} {every:<16} {point.value} (installed plugin)"
     lines["torch:FILE.py:NAME"] = (
-        f"{'either':<15} {every:<16} a PyTorch module trained a cohort at once (flcli[torch]; "
+        f"{'either':<15} {every:<16} a PyTorch module trained a cohort at once (the torch extra; "
         "examples/cnn.py), --model-arg key=value"
     )
     lines["FILE.py:CLASS"] = (
