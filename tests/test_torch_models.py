@@ -64,6 +64,10 @@ def with_dropout(num_classes, input_shape):
     return nn.Sequential(nn.Flatten(), *layers)
 
 
+def linear(num_classes, input_shape):
+    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), num_classes))
+
+
 def three_outputs(num_classes, input_shape):
     return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), 3))
 
@@ -298,3 +302,37 @@ def test_char_lstm_trains_on_leaf_text_as_characters(cli, tmp_path):
     assert result.code == 0, result.err
     frame = rounds_of(tmp_path / "r")
     assert frame["train_loss"].iloc[-1] < frame["train_loss"].iloc[0]
+
+
+def test_distillation_gradient_equals_softmax_regressions(nets):
+    """FedDF's student loss T^2 KL(targets || softmax(logits / T)) of a linear module equals
+    flcli's NumPy softmax regression's, its gradient mapped through nn.Linear's [C, D] layout."""
+    from flcli.models.linear import SoftmaxRegression
+
+    module, numpy_model = model_of(nets, "linear"), SoftmaxRegression(64, 10)
+    rng = np.random.default_rng(6)
+    weights, bias = rng.normal(size=(64, 10)), rng.normal(size=10)
+    X, targets = rng.random((9, 64)), rng.dirichlet(np.ones(10), size=9)
+    expected_loss, expected = numpy_model.distill_loss_grad(
+        np.concatenate([weights.ravel(), bias]), X, targets, 2.0
+    )
+    loss, grad = module.distill_loss_grad(
+        np.concatenate([weights.T.ravel(), bias]), X, targets, 2.0
+    )
+    assert loss == pytest.approx(expected_loss, rel=1e-12)
+    assert np.allclose(grad[:640].reshape(10, 64).T, expected[:640].reshape(64, 10), atol=1e-12)
+    assert np.allclose(grad[640:], expected[640:], atol=1e-12)
+
+
+def every_algorithm():
+    from flcli.algorithms.registry import BUILT_IN
+
+    return [spec.name for spec in BUILT_IN if spec.name != "fedbag"]  # fedbag: parameterless
+
+
+@pytest.mark.parametrize("algo", every_algorithm())
+def test_every_algorithm_trains_a_torch_module(cli, personal_dir, nets, tmp_path, algo):
+    model = ("--model", f"torch:{nets}:mlp", "--model-arg", "hidden=8")
+    result = cli("train", personal_dir, *model, "--algo", algo, "--rounds", "2", "--out", tmp_path)
+    assert result.code == 0, result.err
+    assert len(rounds_of(tmp_path)) == 3

@@ -33,6 +33,13 @@ MAX_BLOCK = 16
 PREDICT_ROWS = 256  # rows per forward pass when predicting (bounds activations' memory)
 
 
+def tensor(array, dtype=None) -> torch.Tensor:
+    """The array as a tensor, sharing its memory when it is writable (PyTorch does not take
+    read-only memory, such as a worker's memory-mapped data, without a copy)."""
+    array = np.ascontiguousarray(array, dtype=dtype)
+    return torch.from_numpy(array if array.flags.writeable else array.copy())
+
+
 def one_deterministic_thread() -> None:
     """PyTorch as the engine needs it: one intra-op thread (the engine threads over clients) and
     deterministic algorithms."""
@@ -43,7 +50,11 @@ def one_deterministic_thread() -> None:
 
 class TorchModel:
     capabilities = Capabilities(
-        fused_step=True, exact_log_proba=True, splits_head=True, heavy_clients=True
+        fused_step=True,
+        exact_log_proba=True,
+        splits_head=True,
+        heavy_clients=True,
+        distillable=True,
     )
 
     def __init__(self, build, task: str, input_shape: tuple[int, ...], dtype, tokens=False):
@@ -133,8 +144,7 @@ class TorchModel:
         padded with repeats of its last client (which compute the same and are dropped)."""
         K = len(W)
         W_t = torch.from_numpy(W)
-        X_t, mask_t = torch.from_numpy(np.asarray(X)), torch.from_numpy(np.asarray(mask))
-        y_t = torch.from_numpy(np.asarray(y))
+        X_t, y_t, mask_t = tensor(X), tensor(y), tensor(mask)
         for start in range(0, K, self.block):
             stop = min(start + self.block, K)
             if stop - start == self.block:
@@ -171,14 +181,29 @@ class TorchModel:
 
     def forward(self, w: np.ndarray, X: np.ndarray) -> torch.Tensor:
         """The module's outputs for one parameter vector w [P] on rows X [N, D]."""
-        params = self.views(torch.from_numpy(np.ascontiguousarray(w, dtype=self.dtype)))
-        x = torch.from_numpy(np.ascontiguousarray(X, dtype=self.dtype))
+        params = self.views(tensor(w, self.dtype))
+        x = tensor(X, self.dtype)
         with torch.no_grad():
             parts = [
                 functional_call(self.own_module(), params, (self.inputs(x[i : i + PREDICT_ROWS]),))
                 for i in range(0, len(x), PREDICT_ROWS)
             ]
         return torch.cat(parts) if parts else torch.empty(0, *self.output_shape)
+
+    def distill_loss_grad(self, w, X, targets, temperature):
+        """Knowledge distillation towards soft targets [N, C] (Hinton et al. 2015, FedDF's
+        student): the mean over rows of T^2 KL(targets || softmax(logits / T)), and its gradient
+        with respect to w [P], by autograd."""
+        w_t = torch.from_numpy(np.array(w, dtype=self.dtype)).requires_grad_()
+        x = self.inputs(tensor(X, self.dtype))
+        soft = tensor(targets, self.dtype)
+        with torch.enable_grad():
+            logits = functional_call(self.own_module(), self.views(w_t), (x,))
+            log_student = torch.log_softmax(logits / temperature, dim=-1)
+            kl = torch.nn.functional.kl_div(log_student, soft, reduction="batchmean")
+            loss = temperature**2 * kl
+            (grad,) = torch.autograd.grad(loss, w_t)
+        return loss.item(), grad.numpy()
 
     def head_slice(self) -> slice:
         """The last layer's parameters (those of the module that owns the last parameter), which
