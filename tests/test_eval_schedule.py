@@ -117,6 +117,9 @@ def test_k_1_and_f_1_write_the_recorded_rounds_csv_and_keep_the_digest(cli, tmp_
     assert digests[0] == digests[1]
     chosen = TrainConfig(eval_every=2).digest(), TrainConfig(eval_clients=0.5).digest()
     assert TrainConfig().digest() not in chosen and chosen[0] != chosen[1]
+    # what flcli wrote in run.json for these configs before the options existed
+    older = TrainConfig(algo="fedprox", rounds=7, dtype="float32", eval_every=1, eval_clients=1.0)
+    assert (TrainConfig().digest(), older.digest()) == ("849df04c74bce20c", "c199ca404cc7a9d7")
 
 
 @given(
