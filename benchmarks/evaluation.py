@@ -7,7 +7,8 @@ float32), FedAvg, MLP(256), 1,000 clients per round, 1 local epoch, batch 16, lr
 1. Per round, in a child process per setting: the seconds of the round's training (the round
    kind's train: local SGD, aggregation) and of its evaluation (its measure: the test set, the
    train loss, the cohort's per-client accuracies), median (min-max) of ROUNDS rounds after one
-   untimed warm-up round, with --eval-clients 1 (the default: every training row) and 0.1. With
+   untimed warm-up round (wall and CPU seconds, the latter less skewed by a busy machine), with
+   --eval-clients 1 (the default: every training row) and 0.1. With
    --baseline DIR (a checkout of the code before, e.g. `git archive main | tar -x -C DIR`), the
    default evaluation with DIR's flcli too.
 2. Whole `fl train` processes of the same workload: the default, --eval-clients 0.1, and
@@ -59,19 +60,21 @@ def child(part: str, fraction: float, rounds: int) -> dict:
     parts = assemble(TrainConfig(**options), load_partition(Path(part)))
     kind = round_kind(parts)
     state = kind.initial_state()
-    times = {"train": [], "evaluate": []}
+    times = {"train": [], "evaluate": [], "train_cpu": [], "evaluate_cpu": []}
     for round in range(1, rounds + 2):  # round 1 warms up (the compiled step): untimed
         ids = kind.sample(round, 0.0)
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         trained = kind.train(state, round, ids)
-        middle = time.perf_counter()
+        middle, middle_cpu = time.perf_counter(), time.process_time()
         state = trained.state
         sampled = () if fraction == 1 else (evaluation_clients(parts, round),)
         kind.measure(state, round, ids, trained.personal, {}, *sampled)
-        end = time.perf_counter()
+        end, end_cpu = time.perf_counter(), time.process_time()
         if round > 1:
             times["train"].append(middle - start)
             times["evaluate"].append(end - middle)
+            times["train_cpu"].append(middle_cpu - start_cpu)
+            times["evaluate_cpu"].append(end_cpu - middle_cpu)
     return times
 
 
@@ -103,9 +106,11 @@ def whole_run(part: Path, out: Path, rounds: int, flags: list[str]) -> tuple[flo
     return wall, int(evaluated)
 
 
-def share(times: dict) -> float:
-    """Evaluation's share of a round (training + evaluation), from the medians."""
-    train, evaluate = (statistics.median(times[k]) for k in ("train", "evaluate"))
+def share(times: dict, suffix: str = "") -> float:
+    """Evaluation's share of a round (training + evaluation), from the medians; suffix "_cpu":
+    of the CPU seconds (both use every core: on a busy machine, less skewed by other
+    processes than wall seconds)."""
+    train, evaluate = (statistics.median(times[k + suffix]) for k in ("train", "evaluate"))
     return evaluate / (train + evaluate)
 
 
@@ -134,14 +139,19 @@ def main() -> None:
         if args.baseline is not None:
             settings.insert(0, ("before", str(Path(args.baseline).resolve()), 1.0))
         print(f"\n{args.clients:,} clients, 1,000 per round, MLP(256), float32; seconds per round")
-        print("| code | --eval-clients | training | evaluation | evaluation / round |")
-        print("|---|---|---|---|---|")
+        print(
+            "| code | --eval-clients | training | evaluation | evaluation / round | "
+            "training, CPU | evaluation, CPU | evaluation / round, CPU |"
+        )
+        print("|---|---|---|---|---|---|---|---|")
         for label, source, fraction in settings:
             times = per_round(part, fraction, args.rounds, source)
-            print(
-                f"| {label} | {fraction:g} | {spread(times['train'], digits=3)} | "
-                f"{spread(times['evaluate'], digits=3)} | {share(times):.0%} |"
-            )
+            cells = [label, f"{fraction:g}"]
+            cells += [spread(times[k], digits=3) for k in ("train", "evaluate")]
+            cells.append(f"{share(times):.0%}")
+            cells += [spread(times[k], digits=3) for k in ("train_cpu", "evaluate_cpu")]
+            cells.append(f"{share(times, '_cpu'):.0%}")
+            print(f"| {' | '.join(cells)} |")
         print(f"\nwhole `fl train` processes, {2 * args.rounds} rounds")
         print("| flags | wall | rounds evaluated |")
         print("|---|---|---|")
