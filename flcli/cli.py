@@ -265,12 +265,7 @@ def follow_rounds(training, metric: str, resume: bool, out_dir: Path) -> dict:
         interrupted, shown = False, 0
         try:
             for record in rounds:
-                progress.update(
-                    task,
-                    completed=record["round"],
-                    metric=f"{record[metric]:.4f}",
-                    loss=f"{record['train_loss']:.4f}",
-                )
+                progress.update(task, completed=record["round"], **shown_scores(record, metric))
                 for warning in training.warnings[shown:]:
                     warning_line(progress.console, warning)
                 shown = len(training.warnings)
@@ -283,6 +278,16 @@ def follow_rounds(training, metric: str, resume: bool, out_dir: Path) -> dict:
                 signal.signal(signal.SIGINT, default_ctrl_c)
                 signal.signal(signal.SIGTERM, default_term)
     return record
+
+
+def shown_scores(record: dict, metric: str) -> dict[str, str]:
+    """The progress bar's metric and loss of a round; none for a round not evaluated (the bar
+    keeps the last evaluated round's)."""
+    from flcli.engine.evalplan import is_evaluated
+
+    if not is_evaluated(record):
+        return {}
+    return {"metric": f"{record[metric]:.4f}", "loss": f"{record['train_loss']:.4f}"}
 
 
 def resume_advice(saved: int | None, resume: bool, out_dir: Path) -> RunFailed:

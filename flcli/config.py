@@ -38,7 +38,7 @@ NOT_IN_DIGEST = ("backend", "jobs", "ray_address", "checkpoint_every", "track", 
 FLUSH_SECONDS = 1.0  # without --checkpoint-every, rounds.csv and the checkpoint lag at most this
 MAX_HIDDEN = 100_000
 PRIVACY, ROBUSTNESS, ALGORITHM, TIME = "Privacy", "Robustness", "Algorithm", "Simulated time"
-COMMUNICATION, TRACKING = "Communication", "Tracking"
+COMMUNICATION, TRACKING, EVALUATION = "Communication", "Tracking", "Evaluation"
 # Options added after runs were recorded, with the value that gives the behaviour from before
 # them: left out of the digest at that value, so that a run of an older flcli keeps its digest
 # (and resumes, and a sweep finds it done).
@@ -53,6 +53,8 @@ DIGEST_IF_SET = {
     "round_deadline": None,
     "over_select": None,
     "dp_publish_uncovered": False,
+    "eval_every": 1,
+    "eval_clients": 1.0,
 }
 
 
@@ -349,6 +351,25 @@ class TrainConfig:
         panel=TIME,
         show_default="1",
         check=Check(lambda v: v >= 1, "must be >= 1, e.g. 1.3"),
+    )
+    eval_every: int = option(
+        1,
+        "Evaluate the global model every K rounds (round 0 and the last round always): the "
+        "metric columns of the other rounds stay empty in rounds.csv, whose column evaluated "
+        "says which rounds were (1) and were not (0); fl plot, fl report and fl tune read the "
+        "evaluated rounds only.",
+        panel=EVALUATION,
+        check=positive_int(5),
+        metavar="K",
+    )
+    eval_clients: float = option(
+        1.0,
+        "Fraction F of the clients whose training rows give train_loss: a sample of ceil(F x "
+        "clients) drawn by the seed, anew each evaluated round, which makes train_loss an "
+        "estimate when F < 1. The test metrics always use the whole test set.",
+        panel=EVALUATION,
+        check=within(0, 1, 0.1, "(]"),
+        metavar="F",
     )
     track: str | None = option(
         None,

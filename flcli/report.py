@@ -92,18 +92,19 @@ class Reached:
 
 
 def reached(run: Run, metric: str, target: float) -> Reached | None:
-    """The first logged round at which `metric` reaches `target` (at least it; at most it for a
-    loss-like metric), or None when it never does."""
-    values = run.column(metric).to_numpy()
+    """The first evaluated round at which `metric` reaches `target` (at least it; at most it for
+    a loss-like metric), or None when it never does."""
+    values = run.measured(metric).to_numpy()
     hits = values <= target if lower_is_better(metric) else values >= target
     if not hits.any():
         return None
     i = int(np.argmax(hits))
+    rows = run.evaluated
     return Reached(
-        float(run.column("round").iloc[i]),
-        float(run.column("bytes_up").iloc[i]),
-        float(run.column("elapsed_s").iloc[i]),
-        float(run.rounds["sim_time_s"].iloc[i]) if "sim_time_s" in run.rounds else math.nan,
+        float(run.measured("round").iloc[i]),
+        float(run.measured("bytes_up").iloc[i]),
+        float(run.measured("elapsed_s").iloc[i]),
+        float(rows["sim_time_s"].iloc[i]) if "sim_time_s" in rows else math.nan,
     )
 
 
@@ -140,7 +141,7 @@ def summarize_group(
     for column in OPTIONAL:
         having = [run for run in runs if column in run.rounds.columns]
         if having:
-            finals = [run.column(column).dropna().iloc[-1] for run in having]
+            finals = [run.measured(column).dropna().iloc[-1] for run in having]
             row[f"{column}_mean"], row[f"{column}_std"] = spread(finals)
     compressed = [run for run in runs if DENSE in run.rounds.columns]
     if compressed:

@@ -23,6 +23,7 @@ class Purpose(IntEnum):
     PROXY = 11  # rows of a client's shard held out as FedDF's proxy set
     SYSTEM = 12  # a client's device: compute speed and bandwidths (flcli.system)
     NEW_CLIENTS = 13  # clients held out of training entirely (fl partition --new-clients)
+    EVALUATE = 14  # the clients whose training rows estimate train_loss (--eval-clients)
     # 20+ for privacy and faults, kept apart from other additions (IntEnum aliases duplicates)
     DROPOUT = 20  # clients failing mid-round
     SECAGG = 21  # secure aggregation's simulated client keys and secret-sharing polynomials

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from flcli.algorithms.base import ServerState
+from flcli.engine.evalplan import EVALUATED
 from flcli.errors import FLError
 
 STATUSES = ("running", "completed", "failed", "interrupted", "pruned")  # pruned: by fl tune
@@ -43,7 +44,9 @@ def read_rows(file: Path, integer_columns: tuple[str, ...]) -> list[dict]:
     rows = []
     with file.open(newline="") as f:
         for line, row in enumerate(csv.DictReader(f), start=2):
-            rows.append({key: number(file, line, key, row[key], integer_columns) for key in row})
+            unmeasured = row.get(EVALUATED) == "0"
+            cells = {key: (row[key], unmeasured) for key in row}
+            rows.append({key: cell(file, line, key, *cells[key], integer_columns) for key in row})
     rounds = [row.get("round") for row in rows]
     if rows and (None in rounds or rounds != sorted(rounds) or rounds[0] < 0):
         raise FLError(f"{file}: its round column is missing or out of order; {START_OVER}")
@@ -51,6 +54,13 @@ def read_rows(file: Path, integer_columns: tuple[str, ...]) -> list[dict]:
 
 
 START_OVER = "drop --resume and train into a new --out"
+
+
+def cell(file: Path, line: int, key, text, unmeasured: bool, integer_columns) -> int | float:
+    """A cell's number; a metric left empty in the row of a round not evaluated is NaN."""
+    if unmeasured and text == "" and key not in integer_columns:
+        return math.nan
+    return number(file, line, key, text, integer_columns)
 
 
 def number(file: Path, line: int, key, text, integer_columns) -> int | float:

@@ -19,6 +19,7 @@ import numpy as np
 from flcli import __version__
 from flcli.algorithms.base import ServerState
 from flcli.config import DIGEST_IF_SET, NOT_IN_DIGEST, TrainConfig
+from flcli.engine.evalplan import EVALUATED, is_evaluated
 from flcli.errors import FLError
 from flcli.fileio import atomic_write, atomic_write_json, atomic_write_text, signals_held
 from flcli.runcheck import read_rows, read_run_json
@@ -30,6 +31,7 @@ except ImportError:  # Windows: no advisory locks, runs are not locked there
 
 COLUMNS = [
     "round",
+    EVALUATED,  # with --eval-every K > 1: 1 for the evaluated rounds, 0 for the others
     "test_accuracy",  # classification
     "test_mse",  # regression
     "test_r2",  # regression
@@ -46,6 +48,7 @@ LOCK = ".lock"
 ROUNDS, CLIENTS = "rounds.csv", "clients.csv"
 INTEGER_COLUMNS = (
     "round",
+    EVALUATED,
     "clients",
     "bytes_up",
     "bytes_down",
@@ -158,8 +161,13 @@ def csv_text(rows: list[dict], first_columns: list[str]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows(row if is_evaluated(row) else blank_metrics(row) for row in rows)
     return buffer.getvalue()
+
+
+def blank_metrics(row: dict) -> dict:
+    """A round that was not evaluated as rounds.csv writes it: its metrics (NaN) empty cells."""
+    return {key: "" if value != value else value for key, value in row.items()}  # NaN != NaN
 
 
 # TrainConfig's fields before the algorithms owned their hyperparameters (flcli 0.1 up to the open

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from flcli.config import NOT_IN_DIGEST
+from flcli.engine.evalplan import EVALUATED
 from flcli.errors import FLError
 
 RUN_FILE = "run.json"
@@ -81,6 +82,20 @@ class Run:
                 f"its columns: {', '.join(self.rounds.columns)}"
             )
         return self.rounds[name]
+
+    @property
+    def evaluated(self) -> pd.DataFrame:
+        """rounds.csv's rows of the rounds whose metrics were measured: all of them, unless the
+        run evaluated every K rounds (--eval-every), which marks its rows in `evaluated`."""
+        self.column("round")
+        if EVALUATED not in self.rounds.columns:
+            return self.rounds
+        return self.rounds[self.rounds[EVALUATED] == 1]
+
+    def measured(self, name: str) -> pd.Series:
+        """A rounds.csv column at the evaluated rounds only (see `evaluated`)."""
+        self.column(name)
+        return self.evaluated[name]
 
 
 @dataclass(frozen=True)
@@ -416,12 +431,13 @@ def lower_is_better(metric: str) -> bool:
 
 
 def seed_table(runs: tuple[Run, ...], column: str, smooth: int | None = None) -> pd.DataFrame:
-    """One row per round, one column per run: `column` of each run's rounds.csv (optionally a
-    centred moving average over `smooth` rounds, narrower at the ends; round 0, the initial
-    model, is kept as it is and not averaged into round 1), aligned on the round number."""
+    """One row per evaluated round, one column per run: `column` of each run's rounds.csv at
+    its evaluated rounds (optionally a centred moving average over `smooth` of them, narrower at
+    the ends; round 0, the initial model, is kept as it is and not averaged into round 1),
+    aligned on the round number."""
     series = []
     for i, run in enumerate(runs):
-        values = run.column(column).set_axis(run.column("round").to_numpy())
+        values = run.measured(column).set_axis(run.measured("round").to_numpy())
         if smooth and smooth > 1:
             trained = values.index > 0
             smoothed = values[trained].rolling(smooth, center=True, min_periods=1).mean()
@@ -463,9 +479,9 @@ def parse_final(text: str) -> tuple[str, int]:
 
 
 def final_value(run: Run, metric: str, final: tuple[str, int] = ("last", 1)) -> float:
-    """The run's final metric: its last logged value, the mean of its last K rounds' values, or
-    its best (lowest for a loss-like metric) over rounds."""
-    values = run.column(metric).dropna()
+    """The run's final metric: its last logged value, the mean of its last K evaluated rounds'
+    values, or its best (lowest for a loss-like metric) over the evaluated rounds."""
+    values = run.measured(metric).dropna()
     if values.empty:
         return math.nan
     kind, count = final

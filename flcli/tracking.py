@@ -34,6 +34,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from flcli.databases import DRIVERS, check_sqlite_file
+from flcli.engine.evalplan import EVALUATED
 from flcli.errors import FLError, first_line
 
 DEFAULT_MLFLOW_URI = "sqlite:///mlflow.db"
@@ -224,12 +225,12 @@ def flatten(values: dict, prefix: str) -> dict[str, str]:
 
 
 def metrics_of(row: dict) -> dict[str, float]:
-    """A rounds.csv row's metrics: every numeric column but round, NaN and missing values left
-    out."""
+    """A rounds.csv row's metrics: every numeric column but round and evaluated, NaN and missing
+    values (a round not evaluated has no metrics) left out."""
     return {
         key: float(value)
         for key, value in row.items()
-        if key != "round"
+        if key not in ("round", EVALUATED)
         and isinstance(value, Real)
         and not isinstance(value, bool)
         and math.isfinite(value)

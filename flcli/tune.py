@@ -40,6 +40,7 @@ from typing import Any
 from flcli import api
 from flcli.config import TrainConfig
 from flcli.databases import DRIVERS, check_sqlite_file
+from flcli.engine.evalplan import is_evaluated
 from flcli.errors import FLError, RunFailed, first_line
 from flcli.fileio import alive
 from flcli.tunefile import Choice, IntRange, Param, TunePlan, combine, run_value
@@ -495,7 +496,7 @@ def report_to(plan: TunePlan, trial, seed_index: int) -> Callable[[dict], bool]:
                 f"{', '.join(record)}"
             )
         round = int(record["round"])
-        if round % plan.pruner.every and round != plan.rounds:
+        if not is_evaluated(record) or (round % plan.pruner.every and round != plan.rounds):
             return False
         step = seed_index * (plan.rounds + 1) + round
         trial.report(plan.objective.signed(float(record[metric])), step)

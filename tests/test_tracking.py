@@ -119,6 +119,22 @@ def test_train_tracks_params_and_every_round_in_the_default_sqlite_store(cli, pa
     assert_metrics_are_rounds_csv(uri, run, run_dir)
 
 
+def test_a_round_not_evaluated_logs_its_counters_and_no_metric(cli, part, tmp_path):
+    run_dir = tmp_path / "evaluated" / "k2"
+    train(
+        cli, part, run_dir, "--eval-every", 2, "--track", "mlflow", "--track-uri", "sqlite:///k2.db"
+    )
+    uri = "sqlite:///k2.db"
+    run = only_run(uri, "evaluated")
+    rounds = pd.read_csv(run_dir / "rounds.csv")
+    assert rounds["evaluated"].tolist() == [1, 0, 1]
+    assert "evaluated" not in run.data.metrics
+    assert [step for step, _ in history(uri, run.info.run_id, "test_accuracy")] == [0, 2]
+    assert history(uri, run.info.run_id, "bytes_up") == list(
+        zip(rounds["round"], rounds["bytes_up"].astype(float), strict=True)
+    )
+
+
 def test_tracking_changes_no_result_and_tensorboard_holds_every_round(cli, part, tmp_path):
     plain, tracked = tmp_path / "plain", tmp_path / "tracked"
     train(cli, part, plain)

@@ -53,23 +53,26 @@ def distribution(values: np.ndarray, prefix: str) -> dict[str, float]:
     return {name: float(value) for name, value in zip(names, stats, strict=True)}
 
 
-def per_sample(model, w: np.ndarray, x: np.ndarray, y: np.ndarray):
-    """(loss [N], correct [N] as 0/1) of the model with parameters w on each row; for regression
-    the loss is the squared error and correct is None. Chunks of CHUNK rows run in one thread per
-    core (each chunk's rows are computed alike whatever the threads, so the numbers are too)."""
-    loss = np.empty(len(y))
-    correct = None if model.task == "regression" else np.empty(len(y))
-    chunks = [slice(start, start + CHUNK) for start in range(0, len(y), CHUNK)]
+def per_sample(model, w: np.ndarray, x: np.ndarray, y: np.ndarray, rows=None):
+    """(loss [N], correct [N] as 0/1) of the model with parameters w on each row (each of `rows`,
+    an index into x and y, when given: gathered a chunk at a time); for regression the loss is
+    the squared error and correct is None. Chunks of CHUNK rows run in one thread per core (each
+    chunk's rows are computed alike whatever the threads, so the numbers are too)."""
+    count = len(y) if rows is None else len(rows)
+    loss = np.empty(count)
+    correct = None if model.task == "regression" else np.empty(count)
+    chunks = [slice(start, start + CHUNK) for start in range(0, count, CHUNK)]
 
-    def score(rows: slice) -> None:
-        labels = y[rows]
+    def score(chunk: slice) -> None:
+        taken = chunk if rows is None else rows[chunk]
+        features, labels = x[taken], y[taken]
         if correct is None:
-            prediction = model.predict(w, x[rows]).astype(np.float64)
-            loss[rows] = (prediction - labels) ** 2
+            prediction = model.predict(w, features).astype(np.float64)
+            loss[chunk] = (prediction - labels) ** 2
             return
-        log_proba = log_probabilities(model, w, x[rows])
-        loss[rows] = -log_proba[np.arange(len(labels)), labels]
-        correct[rows] = log_proba.argmax(axis=1) == labels
+        log_proba = log_probabilities(model, w, features)
+        loss[chunk] = -log_proba[np.arange(len(labels)), labels]
+        correct[chunk] = log_proba.argmax(axis=1) == labels
 
     with one_blas_thread():
         threads = min(default_threads(), len(chunks))
@@ -77,8 +80,8 @@ def per_sample(model, w: np.ndarray, x: np.ndarray, y: np.ndarray):
             with ThreadPoolExecutor(threads) as pool:
                 list(pool.map(score, chunks))
         else:
-            for rows in chunks:
-                score(rows)
+            for chunk in chunks:
+                score(chunk)
     return loss, correct
 
 
@@ -129,11 +132,12 @@ def personal_scores(
     )
 
 
-def round_rows(model, w, partition, round: int, ids: np.ndarray, totals: dict):
+def round_rows(model, w, partition, round: int, ids: np.ndarray, totals: dict, train_clients=None):
     """(the rounds.csv row, the round's clients.csv columns) of the global model w after a round
-    whose cohort was ids; totals are the running byte and time counters."""
+    whose cohort was ids; totals are the running byte and time counters; train_clients: the
+    clients whose training rows give train_loss (None: all of them)."""
     cohort = Cohort.of(ids, partition.offsets)
-    scores, fairness, per_client_scores = global_scores(model, w, partition, cohort)
+    scores, fairness, per_client_scores = global_scores(model, w, partition, cohort, train_clients)
     record = {"round": round, **scores, "clients": len(ids) if round else 0, **totals}
     record.update(fairness)
     clients = {"round": np.full(len(ids), round), "client": ids, "n": cohort.sizes}
@@ -141,19 +145,40 @@ def round_rows(model, w, partition, round: int, ids: np.ndarray, totals: dict):
     return record, clients
 
 
-def global_scores(model, w, partition, cohort) -> tuple[dict, dict, dict]:
-    """What a round logs of the global model w: (test metrics as test_* and train_loss on all the
-    partition's training rows; the fairness columns client_accuracy_mean/_std/_p10/_p90/_jain/
-    _gini; each cohort client's loss and accuracy on its rows [K]), from one pass over the
-    training data."""
+def global_scores(model, w, partition, cohort, train_clients=None) -> tuple[dict, dict, dict]:
+    """What a round logs of the global model w: (test metrics as test_* and train_loss on the
+    training rows of train_clients, all the partition's when None; the fairness columns
+    client_accuracy_mean/_std/_p10/_p90/_jain/_gini; each cohort client's loss and accuracy on
+    its rows [K]), from one pass over the training rows needed."""
     test = evaluate(model, w, partition.x_test, partition.y_test)
-    losses, correct = per_sample(model, w, partition.x_train, partition.y_train)
-    rows = client_rows(cohort.starts, cohort.sizes)
-    correct = None if correct is None else correct[rows]
-    loss, accuracy = per_client(losses[rows], correct, cohort.sizes)
+    train_loss, losses, correct = train_scores(model, w, partition, cohort, train_clients)
+    loss, accuracy = per_client(losses, correct, cohort.sizes)
     scores = {f"test_{name}": value for name, value in test.items()}
-    scores["train_loss"] = float(losses.mean())
+    scores["train_loss"] = train_loss
     if accuracy is None:
         return scores, {}, {"loss": loss}
     fairness = distribution(accuracy, "client_accuracy")  # an empty cohort: NaN (DP's Poisson)
     return scores, fairness, {"loss": loss, "accuracy": accuracy}
+
+
+def train_scores(model, w, partition, cohort, train_clients=None):
+    """(train_loss: the mean loss over the training rows of train_clients, or of every client
+    when None; the cohort's per-sample losses and correct flags, laid out client by client).
+    Each training row needed is scored once: those of train_clients and the cohort's."""
+    x, y, offsets = partition.x_train, partition.y_train, partition.offsets
+    if train_clients is None:
+        losses, correct = per_sample(model, w, x, y)
+        rows = client_rows(cohort.starts, cohort.sizes)
+        return float(losses.mean()), losses[rows], None if correct is None else correct[rows]
+    scored = np.union1d(train_clients, cohort.ids)
+    sizes = offsets[scored + 1] - offsets[scored]
+    losses, correct = per_sample(model, w, x, y, client_rows(offsets[scored], sizes))
+    begins = np.concatenate([[0], np.cumsum(sizes)[:-1]])  # each scored client's first score
+
+    def scores_of(clients: np.ndarray) -> np.ndarray:
+        at = np.searchsorted(scored, clients)
+        return client_rows(begins[at], sizes[at])
+
+    train_loss = float(losses[scores_of(train_clients)].mean())
+    rows = scores_of(cohort.ids)
+    return train_loss, losses[rows], None if correct is None else correct[rows]

@@ -89,6 +89,10 @@ class FittedRounds:
         seconds = float(busy.max()) if len(ids) else 0.0
         return Trained(state, sum(sizes), 0, {}, seconds=seconds)
 
-    def measure(self, state, round, ids, personal, totals) -> tuple[dict, dict]:
+    def measure(self, state, round, ids, personal, totals, train_clients=None):
         with threadpool_limits(limits=1):
-            return round_rows(*self.global_model(state), self.data, round, ids, totals)
+            model, w = self.global_model(state)
+            return round_rows(model, w, self.data, round, ids, totals, train_clients)
+
+    def every_round(self, state: ServerState, round: int) -> dict:
+        return {}

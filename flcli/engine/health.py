@@ -15,10 +15,13 @@ RISING rounds that the check looks at:
   was learnt (FedAvg dropping 90% stragglers stays below chance for 10 rounds, but gains).
 
 Each check fires once, at the first round it holds. The outcome depends on the records only, so
-every backend and a resumed run give the same warnings.
+every backend and a resumed run give the same warnings. Only evaluated rounds count (with
+--eval-every K, "RISING rounds" are RISING evaluated rounds); the others have no loss to read.
 """
 
 from collections.abc import Sequence
+
+from flcli.engine.evalplan import is_evaluated
 
 RISING = 5  # rounds
 
@@ -67,7 +70,7 @@ def at_chance(rows: Sequence[dict], i: int, num_classes: int | None) -> bool:
 
 class LearningCheck:
     """Reads the records as they come (observe each index once, in order) and keeps the warnings
-    found so far: one per check, at the first round it holds."""
+    found so far: one per check, at the first evaluated round it holds."""
 
     def __init__(self, num_classes: int | None, lr: float | None, private: bool = False):
         self.num_classes = num_classes
@@ -75,9 +78,17 @@ class LearningCheck:
         self.private = private  # DP noise may be what stops the run learning
         self.warnings: list[str] = []
         self.fired: set[str] = set()
+        self.evaluated: list[dict] = []  # the evaluated rows observed so far
 
     def observe(self, rows: Sequence[dict], i: int) -> list[str]:
-        """The warnings that round rows[i] adds (usually none)."""
+        """The warnings that round rows[i] adds (usually none; none at a round not evaluated)."""
+        if not is_evaluated(rows[i]):
+            return []
+        self.evaluated.append(rows[i])
+        return self.check(self.evaluated, len(self.evaluated) - 1)
+
+    def check(self, rows: Sequence[dict], i: int) -> list[str]:
+        """The warnings that rows[i] adds, rows being evaluated rounds only."""
         row, new = rows[i], []
         if "rising" not in self.fired and loss_rising(rows, i):
             self.fired.add("rising")

@@ -180,18 +180,27 @@ class ParametricRounds:
         train_personal = self.trainer_for(cohort, round)
         return self.algorithm.personalize(before, after, cohort.ids, train_personal)
 
-    def measure(self, state, round, ids, personal, totals) -> tuple[dict, dict]:
-        data = self.data
-        record, clients = round_rows(self.model, state.params, data, round, ids, totals)
+    def measure(self, state, round, ids, personal, totals, train_clients=None):
+        """(the rounds.csv row, the clients.csv columns) of an evaluated round; train_clients:
+        the clients whose training rows give train_loss (None: all)."""
+        data, w = self.data, state.params
+        record, clients = round_rows(self.model, w, data, round, ids, totals, train_clients)
         if self.algorithm.personalize is not None:
             record.update(self.personal_record(state, round, ids, personal, clients))
         if "cluster" in state.extra:  # clustered FL: each client's cluster
-            assigned = state.extra["cluster"]
-            record["clusters"] = len(np.unique(assigned))
-            clients["cluster"] = assigned[ids]
-        if self.accountant is not None:
-            record["epsilon"] = self.accountant.epsilon_after(round)
+            clients["cluster"] = state.extra["cluster"][ids]
+        record.update(self.every_round(state, round))
         return record, clients
+
+    def every_round(self, state: ServerState, round: int) -> dict:
+        """The columns a round logs whether it is evaluated or not: the number of clusters
+        (clustered FL) and DP's epsilon."""
+        columns = {}
+        if "cluster" in state.extra:
+            columns["clusters"] = len(np.unique(state.extra["cluster"]))
+        if self.accountant is not None:
+            columns["epsilon"] = self.accountant.epsilon_after(round)
+        return columns
 
     def personal_record(self, state, round, ids, personal, clients: dict) -> dict:
         """personal_accuracy (each client's personal model on its local test split, also written

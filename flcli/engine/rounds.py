@@ -19,6 +19,7 @@ import numpy as np
 
 from flcli.algorithms.base import ServerState
 from flcli.engine.asynchronous import AsynchronousRounds
+from flcli.engine.evalplan import EVALUATED, EvaluationPlan, is_evaluated, unevaluated_record
 from flcli.engine.fitted import FittedRounds
 from flcli.engine.health import advice
 from flcli.engine.outcome import RoundResult
@@ -40,23 +41,32 @@ def round_kind(parts):
 
 
 def check_finite(record: dict, state: ServerState, round: int, lr: float) -> None:
+    """RunFailed when the model diverged: its train loss (at an evaluated round) or its
+    parameters are not finite."""
     train_loss = record["train_loss"]
-    if not (math.isfinite(train_loss) and np.isfinite(state.params).all()):
-        raise RunFailed(f"training diverged at round {round} (loss {train_loss}); {advice(lr)}")
+    measured = is_evaluated(record)
+    if (math.isfinite(train_loss) or not measured) and np.isfinite(state.params).all():
+        return
+    found = f"loss {train_loss}" if measured else "parameters not finite"
+    raise RunFailed(f"training diverged at round {round} ({found}); {advice(lr)}")
 
 
 def run_rounds(parts, resume_from: RoundResult | None = None) -> Iterator[RoundResult]:
     """Yield round 0 (the initial model) and every round up to the config's rounds, or continue
-    after resume_from (the last round a previous run completed)."""
+    after resume_from (the last round a previous run completed). Rounds the config does not
+    evaluate (--eval-every) yield a row without metrics (flcli.engine.evalplan)."""
     kind, config = round_kind(parts), parts.config
+    plan = EvaluationPlan.of(config, parts.partition.num_clients)
     if resume_from is None:
         state = kind.initial_state()
         totals = dict.fromkeys(TOTALS, 0)
         totals["elapsed_s"] = totals["sim_time_s"] = 0.0
         everyone = np.arange(parts.partition.num_clients)
-        record, clients = kind.measure(state, 0, everyone, None, totals)
+        record, clients = kind.measure(state, 0, everyone, None, totals, plan.train_clients(0))
         check_finite(record, state, 0, config.lr)
         record.update(dict.fromkeys(kind.counts, 0))
+        if plan.marks_rounds:
+            record[EVALUATED] = 1
         resume_from = RoundResult(record, state, clients)
         yield resume_from
     state, record = resume_from.state, resume_from.record
@@ -71,7 +81,17 @@ def run_rounds(parts, resume_from: RoundResult | None = None) -> Iterator[RoundR
         totals["bytes_down"] += trained.bytes_down
         totals["sim_time_s"] += trained.seconds
         totals["elapsed_s"] = time.perf_counter() - clock
-        record, clients = kind.measure(state, round, ids, trained.personal, dict(totals))
+        if plan.evaluates(round):
+            train_clients = plan.train_clients(round)
+            record, clients = kind.measure(
+                state, round, ids, trained.personal, dict(totals), train_clients
+            )
+            if plan.marks_rounds:
+                record[EVALUATED] = 1
+        else:
+            logged = {"round": round, "clients": len(ids), **totals}
+            record = unevaluated_record(record, {**logged, **kind.every_round(state, round)})
+            clients = None
         check_finite(record, state, round, config.lr)
         record.update(trained.counts)
         yield RoundResult(record, state, clients)

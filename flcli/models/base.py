@@ -189,5 +189,5 @@ def log_probabilities(model, w, x):
     import numpy as np
 
     if capabilities_of(model).exact_log_proba:
-        return model.log_proba(w, x).astype(np.float64)
-    return np.log(np.maximum(model.predict_proba(w, x).astype(np.float64), 1e-300))
+        return model.log_proba(w, x).astype(np.float64, copy=False)
+    return np.log(np.maximum(model.predict_proba(w, x).astype(np.float64, copy=False), 1e-300))

@@ -61,14 +61,18 @@ class SoftmaxRegression:
         residual.sum(axis=1, out=grad_b)
         return loss, grad
 
-    def predict_proba(self, w, X):
+    def logits(self, w, X):
         weights, bias = self._unpack(w)
-        return softmax(X @ weights + bias)
+        logits = X @ weights
+        logits += bias  # in place: no second [N, C] array
+        return logits
+
+    def predict_proba(self, w, X):
+        return softmax(self.logits(w, X))
 
     def log_proba(self, w, X):
         """log predict_proba, from the logits: finite where a probability underflows to 0."""
-        weights, bias = self._unpack(w)
-        return log_softmax(X @ weights + bias)
+        return log_softmax(self.logits(w, X))
 
     def predict(self, w, X):
         return self.predict_proba(w, X).argmax(axis=1)

@@ -69,7 +69,8 @@ class MLP:
         a = X
         layers = self.layers(w)
         for index, (weights, bias) in enumerate(layers):
-            a = a @ weights + bias
+            a = a @ weights
+            a += bias  # in place: a fresh [N, out] array costs page faults, as much as the product
             if index < len(layers) - 1:
                 np.maximum(a, 0, out=a)
         return a
