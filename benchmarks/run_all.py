@@ -59,14 +59,15 @@ def targets(results: dict) -> list[tuple[str, str, bool | None]]:
         need = 100 if flower else 20
         against = median(other["wall"] if flower else other["train"])
         what = "wall time" if flower else "training"
-        accuracy = ours["accuracy"] - other["accuracy"]
+        # the lbfgs peers train another method: their accuracy is shown, not a target to
+        # meet (the like-for-like comparison is peers.py's P1-P3, with the same SGD)
         rows.append(
             (
                 f"W1 {ours['clients']} clients: flcli training >= {need}x below "
-                f"{other['system']}'s {what}, accuracy within 1 point",
+                f"{other['system']}'s {what}",
                 f"{against / train:.0f}x ({against:.2f} s / {train:.3f} s); accuracy "
-                f"{ours['accuracy']:.4f} vs {other['accuracy']:.4f}",
-                against / train >= need and accuracy >= -0.01,
+                f"{ours['accuracy']:.4f} vs {other['accuracy']:.4f} (not comparable: lbfgs)",
+                against / train >= need,
             )
         )
     wall = median(ours["wall"])
