@@ -322,6 +322,7 @@ def figure(rows: list[dict], out: Path) -> None:
         ax.bar_label(bars, fmt="%.0fx", fontsize=8)
     ax.set_xticks([j + width * (len(systems) - 1) / 2 for j in range(len(workloads))], workloads)
     ax.set_yscale("log")
+    ax.set_ylim(bottom=1)  # 1x: as fast as flcli
     ax.set_ylabel("training time / flcli's")
     ax.set_title("FedAvg, same SGD, init, cohorts and batches: peers' training over flcli's")
     ax.legend(fontsize=8)
@@ -337,7 +338,13 @@ def replace_section(path: Path, text: str, title: str = "## Peers, like for like
         end = old.find("\n## ", start + len(title))
         old = old[:start] + (old[end + 1 :] if end >= 0 else "")
         old = old.rstrip("\n") + "\n\n" if old.strip() else ""
-    path.write_text(old.rstrip("\n") + "\n\n" + text if old.strip() else text)
+    if not old.strip():
+        path.write_text(text)
+    elif "\n## Reproduce" in old:  # the section goes before the file's last, Reproduce
+        at = old.index("\n## Reproduce") + 1
+        path.write_text(old[:at] + text + "\n" + old[at:])
+    else:
+        path.write_text(old.rstrip("\n") + "\n\n" + text)
 
 
 def main() -> None:
