@@ -8,9 +8,10 @@ another interpreter:
 - a plain PyTorch per-client loop (TORCH_PYTHON, default this Python when torch imports), which
   walks flcli's exact batch orders, so that its final model equals flcli's to rounding (the
   figure is reported: max |w_torch - w_flcli|);
-- pfl-research 0.6 (PFL_PYTHON, skipped with a note when absent), given each client's rows in
-  flcli's order of the round's first epoch (pfl walks a user's data in its stored order, so its
-  later epochs repeat the first's order: the one difference).
+- pfl-research 0.6 (PFL_PYTHON, skipped with a note when absent), whose users' datasets yield
+  flcli's batches epoch by epoch, so that it takes flcli's steps too (its model equals flcli's to
+  float32 rounding: pfl 0.6 keeps each client's model difference in float32,
+  PyTorchModel.get_model_difference).
 Workloads: P1 softmax regression on digits, Dirichlet(0.5) over 100 clients, 20 rounds, all
 clients every round; P2 the MLP 64-128-64-10 on the same partition, 30 rounds; P3 softmax
 regression on Synthetic(0,0) over 1,000 clients, 10 rounds of 100 and of 1,000 clients.
@@ -296,16 +297,16 @@ def peers_markdown(rows: list[dict], notes: list[str]) -> str:
         "Every system: FedAvg weighted by samples from flcli's initial model (softmax zeros; "
         "the MLP's He initialisation as flcli draws it), flcli's cohorts, SGD at flcli's default "
         "learning rate (softmax 0.5, MLP 0.2), batch 16, 2 local epochs, float64, on the same "
-        "partition files. The plain PyTorch loop walks flcli's batch orders, so its final model "
-        "equals flcli's to rounding; pfl repeats the round's first-epoch order in the second "
-        "epoch (it walks a user's dataset in its stored order), so its model differs from "
-        "flcli's by the sampling of the SGD only, which the accuracy gap measures. flcli's "
-        "training (rounds.csv's elapsed_s) includes its per-round evaluation of the test set "
-        "and of every training row; the peers' excludes evaluation. Loads are `uptime`'s 1, 5, "
-        "15 min averages before each repeat. The accuracy gaps: the plain loop's are 0 by "
-        "construction (the same model to rounding); pfl's are those of a second epoch walked in "
-        "the first's order, the same SGD on differently ordered batches (on P2's MLP, the largest, "
-        "+1.7 points on 360 test images, i.e. 6 images; its model is 0.04 from flcli's). The peers "
+        "partition files. The plain PyTorch loop and pfl walk flcli's batch orders (pfl through "
+        "a user dataset that yields epoch e's batches at its e-th walk), so their final models "
+        "equal flcli's: the plain loop's to float64 rounding, pfl's to float32 rounding (pfl 0.6 "
+        "keeps each client's model difference in float32: PyTorchModel.get_model_difference), so "
+        "the accuracies agree (a gap, if any, is a test image or two on the decision boundary). "
+        "flcli's training (rounds.csv's elapsed_s) includes its per-round evaluation of the test "
+        "set and of every training row; the peers' excludes evaluation. Loads are `uptime`'s 1, "
+        "5, 15 min averages before each repeat. An earlier pfl replay that repeated the first "
+        "epoch's order in the second ended 0.01-0.04 from flcli's model, -0.6 to +1.7 accuracy "
+        "points away (P2 the largest). The peers "
         "run one torch thread: a per-client loop of small products gains nothing from two, and "
         "on this loaded machine two threads made the plain loop 8x slower (P1: 73 s, one run).",
         "",

@@ -9,9 +9,9 @@ permutation of each client's rows per epoch, client by client). Both peers start
 the same cohorts with plain SGD (mean cross-entropy per batch, a short last batch as it is) and
 average the local models weighted by samples (w + sum n_k (w_k - w) / sum n_k, as flcli does).
 - plain: walks flcli's batch orders exactly; in float64 it reproduces flcli's models to rounding.
-- pfl: pfl's FederatedAveraging in its SimulatedBackend; pfl walks a user's dataset in its stored
-  order every epoch, so each (round, client) user is given its rows in flcli's first-epoch order
-  of that round: the later epochs repeat it (the one difference from flcli's SGD).
+- pfl: pfl's FederatedAveraging in its SimulatedBackend; each (round, client) is a pfl user whose
+  dataset yields, at pfl's e-th walk of it (one per local epoch), flcli's batches of epoch e, so
+  pfl too takes flcli's steps.
 Prints one JSON line: train_s (the rounds, evaluation excluded), accuracy (test set, last round),
 and the final model (flat, flcli's layout) when asked with --save.
 
@@ -132,7 +132,7 @@ def pfl_run(data: dict, setup: dict, setup_dir: Path) -> tuple[dict, Layers]:
     """pfl's FederatedAveraging in its SimulatedBackend: local torch.optim.SGD, the central
     optimizer SGD with lr 1 (w += the weighted mean of the clients' differences),
     WeightByDatapoints, the users drawn in the order of setup's cohorts (each (round, client) its
-    rows in flcli's first-epoch order of that round), pfl's per-user evaluation off."""
+    batches in flcli's order, epoch by epoch), pfl's per-user evaluation off."""
     from dataclasses import replace
 
     from pfl.aggregate.simulate import SimulatedBackend
@@ -167,19 +167,35 @@ def pfl_run(data: dict, setup: dict, setup_dir: Path) -> tuple[dict, Layers]:
     module.metrics = types.MethodType(metrics, module)
     x, y, offsets = torch.from_numpy(data["x_train"]), torch.from_numpy(data["y_train"]), None
     offsets = data["offsets"]
-    users = []  # (round, client, its rows in flcli's first-epoch order of the round)
+
+    class EpochOrdered(Dataset):
+        """A user's rows that pfl walks in flcli's order of each epoch: pfl calls iter once per
+        local epoch (PyTorchModel.do_multiple_epochs_of), so the e-th call walks epoch e's."""
+
+        def __init__(self, epochs: list[torch.Tensor], user_id: str):
+            super().__init__(raw_data=[x[epochs[0]], y[epochs[0]]], user_id=user_id)
+            self.epochs, self.calls = epochs, 0
+
+        def iter(self, batch_size):  # noqa: A003 (pfl's name)
+            rows = self.epochs[self.calls % len(self.epochs)]
+            self.calls += 1
+            for batch in rows.split(batch_size):
+                yield [x[batch], y[batch]]
+
+    users = []  # each (round, client): its rows in flcli's order, epoch by epoch
+    epochs = setup["epochs"]
     with np.load(setup_dir / "orders.npz") as f:
         for r, ids in enumerate(setup["cohorts"], start=1):
-            order, at = f[f"round_{r}"], 0
+            order, at = torch.from_numpy(f[f"round_{r}"]), 0
             for client in ids:
                 n = int(offsets[client + 1] - offsets[client])
-                users.append(torch.from_numpy(offsets[client] + order[at : at + n]))
-                at += n * setup["epochs"]
+                first = int(offsets[client])
+                users.append([first + order[at + e * n : at + (e + 1) * n] for e in range(epochs)])
+                at += n * epochs
     drawn = iter(range(len(users)))
 
     def make_dataset(user: int) -> Dataset:
-        rows = users[user]
-        return Dataset(raw_data=[x[rows], y[rows]], user_id=str(user))
+        return EpochOrdered(users[user], str(user))
 
     dataset = FederatedDataset(make_dataset, lambda: next(drawn))
     model = PyTorchModel(
