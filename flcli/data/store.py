@@ -29,6 +29,7 @@ from flcli.data.validate import (
     check_description,
     check_layout,
 )
+from flcli.data.verified import file_state, forget, is_verified, remember
 from flcli.errors import FLError
 from flcli.fileio import UMASK, alive, atomic_write
 
@@ -215,6 +216,9 @@ def write_partition(partition: Partition, out: Path, draw_heatmap=None) -> bool:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if array_hash(arrays) == partition.meta["hash"]:  # what it says, so the next read need not hash
+        data_file = out / "data.npz"
+        remember(file_state(data_file, os.stat(data_file)), partition.meta["hash"])
     return True
 
 
@@ -260,16 +264,17 @@ def reading(path: Path) -> Iterator[None]:
         raise FLError(f"{path} holds an unreadable partition ({e}); re-create it") from None
 
 
-def read_arrays(npz: NpzReader, dtype) -> tuple[dict[str, np.ndarray], str]:
+def read_arrays(npz: NpzReader, dtype, hashing: bool) -> tuple[dict[str, np.ndarray], str | None]:
     """data.npz's arrays (those Partition.astype casts in dtype, when given), and the hash of what
-    was read."""
-    digest = hashlib.sha256()
+    was read when hashing, else None."""
+    digest = hashlib.sha256() if hashing else None
     arrays = {}
     for name in hashed_names(npz.members):
         member = npz.members[name]
-        hash_header(digest, name, member.dtype, member.shape)
+        if digest is not None:
+            hash_header(digest, name, member.dtype, member.shape)
         arrays[name] = npz.read(member, loaded_dtype(name, member.dtype, dtype), digest)
-    return arrays, digest.hexdigest()[:16]
+    return arrays, None if digest is None else digest.hexdigest()[:16]
 
 
 def check_edits(meta: dict, meta_file: Path) -> None:
@@ -280,12 +285,13 @@ def check_edits(meta: dict, meta_file: Path) -> None:
         )
 
 
-def load_partition(path: Path, dtype=None) -> Partition:
+def load_partition(path: Path, dtype=None, verify: bool = False) -> Partition:
     """Read and check a partition dir; every problem is an FLError saying what to do.
 
     dtype (None: as stored) is the run's: the float arrays Partition.astype casts are read
     straight into it, a chunk at a time, so that the stored float64 arrays never sit beside their
-    float32 copies, and hashed against partition.json's hash as they stream (no second pass).
+    float32 copies. The arrays are hashed against partition.json's hash as they stream, unless
+    flcli.data.verified holds a record of this very file matching it; verify=True hashes anyway.
     Every read checks data.npz's array headers against partition.json before reading the arrays,
     and the arrays themselves after (flcli.data.validate)."""
     path = Path(path)
@@ -298,14 +304,23 @@ def load_partition(path: Path, dtype=None) -> Partition:
         check_description(meta, meta_file)
         check_layout({name: m.shape for name, m in npz.members.items()}, meta, meta_file, data_file)
         check_edits(meta, meta_file)
-        arrays, digest = read_arrays(npz, dtype)
-    if digest != meta.get("hash"):
+        state = file_state(data_file, npz.stat())
+        hashing = verify or not is_verified(state, meta.get("hash"))
+        arrays, digest = read_arrays(npz, dtype, hashing)
+        if file_state(data_file, npz.stat()) != state:
+            raise FLError(
+                f"{data_file} was written to as it was read; run again once nothing writes it"
+            )
+    if hashing and digest != meta.get("hash"):
+        forget(state)
         raise FLError(f"{data_file} does not match {meta_file}'s hash; re-create the partition")
     check_arrays(arrays, meta, data_file)
     if meta["client_sizes"] != np.diff(arrays["offsets"]).tolist():
         raise FLError(
             f"{meta_file}'s client_sizes disagree with {data_file}; re-create the partition"
         )
+    if hashing:
+        remember(state, digest)
     return Partition(meta=meta, **arrays)
 
 
