@@ -198,8 +198,9 @@ def track(tracker: Tracker, record: dict) -> None:
 def simulate(partition: Partition | Path, config: TrainConfig) -> Iterator[RoundResult]:
     """The rounds of a run in memory, nothing written: round 0 (the initial model), then one
     RoundResult per round (its rounds.csv record, the server state, the clients' rows)."""
-    data = partition if isinstance(partition, Partition) else load_partition(partition)
-    return run_rounds(assemble(config, data))
+    if not isinstance(partition, Partition):
+        partition = load_partition(partition, config.dtype)
+    return run_rounds(assemble(config, partition))
 
 
 def check_sources(run: RunDir, sources: dict[str, dict]) -> None:
@@ -232,7 +233,7 @@ def prepare_training(
 ) -> Training:
     """Check everything a run needs before it starts and build its parts, once; refuse an --out
     that holds another run."""
-    data = load_partition(partition_dir)
+    data = load_partition(partition_dir, config.dtype)  # straight in the run's dtype
     parts = assemble(config, data)
     if config.track is not None:  # the library and the URI, before the run dir is written
         require(config.track, config.track_uri)

@@ -150,16 +150,30 @@ app.command(
 )(command(PartitionConfig, partition))
 
 
-@app.command(name="inspect", epilog="Example: fl inspect results/digits-dir0.1")
+@app.command(
+    name="inspect",
+    epilog="Examples: fl inspect results/digits-dir0.1 · fl inspect results/digits-dir0.1 --verify",
+)
 def inspect_(
     partition_dir: Annotated[Path, typer.Argument(help="A dir written by fl partition.")],
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify",
+            help="Also read data.npz and hash its arrays in full against partition.json's hash "
+            "(fl train hashes them only when data.npz changed since it last matched).",
+        ),
+    ] = False,
 ) -> None:
     """Print the report of an existing partition (sizes, labels per client, skew)."""
     from flcli.data.report import partition_report
-    from flcli.data.store import read_meta
+    from flcli.data.store import load_partition, read_meta
 
-    out.print(partition_report(read_meta(partition_dir)))
+    meta = load_partition(partition_dir, verify=True).meta if verify else read_meta(partition_dir)
+    out.print(partition_report(meta))
     out.print(f"figure: {partition_dir / 'partition.png'}")
+    if verify:
+        out.print(f"verified: data.npz's arrays match partition.json's hash {meta['hash']}")
 
 
 TRAIN_HELP = (

@@ -8,6 +8,8 @@ import time
 import traceback
 from pathlib import Path
 
+from flcli.fileio import user_cache_dir
+
 RAISE_ENV = "FL_RAISE_INTERNAL_ERRORS"
 
 
@@ -15,9 +17,9 @@ def raise_internal_errors() -> bool:
     return os.environ.get(RAISE_ENV, "") not in ("", "0")
 
 
-def log_dir() -> Path:
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "flcli" / "errors"
+def log_dir() -> Path | None:
+    cache = user_cache_dir()
+    return None if cache is None else cache / "errors"
 
 
 def write_log(error: BaseException, argv: list[str]) -> Path | None:
@@ -25,6 +27,8 @@ def write_log(error: BaseException, argv: list[str]) -> Path | None:
     text = f"fl {' '.join(argv)}\n\n" + "".join(traceback.format_exception(error))
     name = f"internal-error-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
     for folder in (log_dir(), Path(tempfile.gettempdir())):
+        if folder is None:
+            continue
         try:
             folder.mkdir(parents=True, exist_ok=True)
             (folder / name).write_text(text)

@@ -34,6 +34,18 @@ def alive(pid: int) -> bool:
     return True
 
 
+def user_cache_dir() -> Path | None:
+    """flcli's own cache folder: $XDG_CACHE_HOME/flcli when that is an absolute path, else
+    ~/.cache/flcli; None when there is no home folder to put it in."""
+    cache = os.environ.get("XDG_CACHE_HOME", "")
+    if os.path.isabs(cache):
+        return Path(cache) / "flcli"
+    try:
+        return Path.home() / ".cache" / "flcli"
+    except RuntimeError:  # no HOME and no password entry to find it in
+        return None
+
+
 def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
     """Call write(file) on a temporary file beside path, then rename it to path (making the
     missing folders of path first)."""

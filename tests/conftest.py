@@ -35,6 +35,12 @@ def cli(capsys):
     return run
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """flcli's cache (records of verified partitions, crash logs) in the tests' own tmp dir."""
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
+
+
 @pytest.fixture(scope="session")
 def iid_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("parts") / "iid"

@@ -11,12 +11,15 @@ import os
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from flcli.data import progress
+from flcli.data.npzfile import NpzReader, open_npz
 from flcli.data.validate import (
     EXTRA_ARRAYS,
     NEW_ARRAYS,
@@ -24,7 +27,9 @@ from flcli.data.validate import (
     OPTIONAL_ARRAYS,
     check_arrays,
     check_description,
+    check_layout,
 )
+from flcli.data.verified import file_state, forget, is_verified, remember
 from flcli.errors import FLError
 from flcli.fileio import UMASK, alive, atomic_write
 
@@ -112,23 +117,40 @@ class Partition:
         """The same partition with features (and real-valued targets) in dtype; self if they
         already are."""
 
-        def cast(a: np.ndarray) -> np.ndarray:
-            return a.astype(dtype, copy=False) if a.dtype.kind == "f" else a
+        def cast(name: str, a: np.ndarray) -> np.ndarray:
+            wanted = loaded_dtype(name, a.dtype, dtype)
+            return a if wanted is None else a.astype(wanted, copy=False)
 
-        arrays = {name: cast(getattr(self, name)) for name in ARRAYS}
+        arrays = {name: cast(name, getattr(self, name)) for name in ARRAYS}
         if all(arrays[name] is getattr(self, name) for name in ARRAYS):
             return self
         return dataclasses.replace(self, **arrays)
 
 
+def hashed_names(names) -> tuple[str, ...]:
+    """The arrays of names that partition.json's hash covers, in the order it hashes them."""
+    return ARRAYS + tuple(name for name in EXTRA_ARRAYS if name in names)
+
+
+def hash_header(digest, name: str, dtype: np.dtype, shape: tuple[int, ...]) -> None:
+    """What partition.json's hash takes of an array before its bytes (in C order)."""
+    digest.update(f"{name}:{dtype.str}:{shape}".encode())
+
+
 def array_hash(arrays: dict[str, np.ndarray]) -> str:
     digest = hashlib.sha256()
-    for name in ARRAYS + tuple(n for n in EXTRA_ARRAYS if n in arrays):
+    for name in hashed_names(arrays):
         a = np.ascontiguousarray(arrays[name])
-        digest.update(f"{name}:{a.dtype.str}:{a.shape}".encode())
+        hash_header(digest, name, a.dtype, a.shape)
         # the bytes without a copy (memoryview.cast refuses arrays with a zero in their shape)
         digest.update(a.reshape(-1).view(np.uint8))
     return digest.hexdigest()[:16]
+
+
+def loaded_dtype(name: str, stored: np.dtype, dtype) -> np.dtype | None:
+    """The dtype an array is loaded in for a run in dtype: dtype for the float arrays that
+    Partition.astype casts, the stored one (None) for the rest."""
+    return np.dtype(dtype) if dtype is not None and name in ARRAYS and stored.kind == "f" else None
 
 
 def _same_partition(out: Path, meta: dict) -> bool:
@@ -194,6 +216,9 @@ def write_partition(partition: Partition, out: Path, draw_heatmap=None) -> bool:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if array_hash(arrays) == partition.meta["hash"]:  # what it says, so the next read need not hash
+        data_file = out / "data.npz"
+        remember(file_state(data_file, os.stat(data_file)), partition.meta["hash"])
     return True
 
 
@@ -215,9 +240,8 @@ def read_meta(path: Path) -> dict:
     return meta
 
 
-def load_partition(path: Path) -> Partition:
-    """Read and check a partition dir; every problem is an FLError saying what to do."""
-    path = Path(path)
+def partition_files(path: Path) -> tuple[Path, Path]:
+    """(partition.json, data.npz) of a partition dir, refused in one line when missing."""
     hint = f"create one with: fl partition digits --clients 10 --scheme iid --out {path}"
     if path.is_file():
         raise FLError(f"{path} is a file; give the partition dir that holds it: {path.parent}")
@@ -226,30 +250,77 @@ def load_partition(path: Path) -> Partition:
     meta_file, data_file = path / "partition.json", path / "data.npz"
     if not meta_file.is_file() or not data_file.is_file():
         raise FLError(f"{path} is not a partition dir (partition.json or data.npz missing); {hint}")
+    return meta_file, data_file
+
+
+@contextmanager
+def reading(path: Path) -> Iterator[None]:
+    """A file of the partition dir that cannot be read or parsed is one FLError."""
     try:
-        meta = json.loads(meta_file.read_text())
-        with np.load(data_file, allow_pickle=False) as npz:
-            names = ARRAYS + EXTRA_ARRAYS
-            arrays = {name: npz[name] for name in names if name in npz.files}
+        yield
+    except FLError:
+        raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise FLError(f"{path} holds an unreadable partition ({e}); re-create it") from None
-    missing = [name for name in ARRAYS if name not in arrays]
-    if missing:
-        raise FLError(f"{data_file} lacks the array {missing[0]}; re-create the partition")
-    if not isinstance(meta, dict) or meta.get("hash") != array_hash(arrays):
-        raise FLError(f"{data_file} does not match {meta_file}'s hash; re-create the partition")
-    check_description(meta, meta_file)
-    check_arrays(arrays, meta, data_file)
-    sizes = np.diff(arrays["offsets"])
-    if meta["client_sizes"] != sizes.tolist():
-        raise FLError(
-            f"{meta_file}'s client_sizes disagree with {data_file}; re-create the partition"
-        )
+
+
+def read_arrays(npz: NpzReader, dtype, hashing: bool) -> tuple[dict[str, np.ndarray], str | None]:
+    """data.npz's arrays (those Partition.astype casts in dtype, when given), and the hash of what
+    was read when hashing, else None."""
+    digest = hashlib.sha256() if hashing else None
+    arrays = {}
+    for name in hashed_names(npz.members):
+        member = npz.members[name]
+        if digest is not None:
+            hash_header(digest, name, member.dtype, member.shape)
+        arrays[name] = npz.read(member, loaded_dtype(name, member.dtype, dtype), digest)
+    return arrays, None if digest is None else digest.hexdigest()[:16]
+
+
+def check_edits(meta: dict, meta_file: Path) -> None:
     if DESCRIBED in meta and meta[DESCRIBED] != description_hash(meta):
         raise FLError(
             f"{meta_file} was edited after fl partition wrote it (its description no longer "
             f"matches its {DESCRIBED}); re-create the partition"
         )
+
+
+def load_partition(path: Path, dtype=None, verify: bool = False) -> Partition:
+    """Read and check a partition dir; every problem is an FLError saying what to do.
+
+    dtype (None: as stored) is the run's: the float arrays Partition.astype casts are read
+    straight into it, a chunk at a time, so that the stored float64 arrays never sit beside their
+    float32 copies. The arrays are hashed against partition.json's hash as they stream, unless
+    flcli.data.verified holds a record of this very file matching it; verify=True hashes anyway.
+    Every read checks data.npz's array headers against partition.json before reading the arrays,
+    and the arrays themselves after (flcli.data.validate)."""
+    path = Path(path)
+    meta_file, data_file = partition_files(path)
+    with reading(path), open_npz(data_file) as npz:
+        meta = json.loads(meta_file.read_text())
+        missing = [name for name in ARRAYS if name not in npz.members]
+        if missing:
+            raise FLError(f"{data_file} lacks the array {missing[0]}; re-create the partition")
+        check_description(meta, meta_file)
+        check_layout({name: m.shape for name, m in npz.members.items()}, meta, meta_file, data_file)
+        check_edits(meta, meta_file)
+        state = file_state(data_file, npz.stat())
+        hashing = verify or not is_verified(state, meta.get("hash"))
+        arrays, digest = read_arrays(npz, dtype, hashing)
+        if file_state(data_file, npz.stat()) != state:
+            raise FLError(
+                f"{data_file} was written to as it was read; run again once nothing writes it"
+            )
+    if hashing and digest != meta.get("hash"):
+        forget(state)
+        raise FLError(f"{data_file} does not match {meta_file}'s hash; re-create the partition")
+    check_arrays(arrays, meta, data_file)
+    if meta["client_sizes"] != np.diff(arrays["offsets"]).tolist():
+        raise FLError(
+            f"{meta_file}'s client_sizes disagree with {data_file}; re-create the partition"
+        )
+    if hashing:
+        remember(state, digest)
     return Partition(meta=meta, **arrays)
 
 

@@ -92,6 +92,34 @@ def good_label_counts(meta: dict) -> bool:
     )
 
 
+def check_layout(
+    shapes: dict[str, tuple[int, ...]], meta: dict, meta_file: Path, data_file: Path
+) -> None:
+    """data.npz's array shapes, from its headers before any array is read, against partition.json:
+    x_train and y_train have a row per sample of client_sizes, x_train num_features columns.
+    (Arrays that disagree among themselves are left to check_arrays, which says how.)"""
+    x_train, y_train = shapes["x_train"], shapes["y_train"]
+    if len(x_train) != 2 or y_train != x_train[:1]:
+        return
+    if x_train[0] != sum(meta["client_sizes"]):
+        raise FLError(
+            f"{meta_file}'s client_sizes disagree with {data_file} ({x_train[0]} training rows); "
+            "re-create the partition"
+        )
+    widths = {
+        shape[1] for name, shape in shapes.items() if name.startswith("x_") and len(shape) == 2
+    }
+    if widths != {x_train[1]}:
+        return
+    check_input_shape(meta, x_train[1], data_file)
+    features = meta.get("num_features")
+    if is_count(features) and x_train[1] != features:
+        raise FLError(
+            f"{meta_file}'s num_features ({features}) disagrees with {data_file}'s x_train "
+            f"({x_train[1]} features); {REBUILD}"
+        )
+
+
 def check_arrays(arrays: dict[str, np.ndarray], meta: dict, data_file: Path) -> None:
     """data.npz's arrays: features 2-D and finite with one feature count, targets 1-D with a row
     count of their features (integer labels in [0, num_classes) or finite reals), and offsets
@@ -116,13 +144,7 @@ def check_arrays(arrays: dict[str, np.ndarray], meta: dict, data_file: Path) -> 
 def check_samples(arrays: dict[str, np.ndarray], meta: dict, data_file: Path) -> None:
     """partition.json's input_shape multiplies to the arrays' feature count, and the features of
     a partition with a vocabulary are ids of it."""
-    width = arrays["x_train"].shape[1]
-    if "input_shape" in meta and shape_problem(meta["input_shape"], width) is not None:
-        raise FLError(
-            f"{data_file}: partition.json's input_shape {shape_text(meta['input_shape'])} does "
-            f"not multiply to its {width} features; {REBUILD} (--input-shape whose product is "
-            f"{width})"
-        )
+    check_input_shape(meta, arrays["x_train"].shape[1], data_file)
     if "vocabulary" not in meta:
         return
     for name in arrays:
@@ -130,6 +152,15 @@ def check_samples(arrays: dict[str, np.ndarray], meta: dict, data_file: Path) ->
             problem = token_ids_problem(arrays[name], len(meta["vocabulary"]))
             if problem is not None:
                 raise FLError(f"{data_file}: {name} {problem}; {REBUILD} (--text chars or words)")
+
+
+def check_input_shape(meta: dict, width: int, data_file: Path) -> None:
+    if "input_shape" in meta and shape_problem(meta["input_shape"], width) is not None:
+        raise FLError(
+            f"{data_file}: partition.json's input_shape {shape_text(meta['input_shape'])} does "
+            f"not multiply to its {width} features; {REBUILD} (--input-shape whose product is "
+            f"{width})"
+        )
 
 
 def check_new_clients(arrays, meta: dict, num_classes, width, data_file: Path) -> None:
@@ -166,6 +197,11 @@ def check_pair(arrays, x_name, y_name, num_classes, width, data_file) -> int:
             f"{data_file}: {x_name} has {x.shape[1]} features, x_train {width}; {REBUILD}"
         )
     if x.dtype.kind == "f" and not np.isfinite(x).all():
+        if x.dtype == np.float32:  # loaded for a float32 run: a finite float64 may overflow
+            raise FLError(
+                f"{data_file}: {x_name} holds NaN or infinite values as float32 (a value beyond "
+                f"±3.4e38 overflows); train with --dtype float64, or {REBUILD}"
+            )
         raise refused(data_file, f"{x_name} holds NaN or infinite values")
     if y.ndim != 1 or len(y) != len(x):
         raise refused(data_file, f"{y_name} must be 1-D with one value per row of {x_name}")
