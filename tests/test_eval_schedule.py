@@ -36,7 +36,7 @@ EVERY_ROUND = (
 
 
 @pytest.fixture(scope="module")
-def personal_dir(tmp_path_factory):
+def new_clients_dir(tmp_path_factory):
     """Clients with local test splits, and clients held out of training."""
     out = tmp_path_factory.mktemp("parts") / "personal"
     api.partition(
@@ -183,9 +183,9 @@ def test_the_sample_is_the_same_on_the_serial_backend(cli, dirichlet_dir, tmp_pa
     ],
     ids=["ditto", "fedbuff", "cfl", "dp"],
 )
-def test_every_kind_of_round_skips_only_its_metrics(personal_dir, options):
-    every = frame(personal_dir, rounds=4, **options)
-    some = frame(personal_dir, rounds=4, eval_every=3, **options)
+def test_every_kind_of_round_skips_only_its_metrics(new_clients_dir, options):
+    every = frame(new_clients_dir, rounds=4, **options)
+    some = frame(new_clients_dir, rounds=4, eval_every=3, **options)
     skipped = (some["evaluated"] == 0).to_numpy()
     assert skipped.tolist() == [False, True, True, False, False]
     kept = [c for c in EVERY_ROUND if c in every]
