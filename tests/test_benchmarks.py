@@ -55,3 +55,55 @@ def test_synthetic_partition_is_a_valid_partition(tmp_path):
     sizes = loaded.client_sizes
     assert loaded.num_clients == 30 and sizes.min() >= 80 and sizes.max() <= 120
     assert loaded.x_train.shape == (sizes.sum(), 60) and set(loaded.y_train) <= set(range(10))
+
+
+def test_cnn_flops_are_three_times_torchs_count_of_the_forward():
+    """cnn_flops: forward + backward = 3 x the forward's FLOPs, which torch counts the same."""
+    torch = pytest.importorskip("torch")
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch_cohort = pytest.importorskip("torch_cohort")
+    module = torch.nn.Sequential(
+        torch.nn.Conv2d(2, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 4 * 4, 5)
+    )
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        module(torch.zeros(1, 2, 6, 6))
+    assert torch_cohort.cnn_flops(module, (2, 6, 6)) == 3 * counter.get_total_flops()
+    assert counter.get_total_flops() == 2 * (4 * 4 * 4 * 2 * 9 + 64 * 5)
+
+
+def test_image_partition_records_the_image_shape(tmp_path):
+    pytest.importorskip("torch")
+    torch_cohort = pytest.importorskip("torch_cohort")
+    from flcli.data.store import load_partition
+
+    settings = {**torch_cohort.SETTINGS, **torch_cohort.QUICK}
+    loaded = load_partition(torch_cohort.image_partition(tmp_path / "p", settings))
+    assert loaded.meta["input_shape"] == [3, 32, 32]
+    assert loaded.x_train.shape == (10 * 20, 3 * 32 * 32) and loaded.x_test.shape[0] == 100
+    assert (loaded.client_sizes == 20).all() and set(loaded.y_train) <= set(range(10))
+
+
+def test_flat_cifar_cnn_has_cifar_cnns_parameters_and_outputs():
+    """flcli trains FlatCifarCNN on flat rows; the peers CifarCNN on images: the same model."""
+    torch = pytest.importorskip("torch")
+    torch_clients = pytest.importorskip("torch_clients")
+
+    torch.manual_seed(0)
+    flat = torch_clients.FlatCifarCNN(10, (3072,))
+    torch.manual_seed(0)
+    images = torch_clients.FlatCifarCNN(10, (3, 32, 32))
+    assert [p.shape for p in flat.parameters()] == [p.shape for p in images.parameters()]
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(flat(x.reshape(2, -1)), images(x))
+
+
+def test_profiler_operators_are_sorted_into_kinds():
+    torch_blocks = pytest.importorskip("torch_blocks")
+    kinds = [
+        torch_blocks.kind_of(name)
+        for name in ("aten::convolution_backward", "aten::bmm", "aten::max_pool2d", "aten::copy_")
+    ]
+    assert kinds == ["convolution", "matrix products", "max pooling", "copies"]
