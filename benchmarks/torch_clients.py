@@ -49,11 +49,20 @@ def load(part: Path) -> dict[str, np.ndarray]:
         return {name: arrays[name] for name in ARRAYS}
 
 
+def load_vector(module: torch.nn.Module, vector: torch.Tensor) -> None:
+    """Copy the flat vector into the module's parameters (torch.nn.utils.vector_to_parameters
+    would make them views of it, and SGD's steps would then write into the vector)."""
+    with torch.no_grad():
+        start = 0
+        for parameter in module.parameters():
+            parameter.copy_(vector[start : start + parameter.numel()].view_as(parameter))
+            start += parameter.numel()
+
+
 def initial_module(setup: dict, classes: int) -> torch.nn.Module:
     """CifarCNN with the parameters of w0.npy (flcli's initial model)."""
     module = examples_cnn().CifarCNN(classes, IMAGE)
-    w0 = torch.from_numpy(np.load(setup["w0"]))
-    torch.nn.utils.vector_to_parameters(w0, module.parameters())
+    load_vector(module, torch.from_numpy(np.load(setup["w0"])))
     return module
 
 
@@ -67,31 +76,35 @@ def accuracy(module: torch.nn.Module, data: dict) -> float:
     return float((logits.argmax(1).numpy() == data["y_test"]).mean())
 
 
-def plain(data: dict, setup: dict) -> dict:
-    """FedAvg as a loop over clients: one module, loaded with the global weights for each
-    client, torch.optim.SGD over the client's rows in a fresh random order per round."""
-    module = initial_module(setup, int(data["y_train"].max()) + 1)
+def plain_fedavg(module: torch.nn.Module, data: dict, setup: dict) -> None:
+    """FedAvg as a loop over clients, in place: the one module, loaded with the global weights
+    for each client, torch.optim.SGD over the client's rows in a fresh random order per epoch."""
     x, y, offsets = images(data["x_train"]), torch.from_numpy(data["y_train"]), data["offsets"]
-    batch, lr = setup["batch_size"], setup["lr"]
     generator = torch.Generator().manual_seed(setup["seed"])
-    start = time.perf_counter()
     for ids in setup["cohorts"]:
         w_global = torch.nn.utils.parameters_to_vector(module.parameters()).detach().clone()
         total, weight = torch.zeros_like(w_global), 0
         for client in ids:
-            torch.nn.utils.vector_to_parameters(w_global, module.parameters())
-            optimizer = torch.optim.SGD(module.parameters(), lr=lr)
+            load_vector(module, w_global)
+            optimizer = torch.optim.SGD(module.parameters(), lr=setup["lr"])
             first, last = int(offsets[client]), int(offsets[client + 1])
             for _ in range(setup["epochs"]):
                 order = first + torch.randperm(last - first, generator=generator)
-                for rows in order.split(batch):
+                for rows in order.split(setup["batch_size"]):
                     optimizer.zero_grad()
                     loss = torch.nn.functional.cross_entropy(module(x[rows]), y[rows])
                     loss.backward()
                     optimizer.step()
-            total += (last - first) * torch.nn.utils.parameters_to_vector(module.parameters())
+            with torch.no_grad():
+                total += (last - first) * torch.nn.utils.parameters_to_vector(module.parameters())
             weight += last - first
-        torch.nn.utils.vector_to_parameters((total / weight).detach(), module.parameters())
+        load_vector(module, total / weight)
+
+
+def plain(data: dict, setup: dict) -> dict:
+    module = initial_module(setup, int(data["y_train"].max()) + 1)
+    start = time.perf_counter()
+    plain_fedavg(module, data, setup)
     train_s = time.perf_counter() - start
     return {"train_s": train_s, "accuracy": accuracy(module, data)}
 

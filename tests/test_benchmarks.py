@@ -3,6 +3,7 @@
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
@@ -107,3 +108,26 @@ def test_profiler_operators_are_sorted_into_kinds():
         for name in ("aten::convolution_backward", "aten::bmm", "aten::max_pool2d", "aten::copy_")
     ]
     assert kinds == ["convolution", "matrix products", "max pooling", "copies"]
+
+
+def test_the_plain_loop_is_flclis_fedavg(tmp_path):
+    """One round of the plain loop's FedAvg, two clients of one full batch each (the order of a
+    batch does not matter), gives flcli's model: the same step, clients from the same start."""
+    torch = pytest.importorskip("torch")
+    torch_clients = pytest.importorskip("torch_clients")
+    from flcli.models.torchload import make_torch_model
+
+    reference = f"torch:{Path(torch_clients.__file__)}:FlatCifarCNN"
+    model = make_torch_model(reference, 3072, 10, "classification", "float32", {})
+    g = np.random.default_rng(0)
+    x, y = g.normal(size=(8, 3072)).astype(np.float32), g.integers(0, 10, 8)
+    w0 = model.init(np.random.default_rng(1))
+    np.save(tmp_path / "w0.npy", w0)
+    W = np.stack([w0, w0])
+    model.sgd_step(W, x.reshape(2, 4, -1), y.reshape(2, 4), np.ones((2, 4), np.float32), 0.1, None)
+    data = {"x_train": x, "y_train": y, "offsets": np.array([0, 4, 8])}
+    setup = {"w0": str(tmp_path / "w0.npy"), "cohorts": [[0, 1]], "seed": 0, "lr": 0.1}
+    module = torch_clients.initial_module({**setup, "epochs": 1, "batch_size": 4}, 10)
+    torch_clients.plain_fedavg(module, data, {**setup, "epochs": 1, "batch_size": 4})
+    got = torch.nn.utils.parameters_to_vector(module.parameters()).detach().numpy()
+    np.testing.assert_allclose(got, W.mean(axis=0), atol=1e-6)
