@@ -5,7 +5,8 @@ most MAX_BLOCK) sets how many clients one vmapped forward + backward takes. For 
 3x32x32 and LeNet5 on 1x28x28 this times TorchModel.sgd_step on CLIENTS clients (batch BATCH, one
 thread, as each of the engine's threads runs it) with the block set to each of BLOCKS, and splits
 the time of the default block and of the fastest by PyTorch operator (torch.profiler, self CPU
-time) into convolutions, matrix products, max pooling, copies and the rest.
+time) into convolutions, matrix products, max pooling, ReLU, fills, copies, the SGD update and the
+rest. For scale: a plain autograd step of the module (torch.optim.SGD), one client after another.
 
 Run: python benchmarks/torch_blocks.py [--quick] [--out FILE (appended)]
 """
@@ -24,20 +25,12 @@ ROOT = HERE.parent
 MODELS = {"CifarCNN": (3, 32, 32), "LeNet5": (1, 28, 28)}
 BLOCKS = (1, 2, 4, 8, 16)
 CLIENTS, BATCH = 16, 10
-KINDS = {  # operator name fragments -> kind; the first that matches
-    "conv": "convolution",
-    "mm": "matrix products",
-    "addmm": "matrix products",
-    "bmm": "matrix products",
-    "linear": "matrix products",
-    "max_pool": "max pooling",
-    "copy": "copies",
-    "clone": "copies",
-    "contiguous": "copies",
-    "cat": "copies",
-    "stack": "copies",
-    "index": "copies",
-    "_to_": "copies",
+KINDS = {  # operator (aten:: dropped) -> kind; any other convolution or max_pool one by its name
+    **dict.fromkeys(("mm", "bmm", "addmm", "matmul", "linear"), "matrix products"),
+    **dict.fromkeys(("relu", "clamp_min", "threshold_backward"), "ReLU"),
+    **dict.fromkeys(("copy_", "clone", "contiguous", "cat", "stack", "_to_copy"), "copies"),
+    **dict.fromkeys(("fill_", "zero_", "zeros", "zeros_like"), "fills"),
+    "sub_": "SGD update",
 }
 
 
@@ -72,12 +65,34 @@ def step_seconds(model, block: int, clients: int, repeats: int) -> float:
     return statistics.median(seconds) / clients
 
 
+def plain_seconds(model, clients: int, repeats: int) -> float:
+    """Seconds per client-step of a plain autograd step of the module, client after client."""
+    import torch
+
+    module = model.build(0)
+    optimizer = torch.optim.SGD(module.parameters(), lr=0.01)
+    _, X, y, _ = batch(model, clients)
+    X_t, y_t = model.inputs(torch.from_numpy(X)), torch.from_numpy(y)
+
+    def steps() -> float:
+        start = time.perf_counter()
+        for k in range(clients):
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(module(X_t[k]), y_t[k]).backward()
+            optimizer.step()
+        return time.perf_counter() - start
+
+    steps()
+    return statistics.median(steps() for _ in range(repeats)) / clients
+
+
 def kind_of(operator: str) -> str:
     name = operator.removeprefix("aten::")
-    for fragment, kind in KINDS.items():
-        if fragment in name:
-            return kind
-    return "other"
+    if "convolution" in name:
+        return "convolution"
+    if name.startswith("max_pool"):
+        return "max pooling"
+    return KINDS.get(name, "other")
 
 
 def breakdown(model, block: int, clients: int) -> dict[str, float]:
@@ -106,6 +121,7 @@ def measure(quick: bool) -> list[dict]:
         sizes = [b for b in BLOCKS if b <= clients]
         seconds = {b: step_seconds(model, b, clients, repeats) for b in sizes}
         best = min(seconds, key=seconds.get)
+        plain = plain_seconds(model, clients, repeats)
         rows.append(
             {
                 "model": name,
@@ -113,6 +129,7 @@ def measure(quick: bool) -> list[dict]:
                 "default": default,
                 "seconds": seconds,
                 "best": best,
+                "plain": plain,
                 "split": {b: breakdown(model, b, clients) for b in sorted({default, best})},
                 "load": os.getloadavg()[0],
             }
@@ -127,15 +144,15 @@ def markdown(rows: list[dict]) -> str:
         "",
         "| model | parameters | default block | "
         + " | ".join(f"block {b}" for b in BLOCKS)
-        + " | fastest | load (1 min) |",
-        "| --- | --- | --- | " + " | ".join("---" for _ in BLOCKS) + " | --- | --- |",
+        + " | fastest | plain autograd loop | load (1 min) |",
+        "| --- | --- | --- | " + " | ".join("---" for _ in BLOCKS) + " | --- | --- | --- |",
     ]
     for row in rows:
         cells = [f"{1000 * row['seconds'][b]:.2f}" if b in row["seconds"] else "-" for b in BLOCKS]
         lines.append(
             f"| {row['model']} | {row['params']:,} | {row['default']} | "
             + " | ".join(cells)
-            + f" | {row['best']} | {row['load']:.1f} |"
+            + f" | {row['best']} | {1000 * row['plain']:.2f} | {row['load']:.1f} |"
         )
     lines += ["", "Where the time goes (share of self CPU time, torch.profiler):", ""]
     for row in rows:

@@ -105,9 +105,9 @@ def test_profiler_operators_are_sorted_into_kinds():
     torch_blocks = pytest.importorskip("torch_blocks")
     kinds = [
         torch_blocks.kind_of(name)
-        for name in ("aten::convolution_backward", "aten::bmm", "aten::max_pool2d", "aten::copy_")
+        for name in ("aten::convolution_backward", "aten::bmm", "aten::max_pool2d", "aten::scatter")
     ]
-    assert kinds == ["convolution", "matrix products", "max pooling", "copies"]
+    assert kinds == ["convolution", "matrix products", "max pooling", "other"]
 
 
 def test_the_plain_loop_is_flclis_fedavg(tmp_path):
