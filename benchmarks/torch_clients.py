@@ -4,7 +4,8 @@ Needs only NumPy and PyTorch (and pfl for `pfl`), so that it runs in another int
 the partition's data.npz and examples/cnn.py by path, never flcli. Both train CifarCNN from the
 same initial vector (w0.npy, the flat parameters in named_parameters order, as flcli keeps them)
 on the same cohorts, with plain SGD and FedAvg weighted by samples, and print one JSON line:
-train_s (the rounds, evaluation excluded), accuracy (on the test set, after the last round).
+train_s (the rounds, evaluation excluded), cpu_s (their CPU seconds, all threads), accuracy (on
+the test set, after the last round).
 
 Also the module flcli trains: FlatCifarCNN, CifarCNN on flat rows, for partitions that do not
 record their samples' shape yet (see torch_cohort.py's model_reference).
@@ -103,10 +104,10 @@ def plain_fedavg(module: torch.nn.Module, data: dict, setup: dict) -> None:
 
 def plain(data: dict, setup: dict) -> dict:
     module = initial_module(setup, int(data["y_train"].max()) + 1)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     plain_fedavg(module, data, setup)
-    train_s = time.perf_counter() - start
-    return {"train_s": train_s, "accuracy": accuracy(module, data)}
+    train_s, cpu_s = time.perf_counter() - start, time.process_time() - cpu
+    return {"train_s": train_s, "cpu_s": cpu_s, "accuracy": accuracy(module, data)}
 
 
 def pfl_module(setup: dict, classes: int) -> torch.nn.Module:
@@ -180,10 +181,10 @@ def pfl_run(data: dict, setup: dict) -> dict:
         local_num_epochs=setup["epochs"],
         local_batch_size=setup["batch_size"],
     )
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     Averaging().run(algorithm_params=params, backend=backend, model=model, model_train_params=train)
-    train_s = time.perf_counter() - start
-    return {"train_s": train_s, "accuracy": accuracy(module, data)}
+    train_s, cpu_s = time.perf_counter() - start, time.process_time() - cpu
+    return {"train_s": train_s, "cpu_s": cpu_s, "accuracy": accuracy(module, data)}
 
 
 def main() -> None:
