@@ -25,7 +25,8 @@ Throughput: FLOPs per sample of forward + backward = 3 x 2 x the multiply-adds o
 and linear layers (cnn_flops), x 50 samples x 10 clients x 20 rounds, over the training seconds;
 the share is of a 1024 x 1024 fp32 torch.mm at 1 and at 2 threads.
 
-Run: python benchmarks/torch_cohort.py [--quick] [--repeats 3] [--out benchmarks/TORCH.md]
+Run: PFL_PYTHON=/path/to/python python benchmarks/torch_cohort.py [--quick] [--repeats 3]
+[--out FILE (the P4 section; benchmarks/TORCH.md holds it with the findings)]
 """
 
 import argparse
