@@ -9,18 +9,14 @@ FedAvg, the same for all: the same initial vector (flcli's), the same cohorts (f
 float32, weighted by samples.
 
 Contenders, each a child process on the 2 cores:
-- flcli `fl train` through the CLI, --backend process --jobs 2: the whole process and rounds.csv's
-  elapsed_s (the rounds, with the test set and all training rows evaluated after each round but
-  the last);
+- flcli `fl train` through the CLI, its default backend (chunks of the cohort in one thread per
+  core, each through its own copy of the module), --eval-every ROUNDS (the peers evaluate once, at
+  the end): the whole process and rounds.csv's elapsed_s;
 - flcli's training alone: the same run's parts (flcli.assemble) and rounds (ParametricRounds.
-  train: sampling, local training of the cohort, FedAvg), without the per-round evaluation; with
-  the process backend (2 workers, one thread each), and in one thread;
+  train: sampling, local training of the cohort, FedAvg), without evaluation; on 2 threads, and
+  in one;
 - a plain PyTorch per-client loop (torch_clients.py plain), 2 and 1 intra-op threads;
 - pfl-research (torch_clients.py pfl) with the Python given by PFL_PYTHON, 2 intra-op threads.
-Why not flcli's default backend, which trains chunks of the cohort in one Python thread per core:
-TorchModel's threads share one module, and torch.func.functional_call swaps its parameters for
-each call, so concurrent calls see each other's parameters (wrong gradients, or functorch's
-"escaped?" internal assert); its workers each run one thread and do not share it.
 Throughput: FLOPs per sample of forward + backward = 3 x 2 x the multiply-adds of the convolutions
 and linear layers (cnn_flops), x 50 samples x 10 clients x 20 rounds, over the training seconds;
 the share is of a 1024 x 1024 fp32 torch.mm at 1 and at 2 threads.
@@ -115,14 +111,8 @@ def image_partition(out: Path, settings: dict) -> Path:
 
 
 def model_reference() -> str:
-    """flcli's --model: CifarCNN itself once Partition reads input_shape from partition.json
-    (the imagedata branch), else torch_clients.py's FlatCifarCNN, which views flat rows as
-    images; both have CifarCNN's parameters in its order."""
-    from flcli.data.store import Partition
-
-    if isinstance(getattr(Partition, "input_shape", None), property):
-        return f"torch:{ROOT / 'examples' / 'cnn.py'}:CifarCNN"
-    return f"torch:{HERE / 'torch_clients.py'}:FlatCifarCNN"
+    """flcli's --model: CifarCNN, which gets NCHW images by the partition's input_shape."""
+    return f"torch:{ROOT / 'examples' / 'cnn.py'}:CifarCNN"
 
 
 def train_flags(settings: dict) -> list[str]:
@@ -143,15 +133,13 @@ def train_flags(settings: dict) -> list[str]:
         str(settings["seed"]),
         "--dtype",
         "float32",
-        "--backend",
-        "process",
-        "--jobs",
-        "2",
+        "--eval-every",
+        str(settings["rounds"]),
     ]
 
 
 def train_config(settings: dict):
-    """The TrainConfig of train_flags: --backend process --jobs 2 (see the module's note)."""
+    """The TrainConfig of train_flags."""
     from flcli.config import TrainConfig
 
     return TrainConfig(
@@ -163,14 +151,12 @@ def train_config(settings: dict):
         lr=settings["lr"],
         seed=settings["seed"],
         dtype="float32",
-        backend="process",
-        jobs=2,
     )
 
 
 def flcli_rounds(part: Path, settings: dict, one_thread: bool = False):
     """(the rounds, the parts) of the run `fl train` makes of these settings; one_thread: with
-    the vectorized trainer in one thread (the process backend's workers run it so) instead."""
+    the vectorized trainer held to one thread."""
     from dataclasses import replace
     from functools import partial
 
@@ -198,7 +184,7 @@ def write_setup(part: Path, work: Path, settings: dict) -> Path:
 def engine_child(part: Path, setup_file: Path, trainer: str) -> None:
     """Runs in a child: flcli's rounds as `fl train` runs them, timed without the evaluation that
     fl train does after each round; prints train_s and the final test accuracy. trainer:
-    "process" (fl train's --backend process --jobs 2) or "1-thread"."""
+    "vectorized" (fl train's default, a thread per core) or "1-thread"."""
     from flcli.engine.evaluate import evaluate
 
     setup = json.loads(setup_file.read_text())
@@ -214,7 +200,6 @@ def engine_child(part: Path, setup_file: Path, trainer: str) -> None:
     train_s, cpu_s = time.perf_counter() - start, time.process_time() - cpu
     data = parts.partition
     scores = evaluate(parts.model, state.params, data.x_test, data.y_test)
-    cpu_s = cpu_s if trainer == "1-thread" else None  # the workers' CPU is not this process's
     print(json.dumps({"train_s": train_s, "cpu_s": cpu_s, "accuracy": scores["accuracy"]}))
 
 
@@ -264,10 +249,10 @@ def contenders(part: Path, work: Path, setup: Path, pfl_python: str | None) -> d
     engine = [sys.executable, __file__, "--engine", str(part), str(setup)]
     chosen = {
         "flcli: fl train (CLI)": (
-            "1 x 2 processes",
+            "1 x 2 threads",
             [*FL, "train", str(part), *flags, "--out", str(work / "run")],
         ),
-        "flcli: training alone": ("1 x 2 processes", [*engine, "process"]),
+        "flcli: training alone": ("1 x 2 threads", [*engine, "vectorized"]),
         "flcli: training alone, 1 thread": ("1", [*engine, "1-thread"]),
         "plain PyTorch loop": ("2", [sys.executable, clients, "plain", str(part), str(setup), "2"]),
         "plain PyTorch loop, 1 thread": (
