@@ -9,7 +9,7 @@ from flcli import api
 from flcli.algorithms.base import ClientUpdates, Context
 from flcli.algorithms.feddf import distill, ensemble_targets
 from flcli.algorithms.registry import ALGORITHMS, make_algorithm
-from flcli.algorithms.work import LocalSpec
+from flcli.algorithms.work import LocalSpec, correction_at
 from flcli.api import simulate
 from flcli.configfile import train_config
 from flcli.data.store import Partition, load_partition
@@ -270,7 +270,7 @@ def test_feddyn_two_clients_two_rounds_by_hand():
     work = dyn.client_work(state, np.array([0, 1]))
     W = np.ones((2, 2))
     # alpha (w - w_0) - g_k with g_k = 0
-    assert np.allclose(work.correction(W, state.params, **work.inputs), 0.5 * W)
+    assert np.allclose(correction_at(work, W, state.params, work.inputs, work.shift), 0.5 * W)
     # round 1, both clients: g = -alpha delta; h = -alpha/2 ([1, 0] + [0, 2]) = [-0.25, -0.5];
     # w_1 = mean of local models [0.5, 1] - h / alpha = [1, 2]
     state = dyn.server_update(state, updates([0, 1], [[1, 0], [0, 2]], [5, 7], [3, 3]))
@@ -279,7 +279,8 @@ def test_feddyn_two_clients_two_rounds_by_hand():
     assert np.allclose(state.params, [1, 2])
     # round 2, client 0 alone: its correction at w = w_1 is -g_0 = [0.5, 0]
     work = dyn.client_work(state, np.array([0]))
-    assert np.allclose(work.correction(state.params[None], state.params, **work.inputs), [[0.5, 0]])
+    at_w1 = correction_at(work, state.params[None], state.params, work.inputs, work.shift)
+    assert np.allclose(at_w1, [[0.5, 0]])
     # local model [2, 3]; g_0 = [-0.5, 0] - 0.5 [1, 1]; h = h - 0.5/2 [1, 1] = [-0.5, -0.75];
     # w_2 = [2, 3] - h / 0.5 = [3, 4.5]; client 1's state is untouched
     state = dyn.server_update(state, updates([0], [[1, 1]], [5], [3]))

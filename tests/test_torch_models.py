@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 from conftest import assert_one_line_error, assert_resume_is_exact
 
-from flcli.algorithms.fedprox import proximal
 from flcli.algorithms.work import LocalSpec, LocalWork
 from flcli.configfile import train_config
 from flcli.data.store import load_partition
@@ -161,7 +160,7 @@ def test_fedprox_correction_is_applied_in_each_torch_step(dirichlet_dir, nets):
     anchor = model.init(np.random.default_rng(5))
     cohort = Cohort.of(np.array([0, 3]), partition.offsets)
     spec = LocalSpec(epochs=1, batch_size=16, lr=0.05)
-    work = LocalWork(correction=lambda W, a: proximal(W, a, mu=0.5))
+    work = LocalWork(pull=0.5)  # FedProx's mu (w - anchor)
     args = (partition.x_train, partition.y_train, cohort, anchor, spec, 7, 1, work)
     trained = train_cohort(model, *args).params
     orders = epoch_orders(7, 1, cohort.ids, cohort.sizes, 1)

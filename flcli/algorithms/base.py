@@ -5,8 +5,9 @@ returns pure functions over explicit state.
   here (the global model, server optimizer moments, per-client state such as SCAFFOLD's control
   variates), as NumPy arrays, so a checkpoint captures it and a resumed run is exact.
 - client_work(state, ids) -> LocalWork: what the sampled clients get besides the global model: an
-  optional gradient correction used in every local step (a picklable module-level function bound
-  with functools.partial, so a process backend can ship it) and its per-client inputs.
+  optional gradient correction used in every local step, linear as data (pull (w - w_t) +
+  shift[k]) or any as a picklable module-level function bound with functools.partial (so a process
+  backend can ship it) with its per-client inputs.
 - server_update(state, updates) -> ServerState: the next state from what the clients sent back
   (per-client state of the participants is updated here too).
 - local_spec(spec) -> LocalSpec: the local training the algorithm wants (FedSGD: one full batch).
@@ -39,7 +40,8 @@ next to the code (paper, when to use it, what it reads of single clients), and t
 list of those specs; a user's file gives a factory or a spec (see docs/api.md).
 
 The ceiling of this design: a client's local step is plain SGD plus an additive gradient
-correction (LocalWork.correction), which is what keeps a whole cohort in one vectorized step. An
+correction (LocalWork.pull and shift, or LocalWork.correction), which is what keeps a whole cohort
+in one vectorized step. An
 algorithm that needs its own client optimizer (local momentum or Adam, MOON's contrastive term)
 needs an engine change, not only a new file.
 """

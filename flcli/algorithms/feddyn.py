@@ -7,7 +7,6 @@ h <- h - (alpha / N) sum_{k in S} (w_k - w_{t-1});  w_t = (1/|S|) sum_{k in S} w
 (N: all clients; S: the round's participants; uniform means, as in the paper.)
 """
 
-from functools import partial
 from typing import Annotated
 
 import numpy as np
@@ -28,23 +27,16 @@ from flcli.options import Check
 ALPHA = Hyper("Dynamic regularization weight.", Check(lambda v: v > 0, "must be > 0, e.g. 0.01"))
 
 
-def dynamic(W: np.ndarray, anchor: np.ndarray, *, alpha: float, grad_state: np.ndarray):
-    """Gradient of alpha/2 ||w - anchor||^2 - <g_k, w> for each client (grad_state: g_k [K, P])."""
-    return alpha * (W - anchor) - grad_state
-
-
 def feddyn(ctx: Context, alpha_dyn: Annotated[float, ALPHA] = 0.01) -> Algorithm:
     alpha = alpha_dyn
-    correction = partial(dynamic, alpha=alpha)
 
     def server_init(params: np.ndarray, num_clients: int) -> ServerState:
         extra = {"h": np.zeros_like(params), "client_grad": np.zeros((num_clients, params.size))}
         return ServerState(params=params.copy(), extra=extra)
 
     def client_work(state: ServerState, ids: np.ndarray) -> LocalWork:
-        return LocalWork(
-            correction=correction, inputs={"grad_state": state.extra["client_grad"][ids]}
-        )
+        """The gradient of alpha/2 ||w - w_{t-1}||^2 - <g_k, w>."""
+        return LocalWork(pull=alpha, shift=-state.extra["client_grad"][ids])
 
     def server_update(state: ServerState, updates: ClientUpdates) -> ServerState:
         grads = state.extra["client_grad"]

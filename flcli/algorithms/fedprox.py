@@ -5,7 +5,6 @@ is w <- w - eta (grad F_k(w) + mu (w - w_t)); the server takes the sample-weight
 does. Stragglers' partial work is aggregated, not dropped (the paper's systems heterogeneity).
 """
 
-from functools import partial
 from typing import Annotated
 
 import numpy as np
@@ -18,16 +17,9 @@ from flcli.options import Check
 MU = Hyper("Proximal term weight.", Check(lambda v: v >= 0, "must be >= 0, e.g. 0.01"))
 
 
-def proximal(W: np.ndarray, anchor: np.ndarray, *, mu: float) -> np.ndarray:
-    """Gradient of mu/2 ||w - anchor||^2 for each row of W."""
-    return mu * (W - anchor)
-
-
 def fedprox(ctx: Context, mu: Annotated[float, MU] = 0.01) -> Algorithm:
-    correction = partial(proximal, mu=mu)
-
     def client_work(state: ServerState, ids: np.ndarray) -> LocalWork:
-        return LocalWork(correction=correction)
+        return LocalWork(pull=mu)  # the gradient of mu/2 ||w - w_t||^2
 
     return Algorithm(
         name="fedprox",

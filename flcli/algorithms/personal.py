@@ -11,7 +11,6 @@ local test split (personal_accuracy in rounds.csv).
   for --personal-epochs of plain SGD; the fine-tuned model is scored, then discarded.
 """
 
-from functools import partial
 from typing import Annotated
 
 import numpy as np
@@ -28,7 +27,6 @@ from flcli.algorithms.base import (
     as_new_clients,
 )
 from flcli.algorithms.fedavg import fedavg_update
-from flcli.algorithms.fedprox import proximal
 from flcli.algorithms.work import LocalWork
 from flcli.options import Check
 
@@ -49,13 +47,11 @@ def ditto(
     lam: Annotated[float, LAMBDA] = 0.1,
     personal_epochs: Annotated[int | None, DITTO_EPOCHS] = None,
 ) -> Algorithm:
-    correction = partial(proximal, mu=lam)
-
     def server_init(params: np.ndarray, num_clients: int) -> ServerState:
         return ServerState(params.copy(), {"personal": np.tile(params, (num_clients, 1))})
 
     def personalize(before: ServerState, after: ServerState, ids: np.ndarray, train: Train):
-        work = LocalWork(correction=correction, start=before.extra["personal"][ids])
+        work = LocalWork(pull=lam, start=before.extra["personal"][ids])
         personal = train(before.params, work, personal_epochs).params
         extra = {**after.extra, "personal": scatter(after.extra["personal"], ids, personal)}
         return ServerState(params=after.params, extra=extra), personal
@@ -63,7 +59,7 @@ def ditto(
     def personalize_new(state: ServerState, ids: np.ndarray, train: Train, losses):
         """A new client's personal model starts at the global model (as every v_k starts at the
         initial one) and trains by Ditto's rule around it."""
-        return train(state.params, LocalWork(correction=correction), personal_epochs).params
+        return train(state.params, LocalWork(pull=lam), personal_epochs).params
 
     return Algorithm(
         name="ditto",

@@ -26,19 +26,13 @@ from flcli.algorithms.base import (
 from flcli.algorithms.work import LocalWork
 
 
-def control(W: np.ndarray, anchor: np.ndarray, *, offset: np.ndarray) -> np.ndarray:
-    """The drift correction c - c_i of each client (offset [K, P])."""
-    return offset
-
-
 def scaffold(ctx: Context, server_lr: Annotated[float, SERVER_LR] = 1.0) -> Algorithm:
     def server_init(params: np.ndarray, num_clients: int) -> ServerState:
         extra = {"c": np.zeros_like(params), "client_c": np.zeros((num_clients, params.size))}
         return ServerState(params=params.copy(), extra=extra)
 
     def client_work(state: ServerState, ids: np.ndarray) -> LocalWork:
-        offset = state.extra["c"][None, :] - state.extra["client_c"][ids]
-        return LocalWork(correction=control, inputs={"offset": offset})
+        return LocalWork(shift=state.extra["c"][None, :] - state.extra["client_c"][ids])
 
     def server_update(state: ServerState, updates: ClientUpdates) -> ServerState:
         c, client_c = state.extra["c"], state.extra["client_c"]

@@ -1,6 +1,10 @@
 """What an algorithm asks of its clients' local training: the spec (epochs, batch, step size) and
 the work beyond plain SGD from the global model (a gradient correction and its per-client inputs,
-where each client starts, step budgets). The engine's backends carry it out."""
+where each client starts, step budgets). The engine's backends carry it out.
+
+A correction of the form pull (w - anchor) + shift[k] (FedProx, SCAFFOLD, FedDyn, Ditto) is given
+as data, LocalWork.pull and LocalWork.shift, so that a compiled step can apply it itself; any
+other is a function, LocalWork.correction, which the engine calls at every step in NumPy."""
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -34,6 +38,10 @@ class LocalWork:
 
     correction: Correction | None = None
     inputs: dict[str, np.ndarray] = field(default_factory=dict)  # [K, ...] each
+    # the linear correction pull (w - anchor) + shift[k], added to every step's gradient besides
+    # the correction function's: a float, and [K, P] or None
+    pull: float = 0.0
+    shift: np.ndarray | None = None
     start: np.ndarray | None = None  # [K, P] where each client starts (default: the anchor)
     max_steps: np.ndarray | None = None  # [K] step budgets below the full one (stragglers)
     # [P] bool, the same for every client: coordinates that do not train (each client's stay at
@@ -52,6 +60,7 @@ class LocalWork:
         return replace(
             self,
             inputs=inputs,
+            shift=cut(self.shift),
             start=cut(self.start),
             max_steps=cut(self.max_steps),
             carry=cut(self.carry),
@@ -61,6 +70,29 @@ class LocalWork:
         """[K] local steps each client takes: its full budget, or less for a straggler."""
         full = steps_per_epoch(sizes, batch_size) * epochs
         return full if self.max_steps is None else np.minimum(full, self.max_steps)
+
+
+def corrects(work: LocalWork) -> bool:
+    """Whether the work adds a correction to the gradient of its steps."""
+    return bool(work.pull) or work.shift is not None or work.correction is not None
+
+
+def correction_at(
+    work: LocalWork,
+    W: np.ndarray,
+    anchor: np.ndarray,
+    inputs: dict[str, np.ndarray],
+    shift: np.ndarray | None,
+) -> np.ndarray | None:
+    """The work's gradient correction at W [K, P], or None without one: pull (W - anchor) + shift,
+    plus the correction function's (inputs and shift: those of the same K clients as W)."""
+    total = work.pull * (W - anchor) if work.pull else None  # as NumPy rounds it: W's dtype
+    if shift is not None:
+        total = shift if total is None else total + shift
+    if work.correction is not None:
+        more = work.correction(W, anchor, **inputs)
+        total = more if total is None else total + more
+    return total
 
 
 def frozen_index(work: LocalWork) -> np.ndarray | None:

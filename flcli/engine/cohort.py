@@ -20,7 +20,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from flcli.algorithms.work import LocalSpec, LocalWork, frozen_index, steps_per_epoch
+from flcli.algorithms.work import (
+    LocalSpec,
+    LocalWork,
+    correction_at,
+    frozen_index,
+    steps_per_epoch,
+)
 from flcli.engine.blas import one_blas_thread
 from flcli.engine.chunks import chunk_indices
 from flcli.engine.local import Cohort, CohortResult, epoch_orders
@@ -121,7 +127,7 @@ def train_chunk(
     everyone = np.arange(len(sizes))
     # The clients still training and their parameters: W_active is W itself until someone
     # finishes, then a compact copy written back to W only when the active set changes.
-    active, W_active, inputs = everyone, W, work.inputs
+    active, W_active, inputs, shift = everyone, W, work.inputs, work.shift
     C = C_active = carry_out  # the carry, kept as W is
     if C is not None:
         C[...] = work.carry
@@ -145,15 +151,16 @@ def train_chunk(
                 C_active = None if C is None else C[active]
                 grad = None if fused else grad[: len(active)]
                 inputs = {name: value[active] for name, value in work.inputs.items()}
+                shift = None if work.shift is None else work.shift[active]
                 held_active = None if held is None else held[active]
             rows, mask = plan.rows(active, first, stop)  # [S, A, B] each
             X = space.array("X", (*rows.shape, *x.shape[1:]), x.dtype)
             np.take(x, rows, axis=0, out=X, mode="clip")  # faster than x[rows]; rows are in range
             Y, mask = np.take(y, rows, axis=0), mask.astype(x.dtype)
             for i in range(stop - first):
-                correction = None
-                if work.correction is not None:
-                    correction = spec.lr * work.correction(W_active, w_global, **inputs)
+                correction = correction_at(work, W_active, w_global, inputs, shift)
+                if correction is not None:
+                    correction = spec.lr * correction
                 if work.step is not None:
                     more = inputs if C is None else {**inputs, "carry": C_active}
                     work.step(model, W_active, X[i], Y[i], mask[i], spec.lr, w_global, **more)

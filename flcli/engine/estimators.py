@@ -3,7 +3,8 @@ partial_fit or fit (see flcli.models.sklearn). Same signature and result as the 
 
 An algorithm's gradient correction (FedProx's proximal pull, SCAFFOLD's control variates) cannot
 reach inside partial_fit, so it is applied after each local pass: one step
-w <- w - lr * correction(w, w_global, per-client inputs) with lr = --lr.
+w <- w - lr * correction(w, w_global, per-client inputs) with lr = --lr (flcli.algorithms.work's
+correction_at: the linear pull and shift, and the correction function).
 
 The server formulas that divide by the client's step size (SCAFFOLD's option II variates, FedDyn's
 gradient state, q-FedAvg's L = 1 / lr) take --lr for it, while the estimator steps with its own
@@ -13,7 +14,7 @@ learning rate: their scale is the papers' only when --lr is the estimator's (con
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from flcli.algorithms.work import LocalSpec, LocalWork, steps_per_epoch
+from flcli.algorithms.work import LocalSpec, LocalWork, correction_at, corrects, steps_per_epoch
 from flcli.engine.local import Cohort, CohortResult, epoch_orders
 from flcli.errors import RunFailed
 from flcli.rng import Purpose, rng
@@ -55,6 +56,7 @@ def train_one_by_one(model, x, y, cohort, w_global, spec, seed, round, work: Loc
         anchor = w_global if work.start is None else work.start[k]
         estimator = model.estimator_at(anchor, random_state, spec.batch_size)
         inputs = {name: value[k : k + 1] for name, value in work.inputs.items()}
+        shift = None if work.shift is None else work.shift[k : k + 1]
         orders = epoch_orders(seed, round, [client], [size], full_passes).reshape(-1, size)
         budget = None if work.max_steps is None else int(work.max_steps[k])
         taken = 0
@@ -66,9 +68,9 @@ def train_one_by_one(model, x, y, cohort, w_global, spec, seed, round, work: Loc
                 raise RunFailed(
                     f"sklearn:{model.name} failed on client {client} in round {round}: {failure}"
                 ) from None
-            if work.correction is not None:
+            if corrects(work):
                 w = model.params_of(estimator)
-                pull = work.correction(w[None], w_global, **inputs)[0]
+                pull = correction_at(work, w[None], w_global, inputs, shift)[0]
                 model.set_params(estimator, w - spec.lr * pull)
         params.append(model.params_of(estimator))
         steps.append(taken)

@@ -6,7 +6,7 @@ between the two checks the gathers and masks of the vectorized one.
 
 import numpy as np
 
-from flcli.algorithms.work import LocalSpec, LocalWork, frozen_index
+from flcli.algorithms.work import LocalSpec, LocalWork, correction_at, frozen_index
 from flcli.engine.local import Cohort, CohortResult, epoch_orders
 
 
@@ -30,6 +30,7 @@ def train_serial(
     ):
         w = w_global.copy() if work.start is None else work.start[k].astype(x.dtype)
         inputs = {name: value[k : k + 1] for name, value in work.inputs.items()}
+        shift = None if work.shift is None else work.shift[k : k + 1]
         carry = None if work.carry is None else work.carry[k : k + 1].astype(x.dtype)
         more = inputs if carry is None else {**inputs, "carry": carry}  # updated in place
         held = None if frozen is None else w[frozen].copy()
@@ -46,13 +47,15 @@ def train_serial(
                     W = w[None].copy()
                     X, Y = x[rows][None], y[rows][None]
                     work.step(model, W, X, Y, mask, spec.lr, w_global, **more)
-                    if work.correction is not None:
-                        W -= spec.lr * work.correction(w[None], w_global, **inputs)
+                    correction = correction_at(work, w[None], w_global, inputs, shift)
+                    if correction is not None:
+                        W -= spec.lr * correction
                     w = W[0]
                 else:
                     _, grad = model.loss_grad(w[None], x[rows][None], y[rows][None], mask)
-                    if work.correction is not None:
-                        grad += work.correction(w[None], w_global, **inputs)
+                    correction = correction_at(work, w[None], w_global, inputs, shift)
+                    if correction is not None:
+                        grad += correction
                     w = w - spec.lr * grad[0]
                 if frozen is not None:
                     w[frozen] = held
