@@ -12,7 +12,7 @@ from flcli.config import TrainConfig
 from flcli.configfile import train_config
 from flcli.data.store import load_partition
 from flcli.engine.cohort import train_cohort
-from flcli.engine.local import Cohort, epoch_orders
+from flcli.engine.local import Cohort, compiled_epoch_rows, epoch_orders
 from flcli.engine.serial import train_serial
 from flcli.models.linear import SoftmaxRegression
 
@@ -221,3 +221,18 @@ def test_the_global_model_does_not_depend_on_the_number_of_blas_threads(tmp_path
             return list(simulate(partition, config))[-1].state
 
     assert np.array_equal(final_model(1).params, final_model(2).params)
+
+
+def test_the_compiled_epoch_orders_are_epoch_orders():
+    """Clients of 0 to 300 rows (ties in a 32-bit key are as rare as in a run: the kernel sorts
+    key and position together, which orders ties as a stable sort does by construction)."""
+    g = np.random.default_rng(0)
+    for _ in range(50):
+        sizes = g.integers(0, 300, 20)
+        offsets = np.concatenate([[0], np.cumsum(sizes)])
+        cohort = Cohort.of(g.permutation(20)[:12], offsets)
+        epochs, seed, round = int(g.integers(1, 4)), int(g.integers(2**40)), int(g.integers(99))
+        expected = epoch_orders(seed, round, cohort.ids, cohort.sizes, epochs)
+        expected += np.repeat(cohort.starts, cohort.sizes * epochs)
+        got = compiled_epoch_rows(seed, round, cohort, epochs)
+        np.testing.assert_array_equal(got, expected)

@@ -17,6 +17,7 @@ from flcli.models.registry import make_model
 
 METHOD_OF = {  # the method each capability flag promises
     "fused_step": "sgd_step",
+    "fused_steps": "sgd_steps",
     "distillable": "distill_loss_grad",
     "exact_log_proba": "log_proba",
 }

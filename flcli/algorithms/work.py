@@ -3,7 +3,7 @@ the work beyond plain SGD from the global model (a gradient correction and its p
 where each client starts, step budgets). The engine's backends carry it out.
 
 A correction of the form pull (w - anchor) + shift[k] (FedProx, SCAFFOLD, FedDyn, Ditto) is given
-as data, LocalWork.pull and LocalWork.shift, so that a compiled step can apply it itself; any
+as data, LocalWork.pull and LocalWork.shift, which a model's compiled steps apply themselves; any
 other is a function, LocalWork.correction, which the engine calls at every step in NumPy."""
 
 from collections.abc import Callable

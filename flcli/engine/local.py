@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from flcli.rng import Purpose, hash_bits
+from flcli.rng import Purpose, hash_bits, prefix
 
 
 @dataclass(frozen=True)
@@ -51,3 +51,21 @@ def epoch_orders(
     keys = hash_bits(seed, Purpose.SHUFFLE, round, client, counter) >> np.uint64(32)
     order = np.argsort((segment << np.uint64(32)) | keys, kind="stable")
     return order - np.repeat(starts, lengths)
+
+
+def compiled_epoch_rows(seed: int, round: int, cohort: Cohort, epochs: int) -> np.ndarray:
+    """epoch_orders of the cohort as rows of the training arrays (each client's first row added),
+    compiled (flcli.engine.orders_kernel): the same values, for runs that load numba anyway."""
+    from flcli.engine import orders_kernel
+
+    out = np.empty(int(cohort.sizes.sum()) * epochs, dtype=np.int64)
+    ids, sizes, starts = (
+        np.ascontiguousarray(a, dtype=np.int64) for a in (cohort.ids, cohort.sizes, cohort.starts)
+    )
+    orders_kernel.epoch_rows(prefix(seed, Purpose.SHUFFLE, round), ids, sizes, starts, epochs, out)
+    return out
+
+
+def order_starts(sizes: np.ndarray, epochs: int) -> np.ndarray:
+    """Where each client's orders start in epoch_orders' flat layout."""
+    return np.concatenate([[0], np.cumsum(np.asarray(sizes) * epochs)[:-1]]).astype(np.int64)

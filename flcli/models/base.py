@@ -17,8 +17,19 @@ What a model must have, by Capabilities.trains:
   num_features, num_classes and fit.
 predict_proba is for classification only: the engine scores a regression model by predict alone,
 so a regression model may leave it out (LinearRegression does).
-Each capability flag adds one method: fused_step sgd_step, distillable distill_loss_grad,
-exact_log_proba log_proba, splits_head head_slice.
+Each capability flag adds one method: fused_step sgd_step, fused_steps sgd_steps, distillable
+distill_loss_grad, exact_log_proba log_proba, splits_head head_slice.
+
+The fused steps are compiled (numba), each in one pass per client:
+- sgd_step(W [K, P], X [K, B, D], y [K, B], mask [K, B], lr, workspace): one SGD step of a block
+  of clients, in place: W -= lr x loss_grad's gradient. The engine adds an algorithm's
+  correction after it, in NumPy.
+- sgd_steps(W [K, P], x [N, D], y [N], batches, lr, correction, workspace): every local step of a
+  chunk of clients in one call, in place: client k takes batches.steps[k] SGD steps over its own
+  rows of x (a Batches), each step's gradient plus, when correction (a LinearCorrection) is
+  given, correction.pull (w - correction.anchor) + correction.shift[k]. The engine calls it once
+  per chunk of clients whose algorithm asks for nothing else (no LocalWork.step, correction
+  function or frozen coordinates).
 """
 
 from __future__ import annotations
@@ -45,6 +56,7 @@ REQUIRED = {  # by Capabilities.trains
 CLASSIFICATION_ONLY = ("predict_proba",)
 ADDED_BY = {
     "fused_step": "sgd_step",
+    "fused_steps": "sgd_steps",
     "distillable": "distill_loss_grad",
     "exact_log_proba": "log_proba",
     "splits_head": "head_slice",
@@ -59,6 +71,8 @@ class Capabilities:
     # "client_by_client": trains itself per client (sklearn estimators, engine/estimators.py);
     # "fitted_members": no parameters; fits members, soft-votes (models/ensemble.py)
     fused_step: bool = False  # has sgd_step(W, X, y, mask, lr, workspace) taking a whole step
+    # has sgd_steps(W, x, y, batches, lr, correction, workspace) taking every local step at once
+    fused_steps: bool = False
     distillable: bool = False  # has distill_loss_grad(w, X, targets, temperature) (FedDF's student)
     exact_log_proba: bool = False  # has log_proba(w, X) computed from logits
     # has head_slice() -> slice of the flat vector holding the last layer (the head of head/body
@@ -82,11 +96,37 @@ class Capabilities:
 PLAIN = Capabilities()
 
 
+@dataclass(frozen=True)
+class Batches:
+    """Which rows of x the local steps of a chunk of K clients use (sgd_steps).
+
+    Client k's rows are rows[starts[k]:]: its orders of its sizes[k] rows, one epoch after
+    another. It walks them in batches of batch_size (an epoch's last batch is the rest of the
+    epoch, so it may be short) and takes steps[k] steps."""
+
+    rows: np.ndarray  # [R] int64 rows of x
+    starts: np.ndarray  # [K] int64
+    sizes: np.ndarray  # [K] int64
+    steps: np.ndarray  # [K] int64
+    batch_size: int
+
+
+@dataclass(frozen=True)
+class LinearCorrection:
+    """A gradient correction given as data, pull (w - anchor) + shift[k] for client k, so that a
+    compiled step applies it itself (FedProx's proximal pull, SCAFFOLD's control variates,
+    FedDyn's regularizer)."""
+
+    pull: float  # 0 for none
+    anchor: np.ndarray  # [P]
+    shift: np.ndarray | None = None  # [K, P]
+
+
 class Model(Protocol):
     """A model of the "cohort" kind; the module docstring lists what the other kinds have instead.
 
-    Optional members, each required by the capability that declares it:
-    sgd_step (fused_step), distill_loss_grad (distillable), log_proba (exact_log_proba)."""
+    Optional members, each required by the capability that declares it: sgd_step (fused_step),
+    sgd_steps (fused_steps), distill_loss_grad (distillable), log_proba (exact_log_proba)."""
 
     task: str  # "classification" or "regression"
     num_params: int

@@ -12,12 +12,15 @@ Initialisation: He et al. 2015, W_l ~ N(0, 2 / fan_in), biases 0.
 import numpy as np
 
 from flcli.models.base import Capabilities
+from flcli.models.dense import DenseSteps, FusedSteps
 from flcli.models.heads import log_softmax, softmax, softmax_cross_entropy, squared_error
 from flcli.models.workspace import Workspace
 
 
-class MLP:
-    capabilities = Capabilities(fused_step=True, exact_log_proba=True, splits_head=True)
+class MLP(FusedSteps):
+    capabilities = Capabilities(
+        fused_step=True, fused_steps=True, exact_log_proba=True, splits_head=True
+    )
 
     @classmethod
     def for_data(cls, num_features: int, num_classes: int | None, dtype: str, hidden=(128, 64)):
@@ -44,6 +47,7 @@ class MLP:
             )
             start += (fan_in + 1) * fan_out
         self.num_params = start
+        self.fused = DenseSteps(tuple(self.units), "squared" if num_classes is None else "softmax")
 
     def init(self, rng: np.random.Generator) -> np.ndarray:
         w = np.zeros(self.num_params, dtype=self.dtype)
@@ -106,33 +110,6 @@ class MLP:
                 alive = np.greater(a, 0, out=space.array("alive", a.shape, bool))
                 dout = np.multiply(delta, alive[..., :-1], out=delta)
         return loss, grad
-
-    def sgd_step(self, W, X, y, mask, lr, workspace):
-        """W [K, P] -= lr x loss_grad(W, X, y, mask)'s gradient, in place, compiled: the step of
-        loss_grad and a subtraction in one pass per client (flcli.models.mlp_step)."""
-        from flcli.models import mlp_step  # numba: imported by the models that train with it
-
-        mlp_step.link_blas()
-        clients, batch = X.shape[:2]
-        # The kernel indexes raw memory: shapes are checked here, not by BLAS.
-        if W.shape != (clients, self.num_params) or not W.flags.c_contiguous:
-            raise ValueError(
-                f"sgd_step updates W in place: pass a C-contiguous [{clients}, {self.num_params}]"
-                f" array, not one of shape {W.shape}"
-            )
-        if X.shape[2:] != (self.num_features,) or not y.shape == mask.shape == (clients, batch):
-            raise ValueError(
-                f"sgd_step takes X [K, B, {self.num_features}], y and mask [K, B]: got "
-                f"{X.shape}, {y.shape} and {mask.shape}"
-            )
-        dtype = W.dtype  # the compute dtype is the data's, as in loss_grad
-        X, mask = np.ascontiguousarray(X, dtype), np.ascontiguousarray(mask, dtype)
-        every_input = batch * sum(fan_in + 1 for fan_in in self.units[:-1])
-        inputs = workspace.array("step inputs", (every_input,), dtype)
-        deltas = workspace.array("step deltas", (2 * batch * max(self.units[1:]),), dtype)
-        units = np.array(self.units, dtype=np.int64)
-        classify = self.task == "classification"
-        mlp_step.sgd_step(np.asarray(W), X, y, mask, float(lr), units, classify, inputs, deltas)
 
     def predict_proba(self, w, X):
         return softmax(self.forward(w, X))
