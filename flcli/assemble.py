@@ -18,6 +18,7 @@ from flcli.data.holdout import hold_out_proxy
 from flcli.data.proxy import HOLDOUT, load_proxy
 from flcli.data.store import Partition
 from flcli.engine.backends import check_backend, trainer_for
+from flcli.engine.compiled import start_loading, takes_compiled_steps
 from flcli.engine.uplink import Uplink, build_uplink, check_uplink_options
 from flcli.errors import FLError
 from flcli.memory import refuse_beyond_memory
@@ -286,7 +287,10 @@ def assemble(config: TrainConfig, partition: Partition) -> Parts:
     cohort_size = resolved.cohort_size(data.num_clients)
     num_params = getattr(model, "num_params", 0) if capabilities.parametric else 0
     uplink = build_uplink(resolved, data.num_clients, cohort_size, num_params)
-    trainer = trainer_for(model, resolved.backend, resolved.jobs, resolved.ray_address)
+    compiled = takes_compiled_steps(model, data.client_sizes, cohort_size, resolved)
+    trainer = trainer_for(model, resolved.backend, resolved.jobs, resolved.ray_address, compiled)
+    if compiled and resolved.backend == "vectorized" and capabilities.fused_steps:
+        start_loading(model, data.x_train, data.y_train)  # while round 0 is evaluated
     notes = []
     if spec.approximate_with_estimators and capabilities.trains == "client_by_client":
         notes.append(

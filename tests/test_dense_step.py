@@ -1,6 +1,6 @@
-"""The compiled steps of the dense models (flcli.models.dense): every local step at once against
-the steps one by one and against the NumPy steps, and the linear corrections (FedProx, SCAFFOLD,
-FedDyn) applied inside the kernel against the Python ones."""
+"""The compiled steps of the dense models (flcli.models.dense): the linear models' fused step
+against their NumPy one, every local step at once against the steps one by one, and the linear
+corrections (FedProx, SCAFFOLD, FedDyn) applied inside the kernel against the Python ones."""
 
 from dataclasses import replace
 from functools import partial
@@ -12,9 +12,12 @@ from flcli.algorithms.base import Context
 from flcli.algorithms.registry import make_algorithm
 from flcli.algorithms.work import LocalSpec, LocalWork
 from flcli.engine.cohort import train_cohort
+from flcli.engine.compiled import takes_compiled_steps
 from flcli.engine.local import Cohort
 from flcli.models.base import Batches
+from flcli.models.linear import LinearRegression, LogisticRegression, SoftmaxRegression
 from flcli.models.mlp import MLP
+from flcli.models.registry import make_model
 from flcli.models.workspace import Workspace
 
 LR = 0.3
@@ -22,13 +25,38 @@ FEATURES = 6
 
 
 def models(dtype="float64"):
-    return [MLP(FEATURES, (16, 8), 4, dtype), MLP(FEATURES, (8,), None, dtype)]
+    return [
+        SoftmaxRegression(FEATURES, 4, dtype),
+        LogisticRegression(FEATURES, dtype),
+        LinearRegression(FEATURES, dtype),
+        MLP(FEATURES, (16, 8), 4, dtype),
+        MLP(FEATURES, (8,), None, dtype),
+    ]
 
 
 def labels(model, g, shape):
     if model.task == "regression":
         return g.normal(size=shape)
     return g.integers(0, model.num_classes, shape)
+
+
+@pytest.mark.parametrize("model", models(), ids=lambda m: type(m).__name__)
+def test_the_fused_step_is_loss_grad_and_the_update(model):
+    """float64, with a short batch (client 1) and an empty one (client 2)."""
+    g = np.random.default_rng(1)
+    clients, batch = 4, 7
+    W = g.normal(size=(clients, model.num_params)) * 0.5
+    X = g.normal(size=(clients, batch, FEATURES))
+    y = labels(model, g, (clients, batch))
+    mask = np.ones((clients, batch))
+    mask[1, 4:] = 0
+    mask[2] = 0
+    _, grad = model.loss_grad(W, X, y, mask, scale=LR)
+    expected = W - grad
+    model.sgd_step(W, X, y, mask, LR, Workspace())
+    np.testing.assert_allclose(W, expected, rtol=0, atol=1e-12 * np.abs(grad).max())
+    np.testing.assert_array_equal(W[2], expected[2])  # an empty batch does not move its client
+    assert np.abs(grad[0]).max() > 1e-3
 
 
 def shards(seed=3, dtype="float64", model=None):
@@ -82,7 +110,7 @@ def linear_works(num_params: int, clients: int, seed=5) -> dict[str, LocalWork]:
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("index", range(2), ids=["classification", "regression"])
+@pytest.mark.parametrize("index", range(5), ids=lambda i: type(models()[i]).__name__)
 def test_all_steps_at_once_are_the_fused_steps_one_by_one_bit_for_bit(dtype, index):
     """sgd_steps (every step of a chunk in one call, the correction inside the kernel) against
     the engine's step loop calling sgd_step and the correction function at each step."""
@@ -99,7 +127,7 @@ def test_all_steps_at_once_are_the_fused_steps_one_by_one_bit_for_bit(dtype, ind
         np.testing.assert_array_equal(at_once.num_steps, one_by_one.num_steps, err_msg=name)
 
 
-@pytest.mark.parametrize("index", range(2), ids=["classification", "regression"])
+@pytest.mark.parametrize("index", range(5), ids=lambda i: type(models()[i]).__name__)
 def test_all_steps_at_once_agree_with_the_numpy_steps(index):
     model = models()[index]
     x, y, cohort = shards(model=model)
@@ -119,7 +147,7 @@ def test_all_steps_at_once_agree_with_the_numpy_steps(index):
 def test_each_algorithms_correction_is_compiled_as_its_python_correction(algo):
     """The algorithm's own LocalWork (pull and shift as data) in the kernel, against the same
     correction written as a Python function, on a state where every term is non-zero."""
-    model = MLP(FEATURES, (8,), 4)
+    model = SoftmaxRegression(FEATURES, 4)
     x, y, cohort = shards(model=model)
     context = Context(model, len(cohort.ids), 0.05, None, 0, 2)
     algorithm = make_algorithm(algo, {}, context)
@@ -138,7 +166,7 @@ def test_each_algorithms_correction_is_compiled_as_its_python_correction(algo):
 
 
 def test_a_clients_steps_do_not_depend_on_its_chunk():
-    model = MLP(FEATURES, (8,), 4)
+    model = SoftmaxRegression(FEATURES, 4)
     x, y, cohort = shards(model=model)
     w = model.init(np.random.default_rng(0))
     spec = LocalSpec(3, 8, 0.1)
@@ -152,7 +180,7 @@ def test_a_clients_steps_do_not_depend_on_its_chunk():
 
 def test_rows_outside_x_and_steps_beyond_the_rows_are_refused():
     """The kernel indexes raw memory: what would read out of bounds is an error."""
-    model = MLP(FEATURES, (8,), 4)
+    model = SoftmaxRegression(FEATURES, 4)
     x = np.zeros((10, FEATURES))
     y = np.zeros(10, dtype=np.int64)
     W = np.zeros((1, model.num_params))
@@ -169,3 +197,19 @@ def test_rows_outside_x_and_steps_beyond_the_rows_are_refused():
         steps([0, 1, 2, 3], 3)  # a second epoch the rows do not hold
     with pytest.raises(ValueError, match="x \\[N, 6\\] in W's dtype"):
         steps([0, 1, 2, 3], 2, x.astype(np.float32))
+
+
+class Settings:
+    """The config fields the estimate reads."""
+
+    def __init__(self, rounds, local_epochs=2, batch_size=16):
+        self.rounds, self.local_epochs, self.batch_size = rounds, local_epochs, batch_size
+
+
+def test_linear_models_compile_in_long_runs_only_and_the_mlp_always():
+    softmax, mlp = make_model("softmax", 60, 10), make_model("mlp", 60, 10, hidden=(8,))
+    small = np.full(100, 14)  # digits' 100 clients
+    large = np.full(1000, 400)
+    assert not takes_compiled_steps(softmax, small, 100, Settings(rounds=20))
+    assert takes_compiled_steps(softmax, large, 1000, Settings(rounds=10))
+    assert takes_compiled_steps(mlp, small, 10, Settings(rounds=1))

@@ -1,8 +1,11 @@
 """--backend names -> the function that trains a cohort.
 
 vectorized and serial are plain functions; process and ray are trainers with the same signature
-that hold a run's shared data and workers (make_backend builds one per run).
+that hold a run's shared data and workers (make_backend builds one per run). All but serial take
+the model's compiled steps unless the run is built with compiled False (flcli.engine.compiled).
 """
+
+from functools import partial
 
 from flcli.engine.cohort import train_cohort
 from flcli.engine.serial import train_serial
@@ -14,16 +17,20 @@ BACKENDS = {
 }
 
 
-def make_backend(name: str, jobs: int | None = None, ray_address: str | None = None):
+def make_backend(
+    name: str, jobs: int | None = None, ray_address: str | None = None, compiled: bool = True
+):
     """The trainer of --backend `name` for one run."""
     if name == "process":
         from flcli.engine.process import ProcessTrainer
 
-        return ProcessTrainer(jobs)
+        return ProcessTrainer(jobs, compiled)
     if name == "ray":
         from flcli.engine.raybackend import RayTrainer
 
-        return RayTrainer(jobs, ray_address)
+        return RayTrainer(jobs, ray_address, compiled)
+    if name == "vectorized" and not compiled:
+        return partial(train_cohort, compiled=False)
     return BACKENDS[name]
 
 
@@ -35,11 +42,18 @@ def check_backend(name: str) -> None:
         import_ray()
 
 
-def trainer_for(model, backend: str, jobs: int | None = None, ray_address: str | None = None):
+def trainer_for(
+    model,
+    backend: str,
+    jobs: int | None = None,
+    ray_address: str | None = None,
+    compiled: bool = True,
+):
     """The trainer of a run's cohorts: the backend's, unless the model trains itself client by
-    client (scikit-learn estimators, which cannot be vectorized over a cohort)."""
+    client (scikit-learn estimators, which cannot be vectorized over a cohort). compiled: whether
+    it takes the model's compiled steps."""
     if capabilities_of(model).trains == "client_by_client":
         from flcli.engine.estimators import train_estimators
 
         return train_estimators
-    return make_backend(backend, jobs, ray_address)
+    return make_backend(backend, jobs, ray_address, compiled)

@@ -74,21 +74,23 @@ def remove_orphaned_shares(folder: Path | None = None) -> None:
             shutil.rmtree(share, ignore_errors=True)
 
 
-def _train_chunk(model, paths, w_global, spec, seed, round, rows, cohort, work):
+def _train_chunk(model, paths, w_global, spec, seed, round, compiled, rows, cohort, work):
     """Trains one chunk on the mapped x and y; its local models go to rows `rows` of the output."""
     x_path, y_path, out_path, carry_path = paths
     x, y = _mapped(x_path), _mapped(y_path)
     out = np.load(out_path, mmap_mode="r+")[rows]
     carry = None if carry_path is None else np.load(carry_path, mmap_mode="r+")[rows]
-    args = (w_global, spec, seed, round, work, 1, out, carry)
+    args = (w_global, spec, seed, round, work, 1, out, carry, compiled)
     return train_cohort(model, x, y, cohort, *args).num_steps
 
 
 class ProcessTrainer:
     """A trainer with train_cohort's signature whose work runs in `jobs` worker processes."""
 
-    def __init__(self, jobs: int | None = None):
+    def __init__(self, jobs: int | None = None, compiled: bool = True):
+        """compiled: as train_cohort's."""
         self.jobs = jobs or cpu_count()
+        self.compiled = compiled
         self._arrays: tuple[np.ndarray, np.ndarray] | None = None
         self._paths: tuple[str, str] | None = None
         self._cleanup: weakref.finalize | None = None
@@ -119,9 +121,9 @@ class ProcessTrainer:
         executor = get_memmapping_executor(
             self.jobs, initializer=worker_initializer(os.getpid(), plugin_folders())
         )
-        train = functools.partial(
-            _train_chunk, model, (x_path, y_path, out_path, carry_path), w_global, spec, seed, round
-        )
+        paths = (x_path, y_path, out_path, carry_path)
+        common = (w_global, spec, seed, round, self.compiled)
+        train = functools.partial(_train_chunk, model, paths, *common)
         futures = [
             executor.submit(train, rows, chunk, part)
             for rows, chunk, part in chunks_of(cohort, work, self.jobs)

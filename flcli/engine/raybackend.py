@@ -46,8 +46,9 @@ def package_runtime_env() -> dict:
     return {"py_modules": [str(Path(flcli.__file__).parent)], "excludes": PACKAGE_EXCLUDES}
 
 
-def _train_chunk(model, x, y, cohort, w_global, spec, seed, round, work):
-    return train_cohort(model, x, y, cohort, w_global, spec, seed, round, work, threads=1)
+def _train_chunk(model, x, y, cohort, w_global, spec, seed, round, work, compiled):
+    args = (w_global, spec, seed, round, work)
+    return train_cohort(model, x, y, cohort, *args, threads=1, compiled=compiled)
 
 
 CONNECT_TIMEOUT_S = 5.0
@@ -88,9 +89,11 @@ def init_ray(ray, address: str | None, cpus: int | None, runtime_env: dict) -> N
 class RayTrainer:
     """A trainer with train_cohort's signature whose work runs as Ray tasks."""
 
-    def __init__(self, jobs: int | None = None, address: str | None = None):
+    def __init__(self, jobs: int | None = None, address: str | None = None, compiled=True):
+        """compiled: as train_cohort's."""
         self.jobs = jobs
         self.address = address
+        self.compiled = compiled
         if address:
             check_reachable(address)
         self._arrays: tuple[np.ndarray, np.ndarray] | None = None
@@ -111,8 +114,9 @@ class RayTrainer:
     ) -> CohortResult:
         ray = self._start()
         x_ref, y_ref = self._share(ray, x, y)
+        common = (w_global, spec, seed, round)
         futures = [
-            self._remote.remote(model, x_ref, y_ref, chunk, w_global, spec, seed, round, part)
+            self._remote.remote(model, x_ref, y_ref, chunk, *common, part, self.compiled)
             for _, chunk, part in chunks_of(cohort, work, self._parallelism(ray))
         ]
         return join(ray.get(futures))

@@ -73,6 +73,9 @@ class Capabilities:
     fused_step: bool = False  # has sgd_step(W, X, y, mask, lr, workspace) taking a whole step
     # has sgd_steps(W, x, y, batches, lr, correction, workspace) taking every local step at once
     fused_steps: bool = False
+    # the fused steps only pay in runs with enough local training to cover loading them (numba):
+    # the engine takes loss_grad in a shorter run (flcli.engine.compiled). False: always fused
+    fused_for_long_runs: bool = False
     distillable: bool = False  # has distill_loss_grad(w, X, targets, temperature) (FedDF's student)
     exact_log_proba: bool = False  # has log_proba(w, X) computed from logits
     # has head_slice() -> slice of the flat vector holding the last layer (the head of head/body

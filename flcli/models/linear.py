@@ -6,12 +6,16 @@
   X^T (p - y) / n and sum(p - y) / n.
 - linear (least squares): w = [v (D), b]; mean squared error of x v + b; gradient
   2 X^T (x v + b - y) / n and 2 sum(x v + b - y) / n.
+
+Each is a dense network without a hidden layer ([D, C] or [D, 1] and its loss), so its fused
+local steps are the MLP's compiled ones (flcli.models.dense).
 """
 
 import numpy as np
 
 from flcli.errors import FLError
 from flcli.models.base import Capabilities
+from flcli.models.dense import DenseSteps, FusedSteps
 from flcli.models.heads import (
     log_softmax,
     sigmoid,
@@ -27,9 +31,16 @@ def whole_model_head(model) -> slice:
     return slice(0, model.num_params)
 
 
-class SoftmaxRegression:
+class SoftmaxRegression(FusedSteps):
     task = "classification"
-    capabilities = Capabilities(distillable=True, exact_log_proba=True, splits_head=True)
+    capabilities = Capabilities(
+        fused_step=True,
+        fused_steps=True,
+        fused_for_long_runs=True,
+        distillable=True,
+        exact_log_proba=True,
+        splits_head=True,
+    )
 
     @classmethod
     def for_data(cls, num_features: int, num_classes: int, dtype: str, hidden=None):
@@ -40,6 +51,7 @@ class SoftmaxRegression:
         self.num_classes = num_classes
         self.dtype = np.dtype(dtype)
         self.num_params = num_features * num_classes + num_classes
+        self.fused = DenseSteps((num_features, num_classes), "softmax")  # a network of one layer
 
     def init(self, rng: np.random.Generator) -> np.ndarray:
         return np.zeros(self.num_params, dtype=self.dtype)
@@ -91,10 +103,13 @@ class SoftmaxRegression:
 class _AffineScore:
     """A score x v + b per sample, shared by the logistic and the least-squares model."""
 
+    head_loss = "squared"  # its loss, as flcli.models.dense.HEADS names it
+
     def __init__(self, num_features: int, dtype="float64"):
         self.num_features = num_features
         self.dtype = np.dtype(dtype)
         self.num_params = num_features + 1
+        self.fused = DenseSteps((num_features, 1), self.head_loss)  # a network of one output
 
     def init(self, rng: np.random.Generator) -> np.ndarray:
         return np.zeros(self.num_params, dtype=self.dtype)
@@ -115,9 +130,15 @@ class _AffineScore:
         return grad
 
 
-class LogisticRegression(_AffineScore):
+class LogisticRegression(_AffineScore, FusedSteps):
     task = "classification"
-    capabilities = Capabilities(exact_log_proba=True, splits_head=True)
+    capabilities = Capabilities(
+        fused_step=True,
+        fused_steps=True,
+        fused_for_long_runs=True,
+        exact_log_proba=True,
+        splits_head=True,
+    )
 
     @classmethod
     def for_data(cls, num_features: int, num_classes: int, dtype: str, hidden=None):
@@ -129,6 +150,7 @@ class LogisticRegression(_AffineScore):
         return cls(num_features, dtype)
 
     num_classes = 2
+    head_loss = "sigmoid"
 
     def loss_grad(self, W, X, y, mask, out=None, scale=1.0, workspace=None):
         loss, dscore = sigmoid_cross_entropy(self.score(W, X), y, mask, scale)
@@ -147,11 +169,13 @@ class LogisticRegression(_AffineScore):
         return (self.score(w, X) > 0).astype(np.int64)
 
 
-class LinearRegression(_AffineScore):
+class LinearRegression(_AffineScore, FusedSteps):
     """No predict_proba: a regression model is scored by predict (see flcli.models.base)."""
 
     task = "regression"
-    capabilities = Capabilities(splits_head=True)
+    capabilities = Capabilities(
+        fused_step=True, fused_steps=True, fused_for_long_runs=True, splits_head=True
+    )
 
     @classmethod
     def for_data(cls, num_features: int, num_classes: None, dtype: str, hidden=None):
