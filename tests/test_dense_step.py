@@ -11,7 +11,7 @@ import pytest
 from flcli.algorithms.base import Context
 from flcli.algorithms.registry import make_algorithm
 from flcli.algorithms.work import LocalSpec, LocalWork
-from flcli.engine.cohort import train_cohort
+from flcli.engine.cohort import balanced_cuts, train_cohort
 from flcli.engine.compiled import takes_compiled_steps
 from flcli.engine.local import Cohort
 from flcli.models.base import Batches
@@ -176,6 +176,18 @@ def test_a_clients_steps_do_not_depend_on_its_chunk():
         np.testing.assert_array_equal(alone.params[0], whole.params[k])
     threaded = train_cohort(model, x, y, cohort, w, spec, 2, 5, threads=2)
     np.testing.assert_array_equal(threaded.params, whole.params)
+
+
+def test_chunks_of_about_equal_steps_cover_the_cohort_the_largest_first():
+    steps = np.array([1, 1, 1, 40, 1, 1, 2, 2, 30, 1])
+    cuts = balanced_cuts(steps, 4)
+    in_order = sorted(cuts, key=lambda cut: cut.start)
+    assert in_order[0].start == 0 and in_order[-1].stop == len(steps)
+    assert all(a.stop == b.start for a, b in zip(in_order[:-1], in_order[1:], strict=True))
+    assert all(cut.stop > cut.start for cut in cuts)
+    totals = [int(steps[cut].sum()) for cut in cuts]
+    assert totals == sorted(totals, reverse=True) == [46, 31, 3]
+    assert balanced_cuts(np.zeros(5, dtype=int), 4) == [slice(0, 5)]
 
 
 def test_rows_outside_x_and_steps_beyond_the_rows_are_refused():

@@ -45,7 +45,7 @@ from flcli.models.workspace import WorkspacePool
 
 MIN_CHUNK = 32  # clients per thread, below which threads cost more than they save
 MIN_WORK = 20_000_000  # nor a thread for less work than this (a few ms of arithmetic)
-MIN_WORK_AT_ONCE = 500_000  # the same when a chunk takes all its steps in one compiled call
+MIN_WORK_AT_ONCE = 10_000_000  # the same when a chunk takes all its steps in one compiled call
 CACHE_BYTES = 4 * 2**20  # parameters + gradients of a chunk of clients: what stays in cache
 MIN_PIECE = 8  # clients per chunk, below which NumPy's per-call overhead dominates a step
 PIECES = 4  # chunks per thread when a chunk takes all its steps at once
