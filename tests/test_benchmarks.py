@@ -11,6 +11,7 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 ceiling = pytest.importorskip("ceiling")
 common = pytest.importorskip("common")
 cohorts = pytest.importorskip("cohorts")
+smallclients = pytest.importorskip("smallclients")
 
 
 def test_spread_is_median_min_max():
@@ -38,6 +39,28 @@ def test_the_mlp_flop_count_is_that_of_the_models_own_products(monkeypatch):
     model.loss_grad(W, x, np.zeros((1, batch), dtype=int), np.ones((1, batch)))
     assert sum(counted) == batch * ceiling.mlp_flops(d, h, c)
     assert ceiling.softmax_flops(60, 10) == 4 * 61 * 10  # logits and gradient, bias included
+
+
+def test_the_dense_flop_count_is_that_of_the_mlps_own_products(monkeypatch):
+    """Two hidden layers: every product of the MLP's step goes through np.matmul."""
+    import numpy as np
+
+    from flcli.models.mlp import MLP
+
+    batch, matmul, counted = 4, np.matmul, []
+
+    def counting(a, b, *args, **kwargs):
+        counted.append(2 * a.shape[-2] * a.shape[-1] * b.shape[-1] * int(np.prod(a.shape[:-2])))
+        return matmul(a, b, *args, **kwargs)
+
+    monkeypatch.setattr(np, "matmul", counting)
+    model = MLP(7, (5, 4), 3)
+    W = model.init(np.random.default_rng(0))[None]
+    x = np.random.default_rng(1).normal(size=(1, batch, 7))
+    model.loss_grad(W, x, np.zeros((1, batch), dtype=int), np.ones((1, batch)))
+    assert sum(counted) == batch * smallclients.dense_flops((7, 5, 4, 3))
+    assert smallclients.dense_flops((60, 10)) == ceiling.softmax_flops(60, 10)
+    assert smallclients.dense_flops((60, 256, 10)) == ceiling.mlp_flops(60, 256, 10)
 
 
 def test_per_client_cost_fits_a_line():
