@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch_fedavg import averaging_seconds, load, load_vector
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = (3, 32, 32)
-ARRAYS = ("x_train", "y_train", "offsets", "x_test", "y_test")
 
 
 def examples_cnn():
@@ -43,21 +43,6 @@ def FlatCifarCNN(num_classes: int = 10, input_shape=IMAGE) -> torch.nn.Module:
     if tuple(input_shape) == IMAGE:
         return cnn
     return torch.nn.Sequential(torch.nn.Unflatten(1, IMAGE), cnn)
-
-
-def load(part: Path) -> dict[str, np.ndarray]:
-    with np.load(part / "data.npz") as arrays:
-        return {name: arrays[name] for name in ARRAYS}
-
-
-def load_vector(module: torch.nn.Module, vector: torch.Tensor) -> None:
-    """Copy the flat vector into the module's parameters (torch.nn.utils.vector_to_parameters
-    would make them views of it, and SGD's steps would then write into the vector)."""
-    with torch.no_grad():
-        start = 0
-        for parameter in module.parameters():
-            parameter.copy_(vector[start : start + parameter.numel()].view_as(parameter))
-            start += parameter.numel()
 
 
 def initial_module(setup: dict, classes: int) -> torch.nn.Module:
@@ -137,21 +122,7 @@ def pfl_run(data: dict, setup: dict) -> dict:
     optimizer SGD with lr 1 (w += the weighted mean of the clients' differences),
     WeightByDatapoints, the users drawn in the order of setup's cohorts, and pfl's per-user
     evaluation off."""
-    from dataclasses import replace
-
-    from pfl.aggregate.simulate import SimulatedBackend
-    from pfl.aggregate.weighting import WeightByDatapoints
-    from pfl.algorithm import FederatedAveraging, NNAlgorithmParams
     from pfl.data.federated_dataset import FederatedDataset
-    from pfl.hyperparam import NNTrainHyperParams
-    from pfl.model.pytorch import PyTorchModel
-
-    class Averaging(FederatedAveraging):
-        def get_next_central_contexts(self, *args, **kwargs):
-            contexts, model, metrics = super().get_next_central_contexts(*args, **kwargs)
-            if contexts is not None:
-                contexts = tuple(replace(c, do_evaluation=False) for c in contexts)
-            return contexts, model, metrics
 
     module = pfl_module(setup, int(data["y_train"].max()) + 1)
     x, y, offsets = images(data["x_train"]), torch.from_numpy(data["y_train"]), data["offsets"]
@@ -161,29 +132,7 @@ def pfl_run(data: dict, setup: dict) -> dict:
     }
     order = iter([int(client) for ids in setup["cohorts"] for client in ids])
     dataset = FederatedDataset.from_slices(users, lambda: next(order))
-    model = PyTorchModel(
-        model=module,
-        local_optimizer_create=torch.optim.SGD,
-        central_optimizer=torch.optim.SGD(module.parameters(), lr=1.0),
-    )
-    backend = SimulatedBackend(
-        training_data=dataset, val_data=None, postprocessors=[WeightByDatapoints()]
-    )
-    rounds = len(setup["cohorts"])
-    params = NNAlgorithmParams(
-        central_num_iterations=rounds,
-        evaluation_frequency=rounds,
-        train_cohort_size=len(setup["cohorts"][0]),
-        val_cohort_size=None,
-    )
-    train = NNTrainHyperParams(
-        local_learning_rate=setup["lr"],
-        local_num_epochs=setup["epochs"],
-        local_batch_size=setup["batch_size"],
-    )
-    start, cpu = time.perf_counter(), time.process_time()
-    Averaging().run(algorithm_params=params, backend=backend, model=model, model_train_params=train)
-    train_s, cpu_s = time.perf_counter() - start, time.process_time() - cpu
+    train_s, cpu_s = averaging_seconds(module, dataset, setup)
     return {"train_s": train_s, "cpu_s": cpu_s, "accuracy": accuracy(module, data)}
 
 

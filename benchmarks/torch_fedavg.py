@@ -128,20 +128,17 @@ def plain(data: dict, setup: dict, setup_dir: Path) -> tuple[dict, Layers]:
     return {"train_s": train_s, "accuracy": accuracy(module, data)}, module
 
 
-def pfl_run(data: dict, setup: dict, setup_dir: Path) -> tuple[dict, Layers]:
-    """pfl's FederatedAveraging in its SimulatedBackend: local torch.optim.SGD, the central
-    optimizer SGD with lr 1 (w += the weighted mean of the clients' differences),
-    WeightByDatapoints, the users drawn in the order of setup's cohorts (each (round, client) its
-    batches in flcli's order, epoch by epoch), pfl's per-user evaluation off."""
+def averaging_seconds(module: torch.nn.Module, dataset, setup: dict) -> tuple[float, float]:
+    """(wall, CPU) seconds of pfl's FederatedAveraging over the users of dataset, in its
+    SimulatedBackend: local torch.optim.SGD, the central optimizer SGD with lr 1 (w += the
+    weighted mean of the clients' differences), WeightByDatapoints, setup's rounds, cohort size,
+    local epochs, batch size and lr; pfl's per-user evaluation off."""
     from dataclasses import replace
 
     from pfl.aggregate.simulate import SimulatedBackend
     from pfl.aggregate.weighting import WeightByDatapoints
     from pfl.algorithm import FederatedAveraging, NNAlgorithmParams
-    from pfl.data.dataset import Dataset
-    from pfl.data.federated_dataset import FederatedDataset
     from pfl.hyperparam import NNTrainHyperParams
-    from pfl.metrics import Weighted
     from pfl.model.pytorch import PyTorchModel
 
     class Averaging(FederatedAveraging):
@@ -150,6 +147,40 @@ def pfl_run(data: dict, setup: dict, setup_dir: Path) -> tuple[dict, Layers]:
             if contexts is not None:
                 contexts = tuple(replace(c, do_evaluation=False) for c in contexts)
             return contexts, model, metrics
+
+    model = PyTorchModel(
+        model=module,
+        local_optimizer_create=torch.optim.SGD,
+        central_optimizer=torch.optim.SGD(module.parameters(), lr=1.0),
+    )
+    backend = SimulatedBackend(
+        training_data=dataset, val_data=None, postprocessors=[WeightByDatapoints()]
+    )
+    rounds = len(setup["cohorts"])
+    params = NNAlgorithmParams(
+        central_num_iterations=rounds,
+        evaluation_frequency=rounds,
+        train_cohort_size=len(setup["cohorts"][0]),
+        val_cohort_size=None,
+    )
+    train = NNTrainHyperParams(
+        local_learning_rate=setup["lr"],
+        local_num_epochs=setup["epochs"],
+        local_batch_size=setup["batch_size"],
+    )
+    start, cpu = time.perf_counter(), time.process_time()
+    Averaging().run(algorithm_params=params, backend=backend, model=model, model_train_params=train)
+    return time.perf_counter() - start, time.process_time() - cpu
+
+
+def pfl_run(data: dict, setup: dict, setup_dir: Path) -> tuple[dict, Layers]:
+    """pfl's FederatedAveraging in its SimulatedBackend: local torch.optim.SGD, the central
+    optimizer SGD with lr 1 (w += the weighted mean of the clients' differences),
+    WeightByDatapoints, the users drawn in the order of setup's cohorts (each (round, client) its
+    batches in flcli's order, epoch by epoch), pfl's per-user evaluation off."""
+    from pfl.data.dataset import Dataset
+    from pfl.data.federated_dataset import FederatedDataset
+    from pfl.metrics import Weighted
 
     module = initial_module(setup, setup_dir, data)
 
@@ -198,29 +229,7 @@ def pfl_run(data: dict, setup: dict, setup_dir: Path) -> tuple[dict, Layers]:
         return EpochOrdered(users[user], str(user))
 
     dataset = FederatedDataset(make_dataset, lambda: next(drawn))
-    model = PyTorchModel(
-        model=module,
-        local_optimizer_create=torch.optim.SGD,
-        central_optimizer=torch.optim.SGD(module.parameters(), lr=1.0),
-    )
-    backend = SimulatedBackend(
-        training_data=dataset, val_data=None, postprocessors=[WeightByDatapoints()]
-    )
-    rounds = len(setup["cohorts"])
-    params = NNAlgorithmParams(
-        central_num_iterations=rounds,
-        evaluation_frequency=rounds,
-        train_cohort_size=len(setup["cohorts"][0]),
-        val_cohort_size=None,
-    )
-    train = NNTrainHyperParams(
-        local_learning_rate=setup["lr"],
-        local_num_epochs=setup["epochs"],
-        local_batch_size=setup["batch_size"],
-    )
-    start = time.perf_counter()
-    Averaging().run(algorithm_params=params, backend=backend, model=model, model_train_params=train)
-    train_s = time.perf_counter() - start
+    train_s, _ = averaging_seconds(module, dataset, setup)
     return {"train_s": train_s, "accuracy": accuracy(module, data)}, module
 
 
