@@ -242,13 +242,13 @@ def test_health_checks_and_tracking_skip_rounds_not_evaluated():
     [
         (["--eval-every", "0"], ["--eval-every 0", "[1,"]),
         (["--eval-every", "-3"], ["--eval-every -3", "e.g. 5"]),
-        (["--eval-every", "2.5"], ["--eval-every", "integer"]),
-        (["--eval-every", "often"], ["--eval-every", "integer"]),
+        (["--eval-every", "2.5"], ["--eval-every", "valid int"]),
+        (["--eval-every", "often"], ["--eval-every", "valid int"]),
         (["--eval-clients", "0"], ["--eval-clients 0.0", "(0, 1]"]),
         (["--eval-clients", "1.5"], ["--eval-clients 1.5", "(0, 1]"]),
         (["--eval-clients", "-0.1"], ["--eval-clients -0.1", "e.g. 0.1"]),
         (["--eval-clients", "nan"], ["--eval-clients nan", "finite"]),
-        (["--eval-clients", "some"], ["--eval-clients", "number"]),
+        (["--eval-clients", "some"], ["--eval-clients", "valid"]),
     ],
 )
 def test_bad_values_are_one_line_and_write_nothing(cli, iid_dir, tmp_path, flags, fragments):
