@@ -17,12 +17,11 @@ import importlib.util
 import json
 import sys
 import time
-import types
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch_fedavg import averaging_seconds, load, load_vector
+from torch_fedavg import averaging_seconds, load, load_vector, with_pfl_methods
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = (3, 32, 32)
@@ -97,24 +96,7 @@ def plain(data: dict, setup: dict) -> dict:
 
 def pfl_module(setup: dict, classes: int) -> torch.nn.Module:
     """The initial CifarCNN with the loss and metrics methods pfl's PyTorchModel calls."""
-    from pfl.metrics import Weighted
-
-    module = initial_module(setup, classes)
-
-    def loss(self, x, y, eval=False):
-        self.eval() if eval else self.train()
-        return torch.nn.functional.cross_entropy(self(x), y.long())
-
-    @torch.no_grad()
-    def metrics(self, x, y, eval=True):
-        logits = self(x)
-        correct = float((logits.argmax(-1) == y).sum())
-        total = float(torch.nn.functional.cross_entropy(logits, y.long(), reduction="sum"))
-        return {"loss": Weighted(total, len(x)), "accuracy": Weighted(correct, len(x))}
-
-    module.loss = types.MethodType(loss, module)
-    module.metrics = types.MethodType(metrics, module)
-    return module
+    return with_pfl_methods(initial_module(setup, classes))
 
 
 def pfl_run(data: dict, setup: dict) -> dict:

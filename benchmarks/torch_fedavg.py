@@ -128,6 +128,27 @@ def plain(data: dict, setup: dict, setup_dir: Path) -> tuple[dict, Layers]:
     return {"train_s": train_s, "accuracy": accuracy(module, data)}, module
 
 
+def with_pfl_methods(module: torch.nn.Module) -> torch.nn.Module:
+    """The module with the loss and metrics methods pfl's PyTorchModel calls: cross-entropy, and
+    its sum and the correct predictions weighted by the rows."""
+    from pfl.metrics import Weighted
+
+    def loss(self, x, y, eval=False):
+        self.eval() if eval else self.train()
+        return torch.nn.functional.cross_entropy(self(x), y.long())
+
+    @torch.no_grad()
+    def metrics(self, x, y, eval=True):
+        logits = self(x)
+        correct = float((logits.argmax(-1) == y).sum())
+        total = float(torch.nn.functional.cross_entropy(logits, y.long(), reduction="sum"))
+        return {"loss": Weighted(total, len(x)), "accuracy": Weighted(correct, len(x))}
+
+    module.loss = types.MethodType(loss, module)
+    module.metrics = types.MethodType(metrics, module)
+    return module
+
+
 def averaging_seconds(module: torch.nn.Module, dataset, setup: dict) -> tuple[float, float]:
     """(wall, CPU) seconds of pfl's FederatedAveraging over the users of dataset, in its
     SimulatedBackend: local torch.optim.SGD, the central optimizer SGD with lr 1 (w += the
@@ -180,22 +201,8 @@ def pfl_run(data: dict, setup: dict, setup_dir: Path) -> tuple[dict, Layers]:
     batches in flcli's order, epoch by epoch), pfl's per-user evaluation off."""
     from pfl.data.dataset import Dataset
     from pfl.data.federated_dataset import FederatedDataset
-    from pfl.metrics import Weighted
 
-    module = initial_module(setup, setup_dir, data)
-
-    def loss(self, x, y, eval=False):
-        return torch.nn.functional.cross_entropy(self(x), y.long())
-
-    @torch.no_grad()
-    def metrics(self, x, y, eval=True):
-        logits = self(x)
-        correct = float((logits.argmax(-1) == y).sum())
-        total = float(torch.nn.functional.cross_entropy(logits, y.long(), reduction="sum"))
-        return {"loss": Weighted(total, len(x)), "accuracy": Weighted(correct, len(x))}
-
-    module.loss = types.MethodType(loss, module)
-    module.metrics = types.MethodType(metrics, module)
+    module = with_pfl_methods(initial_module(setup, setup_dir, data))
     x, y, offsets = torch.from_numpy(data["x_train"]), torch.from_numpy(data["y_train"]), None
     offsets = data["offsets"]
 
