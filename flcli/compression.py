@@ -39,6 +39,7 @@ so a client's message does not depend on who else was sampled.
 """
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 
@@ -259,6 +260,12 @@ def row_scalars(spec: Compressor, x: np.ndarray):
     return zeros, scale[:, 0], zeros, ones
 
 
+def compiled_top_k(spec: Compressor, P: int) -> bool:
+    """Whether the compiled kernel selects this top-k (below 1024, NumPy's argpartition is
+    faster)."""
+    return spec.kind == "topk" and not spec.rotate and P >= 1024
+
+
 def quantize_compiled(fast, spec: Compressor, x, seed: int, round: int, ids, out):
     """C(x) into out by the compiled kernels, or None for a kind they do not cover."""
     clients = np.asarray(ids).astype(np.uint64)
@@ -274,7 +281,7 @@ def quantize_compiled(fast, spec: Compressor, x, seed: int, round: int, ids, out
         where = prefix(seed, Purpose.SPARSIFY, round)
         fast.rand_k(x, k, clients, where, x.shape[1] / k, out)
         return out
-    if spec.kind == "topk" and x.shape[1] >= 1024:  # below, NumPy's argpartition is faster
+    if compiled_top_k(spec, x.shape[1]):
         fast.top_k(x, kept(spec.fraction, x.shape[1]), out)
         return out
     if spec.kind == "bf16":
@@ -350,7 +357,7 @@ def float_values(spec: Compressor, width: int) -> int:
 
 
 CHUNK = 1 << 17  # coordinates compressed at once: a block of clients' rows stays in cache
-COMPILED_CHUNK = 1 << 20  # the kernels go row by row: larger blocks, fewer calls per cohort
+COMPILED_BLOCK = 1 << 20  # the compiled kernels go row by row: larger blocks, fewer calls
 
 
 def compress(
@@ -360,23 +367,64 @@ def compress(
     round: int,
     ids: np.ndarray,
     float_bits: int = 64,
+    threads: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(C(x) [K, P] as the receiver decodes it, float64; bits [K] of each client's message). The
-    cohort goes through in blocks of rows of about CHUNK coordinates (each block one vectorized
-    pass; the randomness is addressed by client, so the blocks do not change the result)."""
-    x = np.asarray(x, dtype=np.float64)
+    cohort goes through in blocks of rows (each one vectorized or compiled pass, the compiled
+    blocks on up to `threads` threads; the randomness is addressed by client, so neither the
+    blocks nor the threads change the result)."""
     ids = np.asarray(ids, dtype=np.int64)
     K, P = x.shape
+    out = np.empty((K, P))
+
+    def block(rows: slice) -> None:
+        compress_into(spec, x[rows], seed, round, ids[rows], float_bits, out[rows])
+
+    over_blocks(block, spec, K, P, threads)
+    return out, np.full(K, sent_bits(spec, P, float_bits), dtype=np.int64)
+
+
+def over_blocks(work, spec: Compressor, K: int, P: int, threads: int = 1) -> None:
+    """work(rows) for each block of the K rows of a cohort's [K, P] updates: blocks of about
+    COMPILED_BLOCK coordinates on up to `threads` threads (the kernels release the GIL), or of
+    CHUNK coordinates in turn without the compiled kernels."""
     width = padded_width(P) if spec.rotate else P
-    rows = max(1, (CHUNK if compiled() is None else COMPILED_CHUNK) // width)
-    out = np.empty_like(x)
-    bits = sent_bits(spec, P, float_bits)
-    for start in range(0, K, rows):
-        block = slice(start, start + rows)
-        sent = compress_rows(spec, x[block], seed, round, ids[block], float_bits, out[block])[0]
-        if sent is not out[block]:
-            out[block] = sent
-    return out, np.full(K, bits, dtype=np.int64)
+    fast = compiled() is not None
+    rows = max(1, (COMPILED_BLOCK if fast else CHUNK) // width)
+    blocks = [slice(start, start + rows) for start in range(0, K, rows)]
+    threads = min(threads, len(blocks)) if fast else 1
+    if threads <= 1:
+        for block in blocks:
+            work(block)
+        return
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(work, blocks))
+
+
+def compress_into(spec: Compressor, x, seed: int, round: int, ids, float_bits: int, out) -> None:
+    """out = C(x) for a block of rows (x of any float dtype, read as float64)."""
+    x = np.asarray(x, dtype=np.float64)
+    sent = compress_rows(spec, x, seed, round, ids, float_bits, out)[0]
+    if sent is not out:
+        out[...] = sent
+
+
+def compress_fed_back(
+    spec: Compressor, x, table, alive, feedback: str, seed: int, round: int, ids, float_bits, out
+) -> None:
+    """out = C(source) for a block of rows with error feedback through the [N, P] table, for the
+    compiled kernels: ef sends C(x + e_i) and leaves e_i = source - out; ef21 sends g_i + C(x -
+    g_i), which also becomes g_i; only the rows that arrive (alive) write the table. Top-k does
+    the three steps row by row; the others in three passes over the block."""
+    fast, keep = compiled(), feedback == "ef21"
+    if compiled_top_k(spec, x.shape[1]):
+        k = kept(spec.fraction, x.shape[1])
+        fast.top_k_fed_back(table, ids, alive, x, k, keep, out)
+        return
+    source = np.empty(x.shape)
+    fast.gather_add(table, ids, x, -1 if keep else 1, source)
+    compress_into(spec, source, seed, round, ids, float_bits, out)
+    fast.feed_back(table, ids, alive, source, out, keep)
 
 
 def compress_rows(spec: Compressor, x, seed: int, round: int, ids, float_bits: int, out=None):

@@ -91,9 +91,9 @@ def quantize_sign(x, clients, prefix, factor, mult, offset, flag, out):
     """No random bits: out = mult sign(x)."""
     K, P = x.shape
     for k in range(K):
-        m = mult[k]
+        m, xs, ys = mult[k], x[k], out[k]
         for j in range(P):
-            out[k, j] = m * (1.0 if x[k, j] >= 0 else -1.0)
+            ys[j] = m if xs[j] >= 0 else -m
 
 
 QUANTIZERS = {
@@ -145,12 +145,56 @@ def butterflies(a, h, d):
 
 
 @njit(inline="always")
+def radix2(a0, a1):
+    """One stage on the halves a0, a1 of a block (separate views, so the loop vectorizes)."""
+    for t in range(a0.shape[0]):
+        p, q = a0[t], a1[t]
+        a0[t] = p + q
+        a1[t] = p - q
+
+
+@njit(inline="always")
+def radix4(a0, a1, a2, a3):
+    """Two stages (h, then 2h) on the quarters of a block."""
+    for t in range(a0.shape[0]):
+        p, q, r, s = a0[t], a1[t], a2[t], a3[t]
+        p, q, r, s = p + q, p - q, r + s, r - s
+        a0[t], a2[t] = p + r, p - r
+        a1[t], a3[t] = q + s, q - s
+
+
+@njit(inline="always")
+def radix8(a0, a1, a2, a3, a4, a5, a6, a7):
+    """Three stages (h, 2h, 4h) on the eighths of a block."""
+    for t in range(a0.shape[0]):
+        p0, p1, p2, p3 = a0[t] + a1[t], a0[t] - a1[t], a2[t] + a3[t], a2[t] - a3[t]
+        p4, p5, p6, p7 = a4[t] + a5[t], a4[t] - a5[t], a6[t] + a7[t], a6[t] - a7[t]
+        p0, p2, p1, p3 = p0 + p2, p0 - p2, p1 + p3, p1 - p3
+        p4, p6, p5, p7 = p4 + p6, p4 - p6, p5 + p7, p5 - p7
+        a0[t], a4[t], a1[t], a5[t] = p0 + p4, p0 - p4, p1 + p5, p1 - p5
+        a2[t], a6[t], a3[t], a7[t] = p2 + p6, p2 - p6, p3 + p7, p3 - p7
+
+
+@njit(inline="always")
+def first_three_stages(a):
+    """Stages 1, 2 and 4 on each group of 8 coordinates, in registers."""
+    b = a.reshape((a.shape[0] // 8, 8))
+    for g in range(b.shape[0]):
+        a0, a1, a2, a3 = b[g, 0] + b[g, 1], b[g, 0] - b[g, 1], b[g, 2] + b[g, 3], b[g, 2] - b[g, 3]
+        a4, a5, a6, a7 = b[g, 4] + b[g, 5], b[g, 4] - b[g, 5], b[g, 6] + b[g, 7], b[g, 6] - b[g, 7]
+        b0, b1, b2, b3 = a0 + a2, a1 + a3, a0 - a2, a1 - a3
+        b4, b5, b6, b7 = a4 + a6, a5 + a7, a4 - a6, a5 - a7
+        b[g, 0], b[g, 1], b[g, 2], b[g, 3] = b0 + b4, b1 + b5, b2 + b6, b3 + b7
+        b[g, 4], b[g, 5], b[g, 6], b[g, 7] = b0 - b4, b1 - b5, b2 - b6, b3 - b7
+
+
+@njit(inline="always")
 def fwht(a):
     """The unnormalized Walsh-Hadamard transform of one row in place, Sylvester order: the same
     butterflies, operand for operand, as compression.hadamard's constant-geometry passes (which
-    combine index bit 0 first, then bit 1, ...). Stages 1, 2 and 4 go together on blocks of 8 in
-    registers; then stages h and 2h in one pass (radix 4), a lone stage first when their count is
-    odd: a pass over the row for every two stages, and the short strides are never a loop."""
+    combine index bit 0 first, then bit 1, ...). Stages 1, 2 and 4 go together on groups of 8 in
+    registers; then three stages a pass (radix 8), one or two first when their count asks: a pass
+    over the row for every three stages, each on separate views of a block's eighths."""
     d = a.shape[0]
     if d < 8:
         h = 1
@@ -158,35 +202,32 @@ def fwht(a):
             butterflies(a, h, d)
             h *= 2
         return
-    for i in range(0, d, 8):
-        a0, a1, a2, a3 = a[i] + a[i + 1], a[i] - a[i + 1], a[i + 2] + a[i + 3], a[i + 2] - a[i + 3]
-        a4, a5, a6, a7 = (
-            a[i + 4] + a[i + 5],
-            a[i + 4] - a[i + 5],
-            a[i + 6] + a[i + 7],
-            a[i + 6] - a[i + 7],
-        )
-        b0, b1, b2, b3 = a0 + a2, a1 + a3, a0 - a2, a1 - a3
-        b4, b5, b6, b7 = a4 + a6, a5 + a7, a4 - a6, a5 - a7
-        a[i], a[i + 1], a[i + 2], a[i + 3] = b0 + b4, b1 + b5, b2 + b6, b3 + b7
-        a[i + 4], a[i + 5], a[i + 6], a[i + 7] = b0 - b4, b1 - b5, b2 - b6, b3 - b7
+    first_three_stages(a)
     stages, h = 0, 8
     while h < d:
         stages, h = stages + 1, 2 * h
     h = 8
-    if stages % 2 == 1:
-        butterflies(a, h, d)
+    if stages % 3 == 1:
+        for i in range(0, d, 2 * h):
+            radix2(a[i : i + h], a[i + h : i + 2 * h])
         h *= 2
-    while h < d:
+    elif stages % 3 == 2:
         for i in range(0, d, 4 * h):
-            for j in range(i, i + h):
-                p, q, r, s = a[j], a[j + h], a[j + 2 * h], a[j + 3 * h]
-                p, q, r, s = p + q, p - q, r + s, r - s
-                a[j] = p + r
-                a[j + 2 * h] = p - r
-                a[j + h] = q + s
-                a[j + 3 * h] = q - s
+            q0, q1, q2, q3 = quarters(a, i, h)
+            radix4(q0, q1, q2, q3)
         h *= 4
+    while h < d:
+        for i in range(0, d, 8 * h):
+            q0, q1, q2, q3 = quarters(a, i, h)
+            q4, q5, q6, q7 = quarters(a, i + 4 * h, h)
+            radix8(q0, q1, q2, q3, q4, q5, q6, q7)
+        h *= 8
+
+
+@njit(inline="always")
+def quarters(a, i, h):
+    """The four consecutive views a[i : i + h], ..., a[i + 3h : i + 4h]."""
+    return a[i : i + h], a[i + h : i + 2 * h], a[i + 2 * h : i + 3 * h], a[i + 3 * h : i + 4 * h]
 
 
 @njit(inline="always")
@@ -321,58 +362,82 @@ def float16(x, x_bits, out, out_bits):
 
 
 @njit(inline="always")
-def kth_largest(x, k, candidates):
-    """(the k-th largest |x|, how many |x| exceed it) for one row x (no NaN). A strided sample of
-    256 gives a bound that about k + 6 P / 256 values reach; the k-th largest is looked for among
-    those (all of them if fewer than k do): the same value either way."""
+def top_k_row(x, k, out, magnitudes, positions):
+    """out keeps the k coordinates of row x of largest magnitude: those above the k-th largest
+    |x|, then those equal to it from the lowest index (np.argpartition may take other ones among
+    equal magnitudes; the kept values differ only if such a tie is not all zeros). No NaN.
+
+    A strided sample of 256 gives a bound that about k + 6 P / 256 values reach: the k-th largest
+    is looked for among those (all of them if fewer than k do: the same value either way), whose
+    positions, in increasing order, are then the only ones written besides the zeros."""
     P = x.shape[0]
     S = 256
+    for j in range(P):
+        magnitudes[j] = abs(x[j])
     bound = 0.0
     if P >= 4 * S:
         sample = np.empty(S)
         for i in range(S):
-            sample[i] = abs(x[i * (P // S)])
+            sample[i] = magnitudes[i * (P // S)]
         sample.sort()
         bound = sample[max(0, S - 1 - (k * S) // P - 6)]
     n = 0
     for j in range(P):
-        m = abs(x[j])
+        m = magnitudes[j]
         if m >= bound:
-            candidates[n] = m
+            magnitudes[n] = m
+            positions[n] = j
             n += 1
     if n < k:  # the sample's bound was too high: all of them
         n = P
         for j in range(P):
-            candidates[j] = abs(x[j])
-    chosen = candidates[:n]
-    threshold = np.partition(chosen, n - k)[n - k]
-    above = 0
+            magnitudes[j] = abs(x[j])
+            positions[j] = j
+    threshold = np.partition(magnitudes[:n], n - k)[n - k]
+    ties = k
     for i in range(n):
-        if chosen[i] > threshold:
-            above += 1
-    return threshold, above
+        if abs(x[positions[i]]) > threshold:
+            ties -= 1
+    out[:] = 0.0
+    for i in range(n):
+        j = positions[i]
+        m = abs(x[j])
+        if m > threshold or (m == threshold and ties > 0):
+            out[j] = x[j]
+            if m == threshold:
+                ties -= 1
 
 
 @njit(cache=True, nogil=True)
 def top_k(x, k, out):
-    """out[r] keeps the k coordinates of x[r] of largest magnitude: those above the k-th largest
-    |x|, then those equal to it from the lowest index (np.argpartition may take other ones among
-    equal magnitudes; the kept values differ only if such a tie is not all zeros)."""
+    """out[r] = top_k_row(x[r])."""
     K, P = x.shape
-    candidates = np.empty(P)
+    magnitudes, positions = np.empty(P), np.empty(P, dtype=np.int64)
     for r in range(K):
-        threshold, above = kth_largest(x[r], k, candidates)
-        ties = k - above
+        top_k_row(x[r], k, out[r], magnitudes, positions)
+
+
+@njit(cache=True, nogil=True)
+def top_k_fed_back(table, ids, alive, x, k, keep, out):
+    """gather_add, top_k and feed_back one row at a time, the row's source in cache: ef (keep =
+    0) compresses x[r] + e_i and leaves e_i = source - sent; ef21 (keep = 1) compresses x[r] -
+    g_i and sends (and stores) g_i + that. The same sums and differences as the three passes."""
+    K, P = x.shape
+    source = np.empty(P)
+    magnitudes, positions = np.empty(P), np.empty(P, dtype=np.int64)
+    for r in range(K):
+        row, sent = table[ids[r]], out[r]
         for j in range(P):
-            v = x[r, j]
-            m = abs(v)
-            if m > threshold:
-                out[r, j] = v
-            elif m == threshold and ties > 0:
-                out[r, j] = v
-                ties -= 1
-            else:
-                out[r, j] = 0.0
+            source[j] = x[r, j] - row[j] if keep else row[j] + x[r, j]
+        top_k_row(source, k, sent, magnitudes, positions)
+        if keep:
+            for j in range(P):
+                sent[j] = row[j] + sent[j]
+            if alive[r]:
+                row[:] = sent
+        elif alive[r]:
+            for j in range(P):
+                row[j] = source[j] - sent[j]
 
 
 @njit(cache=True, nogil=True)

@@ -500,3 +500,29 @@ def test_secure_randk_shares_the_rounds_positions_and_is_unbiased_over_rounds():
     # standard error of about |x_i| sqrt(P / k - 1) / sqrt(rounds)
     bound = 5 * np.abs(x) * math.sqrt(len(x) / k - 1) / math.sqrt(rounds) + 1e-9
     assert np.all(np.abs(total / rounds - x) <= bound)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("feedback", [None, "ef", "ef21"])
+@pytest.mark.parametrize("spec", ["topk:fraction=0.01", "qsgd:bits=3", "hadamard+sign", "fp16"])
+def test_a_cohort_compressed_in_blocks_on_threads_matches_numpy(spec, feedback, dtype, monkeypatch):
+    """A cohort of more coordinates than one block (70 x 20,000) goes through in blocks of rows
+    on every core, top-k with error feedback row by row: the same deltas and table, bit for bit,
+    as the NumPy functions over the whole cohort, with clients that drop out."""
+    results = []
+    for mode in (False, True):
+        monkeypatch.setattr(compression, "COMPILED", mode)
+        stage = Compress(compression.parse(spec), 3, feedback, 90, 20_000)
+        state, sent = stage.initial_state(), []
+        for round in range(2):
+            ids = np.random.default_rng(round).choice(90, 70, replace=False)
+            alive = np.random.default_rng(round + 10).random(70) < 0.8
+            x = np.random.default_rng(round + 20).normal(size=(70, 20_000)).astype(dtype)
+            message, state = stage.apply(Message(round, ids, x, alive), state)
+            assert message.deltas.dtype == dtype
+            sent.append(message.deltas)
+        results.append((np.concatenate(sent), state.get(stage.key)))
+    (a, table_a), (b, table_b) = results
+    assert np.array_equal(a, b)
+    if feedback:
+        assert np.array_equal(table_a, table_b) and np.any(table_a != 0)

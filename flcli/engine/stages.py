@@ -15,6 +15,7 @@ from flcli import compression
 from flcli.algorithms.aggregate import weighted_mean
 from flcli.algorithms.base import Aggregate
 from flcli.engine.attacks import attack_updates, check_attack, flip_labels
+from flcli.engine.cohort import default_threads
 from flcli.engine.dropout import survivors
 from flcli.errors import FLError
 from flcli.privacy import dp as dpfedavg
@@ -311,12 +312,12 @@ class Compress(Stage):
         return {self.key: np.zeros((self.num_clients, self.num_params))}
 
     def apply(self, message: Message, state: State) -> tuple[Message, State]:
+        unique = len(np.unique(message.ids)) == len(message.ids)  # table rows written at once
+        if compression.compiled() is not None and not self.secure and unique:
+            return self.apply_in_blocks(message, state)
         x = np.asarray(message.deltas, dtype=np.float64)
         float_bits = 8 * message.deltas.dtype.itemsize
         ids, alive = message.ids, message.alive
-        fast = compression.compiled() if self.feedback and not self.secure else None
-        if fast is not None and len(np.unique(ids)) == len(ids):
-            return self.apply_compiled(fast, message, state, x, float_bits)
         memory = state[self.key][ids] if self.feedback else 0.0
         if self.feedback == "ef":
             memory += x  # the table's rows are a copy: it becomes p = x + e_i
@@ -350,19 +351,33 @@ class Compress(Stage):
         deltas = received.astype(message.deltas.dtype, copy=False)
         return replace(message, deltas=deltas, bits=bits, codes=codes), state
 
-    def apply_compiled(self, fast, message: Message, state: State, x, float_bits: int):
-        """apply() with error feedback through flcli.compression_kernels: the table's rows are
-        read and written in place (no gathered copy), the same sums and differences."""
-        table = state[self.key]
+    def apply_in_blocks(self, message: Message, state: State) -> tuple[Message, State]:
+        """apply() through flcli.compression_kernels, block of rows by block of rows on every
+        core, each block's error-feedback read, compression and write-back while it is in cache
+        (the table's rows read and written in place); the same sums and differences."""
+        x = message.deltas
         ids, alive = np.asarray(message.ids, dtype=np.int64), np.asarray(message.alive)
-        source = np.empty_like(x)
-        fast.gather_add(table, ids, x, 1 if self.feedback == "ef" else -1, source)
-        sent, bits = compression.compress(
-            self.spec, source, self.seed, message.round, ids, float_bits
-        )
-        fast.feed_back(table, ids, alive, source, sent, self.feedback == "ef21")
-        deltas = sent.astype(message.deltas.dtype, copy=False)
-        return replace(message, deltas=deltas, bits=bits, codes=None), {self.key: table}
+        float_bits = 8 * x.dtype.itemsize
+        table = state[self.key] if self.feedback else None
+        received = np.empty(x.shape, dtype=x.dtype)
+
+        def block(rows: slice) -> None:
+            own, target = np.asarray(x[rows], dtype=np.float64), received[rows]
+            sent = target if x.dtype == np.float64 else np.empty(own.shape)
+            where = (self.seed, message.round, ids[rows], float_bits, sent)
+            if table is None:
+                compression.compress_into(self.spec, own, *where)
+            else:
+                fed = (table, alive[rows], self.feedback)
+                compression.compress_fed_back(self.spec, own, *fed, *where)
+            if sent is not target:
+                target[...] = sent
+
+        K, P = x.shape
+        compression.over_blocks(block, self.spec, K, P, default_threads())
+        bits = np.full(K, compression.sent_bits(self.spec, P, float_bits), dtype=np.int64)
+        state = state if table is None else {self.key: table}
+        return replace(message, deltas=received, bits=bits, codes=None), state
 
     def on_shared_grid(self, message: Message, x: np.ndarray):
         """(the decoded updates [K, P], their Codes) on the round's shared grid, whose scale a

@@ -157,12 +157,13 @@ class Uplink:
         alive = message.alive
         arrivals = None
         if alive.any() or message.release_empty:
+            arrived = slice(None) if alive.all() else alive  # no [K, P] copy when all arrive
             arrivals = ClientUpdates(
-                ids=updates.ids[alive],
-                deltas=message.deltas[alive],
-                num_samples=updates.num_samples[alive],
-                num_steps=updates.num_steps[alive],
-                losses=None if updates.losses is None else updates.losses[alive],
+                ids=updates.ids[arrived],
+                deltas=message.deltas[arrived],
+                num_samples=updates.num_samples[arrived],
+                num_steps=updates.num_steps[arrived],
+                losses=None if updates.losses is None else updates.losses[arrived],
                 aggregate=in_dtype_of_vectors(message.aggregate),
             )
         counts = {name: getattr(message, name) for name in self.counts}
