@@ -417,14 +417,20 @@ def compress_fed_back(
     g_i), which also becomes g_i; only the rows that arrive (alive) write the table. Top-k does
     the three steps row by row; the others in three passes over the block."""
     fast, keep = compiled(), feedback == "ef21"
-    if compiled_top_k(spec, x.shape[1]):
-        k = kept(spec.fraction, x.shape[1])
-        fast.top_k_fed_back(table, ids, alive, x, k, keep, out)
+    K, P = x.shape
+    if compiled_top_k(spec, P):
+        fast.top_k_fed_back(table, ids, alive, x, kept(spec.fraction, P), keep, out)
         return
-    source = np.empty(x.shape)
-    fast.gather_add(table, ids, x, -1 if keep else 1, source)
-    compress_into(spec, source, seed, round, ids, float_bits, out)
-    fast.feed_back(table, ids, alive, source, out, keep)
+    # the quantizers' per-row scalars go CHUNK coordinates at a time (quantize_compiled): the
+    # same groups of rows here keep a group's source in cache through its three steps
+    rows = max(1, CHUNK // (padded_width(P) if spec.rotate else P))
+    scratch = np.empty((min(rows, K), P))
+    for start in range(0, K, rows):
+        group = slice(start, start + rows)
+        source = scratch[: len(ids[group])]
+        fast.gather_add(table, ids[group], x[group], -1 if keep else 1, source)
+        compress_into(spec, source, seed, round, ids[group], float_bits, out[group])
+        fast.feed_back(table, ids[group], alive[group], source, out[group], keep)
 
 
 def compress_rows(spec: Compressor, x, seed: int, round: int, ids, float_bits: int, out=None):
