@@ -461,21 +461,28 @@ def test_the_compiled_float_roundings_match_numpy_at_every_edge(spec, monkeypatc
 def test_the_compiled_error_feedback_matches_numpy(spec, feedback, monkeypatch):
     """The table read and written in place by the kernels: the same deltas and the same table,
     bit for bit, over rounds with clients that drop out."""
-    results = []
-    for mode in (False, True):
-        monkeypatch.setattr(compression, "COMPILED", mode)
-        stage = Compress(compression.parse(spec), 3, feedback, 30, 50)
-        state, sent = stage.initial_state(), []
-        for round in range(3):
-            ids = np.random.default_rng(round).choice(30, 12, replace=False)
-            alive = np.random.default_rng(round + 10).random(12) < 0.7
-            x = np.random.default_rng(round + 20).normal(size=(12, 50))
-            message, state = stage.apply(Message(round, ids, x, alive), state)
-            sent.append(message.deltas)
-        results.append((np.concatenate(sent), state[stage.key]))
-    (a, table_a), (b, table_b) = results
-    assert np.array_equal(a.view(np.uint64), b.view(np.uint64))
-    assert np.array_equal(table_a.view(np.uint64), table_b.view(np.uint64))
+    plain = compressed_rounds(spec, feedback, (30, 12, 50), np.float64, False, monkeypatch)
+    fast = compressed_rounds(spec, feedback, (30, 12, 50), np.float64, True, monkeypatch)
+    assert np.array_equal(plain[0].view(np.uint64), fast[0].view(np.uint64))
+    assert np.array_equal(plain[1].view(np.uint64), fast[1].view(np.uint64))
+
+
+def compressed_rounds(spec, feedback, shape, dtype, compiled, monkeypatch, rounds=3):
+    """(the deltas the Compress stage sends over `rounds` rounds, concatenated; its table after
+    them, or None) for N clients, cohorts of K, P coordinates (shape = (N, K, P)), about 30% of
+    the messages lost; with the compiled kernels or the NumPy functions."""
+    monkeypatch.setattr(compression, "COMPILED", compiled)
+    N, K, P = shape
+    stage = Compress(compression.parse(spec), 3, feedback, N, P)
+    state, sent = stage.initial_state(), []
+    for round in range(rounds):
+        ids = np.random.default_rng(round).choice(N, K, replace=False)
+        alive = np.random.default_rng(round + 10).random(K) < 0.7
+        x = np.random.default_rng(round + 20).normal(size=(K, P)).astype(dtype)
+        message, state = stage.apply(Message(round, ids, x, alive), state)
+        assert message.deltas.dtype == dtype
+        sent.append(message.deltas)
+    return np.concatenate(sent), state.get(stage.key)
 
 
 def test_secure_randk_shares_the_rounds_positions_and_is_unbiased_over_rounds():
@@ -508,21 +515,10 @@ def test_secure_randk_shares_the_rounds_positions_and_is_unbiased_over_rounds():
 def test_a_cohort_compressed_in_blocks_on_threads_matches_numpy(spec, feedback, dtype, monkeypatch):
     """A cohort of more coordinates than one block (70 x 20,000) goes through in blocks of rows
     on every core, top-k with error feedback row by row: the same deltas and table, bit for bit,
-    as the NumPy functions over the whole cohort, with clients that drop out."""
-    results = []
-    for mode in (False, True):
-        monkeypatch.setattr(compression, "COMPILED", mode)
-        stage = Compress(compression.parse(spec), 3, feedback, 90, 20_000)
-        state, sent = stage.initial_state(), []
-        for round in range(2):
-            ids = np.random.default_rng(round).choice(90, 70, replace=False)
-            alive = np.random.default_rng(round + 10).random(70) < 0.8
-            x = np.random.default_rng(round + 20).normal(size=(70, 20_000)).astype(dtype)
-            message, state = stage.apply(Message(round, ids, x, alive), state)
-            assert message.deltas.dtype == dtype
-            sent.append(message.deltas)
-        results.append((np.concatenate(sent), state.get(stage.key)))
-    (a, table_a), (b, table_b) = results
-    assert np.array_equal(a, b)
+    as the NumPy functions over the whole cohort."""
+    shape = (90, 70, 20_000)
+    plain, table = compressed_rounds(spec, feedback, shape, dtype, False, monkeypatch, rounds=2)
+    fast, fast_table = compressed_rounds(spec, feedback, shape, dtype, True, monkeypatch, rounds=2)
+    assert np.array_equal(plain, fast)
     if feedback:
-        assert np.array_equal(table_a, table_b) and np.any(table_a != 0)
+        assert np.array_equal(table, fast_table) and np.any(table != 0)
